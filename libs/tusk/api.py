@@ -1,0 +1,110 @@
+"""HTTP plumbing every service shares: error bodies, request ids, bearer-token auth."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Iterable
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tusk.errors import TuskError
+
+log = structlog.get_logger()
+
+# Health and metrics answer without a token so that probes and scrapers need no secret.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TuskError)
+    async def _tusk_error(_request: Request, exc: TuskError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.warning("request failed", error=exc.message, code=exc.code)
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        return JSONResponse(
+            {"error": "invalid request: " + "; ".join(problems), "code": "invalid_argument"},
+            status_code=400,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc.detail), "code": "http_error"},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", error=repr(exc))
+        return JSONResponse({"error": "internal error", "code": "internal"}, status_code=500)
+
+
+class RequestContextMiddleware:
+    """Binds a request id (the caller's ``X-Request-ID`` or a new one) to every log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+
+        async def send_with_id(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),  # type: ignore[misc]
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
+
+
+class BearerAuthMiddleware:
+    """When tokens are configured, every request but health and metrics needs one of them."""
+
+    def __init__(self, app: ASGIApp, tokens: Iterable[str]) -> None:
+        self.app = app
+        self.tokens = [t.encode() for t in tokens]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.tokens or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not any(
+            hmac.compare_digest(token.strip(), t) for t in self.tokens
+        ):
+            response = JSONResponse(
+                {"error": "missing or invalid bearer token (set TUSK_TOKEN for the CLI)",
+                 "code": "unauthorized"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def add_common_middleware(app: FastAPI, tokens: Iterable[str]) -> None:
+    app.add_middleware(BearerAuthMiddleware, tokens=list(tokens))
+    app.add_middleware(RequestContextMiddleware)

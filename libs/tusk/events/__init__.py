@@ -1,0 +1,1 @@
+"""Events: CloudEvents envelopes, typed payloads, the transactional outbox and the buses."""

@@ -1,0 +1,64 @@
+"""An object store in a local directory, for the embedded mode and unit tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from tusk.errors import InvalidArgument, NotFound
+
+
+class LocalObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise InvalidArgument(f"invalid object key {key!r}")
+        return self.root / key
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(self._put_sync, self._path(key), data)
+
+    @staticmethod
+    def _put_sync(path: Path, data: bytes) -> None:
+        # Write then rename, so a reader never sees a half-written object.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return await asyncio.to_thread(self._get_sync, key, start, end)
+
+    def _get_sync(self, key: str, start: int, end: int | None) -> bytes:
+        try:
+            with self._path(key).open("rb") as f:
+                f.seek(start)
+                return f.read() if end is None else f.read(max(0, end - start))
+        except FileNotFoundError:
+            raise NotFound(f"object {key!r} not found") from None
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._path(key).is_file)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        keys = await asyncio.to_thread(self._list_sync, prefix)
+        for key in keys:
+            yield key
+
+    def _list_sync(self, prefix: str) -> list[str]:
+        keys = []
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)

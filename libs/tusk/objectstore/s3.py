@@ -1,0 +1,119 @@
+"""An object store on any S3-compatible server through aiobotocore.
+
+Only plain S3 calls (PutObject, GetObject with Range, HeadObject, DeleteObject,
+ListObjectsV2, HeadBucket), so AWS S3, versitygw, SeaweedFS, MinIO and Ceph all work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tusk.errors import NotFound, Unavailable
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        *,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        max_connections: int = 64,
+    ) -> AsyncIterator[S3ObjectStore]:
+        config = AioConfig(
+            max_pool_connections=max_connections,
+            retries={"max_attempts": 5, "mode": "standard"},
+            s3={"addressing_style": "path"},
+        )
+        session = get_session()
+        async with session.create_client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=config,
+        ) as client:
+            store = cls(client, bucket, prefix)
+            await store.check_bucket()
+            yield store
+
+    async def check_bucket(self) -> None:
+        try:
+            await self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            raise Unavailable(
+                f"S3 bucket {self.bucket!r} is not reachable ({_code(e)}): create it or fix "
+                "TUSK_OBJECT_STORE_URL / TUSK_S3_* settings"
+            ) from e
+        except BotoCoreError as e:
+            raise Unavailable(f"S3 endpoint not reachable: {e}") from e
+
+    async def put(self, key: str, data: bytes) -> None:
+        try:
+            await self._client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+        except (ClientError, BotoCoreError) as e:
+            raise Unavailable(f"S3 put of {key!r} failed: {e}") from e
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + key}
+        if start or end is not None:
+            if end is not None and end <= start:
+                return b""
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            response = await self._client.get_object(**kwargs)
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+                return data
+        except ClientError as e:
+            if _code(e) in _MISSING:
+                raise NotFound(f"object {key!r} not found") from None
+            raise Unavailable(f"S3 get of {key!r} failed: {e}") from e
+        except BotoCoreError as e:
+            raise Unavailable(f"S3 get of {key!r} failed: {e}") from e
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except ClientError as e:
+            if _code(e) in _MISSING:
+                return False
+            raise Unavailable(f"S3 head of {key!r} failed: {e}") from e
+        except BotoCoreError as e:
+            raise Unavailable(f"S3 head of {key!r} failed: {e}") from e
+        return True
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        except (ClientError, BotoCoreError) as e:
+            raise Unavailable(f"S3 delete of {key!r} failed: {e}") from e
+
+    async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix) :]
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,82 @@
+"""Settings shared by every service, read from ``TUSK_*`` environment variables.
+
+Each service subclasses :class:`CommonSettings` with its own fields. Nothing else in the code
+base reads ``os.environ``: bad configuration fails at start-up with the variable's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "tusk"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUSK_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the embedded defaults keep the SQLite database and object files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL: postgresql+asyncpg://… or sqlite+aiosqlite:///…; "
+        "default: SQLite under the data directory.",
+    )
+    object_store_url: str | None = Field(
+        default=None,
+        description="file:///dir or s3://bucket[/prefix]; default: a directory under data_dir.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (non-AWS servers).")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port,… of Kafka; unset means the in-process MemoryBus."
+    )
+    api_tokens: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(),
+        description="Comma-separated bearer tokens; when set, every API request needs one.",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Apply database migrations when a service starts."
+    )
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError(
+                "TUSK_DATABASE_URL must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
+            )
+        return value
+
+    @field_validator("object_store_url")
+    @classmethod
+    def _check_object_store_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("file://", "s3://")):
+            raise ValueError("TUSK_OBJECT_STORE_URL must start with file:// or s3://")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'tusk.db'}"
+
+    @property
+    def resolved_object_store_url(self) -> str:
+        return self.object_store_url or (self.data_dir / "objects").as_uri()

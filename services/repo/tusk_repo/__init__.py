@@ -1,0 +1,1 @@
+"""The repo service: repos, branches, commits and files (versioned data)."""

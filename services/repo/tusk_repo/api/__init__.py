@@ -1,0 +1,1 @@
+"""HTTP routes of the repo service (thin: parse, call the service, shape the answer)."""

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response, status
+
+from tusk_repo.api.deps import ContextDep
+from tusk_repo.schemas import ErrorBody, RepoCreate, RepoInfo
+
+router = APIRouter(tags=["repos"], responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}})
+
+
+@router.post("/repos", status_code=status.HTTP_201_CREATED, response_model=RepoInfo,
+             responses={409: {"model": ErrorBody}})
+async def create_repo(body: RepoCreate, ctx: ContextDep) -> RepoInfo:
+    """Create a repo. Names are 1-63 letters, digits, '_' or '-'."""
+    async with ctx.db.session() as session:
+        repo = await ctx.service.create_repo(session, body.name, body.description)
+        return await ctx.service.repo_info(session, repo)
+
+
+@router.get("/repos", response_model=list[RepoInfo])
+async def list_repos(ctx: ContextDep) -> list[RepoInfo]:
+    async with ctx.db.session(write=False) as session:
+        return await ctx.service.list_repos(session)
+
+
+@router.get("/repos/{repo}", response_model=RepoInfo)
+async def inspect_repo(repo: str, ctx: ContextDep) -> RepoInfo:
+    async with ctx.db.session(write=False) as session:
+        return await ctx.service.repo_info(session, await ctx.service.get_repo(session, repo))
+
+
+@router.delete("/repos/{repo}", status_code=status.HTTP_204_NO_CONTENT,
+               responses={409: {"model": ErrorBody}})
+async def delete_repo(
+    repo: str,
+    ctx: ContextDep,
+    force: bool = Query(False, description="Delete even if other repos' provenance names it"),
+) -> Response:
+    """Delete a repo with its branches and commits. Refused while commits of other repos name
+    it in their provenance, unless ``force``."""
+    async with ctx.db.session() as session:
+        await ctx.service.delete_repo(session, repo, force=force)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

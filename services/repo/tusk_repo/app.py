@@ -1,0 +1,65 @@
+"""The repo service's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from tusk import __version__
+from tusk.api import add_common_middleware, install_error_handlers
+from tusk_repo.api import branches, commits, files, repos
+from tusk_repo.api.deps import ContextDep
+from tusk_repo.config import RepoSettings
+from tusk_repo.context import Context, build_context
+
+log = structlog.get_logger()
+
+DESCRIPTION = """
+Versioned data: **repos** hold **branches**; a branch's head is its last finished **commit**;
+a commit is a snapshot of a file tree. Start a commit on a branch, put and delete files in it,
+then finish it. Address commits by id or by branch, with `^N` / `~N` for ancestors
+(`master^2`, URL-encoded as `master%5E2`). File contents are stored once per distinct chunk.
+"""
+
+
+def create_app(settings: RepoSettings | None = None, context: Context | None = None) -> FastAPI:
+    """The app; with ``context`` it uses those clients instead of building its own."""
+    settings = settings or (context.settings if context else RepoSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if context is not None:
+            app.state.context = context
+            yield
+            return
+        async with build_context(settings) as built:
+            app.state.context = built
+            log.info("repo service ready", database=built.db.engine.url.render_as_string(),
+                     objects=settings.resolved_object_store_url)
+            yield
+        log.info("repo service stopped")
+
+    app = FastAPI(title="tusk repo service", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    if context is not None:
+        app.state.context = context
+    install_error_handlers(app)
+    add_common_middleware(app, settings.api_tokens)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(ctx: ContextDep) -> dict[str, str]:
+        async with ctx.db.session(write=False) as session:
+            await session.execute(text("SELECT 1"))
+        return {"status": "ready"}
+
+    for module in (repos, branches, commits, files):
+        app.include_router(module.router, prefix="/v1")
+    return app

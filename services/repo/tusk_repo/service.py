@@ -1,0 +1,560 @@
+"""The repo service's logic. Every method takes the session of the caller's transaction and
+only flushes; the request (or the test) that opened the session commits it, so a change and the
+events that announce it (written to the outbox) are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tusk.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from tusk.events.outbox import OutboxWriter
+from tusk.events.types import (
+    BranchMoved,
+    CommitFinished,
+    CommitRef,
+    CommitStarted,
+    RepoCreated,
+    RepoDeleted,
+)
+from tusk.objectstore.chunks import ChunkedFile
+from tusk.paths import Ref, normalize_path, parse_ref, validate_branch_name, validate_name
+from tusk_repo import store, trees
+from tusk_repo.schemas import (
+    BranchInfo,
+    CommitInfo,
+    CommitRefModel,
+    DiffEntry,
+    FileInfo,
+    HistoryEntry,
+    RepoInfo,
+)
+from tusk_repo.store import TreeStore
+from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow
+
+OPEN = "open"
+FINISHED = "finished"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TreeView:
+    """A commit's tree, readable whether the commit is finished or still open."""
+
+    commit: CommitRow
+    root: str
+    load: trees.Loader
+
+
+class RepoService:
+    def __init__(self, tree_store: TreeStore, outbox: OutboxWriter) -> None:
+        self.trees = tree_store
+        self.outbox = outbox
+
+    # --- repos -------------------------------------------------------------------------------
+
+    async def create_repo(self, session: AsyncSession, name: str, description: str) -> RepoRow:
+        validate_name("repo", name)
+        if await session.scalar(select(RepoRow.id).where(RepoRow.name == name)) is not None:
+            raise AlreadyExists(f"repo {name!r} already exists")
+        repo = RepoRow(name=name, description=description, created_at=_now())
+        session.add(repo)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise AlreadyExists(f"repo {name!r} already exists") from None
+        await self.outbox.add(session, RepoCreated(repo=name, created_at=repo.created_at))
+        return repo
+
+    async def get_repo(self, session: AsyncSession, name: str) -> RepoRow:
+        validate_name("repo", name)
+        repo = await session.scalar(select(RepoRow).where(RepoRow.name == name))
+        if repo is None:
+            raise NotFound(f"repo {name!r} not found")
+        return repo
+
+    async def list_repos(self, session: AsyncSession) -> list[RepoInfo]:
+        repos = (await session.scalars(select(RepoRow).order_by(RepoRow.name))).all()
+        return [await self.repo_info(session, r) for r in repos]
+
+    async def repo_info(self, session: AsyncSession, repo: RepoRow) -> RepoInfo:
+        branches = (
+            await session.scalars(
+                select(BranchRow).where(BranchRow.repo_id == repo.id).order_by(BranchRow.name)
+            )
+        ).all()
+        size = 0
+        master = next((b for b in branches if b.name == "master"), None)
+        if master is not None and master.head is not None:
+            size = await session.scalar(
+                select(CommitRow.size_bytes).where(CommitRow.id == master.head)
+            ) or 0
+        count = await session.scalar(
+            select(func.count()).select_from(CommitRow).where(CommitRow.repo_id == repo.id)
+        )
+        return RepoInfo(
+            name=repo.name,
+            description=repo.description,
+            created_at=repo.created_at,
+            branches=[b.name for b in branches],
+            size_bytes=size,
+            commit_count=count or 0,
+        )
+
+    async def delete_repo(self, session: AsyncSession, name: str, *, force: bool) -> None:
+        repo = await self.get_repo(session, name)
+        dependents = (
+            await session.execute(
+                select(RepoRow.name)
+                .join(CommitRow, CommitRow.repo_id == RepoRow.id)
+                .join(ProvenanceRow, ProvenanceRow.commit_id == CommitRow.id)
+                .where(ProvenanceRow.input_repo == name, RepoRow.id != repo.id)
+                .distinct()
+            )
+        ).scalars().all()
+        if dependents and not force:
+            raise Conflict(
+                f"repo {name!r} is in the provenance of commits in {', '.join(sorted(dependents))};"
+                " delete those first or pass force",
+                dependents=sorted(dependents),
+            )
+        await session.delete(repo)
+        await session.flush()
+        await self.outbox.add(session, RepoDeleted(repo=name))
+
+    # --- branches ----------------------------------------------------------------------------
+
+    async def _branch(self, session: AsyncSession, repo: RepoRow, name: str) -> BranchRow | None:
+        return await session.get(BranchRow, (repo.id, name))
+
+    async def get_branch(self, session: AsyncSession, repo: RepoRow, name: str) -> BranchRow:
+        validate_branch_name(name)
+        branch = await self._branch(session, repo, name)
+        if branch is None:
+            raise NotFound(f"branch {name!r} not found in repo {repo.name!r}")
+        return branch
+
+    async def list_branches(self, session: AsyncSession, repo: RepoRow) -> list[BranchInfo]:
+        rows = await session.scalars(
+            select(BranchRow).where(BranchRow.repo_id == repo.id).order_by(BranchRow.name)
+        )
+        return [self.branch_info(repo, b) for b in rows]
+
+    @staticmethod
+    def branch_info(repo: RepoRow, branch: BranchRow) -> BranchInfo:
+        return BranchInfo(repo=repo.name, name=branch.name, head=branch.head,
+                          created_at=branch.created_at)
+
+    async def create_branch(
+        self, session: AsyncSession, repo: RepoRow, name: str, head: str | None
+    ) -> BranchRow:
+        validate_branch_name(name)
+        if await self._branch(session, repo, name) is not None:
+            raise AlreadyExists(f"branch {name!r} already exists in repo {repo.name!r}")
+        head_id = None
+        if head is not None:
+            head_id = (await self.resolve_commit(session, repo, head, finished=True)).id
+        branch = BranchRow(repo_id=repo.id, name=name, head=head_id, created_at=_now())
+        session.add(branch)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise AlreadyExists(f"branch {name!r} already exists in repo {repo.name!r}") from None
+        if head_id is not None:
+            await self.outbox.add(
+                session, BranchMoved(repo=repo.name, branch=name, head=head_id, previous=None)
+            )
+        return branch
+
+    async def move_branch(
+        self, session: AsyncSession, repo: RepoRow, name: str, head: str
+    ) -> BranchRow:
+        branch = await self.get_branch(session, repo, name)
+        target = await self.resolve_commit(session, repo, head, finished=True)
+        previous = branch.head
+        branch.head = target.id
+        await session.flush()
+        await self.outbox.add(
+            session, BranchMoved(repo=repo.name, branch=name, head=target.id, previous=previous)
+        )
+        return branch
+
+    async def delete_branch(self, session: AsyncSession, repo: RepoRow, name: str) -> None:
+        branch = await self.get_branch(session, repo, name)
+        open_commit = await self._open_commit_on(session, repo, name)
+        if open_commit is not None:
+            raise Conflict(
+                f"branch {name!r} has open commit {open_commit.id}; finish or abandon it first"
+            )
+        await session.delete(branch)
+        await session.flush()
+
+    # --- commits -----------------------------------------------------------------------------
+
+    async def _commit_by_id(self, session: AsyncSession, repo: RepoRow, cid: str) -> CommitRow:
+        commit = await session.scalar(
+            select(CommitRow).where(CommitRow.id == cid, CommitRow.repo_id == repo.id)
+        )
+        if commit is None:
+            raise NotFound(f"commit {cid} not found in repo {repo.name!r}")
+        return commit
+
+    async def _open_commit_on(
+        self, session: AsyncSession, repo: RepoRow, branch: str
+    ) -> CommitRow | None:
+        return await session.scalar(
+            select(CommitRow).where(
+                CommitRow.repo_id == repo.id, CommitRow.branch == branch, CommitRow.state == OPEN
+            )
+        )
+
+    async def resolve_commit(
+        self, session: AsyncSession, repo: RepoRow, ref_text: str | Ref, *, finished: bool = False
+    ) -> CommitRow:
+        """The commit a ref names: a commit id, or a branch's head (its last finished commit),
+        then ``ancestry`` generations back."""
+        ref = parse_ref(ref_text) if isinstance(ref_text, str) else ref_text
+        if ref.is_commit_id:
+            commit = await self._commit_by_id(session, repo, ref.base)
+        else:
+            branch = await self.get_branch(session, repo, ref.base)
+            if branch.head is None:
+                pending = await self._open_commit_on(session, repo, branch.name)
+                hint = f" (commit {pending.id} is open)" if pending else ""
+                raise NotFound(
+                    f"branch {branch.name!r} of repo {repo.name!r} has no finished commit yet{hint}"
+                )
+            commit = await self._commit_by_id(session, repo, branch.head)
+        for generation in range(ref.ancestry):
+            if commit.parent is None:
+                raise NotFound(
+                    f"{repo.name}@{ref.base} has only {generation} ancestor(s), not {ref.ancestry}"
+                )
+            commit = await self._commit_by_id(session, repo, commit.parent)
+        if finished and commit.state != FINISHED:
+            raise Conflict(f"commit {commit.id} is still open")
+        return commit
+
+    async def resolve_open_commit(
+        self, session: AsyncSession, repo: RepoRow, ref_text: str, *, lock: bool = False
+    ) -> CommitRow:
+        """The open commit a write goes to: an open commit's id, or a branch's open commit.
+
+        With ``lock``, the row is share-locked (PostgreSQL) so that a finish, which takes the row
+        exclusively, waits for writes in flight and writes after it see the commit finished.
+        """
+        ref = parse_ref(ref_text)
+        if ref.ancestry:
+            raise InvalidArgument(f"cannot write to {ref_text!r}: an ancestor is always finished")
+        query = select(CommitRow).where(CommitRow.repo_id == repo.id)
+        if ref.is_commit_id:
+            query = query.where(CommitRow.id == ref.base)
+        else:
+            await self.get_branch(session, repo, ref.base)
+            query = query.where(CommitRow.branch == ref.base, CommitRow.state == OPEN)
+        if lock:
+            query = query.with_for_update(read=True)
+        commit = await session.scalar(query)
+        if commit is None:
+            if ref.is_commit_id:
+                raise NotFound(f"commit {ref.base} not found in repo {repo.name!r}")
+            raise Conflict(
+                f"branch {ref.base!r} of repo {repo.name!r} has no open commit: start one first "
+                f"(tusk commit start {repo.name}@{ref.base})"
+            )
+        if commit.state != OPEN:
+            raise Conflict(f"commit {commit.id} is finished; start a new commit to change files")
+        return commit
+
+    async def start_commit(
+        self,
+        session: AsyncSession,
+        repo: RepoRow,
+        branch_name: str,
+        *,
+        description: str = "",
+        provenance: Sequence[CommitRefModel] = (),
+        global_id: str | None = None,
+    ) -> CommitRow:
+        validate_branch_name(branch_name)
+        branch = await self._branch(session, repo, branch_name)
+        if branch is None:
+            branch = await self.create_branch(session, repo, branch_name, None)
+        existing = await self._open_commit_on(session, repo, branch_name)
+        if existing is not None:
+            raise Conflict(
+                f"branch {branch_name!r} of repo {repo.name!r} already has open commit "
+                f"{existing.id}; finish or abandon it first",
+                open_commit=existing.id,
+            )
+        inputs = [await self._resolve_input(session, p) for p in provenance]
+        parent = await self._commit_by_id(session, repo, branch.head) if branch.head else None
+        commit_id = uuid.uuid4().hex
+        commit = CommitRow(
+            id=commit_id,
+            repo_id=repo.id,
+            branch=branch_name,
+            parent=parent.id if parent else None,
+            state=OPEN,
+            base_tree=(parent.root_tree if parent and parent.root_tree else trees.EMPTY_TREE),
+            global_id=global_id or commit_id,
+            description=description,
+            started_at=_now(),
+        )
+        session.add(commit)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise Conflict(
+                f"branch {branch_name!r} of repo {repo.name!r} already has an open commit"
+            ) from None
+        session.add_all(
+            ProvenanceRow(commit_id=commit_id, input_commit=c.commit, input_repo=c.repo)
+            for c in {(i.repo, i.commit): i for i in inputs}.values()
+        )
+        await session.flush()
+        await self.outbox.add(
+            session,
+            CommitStarted(
+                repo=repo.name, commit=commit_id, branch=branch_name, parent=commit.parent,
+                global_id=commit.global_id, provenance=tuple(inputs), started_at=commit.started_at,
+            ),
+        )
+        return commit
+
+    async def _resolve_input(self, session: AsyncSession, ref: CommitRefModel) -> CommitRef:
+        repo = await self.get_repo(session, ref.repo)
+        commit = await self.resolve_commit(session, repo, ref.commit)
+        return CommitRef(repo=repo.name, commit=commit.id)
+
+    async def finish_commit(
+        self, session: AsyncSession, repo: RepoRow, ref: str, *, error: str | None = None
+    ) -> CommitRow:
+        commit = await self.resolve_open_commit(session, repo, ref)
+        # Exclusive lock: waits for puts holding the share lock, and later puts see "finished".
+        await session.execute(
+            select(CommitRow.seq).where(CommitRow.id == commit.id).with_for_update()
+        )
+        await session.refresh(commit)
+        if commit.state != OPEN:
+            raise Conflict(f"commit {commit.id} is already finished")
+        deletes, puts = await store.staged_changes(session, commit.id)
+        merged = await trees.merge(self.trees.loader(session), commit.base_tree, deletes, puts)
+        await self.trees.save(session, merged.new_nodes)
+        await store.clear_staged(session, commit.id)
+        commit.state = FINISHED
+        commit.root_tree = merged.root
+        commit.size_bytes = merged.size
+        commit.file_count = merged.count
+        commit.finished_at = _now()
+        commit.error = error
+        await session.flush()
+        provenance = await self.provenance(session, commit)
+        events: list[CommitFinished | BranchMoved] = [
+            CommitFinished(
+                repo=repo.name, commit=commit.id, branch=commit.branch, parent=commit.parent,
+                global_id=commit.global_id,
+                provenance=tuple(CommitRef(repo=p.repo, commit=p.commit) for p in provenance),
+                finished_at=commit.finished_at, size_bytes=merged.size, file_count=merged.count,
+                error=error,
+            )
+        ]
+        if commit.branch is not None:
+            previous = await session.scalar(
+                select(BranchRow.head).where(
+                    BranchRow.repo_id == repo.id, BranchRow.name == commit.branch
+                )
+            )
+            await session.execute(
+                update(BranchRow)
+                .where(BranchRow.repo_id == repo.id, BranchRow.name == commit.branch)
+                .values(head=commit.id)
+            )
+            events.append(
+                BranchMoved(repo=repo.name, branch=commit.branch, head=commit.id, previous=previous)
+            )
+        await self.outbox.add(session, *events)
+        return commit
+
+    async def abandon_commit(self, session: AsyncSession, repo: RepoRow, ref: str) -> None:
+        commit = await self.resolve_open_commit(session, repo, ref)
+        await session.execute(
+            select(CommitRow.seq).where(CommitRow.id == commit.id).with_for_update()
+        )
+        await session.execute(delete(CommitRow).where(CommitRow.id == commit.id))
+
+    async def provenance(self, session: AsyncSession, commit: CommitRow) -> list[CommitRefModel]:
+        rows = await session.execute(
+            select(ProvenanceRow.input_repo, ProvenanceRow.input_commit)
+            .where(ProvenanceRow.commit_id == commit.id)
+            .order_by(ProvenanceRow.input_repo, ProvenanceRow.input_commit)
+        )
+        return [CommitRefModel(repo=r, commit=c) for r, c in rows.tuples()]
+
+    async def commit_info(
+        self, session: AsyncSession, repo: RepoRow, commit: CommitRow
+    ) -> CommitInfo:
+        return CommitInfo(
+            id=commit.id, repo=repo.name, branch=commit.branch, parent=commit.parent,
+            state=OPEN if commit.state == OPEN else FINISHED, error=commit.error,
+            global_id=commit.global_id, provenance=await self.provenance(session, commit),
+            description=commit.description, size_bytes=commit.size_bytes,
+            file_count=commit.file_count, started_at=commit.started_at,
+            finished_at=commit.finished_at,
+        )
+
+    async def list_commits(
+        self,
+        session: AsyncSession,
+        repo: RepoRow,
+        *,
+        branch: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+    ) -> tuple[list[CommitRow], int | None]:
+        """Commits newest first; ``cursor`` is the last page's smallest sequence number."""
+        query = select(CommitRow).where(CommitRow.repo_id == repo.id)
+        if branch is not None:
+            query = query.where(CommitRow.branch == branch)
+        if state is not None:
+            query = query.where(CommitRow.state == state)
+        if cursor is not None:
+            query = query.where(CommitRow.seq < cursor)
+        rows = list((await session.scalars(query.order_by(CommitRow.seq.desc()).limit(limit + 1))).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1].seq if more and rows else None)
+
+    async def log(
+        self, session: AsyncSession, repo: RepoRow, ref: str, *, limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[CommitRow], str | None]:
+        """A ref's ancestry, newest first; ``cursor`` is the commit to continue from."""
+        commit: CommitRow | None = (
+            await self._commit_by_id(session, repo, cursor) if cursor
+            else await self.resolve_commit(session, repo, ref)
+        )
+        rows: list[CommitRow] = []
+        while commit is not None and len(rows) < limit:
+            rows.append(commit)
+            commit = await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
+        return rows, (commit.id if commit is not None else None)
+
+    # --- files -------------------------------------------------------------------------------
+
+    async def put_files(
+        self, session: AsyncSession, repo: RepoRow, ref: str, files: Sequence[tuple[str, ChunkedFile]]
+    ) -> CommitRow:
+        commit = await self.resolve_open_commit(session, repo, ref, lock=True)
+        await store.stage_puts(session, commit.id, files)
+        return commit
+
+    async def delete_path(
+        self, session: AsyncSession, repo: RepoRow, ref: str, path: str
+    ) -> CommitRow:
+        path = normalize_path(path)
+        commit = await self.resolve_open_commit(session, repo, ref, lock=True)
+        view = await self.open_view(session, commit)
+        if await trees.lookup(view.load, view.root, path) is None:
+            raise NotFound(f"path {path} not found in commit {commit.id}")
+        await store.stage_delete(session, commit.id, path)
+        return commit
+
+    async def view(self, session: AsyncSession, repo: RepoRow, ref: str) -> TreeView:
+        """The tree of a finished commit (by ref), or of an open commit (by its id)."""
+        commit = await self.resolve_commit(session, repo, ref)
+        if commit.state == OPEN:
+            return await self.open_view(session, commit)
+        assert commit.root_tree is not None
+        return TreeView(commit, commit.root_tree, self.trees.loader(session))
+
+    async def open_view(self, session: AsyncSession, commit: CommitRow) -> TreeView:
+        """An open commit's tree as it would be if finished now (nothing is saved)."""
+        deletes, puts = await store.staged_changes(session, commit.id)
+        base_loader = self.trees.loader(session)
+        if not deletes and not puts:
+            return TreeView(commit, commit.base_tree, base_loader)
+        merged = await trees.merge(base_loader, commit.base_tree, deletes, puts)
+        return TreeView(commit, merged.root, self.trees.loader(session, merged.new_nodes))
+
+    async def stat(self, session: AsyncSession, view: TreeView, path: str) -> FileInfo:
+        path = normalize_path(path)
+        entry = await trees.lookup(view.load, view.root, path)
+        if entry is None:
+            raise NotFound(f"path {path} not found in commit {view.commit.id}")
+        return file_info(path, entry)
+
+    async def open_file(
+        self, session: AsyncSession, view: TreeView, path: str
+    ) -> tuple[FileInfo, ChunkedFile]:
+        info = await self.stat(session, view, path)
+        if info.type == "dir":
+            raise InvalidArgument(f"{info.path} is a directory; list it instead")
+        return info, await store.load_file(session, info.hash)
+
+    async def history(
+        self, session: AsyncSession, repo: RepoRow, ref: str, path: str, *, limit: int = 100
+    ) -> list[HistoryEntry]:
+        """The commits among ``ref``'s last ``limit`` ancestors where ``path`` changed."""
+        path = normalize_path(path, allow_root=False)
+        commits, _ = await self.log(session, repo, ref, limit=limit)
+        load = self.trees.loader(session)
+
+        async def entry_in(commit: CommitRow | None) -> trees.Entry | None:
+            if commit is None or commit.root_tree is None:
+                return None
+            return await trees.lookup(load, commit.root_tree, path)
+
+        out: list[HistoryEntry] = []
+        for commit in commits:
+            parent = await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
+            entry, before = await entry_in(commit), await entry_in(parent)
+            if entry == before:
+                continue
+            change = "deleted" if entry is None else ("added" if before is None else "modified")
+            out.append(HistoryEntry(
+                commit=commit.id, change=change, size_bytes=entry.size if entry else None,
+                hash=entry.hash if entry else None, finished_at=commit.finished_at,
+            ))
+        return out
+
+    async def diff(
+        self, session: AsyncSession, repo: RepoRow, to_ref: str, from_ref: str | None, path: str
+    ) -> tuple[CommitRow | None, CommitRow, list[DiffEntry]]:
+        path = normalize_path(path)
+        new = await self.view(session, repo, to_ref)
+        old_commit: CommitRow | None
+        if from_ref is not None:
+            old_commit = await self.resolve_commit(session, repo, from_ref, finished=True)
+        elif new.commit.parent is not None:
+            old_commit = await self._commit_by_id(session, repo, new.commit.parent)
+        else:
+            old_commit = None
+        old_root = (old_commit.root_tree if old_commit and old_commit.root_tree
+                    else trees.EMPTY_TREE)
+        changes = await trees.diff(new.load, old_root, new.root, path)
+        return old_commit, new.commit, [
+            DiffEntry(
+                path=c.path, change=c.change,  # type: ignore[arg-type]
+                size_before=c.old.size if c.old else None, size_after=c.new.size if c.new else None,
+            )
+            for c in changes
+        ]
+
+
+def file_info(path: str, entry: trees.Entry) -> FileInfo:
+    return FileInfo(
+        path=path, type="dir" if entry.kind == trees.DIR else "file", size_bytes=entry.size,
+        hash=entry.hash, file_count=entry.count,
+    )

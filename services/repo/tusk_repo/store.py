@@ -1,0 +1,142 @@
+"""SQL for file contents, tree nodes and staged changes, plus the tree-node cache.
+
+Tree nodes are immutable (keyed by their hash), so the cache needs no invalidation: it only
+bounds memory by the number of entries it holds.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tusk.db import insert_for
+from tusk.errors import NotFound
+from tusk.objectstore.chunks import ChunkedFile
+from tusk_repo.tables import FileRow, StagedRow, TreeRow
+from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, Loader, Node, decode_node
+
+_INSERT_BATCH = 5000
+
+
+class TreeStore:
+    def __init__(self, max_cached_entries: int = 2_000_000) -> None:
+        self._cache: OrderedDict[str, Node] = OrderedDict()
+        self._cached_entries = 0
+        self._max_entries = max_cached_entries
+
+    def loader(self, session: AsyncSession, overlay: dict[str, bytes] | None = None) -> Loader:
+        """A loader reading ``overlay`` (nodes not saved yet) first, then the cache, then SQL."""
+
+        async def load(digest: str) -> Node:
+            if overlay and digest in overlay:
+                return decode_node(overlay[digest])
+            return await self.load(session, digest)
+
+        return load
+
+    async def load(self, session: AsyncSession, digest: str) -> Node:
+        node = self._cache.get(digest)
+        if node is not None:
+            self._cache.move_to_end(digest)
+            return node
+        blob = await session.scalar(select(TreeRow.entries).where(TreeRow.hash == digest))
+        if blob is None:
+            if digest == EMPTY_TREE:
+                blob = EMPTY_NODE
+            else:
+                raise NotFound(f"tree node {digest} is missing")
+        node = decode_node(blob)
+        self._remember(digest, node)
+        return node
+
+    def _remember(self, digest: str, node: Node) -> None:
+        self._cache[digest] = node
+        self._cached_entries += len(node.entries) + 1
+        while self._cached_entries > self._max_entries and self._cache:
+            _, old = self._cache.popitem(last=False)
+            self._cached_entries -= len(old.entries) + 1
+
+    async def save(self, session: AsyncSession, nodes: dict[str, bytes]) -> None:
+        rows = [{"hash": h, "entries": blob} for h, blob in nodes.items()]
+        for start in range(0, len(rows), _INSERT_BATCH):
+            stmt = insert_for(session, TreeRow.__table__).on_conflict_do_nothing(
+                index_elements=["hash"]
+            )
+            await session.execute(stmt, rows[start : start + _INSERT_BATCH])
+
+
+async def save_files(session: AsyncSession, files: Iterable[ChunkedFile]) -> None:
+    rows = list({f.hash: {"hash": f.hash, "size": f.size, "chunks": f.encode_chunks()}
+                 for f in files}.values())
+    for start in range(0, len(rows), _INSERT_BATCH):
+        stmt = insert_for(session, FileRow.__table__).on_conflict_do_nothing(index_elements=["hash"])
+        await session.execute(stmt, rows[start : start + _INSERT_BATCH])
+
+
+async def load_file(session: AsyncSession, digest: str) -> ChunkedFile:
+    row = (await session.execute(select(FileRow).where(FileRow.hash == digest))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"file contents {digest} are missing")
+    return ChunkedFile(row.hash, row.size, ChunkedFile.decode_chunks(row.chunks))
+
+
+def _under(path: str) -> object:
+    """Rows at ``path`` or beneath it; a range on the key instead of LIKE, so no escaping."""
+    if path == "/":
+        return StagedRow.path.is_not(None)
+    return or_(
+        StagedRow.path == path,
+        and_(StagedRow.path >= path + "/", StagedRow.path < path + "0"),  # '0' follows '/'
+    )
+
+
+async def stage_puts(
+    session: AsyncSession, commit_id: str, puts: Sequence[tuple[str, ChunkedFile]]
+) -> None:
+    await save_files(session, (f for _, f in puts))
+    latest = {path: f for path, f in puts}  # a path put twice in one batch keeps the last
+    rows = [
+        {"commit_id": commit_id, "path": p, "op": "put", "file_hash": f.hash, "size": f.size}
+        for p, f in latest.items()
+    ]
+    for start in range(0, len(rows), _INSERT_BATCH):
+        stmt = insert_for(session, StagedRow.__table__)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["commit_id", "path", "op"],
+            set_={"file_hash": stmt.excluded.file_hash, "size": stmt.excluded.size},
+        )
+        await session.execute(stmt, rows[start : start + _INSERT_BATCH])
+
+
+async def stage_delete(session: AsyncSession, commit_id: str, path: str) -> None:
+    # Earlier staged changes at or under the path are superseded by the delete.
+    await session.execute(
+        delete(StagedRow).where(StagedRow.commit_id == commit_id, _under(path))  # type: ignore[arg-type]
+    )
+    session.add(StagedRow(commit_id=commit_id, path=path, op="del", file_hash=None, size=0))
+    await session.flush()
+
+
+async def staged_changes(
+    session: AsyncSession, commit_id: str
+) -> tuple[list[str], list[tuple[str, str, int]]]:
+    result = await session.execute(
+        select(StagedRow.path, StagedRow.op, StagedRow.file_hash, StagedRow.size).where(
+            StagedRow.commit_id == commit_id
+        )
+    )
+    deletes: list[str] = []
+    puts: list[tuple[str, str, int]] = []
+    for path, op, file_hash, size in result.tuples():
+        if op == "del":
+            deletes.append(path)
+        else:
+            puts.append((path, file_hash or "", size))
+    return deletes, puts
+
+
+async def clear_staged(session: AsyncSession, commit_id: str) -> None:
+    await session.execute(delete(StagedRow).where(StagedRow.commit_id == commit_id))

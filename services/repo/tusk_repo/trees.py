@@ -1,0 +1,283 @@
+"""File trees as Merkle trees of directory nodes.
+
+A node is the sorted list of a directory's entries; its key is the BLAKE3 hash of its
+encoding, so equal directories are stored once and two trees are compared by descending only
+into subtrees whose hashes differ. Directories exist only while they hold files.
+
+Everything here is pure logic over a ``Loader`` (hash → node); the SQL lives in ``store.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+import blake3
+
+from tusk.errors import Conflict, InvalidArgument, NotFound
+from tusk.paths import split_path
+
+FILE = "file"
+DIR = "dir"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    kind: str
+    hash: str
+    size: int
+    count: int  # files under a directory; 1 for a file
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    entries: tuple[Entry, ...]
+    by_name: dict[str, Entry]
+
+    @classmethod
+    def of(cls, entries: Iterable[Entry]) -> Node:
+        ordered = tuple(sorted(entries, key=lambda e: e.name))
+        return cls(ordered, {e.name: e for e in ordered})
+
+
+def encode_node(entries: tuple[Entry, ...]) -> bytes:
+    rows = [[e.name, "d" if e.kind == DIR else "f", e.hash, e.size, e.count] for e in entries]
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_node(blob: bytes) -> Node:
+    return Node.of(
+        Entry(name, DIR if kind == "d" else FILE, h, size, count)
+        for name, kind, h, size, count in json.loads(blob)
+    )
+
+
+def node_hash(blob: bytes) -> str:
+    return blake3.blake3(blob).hexdigest()
+
+
+EMPTY_NODE = encode_node(())
+EMPTY_TREE = node_hash(EMPTY_NODE)
+
+Loader = Callable[[str], Awaitable[Node]]
+
+
+# --- merging staged changes into a tree -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Patch:
+    delete: bool = False
+    file: tuple[str, int] | None = None
+    children: dict[str, _Patch] = field(default_factory=dict)
+
+    def at(self, path: str) -> _Patch:
+        node = self
+        for segment in split_path(path):
+            node = node.children.setdefault(segment, _Patch())
+        return node
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    root: str
+    size: int
+    count: int
+    new_nodes: dict[str, bytes]
+
+
+async def merge(
+    load: Loader,
+    base_root: str,
+    deletes: Iterable[str],
+    puts: Iterable[tuple[str, str, int]],
+) -> MergeResult:
+    """Apply deletes (paths) and then puts ((path, file hash, size)) to the tree at ``base_root``.
+
+    Deletes come first because staging drops a delete's earlier puts beneath it, so any put that
+    remains was made after the delete. Only directories on changed paths are re-encoded.
+    """
+    patch = _Patch()
+    for path in deletes:
+        patch.at(path).delete = True
+    for path, file_hash, size in puts:
+        patch.at(path).file = (file_hash, size)
+    new_nodes: dict[str, bytes] = {}
+
+    async def apply(base: str | None, change: _Patch, path: str) -> Entry | None:
+        entries = {} if (change.delete or base is None) else dict((await load(base)).by_name)
+        for name, child in change.children.items():
+            child_path = f"{path.rstrip('/')}/{name}"
+            existing = None if child.delete else entries.get(name)
+            if child.delete:
+                entries.pop(name, None)
+            if child.file is not None:
+                if child.children:
+                    raise Conflict(f"{child_path} is put both as a file and as a directory")
+                if existing is not None and existing.kind == DIR:
+                    raise Conflict(
+                        f"cannot put file {child_path}: it is a directory in the parent commit "
+                        "(delete it first)"
+                    )
+                entries[name] = Entry(name, FILE, child.file[0], child.file[1], 1)
+            elif child.children:
+                if existing is not None and existing.kind == FILE:
+                    raise Conflict(
+                        f"cannot put files under {child_path}: it is a file (delete it first)"
+                    )
+                sub = await apply(existing.hash if existing else None, child, child_path)
+                if sub is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = Entry(name, DIR, sub.hash, sub.size, sub.count)
+        if not entries:
+            return None
+        ordered = tuple(sorted(entries.values(), key=lambda e: e.name))
+        blob = encode_node(ordered)
+        digest = node_hash(blob)
+        new_nodes[digest] = blob
+        return Entry("", DIR, digest, sum(e.size for e in ordered), sum(e.count for e in ordered))
+
+    result = await apply(base_root, patch, "/")
+    if result is None:
+        new_nodes[EMPTY_TREE] = EMPTY_NODE
+        return MergeResult(EMPTY_TREE, 0, 0, new_nodes)
+    return MergeResult(result.hash, result.size, result.count, new_nodes)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def root_entry(root: str, size: int = 0, count: int = 0) -> Entry:
+    return Entry("", DIR, root, size, count)
+
+
+async def lookup(load: Loader, root: str, path: str) -> Entry | None:
+    """The entry at ``path`` (the root itself for ``/``), or None."""
+    entry: Entry | None = root_entry(root)
+    for segment in split_path(path):
+        if entry is None or entry.kind != DIR:
+            return None
+        entry = (await load(entry.hash)).by_name.get(segment)
+    if entry is not None and entry.name == "" and entry.kind == DIR:
+        node = await load(root)
+        return Entry("", DIR, root, sum(e.size for e in node.entries),
+                     sum(e.count for e in node.entries))
+    return entry
+
+
+async def list_dir(load: Loader, root: str, path: str) -> list[tuple[str, Entry]]:
+    """The entries directly in the directory at ``path``; a file lists as itself."""
+    entry = await lookup(load, root, path)
+    if entry is None:
+        raise NotFound(f"path {path} not found")
+    if entry.kind == FILE:
+        return [(path, entry)]
+    prefix = path.rstrip("/")
+    return [(f"{prefix}/{e.name}", e) for e in (await load(entry.hash)).entries]
+
+
+async def walk_files(load: Loader, root: str, path: str = "/") -> AsyncIterator[tuple[str, Entry]]:
+    """Every file at or under ``path``, in path order."""
+    entry = await lookup(load, root, path)
+    if entry is None:
+        return
+    async for item in _walk(load, path, entry):
+        yield item
+
+
+async def _walk(load: Loader, path: str, entry: Entry) -> AsyncIterator[tuple[str, Entry]]:
+    if entry.kind == FILE:
+        yield path, entry
+        return
+    prefix = path.rstrip("/")
+    for child in (await load(entry.hash)).entries:
+        async for item in _walk(load, f"{prefix}/{child.name}", child):
+            yield item
+
+
+def validate_glob(pattern: str) -> list[str]:
+    if "\x00" in pattern or ".." in pattern.split("/"):
+        raise InvalidArgument(f"invalid glob {pattern!r}")
+    if not pattern.startswith("/"):
+        pattern = "/" + pattern
+    return split_path(pattern)
+
+
+async def glob(load: Loader, root: str, pattern: str) -> list[tuple[str, Entry]]:
+    """Entries matching a glob: ``*``, ``?`` and ``[...]`` within a segment, ``**`` across any
+    number of directories. ``/`` matches the root itself (Pachyderm's one-datum glob)."""
+    segments = validate_glob(pattern)
+    top = await lookup(load, root, "/")
+    assert top is not None
+    matches: dict[str, Entry] = {}
+
+    async def visit(path: str, entry: Entry, rest: list[str]) -> None:
+        if not rest:
+            matches[path or "/"] = entry
+            return
+        if entry.kind != DIR:
+            return
+        head, tail = rest[0], rest[1:]
+        children = (await load(entry.hash)).entries
+        if head == "**":
+            await visit(path, entry, tail)
+            for child in children:
+                if child.kind == DIR:
+                    await visit(f"{path}/{child.name}", child, rest)
+                elif not tail:
+                    matches[f"{path}/{child.name}"] = child
+            return
+        for child in children:
+            if fnmatchcase(child.name, head):
+                await visit(f"{path}/{child.name}", child, tail)
+
+    await visit("", top, segments)
+    return sorted(matches.items())
+
+
+# --- comparing two trees ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    change: str  # added | deleted | modified
+    old: Entry | None
+    new: Entry | None
+
+
+async def diff(load: Loader, old_root: str, new_root: str, path: str = "/") -> list[Change]:
+    """File-level changes from ``old_root`` to ``new_root`` under ``path``."""
+    old = await lookup(load, old_root, path)
+    new = await lookup(load, new_root, path)
+    changes: list[Change] = []
+    await _diff_entries(load, path, old, new, changes)
+    return changes
+
+
+async def _diff_entries(
+    load: Loader, path: str, old: Entry | None, new: Entry | None, out: list[Change]
+) -> None:
+    if old is not None and new is not None and old.hash == new.hash and old.kind == new.kind:
+        return
+    if old is not None and new is not None and old.kind == FILE and new.kind == FILE:
+        out.append(Change(path, "modified", old, new))
+        return
+    if old is not None and new is not None and old.kind == DIR and new.kind == DIR:
+        old_node, new_node = await load(old.hash), await load(new.hash)
+        prefix = path.rstrip("/")
+        for name in sorted(old_node.by_name.keys() | new_node.by_name.keys()):
+            await _diff_entries(
+                load, f"{prefix}/{name}", old_node.by_name.get(name), new_node.by_name.get(name), out
+            )
+        return
+    if old is not None:
+        async for p, e in _walk(load, path, old):
+            out.append(Change(p, "deleted", e, None))
+    if new is not None:
+        async for p, e in _walk(load, path, new):
+            out.append(Change(p, "added", None, e))

@@ -1,0 +1,1 @@
+"""The composition root: the `tusk` command and the embedded stack."""

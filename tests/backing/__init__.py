@@ -1,0 +1,1 @@
+"""Real backing services (PostgreSQL, S3, Kafka, ...) started by the test suite itself."""
