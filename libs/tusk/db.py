@@ -140,3 +140,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+async def insert_if_absent(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
+    """Insert a row unless it clashes with a unique key; True when it was inserted.
+
+    ``ON CONFLICT DO NOTHING`` instead of catching IntegrityError: on PostgreSQL a failed insert
+    aborts the whole transaction, so racing creators must not fail, only learn they lost.
+    """
+    first_key = next(iter(table.primary_key.columns))
+    stmt = insert_for(session, table).values(**values).on_conflict_do_nothing().returning(first_key)
+    return (await session.execute(stmt)).first() is not None

@@ -29,11 +29,14 @@ def install() -> None:
     print(f"cache: {cache_dir()}")
     _timed("PostgreSQL (Debian package)", postgres.ensure_installed)
     _timed(f"versitygw {s3.VERSION} (go install)", s3.ensure_installed)
-    _timed(f"Kafka {kafka.KAFKA_VERSION} jars (mvn dependency:copy-dependencies)", kafka.ensure_installed)
+    _timed(
+        f"Kafka {kafka.KAFKA_VERSION} jars (mvn dependency:copy-dependencies)",
+        kafka.ensure_installed,
+    )
 
 
 async def _check_postgres(server: postgres.PostgresServer) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     # asyncpg wants a plain libpq URL, not SQLAlchemy's `postgresql+asyncpg://`.
     conn = await asyncpg.connect(server.url.replace("postgresql+asyncpg://", "postgresql://", 1))
@@ -64,8 +67,13 @@ async def _produce_and_consume(bootstrap: str, topic: str, group: str, payload: 
         await producer.send_and_wait(topic, payload, partition=0)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         message = await asyncio.wait_for(consumer.getone(), timeout=60)
@@ -105,7 +113,10 @@ def smoke() -> None:
         print(f"  postgres: {pg.url}\n  s3: {store.endpoint_url}\n  kafka: {broker.bootstrap}")
         _timed("check PostgreSQL (select 1)", lambda: asyncio.run(_check_postgres(pg)))
         _timed("check S3 (bucket, put, get)", lambda: _check_s3(store))
-        _timed("check Kafka (topic, produce, consume, restart)", lambda: asyncio.run(_check_kafka(broker)))
+        _timed(
+            "check Kafka (topic, produce, consume, restart)",
+            lambda: asyncio.run(_check_kafka(broker)),
+        )
     finally:
         broker.close()
         store.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import fcntl
 import os
 import pwd
@@ -17,7 +18,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -71,7 +74,9 @@ def wait_for_port(
     host: str, port: int, timeout: float, process: ManagedProcess | None = None
 ) -> None:
     """Wait until something accepts TCP connections on host:port; fail fast if `process` dies."""
-    wait_until(lambda: port_open(host, port), timeout, f"{host}:{port} to accept connections", process)
+    wait_until(
+        lambda: port_open(host, port), timeout, f"{host}:{port} to accept connections", process
+    )
 
 
 def wait_until(
@@ -105,12 +110,12 @@ def read_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
 
 
-def _user_kwargs(user: str | None) -> dict[str, object]:
-    """Popen arguments that drop root privileges to `user` (uid, its group, no extra groups)."""
+def _user_ids(user: str | None) -> tuple[int | None, int | None, list[int] | None]:
+    """Popen's (user, group, extra_groups) to drop root to `user`; all None = stay as we are."""
     if user is None:
-        return {}
+        return None, None, None
     entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return entry.pw_uid, entry.pw_gid, []
 
 
 def run_logged(
@@ -123,9 +128,10 @@ def run_logged(
     user: str | None = None,
     timeout: float = 600,
 ) -> None:
-    """Run a one-off command with its output appended to `log_path`; raise with the tail if it fails."""
+    """Run a one-off command, output appended to `log_path`; raise with the log tail on failure."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [os.fspath(a) for a in argv]
+    uid, gid, groups = _user_ids(user)
     with log_path.open("ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
         log.flush()
@@ -138,7 +144,9 @@ def run_logged(
                 cwd=cwd,
                 env=None if env is None else {**os.environ, **env},
                 timeout=timeout,
-                **_user_kwargs(user),  # type: ignore[arg-type]
+                user=uid,
+                group=gid,
+                extra_groups=groups,
             )
         except subprocess.TimeoutExpired:
             raise ServiceError(
@@ -157,6 +165,18 @@ def run_logged(
 # Processes still running when the interpreter exits are killed, so a crashed or interrupted
 # test run does not leave servers behind holding ports and temp dirs.
 _live: set[ManagedProcess] = set()
+
+# atexit does not run when the test process gets SIGTERM/SIGKILL or calls os._exit (e.g.
+# pytest-timeout), so servers also ask Linux to SIGKILL them when their parent dies. The kernel
+# ties this to the *thread* that started them, so it is only used from the main thread (a server
+# started from a worker thread would die with that thread).
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @atexit.register
@@ -202,6 +222,8 @@ class ManagedProcess:
     def start(self) -> None:
         if self.running:
             raise ServiceError(f"{self.name} is already running (pid {self.pid})")
+        uid, gid, groups = _user_ids(self.user)
+        on_main_thread = threading.current_thread() is threading.main_thread()
         # Append, so the log of a restarted process still shows what happened before.
         with self.log_path.open("ab") as log:
             log.write(f"\n$ {' '.join(self.argv)}\n".encode())
@@ -214,14 +236,18 @@ class ManagedProcess:
                     stderr=subprocess.STDOUT,
                     cwd=self.cwd,
                     env=None if self.env is None else {**os.environ, **self.env},
-                    **_user_kwargs(self.user),  # type: ignore[arg-type]
+                    user=uid,
+                    group=gid,
+                    extra_groups=groups,
+                    # After the user switch above, which would clear the setting.
+                    preexec_fn=_die_with_parent if on_main_thread else None,
                 )
             except OSError as exc:
                 raise ServiceError(f"could not start {self.name} ({self.argv[0]}): {exc}") from exc
         _live.add(self)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Ask the process to exit (stop_signal), SIGKILL it if it has not after the grace period."""
+        """Send stop_signal; SIGKILL if the process has not exited after the grace period."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
             _live.discard(self)
@@ -246,7 +272,11 @@ class ManagedProcess:
         return read_tail(self.log_path, lines)
 
     def describe(self) -> str:
-        state = "running" if self.running else f"exited with {self._proc.returncode if self._proc else None}"
+        state = (
+            "running"
+            if self.running
+            else f"exited with {self._proc.returncode if self._proc else None}"
+        )
         return f"{self.name} ({state}); last lines of {self.log_path}:\n{self.log_tail()}"
 
     def check_alive(self) -> None:

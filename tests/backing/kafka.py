@@ -110,10 +110,20 @@ def ensure_installed() -> Path:
         pom.write_text(POM)
         mvn = _tool("mvn", "install Maven (apt-get install maven)")
         run_logged(
-            [mvn, "-B", "-q", "-f", pom, "dependency:copy-dependencies", "-DincludeScope=runtime",
-             f"-DoutputDirectory={libs}"],
-            cache_dir() / "logs" / "kafka-install.log", "mvn dependency:copy-dependencies (Kafka jars)",
-            cwd=pom.parent, timeout=1800,
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                pom,
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={libs}",
+            ],
+            cache_dir() / "logs" / "kafka-install.log",
+            "mvn dependency:copy-dependencies (Kafka jars)",
+            cwd=pom.parent,
+            timeout=1800,
         )
         if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
             raise ServiceError(f"Maven finished but {libs} has no kafka_2.13-{KAFKA_VERSION}.jar")
@@ -193,12 +203,18 @@ class KafkaBroker:
             return
         if self._process is None:
             self._prepare()
-        assert self._process is not None and self.port is not None
         process, port = self._process, self.port
+        assert process is not None
+        assert port is not None
         process.start()
         try:
-            wait_until(lambda: self._ready(port), 120, f"Kafka on {LOOPBACK}:{port} to list itself "
-                       "in a metadata response", process, interval=0.5)
+            wait_until(
+                lambda: self._ready(port),
+                120,
+                f"Kafka on {LOOPBACK}:{port} to list itself in a metadata response",
+                process,
+                interval=0.5,
+            )
         except BaseException:
             process.kill()
             raise
@@ -217,9 +233,24 @@ class KafkaBroker:
         classpath = f"{libs}/*"
         log_opt = f"-Dlog4j2.configurationFile=file:{log4j}"
         run_logged(
-            [java, *JVM_OPTS, log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "--ignore-formatted", "-t", _cluster_id(), "-c", config],
-            run_dir / "format.log", "Kafka StorageTool format", cwd=run_dir, timeout=180,
+            [
+                java,
+                *JVM_OPTS,
+                log_opt,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                _cluster_id(),
+                "-c",
+                config,
+            ],
+            run_dir / "format.log",
+            "Kafka StorageTool format",
+            cwd=run_dir,
+            timeout=180,
         )
         self._process = ManagedProcess(
             "kafka",
@@ -277,7 +308,7 @@ class KafkaBroker:
         return self._process
 
     def stop(self) -> None:
-        """Graceful shutdown (SIGTERM, controlled shutdown); port and data are kept for restart()."""
+        """Graceful shutdown (SIGTERM: controlled shutdown); keeps port and data for restart()."""
         if self._process is not None:
             self._process.stop()
 

@@ -115,8 +115,12 @@ def ensure_installed() -> Path:
         raise KubeError("building kube-apiserver needs Go (`go` is not on PATH)")
     started = time.monotonic()
     result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=None, text=True, check=False,
+        ["bash", str(BUILD_SCRIPT)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        check=False,
     )
     if result.returncode != 0 or not _installed(directory):
         log = directory.parent / "build.log"
@@ -228,7 +232,10 @@ class KubeApiServer:
     def log_paths(self) -> dict[str, Path]:
         self._require_started()
         assert self.run_dir is not None
-        return {"etcd": self.run_dir / "etcd.log", "kube-apiserver": self.run_dir / "kube-apiserver.log"}
+        return {
+            "etcd": self.run_dir / "etcd.log",
+            "kube-apiserver": self.run_dir / "kube-apiserver.log",
+        }
 
     @property
     def running(self) -> bool:
@@ -248,8 +255,12 @@ class KubeApiServer:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "tusk-test",
-                          "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "clusters": [
+                {
+                    "name": "tusk-test",
+                    "cluster": {"server": self.url, "certificate-authority-data": ca},
+                }
+            ],
             "users": [{"name": "tusk-test", "user": {"token": token or self.admin_token}}],
             "contexts": [{"name": "tusk-test", "context": context}],
             "current-context": "tusk-test",
@@ -287,7 +298,9 @@ class KubeApiServer:
             with urllib.request.urlopen(req, context=self.ssl_context(), timeout=timeout) as resp:
                 return bytes(resp.read())
         except urllib.error.HTTPError as exc:
-            raise KubeApiError(method, path, exc.code, exc.read().decode(errors="replace")) from None
+            raise KubeApiError(
+                method, path, exc.code, exc.read().decode(errors="replace")
+            ) from None
 
     def api(
         self,
@@ -301,18 +314,26 @@ class KubeApiServer:
     ) -> Any:
         """One JSON REST call; returns the decoded JSON. Raises `KubeApiError` on HTTP errors."""
         data = None if body is None else json.dumps(body).encode()
-        raw = self.request(method, path, data, token=token, content_type=content_type,
-                           timeout=timeout)
+        raw = self.request(
+            method, path, data, token=token, content_type=content_type, timeout=timeout
+        )
         return json.loads(raw) if raw else None
 
     def create_namespace(self, name: str) -> Any:
-        return self.api("POST", "/api/v1/namespaces",
-                        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return self.api(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
 
     def patch_pod_status(self, namespace: str, name: str, status: dict[str, Any]) -> Any:
         """Merge-patch `status` into a pod (what a kubelet would do), e.g. {"phase": "Running"}."""
-        return self.api("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}/status",
-                        {"status": status}, content_type="application/merge-patch+json")
+        return self.api(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+            {"status": status},
+            content_type="application/merge-patch+json",
+        )
 
     # -- lifecycle
 
@@ -372,8 +393,10 @@ class KubeApiServer:
 
         # One RSA key both signs and verifies service account tokens.
         sa_key, sa_pub = run / "sa.key", run / "sa.pub"
-        for argv in (["openssl", "genrsa", "-out", str(sa_key), "2048"],
-                     ["openssl", "rsa", "-in", str(sa_key), "-pubout", "-out", str(sa_pub)]):
+        for argv in (
+            ["openssl", "genrsa", "-out", str(sa_key), "2048"],
+            ["openssl", "rsa", "-in", str(sa_key), "-pubout", "-out", str(sa_pub)],
+        ):
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise KubeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
@@ -382,23 +405,26 @@ class KubeApiServer:
         tokens = run / "tokens.csv"
         tokens.write_text(
             f'{self.admin_token},{ADMIN_USER},tusk-admin-uid,"system:masters"\n'
-            f'{self.scheduler_token},{SCHEDULER_USER},tusk-scheduler-uid,'
+            f"{self.scheduler_token},{SCHEDULER_USER},tusk-scheduler-uid,"
             f'"system:serviceaccounts,system:serviceaccounts:{SCHEDULER_NAMESPACE}"\n'
         )
         tokens.chmod(0o600)
 
-        self._etcd = self._spawn("etcd", [
-            str(binaries / "etcd"),
-            "--name=default",
-            f"--data-dir={run / 'etcd-data'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}",
-            "--unsafe-no-fsync=true",
-            "--log-level=warn",
-        ])
+        self._etcd = self._spawn(
+            "etcd",
+            [
+                str(binaries / "etcd"),
+                "--name=default",
+                f"--data-dir={run / 'etcd-data'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
         deadline = time.monotonic() + self.startup_timeout
         self._wait(deadline, "etcd /health", lambda: self._etcd_healthy(etcd_url))
 
@@ -417,6 +443,9 @@ class KubeApiServer:
             f"--authorization-mode={self.authorization_mode}",
             f"--token-auth-file={tokens}",
             "--allow-privileged=true",
+            # The `kubernetes` Service's endpoints cannot be a loopback address: without this
+            # the apiserver logs a sync error every 10s. Nothing here needs that Service.
+            "--endpoint-reconciler-type=none",
             "--profiling=false",
         ]
         if self.disable_admission_plugins:
@@ -430,8 +459,13 @@ class KubeApiServer:
         try:
             log.write(("$ " + " ".join(argv) + "\n").encode())
             log.flush()
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=self.run_dir)
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.run_dir,
+            )
         except OSError as exc:
             raise KubeError(f"could not run {argv[0]}: {exc}") from exc
         finally:
@@ -458,47 +492,83 @@ class KubeApiServer:
         while True:
             for name, proc in (("etcd", self._etcd), ("kube-apiserver", self._apiserver)):
                 if proc is not None and proc.poll() is not None:
-                    raise KubeError(f"{name} exited with {proc.returncode} while waiting for "
-                                    f"{what}\n{self._describe()}")
+                    raise KubeError(
+                        f"{name} exited with {proc.returncode} while waiting for "
+                        f"{what}\n{self._describe()}"
+                    )
             if ready():
                 return
             if time.monotonic() > deadline:
-                raise KubeError(f"timed out after {self.startup_timeout:.0f}s waiting for {what}"
-                                f"\n{self._describe()}")
+                raise KubeError(
+                    f"timed out after {self.startup_timeout:.0f}s waiting for {what}"
+                    f"\n{self._describe()}"
+                )
             time.sleep(0.25)
 
     def _describe(self) -> str:
         if self.run_dir is None:
             return ""
-        return "\n".join(f"--- {self.run_dir / name}.log (tail) ---\n{_tail(self.run_dir / f'{name}.log')}"
-                         for name in ("etcd", "kube-apiserver"))
+        return "\n".join(
+            f"--- {self.run_dir / name}.log (tail) ---\n{_tail(self.run_dir / f'{name}.log')}"
+            for name in ("etcd", "kube-apiserver")
+        )
 
 
 # --------------------------------------------------------------------------- command line
+
+
+def _expect_status(status: int, kube: KubeApiServer, method: str, path: str, **kw: Any) -> None:
+    try:
+        kube.api(method, path, **kw)
+    except KubeApiError as exc:
+        if exc.status != status:
+            raise
+        return
+    raise AssertionError(f"{method} {path} succeeded, expected HTTP {status}")
 
 
 def _smoke() -> None:
     started = time.monotonic()
     ensure_installed()
     with KubeApiServer() as kube:
-        print(f"kube-apiserver {K8S_VERSION} + etcd {ETCD_VERSION} ready at {kube.url} "
-              f"in {time.monotonic() - started:.1f}s")
+        print(
+            f"kube-apiserver {K8S_VERSION} + etcd {ETCD_VERSION} ready at {kube.url} "
+            f"in {time.monotonic() - started:.1f}s"
+        )
         version = kube.api("GET", "/version")
         assert version["gitVersion"] == K8S_VERSION, version
         ns = f"smoke-{uuid.uuid4().hex[:8]}"
         kube.create_namespace(ns)
         pod = {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello", "namespace": ns},
-            "spec": {"nodeName": "fake-node", "restartPolicy": "Never",
-                     "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"]}]},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "hello", "namespace": ns},
+            "spec": {
+                "nodeName": "fake-node",
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"]}],
+            },
         }
         created = kube.api("POST", f"/api/v1/namespaces/{ns}/pods", pod)
         print(f"created pod {ns}/hello: phase={created['status'].get('phase')}")
         kube.patch_pod_status(ns, "hello", {"phase": "Running"})
-        kube.patch_pod_status(ns, "hello", {"phase": "Succeeded", "containerStatuses": [{
-            "name": "main", "image": "busybox:1.36", "imageID": "", "ready": False,
-            "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
-        }]})
+        kube.patch_pod_status(
+            ns,
+            "hello",
+            {
+                "phase": "Succeeded",
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "image": "busybox:1.36",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+                    }
+                ],
+            },
+        )
         got = kube.api("GET", f"/api/v1/namespaces/{ns}/pods/hello")
         phase = got["status"]["phase"]
         code = got["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
@@ -506,22 +576,42 @@ def _smoke() -> None:
         print(f"pod status read back: phase={phase} exitCode={code}")
 
         # The scheduler identity has no rights until a Role is bound to it.
-        try:
-            kube.api("GET", f"/api/v1/namespaces/{ns}/pods", token=kube.scheduler_token)
-            raise AssertionError("scheduler token listed pods without a RoleBinding")
-        except KubeApiError as exc:
-            assert exc.status == 403, exc
-        kube.api("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles", {
-            "metadata": {"name": "pods"},
-            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/status"],
-                       "verbs": ["get", "list", "watch", "create", "delete", "patch"]}],
-        })
-        kube.api("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", {
-            "metadata": {"name": "pods"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pods"},
-            "subjects": [{"kind": "ServiceAccount", "name": SCHEDULER_SERVICE_ACCOUNT,
-                          "namespace": SCHEDULER_NAMESPACE}],
-        })
+        _expect_status(
+            403, kube, "GET", f"/api/v1/namespaces/{ns}/pods", token=kube.scheduler_token
+        )
+        kube.api(
+            "POST",
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+            {
+                "metadata": {"name": "pods"},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["pods", "pods/status"],
+                        "verbs": ["get", "list", "watch", "create", "delete", "patch"],
+                    }
+                ],
+            },
+        )
+        kube.api(
+            "POST",
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+            {
+                "metadata": {"name": "pods"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "pods",
+                },
+                "subjects": [
+                    {
+                        "kind": "ServiceAccount",
+                        "name": SCHEDULER_SERVICE_ACCOUNT,
+                        "namespace": SCHEDULER_NAMESPACE,
+                    }
+                ],
+            },
+        )
         # RBAC matches the ServiceAccount subject tusk/tusk-scheduler by user name.
         listed = kube.api("GET", f"/api/v1/namespaces/{ns}/pods", token=kube.scheduler_token)
         assert [p["metadata"]["name"] for p in listed["items"]] == ["hello"], listed
@@ -529,14 +619,12 @@ def _smoke() -> None:
 
         # A terminal pod is deleted at once, even with no kubelet to confirm it.
         kube.api("DELETE", f"/api/v1/namespaces/{ns}/pods/hello", token=kube.scheduler_token)
-        try:
-            kube.api("GET", f"/api/v1/namespaces/{ns}/pods/hello")
-            raise AssertionError("succeeded pod still exists after DELETE")
-        except KubeApiError as exc:
-            assert exc.status == 404, exc
+        _expect_status(404, kube, "GET", f"/api/v1/namespaces/{ns}/pods/hello")
 
-        kubeconfig = kube.write_kubeconfig(kube.run_dir / "kubeconfig",  # type: ignore[operator]
-                                           token=kube.scheduler_token, namespace=ns)
+        assert kube.run_dir is not None
+        kubeconfig = kube.write_kubeconfig(
+            kube.run_dir / "kubeconfig", token=kube.scheduler_token, namespace=ns
+        )
         print(f"kubeconfig written to {kubeconfig} ({kubeconfig.stat().st_size} bytes)")
     print(f"kube smoke OK in {time.monotonic() - started:.1f}s")
 
@@ -545,8 +633,11 @@ def _serve() -> None:
     with KubeApiServer(keep_run_dir=True) as kube:
         assert kube.run_dir is not None
         path = kube.write_kubeconfig(kube.run_dir / "kubeconfig")
-        print(f"{kube.url}\nKUBECONFIG={path}\nscheduler token: {kube.scheduler_token}\n"
-              "Ctrl-C to stop", flush=True)
+        print(
+            f"{kube.url}\nKUBECONFIG={path}\nscheduler token: {kube.scheduler_token}\n"
+            "Ctrl-C to stop",
+            flush=True,
+        )
         try:
             while kube.running:
                 time.sleep(1)
@@ -563,8 +654,10 @@ def main(argv: Sequence[str]) -> int:
     elif command == "serve":
         _serve()
     else:
-        print(f"usage: python -m tests.backing.kube install|smoke|serve (got {command!r})",
-              file=sys.stderr)
+        print(
+            f"usage: python -m tests.backing.kube install|smoke|serve (got {command!r})",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

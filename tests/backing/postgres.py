@@ -36,7 +36,9 @@ def _find_bin_dir() -> Path | None:
     """The newest /usr/lib/postgresql/<version>/bin, else wherever `initdb` is on PATH."""
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if candidates:
         return Path(candidates[-1]).parent
@@ -64,8 +66,12 @@ def ensure_installed() -> Path:
     with install_lock("postgres"):
         if _find_bin_dir() is None:  # not installed by another process while we waited
             run_logged(["apt-get", "update"], log, "apt-get update", env=env)
-            run_logged(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"], log,
-                       "apt-get install postgresql", env=env)
+            run_logged(
+                ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
+                log,
+                "apt-get install postgresql",
+                env=env,
+            )
     bin_dir = _find_bin_dir()
     if bin_dir is None:
         raise ServiceError(f"apt-get installed postgresql but initdb is still not found; see {log}")
@@ -82,8 +88,10 @@ def _run_as_user() -> str | None:
             return name
         except KeyError:
             pass
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "tusk"],
-                   check=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "tusk"],
+        check=True,
+    )
     return "tusk"
 
 
@@ -117,18 +125,46 @@ class PostgresServer:
         data_dir = run_dir / "data"
         setup_log = run_dir / "setup.log"
         run_logged(
-            [bin_dir / "initdb", "-D", data_dir, "-U", DB_USER, "--auth=trust", "--no-sync",
-             "--no-locale", "-E", "UTF8"],
-            setup_log, "initdb", user=user, cwd=run_dir, timeout=180,
+            [
+                bin_dir / "initdb",
+                "-D",
+                data_dir,
+                "-U",
+                DB_USER,
+                "--auth=trust",
+                "--no-sync",
+                "--no-locale",
+                "-E",
+                "UTF8",
+            ],
+            setup_log,
+            "initdb",
+            user=user,
+            cwd=run_dir,
+            timeout=180,
         )
         self.port = port = free_port()
         self._process = process = ManagedProcess(
             "postgres",
-            [bin_dir / "postgres", "-D", data_dir, "-p", str(port),
-             "-c", f"listen_addresses={LOOPBACK}",
-             "-c", f"unix_socket_directories={run_dir}",  # not /var/run/postgresql
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
+            [
+                bin_dir / "postgres",
+                "-D",
+                data_dir,
+                "-p",
+                str(port),
+                "-c",
+                f"listen_addresses={LOOPBACK}",
+                "-c",
+                f"unix_socket_directories={run_dir}",  # not /var/run/postgresql
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
             run_dir,
             user=user,
             stop_signal=signal.SIGINT,  # "fast" shutdown; SIGTERM would wait for clients to leave
@@ -136,9 +172,17 @@ class PostgresServer:
         )
         process.start()
         try:
-            wait_until(lambda: self._accepting(bin_dir), 60, "postgres to accept connections", process)
-            run_logged([bin_dir / "createdb", "-h", LOOPBACK, "-p", str(port), "-U", DB_USER, DB_NAME],
-                       setup_log, "createdb", user=user, cwd=run_dir, timeout=60)
+            wait_until(
+                lambda: self._accepting(bin_dir), 60, "postgres to accept connections", process
+            )
+            run_logged(
+                [bin_dir / "createdb", "-h", LOOPBACK, "-p", str(port), "-U", DB_USER, DB_NAME],
+                setup_log,
+                "createdb",
+                user=user,
+                cwd=run_dir,
+                timeout=60,
+            )
         except BaseException:
             process.kill()
             raise
@@ -147,7 +191,9 @@ class PostgresServer:
         # The port opens before recovery ends; pg_isready only succeeds once logins work.
         result = subprocess.run(
             [bin_dir / "pg_isready", "-q", "-h", LOOPBACK, "-p", str(self.port), "-U", DB_USER],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         return result.returncode == 0
 

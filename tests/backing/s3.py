@@ -6,6 +6,7 @@ Set `TUSK_TEST_S3_ENDPOINT` (+ `TUSK_TEST_S3_ACCESS_KEY`, `TUSK_TEST_S3_SECRET_K
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -33,19 +34,28 @@ FALLBACK_TRIES = 3  # newer releases tried if VERSION ever fails to build
 
 
 def _go() -> str:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
     if go is None:
-        raise ServiceError("Go is not installed (no `go` on PATH or in /usr/local/go/bin); "
-                           "it is needed to build versitygw, or set TUSK_TEST_S3_ENDPOINT")
+        raise ServiceError(
+            "Go is not installed (no `go` on PATH or in /usr/local/go/bin); "
+            "it is needed to build versitygw, or set TUSK_TEST_S3_ENDPOINT"
+        )
     return go
 
 
 def _go_install(version: str, log: Path) -> Path:
-    """`go install` into a scratch GOBIN, then move into place, so a half-written binary is never cached."""
+    """`go install` into a scratch GOBIN, then move it into place (never cache half a binary)."""
     scratch = cache_dir() / "go-install-tmp"
     remove_dir(scratch)
-    run_logged([_go(), "install", f"{MODULE}/cmd/versitygw@{version}"], log,
-               f"go install versitygw@{version}", env={"GOBIN": str(scratch)}, timeout=1800)
+    run_logged(
+        [_go(), "install", f"{MODULE}/cmd/versitygw@{version}"],
+        log,
+        f"go install versitygw@{version}",
+        env={"GOBIN": str(scratch)},
+        timeout=1800,
+    )
     target = cache_dir() / "bin" / "versitygw"
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(scratch / "versitygw", target)
@@ -55,11 +65,18 @@ def _go_install(version: str, log: Path) -> Path:
 
 def _newer_versions(log: Path) -> list[str]:
     """Stable releases of versitygw on the module proxy, newest first."""
-    out = subprocess.run([_go(), "list", "-m", "-versions", MODULE], capture_output=True, text=True,
-                         timeout=300, cwd=cache_dir())
+    out = subprocess.run(
+        [_go(), "list", "-m", "-versions", MODULE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cache_dir(),
+    )
     with log.open("a") as f:
         f.write(f"\n$ go list -m -versions {MODULE}\n{out.stdout}{out.stderr}")
-    versions = [v for v in out.stdout.split()[1:] if "-" not in v]  # drop the module path, pre-releases
+    versions = [
+        v for v in out.stdout.split()[1:] if "-" not in v
+    ]  # drop the module path, pre-releases
 
     def key(v: str) -> tuple[int, ...]:
         return tuple(int(p) if p.isdigit() else 0 for p in v.lstrip("v").split("."))
@@ -90,18 +107,25 @@ def ensure_installed() -> Path:
 class S3Server:
     """A private versitygw on a free loopback port, or the server in TUSK_TEST_S3_ENDPOINT."""
 
-    def __init__(self, access_key: str = "tusk-test-access-key",
-                 secret_key: str = "tusk-test-secret-key") -> None:
+    def __init__(
+        self, access_key: str = "tusk-test-access-key", secret_key: str = "tusk-test-secret-key"
+    ) -> None:
         self.external_endpoint = os.environ.get("TUSK_TEST_S3_ENDPOINT") or None
         if self.external_endpoint:
             access_key = os.environ.get("TUSK_TEST_S3_ACCESS_KEY", "")
             secret_key = os.environ.get("TUSK_TEST_S3_SECRET_KEY", "")
             if not access_key or not secret_key:
-                raise ServiceError("TUSK_TEST_S3_ENDPOINT is set: also set TUSK_TEST_S3_ACCESS_KEY "
-                                   "and TUSK_TEST_S3_SECRET_KEY")
+                raise ServiceError(
+                    "TUSK_TEST_S3_ENDPOINT is set: also set TUSK_TEST_S3_ACCESS_KEY "
+                    "and TUSK_TEST_S3_SECRET_KEY"
+                )
         self.access_key = access_key
         self.secret_key = secret_key
-        self.region = os.environ.get("TUSK_TEST_S3_REGION", "us-east-1") if self.external_endpoint else "us-east-1"
+        self.region = (
+            os.environ.get("TUSK_TEST_S3_REGION", "us-east-1")
+            if self.external_endpoint
+            else "us-east-1"
+        )
         self.port: int | None = None
         self.run_dir: Path | None = None
         self._process: ManagedProcess | None = None
@@ -124,8 +148,18 @@ class S3Server:
         self.port = port = free_port()
         self._process = process = ManagedProcess(
             "versitygw",
-            [binary, "--port", f"{LOOPBACK}:{port}", "--region", self.region, "--quiet",
-             "posix", "--sidecar", run_dir / "meta", run_dir / "data"],
+            [
+                binary,
+                "--port",
+                f"{LOOPBACK}:{port}",
+                "--region",
+                self.region,
+                "--quiet",
+                "posix",
+                "--sidecar",
+                run_dir / "meta",
+                run_dir / "data",
+            ],
             run_dir,
             env={"ROOT_ACCESS_KEY": self.access_key, "ROOT_SECRET_KEY": self.secret_key},
         )
@@ -159,7 +193,7 @@ class S3Server:
             self.run_dir = None
 
     def client(self) -> Any:
-        """A botocore S3 client for this server (path-style addressing: loopback has no DNS names)."""
+        """A botocore S3 client for this server (path-style: loopback has no bucket DNS names)."""
         # botocore comes with aiobotocore; imported here so this module stays importable without it.
         import botocore.session
         from botocore.config import Config
@@ -179,10 +213,8 @@ class S3Server:
         kwargs: dict[str, Any] = {"Bucket": name}
         if self.region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-        try:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(**kwargs)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
 
     def __enter__(self) -> S3Server:
         self.start()

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tusk.db import insert_if_absent
 from tusk.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tusk.events.outbox import OutboxWriter
 from tusk.events.types import (
@@ -65,14 +65,14 @@ class RepoService:
 
     async def create_repo(self, session: AsyncSession, name: str, description: str) -> RepoRow:
         validate_name("repo", name)
-        if await session.scalar(select(RepoRow.id).where(RepoRow.name == name)) is not None:
+        created_at = _now()
+        inserted = await insert_if_absent(
+            session, RepoRow.__table__,
+            {"name": name, "description": description, "created_at": created_at},
+        )
+        if not inserted:
             raise AlreadyExists(f"repo {name!r} already exists")
-        repo = RepoRow(name=name, description=description, created_at=_now())
-        session.add(repo)
-        try:
-            await session.flush()
-        except IntegrityError:
-            raise AlreadyExists(f"repo {name!r} already exists") from None
+        repo = await self.get_repo(session, name)
         await self.outbox.add(session, RepoCreated(repo=name, created_at=repo.created_at))
         return repo
 
@@ -164,12 +164,13 @@ class RepoService:
         head_id = None
         if head is not None:
             head_id = (await self.resolve_commit(session, repo, head, finished=True)).id
-        branch = BranchRow(repo_id=repo.id, name=name, head=head_id, created_at=_now())
-        session.add(branch)
-        try:
-            await session.flush()
-        except IntegrityError:
-            raise AlreadyExists(f"branch {name!r} already exists in repo {repo.name!r}") from None
+        inserted = await insert_if_absent(
+            session, BranchRow.__table__,
+            {"repo_id": repo.id, "name": name, "head": head_id, "created_at": _now()},
+        )
+        if not inserted:
+            raise AlreadyExists(f"branch {name!r} already exists in repo {repo.name!r}")
+        branch = await self.get_branch(session, repo, name)
         if head_id is not None:
             await self.outbox.add(
                 session, BranchMoved(repo=repo.name, branch=name, head=head_id, previous=None)
@@ -287,9 +288,12 @@ class RepoService:
         global_id: str | None = None,
     ) -> CommitRow:
         validate_branch_name(branch_name)
-        branch = await self._branch(session, repo, branch_name)
-        if branch is None:
-            branch = await self.create_branch(session, repo, branch_name, None)
+        # Racing starts on a new branch may both create it; either way it exists afterwards.
+        await insert_if_absent(
+            session, BranchRow.__table__,
+            {"repo_id": repo.id, "name": branch_name, "head": None, "created_at": _now()},
+        )
+        branch = await self.get_branch(session, repo, branch_name)
         existing = await self._open_commit_on(session, repo, branch_name)
         if existing is not None:
             raise Conflict(
@@ -300,24 +304,22 @@ class RepoService:
         inputs = [await self._resolve_input(session, p) for p in provenance]
         parent = await self._commit_by_id(session, repo, branch.head) if branch.head else None
         commit_id = uuid.uuid4().hex
-        commit = CommitRow(
-            id=commit_id,
-            repo_id=repo.id,
-            branch=branch_name,
-            parent=parent.id if parent else None,
-            state=OPEN,
-            base_tree=(parent.root_tree if parent and parent.root_tree else trees.EMPTY_TREE),
-            global_id=global_id or commit_id,
-            description=description,
-            started_at=_now(),
-        )
-        session.add(commit)
-        try:
-            await session.flush()
-        except IntegrityError:
+        inserted = await insert_if_absent(session, CommitRow.__table__, {
+            "id": commit_id,
+            "repo_id": repo.id,
+            "branch": branch_name,
+            "parent": parent.id if parent else None,
+            "state": OPEN,
+            "base_tree": parent.root_tree if parent and parent.root_tree else trees.EMPTY_TREE,
+            "global_id": global_id or commit_id,
+            "description": description,
+            "started_at": _now(),
+        })
+        if not inserted:  # another start won the race for the branch's one open commit
             raise Conflict(
                 f"branch {branch_name!r} of repo {repo.name!r} already has an open commit"
-            ) from None
+            )
+        commit = await self._commit_by_id(session, repo, commit_id)
         session.add_all(
             ProvenanceRow(commit_id=commit_id, input_commit=c.commit, input_repo=c.repo)
             for c in {(i.repo, i.commit): i for i in inputs}.values()
@@ -399,7 +401,7 @@ class RepoService:
             .where(ProvenanceRow.commit_id == commit.id)
             .order_by(ProvenanceRow.input_repo, ProvenanceRow.input_commit)
         )
-        return [CommitRefModel(repo=r, commit=c) for r, c in rows.tuples()]
+        return [CommitRefModel(repo=r, commit=c) for r, c in rows.all()]
 
     async def commit_info(
         self, session: AsyncSession, repo: RepoRow, commit: CommitRow
@@ -465,8 +467,10 @@ class RepoService:
     ) -> CommitRow:
         path = normalize_path(path)
         commit = await self.resolve_open_commit(session, repo, ref, lock=True)
-        view = await self.open_view(session, commit)
-        if await trees.lookup(view.load, view.root, path) is None:
+        # Base tree and staged rows, not the merged view: a delete must work even while staged
+        # changes conflict, since deleting is how such a commit is mended.
+        in_base = await trees.lookup(self.trees.loader(session), commit.base_tree, path)
+        if in_base is None and not await store.has_staged_put_under(session, commit.id, path):
             raise NotFound(f"path {path} not found in commit {commit.id}")
         await store.stage_delete(session, commit.id, path)
         return commit

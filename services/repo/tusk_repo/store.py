@@ -120,6 +120,15 @@ async def stage_delete(session: AsyncSession, commit_id: str, path: str) -> None
     await session.flush()
 
 
+async def has_staged_put_under(session: AsyncSession, commit_id: str, path: str) -> bool:
+    found = await session.scalar(
+        select(StagedRow.path)
+        .where(StagedRow.commit_id == commit_id, StagedRow.op == "put", _under(path))  # type: ignore[arg-type]
+        .limit(1)
+    )
+    return found is not None
+
+
 async def staged_changes(
     session: AsyncSession, commit_id: str
 ) -> tuple[list[str], list[tuple[str, str, int]]]:
@@ -130,7 +139,7 @@ async def staged_changes(
     )
     deletes: list[str] = []
     puts: list[tuple[str, str, int]] = []
-    for path, op, file_hash, size in result.tuples():
+    for path, op, file_hash, size in result.all():
         if op == "del":
             deletes.append(path)
         else:

@@ -74,6 +74,9 @@ class _Patch:
     file: tuple[str, int] | None = None
     children: dict[str, _Patch] = field(default_factory=dict)
 
+    def has_puts_beneath(self) -> bool:
+        return any(c.file is not None or c.has_puts_beneath() for c in self.children.values())
+
     def at(self, path: str) -> _Patch:
         node = self
         for segment in split_path(path):
@@ -111,28 +114,30 @@ async def merge(
         entries = {} if (change.delete or base is None) else dict((await load(base)).by_name)
         for name, child in change.children.items():
             child_path = f"{path.rstrip('/')}/{name}"
-            existing = None if child.delete else entries.get(name)
-            if child.delete:
-                entries.pop(name, None)
+            current = None if child.delete else entries.get(name)
+            # What happens beneath this name first, then a file put at the name itself, so that
+            # a directory emptied by this commit can become a file.
+            if child.children:
+                if current is not None and current.kind == FILE:
+                    if child.has_puts_beneath():
+                        raise Conflict(
+                            f"cannot put files under {child_path}: it is a file (delete it first)"
+                        )
+                else:  # deletes beneath a file change nothing; otherwise rebuild the directory
+                    sub = await apply(current.hash if current else None, child, child_path)
+                    current = None if sub is None else Entry(name, DIR, sub.hash, sub.size,
+                                                             sub.count)
             if child.file is not None:
-                if child.children:
-                    raise Conflict(f"{child_path} is put both as a file and as a directory")
-                if existing is not None and existing.kind == DIR:
+                if current is not None and current.kind == DIR:
                     raise Conflict(
-                        f"cannot put file {child_path}: it is a directory in the parent commit "
+                        f"cannot put file {child_path}: it is a directory with files in it "
                         "(delete it first)"
                     )
-                entries[name] = Entry(name, FILE, child.file[0], child.file[1], 1)
-            elif child.children:
-                if existing is not None and existing.kind == FILE:
-                    raise Conflict(
-                        f"cannot put files under {child_path}: it is a file (delete it first)"
-                    )
-                sub = await apply(existing.hash if existing else None, child, child_path)
-                if sub is None:
-                    entries.pop(name, None)
-                else:
-                    entries[name] = Entry(name, DIR, sub.hash, sub.size, sub.count)
+                current = Entry(name, FILE, child.file[0], child.file[1], 1)
+            if current is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = current
         if not entries:
             return None
         ordered = tuple(sorted(entries.values(), key=lambda e: e.name))

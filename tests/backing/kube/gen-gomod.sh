@@ -38,9 +38,9 @@ staging=$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$kmod")
   echo ")"
   echo
   echo "replace ("
+  # Every staging module is published as k8s.io/<name> v0.Y.Z; a replace whose target is
+  # never loaded costs nothing, so all of them are listed.
   for m in $staging; do
-    # Skip staging modules that were never published at this version (sample-* etc. are,
-    # but be defensive): an unresolvable replace target breaks `go mod tidy` only if used.
     echo "	$m => $m ${STAGING_VERSION}"
   done
   echo ")"

@@ -1,0 +1,105 @@
+"""One contract for every ObjectStore: the local directory and S3 (versitygw)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.backing.s3 import S3Server
+from tests.conftest import s3_settings
+from tusk.errors import NotFound
+from tusk.objectstore import ChunkStore, ObjectStore, open_object_store
+from tusk.objectstore.chunks import chunk_key, hash_bytes
+from tusk.settings import CommonSettings
+
+
+@pytest.fixture(params=["local", "s3"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ObjectStore]:
+    if request.param == "local":
+        settings = CommonSettings(data_dir=tmp_path)
+    else:
+        s3: S3Server = request.getfixturevalue("s3")
+        bucket = f"contract-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(bucket)
+        settings = CommonSettings(data_dir=tmp_path, **s3_settings(s3, bucket))  # type: ignore[arg-type]
+    async with open_object_store(settings) as opened:
+        yield opened
+
+
+async def test_put_get_roundtrip(store: ObjectStore) -> None:
+    await store.put("a/b/c", b"hello world")
+    assert await store.get("a/b/c") == b"hello world"
+    assert await store.exists("a/b/c")
+
+
+async def test_ranges(store: ObjectStore) -> None:
+    await store.put("r", bytes(range(100)))
+    assert await store.get("r", 10, 20) == bytes(range(10, 20))
+    assert await store.get("r", 90) == bytes(range(90, 100))
+    assert await store.get("r", 5, 5) == b""
+
+
+async def test_missing_object(store: ObjectStore) -> None:
+    assert not await store.exists("nope")
+    with pytest.raises(NotFound):
+        await store.get("nope")
+    await store.delete("nope")  # deleting a missing object is fine
+
+
+async def test_overwrite_and_delete(store: ObjectStore) -> None:
+    await store.put("k", b"one")
+    await store.put("k", b"two")
+    assert await store.get("k") == b"two"
+    await store.delete("k")
+    assert not await store.exists("k")
+
+
+async def test_list_keys_by_prefix(store: ObjectStore) -> None:
+    for key in ("p/1", "p/2", "q/1"):
+        await store.put(key, b"x")
+    assert sorted([k async for k in store.list_keys("p/")]) == ["p/1", "p/2"]
+
+
+async def test_empty_object(store: ObjectStore) -> None:
+    await store.put("empty", b"")
+    assert await store.get("empty") == b""
+
+
+async def test_chunk_store_streams_and_deduplicates(store: ObjectStore) -> None:
+    chunks = ChunkStore(store, chunk_size=64 * 1024, max_in_flight=3)
+    data = bytes(range(256)) * 1024  # 256 KiB: four chunks
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 10_000):  # pieces that do not line up with chunks
+            yield data[i : i + 10_000]
+
+    stored = await chunks.write_stream(pieces())
+    assert stored.size == len(data)
+    assert stored.hash == hash_bytes(data)
+    assert len(stored.chunks) == 4
+    # The four chunks are equal (the pattern repeats every 64 KiB): one object holds them all.
+    assert len({h for h, _ in stored.chunks}) == 1
+    assert await store.exists(chunk_key(stored.chunks[0][0]))
+    assert b"".join([p async for p in chunks.read(stored.chunks)]) == data
+    assert b"".join([p async for p in chunks.read(stored.chunks, 65_000, 140_000)]) == data[65_000:140_000]
+
+
+async def test_chunk_store_empty_file(store: ObjectStore) -> None:
+    chunks = ChunkStore(store, chunk_size=64 * 1024)
+    stored = await chunks.write_bytes(b"")
+    assert stored.size == 0
+    assert b"".join([p async for p in chunks.read(stored.chunks)]) == b""
+
+
+async def test_chunk_store_failed_stream_raises_the_cause(store: ObjectStore) -> None:
+    chunks = ChunkStore(store, chunk_size=64 * 1024)
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"x" * 100_000
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await chunks.write_stream(broken())

@@ -1,0 +1,127 @@
+"""The Merkle tree against a model: a plain dict of path → content hash."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tusk.errors import Conflict
+from tusk_repo import trees
+
+NAMES = ["a", "b", "c"]
+paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(lambda p: "/" + "/".join(p))
+op = st.one_of(
+    st.tuples(st.just("put"), paths, st.sampled_from(["h1", "h2", "h3"])),
+    st.tuples(st.just("del"), paths, st.just("")),
+)
+
+
+class Memory:
+    def __init__(self) -> None:
+        self.nodes: dict[str, bytes] = {trees.EMPTY_TREE: trees.EMPTY_NODE}
+
+    async def load(self, digest: str) -> trees.Node:
+        return trees.decode_node(self.nodes[digest])
+
+
+def apply_model(model: dict[str, str], ops: list[tuple[str, str, str]]) -> dict[str, str] | None:
+    """What a commit should hold; None when the changes are contradictory (file vs directory)."""
+    result = dict(model)
+    for kind, path, value in ops:
+        if kind == "del":
+            result = {p: v for p, v in result.items() if p != path and not p.startswith(path + "/")}
+        else:
+            if any(p.startswith(path + "/") for p in result):
+                return None  # a directory is in the way
+            if any(path.startswith(p + "/") for p in result):
+                return None  # a file is in the way
+            result[path] = value
+    return result
+
+
+def stage(ops: list[tuple[str, str, str]]) -> tuple[list[str], list[tuple[str, str, int]]]:
+    """What the staging table keeps: a delete drops earlier puts at or below its path."""
+    deletes: dict[str, None] = {}
+    puts: dict[str, str] = {}
+    for kind, path, value in ops:
+        if kind == "del":
+            puts = {p: v for p, v in puts.items() if p != path and not p.startswith(path + "/")}
+            deletes = {d: None for d in deletes if d != path and not d.startswith(path + "/")}
+            deletes[path] = None
+        else:
+            puts[path] = value
+    return list(deletes), [(p, v, len(v)) for p, v in puts.items()]
+
+
+async def commit(mem: Memory, root: str, ops: list[tuple[str, str, str]]) -> trees.MergeResult:
+    deletes, puts = stage(ops)
+    result = await trees.merge(mem.load, root, deletes, puts)
+    mem.nodes.update(result.new_nodes)
+    return result
+
+
+async def files(mem: Memory, root: str) -> dict[str, str]:
+    return {p: e.hash async for p, e in trees.walk_files(mem.load, root)}
+
+
+def expected_after(model: dict[str, str], ops: list[tuple[str, str, str]]) -> dict[str, str] | None:
+    """The staged changes applied to the model: deletes, then puts (as finishing does)."""
+    deletes, puts = stage(ops)
+    after_deletes = apply_model(model, [("del", d, "") for d in deletes])
+    assert after_deletes is not None
+    return apply_model(after_deletes, [("put", p, v) for p, v, _ in puts])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(op, max_size=8), min_size=1, max_size=4))
+def test_merge_matches_model(commits: list[list[tuple[str, str, str]]]) -> None:
+    async def run() -> None:
+        mem = Memory()
+        root, model = trees.EMPTY_TREE, {}
+        for ops in commits:
+            expected = expected_after(model, ops)
+            try:
+                result = await commit(mem, root, ops)
+            except Conflict:
+                assert expected is None, (model, ops)
+                continue
+            assert expected is not None, (model, ops)
+            assert await files(mem, result.root) == expected
+            assert result.count == len(expected)
+            assert result.size == sum(len(v) for v in expected.values())
+            changes = await trees.diff(mem.load, root, result.root)
+            assert {c.path for c in changes} == {
+                p for p in model.keys() | expected.keys() if model.get(p) != expected.get(p)
+            }
+            root, model = result.root, expected
+
+    asyncio.run(run())
+
+
+def test_equal_trees_share_a_root() -> None:
+    async def run() -> None:
+        mem = Memory()
+        one = await commit(mem, trees.EMPTY_TREE, [("put", "/x/y", "h"), ("put", "/z", "h")])
+        two = await commit(mem, trees.EMPTY_TREE, [("put", "/z", "h"), ("put", "/x/y", "h")])
+        assert one.root == two.root
+        emptied = await commit(mem, one.root, [("del", "/", "")])
+        assert emptied.root == trees.EMPTY_TREE
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    ("/", ["/"]), ("/*", ["/a", "/b"]), ("/a/*", ["/a/x.csv", "/a/y.txt"]),
+    ("/**/*.csv", ["/a/x.csv", "/b/c/z.csv"]), ("/b/*/*", ["/b/c/z.csv"]),
+])
+def test_glob(pattern: str, expected: list[str]) -> None:
+    async def run() -> list[str]:
+        mem = Memory()
+        result = await commit(mem, trees.EMPTY_TREE, [
+            ("put", "/a/x.csv", "1"), ("put", "/a/y.txt", "2"), ("put", "/b/c/z.csv", "3")])
+        return [p for p, _ in await trees.glob(mem.load, result.root, pattern)]
+
+    assert asyncio.run(run()) == expected
