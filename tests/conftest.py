@@ -50,12 +50,17 @@ def s3_settings(s3: S3Server, bucket: str) -> dict[str, object]:
     }
 
 
-def real_settings(postgres: PostgresServer, s3: S3Server, tmp: Path, **extra: object) -> RepoSettings:
+def real_settings(
+    postgres: PostgresServer, s3: S3Server, tmp: Path, **extra: object
+) -> RepoSettings:
     bucket = f"tusk-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(bucket)
     return RepoSettings(  # type: ignore[call-arg]
-        data_dir=tmp, database_url=postgres.url, **s3_settings(s3, bucket),
-        TUSK_REPO_CHUNK_SIZE=TEST_CHUNK_SIZE, **extra,
+        data_dir=tmp,
+        database_url=postgres.url,
+        **s3_settings(s3, bucket),
+        TUSK_REPO_CHUNK_SIZE=TEST_CHUNK_SIZE,
+        **extra,
     )
 
 
@@ -85,9 +90,15 @@ async def repo_ctx(repo_context: Context) -> AsyncIterator[Context]:
     yield repo_context
     async with repo_context.db.session() as session:
         # Children first, so foreign keys hold on both dialects.
-        for table in ("repo_staged", "repo_provenance", "repo_commits", "repo_branches",
-                      "repo_repos", "repo_outbox"):
-            await session.execute(text(f"DELETE FROM {table}"))  # noqa: S608
+        for table in (
+            "repo_staged",
+            "repo_provenance",
+            "repo_commits",
+            "repo_branches",
+            "repo_repos",
+            "repo_outbox",
+        ):
+            await session.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture

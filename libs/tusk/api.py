@@ -95,8 +95,10 @@ class BearerAuthMiddleware:
             hmac.compare_digest(token.strip(), t) for t in self.tokens
         ):
             response = JSONResponse(
-                {"error": "missing or invalid bearer token (set TUSK_TOKEN for the CLI)",
-                 "code": "unauthorized"},
+                {
+                    "error": "missing or invalid bearer token (set TUSK_TOKEN for the CLI)",
+                    "code": "unauthorized",
+                },
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )

@@ -59,7 +59,9 @@ def normalize_path(path: str, *, allow_root: bool = True) -> str:
         if segment == "..":
             raise InvalidArgument(f"path {path!r} contains '..'; paths cannot leave the commit")
         if len(segment.encode()) > MAX_SEGMENT_LENGTH:
-            raise InvalidArgument(f"path segment {segment[:40]!r}… is over {MAX_SEGMENT_LENGTH} bytes")
+            raise InvalidArgument(
+                f"path segment {segment[:40]!r}… is over {MAX_SEGMENT_LENGTH} bytes"
+            )
         segments.append(segment)
     if not segments and not allow_root:
         raise InvalidArgument("a file path is needed, not the root '/'")

@@ -40,6 +40,12 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port,… of Kafka; unset means the in-process MemoryBus."
     )
+    kafka_partitions: int = Field(
+        default=3, ge=1, description="Partitions of the topics tusk creates when they are missing."
+    )
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, description="Replicas of the topics tusk creates (3 on a real cluster)."
+    )
     api_tokens: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(),
         description="Comma-separated bearer tokens; when set, every API request needs one.",
@@ -60,7 +66,9 @@ class CommonSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        if value is not None and not value.startswith(
+            ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+        ):
             raise ValueError(
                 "TUSK_DATABASE_URL must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
             )

@@ -84,7 +84,10 @@ async def test_chunk_store_streams_and_deduplicates(store: ObjectStore) -> None:
     assert len({h for h, _ in stored.chunks}) == 1
     assert await store.exists(chunk_key(stored.chunks[0][0]))
     assert b"".join([p async for p in chunks.read(stored.chunks)]) == data
-    assert b"".join([p async for p in chunks.read(stored.chunks, 65_000, 140_000)]) == data[65_000:140_000]
+    assert (
+        b"".join([p async for p in chunks.read(stored.chunks, 65_000, 140_000)])
+        == data[65_000:140_000]
+    )
 
 
 async def test_chunk_store_empty_file(store: ObjectStore) -> None:

@@ -31,14 +31,27 @@ def error(response: httpx.Response, status: int, *fragments: str) -> str:
     return str(body["error"])
 
 
-async def commit_files(client: httpx.AsyncClient, repo: str, files: dict[str, bytes],
-                       branch: str = "master", **start: Any) -> dict[str, Any]:
+async def commit_files(
+    client: httpx.AsyncClient,
+    repo: str,
+    files: dict[str, bytes],
+    branch: str = "master",
+    **start: Any,
+) -> dict[str, Any]:
     """Start a commit, put the files, finish it; the finished commit's info."""
-    commit = ok(await client.post(f"/v1/repos/{repo}/commits", json={"branch": branch, **start}), 201)
+    commit = ok(
+        await client.post(f"/v1/repos/{repo}/commits", json={"branch": branch, **start}), 201
+    )
     for path, data in files.items():
-        ok(await client.put(f"/v1/repos/{repo}/commits/{commit['id']}/file", params={"path": path},
-                            content=data), 201)
-    result: dict[str, Any] = ok(await client.post(f"/v1/repos/{repo}/commits/{commit['id']}/finish"))
+        ok(
+            await client.put(
+                f"/v1/repos/{repo}/commits/{commit['id']}/file", params={"path": path}, content=data
+            ),
+            201,
+        )
+    result: dict[str, Any] = ok(
+        await client.post(f"/v1/repos/{repo}/commits/{commit['id']}/finish")
+    )
     return result
 
 

@@ -20,8 +20,12 @@ async def test_commit_lifecycle_and_parentage(client: httpx.AsyncClient) -> None
     assert c1["global_id"] == c1["id"]
     # Readers of the branch see no commit until one is finished.
     error(await client.get("/v1/repos/data/commits/master"), 404, "no finished commit", c1["id"])
-    ok(await client.put("/v1/repos/data/commits/master/file", params={"path": "/a.txt"},
-                        content=b"A"), 201)
+    ok(
+        await client.put(
+            "/v1/repos/data/commits/master/file", params={"path": "/a.txt"}, content=b"A"
+        ),
+        201,
+    )
     f1 = ok(await client.post("/v1/repos/data/commits/master/finish"))
     assert f1["state"] == "finished"
     assert f1["file_count"] == 1
@@ -57,21 +61,38 @@ async def test_racing_starts_open_exactly_one_commit(client: httpx.AsyncClient) 
 async def test_writing_to_finished_commit_is_refused(client: httpx.AsyncClient) -> None:
     await _repo(client)
     done = await commit_files(client, "data", {"/x": b"1"})
-    error(await client.put(f"/v1/repos/data/commits/{done['id']}/file", params={"path": "/y"},
-                           content=b"2"), 409, "finished")
+    error(
+        await client.put(
+            f"/v1/repos/data/commits/{done['id']}/file", params={"path": "/y"}, content=b"2"
+        ),
+        409,
+        "finished",
+    )
     error(await client.post(f"/v1/repos/data/commits/{done['id']}/finish"), 409, "finished")
-    error(await client.put("/v1/repos/data/commits/master/file", params={"path": "/y"},
-                           content=b"2"), 409, "no open commit")
-    error(await client.put("/v1/repos/data/commits/master%5E/file", params={"path": "/y"},
-                           content=b"2"), 400, "ancestor")
+    error(
+        await client.put("/v1/repos/data/commits/master/file", params={"path": "/y"}, content=b"2"),
+        409,
+        "no open commit",
+    )
+    error(
+        await client.put(
+            "/v1/repos/data/commits/master%5E/file", params={"path": "/y"}, content=b"2"
+        ),
+        400,
+        "ancestor",
+    )
 
 
 async def test_abandon(client: httpx.AsyncClient) -> None:
     await _repo(client)
     base = await commit_files(client, "data", {"/keep": b"k"})
     open_ = ok(await client.post("/v1/repos/data/commits", json={}), 201)
-    ok(await client.put("/v1/repos/data/commits/master/file", params={"path": "/drop"},
-                        content=b"d"), 201)
+    ok(
+        await client.put(
+            "/v1/repos/data/commits/master/file", params={"path": "/drop"}, content=b"d"
+        ),
+        201,
+    )
     assert (await client.delete(f"/v1/repos/data/commits/{open_['id']}")).status_code == 204
     error(await client.get(f"/v1/repos/data/commits/{open_['id']}"), 404)
     assert ok(await client.get("/v1/repos/data/commits/master"))["id"] == base["id"]
@@ -85,20 +106,32 @@ async def test_provenance_and_global_id(client: httpx.AsyncClient) -> None:
     await _repo(client, "out")
     src = await commit_files(client, "inp", {"/x": b"1"})
     gid = uuid.uuid4().hex
-    started = ok(await client.post("/v1/repos/out/commits", json={
-        "provenance": [{"repo": "inp", "commit": "master"}], "global_id": gid}), 201)
+    started = ok(
+        await client.post(
+            "/v1/repos/out/commits",
+            json={"provenance": [{"repo": "inp", "commit": "master"}], "global_id": gid},
+        ),
+        201,
+    )
     assert started["provenance"] == [{"repo": "inp", "commit": src["id"]}]
     assert started["global_id"] == gid
-    error(await client.post("/v1/repos/out/commits", json={
-        "branch": "x", "provenance": [{"repo": "nope", "commit": "master"}]}), 404, "nope")
+    error(
+        await client.post(
+            "/v1/repos/out/commits",
+            json={"branch": "x", "provenance": [{"repo": "nope", "commit": "master"}]},
+        ),
+        404,
+        "nope",
+    )
     error(await client.post("/v1/repos/out/commits", json={"branch": "y", "global_id": "zz"}), 400)
 
 
 async def test_finish_marked_failed(client: httpx.AsyncClient) -> None:
     await _repo(client)
     ok(await client.post("/v1/repos/data/commits", json={}), 201)
-    failed = ok(await client.post("/v1/repos/data/commits/master/finish",
-                                  json={"error": "datum 3 failed"}))
+    failed = ok(
+        await client.post("/v1/repos/data/commits/master/finish", json={"error": "datum 3 failed"})
+    )
     assert failed["error"] == "datum 3 failed"
     assert failed["state"] == "finished"
 
@@ -111,8 +144,11 @@ async def test_list_and_log_paging(client: httpx.AsyncClient) -> None:
     assert len(page["items"]) == 2
     seen = [c["id"] for c in page["items"]]
     while page["next_cursor"]:
-        page = ok(await client.get("/v1/repos/data/commits",
-                                   params={"limit": 2, "cursor": page["next_cursor"]}))
+        page = ok(
+            await client.get(
+                "/v1/repos/data/commits", params={"limit": 2, "cursor": page["next_cursor"]}
+            )
+        )
         seen += [c["id"] for c in page["items"]]
     assert len(seen) == 6
     assert seen[1:] == ids[::-1]
@@ -120,8 +156,9 @@ async def test_list_and_log_paging(client: httpx.AsyncClient) -> None:
     assert [c["id"] for c in finished["items"]] == ids[::-1]
     log = ok(await client.get("/v1/repos/data/commits/master/log", params={"limit": 3}))
     assert [c["id"] for c in log["items"]] == ids[::-1][:3]
-    rest = ok(await client.get("/v1/repos/data/commits/master/log",
-                               params={"cursor": log["next_cursor"]}))
+    rest = ok(
+        await client.get("/v1/repos/data/commits/master/log", params={"cursor": log["next_cursor"]})
+    )
     assert [c["id"] for c in rest["items"]] == ids[::-1][3:]
     assert rest["next_cursor"] is None
 
@@ -151,6 +188,9 @@ async def test_put_racing_finish_is_either_in_or_refused(client: httpx.AsyncClie
     assert finish_response.status_code == 200
     accepted = {f"/r/{i}" for i, r in enumerate(put_responses) if r.status_code == 201}
     assert all(r.status_code in (201, 409) for r in put_responses)
-    listed = ok(await client.get("/v1/repos/data/commits/master/list", params={"path": "/r"})) \
-        if accepted else {"items": []}
+    listed = (
+        ok(await client.get("/v1/repos/data/commits/master/list", params={"path": "/r"}))
+        if accepted
+        else {"items": []}
+    )
     assert {f["path"] for f in listed["items"]} == accepted

@@ -24,8 +24,12 @@ async def test_put_get_large_multi_chunk_file(client: httpx.AsyncClient, repo: s
             yield data[i : i + 50_000]
 
     ok(await client.post(f"/v1/repos/{repo}/commits", json={}), 201)
-    put = ok(await client.put(f"/v1/repos/{repo}/commits/master/file",
-                              params={"path": "/big.bin"}, content=body()), 201)
+    put = ok(
+        await client.put(
+            f"/v1/repos/{repo}/commits/master/file", params={"path": "/big.bin"}, content=body()
+        ),
+        201,
+    )
     assert put["files"][0]["size_bytes"] == len(data)
     ok(await client.post(f"/v1/repos/{repo}/commits/master/finish"))
     assert await read(client, repo, "master", "/big.bin") == data
@@ -37,7 +41,10 @@ async def test_ranged_get(client: httpx.AsyncClient, repo: str) -> None:
     url = f"/v1/repos/{repo}/commits/master/file"
     for header, expected in [
         ("bytes=0-9", data[:10]),
-        (f"bytes={TEST_CHUNK_SIZE - 5}-{TEST_CHUNK_SIZE + 4}", data[TEST_CHUNK_SIZE - 5 : TEST_CHUNK_SIZE + 5]),
+        (
+            f"bytes={TEST_CHUNK_SIZE - 5}-{TEST_CHUNK_SIZE + 4}",
+            data[TEST_CHUNK_SIZE - 5 : TEST_CHUNK_SIZE + 5],
+        ),
         ("bytes=-7", data[-7:]),
         (f"bytes={len(data) - 3}-", data[-3:]),
         (f"bytes=5-{len(data) + 100}", data[5:]),
@@ -60,8 +67,14 @@ async def test_empty_file(client: httpx.AsyncClient, repo: str) -> None:
 async def test_batch_put(client: httpx.AsyncClient, repo: str) -> None:
     files = {f"dir{i % 3}/f{i}.txt": f"content {i}".encode() for i in range(50)}
     commit = ok(await client.post(f"/v1/repos/{repo}/commits", json={}), 201)
-    put = ok(await client.post(f"/v1/repos/{repo}/commits/{commit['id']}/files",
-                               params={"prefix": "/in"}, content=tar_of(files)), 201)
+    put = ok(
+        await client.post(
+            f"/v1/repos/{repo}/commits/{commit['id']}/files",
+            params={"prefix": "/in"},
+            content=tar_of(files),
+        ),
+        201,
+    )
     assert len(put["files"]) == 50
     finished = ok(await client.post(f"/v1/repos/{repo}/commits/master/finish"))
     assert finished["file_count"] == 50
@@ -91,8 +104,9 @@ async def test_batch_refuses_traversal_and_links(client: httpx.AsyncClient, repo
 @pytest.mark.parametrize("path", ["/../x", "../x", "/a/../../b", "/a\x00b", "/a\nb", "/", ""])
 async def test_bad_paths_are_400(client: httpx.AsyncClient, repo: str, path: str) -> None:
     ok(await client.post(f"/v1/repos/{repo}/commits", json={}), 201)
-    response = await client.put(f"/v1/repos/{repo}/commits/master/file", params={"path": path},
-                                content=b"x")
+    response = await client.put(
+        f"/v1/repos/{repo}/commits/master/file", params={"path": path}, content=b"x"
+    )
     assert response.status_code == 400, response.text
 
 
@@ -101,7 +115,9 @@ async def test_oversized_upload_is_413_and_leaves_nothing(repo_ctx: Context, rep
 
     from tusk_repo.app import create_app
 
-    small = replace(repo_ctx, settings=repo_ctx.settings.model_copy(update={"max_file_bytes": 1000}))
+    small = replace(
+        repo_ctx, settings=repo_ctx.settings.model_copy(update={"max_file_bytes": 1000})
+    )
     transport = httpx.ASGITransport(app=create_app(context=small))
     async with httpx.AsyncClient(transport=transport, base_url="http://repo") as client:
         ok(await client.post(f"/v1/repos/{repo}/commits", json={}), 201)
@@ -124,7 +140,9 @@ async def test_cut_off_upload_writes_nothing(client: httpx.AsyncClient, repo: st
         yield b"only part"
 
     response = await client.put(
-        f"/v1/repos/{repo}/commits/master/file", params={"path": "/cut"}, content=short(),
+        f"/v1/repos/{repo}/commits/master/file",
+        params={"path": "/cut"},
+        content=short(),
         headers={"Content-Length": "1000"},
     )
     error(response, 400, "9 of 1000")
@@ -133,13 +151,23 @@ async def test_cut_off_upload_writes_nothing(client: httpx.AsyncClient, repo: st
 
 
 async def test_list_stat_glob(client: httpx.AsyncClient, repo: str) -> None:
-    await commit_files(client, repo, {
-        "/data/a.csv": b"1", "/data/b.csv": b"22", "/data/sub/c.json": b"333", "/top.txt": b"t",
-    })
+    await commit_files(
+        client,
+        repo,
+        {
+            "/data/a.csv": b"1",
+            "/data/b.csv": b"22",
+            "/data/sub/c.json": b"333",
+            "/top.txt": b"t",
+        },
+    )
     base = f"/v1/repos/{repo}/commits/master"
     listing = ok(await client.get(f"{base}/list", params={"path": "/data"}))
     assert [(f["path"], f["type"]) for f in listing["items"]] == [
-        ("/data/a.csv", "file"), ("/data/b.csv", "file"), ("/data/sub", "dir")]
+        ("/data/a.csv", "file"),
+        ("/data/b.csv", "file"),
+        ("/data/sub", "dir"),
+    ]
     paged = ok(await client.get(f"{base}/list", params={"path": "/data", "limit": 2}))
     assert paged["next_cursor"] == "b.csv"
     rest = ok(await client.get(f"{base}/list", params={"path": "/data", "cursor": "b.csv"}))
@@ -153,14 +181,23 @@ async def test_list_stat_glob(client: httpx.AsyncClient, repo: str) -> None:
     error(await client.get(f"{base}/file", params={"path": "/data"}), 400, "directory")
 
     async def glob(pattern: str) -> list[str]:
-        return [f["path"] for f in ok(await client.get(f"{base}/glob", params={"pattern": pattern}))]
+        return [
+            f["path"] for f in ok(await client.get(f"{base}/glob", params={"pattern": pattern}))
+        ]
 
     assert await glob("/") == ["/"]
     assert await glob("/*") == ["/data", "/top.txt"]
     assert await glob("/data/*.csv") == ["/data/a.csv", "/data/b.csv"]
     assert await glob("/**/*.json") == ["/data/sub/c.json"]
-    assert await glob("/**") == ["/", "/data", "/data/a.csv", "/data/b.csv", "/data/sub",
-                                 "/data/sub/c.json", "/top.txt"]
+    assert await glob("/**") == [
+        "/",
+        "/data",
+        "/data/a.csv",
+        "/data/b.csv",
+        "/data/sub",
+        "/data/sub/c.json",
+        "/top.txt",
+    ]
     assert await glob("/data/?.csv") == ["/data/a.csv", "/data/b.csv"]
     assert await glob("/nothing/*") == []
 
@@ -180,14 +217,21 @@ async def test_delete_and_diff_and_history(client: httpx.AsyncClient, repo: str)
     diff = ok(await client.get(f"/v1/repos/{repo}/commits/master/diff"))
     assert diff["from_commit"] == first["id"]
     assert [(c["path"], c["change"]) for c in diff["changes"]] == [
-        ("/d/a", "deleted"), ("/d/b", "deleted"), ("/d/new", "added"), ("/e/c", "modified")]
+        ("/d/a", "deleted"),
+        ("/d/b", "deleted"),
+        ("/d/new", "added"),
+        ("/e/c", "modified"),
+    ]
     since_nothing = ok(await client.get(f"/v1/repos/{repo}/commits/{first['id']}/diff"))
     assert since_nothing["from_commit"] is None
     assert len(since_nothing["changes"]) == 3
-    history = ok(await client.get(f"/v1/repos/{repo}/commits/master/history",
-                                  params={"path": "/e/c"}))
+    history = ok(
+        await client.get(f"/v1/repos/{repo}/commits/master/history", params={"path": "/e/c"})
+    )
     assert [(h["commit"], h["change"]) for h in history] == [
-        (second["id"], "modified"), (first["id"], "added")]
+        (second["id"], "modified"),
+        (first["id"], "added"),
+    ]
     gone = ok(await client.get(f"/v1/repos/{repo}/commits/master/history", params={"path": "/d/a"}))
     assert [h["change"] for h in gone] == ["deleted", "added"]
 
@@ -206,7 +250,9 @@ async def test_file_and_directory_conflicts(client: httpx.AsyncClient, repo: str
     assert await read(client, repo, "master", "/f/under") == b"u"
 
 
-async def test_content_is_deduplicated(client: httpx.AsyncClient, repo: str, repo_ctx: Context) -> None:
+async def test_content_is_deduplicated(
+    client: httpx.AsyncClient, repo: str, repo_ctx: Context
+) -> None:
     data = os.urandom(TEST_CHUNK_SIZE * 3)
     ok(await client.post("/v1/repos", json={"name": "other"}), 201)
     await commit_files(client, repo, {"/one": data, "/two": data})
@@ -227,8 +273,9 @@ async def test_content_is_deduplicated(client: httpx.AsyncClient, repo: str, rep
     assert sum(1 for k in keys if k in mine) == 3  # three files, one copy of each chunk
 
 
-async def test_child_commit_shares_parent_tree(client: httpx.AsyncClient, repo: str,
-                                               repo_ctx: Context) -> None:
+async def test_child_commit_shares_parent_tree(
+    client: httpx.AsyncClient, repo: str, repo_ctx: Context
+) -> None:
     from sqlalchemy import func, select
 
     from tusk_repo.tables import TreeRow

@@ -41,8 +41,9 @@ async def test_delete_refused_while_in_provenance(client: httpx.AsyncClient) -> 
     ok(await client.post("/v1/repos", json={"name": "src"}), 201)
     ok(await client.post("/v1/repos", json={"name": "out"}), 201)
     source = await commit_files(client, "src", {"/x": b"1"})
-    await commit_files(client, "out", {"/y": b"2"},
-                       provenance=[{"repo": "src", "commit": source["id"]}])
+    await commit_files(
+        client, "out", {"/y": b"2"}, provenance=[{"repo": "src", "commit": source["id"]}]
+    )
     error(await client.delete("/v1/repos/src"), 409, "provenance", "out")
     assert (await client.delete("/v1/repos/src", params={"force": "true"})).status_code == 204
 
@@ -51,15 +52,23 @@ async def test_branches(client: httpx.AsyncClient) -> None:
     ok(await client.post("/v1/repos", json={"name": "b"}), 201)
     first = await commit_files(client, "b", {"/f": b"1"})
     second = await commit_files(client, "b", {"/f": b"2"})
-    dev = ok(await client.post("/v1/repos/b/branches", json={"name": "dev", "head": "master^"}), 201)
+    dev = ok(
+        await client.post("/v1/repos/b/branches", json={"name": "dev", "head": "master^"}), 201
+    )
     assert dev["head"] == first["id"]
     empty = ok(await client.post("/v1/repos/b/branches", json={"name": "empty"}), 201)
     assert empty["head"] is None
-    assert [b["name"] for b in ok(await client.get("/v1/repos/b/branches"))] == ["dev", "empty", "master"]
+    assert [b["name"] for b in ok(await client.get("/v1/repos/b/branches"))] == [
+        "dev",
+        "empty",
+        "master",
+    ]
     moved = ok(await client.put("/v1/repos/b/branches/dev", json={"head": second["id"]}))
     assert moved["head"] == second["id"]
     error(await client.post("/v1/repos/b/branches", json={"name": "dev"}), 409, "already exists")
-    error(await client.post("/v1/repos/b/branches", json={"name": "x", "head": "nope"}), 404, "nope")
+    error(
+        await client.post("/v1/repos/b/branches", json={"name": "x", "head": "nope"}), 404, "nope"
+    )
     error(await client.post("/v1/repos/b/branches", json={"name": "a" * 32}), 400, "commit id")
     assert (await client.delete("/v1/repos/b/branches/dev")).status_code == 204
     error(await client.get("/v1/repos/b/branches/dev"), 404, "dev")

@@ -9,7 +9,8 @@ from tusk.paths import normalize_path, parse_address, parse_ref, split_path
 
 segment = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x00"),
-    min_size=1, max_size=20,
+    min_size=1,
+    max_size=20,
 ).filter(lambda s: s not in (".", ".."))
 any_text = st.text(max_size=200)
 
@@ -40,12 +41,13 @@ def test_dot_dot_is_always_refused(parts: list[str]) -> None:
 @given(st.lists(segment, max_size=6))
 def test_clean_segments_round_trip(segments: list[str]) -> None:
     path = "/" + "/".join(segments)
-    try:
-        normalized = normalize_path(path)
-    except InvalidArgument as e:  # only control characters or over-long segments
-        assert "control character" in e.message or "bytes" in e.message
+    if any(ord(c) < 0x20 or c == "\x7f" for c in path) or any(
+        len(s.encode()) > 255 for s in segments
+    ):
+        with pytest.raises(InvalidArgument):
+            normalize_path(path)
         return
-    assert split_path(normalized) == segments
+    assert split_path(normalize_path(path)) == segments
 
 
 @pytest.mark.parametrize("bad", ["a\x00b", "a\nb", "a\\b", "x" * 5000, "/" + "y" * 300])
@@ -59,11 +61,18 @@ def test_root_is_refused_where_a_file_is_needed() -> None:
         normalize_path("//", allow_root=False)
 
 
-@pytest.mark.parametrize(("text", "base", "ancestry"), [
-    ("master", "master", 0), ("master^", "master", 1), ("master^2", "master", 2),
-    ("master~3", "master", 3), ("master^^", "master", 2), ("master^~2", "master", 3),
-    ("0123456789abcdef0123456789abcdef^", "0123456789abcdef0123456789abcdef", 1),
-])
+@pytest.mark.parametrize(
+    ("text", "base", "ancestry"),
+    [
+        ("master", "master", 0),
+        ("master^", "master", 1),
+        ("master^2", "master", 2),
+        ("master~3", "master", 3),
+        ("master^^", "master", 2),
+        ("master^~2", "master", 3),
+        ("0123456789abcdef0123456789abcdef^", "0123456789abcdef0123456789abcdef", 1),
+    ],
+)
 def test_parse_ref(text: str, base: str, ancestry: int) -> None:
     ref = parse_ref(text)
     assert (ref.base, ref.ancestry) == (base, ancestry)
@@ -72,7 +81,12 @@ def test_parse_ref(text: str, base: str, ancestry: int) -> None:
 names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)
 
 
-@given(names, st.one_of(st.none(), names), st.integers(0, 5), st.one_of(st.none(), st.lists(segment, max_size=4)))
+@given(
+    names,
+    st.one_of(st.none(), names),
+    st.integers(0, 5),
+    st.one_of(st.none(), st.lists(segment, max_size=4)),
+)
 def test_address_round_trip(repo: str, ref: str | None, up: int, path: list[str] | None) -> None:
     text = repo
     if ref is not None:

@@ -113,15 +113,24 @@ def test_equal_trees_share_a_root() -> None:
     asyncio.run(run())
 
 
-@pytest.mark.parametrize(("pattern", "expected"), [
-    ("/", ["/"]), ("/*", ["/a", "/b"]), ("/a/*", ["/a/x.csv", "/a/y.txt"]),
-    ("/**/*.csv", ["/a/x.csv", "/b/c/z.csv"]), ("/b/*/*", ["/b/c/z.csv"]),
-])
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("/", ["/"]),
+        ("/*", ["/a", "/b"]),
+        ("/a/*", ["/a/x.csv", "/a/y.txt"]),
+        ("/**/*.csv", ["/a/x.csv", "/b/c/z.csv"]),
+        ("/b/*/*", ["/b/c/z.csv"]),
+    ],
+)
 def test_glob(pattern: str, expected: list[str]) -> None:
     async def run() -> list[str]:
         mem = Memory()
-        result = await commit(mem, trees.EMPTY_TREE, [
-            ("put", "/a/x.csv", "1"), ("put", "/a/y.txt", "2"), ("put", "/b/c/z.csv", "3")])
+        result = await commit(
+            mem,
+            trees.EMPTY_TREE,
+            [("put", "/a/x.csv", "1"), ("put", "/a/y.txt", "2"), ("put", "/b/c/z.csv", "3")],
+        )
         return [p for p, _ in await trees.glob(mem.load, result.root, pattern)]
 
     assert asyncio.run(run()) == expected

@@ -112,7 +112,10 @@ class ChunkStore:
         wanted = []
         offset = 0
         for digest, length in chunks:
-            lo, hi = max(start, offset), min(end if end is not None else offset + length, offset + length)
+            lo, hi = (
+                max(start, offset),
+                min(end if end is not None else offset + length, offset + length),
+            )
             if lo < hi:
                 wanted.append((chunk_key(digest), lo - offset, hi - offset, length))
             offset += length

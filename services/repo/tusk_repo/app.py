@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from tusk import __version__
 from tusk.api import add_common_middleware, install_error_handlers
+from tusk.events.bus import EventBus
 from tusk_repo.api import branches, commits, files, repos
 from tusk_repo.api.deps import ContextDep
 from tusk_repo.config import RepoSettings
@@ -26,8 +27,14 @@ then finish it. Address commits by id or by branch, with `^N` / `~N` for ancesto
 """
 
 
-def create_app(settings: RepoSettings | None = None, context: Context | None = None) -> FastAPI:
-    """The app; with ``context`` it uses those clients instead of building its own."""
+def create_app(
+    settings: RepoSettings | None = None,
+    context: Context | None = None,
+    *,
+    bus: EventBus | None = None,
+) -> FastAPI:
+    """The app; with ``context`` it uses those clients instead of building its own, with
+    ``bus`` an event bus shared with other services of the process (embedded mode)."""
     settings = settings or (context.settings if context else RepoSettings())
 
     @asynccontextmanager
@@ -36,15 +43,19 @@ def create_app(settings: RepoSettings | None = None, context: Context | None = N
             app.state.context = context
             yield
             return
-        async with build_context(settings) as built:
+        async with build_context(settings, bus=bus) as built:
             app.state.context = built
-            log.info("repo service ready", database=built.db.engine.url.render_as_string(),
-                     objects=settings.resolved_object_store_url)
+            log.info(
+                "repo service ready",
+                database=built.db.engine.url.render_as_string(),
+                objects=settings.resolved_object_store_url,
+            )
             yield
         log.info("repo service stopped")
 
-    app = FastAPI(title="tusk repo service", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="tusk repo service", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    )
     if context is not None:
         app.state.context = context
     install_error_handlers(app)

@@ -10,20 +10,30 @@ class RepoSettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8081, alias="TUSK_REPO_PORT")
     chunk_size: int = Field(
-        default=DEFAULT_CHUNK_SIZE, ge=64 * 1024, alias="TUSK_REPO_CHUNK_SIZE",
+        default=DEFAULT_CHUNK_SIZE,
+        ge=64 * 1024,
+        alias="TUSK_REPO_CHUNK_SIZE",
         description="Files are split into chunks of this many bytes, each stored once.",
     )
     max_file_bytes: int = Field(
-        default=1 << 40, alias="TUSK_REPO_MAX_FILE_BYTES",
+        default=1 << 40,
+        alias="TUSK_REPO_MAX_FILE_BYTES",
         description="Largest single file a put accepts (413 above it).",
     )
     max_batch_bytes: int = Field(
-        default=1 << 30, alias="TUSK_REPO_MAX_BATCH_BYTES",
+        default=1 << 30,
+        alias="TUSK_REPO_MAX_BATCH_BYTES",
         description="Largest tar body a batch put accepts (413 above it).",
     )
     max_batch_member_bytes: int = Field(
-        default=64 << 20, alias="TUSK_REPO_MAX_BATCH_MEMBER_BYTES",
+        default=64 << 20,
+        alias="TUSK_REPO_MAX_BATCH_MEMBER_BYTES",
         description="Largest single file inside a batch put; larger files use the streamed put.",
     )
     upload_concurrency: int = Field(default=8, ge=1, alias="TUSK_REPO_UPLOAD_CONCURRENCY")
     tree_cache_entries: int = Field(default=2_000_000, alias="TUSK_REPO_TREE_CACHE_ENTRIES")
+    outbox_relay: bool = Field(
+        default=True,
+        alias="TUSK_REPO_OUTBOX_RELAY",
+        description="Publish the outbox from this process (off: another process does it).",
+    )

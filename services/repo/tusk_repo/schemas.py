@@ -58,7 +58,8 @@ class CommitStart(Model):
         default_factory=list, max_length=1000, description="Input commits this one derives from"
     )
     global_id: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{32}$",
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
         description="Id of the change this commit belongs to; default: the commit's own id",
     )
 

@@ -67,7 +67,8 @@ class RepoService:
         validate_name("repo", name)
         created_at = _now()
         inserted = await insert_if_absent(
-            session, RepoRow.__table__,
+            session,
+            RepoRow.__table__,
             {"name": name, "description": description, "created_at": created_at},
         )
         if not inserted:
@@ -96,9 +97,12 @@ class RepoService:
         size = 0
         master = next((b for b in branches if b.name == "master"), None)
         if master is not None and master.head is not None:
-            size = await session.scalar(
-                select(CommitRow.size_bytes).where(CommitRow.id == master.head)
-            ) or 0
+            size = (
+                await session.scalar(
+                    select(CommitRow.size_bytes).where(CommitRow.id == master.head)
+                )
+                or 0
+            )
         count = await session.scalar(
             select(func.count()).select_from(CommitRow).where(CommitRow.repo_id == repo.id)
         )
@@ -114,14 +118,18 @@ class RepoService:
     async def delete_repo(self, session: AsyncSession, name: str, *, force: bool) -> None:
         repo = await self.get_repo(session, name)
         dependents = (
-            await session.execute(
-                select(RepoRow.name)
-                .join(CommitRow, CommitRow.repo_id == RepoRow.id)
-                .join(ProvenanceRow, ProvenanceRow.commit_id == CommitRow.id)
-                .where(ProvenanceRow.input_repo == name, RepoRow.id != repo.id)
-                .distinct()
+            (
+                await session.execute(
+                    select(RepoRow.name)
+                    .join(CommitRow, CommitRow.repo_id == RepoRow.id)
+                    .join(ProvenanceRow, ProvenanceRow.commit_id == CommitRow.id)
+                    .where(ProvenanceRow.input_repo == name, RepoRow.id != repo.id)
+                    .distinct()
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         if dependents and not force:
             raise Conflict(
                 f"repo {name!r} is in the provenance of commits in {', '.join(sorted(dependents))};"
@@ -152,8 +160,9 @@ class RepoService:
 
     @staticmethod
     def branch_info(repo: RepoRow, branch: BranchRow) -> BranchInfo:
-        return BranchInfo(repo=repo.name, name=branch.name, head=branch.head,
-                          created_at=branch.created_at)
+        return BranchInfo(
+            repo=repo.name, name=branch.name, head=branch.head, created_at=branch.created_at
+        )
 
     async def create_branch(
         self, session: AsyncSession, repo: RepoRow, name: str, head: str | None
@@ -165,7 +174,8 @@ class RepoService:
         if head is not None:
             head_id = (await self.resolve_commit(session, repo, head, finished=True)).id
         inserted = await insert_if_absent(
-            session, BranchRow.__table__,
+            session,
+            BranchRow.__table__,
             {"repo_id": repo.id, "name": name, "head": head_id, "created_at": _now()},
         )
         if not inserted:
@@ -290,7 +300,8 @@ class RepoService:
         validate_branch_name(branch_name)
         # Racing starts on a new branch may both create it; either way it exists afterwards.
         await insert_if_absent(
-            session, BranchRow.__table__,
+            session,
+            BranchRow.__table__,
             {"repo_id": repo.id, "name": branch_name, "head": None, "created_at": _now()},
         )
         branch = await self.get_branch(session, repo, branch_name)
@@ -304,17 +315,21 @@ class RepoService:
         inputs = [await self._resolve_input(session, p) for p in provenance]
         parent = await self._commit_by_id(session, repo, branch.head) if branch.head else None
         commit_id = uuid.uuid4().hex
-        inserted = await insert_if_absent(session, CommitRow.__table__, {
-            "id": commit_id,
-            "repo_id": repo.id,
-            "branch": branch_name,
-            "parent": parent.id if parent else None,
-            "state": OPEN,
-            "base_tree": parent.root_tree if parent and parent.root_tree else trees.EMPTY_TREE,
-            "global_id": global_id or commit_id,
-            "description": description,
-            "started_at": _now(),
-        })
+        inserted = await insert_if_absent(
+            session,
+            CommitRow.__table__,
+            {
+                "id": commit_id,
+                "repo_id": repo.id,
+                "branch": branch_name,
+                "parent": parent.id if parent else None,
+                "state": OPEN,
+                "base_tree": parent.root_tree if parent and parent.root_tree else trees.EMPTY_TREE,
+                "global_id": global_id or commit_id,
+                "description": description,
+                "started_at": _now(),
+            },
+        )
         if not inserted:  # another start won the race for the branch's one open commit
             raise Conflict(
                 f"branch {branch_name!r} of repo {repo.name!r} already has an open commit"
@@ -328,8 +343,13 @@ class RepoService:
         await self.outbox.add(
             session,
             CommitStarted(
-                repo=repo.name, commit=commit_id, branch=branch_name, parent=commit.parent,
-                global_id=commit.global_id, provenance=tuple(inputs), started_at=commit.started_at,
+                repo=repo.name,
+                commit=commit_id,
+                branch=branch_name,
+                parent=commit.parent,
+                global_id=commit.global_id,
+                provenance=tuple(inputs),
+                started_at=commit.started_at,
             ),
         )
         return commit
@@ -364,10 +384,15 @@ class RepoService:
         provenance = await self.provenance(session, commit)
         events: list[CommitFinished | BranchMoved] = [
             CommitFinished(
-                repo=repo.name, commit=commit.id, branch=commit.branch, parent=commit.parent,
+                repo=repo.name,
+                commit=commit.id,
+                branch=commit.branch,
+                parent=commit.parent,
                 global_id=commit.global_id,
                 provenance=tuple(CommitRef(repo=p.repo, commit=p.commit) for p in provenance),
-                finished_at=commit.finished_at, size_bytes=merged.size, file_count=merged.count,
+                finished_at=commit.finished_at,
+                size_bytes=merged.size,
+                file_count=merged.count,
                 error=error,
             )
         ]
@@ -407,11 +432,18 @@ class RepoService:
         self, session: AsyncSession, repo: RepoRow, commit: CommitRow
     ) -> CommitInfo:
         return CommitInfo(
-            id=commit.id, repo=repo.name, branch=commit.branch, parent=commit.parent,
-            state=OPEN if commit.state == OPEN else FINISHED, error=commit.error,
-            global_id=commit.global_id, provenance=await self.provenance(session, commit),
-            description=commit.description, size_bytes=commit.size_bytes,
-            file_count=commit.file_count, started_at=commit.started_at,
+            id=commit.id,
+            repo=repo.name,
+            branch=commit.branch,
+            parent=commit.parent,
+            state=OPEN if commit.state == OPEN else FINISHED,
+            error=commit.error,
+            global_id=commit.global_id,
+            provenance=await self.provenance(session, commit),
+            description=commit.description,
+            size_bytes=commit.size_bytes,
+            file_count=commit.file_count,
+            started_at=commit.started_at,
             finished_at=commit.finished_at,
         )
 
@@ -433,30 +465,44 @@ class RepoService:
             query = query.where(CommitRow.state == state)
         if cursor is not None:
             query = query.where(CommitRow.seq < cursor)
-        rows = list((await session.scalars(query.order_by(CommitRow.seq.desc()).limit(limit + 1))).all())
+        rows = list(
+            (await session.scalars(query.order_by(CommitRow.seq.desc()).limit(limit + 1))).all()
+        )
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (rows[-1].seq if more and rows else None)
 
     async def log(
-        self, session: AsyncSession, repo: RepoRow, ref: str, *, limit: int = 100,
+        self,
+        session: AsyncSession,
+        repo: RepoRow,
+        ref: str,
+        *,
+        limit: int = 100,
         cursor: str | None = None,
     ) -> tuple[list[CommitRow], str | None]:
         """A ref's ancestry, newest first; ``cursor`` is the commit to continue from."""
         commit: CommitRow | None = (
-            await self._commit_by_id(session, repo, cursor) if cursor
+            await self._commit_by_id(session, repo, cursor)
+            if cursor
             else await self.resolve_commit(session, repo, ref)
         )
         rows: list[CommitRow] = []
         while commit is not None and len(rows) < limit:
             rows.append(commit)
-            commit = await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
+            commit = (
+                await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
+            )
         return rows, (commit.id if commit is not None else None)
 
     # --- files -------------------------------------------------------------------------------
 
     async def put_files(
-        self, session: AsyncSession, repo: RepoRow, ref: str, files: Sequence[tuple[str, ChunkedFile]]
+        self,
+        session: AsyncSession,
+        repo: RepoRow,
+        ref: str,
+        files: Sequence[tuple[str, ChunkedFile]],
     ) -> CommitRow:
         commit = await self.resolve_open_commit(session, repo, ref, lock=True)
         await store.stage_puts(session, commit.id, files)
@@ -522,15 +568,22 @@ class RepoService:
 
         out: list[HistoryEntry] = []
         for commit in commits:
-            parent = await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
+            parent = (
+                await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
+            )
             entry, before = await entry_in(commit), await entry_in(parent)
             if entry == before:
                 continue
             change = "deleted" if entry is None else ("added" if before is None else "modified")
-            out.append(HistoryEntry(
-                commit=commit.id, change=change, size_bytes=entry.size if entry else None,
-                hash=entry.hash if entry else None, finished_at=commit.finished_at,
-            ))
+            out.append(
+                HistoryEntry(
+                    commit=commit.id,
+                    change=change,
+                    size_bytes=entry.size if entry else None,
+                    hash=entry.hash if entry else None,
+                    finished_at=commit.finished_at,
+                )
+            )
         return out
 
     async def diff(
@@ -545,20 +598,28 @@ class RepoService:
             old_commit = await self._commit_by_id(session, repo, new.commit.parent)
         else:
             old_commit = None
-        old_root = (old_commit.root_tree if old_commit and old_commit.root_tree
-                    else trees.EMPTY_TREE)
+        old_root = old_commit.root_tree if old_commit and old_commit.root_tree else trees.EMPTY_TREE
         changes = await trees.diff(new.load, old_root, new.root, path)
-        return old_commit, new.commit, [
-            DiffEntry(
-                path=c.path, change=c.change,  # type: ignore[arg-type]
-                size_before=c.old.size if c.old else None, size_after=c.new.size if c.new else None,
-            )
-            for c in changes
-        ]
+        return (
+            old_commit,
+            new.commit,
+            [
+                DiffEntry(
+                    path=c.path,
+                    change=c.change,
+                    size_before=c.old.size if c.old else None,
+                    size_after=c.new.size if c.new else None,
+                )
+                for c in changes
+            ],
+        )
 
 
 def file_info(path: str, entry: trees.Entry) -> FileInfo:
     return FileInfo(
-        path=path, type="dir" if entry.kind == trees.DIR else "file", size_bytes=entry.size,
-        hash=entry.hash, file_count=entry.count,
+        path=path,
+        type="dir" if entry.kind == trees.DIR else "file",
+        size_bytes=entry.size,
+        hash=entry.hash,
+        file_count=entry.count,
     )

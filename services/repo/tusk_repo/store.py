@@ -69,15 +69,22 @@ class TreeStore:
 
 
 async def save_files(session: AsyncSession, files: Iterable[ChunkedFile]) -> None:
-    rows = list({f.hash: {"hash": f.hash, "size": f.size, "chunks": f.encode_chunks()}
-                 for f in files}.values())
+    rows = list(
+        {
+            f.hash: {"hash": f.hash, "size": f.size, "chunks": f.encode_chunks()} for f in files
+        }.values()
+    )
     for start in range(0, len(rows), _INSERT_BATCH):
-        stmt = insert_for(session, FileRow.__table__).on_conflict_do_nothing(index_elements=["hash"])
+        stmt = insert_for(session, FileRow.__table__).on_conflict_do_nothing(
+            index_elements=["hash"]
+        )
         await session.execute(stmt, rows[start : start + _INSERT_BATCH])
 
 
 async def load_file(session: AsyncSession, digest: str) -> ChunkedFile:
-    row = (await session.execute(select(FileRow).where(FileRow.hash == digest))).scalar_one_or_none()
+    row = (
+        await session.execute(select(FileRow).where(FileRow.hash == digest))
+    ).scalar_one_or_none()
     if row is None:
         raise NotFound(f"file contents {digest} are missing")
     return ChunkedFile(row.hash, row.size, ChunkedFile.decode_chunks(row.chunks))
@@ -97,7 +104,7 @@ async def stage_puts(
     session: AsyncSession, commit_id: str, puts: Sequence[tuple[str, ChunkedFile]]
 ) -> None:
     await save_files(session, (f for _, f in puts))
-    latest = {path: f for path, f in puts}  # a path put twice in one batch keeps the last
+    latest = dict(puts)  # a path put twice in one batch keeps the last
     rows = [
         {"commit_id": commit_id, "path": p, "op": "put", "file_hash": f.hash, "size": f.size}
         for p, f in latest.items()

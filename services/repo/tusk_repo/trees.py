@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Literal
 
 import blake3
 
@@ -125,8 +126,9 @@ async def merge(
                         )
                 else:  # deletes beneath a file change nothing; otherwise rebuild the directory
                     sub = await apply(current.hash if current else None, child, child_path)
-                    current = None if sub is None else Entry(name, DIR, sub.hash, sub.size,
-                                                             sub.count)
+                    current = (
+                        None if sub is None else Entry(name, DIR, sub.hash, sub.size, sub.count)
+                    )
             if child.file is not None:
                 if current is not None and current.kind == DIR:
                     raise Conflict(
@@ -169,8 +171,9 @@ async def lookup(load: Loader, root: str, path: str) -> Entry | None:
         entry = (await load(entry.hash)).by_name.get(segment)
     if entry is not None and entry.name == "" and entry.kind == DIR:
         node = await load(root)
-        return Entry("", DIR, root, sum(e.size for e in node.entries),
-                     sum(e.count for e in node.entries))
+        return Entry(
+            "", DIR, root, sum(e.size for e in node.entries), sum(e.count for e in node.entries)
+        )
     return entry
 
 
@@ -250,7 +253,7 @@ async def glob(load: Loader, root: str, pattern: str) -> list[tuple[str, Entry]]
 @dataclass(frozen=True)
 class Change:
     path: str
-    change: str  # added | deleted | modified
+    change: Literal["added", "deleted", "modified"]
     old: Entry | None
     new: Entry | None
 
@@ -277,7 +280,11 @@ async def _diff_entries(
         prefix = path.rstrip("/")
         for name in sorted(old_node.by_name.keys() | new_node.by_name.keys()):
             await _diff_entries(
-                load, f"{prefix}/{name}", old_node.by_name.get(name), new_node.by_name.get(name), out
+                load,
+                f"{prefix}/{name}",
+                old_node.by_name.get(name),
+                new_node.by_name.get(name),
+                out,
             )
         return
     if old is not None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from tusk_repo.api.deps import ContextDep
+from tusk_repo.api.deps import BranchName, ContextDep, RepoName
 from tusk_repo.schemas import BranchCreate, BranchInfo, BranchMove, ErrorBody
 
 router = APIRouter(
@@ -11,9 +11,10 @@ router = APIRouter(
 )
 
 
-@router.post("/repos/{repo}/branches", status_code=status.HTTP_201_CREATED,
-             response_model=BranchInfo)
-async def create_branch(repo: str, body: BranchCreate, ctx: ContextDep) -> BranchInfo:
+@router.post(
+    "/repos/{repo}/branches", status_code=status.HTTP_201_CREATED, response_model=BranchInfo
+)
+async def create_branch(repo: RepoName, body: BranchCreate, ctx: ContextDep) -> BranchInfo:
     """Create a branch, empty or starting at ``head`` (a branch or commit, with ``^N``)."""
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
@@ -22,20 +23,22 @@ async def create_branch(repo: str, body: BranchCreate, ctx: ContextDep) -> Branc
 
 
 @router.get("/repos/{repo}/branches", response_model=list[BranchInfo])
-async def list_branches(repo: str, ctx: ContextDep) -> list[BranchInfo]:
+async def list_branches(repo: RepoName, ctx: ContextDep) -> list[BranchInfo]:
     async with ctx.db.session(write=False) as session:
         return await ctx.service.list_branches(session, await ctx.service.get_repo(session, repo))
 
 
 @router.get("/repos/{repo}/branches/{branch}", response_model=BranchInfo)
-async def inspect_branch(repo: str, branch: str, ctx: ContextDep) -> BranchInfo:
+async def inspect_branch(repo: RepoName, branch: BranchName, ctx: ContextDep) -> BranchInfo:
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         return ctx.service.branch_info(row, await ctx.service.get_branch(session, row, branch))
 
 
 @router.put("/repos/{repo}/branches/{branch}", response_model=BranchInfo)
-async def move_branch(repo: str, branch: str, body: BranchMove, ctx: ContextDep) -> BranchInfo:
+async def move_branch(
+    repo: RepoName, branch: BranchName, body: BranchMove, ctx: ContextDep
+) -> BranchInfo:
     """Point the branch's head at another finished commit."""
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
@@ -44,7 +47,7 @@ async def move_branch(repo: str, branch: str, body: BranchMove, ctx: ContextDep)
 
 
 @router.delete("/repos/{repo}/branches/{branch}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_branch(repo: str, branch: str, ctx: ContextDep) -> Response:
+async def delete_branch(repo: RepoName, branch: BranchName, ctx: ContextDep) -> Response:
     """Delete a branch; its commits stay reachable by id."""
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)

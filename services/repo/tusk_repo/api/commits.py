@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response, status
 
 from tusk.errors import InvalidArgument
-from tusk_repo.api.deps import ContextDep
+from tusk_repo.api.deps import CommitRef, ContextDep, RepoName
 from tusk_repo.schemas import (
     CommitFinish,
     CommitInfo,
@@ -22,23 +22,28 @@ router = APIRouter(
 )
 
 
-@router.post("/repos/{repo}/commits", status_code=status.HTTP_201_CREATED,
-             response_model=CommitInfo)
-async def start_commit(repo: str, body: CommitStart, ctx: ContextDep) -> CommitInfo:
+@router.post(
+    "/repos/{repo}/commits", status_code=status.HTTP_201_CREATED, response_model=CommitInfo
+)
+async def start_commit(repo: RepoName, body: CommitStart, ctx: ContextDep) -> CommitInfo:
     """Open a commit on a branch (created if missing). Its parent is the branch's head; a
     branch has at most one open commit. Provenance and global id are recorded as given."""
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
         commit = await ctx.service.start_commit(
-            session, row, body.branch, description=body.description,
-            provenance=body.provenance, global_id=body.global_id,
+            session,
+            row,
+            body.branch,
+            description=body.description,
+            provenance=body.provenance,
+            global_id=body.global_id,
         )
         return await ctx.service.commit_info(session, row, commit)
 
 
 @router.get("/repos/{repo}/commits", response_model=Page[CommitInfo])
 async def list_commits(
-    repo: str,
+    repo: RepoName,
     ctx: ContextDep,
     branch: str | None = Query(None, description="Only commits started on this branch"),
     state: Literal["open", "finished"] | None = None,
@@ -49,7 +54,11 @@ async def list_commits(
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         commits, nxt = await ctx.service.list_commits(
-            session, row, branch=branch, state=state, limit=limit,
+            session,
+            row,
+            branch=branch,
+            state=state,
+            limit=limit,
             cursor=int(cursor) if cursor else None,
         )
         items = [await ctx.service.commit_info(session, row, c) for c in commits]
@@ -57,7 +66,7 @@ async def list_commits(
 
 
 @router.get("/repos/{repo}/commits/{ref}", response_model=CommitInfo)
-async def inspect_commit(repo: str, ref: str, ctx: ContextDep) -> CommitInfo:
+async def inspect_commit(repo: RepoName, ref: CommitRef, ctx: ContextDep) -> CommitInfo:
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         return await ctx.service.commit_info(
@@ -67,8 +76,8 @@ async def inspect_commit(repo: str, ref: str, ctx: ContextDep) -> CommitInfo:
 
 @router.get("/repos/{repo}/commits/{ref}/log", response_model=Page[CommitInfo])
 async def log(
-    repo: str,
-    ref: str,
+    repo: RepoName,
+    ref: CommitRef,
     ctx: ContextDep,
     limit: int = Query(100, ge=1, le=10_000),
     cursor: str | None = Query(None, pattern=r"^[0-9a-f]{32}$"),
@@ -83,7 +92,7 @@ async def log(
 
 @router.post("/repos/{repo}/commits/{ref}/finish", response_model=CommitInfo)
 async def finish_commit(
-    repo: str, ref: str, ctx: ContextDep, body: CommitFinish | None = None
+    repo: RepoName, ref: CommitRef, ctx: ContextDep, body: CommitFinish | None = None
 ) -> CommitInfo:
     """Finish an open commit (by id, or the branch's open commit): its staged changes become
     its tree and the branch's head moves to it. With ``error`` it is finished marked failed."""
@@ -96,7 +105,7 @@ async def finish_commit(
 
 
 @router.delete("/repos/{repo}/commits/{ref}", status_code=status.HTTP_204_NO_CONTENT)
-async def abandon_commit(repo: str, ref: str, ctx: ContextDep) -> Response:
+async def abandon_commit(repo: RepoName, ref: CommitRef, ctx: ContextDep) -> Response:
     """Abandon an open commit: it and its staged changes are dropped."""
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
@@ -106,8 +115,8 @@ async def abandon_commit(repo: str, ref: str, ctx: ContextDep) -> Response:
 
 @router.get("/repos/{repo}/commits/{ref}/diff", response_model=DiffResult)
 async def diff(
-    repo: str,
-    ref: str,
+    repo: RepoName,
+    ref: CommitRef,
     ctx: ContextDep,
     from_ref: str | None = Query(None, alias="from", description="Default: the commit's parent"),
     path: str = "/",
@@ -121,8 +130,8 @@ async def diff(
 
 @router.get("/repos/{repo}/commits/{ref}/history", response_model=list[HistoryEntry])
 async def history(
-    repo: str,
-    ref: str,
+    repo: RepoName,
+    ref: CommitRef,
     ctx: ContextDep,
     path: str = Query(..., description="The file or directory whose history to show"),
     limit: int = Query(100, ge=1, le=10_000, description="How many ancestors to look through"),

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
+from tusk.paths import NAME_RE, REF_RE
 from tusk_repo.context import Context
 from tusk_repo.service import RepoService
 
@@ -21,3 +22,14 @@ def get_service(context: ContextDep) -> RepoService:
 
 
 ServiceDep = Annotated[RepoService, Depends(get_service)]
+
+RepoName = Annotated[str, Path(pattern=NAME_RE.pattern, description="Repo name")]
+BranchName = Annotated[str, Path(pattern=NAME_RE.pattern, description="Branch name")]
+CommitRef = Annotated[
+    str,
+    Path(
+        pattern=REF_RE.pattern,
+        description="A commit id or a branch (its head), optionally followed by ^, ^N or ~N "
+        "for ancestors; URL-encode ^ as %5E",
+    ),
+]

@@ -15,7 +15,7 @@ from tusk.errors import InvalidArgument, PayloadTooLarge, RangeNotSatisfiable
 from tusk.objectstore.chunks import ChunkedFile
 from tusk.paths import normalize_path
 from tusk_repo import trees
-from tusk_repo.api.deps import ContextDep
+from tusk_repo.api.deps import CommitRef, ContextDep, RepoName
 from tusk_repo.context import Context
 from tusk_repo.schemas import ErrorBody, FileInfo, Page, PutResult
 from tusk_repo.service import file_info
@@ -23,7 +23,9 @@ from tusk_repo.service import file_info
 router = APIRouter(
     tags=["files"],
     responses={
-        400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody},
+        400: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody},
         413: {"model": ErrorBody},
     },
 )
@@ -72,13 +74,22 @@ async def _body(request: Request, limit: int) -> AsyncIterator[bytes]:
         )
 
 
-@router.put("/repos/{repo}/commits/{ref}/file", status_code=status.HTTP_201_CREATED,
-            response_model=PutResult,
-            openapi_extra={"requestBody": {"content": {"application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}}}, "required": True}})
+@router.put(
+    "/repos/{repo}/commits/{ref}/file",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PutResult,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "required": True,
+        }
+    },
+)
 async def put_file(
-    repo: str,
-    ref: str,
+    repo: RepoName,
+    ref: CommitRef,
     request: Request,
     ctx: ContextDep,
     path: str = Query(..., description="Where to put the file, e.g. /data/a.csv"),
@@ -95,13 +106,28 @@ async def put_file(
     return PutResult(commit=commit.id, files=[_file(path, stored)])
 
 
-@router.post("/repos/{repo}/commits/{ref}/files", status_code=status.HTTP_201_CREATED,
-             response_model=PutResult,
-             openapi_extra={"requestBody": {"content": {"application/x-tar": {
-                 "schema": {"type": "string", "format": "binary"}}}, "required": True}})
+@router.post(
+    "/repos/{repo}/commits/{ref}/files",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PutResult,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/octet-stream": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "a tar archive (application/x-tar)",
+                    }
+                }
+            },
+            "required": True,
+        }
+    },
+)
 async def put_files(
-    repo: str,
-    ref: str,
+    repo: RepoName,
+    ref: CommitRef,
     request: Request,
     ctx: ContextDep,
     prefix: str = Query("/", description="Directory the archive's paths are relative to"),
@@ -162,17 +188,22 @@ def _file(path: str, stored: ChunkedFile) -> FileInfo:
     return FileInfo(path=path, type="file", size_bytes=stored.size, hash=stored.hash, file_count=1)
 
 
-@router.get("/repos/{repo}/commits/{ref}/file",
-            responses={200: {"content": {"application/octet-stream": {}}},
-                       206: {"description": "Partial content"}, 416: {"model": ErrorBody}})
+@router.get(
+    "/repos/{repo}/commits/{ref}/file",
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "Partial content"},
+        416: {"model": ErrorBody},
+    },
+)
 async def get_file(
-    repo: str, ref: str, request: Request, ctx: ContextDep, path: str = Query(...)
+    repo: RepoName, ref: CommitRef, request: Request, ctx: ContextDep, path: str = Query(...)
 ) -> Response:
     """Stream a file's contents; a single ``Range: bytes=…`` header gives part of it."""
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         view = await ctx.service.view(session, row, ref)
-        info, stored = await ctx.service.open_file(session, view, path)
+        _, stored = await ctx.service.open_file(session, view, path)
     start, end = _parse_range(request.headers.get("range"), stored.size)
     headers = {
         "Accept-Ranges": "bytes",
@@ -185,10 +216,13 @@ async def get_file(
         code = status.HTTP_206_PARTIAL_CONTENT
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.size}"
     if end == start:
-        return Response(b"", status_code=code, headers=headers,
-                        media_type="application/octet-stream")
+        return Response(
+            b"", status_code=code, headers=headers, media_type="application/octet-stream"
+        )
     return StreamingResponse(
-        ctx.chunks.read(stored.chunks, start, end), status_code=code, headers=headers,
+        ctx.chunks.read(stored.chunks, start, end),
+        status_code=code,
+        headers=headers,
         media_type="application/octet-stream",
     )
 
@@ -210,7 +244,10 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int]:
 
 @router.delete("/repos/{repo}/commits/{ref}/file", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_file(
-    repo: str, ref: str, ctx: ContextDep, path: str = Query(..., description="File or directory")
+    repo: RepoName,
+    ref: CommitRef,
+    ctx: ContextDep,
+    path: str = Query(..., description="File or directory"),
 ) -> Response:
     """Delete a file, or a directory with everything in it, from an open commit."""
     async with ctx.db.session() as session:
@@ -220,7 +257,7 @@ async def delete_file(
 
 
 @router.get("/repos/{repo}/commits/{ref}/stat", response_model=FileInfo)
-async def stat(repo: str, ref: str, ctx: ContextDep, path: str = "/") -> FileInfo:
+async def stat(repo: RepoName, ref: CommitRef, ctx: ContextDep, path: str = "/") -> FileInfo:
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         return await ctx.service.stat(session, await ctx.service.view(session, row, ref), path)
@@ -228,8 +265,8 @@ async def stat(repo: str, ref: str, ctx: ContextDep, path: str = "/") -> FileInf
 
 @router.get("/repos/{repo}/commits/{ref}/list", response_model=Page[FileInfo])
 async def list_files(
-    repo: str,
-    ref: str,
+    repo: RepoName,
+    ref: CommitRef,
     ctx: ContextDep,
     path: str = "/",
     limit: int = Query(10_000, ge=1, le=100_000),
@@ -253,7 +290,9 @@ async def list_files(
 
 @router.get("/repos/{repo}/commits/{ref}/glob", response_model=list[FileInfo])
 async def glob(
-    repo: str, ref: str, ctx: ContextDep,
+    repo: RepoName,
+    ref: CommitRef,
+    ctx: ContextDep,
     pattern: str = Query(..., description="e.g. /*, /data/*.csv, /**/*.json"),
 ) -> list[FileInfo]:
     """Files and directories matching a glob pattern."""

@@ -2,14 +2,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response, status
 
-from tusk_repo.api.deps import ContextDep
+from tusk_repo.api.deps import ContextDep, RepoName
 from tusk_repo.schemas import ErrorBody, RepoCreate, RepoInfo
 
 router = APIRouter(tags=["repos"], responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}})
 
 
-@router.post("/repos", status_code=status.HTTP_201_CREATED, response_model=RepoInfo,
-             responses={409: {"model": ErrorBody}})
+@router.post(
+    "/repos",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RepoInfo,
+    responses={409: {"model": ErrorBody}},
+)
 async def create_repo(body: RepoCreate, ctx: ContextDep) -> RepoInfo:
     """Create a repo. Names are 1-63 letters, digits, '_' or '-'."""
     async with ctx.db.session() as session:
@@ -24,15 +28,16 @@ async def list_repos(ctx: ContextDep) -> list[RepoInfo]:
 
 
 @router.get("/repos/{repo}", response_model=RepoInfo)
-async def inspect_repo(repo: str, ctx: ContextDep) -> RepoInfo:
+async def inspect_repo(repo: RepoName, ctx: ContextDep) -> RepoInfo:
     async with ctx.db.session(write=False) as session:
         return await ctx.service.repo_info(session, await ctx.service.get_repo(session, repo))
 
 
-@router.delete("/repos/{repo}", status_code=status.HTTP_204_NO_CONTENT,
-               responses={409: {"model": ErrorBody}})
+@router.delete(
+    "/repos/{repo}", status_code=status.HTTP_204_NO_CONTENT, responses={409: {"model": ErrorBody}}
+)
 async def delete_repo(
-    repo: str,
+    repo: RepoName,
     ctx: ContextDep,
     force: bool = Query(False, description="Delete even if other repos' provenance names it"),
 ) -> Response:

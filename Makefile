@@ -1,0 +1,39 @@
+# The two commands a newcomer needs are `make demo` and `make test`; both install what they
+# need into .venv first. Backing services for the tests (PostgreSQL, versitygw, Kafka) are
+# installed into ~/.cache/tusk and started by the tests themselves.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: demo test lint check-types services install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+## demo: the walkthrough on the embedded defaults (SQLite + a local directory, no servers)
+demo: $(STAMP)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+
+## services: install (or reuse) PostgreSQL, versitygw and Kafka for the integration tests
+services: $(STAMP)
+	$(BIN)/python -m tests.backing install
+
+## lint: ruff, import-linter contracts and mypy (strict on libs and services)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+## test: everything: lint, then the whole suite against real PostgreSQL, Kafka and S3
+test: lint services
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
