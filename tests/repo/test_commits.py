@@ -124,6 +124,10 @@ async def test_provenance_and_global_id(client: httpx.AsyncClient) -> None:
         "nope",
     )
     error(await client.post("/v1/repos/out/commits", json={"branch": "y", "global_id": "zz"}), 400)
+    ok(await client.post("/v1/repos/out/commits/master/finish"))
+    down = ok(await client.get(f"/v1/repos/inp/commits/{src['id']}/subvenance"))
+    assert down == [{"repo": "out", "commit": started["id"]}]
+    assert ok(await client.get(f"/v1/repos/out/commits/{started['id']}/subvenance")) == []
 
 
 async def test_finish_marked_failed(client: httpx.AsyncClient) -> None:

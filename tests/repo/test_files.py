@@ -288,3 +288,21 @@ async def test_child_commit_shares_parent_tree(
         after = await session.scalar(select(func.count()).select_from(TreeRow))
     # Only the root and /small were rewritten; /big (200 entries) is shared.
     assert after - before == 2
+
+
+async def test_link_by_content_hash(client: httpx.AsyncClient, repo: str) -> None:
+    first = await commit_files(client, repo, {"/src/a": b"alpha", "/src/b": b"beta"})
+    stat = ok(await client.get(f"/v1/repos/{repo}/commits/master/stat", params={"path": "/src/a"}))
+    ok(await client.post(f"/v1/repos/{repo}/commits", json={}), 201)
+    url = f"/v1/repos/{repo}/commits/master/links"
+    linked = ok(
+        await client.post(url, json={"files": [{"path": "/copy/a", "hash": stat["hash"]}]}), 201
+    )
+    assert linked["files"][0]["size_bytes"] == 5
+    unknown = "0" * 64
+    error(await client.post(url, json={"files": [{"path": "/x", "hash": unknown}]}), 404, unknown)
+    error(await client.post(url, json={"files": [{"path": "/../x", "hash": stat["hash"]}]}), 400)
+    finished = ok(await client.post(f"/v1/repos/{repo}/commits/master/finish"))
+    assert finished["parent"] == first["id"]
+    assert await read(client, repo, "master", "/copy/a") == b"alpha"
+    assert finished["file_count"] == 3

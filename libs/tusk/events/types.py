@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from tusk.events.envelope import EventData, register
 
@@ -86,3 +87,89 @@ class BranchMoved(EventData):
 
     def subject(self) -> str:
         return f"{self.repo}@{self.branch}"
+
+
+# --- jobs: emitted by the trigger (created, cancel) and the scheduler (the rest) -------------
+
+
+class InputCommit(EventData):
+    """One input of a job: the pfs input ``name`` reads ``repo@branch`` at ``commit``."""
+
+    name: str
+    repo: str
+    branch: str
+    commit: str
+
+
+class _JobEvent(EventData):
+    topic = JOBS_TOPIC
+    job: str
+    pipeline: str
+
+    def key(self) -> str:
+        return self.pipeline
+
+    def subject(self) -> str:
+        return f"{self.pipeline}/{self.job}"
+
+
+class DatumCounts(EventData):
+    total: int = 0
+    processed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    recovered: int = 0
+
+
+@register
+class JobCreated(_JobEvent):
+    """A pipeline version must run on a set of input commits (exactly one job per such set)."""
+
+    type = "io.tusk.job.created.v1"
+    version: int
+    spec: dict[str, Any]
+    inputs: tuple[InputCommit, ...]
+    global_id: str
+    output_repo: str
+    output_branch: str
+    created_at: datetime
+
+
+@register
+class JobCancel(_JobEvent):
+    type = "io.tusk.job.cancel.v1"
+    reason: str
+
+
+@register
+class JobStarted(_JobEvent):
+    type = "io.tusk.job.started.v1"
+    output_commit: str
+    counts: DatumCounts
+    started_at: datetime
+
+
+@register
+class JobProgress(_JobEvent):
+    type = "io.tusk.job.progress.v1"
+    counts: DatumCounts
+
+
+@register
+class JobSucceeded(_JobEvent):
+    type = "io.tusk.job.succeeded.v1"
+    output_commit: str
+    counts: DatumCounts
+    finished_at: datetime
+
+
+@register
+class JobFailed(_JobEvent):
+    """The job ended without success: ``killed`` when it was stopped, else it failed."""
+
+    type = "io.tusk.job.failed.v1"
+    output_commit: str | None
+    reason: str
+    killed: bool = False
+    counts: DatumCounts
+    finished_at: datetime

@@ -129,3 +129,12 @@ class ErrorBody(Model):
     error: str
     code: str
     details: dict[str, object] | None = None
+
+
+class LinkFile(Model):
+    path: str
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="Content hash of a stored file")
+
+
+class LinkRequest(Model):
+    files: list[LinkFile] = Field(max_length=1_000_000)

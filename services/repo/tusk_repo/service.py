@@ -428,6 +428,17 @@ class RepoService:
         )
         return [CommitRefModel(repo=r, commit=c) for r, c in rows.all()]
 
+    async def subvenance(self, session: AsyncSession, commit: CommitRow) -> list[CommitRefModel]:
+        """The commits, in any repo, that name ``commit`` in their provenance (lineage down)."""
+        rows = await session.execute(
+            select(RepoRow.name, CommitRow.id)
+            .join(CommitRow, CommitRow.repo_id == RepoRow.id)
+            .join(ProvenanceRow, ProvenanceRow.commit_id == CommitRow.id)
+            .where(ProvenanceRow.input_commit == commit.id)
+            .order_by(CommitRow.seq)
+        )
+        return [CommitRefModel(repo=r, commit=c) for r, c in rows.all()]
+
     async def commit_info(
         self, session: AsyncSession, repo: RepoRow, commit: CommitRow
     ) -> CommitInfo:
@@ -507,6 +518,22 @@ class RepoService:
         commit = await self.resolve_open_commit(session, repo, ref, lock=True)
         await store.stage_puts(session, commit.id, files)
         return commit
+
+    async def link_files(
+        self, session: AsyncSession, repo: RepoRow, ref: str, files: Sequence[tuple[str, str]]
+    ) -> tuple[CommitRow, list[tuple[str, ChunkedFile]]]:
+        """Put files whose contents are already stored, by content hash: a copy that moves no
+        bytes (pipelines carry unchanged datums' outputs forward this way)."""
+        paths = [(normalize_path(p, allow_root=False), h) for p, h in files]
+        known = await store.load_files(session, {h for _, h in paths})
+        missing = sorted({h for _, h in paths} - known.keys())
+        if missing:
+            raise NotFound(
+                f"{len(missing)} content hash(es) are not stored, e.g. {missing[0]}",
+                missing=missing[:20],
+            )
+        linked = [(p, known[h]) for p, h in paths]
+        return await self.put_files(session, repo, ref, linked), linked
 
     async def delete_path(
         self, session: AsyncSession, repo: RepoRow, ref: str, path: str

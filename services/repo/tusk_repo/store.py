@@ -90,6 +90,18 @@ async def load_file(session: AsyncSession, digest: str) -> ChunkedFile:
     return ChunkedFile(row.hash, row.size, ChunkedFile.decode_chunks(row.chunks))
 
 
+async def load_files(session: AsyncSession, digests: set[str]) -> dict[str, ChunkedFile]:
+    found: dict[str, ChunkedFile] = {}
+    ordered = sorted(digests)
+    for start in range(0, len(ordered), _INSERT_BATCH):
+        rows = await session.execute(
+            select(FileRow).where(FileRow.hash.in_(ordered[start : start + _INSERT_BATCH]))
+        )
+        for row in rows.scalars():
+            found[row.hash] = ChunkedFile(row.hash, row.size, ChunkedFile.decode_chunks(row.chunks))
+    return found
+
+
 def _under(path: str) -> object:
     """Rows at ``path`` or beneath it; a range on the key instead of LIKE, so no escaping."""
     if path == "/":

@@ -9,6 +9,7 @@ from tusk_repo.api.deps import CommitRef, ContextDep, RepoName
 from tusk_repo.schemas import (
     CommitFinish,
     CommitInfo,
+    CommitRefModel,
     CommitStart,
     DiffResult,
     ErrorBody,
@@ -142,3 +143,12 @@ async def history(
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         return await ctx.service.history(session, row, ref, path, limit=limit)
+
+
+@router.get("/repos/{repo}/commits/{ref}/subvenance", response_model=list[CommitRefModel])
+async def subvenance(repo: RepoName, ref: CommitRef, ctx: ContextDep) -> list[CommitRefModel]:
+    """The commits, in any repo, derived from this one (its provenance names it)."""
+    async with ctx.db.session(write=False) as session:
+        row = await ctx.service.get_repo(session, repo)
+        commit = await ctx.service.resolve_commit(session, row, ref)
+        return await ctx.service.subvenance(session, commit)

@@ -17,7 +17,7 @@ from tusk.paths import normalize_path
 from tusk_repo import trees
 from tusk_repo.api.deps import CommitRef, ContextDep, RepoName
 from tusk_repo.context import Context
-from tusk_repo.schemas import ErrorBody, FileInfo, Page, PutResult
+from tusk_repo.schemas import ErrorBody, FileInfo, LinkRequest, Page, PutResult
 from tusk_repo.service import file_info
 
 router = APIRouter(
@@ -154,6 +154,24 @@ async def put_files(
         row = await ctx.service.get_repo(session, repo)
         commit = await ctx.service.put_files(session, row, ref, stored)
     return PutResult(commit=commit.id, files=[_file(p, f) for p, f in stored])
+
+
+@router.post(
+    "/repos/{repo}/commits/{ref}/links",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PutResult,
+)
+async def link_files(
+    repo: RepoName, ref: CommitRef, body: LinkRequest, ctx: ContextDep
+) -> PutResult:
+    """Put files whose contents the service already stores, named by content hash: a copy
+    that moves no bytes. Unknown hashes are refused (404) and nothing is staged."""
+    async with ctx.db.session() as session:
+        row = await ctx.service.get_repo(session, repo)
+        commit, linked = await ctx.service.link_files(
+            session, row, ref, [(f.path, f.hash) for f in body.files]
+        )
+    return PutResult(commit=commit.id, files=[_file(p, f) for p, f in linked])
 
 
 def _read_tar(fileobj: IO[bytes], prefix: str, member_limit: int) -> list[tuple[str, bytes]]:

@@ -1,0 +1,98 @@
+"""What the scheduler and a worker exchange, through the repo service only.
+
+For each job the scheduler opens two commits on the pipeline's output repo: the **output
+commit** on the output branch (what the pipeline produces) and a **meta commit** on the
+``meta`` branch (how it was produced: shard specs, datum results, datum logs). A worker is
+started with the address of its shard spec in the meta commit; it writes each datum's outputs
+to the output commit and its result and log to the meta commit, so the scheduler (or a
+scheduler restarted after a crash) learns what happened by reading the meta commit. Workers
+need no broker and no database.
+
+Meta commit layout::
+
+    /jobs/<job>/shards/<shard>.json      ShardSpec
+    /jobs/<job>/datums/<datum>.json      DatumResult
+    /jobs/<job>/datums/<datum>.log       the datum's stdout and stderr, all attempts
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+META_BRANCH = "meta"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatumInputSpec(_Model):
+    """One part of a datum: the file or directory at ``path`` of ``repo@commit``, staged at
+    ``<pfs root>/<name><path>``."""
+
+    name: str
+    repo: str
+    commit: str
+    path: str
+    type: Literal["file", "dir"]
+
+
+class DatumSpec(_Model):
+    id: str
+    inputs: tuple[DatumInputSpec, ...]
+
+
+class TransformSpec(_Model):
+    cmd: tuple[str, ...]
+    stdin: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ShardSpec(_Model):
+    job: str
+    pipeline: str
+    shard: int
+    output_repo: str
+    output_commit: str
+    meta_commit: str  # on the output repo, branch ``meta``
+    transform: TransformSpec
+    datum_tries: int = 3
+    datum_timeout_seconds: float | None = None
+    datums: tuple[DatumSpec, ...]
+
+
+class OutputFile(_Model):
+    path: str
+    hash: str
+    size: int
+
+
+class DatumResult(_Model):
+    datum: str
+    job: str
+    shard: int
+    state: Literal["success", "failed"]
+    attempts: int
+    outputs: tuple[OutputFile, ...] = ()
+    error: str | None = None
+    started_at: datetime
+    finished_at: datetime
+
+
+def shard_path(job: str, shard: int) -> str:
+    return f"/jobs/{job}/shards/{shard}.json"
+
+
+def datums_dir(job: str) -> str:
+    return f"/jobs/{job}/datums"
+
+
+def result_path(job: str, datum: str) -> str:
+    return f"{datums_dir(job)}/{datum}.json"
+
+
+def log_path(job: str, datum: str) -> str:
+    return f"{datums_dir(job)}/{datum}.log"
