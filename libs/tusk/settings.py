@@ -56,6 +56,11 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:

@@ -21,9 +21,10 @@ class RepoSettings(CommonSettings):
         description="Largest single file a put accepts (413 above it).",
     )
     max_batch_bytes: int = Field(
-        default=1 << 30,
+        default=256 << 20,
         alias="TUSK_REPO_MAX_BATCH_BYTES",
-        description="Largest tar body a batch put accepts (413 above it).",
+        description="Largest tar body a batch put accepts (413 above it); a batch is held in "
+        "memory while it is stored, so this bounds what one request can cost.",
     )
     max_batch_member_bytes: int = Field(
         default=64 << 20,

@@ -138,7 +138,7 @@ async def put_files(
     await _check_writable(ctx, repo, ref)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
         async for piece in _body(request, ctx.settings.max_batch_bytes):
-            spool.write(piece)
+            await asyncio.to_thread(spool.write, piece)  # may be on disk past the memory part
         spool.seek(0)
         members = await asyncio.to_thread(
             _read_tar, spool, prefix, ctx.settings.max_batch_member_bytes

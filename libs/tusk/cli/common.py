@@ -1,0 +1,177 @@
+"""What every command shares: settings, the client, error handling and output helpers.
+
+Data goes to stdout (tables, or JSON with ``--json``); messages, progress and errors go to
+stderr, so that ``tusk get repo@master:/a.csv > a.csv`` and ``tusk ls --json | jq`` work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tusk.client import RepoClient
+from tusk.errors import InvalidArgument, TuskError
+from tusk.paths import Address
+
+T = TypeVar("T")
+
+DEFAULT_REPO_URL = "http://127.0.0.1:8081"
+
+ADDRESS_HELP = (
+    "REPO@REF:/PATH. REF is a branch or commit id, optionally followed by ^N or ~N for "
+    "ancestors (master^1 is master's parent); it defaults to master."
+)
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")
+]
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+if not stdout.is_terminal:
+    # Piped tables must not be cut to 80 columns: `tusk ls … | grep` needs whole paths.
+    stdout.width = 10_000
+
+
+class CliSettings(BaseSettings):
+    """Where the CLI finds the services; ``TUSK_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="TUSK_", extra="ignore", frozen=True)
+
+    repo_url: str = Field(default=DEFAULT_REPO_URL, description="The repo service.")
+    token: str | None = Field(default=None, description="Bearer token for the services.")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for an answer.")
+
+    @field_validator("repo_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("TUSK_REPO_URL must start with http:// or https://")
+        return value
+
+
+def settings_error(error: ValidationError, prefix: str = "TUSK_") -> InvalidArgument:
+    """A one-line message naming the environment variable(s) that are wrong."""
+    problems = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        variable = name if name.upper().startswith(prefix) else prefix + name.upper()
+        problems.append(f"{variable}: {item['msg']}")
+    return InvalidArgument("invalid configuration: " + "; ".join(problems))
+
+
+def load_settings() -> CliSettings:
+    try:
+        return CliSettings()
+    except ValidationError as e:
+        raise settings_error(e) from None
+
+
+@asynccontextmanager
+async def connect() -> AsyncIterator[RepoClient]:
+    settings = load_settings()
+    async with RepoClient(settings.repo_url, settings.token, timeout=settings.timeout) as client:
+        yield client
+
+
+def fail(message: str) -> NoReturn:
+    stderr.print(f"[bold red]error:[/] [red]{escape(message)}[/]")
+    raise typer.Exit(1)
+
+
+def note(message: str) -> None:
+    """A message for the person at the terminal (stderr; stdout stays data)."""
+    stderr.print(message)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; user errors become a red line on stderr and exit code 1."""
+    try:
+        return asyncio.run(main)
+    except TuskError as e:
+        fail(e.message)
+    except BrokenPipeError:
+        # The reader went away (`tusk get … | head`): stop quietly, as cat does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except OSError as e:
+        fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
+    except KeyboardInterrupt:
+        stderr.print("[red]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def need_branch(address: Address, what: str) -> str:
+    """The branch an address names, refusing commit ids and ancestry (``repo@dev``)."""
+    if address.ref is None or address.ref.ancestry or address.ref.is_commit_id:
+        raise InvalidArgument(f"{what} needs a branch: write it as {address.repo}@BRANCH")
+    return address.ref.base
+
+
+def print_json(data: BaseModel | Iterable[BaseModel]) -> None:
+    if isinstance(data, BaseModel):
+        value: Any = data.model_dump(mode="json")
+    else:
+        value = [item.model_dump(mode="json") for item in data]
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+WRAPPING_COLUMNS = frozenset({"DESCRIPTION", "BRANCHES", ""})
+
+
+def show(renderable: Table) -> None:
+    """Print a table to stdout; piped, without the padding at line ends."""
+    if stdout.is_terminal:
+        stdout.print(renderable)
+        return
+    with stdout.capture() as captured:
+        stdout.print(renderable)
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def table(*columns: str) -> Table:
+    """A borderless table; only free-text columns wrap, so ids and paths stay whole."""
+    grid = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
+    for column in columns:
+        grid.add_column(
+            column, no_wrap=column not in WRAPPING_COLUMNS,
+            min_width=32 if column in ("ID", "COMMIT", "HEAD") else None,  # ids are copied whole
+        )
+    return grid
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    amount = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
+
+
+def when(moment: datetime | None) -> str:
+    """Recent times as '5m ago', older ones as a local date and time."""
+    if moment is None:
+        return "-"
+    seconds = (datetime.now(UTC) - moment).total_seconds()
+    if 0 <= seconds < 1:
+        return "just now"
+    for limit, unit, per in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
+        if 0 <= seconds < limit:
+            return f"{int(seconds // per)}{unit} ago"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,43 @@
+"""The top-level ``tusk`` command, assembled from one module per kind of thing."""
+
+from __future__ import annotations
+
+import typer
+
+from tusk.cli import branches, commits, files, repos, transfer
+
+DATA = "Data"
+HELP = """Versioned data repos and pipelines.
+
+Files live in **repos**; a repo's **branches** point at **commits**, each a snapshot of its
+files. Most commands take an address:
+
+**REPO@REF:/PATH**, e.g. `raw@master:/data/a.csv`. REF is a branch or a commit id,
+optionally followed by ^N or ~N for ancestors (`raw@master^1` is the commit before master's
+head). REF defaults to master, PATH to the root.
+
+The services are found through TUSK_REPO_URL (default http://127.0.0.1:8081), with the bearer
+token TUSK_TOKEN if they need one.
+"""
+
+app = typer.Typer(
+    name="tusk",
+    help=HELP,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.add_typer(repos.app, name="repo", rich_help_panel="Metadata")
+app.add_typer(branches.app, name="branch", rich_help_panel="Metadata")
+app.add_typer(commits.app, name="commit", rich_help_panel="Metadata")
+
+app.command(rich_help_panel=DATA)(transfer.put)
+app.command(rich_help_panel=DATA)(transfer.get)
+app.command(rich_help_panel=DATA)(files.ls)
+app.command(rich_help_panel=DATA)(files.glob)
+app.command(rich_help_panel=DATA)(files.rm)
+app.command(rich_help_panel=DATA)(files.diff)
+app.command(rich_help_panel=DATA)(commits.log)
+app.command(rich_help_panel=DATA)(files.history)

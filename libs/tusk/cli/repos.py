@@ -1,0 +1,111 @@
+"""``tusk repo …``: create, list, inspect and delete repos."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from tusk.cli.common import JsonOption, connect, note, print_json, run, show, size, table, when
+from tusk.paths import validate_name
+
+app = typer.Typer(
+    help="Create, list, inspect and delete repos (versioned collections of files).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+RepoArg = Annotated[
+    str, typer.Argument(metavar="REPO", help="The repo's name.", show_default=False)
+]
+
+
+def _repo(name: str) -> str:
+    return validate_name("repo", name)
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(
+        metavar="REPO", help="1-63 letters, digits, '_' or '-', starting with a letter or digit.",
+        show_default=False,
+    )],
+    description: Annotated[str, typer.Option("--description", "-d", help="What it holds.")] = "",
+) -> None:
+    """Create an empty repo. Its first commit creates the master branch.
+
+    Example: `tusk repo create raw -d "daily CSV exports"`
+    """
+
+    async def main() -> None:
+        async with connect() as client:
+            info = await client.create_repo(_repo(name), description)
+        note(f"created repo [bold]{escape(info.name)}[/]")
+
+    run(main())
+
+
+@app.command("list")
+def list_(as_json: JsonOption = False) -> None:
+    """List all repos with their size (of master's head) and commit count."""
+
+    async def main() -> None:
+        async with connect() as client:
+            repos = await client.list_repos()
+        if as_json:
+            print_json(repos)
+            return
+        grid = table("NAME", "CREATED", "SIZE", "COMMITS", "BRANCHES", "DESCRIPTION")
+        for repo in repos:
+            grid.add_row(
+                escape(repo.name), when(repo.created_at), size(repo.size_bytes),
+                str(repo.commit_count), escape(", ".join(repo.branches)),
+                escape(repo.description),
+            )
+        show(grid)
+
+    run(main())
+
+
+@app.command("inspect")
+def inspect(repo: RepoArg, as_json: JsonOption = False) -> None:
+    """Show a repo's details: branches, size, number of commits."""
+
+    async def main() -> None:
+        async with connect() as client:
+            info = await client.inspect_repo(_repo(repo))
+        if as_json:
+            print_json(info)
+            return
+        grid = table("", "")
+        grid.show_header = False
+        for key, value in (
+            ("Name", info.name),
+            ("Description", info.description or "-"),
+            ("Created", when(info.created_at)),
+            ("Branches", ", ".join(info.branches) or "-"),
+            ("Commits", str(info.commit_count)),
+            ("Size (master)", size(info.size_bytes)),
+        ):
+            grid.add_row(f"[bold]{key}[/]", escape(value))
+        show(grid)
+
+    run(main())
+
+
+@app.command("delete")
+def delete(
+    repo: RepoArg,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Delete even if commits of other repos name it in their provenance.",
+    )] = False,
+) -> None:
+    """Delete a repo with all its branches and commits. This cannot be undone."""
+
+    async def main() -> None:
+        async with connect() as client:
+            await client.delete_repo(_repo(repo), force=force)
+        note(f"deleted repo [bold]{escape(repo)}[/]")
+
+    run(main())

@@ -1,0 +1,368 @@
+"""``tusk put`` and ``tusk get``: copy files and directory trees in and out of commits.
+
+Uploads of a tree send small files in batches (one tar archive per request) and large files
+on their own, streamed; a few requests run at once. Downloads stream to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import anyio
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from tusk.cli.common import ADDRESS_HELP, connect, note, run, size, stderr
+from tusk.cli.writing import Target, left_open_hint, writable_commit
+from tusk.client import FileInfo, RepoClient
+from tusk.errors import InvalidArgument
+from tusk.paths import Address, normalize_path, parse_address
+
+SMALL_FILE = 1 << 20
+"""Files below this size travel in batches; larger ones are streamed one per request."""
+BATCH_FILES = 1000
+BATCH_BYTES = 64 << 20
+STDIN = "-"
+
+ParallelOption = Annotated[int, typer.Option(
+    "--parallel", "-p", min=1, max=64, help="Requests to run at once.",
+)]
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    remote: str
+    size: int
+
+
+@dataclass
+class Batch:
+    files: list[LocalFile] = field(default_factory=list)
+    size: int = 0
+
+
+class Meter:
+    """Bytes and files done, shown as a progress bar on a terminal and summed up after."""
+
+    def __init__(self, verb: str, total_bytes: int | None, total_files: int) -> None:
+        self.files = 0
+        self.total_files = total_files
+        self.bytes = 0
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TextColumn("{task.fields[files]}"),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=not stderr.is_terminal,
+            transient=True,
+        )
+        self.task: TaskID = self.progress.add_task(verb, total=total_bytes, files=self._files())
+
+    def _files(self) -> str:
+        return f"{self.files}/{self.total_files} files"
+
+    def add_bytes(self, n: int) -> None:
+        self.bytes += n
+        self.progress.update(self.task, advance=n)
+
+    def add_files(self, n: int) -> None:
+        self.files += n
+        self.progress.update(self.task, files=self._files())
+
+    def __enter__(self) -> Meter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+async def _bounded(jobs: Sequence[Callable[[], Awaitable[None]]], parallel: int) -> None:
+    """Run the jobs, ``parallel`` at a time; the first failure cancels the rest."""
+    slots = asyncio.Semaphore(parallel)
+
+    async def one(job: Callable[[], Awaitable[None]]) -> None:
+        async with slots:
+            await job()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(one(job))
+    except ExceptionGroup as failed:
+        # The first failure is the story; the others are mostly its consequences.
+        raise failed.exceptions[0] from None
+
+
+# --- put -------------------------------------------------------------------------------------
+
+
+def put(
+    address: Annotated[str, typer.Argument(
+        metavar="REPO@BRANCH:/PATH", show_default=False,
+        help="Where to put it: a branch (or an open commit's id) and a path. Without a path, or "
+        "with a path ending in '/', the local file's name is kept; with -r the path is the "
+        "directory the tree goes into.",
+    )],
+    file: Annotated[str, typer.Option(
+        "--file", "-f", metavar="LOCAL", show_default=False,
+        help="The local file or, with -r, directory to upload; '-' reads stdin.",
+    )],
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Upload a directory tree: its contents go under PATH.",
+    )] = False,
+    parallel: ParallelOption = 4,
+) -> None:
+    """Upload a file or a directory tree into a commit.
+
+    When the branch has an open commit, the files go into it and it stays open. Otherwise a
+    commit is opened, and finished when everything is uploaded (or abandoned on failure), so
+    that the upload is all or nothing.
+
+    Examples:
+
+    `tusk put raw@master:/data/2024-03.csv -f march.csv`
+
+    `tusk put raw@master:/images -r -f ./images`
+    """
+    run(_put(address, file, recursive=recursive, parallel=parallel))
+
+
+async def _put(text: str, local: str, *, recursive: bool, parallel: int) -> None:
+    address = parse_address(text)
+    if local == STDIN:
+        await _put_stdin(text, address)
+        return
+    source = Path(local)
+    info = await anyio.Path(source).stat()
+    if stat.S_ISDIR(info.st_mode):
+        if not recursive:
+            raise InvalidArgument(f"{local} is a directory: use -r to upload a directory tree")
+        files, skipped = await asyncio.to_thread(_scan, source, address.path or "/")
+        for path in skipped:
+            note(f"[yellow]skipped {escape(str(path))}: not a regular file[/]")
+        if not files:
+            raise InvalidArgument(f"{local} holds no files to upload")
+    else:
+        remote = _file_destination(text, address, source.name, into=recursive)
+        files = [LocalFile(source, remote, info.st_size)]
+    total = sum(f.size for f in files)
+    async with connect() as client, writable_commit(client, address, f"tusk put {text}") as target:
+        with Meter("uploading", total, len(files)) as meter:
+            await _bounded(_upload_jobs(client, target, files, meter), parallel)
+        plural = "" if len(files) == 1 else "s"
+        note(f"put {len(files)} file{plural} ({size(total)}) into {escape(target.where)}")
+        if not target.owned:
+            note(left_open_hint(target))
+
+
+async def _put_stdin(text: str, address: Address) -> None:
+    if address.path in (None, "/") or text.endswith("/"):
+        raise InvalidArgument("reading stdin (-f -) needs a file path: REPO@BRANCH:/PATH")
+    assert address.path is not None
+
+    async def pieces() -> AsyncIterator[bytes]:
+        while piece := await asyncio.to_thread(sys.stdin.buffer.read, 1 << 20):
+            yield piece
+
+    async with connect() as client, writable_commit(client, address, f"tusk put {text}") as target:
+        result = await client.put_file(target.repo, target.commit, address.path, pieces())
+        note(f"put {size(result.files[0].size_bytes)} from stdin into {escape(target.where)}")
+        if not target.owned:
+            note(left_open_hint(target))
+
+
+def _file_destination(text: str, address: Address, name: str, *, into: bool) -> str:
+    """The file's path in the commit: PATH itself, or PATH/NAME when PATH is a directory (no
+    path, a trailing '/', or -r)."""
+    if into or address.path is None or address.path == "/" or text.endswith("/"):
+        return normalize_path(f"{address.path or ''}/{name}")
+    return address.path
+
+
+def _scan(root: Path, destination: str) -> tuple[list[LocalFile], list[Path]]:
+    """The regular files below ``root`` (symlinks to files followed, not to directories)."""
+    files, skipped = [], []
+    for directory, subdirs, names in os.walk(root):
+        subdirs.sort()
+        here = Path(directory)
+        for name in subdirs:
+            if (here / name).is_symlink():
+                skipped.append(here / name)
+        for name in sorted(names):
+            path = here / name
+            try:
+                info = path.stat()
+            except FileNotFoundError:  # a dangling symlink
+                skipped.append(path)
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                skipped.append(path)
+                continue
+            relative = PurePosixPath(*path.relative_to(root).parts)
+            remote = normalize_path(f"{destination.rstrip('/')}/{relative}")
+            files.append(LocalFile(path, remote, info.st_size))
+    return files, skipped
+
+
+def _upload_jobs(
+    client: RepoClient, target: Target, files: list[LocalFile], meter: Meter
+) -> list[Callable[[], Awaitable[None]]]:
+    jobs: list[Callable[[], Awaitable[None]]] = []
+    batch = Batch()
+
+    def close_batch() -> None:
+        nonlocal batch
+        if batch.files:
+            jobs.append(functools.partial(_put_batch, client, target, batch, meter))
+        batch = Batch()
+
+    for file in files:
+        if file.size >= SMALL_FILE:
+            jobs.append(functools.partial(_put_one, client, target, file, meter))
+            continue
+        if len(batch.files) >= BATCH_FILES or batch.size + file.size > BATCH_BYTES:
+            close_batch()
+        batch.files.append(file)
+        batch.size += file.size
+    close_batch()
+    return jobs
+
+
+async def _put_one(client: RepoClient, target: Target, file: LocalFile, meter: Meter) -> None:
+    await client.put_file(
+        target.repo, target.commit, file.remote, file.path, progress=meter.add_bytes
+    )
+    meter.add_files(1)
+
+
+async def _put_batch(client: RepoClient, target: Target, batch: Batch, meter: Meter) -> None:
+    await client.put_files(
+        target.repo, target.commit, [(f.remote, f.path) for f in batch.files],
+        progress=meter.add_bytes,
+    )
+    meter.add_files(len(batch.files))
+
+
+# --- get -------------------------------------------------------------------------------------
+
+
+def get(
+    address: Annotated[str, typer.Argument(
+        metavar="REPO@REF:/PATH", help=ADDRESS_HELP, show_default=False,
+    )],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="OUT", show_default=False,
+        help="Write here instead of stdout: a file, or an existing directory to write into. "
+        "With -r, the directory to download the tree to.",
+    )] = None,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Download a directory tree (needs -o).",
+    )] = False,
+    parallel: ParallelOption = 4,
+) -> None:
+    """Download a file (to stdout, or to -o) or a directory tree (-r -o DIR).
+
+    Examples:
+
+    `tusk get raw@master:/data/2024-03.csv > march.csv`
+
+    `tusk get raw@master^1:/images -r -o ./images`
+    """
+    run(_get(address, output, recursive=recursive, parallel=parallel))
+
+
+async def _get(text: str, output: Path | None, *, recursive: bool, parallel: int) -> None:
+    address = parse_address(text)
+    path = address.path or "/"
+    if output is not None and str(output) == STDIN:
+        output = None
+    async with connect() as client:
+        # Pin the commit: a branch that moves meanwhile must not mix two commits' files.
+        commit = (await client.inspect_commit(address.repo, str(address.ref_or_default))).id
+        info = await client.stat(address.repo, commit, path)
+        if info.type == "dir":
+            if not recursive:
+                raise InvalidArgument(
+                    f"{path} is a directory: use -r -o DIR to download the tree below it"
+                )
+            if output is None:
+                raise InvalidArgument("get -r needs -o DIR: the directory to write the tree into")
+            await _get_tree(client, address.repo, commit, path, output, parallel)
+            return
+        if output is None:
+            async with aclosing(client.get_file(address.repo, commit, path)) as pieces:
+                async for piece in pieces:
+                    sys.stdout.buffer.write(piece)
+            sys.stdout.buffer.flush()
+            return
+        if await anyio.Path(output).is_dir():
+            output = output / PurePosixPath(path).name
+        with Meter("downloading", info.size_bytes, 1) as meter:
+            await _download(client, address.repo, commit, info, output, meter)
+        note(f"wrote {escape(str(output))} ({size(info.size_bytes)}) from commit {commit}")
+
+
+async def _get_tree(
+    client: RepoClient, repo: str, commit: str, path: str, output: Path, parallel: int
+) -> None:
+    files = [f async for f in client.walk(repo, commit, path)]
+    total = sum(f.size_bytes for f in files)
+    with Meter("downloading", total, len(files)) as meter:
+        jobs = [
+            functools.partial(
+                _download, client, repo, commit, f,
+                output / PurePosixPath(f.path).relative_to(path), meter,
+            )
+            for f in files
+        ]
+        await _bounded(jobs, parallel)
+    note(f"wrote {len(files)} files ({size(total)}) to {escape(str(output))} from commit {commit}")
+
+
+async def _download(
+    client: RepoClient, repo: str, commit: str, info: FileInfo, target: Path, meter: Meter
+) -> None:
+    """Write to a temporary name beside the target and rename it when complete, so that an
+    interrupted download never leaves a truncated file under the real name."""
+    await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
+    special = await anyio.Path(target).exists() and not await anyio.Path(target).is_file()
+    partial = target if special else target.with_name(f".{target.name}.tusk-partial")
+    done = False
+    try:
+        async with (
+            await anyio.open_file(partial, "wb") as out,
+            aclosing(client.get_file(repo, commit, info.path)) as pieces,
+        ):
+            async for piece in pieces:
+                await out.write(piece)
+                meter.add_bytes(len(piece))
+        if partial != target:
+            await anyio.Path(partial).replace(target)
+        done = True
+    finally:
+        if not done and partial != target:
+            await anyio.Path(partial).unlink(missing_ok=True)
+    meter.add_files(1)

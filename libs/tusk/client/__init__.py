@@ -1,0 +1,30 @@
+"""Python clients for tusk's services (the same REST APIs the CLI and workers use)."""
+
+from tusk.client.models import (
+    BranchInfo,
+    CommitInfo,
+    CommitRef,
+    DiffEntry,
+    DiffResult,
+    FileInfo,
+    HistoryEntry,
+    Page,
+    PutResult,
+    RepoInfo,
+)
+from tusk.client.repo import RepoClient, error_from_response
+
+__all__ = [
+    "BranchInfo",
+    "CommitInfo",
+    "CommitRef",
+    "DiffEntry",
+    "DiffResult",
+    "FileInfo",
+    "HistoryEntry",
+    "Page",
+    "PutResult",
+    "RepoClient",
+    "RepoInfo",
+    "error_from_response",
+]

@@ -1,0 +1,583 @@
+"""An async client for the repo service's REST API: one method per route.
+
+Errors the server answers become the matching :mod:`tusk.errors` exception carrying the
+server's message; a server that cannot be reached becomes :class:`~tusk.errors.Unavailable`.
+Uploads and downloads are streamed, so a file of any size costs bounded memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import tarfile
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+from urllib.parse import quote
+
+import anyio
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from tusk import __version__
+from tusk.client.models import (
+    BranchInfo,
+    CommitInfo,
+    CommitRef,
+    DiffResult,
+    FileInfo,
+    HistoryEntry,
+    Page,
+    PutResult,
+    RepoInfo,
+)
+from tusk.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    RangeNotSatisfiable,
+    TuskError,
+    Unauthorized,
+    Unavailable,
+)
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+READ_SIZE = 1 << 20
+"""How much of a local file is read at a time while uploading it."""
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of file bytes just sent."""
+
+FileSource = bytes | Path | AsyncIterable[bytes]
+
+M = TypeVar("M", bound=BaseModel)
+
+_ERRORS: tuple[type[TuskError], ...] = (
+    InvalidArgument, Unauthorized, NotFound, AlreadyExists, Conflict, PayloadTooLarge,
+    RangeNotSatisfiable, Unavailable,
+)
+_BY_CODE = {cls.code: cls for cls in _ERRORS}
+# For answers without a tusk error body (a proxy in between, an unknown route).
+_BY_STATUS: dict[int, type[TuskError]] = {
+    400: InvalidArgument, 401: Unauthorized, 403: Unauthorized, 404: NotFound, 409: Conflict,
+    413: PayloadTooLarge, 416: RangeNotSatisfiable, 502: Unavailable, 503: Unavailable,
+    504: Unavailable,
+}
+_TAR_BLOCK = 512
+
+
+def _seg(value: str) -> str:
+    """A URL path segment: refs such as ``master^2`` hold characters a path cannot."""
+    if value in ("", ".", ".."):
+        # Percent-encoding leaves dots alone, and the URL would then climb up a level.
+        raise InvalidArgument(f"invalid name {value!r} in a URL")
+    return quote(value, safe="")
+
+
+class RepoClient:
+    """The repo service's API. Use as ``async with RepoClient(url) as client: ...``.
+
+    Refs name a commit: a commit id or a branch (its head), optionally followed by ``^``,
+    ``^N`` or ``~N`` for ancestors. Writes go to an open commit: its id, or a branch name (the
+    branch's open commit). Methods that page through results are async iterators.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"User-Agent": f"tusk-client/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- repos -------------------------------------------------------------------------------
+
+    async def create_repo(self, name: str, description: str = "") -> RepoInfo:
+        response = await self._request(
+            "POST", "/v1/repos", json={"name": name, "description": description}
+        )
+        return _parse(RepoInfo, response)
+
+    async def list_repos(self) -> list[RepoInfo]:
+        return _parse_list(RepoInfo, await self._request("GET", "/v1/repos"))
+
+    async def inspect_repo(self, name: str) -> RepoInfo:
+        return _parse(RepoInfo, await self._request("GET", f"/v1/repos/{_seg(name)}"))
+
+    async def delete_repo(self, name: str, *, force: bool = False) -> None:
+        """Delete a repo; refused while other repos' provenance names it, unless ``force``."""
+        params = {"force": "true"} if force else None
+        await self._request("DELETE", f"/v1/repos/{_seg(name)}", params=params)
+
+    # --- branches ----------------------------------------------------------------------------
+
+    async def create_branch(self, repo: str, name: str, head: str | None = None) -> BranchInfo:
+        """Create a branch, empty or starting at ``head`` (a ref such as ``master^1``)."""
+        response = await self._request(
+            "POST", f"/v1/repos/{_seg(repo)}/branches", json={"name": name, "head": head}
+        )
+        return _parse(BranchInfo, response)
+
+    async def list_branches(self, repo: str) -> list[BranchInfo]:
+        return _parse_list(
+            BranchInfo, await self._request("GET", f"/v1/repos/{_seg(repo)}/branches")
+        )
+
+    async def inspect_branch(self, repo: str, name: str) -> BranchInfo:
+        response = await self._request("GET", f"/v1/repos/{_seg(repo)}/branches/{_seg(name)}")
+        return _parse(BranchInfo, response)
+
+    async def move_branch(self, repo: str, name: str, head: str) -> BranchInfo:
+        """Point the branch's head at another finished commit (a ref)."""
+        response = await self._request(
+            "PUT", f"/v1/repos/{_seg(repo)}/branches/{_seg(name)}", json={"head": head}
+        )
+        return _parse(BranchInfo, response)
+
+    async def delete_branch(self, repo: str, name: str) -> None:
+        await self._request("DELETE", f"/v1/repos/{_seg(repo)}/branches/{_seg(name)}")
+
+    # --- commits -----------------------------------------------------------------------------
+
+    async def start_commit(
+        self,
+        repo: str,
+        branch: str = "master",
+        *,
+        description: str = "",
+        provenance: Iterable[CommitRef] = (),
+        global_id: str | None = None,
+    ) -> CommitInfo:
+        """Open a commit on ``branch`` (created if missing); its parent is the branch's head."""
+        body = {
+            "branch": branch,
+            "description": description,
+            "provenance": [p.model_dump() for p in provenance],
+            "global_id": global_id,
+        }
+        response = await self._request("POST", f"/v1/repos/{_seg(repo)}/commits", json=body)
+        return _parse(CommitInfo, response)
+
+    async def finish_commit(self, repo: str, ref: str, *, error: str | None = None) -> CommitInfo:
+        """Finish an open commit (its id, or a branch's open commit); ``error`` marks it failed."""
+        response = await self._request(
+            "POST", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/finish", json={"error": error}
+        )
+        return _parse(CommitInfo, response)
+
+    async def abandon_commit(self, repo: str, ref: str) -> None:
+        """Drop an open commit and everything staged in it."""
+        await self._request("DELETE", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}")
+
+    async def inspect_commit(self, repo: str, ref: str) -> CommitInfo:
+        response = await self._request("GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}")
+        return _parse(CommitInfo, response)
+
+    async def list_commits_page(
+        self,
+        repo: str,
+        *,
+        branch: str | None = None,
+        state: Literal["open", "finished"] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[CommitInfo]:
+        """One page of the repo's commits, newest first; pass ``next_cursor`` on for the next."""
+        params = _params(branch=branch, state=state, limit=limit, cursor=cursor)
+        response = await self._request("GET", f"/v1/repos/{_seg(repo)}/commits", params=params)
+        return _parse(Page[CommitInfo], response)
+
+    async def list_commits(
+        self,
+        repo: str,
+        *,
+        branch: str | None = None,
+        state: Literal["open", "finished"] | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[CommitInfo, None]:
+        """Every commit of the repo (optionally of one branch or state), newest first."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_commits_page(
+                repo, branch=branch, state=state, limit=page_size, cursor=cursor
+            )
+            for commit in page.items:
+                yield commit
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def log_page(
+        self, repo: str, ref: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[CommitInfo]:
+        """One page of the ref's commit and its ancestors, newest first."""
+        response = await self._request(
+            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/log",
+            params=_params(limit=limit, cursor=cursor),
+        )
+        return _parse(Page[CommitInfo], response)
+
+    async def log(
+        self, repo: str, ref: str, *, page_size: int = 100
+    ) -> AsyncGenerator[CommitInfo, None]:
+        """The ref's commit and all its ancestors, newest first."""
+        cursor: str | None = None
+        while True:
+            page = await self.log_page(repo, ref, limit=page_size, cursor=cursor)
+            for commit in page.items:
+                yield commit
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def diff(
+        self, repo: str, ref: str, from_ref: str | None = None, path: str = "/"
+    ) -> DiffResult:
+        """Files added, deleted or modified from ``from_ref`` (default: the parent) to ``ref``."""
+        response = await self._request(
+            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/diff",
+            params=_params(**{"from": from_ref, "path": path}),
+        )
+        return _parse(DiffResult, response)
+
+    async def history(
+        self, repo: str, ref: str, path: str, limit: int = 100
+    ) -> list[HistoryEntry]:
+        """The commits among the ref's last ``limit`` ancestors where ``path`` changed."""
+        response = await self._request(
+            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/history",
+            params={"path": path, "limit": limit},
+        )
+        return _parse_list(HistoryEntry, response)
+
+    # --- files -------------------------------------------------------------------------------
+
+    async def put_file(
+        self,
+        repo: str,
+        ref: str,
+        path: str,
+        source: FileSource,
+        *,
+        size: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> PutResult:
+        """Stream one file of any size into an open commit, replacing any file at ``path``.
+
+        ``source`` is the content, a local file (read piece by piece), or an async iterable
+        of bytes; give ``size`` with an iterable so that the server can tell a cut-off upload
+        from a complete one.
+        """
+        body: bytes | AsyncIterable[bytes]
+        if isinstance(source, bytes):
+            body, size = source, len(source)
+        elif isinstance(source, Path):
+            size = (await anyio.Path(source).stat()).st_size
+            body = _read_file(source, size, progress)
+        else:
+            body = _counted(source, progress)
+        headers = {"Content-Type": "application/octet-stream"}
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        response = await self._request(
+            "PUT", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/file",
+            params={"path": path}, content=body, headers=headers,
+        )
+        if isinstance(source, bytes) and progress is not None:
+            progress(len(source))
+        return _parse(PutResult, response)
+
+    async def put_files(
+        self,
+        repo: str,
+        ref: str,
+        files: Iterable[tuple[str, bytes | Path]],
+        *,
+        prefix: str = "/",
+        progress: ProgressCallback | None = None,
+    ) -> PutResult:
+        """Put many (small) files in one request, all or none: ``files`` are (path, content or
+        local file) pairs, paths relative to ``prefix``. The tar archive the server takes is
+        generated while it is sent, so nothing is read ahead or spooled."""
+        members = [await _TarMember.of(path, data) for path, data in files]
+        if not members:
+            raise InvalidArgument("put_files needs at least one file")
+        length = sum(m.length for m in members) + 2 * _TAR_BLOCK
+        response = await self._request(
+            "POST", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/files",
+            params={"prefix": prefix}, content=_tar_stream(members, progress),
+            headers={"Content-Type": "application/x-tar", "Content-Length": str(length)},
+        )
+        return _parse(PutResult, response)
+
+    async def subvenance(self, repo: str, ref: str) -> list[CommitRef]:
+        """The commits, in any repo, whose provenance names this commit (lineage down)."""
+        response = await self._request(
+            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/subvenance"
+        )
+        return _parse_list(CommitRef, response)
+
+    async def link_files(
+        self, repo: str, ref: str, files: Iterable[tuple[str, str]]
+    ) -> PutResult:
+        """Put files whose contents the service already stores, as (path, content hash) pairs:
+        a copy that moves no bytes."""
+        response = await self._request(
+            "POST", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/links",
+            json={"files": [{"path": path, "hash": digest} for path, digest in files]},
+        )
+        return _parse(PutResult, response)
+
+    async def delete_file(self, repo: str, ref: str, path: str) -> None:
+        """Delete a file, or a directory with everything in it, from an open commit."""
+        await self._request(
+            "DELETE", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/file", params={"path": path}
+        )
+
+    async def get_file(
+        self, repo: str, ref: str, path: str, *, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The file's contents as they arrive; ``offset`` and ``length`` select a byte range.
+
+        The response stays open until the iterator is exhausted or closed; wrap it in
+        ``contextlib.aclosing`` when you may stop early.
+        """
+        headers = {}
+        if offset or length is not None:
+            if length == 0:
+                return
+            last = "" if length is None else str(offset + length - 1)
+            headers["Range"] = f"bytes={offset}-{last}"
+        url = f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/file"
+        async with self._stream("GET", url, params={"path": path}, headers=headers) as response:
+            try:
+                async for piece in response.aiter_bytes():
+                    yield piece
+            except httpx.TransportError as e:
+                raise self._unavailable(e) from e
+
+    async def stat(self, repo: str, ref: str, path: str = "/") -> FileInfo:
+        response = await self._request(
+            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/stat", params={"path": path}
+        )
+        return _parse(FileInfo, response)
+
+    async def list_dir(
+        self, repo: str, ref: str, path: str = "/", *, page_size: int = 10_000
+    ) -> AsyncGenerator[FileInfo, None]:
+        """The entries of a directory, by name."""
+        cursor: str | None = None
+        while True:
+            response = await self._request(
+                "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/list",
+                params=_params(path=path, limit=page_size, cursor=cursor),
+            )
+            page = _parse(Page[FileInfo], response)
+            for entry in page.items:
+                yield entry
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def walk(self, repo: str, ref: str, path: str = "/") -> AsyncGenerator[FileInfo, None]:
+        """Every file below a directory, in path order. Pass a commit id as ``ref`` so that a
+        branch moving meanwhile cannot mix two commits' trees."""
+        entries = [entry async for entry in self.list_dir(repo, ref, path)]
+        for entry in entries:
+            if entry.type == "dir":
+                async for below in self.walk(repo, ref, entry.path):
+                    yield below
+            else:
+                yield entry
+
+    async def glob(self, repo: str, ref: str, pattern: str) -> list[FileInfo]:
+        """Files and directories matching a pattern: ``*``, ``?``, ``[...]`` within a segment,
+        ``**`` across directories (``/data/*.csv``, ``/**/*.json``)."""
+        response = await self._request(
+            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/glob", params={"pattern": pattern}
+        )
+        return _parse_list(FileInfo, response)
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.LocalProtocolError as e:
+            # Our side broke HTTP, e.g. a body longer or shorter than the size given.
+            raise InvalidArgument(f"could not send {method} {url}: {e}") from e
+        except httpx.TransportError as e:
+            raise self._unavailable(e) from e
+        if response.is_error:
+            raise error_from_response(response)
+        return response
+
+    @asynccontextmanager
+    async def _stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        try:
+            async with self._http.stream(method, url, **kwargs) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise error_from_response(response)
+                yield response
+        except httpx.TransportError as e:
+            raise self._unavailable(e) from e
+
+    def _unavailable(self, error: httpx.TransportError) -> Unavailable:
+        if isinstance(error, httpx.TimeoutException):
+            reason = f"no answer in time ({type(error).__name__})"
+        else:
+            reason = str(error) or type(error).__name__
+        return Unavailable(
+            f"cannot reach the repo service at {self.base_url}: {reason}. Is it running "
+            "(`tusk up`)? Set TUSK_REPO_URL to use another address."
+        )
+
+
+def error_from_response(response: httpx.Response) -> TuskError:
+    """The :mod:`tusk.errors` exception for an error answer, with the server's message."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = code = None
+    details: dict[str, Any] = {}
+    if isinstance(body, dict):
+        message = body.get("error") if isinstance(body.get("error"), str) else None
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+        details = body["details"] if isinstance(body.get("details"), dict) else {}
+    request = response.request
+    if code == "internal" or not message:
+        message = (
+            f"{request.method} {request.url} failed with HTTP {response.status_code} "
+            f"{response.reason_phrase}" + (f": {message}" if message else "")
+        )
+        if response.status_code >= 500:
+            message += " (see the repo service's log)"
+    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(response.status_code) or TuskError
+    return cls(message, **{k: v for k, v in details.items() if k != "message"})
+
+
+def _params(**values: object) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as e:
+        raise _unexpected(response, e) from e
+
+
+@functools.cache
+def _list_adapter(model: type[M]) -> TypeAdapter[list[M]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def _parse_list(model: type[M], response: httpx.Response) -> list[M]:
+    try:
+        return _list_adapter(model).validate_json(response.content)
+    except ValidationError as e:
+        raise _unexpected(response, e) from e
+
+
+def _unexpected(response: httpx.Response, error: ValidationError) -> TuskError:
+    return TuskError(
+        f"unexpected answer from {response.request.url} ({error.error_count()} problem(s), "
+        f"first: {error.errors()[0]['msg']}); is TUSK_REPO_URL a tusk repo service?"
+    )
+
+
+async def _counted(
+    source: AsyncIterable[bytes], progress: ProgressCallback | None
+) -> AsyncIterator[bytes]:
+    async for piece in source:
+        if progress is not None:
+            progress(len(piece))
+        yield piece
+
+
+async def _read_file(
+    path: Path, size: int, progress: ProgressCallback | None
+) -> AsyncIterator[bytes]:
+    """A local file piece by piece, insisting that it still has the size announced."""
+    sent = 0
+    async with await anyio.open_file(path, "rb") as file:
+        while piece := await file.read(min(READ_SIZE, size - sent + 1)):
+            sent += len(piece)
+            if sent > size:
+                break
+            if progress is not None:
+                progress(len(piece))
+            yield piece
+    if sent != size:
+        raise InvalidArgument(
+            f"{path} changed size while it was being uploaded ({size} bytes announced, "
+            f"{'more' if sent > size else sent} read); nothing was written"
+        )
+
+
+@dataclass(frozen=True)
+class _TarMember:
+    path: str
+    header: bytes
+    content: bytes | Path
+    size: int
+
+    @property
+    def length(self) -> int:
+        return len(self.header) + self.size + (-self.size) % _TAR_BLOCK
+
+    @classmethod
+    async def of(cls, path: str, content: bytes | Path) -> _TarMember:
+        if isinstance(content, Path):
+            size = (await anyio.Path(content).stat()).st_size
+        else:
+            size = len(content)
+        info = tarfile.TarInfo(path.lstrip("/"))
+        info.size, info.mode, info.type = size, 0o644, tarfile.REGTYPE
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        return cls(path, header, content, size)
+
+
+async def _tar_stream(
+    members: list[_TarMember], progress: ProgressCallback | None
+) -> AsyncIterator[bytes]:
+    for member in members:
+        yield member.header
+        if isinstance(member.content, Path):
+            async for piece in _read_file(member.content, member.size, progress):
+                yield piece
+        elif member.content:
+            yield member.content
+            if progress is not None:
+                progress(member.size)
+        if padding := (-member.size) % _TAR_BLOCK:
+            yield bytes(padding)
+    yield bytes(2 * _TAR_BLOCK)

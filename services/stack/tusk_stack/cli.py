@@ -1,0 +1,111 @@
+"""The ``tusk`` console script: the data commands from ``tusk.cli`` plus the commands that run
+services, which only this package (the composition root) may import.
+
+The services (FastAPI, SQLAlchemy, uvicorn) are imported inside the commands that run them:
+`tusk ls` should not pay a second of imports for code it never calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from tusk import __version__
+from tusk.cli.common import fail, note, settings_error
+from tusk.cli.main import app
+from tusk.errors import TuskError
+
+SERVICES = "Services"
+
+DataDirOption = Annotated[Path | None, typer.Option(
+    "--data-dir", metavar="DIR", show_default=False,
+    help="Where the SQLite database and the file contents live "
+    "(default: TUSK_DATA_DIR, else ~/.local/share/tusk).",
+)]
+
+
+def _overrides(data_dir: Path | None) -> dict[str, object]:
+    return {} if data_dir is None else {"data_dir": data_dir.expanduser().absolute()}
+
+
+@app.command(rich_help_panel=SERVICES)
+def up(
+    data_dir: DataDirOption = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", min=0, max=65535, show_default=False,
+        help="Port of the repo service (default: TUSK_REPO_PORT, else 8081).",
+    )] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", show_default=False,
+        help="Address to listen on (default: TUSK_HOST, else 127.0.0.1; 0.0.0.0 for all).",
+    )] = None,
+) -> None:
+    """Run tusk's services in this process until Ctrl-C (embedded mode).
+
+    Metadata goes to SQLite and file contents to a directory, both under the data directory,
+    unless TUSK_DATABASE_URL / TUSK_OBJECT_STORE_URL say otherwise. Other shells reach it
+    with the default TUSK_REPO_URL (http://127.0.0.1:8081).
+    """
+    from tusk.logging import configure_logging
+    from tusk_repo.config import RepoSettings
+    from tusk_stack.embedded import EmbeddedSettings, run_embedded
+
+    try:
+        repo = RepoSettings()
+    except ValidationError as e:
+        fail(settings_error(e).message)
+    update = _overrides(data_dir)
+    if port is not None:
+        update["port"] = port
+    if host is not None:
+        update["host"] = host
+    repo = repo.model_copy(update=update)
+    configure_logging(repo.log_level, json=repo.log_json)
+    # uvicorn and other libraries log through the standard library; show their warnings.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_embedded(EmbeddedSettings(repo=repo)))
+    except TuskError as e:
+        fail(e.message)
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        raise typer.Exit(130) from None
+
+
+@app.command(rich_help_panel=SERVICES)
+def migrate(data_dir: DataDirOption = None) -> None:
+    """Create or upgrade the database schema: TUSK_DATABASE_URL, else the embedded SQLite file.
+
+    `tusk up` and the services do this when they start, unless TUSK_MIGRATE_ON_START=false.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tusk.db import migrate_sync
+    from tusk.settings import CommonSettings
+
+    try:
+        settings = CommonSettings().model_copy(update=_overrides(data_dir))
+    except ValidationError as e:
+        fail(settings_error(e).message)
+    url = settings.resolved_database_url
+    shown = make_url(url).render_as_string()
+    try:
+        migrate_sync(url)
+    except (SQLAlchemyError, OSError) as e:
+        fail(f"cannot migrate {shown}: {e}")
+    note(f"database {shown} is up to date")
+
+
+@app.command(rich_help_panel=SERVICES)
+def version() -> None:
+    """Print tusk's version."""
+    typer.echo(f"tusk {__version__}")
+
+
+def main() -> None:
+    app()
