@@ -9,12 +9,21 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 import tusk_repo.tables  # noqa: F401  (registers the repo service's tables)
-from tusk.db import Base, create_engine
+import tusk_trigger.tables  # noqa: F401  (the trigger service's)
+import tusk_scheduler.tables  # noqa: F401  (the scheduler's)
+from tusk.db import Base, UTCDateTime, create_engine
 
 config = context.config
 target_metadata = Base.metadata
 # Any 64-bit number, the same in every process: serialises services migrating at once.
 _ADVISORY_LOCK = 0x7475736B
+
+
+def render_item(kind: str, item: object, _autogen_context: object) -> str | bool:
+    # Our column types are plain SQL types underneath; render them so, with no import needed.
+    if kind == "type" and isinstance(item, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def run_migrations(connection: Connection) -> None:
@@ -27,6 +36,7 @@ def run_migrations(connection: Connection) -> None:
             target_metadata=target_metadata,
             render_as_batch=not is_postgres,  # SQLite alters tables by copying them
             compare_type=True,
+            render_item=render_item,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -1,0 +1,757 @@
+"""The pipeline spec, with Pachyderm's field names, and its validation.
+
+Models validate what a field can say on its own; :class:`PipelineSpec` then checks what depends
+on context (``join_on`` only inside a join, names unique within a datum, requests within
+limits …). :func:`load_spec` turns every problem into one :class:`InvalidArgument` whose
+message names each field, e.g. ``input.cross[1].pfs.glob: …``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import re
+from collections.abc import Container, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from croniter import CroniterBadDateError, CroniterError, croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tusk.errors import InvalidArgument
+from tusk.paths import NAME_RE, validate_branch_name
+from tusk.pipelines.documents import parse_document, prefix
+from tusk.pipelines.glob import Glob, GlobError, parse_glob, validate_key_template
+from tusk.pipelines.units import format_duration, parse_duration, parse_quantity
+
+Loc = tuple[str | int, ...]
+
+OUTPUT_NAME = "out"  # /pfs/out is where the user code writes
+
+
+class SpecErrors(ValueError):
+    """Problems found by a model validator, each at a location relative to that model."""
+
+    def __init__(self, errors: list[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(f"{format_loc(loc) or '(spec)'}: {msg}" for loc, msg in errors))
+        self.errors = errors
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    """``("input", "cross", 1, "pfs")`` → ``input.cross[1].pfs``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+# --- field types ---------------------------------------------------------------------------
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"invalid name {value!r}: use 1-63 letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _branch(value: str) -> str:
+    try:
+        return validate_branch_name(value)
+    except InvalidArgument as exc:
+        raise ValueError(exc.message) from None
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise ValueError("the duration must be positive")
+        return value
+    raise ValueError(f"expected a duration such as '30s', '5m' or '1h', got {value!r}")
+
+
+def _quantity(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a Kubernetes quantity such as '500m' or '2Gi', got {value!r}")
+    text = str(value)
+    parse_quantity(text)
+    return text
+
+
+def _gpu_count(value: object) -> object:
+    if isinstance(value, Mapping):
+        raise ValueError("give the number of GPUs, e.g. 1 ({type, number} is not supported)")
+    text = _quantity(value)
+    assert isinstance(text, str)
+    number = parse_quantity(text)
+    if number != number.to_integral_value():
+        raise ValueError(f"GPUs are whole devices: {text!r} is not a whole number")
+    return text
+
+
+Name = Annotated[str, AfterValidator(_name)]
+BranchName = Annotated[str, AfterValidator(_branch)]
+Duration = Annotated[
+    timedelta, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)
+]
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+GpuCount = Annotated[str, BeforeValidator(_gpu_count)]
+StrictPositive = Annotated[int, Field(ge=1, strict=True)]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- the models ----------------------------------------------------------------------------
+
+
+class PipelineRef(_Model):
+    name: Name
+
+
+class PfsInput(_Model):
+    """A repo's branch, split into datums by ``glob``; mounted at ``/pfs/<name>``."""
+
+    name: Name  # defaults to the repo
+    repo: Name
+    branch: BranchName = "master"
+    glob: str = "/"
+    join_on: str | None = None
+    group_by: str | None = None
+    outer_join: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_defaults_to_repo(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("name") is None:
+            repo = data.get("repo")
+            if isinstance(repo, str) and NAME_RE.fullmatch(repo):
+                return {**data, "name": repo}
+        return data
+
+    @field_validator("glob")
+    @classmethod
+    def _valid_glob(cls, value: str) -> str:
+        try:
+            parse_glob(value)
+        except GlobError as exc:
+            raise ValueError(f"invalid glob {value!r}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _keys_use_the_glob_groups(self) -> PfsInput:
+        errors: list[tuple[Loc, str]] = []
+        for field in ("join_on", "group_by"):
+            template = getattr(self, field)
+            if template is not None:
+                try:
+                    validate_key_template(template, self.parsed_glob)
+                except GlobError as exc:
+                    errors.append(((field,), str(exc)))
+        if errors:
+            raise SpecErrors(errors)
+        return self
+
+    @property
+    def parsed_glob(self) -> Glob:
+        return _parsed_glob(self.glob)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_glob(pattern: str) -> Glob:
+    return parse_glob(pattern)
+
+
+_DESCRIPTORS = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
+
+
+class CronInput(_Model):
+    """Ticks on a schedule. Pachyderm's convention: the ticks are committed to a repo named
+    ``<pipeline>_<name>`` (see :func:`cron_repo_name`), which the pipeline reads with glob ``/``.
+    ``overwrite`` replaces the previous tick's file instead of adding one per tick."""
+
+    name: Name
+    spec: str
+    overwrite: bool = False
+    start: datetime | None = None
+
+    @field_validator("spec")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        _schedule(value)
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # a start without a zone is read as UTC
+        return value
+
+    @property
+    def interval(self) -> timedelta | None:
+        """The period of an ``@every`` schedule; None for a cron expression."""
+        return _schedule(self.spec)
+
+    def next_tick(self, after: datetime) -> datetime:
+        """The first tick strictly after ``after`` (and after ``start``, when set).
+
+        ``@every D`` ticks at ``start + k·D`` (k ≥ 1) when ``start`` is set, else at
+        ``after + D``; a cron expression at its next matching time, in UTC.
+        """
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=UTC)
+        interval = self.interval
+        if interval is not None:
+            if self.start is None:
+                return after + interval
+            periods = max(0, math.floor((after - self.start) / interval)) + 1
+            return self.start + periods * interval
+        base = max(after, self.start) if self.start is not None else after
+        tick: datetime = croniter(self.spec.strip(), base.astimezone(UTC)).get_next(datetime)
+        return tick
+
+
+def _schedule(spec: str) -> timedelta | None:
+    text = spec.strip()
+    if text.startswith("@every"):
+        period = text[len("@every") :].strip()
+        if not period:
+            raise ValueError("'@every' needs a period, e.g. '@every 60s' or '@every 1h30m'")
+        try:
+            return parse_duration(period)
+        except ValueError as exc:
+            raise ValueError(f"invalid schedule {spec!r}: {exc}") from None
+    if text.startswith("@"):
+        if text not in _DESCRIPTORS:
+            raise ValueError(
+                f"invalid schedule {spec!r}: use '@every <period>' or one of "
+                + ", ".join(sorted(_DESCRIPTORS))
+            )
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"invalid cron expression {spec!r}: it needs 5 fields (minute hour day-of-month "
+            f"month day-of-week), not {len(fields)}; or use '@every 60s', '@daily' …"
+        )
+    try:
+        croniter(text, _EPOCH).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"cron expression {spec!r} never matches a date") from None
+    except (CroniterError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"invalid cron expression {spec!r} ({exc}); e.g. '0 3 * * 1' is 03:00 every Monday"
+        ) from None
+    return None
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+INPUT_KINDS = ("pfs", "cross", "union", "join", "group", "cron")
+InputKind = Literal["pfs", "cross", "union", "join", "group", "cron"]
+Inputs = Annotated[tuple["Input", ...], Field(min_length=1)]
+
+
+class Input(_Model):
+    """Exactly one of the fields is set."""
+
+    pfs: PfsInput | None = None
+    cross: Inputs | None = None
+    union: Inputs | None = None
+    join: Inputs | None = None
+    group: Inputs | None = None
+    cron: CronInput | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Input:
+        present = [kind for kind in INPUT_KINDS if getattr(self, kind) is not None]
+        if len(present) != 1:
+            found = f" (found {', '.join(present)})" if present else ""
+            raise ValueError(f"set exactly one of {', '.join(INPUT_KINDS)}{found}")
+        return self
+
+    @property
+    def kind(self) -> InputKind:
+        for kind in INPUT_KINDS:
+            if getattr(self, kind) is not None:
+                return kind  # type: ignore[return-value]
+        raise AssertionError("validated to have one kind")  # pragma: no cover
+
+    @property
+    def children(self) -> tuple[Input, ...]:
+        """The inputs combined by a cross, union, join or group; () for pfs and cron."""
+        return self.cross or self.union or self.join or self.group or ()
+
+    def walk(self, loc: Loc = ("input",)) -> Iterator[tuple[Loc, Input]]:
+        """Every input in the tree, depth first, with its location in the spec."""
+        yield loc, self
+        kind = self.kind
+        for i, child in enumerate(self.children):
+            yield from child.walk((*loc, kind, i))
+
+    def pfs_inputs(self) -> list[PfsInput]:
+        return [i.pfs for _, i in self.walk() if i.pfs is not None]
+
+    def cron_inputs(self) -> list[CronInput]:
+        return [i.cron for _, i in self.walk() if i.cron is not None]
+
+
+class Secret(_Model):
+    """A Kubernetes secret: one ``key`` as ``env_var``, and/or the whole secret at
+    ``mount_path``."""
+
+    name: str
+    key: str | None = None
+    env_var: str | None = None
+    mount_path: str | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> Secret:
+        errors: list[tuple[Loc, str]] = []
+        if not _SECRET_NAME.fullmatch(self.name):
+            errors.append((("name",), f"{self.name!r} is not a Kubernetes secret name"))
+        if self.key is not None and not _SECRET_KEY.fullmatch(self.key):
+            errors.append((("key",), f"{self.key!r} is not a secret key"))
+        if self.env_var is not None:
+            if not _ENV_NAME.fullmatch(self.env_var):
+                errors.append((("env_var",), f"{self.env_var!r} is not an environment variable"))
+            if self.key is None:
+                errors.append((("key",), "required with env_var: which key of the secret"))
+        if self.mount_path is not None and not self.mount_path.startswith("/"):
+            errors.append((("mount_path",), "must be an absolute path"))
+        if self.env_var is None and self.mount_path is None:
+            errors.append(((), "set env_var (with key) or mount_path, or both"))
+        if errors:
+            raise SpecErrors(errors)
+        return self
+
+
+class Transform(_Model):
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
+    image: str | None = None  # the Kubernetes runner needs it; the local runner does not
+    cmd: tuple[str, ...] = Field(min_length=1)
+    stdin: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: tuple[Secret, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Transform:
+        errors: list[tuple[Loc, str]] = []
+        if self.image is not None and not self.image.strip():
+            errors.append((("image",), "is empty; leave it out for the local runner"))
+        if not self.cmd[0].strip():
+            errors.append((("cmd", 0), "the program to run is empty"))
+        for key in self.env:
+            if not _ENV_NAME.fullmatch(key):
+                errors.append((("env", key), f"{key!r} is not a valid environment variable name"))
+        for i, secret in enumerate(self.secrets):
+            if secret.env_var is not None and secret.env_var in self.env:
+                errors.append((("secrets", i, "env_var"), f"{secret.env_var!r} is also set in env"))
+        if errors:
+            raise SpecErrors(errors)
+        return self
+
+
+class ParallelismSpec(_Model):
+    constant: StrictPositive = 1
+
+
+class Resources(_Model):
+    """Kubernetes quantities: ``cpu: "500m"``, ``memory: 2Gi``, ``gpu: 1``."""
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    gpu: GpuCount | None = None
+
+
+class PipelineSpec(_Model):
+    pipeline: PipelineRef
+    description: str | None = None
+    input: Input
+    transform: Transform
+    parallelism_spec: ParallelismSpec = ParallelismSpec()
+    resource_requests: Resources | None = None
+    resource_limits: Resources | None = None
+    datum_tries: StrictPositive = 3
+    datum_timeout: Duration | None = None
+    job_timeout: Duration | None = None
+    output_branch: BranchName = "master"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        errors = _check_inputs(self) + _check_resources(self)
+        if errors:
+            raise SpecErrors(errors)
+        return self
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name, which is also its output repo's."""
+        return self.pipeline.name
+
+    def pfs_inputs(self) -> list[PfsInput]:
+        """The pfs inputs as written, depth first (cron inputs not included)."""
+        return self.input.pfs_inputs()
+
+    def cron_inputs(self) -> list[CronInput]:
+        return self.input.cron_inputs()
+
+    def input_repos(self) -> list[str]:
+        """The repos the pfs inputs read (which must exist), sorted, without duplicates."""
+        return sorted({p.repo for p in self.pfs_inputs()})
+
+    def cron_repos(self) -> list[str]:
+        """The repos holding the cron ticks (which the trigger service creates)."""
+        return sorted(cron_repo_name(self.name, c.name) for c in self.cron_inputs())
+
+    def resolved_input(self) -> Input:
+        """The input tree with each cron input replaced by its pfs view: what datums read."""
+        return _resolve_cron(self.input, self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready data that :func:`load_spec` reads back to an equal spec."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+# --- cron inputs as repos ------------------------------------------------------------------
+
+
+def cron_repo_name(pipeline: str, cron_name: str) -> str:
+    """The repo into which a cron input's ticks are committed: ``<pipeline>_<cron name>``."""
+    return f"{pipeline}_{cron_name}"
+
+
+def cron_pfs_input(pipeline: str, cron: CronInput) -> PfsInput:
+    """How a cron input is read: its tick repo's master branch, as one datum (glob ``/``)."""
+    return PfsInput(
+        name=cron.name, repo=cron_repo_name(pipeline, cron.name), branch="master", glob="/"
+    )
+
+
+def cron_tick_path(tick: datetime) -> str:
+    """The file a tick writes into the cron repo: its UTC time, e.g. ``/2024-05-06T03:00:00Z``."""
+    tick = tick.astimezone(UTC) if tick.tzinfo else tick
+    text = tick.strftime("%Y-%m-%dT%H:%M:%S")
+    if tick.microsecond:
+        text += f".{tick.microsecond:06d}"
+    return f"/{text}Z"
+
+
+def _resolve_cron(node: Input, pipeline: str) -> Input:
+    if node.cron is not None:
+        return Input(pfs=cron_pfs_input(pipeline, node.cron))
+    if node.pfs is not None:
+        return node
+    return Input.model_validate(
+        {node.kind: tuple(_resolve_cron(c, pipeline) for c in node.children)}
+    )
+
+
+# --- context checks ------------------------------------------------------------------------
+
+
+def _check_inputs(spec: PipelineSpec) -> list[tuple[Loc, str]]:
+    """Rules that depend on where an input sits, and on the other inputs."""
+    errors: list[tuple[Loc, str]] = []
+    # A name is one mount point and one entry in the job's input commits, so it may repeat
+    # only across union branches (never in one datum) and only for the same repo and branch.
+    sources: dict[str, tuple[Loc, str, str]] = {}
+    in_one_datum: set[str] = set()  # names already reported as clashing within a datum
+    elsewhere: list[tuple[str, Loc, str]] = []
+
+    def claim(name: str, loc: Loc, repo: str, branch: str) -> None:
+        if name == OUTPUT_NAME:
+            errors.append((loc, f"{OUTPUT_NAME!r} is reserved: the output is at /pfs/out"))
+        first = sources.setdefault(name, (loc, repo, branch))
+        if first[1:] != (repo, branch):
+            message = (
+                f"input name {name!r} is already used by {format_loc(first[0])} for "
+                f"{first[1]}@{first[2]}; give this input another name"
+            )
+            elsewhere.append((name, loc, message))
+
+    def visit(node: Input, loc: Loc, parent: InputKind | None) -> set[str]:
+        if node.pfs is not None:
+            pfs = node.pfs
+            here = (*loc, "pfs")
+            for field, owner in (
+                ("join_on", "join"),
+                ("outer_join", "join"),
+                ("group_by", "group"),
+            ):
+                if getattr(pfs, field) not in (None, False) and parent != owner:
+                    errors.append(((*here, field), f"only means something inside a {owner}"))
+            if parent == "join" and pfs.join_on is None:
+                errors.append(
+                    ((*here, "join_on"), "required in a join, e.g. '$1' with glob '/(*).csv'")
+                )
+            if parent == "group" and pfs.group_by is None:
+                errors.append(
+                    ((*here, "group_by"), "required in a group, e.g. '$1' with glob '/(*)/*'")
+                )
+            if pfs.repo == spec.name:
+                errors.append(
+                    (
+                        (*here, "repo"),
+                        f"the pipeline cannot read its own output repo {pfs.repo!r} (a cycle)",
+                    )
+                )
+            claim(pfs.name, (*here, "name"), pfs.repo, pfs.branch)
+            return {pfs.name}
+        if node.cron is not None:
+            cron = node.cron
+            repo = cron_repo_name(spec.name, cron.name)
+            if not NAME_RE.fullmatch(repo):
+                errors.append(
+                    (
+                        (*loc, "cron", "name"),
+                        f"the cron repo {repo!r} would be over 63 characters; "
+                        "shorten the pipeline or cron name",
+                    )
+                )
+            claim(cron.name, (*loc, "cron", "name"), repo, "master")
+            return {cron.name}
+        kind = node.kind
+        names_per_child = []
+        for i, child in enumerate(node.children):
+            if kind in ("join", "group") and child.pfs is None:
+                errors.append(((*loc, kind, i), f"each input of a {kind} must be a pfs input"))
+            names_per_child.append(visit(child, (*loc, kind, i), kind))
+        seen: dict[str, int] = {}
+        for i, names in enumerate(names_per_child):
+            for name in sorted(names):
+                if kind != "union" and name in seen:
+                    in_one_datum.add(name)
+                    errors.append(
+                        (
+                            (*loc, kind, i),
+                            f"input name {name!r} is also used by {kind}[{seen[name]}]: both "
+                            f"would be mounted at /pfs/{name}; give one of them another name",
+                        )
+                    )
+                seen.setdefault(name, i)
+        return set(seen)
+
+    visit(spec.input, ("input",), None)
+    errors += [(loc, message) for name, loc, message in elsewhere if name not in in_one_datum]
+    return errors
+
+
+def _check_resources(spec: PipelineSpec) -> list[tuple[Loc, str]]:
+    errors: list[tuple[Loc, str]] = []
+    requests, limits = spec.resource_requests, spec.resource_limits
+    if requests is None or limits is None:
+        return errors
+    for field in ("cpu", "memory", "gpu"):
+        wanted, cap = getattr(requests, field), getattr(limits, field)
+        if wanted is not None and cap is not None and parse_quantity(wanted) > parse_quantity(cap):
+            errors.append(
+                (
+                    ("resource_requests", field),
+                    f"{wanted} is more than resource_limits.{field} ({cap})",
+                )
+            )
+    return errors
+
+
+def check_input_repos(spec: PipelineSpec, existing_repos: Container[str]) -> None:
+    """Raise :class:`InvalidArgument` naming each pfs input whose repo does not exist."""
+    problems = [
+        f"{format_loc((*loc, 'pfs', 'repo'))}: repo {node.pfs.repo!r} does not exist"
+        for loc, node in spec.input.walk()
+        if node.pfs is not None and node.pfs.repo not in existing_repos
+    ]
+    if problems:
+        raise InvalidArgument(
+            "; ".join(problems) + " (create the repo first, or fix the name)",
+            missing=sorted({p.repo for p in spec.pfs_inputs() if p.repo not in existing_repos}),
+        )
+
+
+# --- the DAG -------------------------------------------------------------------------------
+
+
+def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """A cycle in ``pipeline → repos it reads`` (a pipeline's output repo has its name), as
+    ``[a, b, …, a]`` meaning a reads b … reads a; None when the graph is a DAG."""
+    edges = {node: sorted(set(reads) & graph.keys()) for node, reads in graph.items()}
+    state: dict[str, bool] = {}  # False: on the current path; True: fully explored
+    for start in sorted(edges):
+        if start in state:
+            continue
+        path = [start]
+        stack = [iter(edges[start])]
+        state[start] = False
+        while stack:
+            for nxt in stack[-1]:
+                if nxt not in state:
+                    state[nxt] = False
+                    path.append(nxt)
+                    stack.append(iter(edges[nxt]))
+                    break
+                if state[nxt] is False:
+                    return [*path[path.index(nxt) :], nxt]
+            else:
+                state[path.pop()] = True
+                stack.pop()
+    return None
+
+
+def check_no_cycle(spec: PipelineSpec, pipelines: Mapping[str, Iterable[str]]) -> None:
+    """Raise :class:`InvalidArgument` if adding (or updating) ``spec`` among ``pipelines``
+    (every other pipeline → the repos it reads) would close a cycle."""
+    graph = {**pipelines, spec.name: spec.input_repos()}
+    cycle = find_cycle(graph)
+    if cycle is not None and spec.name in cycle:
+        raise InvalidArgument(
+            f"input: pipeline {spec.name!r} would make a cycle: {' reads '.join(cycle)}",
+            cycle=cycle,
+        )
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_spec(text: str | bytes, *, filename: str | None = None) -> PipelineSpec:
+    """Parse a YAML or JSON spec and validate it; every error names its field."""
+    data = parse_document(text, filename=filename)
+    if not isinstance(data, dict):
+        raise InvalidArgument(
+            prefix(filename) + "the spec must be a mapping with pipeline, input and transform"
+        )
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = _describe(exc)
+    lines = [f"{field}: {message}" for field, message in errors]
+    raise InvalidArgument(
+        prefix(filename) + "; ".join(lines),
+        errors=[{"field": field, "message": message} for field, message in errors],
+    )
+
+
+def _describe(exc: ValidationError) -> list[tuple[str, str]]:
+    described: list[tuple[str, str]] = []
+    raw = exc.errors(include_url=False)
+    # pydantic also reports a list whose every item failed as "too short"; the items say more.
+    nested = {tuple(e["loc"][:n]) for e in raw for n in range(len(e["loc"]))}
+    # A pfs name defaults to the repo, so a bad repo already explains the missing name.
+    bad_repos = {tuple(e["loc"][:-1]) for e in raw if e["loc"][-1:] == ("repo",)}
+    for error in raw:
+        loc: Loc = tuple(error["loc"])
+        if error["type"] == "too_short" and loc in nested:
+            continue
+        if error["type"] == "missing" and loc[-1:] == ("name",) and loc[:-1] in bad_repos:
+            continue
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecErrors):
+            described += [(format_loc((*loc, *sub)) or "(spec)", msg) for sub, msg in cause.errors]
+        elif error["type"] == "extra_forbidden":
+            described.append((format_loc(loc), _unknown_field(loc)))
+        elif error["type"] == "missing":
+            described.append((format_loc(loc), "required"))
+        elif error["type"] == "too_short":
+            described.append((format_loc(loc), "must not be empty"))
+        elif error["type"] in ("tuple_type", "list_type"):
+            described.append((format_loc(loc), "expected a list"))
+        elif isinstance(cause, Exception):
+            described.append((format_loc(loc) or "(spec)", str(cause)))
+        else:
+            described.append((format_loc(loc) or "(spec)", error["msg"]))
+    return described
+
+
+# --- unknown fields: say where the field belongs, or what was probably meant ----------------
+
+_WHERE = {
+    "PipelineSpec": "the top level",
+    "PipelineRef": "pipeline",
+    "Input": "input",
+    "PfsInput": "pfs",
+    "CronInput": "cron",
+    "Transform": "transform",
+    "Secret": "transform.secrets[]",
+    "ParallelismSpec": "parallelism_spec",
+    "Resources": "resource_requests / resource_limits",
+}
+_PACHYDERM_ONLY = frozenset(
+    {
+        "accept_return_code", "autoscaling", "coefficient", "commit", "datum_set_spec", "debug",
+        "determined", "disk", "egress", "empty_files", "err_cmd", "err_stdin", "git",
+        "image_pull_secrets", "lazy", "max_queue_size", "maximum_expected_uptime", "metadata",
+        "pod_patch", "pod_spec", "project", "repo_type", "reprocess_spec", "s3", "s3_out",
+        "scheduling_spec", "service", "sidecar_resource_limits", "sidecar_resource_requests",
+        "spec_commit", "spout", "standby", "tf_job", "tolerations", "trigger", "user",
+        "working_dir",
+    }
+)  # fmt: skip
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if get_origin(annotation) is None and isinstance(annotation, type):
+        return annotation if issubclass(annotation, BaseModel) else None
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = PipelineSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        model = _model_of(model.model_fields[part].annotation)
+    return model
+
+
+def _all_models() -> list[type[BaseModel]]:
+    return [PipelineSpec, PipelineRef, Input, PfsInput, CronInput, Transform, Secret,
+            ParallelismSpec, Resources]  # fmt: skip
+
+
+def _unknown_field(loc: Loc) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    fields = sorted(model.model_fields) if model is not None else []
+    homes = [_WHERE[m.__name__] for m in _all_models() if key in m.model_fields and m is not model]
+    if homes:
+        return f"unknown field {key!r} here (it belongs in {' or '.join(homes)})"
+    close = difflib.get_close_matches(key, fields, n=1)
+    if close:
+        return f"unknown field {key!r} (did you mean {close[0]!r}?)"
+    if key in _PACHYDERM_ONLY:
+        return f"unknown field {key!r}: a Pachyderm field that tusk does not support"
+    expected = f" (expected {', '.join(fields)})" if fields else ""
+    return f"unknown field {key!r}{expected}"

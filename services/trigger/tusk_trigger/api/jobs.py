@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query
+
+from tusk_trigger.api.deps import ContextDep, JobId
+from tusk_trigger.schemas import ErrorBody, JobInfo, JobPage
+
+router = APIRouter(tags=["jobs"], responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}})
+
+StateFilter = Literal["created", "starting", "running", "finishing", "success", "failure", "killed"]
+
+
+@router.get("/jobs", response_model=JobPage)
+async def list_jobs(
+    ctx: ContextDep,
+    pipeline: str | None = None,
+    state: StateFilter | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = Query(None, max_length=100),
+) -> JobPage:
+    """Jobs, newest first."""
+    items, nxt = await ctx.service.list_jobs(
+        pipeline=pipeline, state=state, limit=limit, cursor=cursor
+    )
+    return JobPage(items=items, next_cursor=nxt)
+
+
+@router.get("/jobs/{job}", response_model=JobInfo)
+async def inspect_job(job: JobId, ctx: ContextDep) -> JobInfo:
+    """A job with its input commits, output commit and datum counts."""
+    return await ctx.service.inspect_job(job)
+
+
+@router.get("/jobs/{job}/wait", response_model=JobInfo)
+async def wait_job(
+    job: JobId,
+    ctx: ContextDep,
+    seconds: float = Query(30.0, ge=0, le=300, alias="timeout", description="Seconds to wait"),
+) -> JobInfo:
+    """The job once it has ended, or as it is after ``timeout`` seconds (poll again)."""
+    return await ctx.service.wait_job(job, seconds)
+
+
+@router.post("/jobs/{job}/stop", response_model=JobInfo)
+async def stop_job(job: JobId, ctx: ContextDep) -> JobInfo:
+    """Ask the scheduler to kill the job's workers; the job ends ``killed``."""
+    return await ctx.service.stop_job(job)

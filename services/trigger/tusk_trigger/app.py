@@ -1,0 +1,71 @@
+"""The trigger service's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from tusk import __version__
+from tusk.api import add_common_middleware, install_error_handlers
+from tusk.events.bus import EventBus
+from tusk_trigger.api import jobs, pipelines
+from tusk_trigger.api.deps import ContextDep
+from tusk_trigger.config import TriggerSettings
+from tusk_trigger.context import Context, build_context
+
+log = structlog.get_logger()
+
+DESCRIPTION = """
+**Pipelines** run a command over **datums** of their input repos whenever an input commit
+finishes (or a cron input ticks) and write to an output repo named after the pipeline. Each
+run is a **job**: exactly one per pipeline version and set of input commits.
+"""
+
+
+def create_app(
+    settings: TriggerSettings | None = None,
+    context: Context | None = None,
+    bus: EventBus | None = None,
+) -> FastAPI:
+    settings = settings or (context.settings if context else TriggerSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if context is not None:
+            app.state.context = context
+            yield
+            return
+        async with build_context(settings, bus) as built:
+            app.state.context = built
+            log.info("trigger service ready", repo_url=settings.repo_url)
+            yield
+        log.info("trigger service stopped")
+
+    app = FastAPI(
+        title="tusk trigger service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    if context is not None:
+        app.state.context = context
+    install_error_handlers(app)
+    add_common_middleware(app, settings.api_tokens)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(ctx: ContextDep) -> dict[str, str]:
+        async with ctx.db.session(write=False) as session:
+            await session.execute(text("SELECT 1"))
+        return {"status": "ready"}
+
+    app.include_router(pipelines.router, prefix="/v1")
+    app.include_router(jobs.router, prefix="/v1")
+    return app
