@@ -75,7 +75,9 @@ async def test_put_file_from_bytes_path_and_stream(client: RepoClient, tmp_path:
     assert sum(sent) == 3 << 20
     finished = await client.finish_commit("raw", "master")
     assert (finished.state, finished.file_count, finished.description) == (
-        "finished", 3, "three sources",
+        "finished",
+        3,
+        "three sources",
     )
     assert await read(client, "raw", "master", "/a.txt") == b"bytes"
     assert await read(client, "raw", "master", "/s.txt") == b"streamed"
@@ -113,7 +115,8 @@ async def test_put_files_builds_a_tar(client: RepoClient, tmp_path: Path) -> Non
     long_name = "/deep/" + "n" * 150 + ".txt"
     commit = await client.start_commit("raw")
     result = await client.put_files(
-        "raw", commit.id,
+        "raw",
+        commit.id,
         [("a.txt", b"a"), ("sub/é.txt", b""), (long_name, b"long"), ("disk.txt", local)],
         prefix="/in",
     )
@@ -171,7 +174,6 @@ async def test_open_commit_rules(client: RepoClient) -> None:
         await client.put_file("raw", "master", "/x", b"x")
 
 
-
 async def test_provenance(client: RepoClient) -> None:
     await client.create_repo("raw")
     await client.create_repo("features")
@@ -198,13 +200,17 @@ async def test_listing_glob_diff_history(client: RepoClient) -> None:
     names = [e.path async for e in client.list_dir("raw", "master", "/d", page_size=1)]
     assert names == ["/d/a.csv", "/d/e"]
     assert [f.path async for f in client.walk("raw", "master")] == [
-        "/d/a.csv", "/d/e/c.json", "/new.txt",
+        "/d/a.csv",
+        "/d/e/c.json",
+        "/new.txt",
     ]
     assert [f.path for f in await client.glob("raw", "master", "/**/*.csv")] == ["/d/a.csv"]
 
     diff = await client.diff("raw", "master")
     assert {(c.path, c.change) for c in diff.changes} == {
-        ("/d/a.csv", "modified"), ("/d/b.csv", "deleted"), ("/new.txt", "added"),
+        ("/d/a.csv", "modified"),
+        ("/d/b.csv", "deleted"),
+        ("/new.txt", "added"),
     }
     assert diff.to_commit == second.id
     only_d = await client.diff("raw", "master", from_ref="master^1", path="/d")
@@ -242,14 +248,18 @@ def test_errors_without_a_tusk_body() -> None:
     assert isinstance(gateway, Unavailable)
     assert "HTTP 502" in gateway.message
     internal = error_from_response(
-        httpx.Response(500, json={"error": "internal error", "code": "internal"}, request=request)
+        httpx.Response(500, json={"error": "internal error", "code": "internal"}, request=request),
+        "repo",
     )
     assert type(internal) is TuskError
     assert "repo service's log" in internal.message
-    conflict = error_from_response(httpx.Response(
-        409, json={"error": "busy", "code": "conflict", "details": {"open_commit": "c"}},
-        request=request,
-    ))
+    conflict = error_from_response(
+        httpx.Response(
+            409,
+            json={"error": "busy", "code": "conflict", "details": {"open_commit": "c"}},
+            request=request,
+        )
+    )
     assert isinstance(conflict, Conflict)
     assert conflict.details == {"open_commit": "c"}
 

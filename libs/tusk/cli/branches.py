@@ -27,9 +27,14 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-BranchArg = Annotated[str, typer.Argument(
-    metavar="REPO@BRANCH", help="The branch, e.g. raw@master.", show_default=False,
-)]
+BranchArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="REPO@BRANCH",
+        help="The branch, e.g. raw@master.",
+        show_default=False,
+    ),
+]
 
 
 def _branch(text: str, what: str) -> tuple[str, str]:
@@ -46,10 +51,15 @@ def _show(branch: BranchInfo) -> None:
 @app.command("create")
 def create(
     branch: BranchArg,
-    head: Annotated[str | None, typer.Option(
-        "--head", help="Start at this ref (a branch or commit id, with ^N for ancestors, "
-        "e.g. master^1); default: empty.", show_default=False,
-    )] = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            help="Start at this ref (a branch or commit id, with ^N for ancestors, "
+            "e.g. master^1); default: empty.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create a branch, empty or starting at a commit.
 
@@ -107,10 +117,14 @@ def inspect(branch: BranchArg, as_json: JsonOption = False) -> None:
 @app.command("move")
 def move(
     branch: BranchArg,
-    head: Annotated[str, typer.Option(
-        "--head", help="The ref to point the branch at, e.g. master^1 or a commit id.",
-        show_default=False,
-    )],
+    head: Annotated[
+        str,
+        typer.Option(
+            "--head",
+            help="The ref to point the branch at, e.g. master^1 or a commit id.",
+            show_default=False,
+        ),
+    ],
 ) -> None:
     """Point a branch at another finished commit (to roll back, or to promote a commit).
 

@@ -34,11 +34,15 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-CommitArg = Annotated[str, typer.Argument(
-    metavar="REPO@REF", show_default=False,
-    help="A commit: REPO@BRANCH (its head, or for finish/abandon its open commit), "
-    "REPO@COMMIT_ID, or either with ^N for ancestors (raw@master^1).",
-)]
+CommitArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="REPO@REF",
+        show_default=False,
+        help="A commit: REPO@BRANCH (its head, or for finish/abandon its open commit), "
+        "REPO@COMMIT_ID, or either with ^N for ancestors (raw@master^1).",
+    ),
+]
 
 
 class State(StrEnum):
@@ -60,8 +64,13 @@ def print_commits(commits: Iterable[CommitInfo]) -> None:
     grid = table("ID", "BRANCH", "STATE", "STARTED", "FINISHED", "SIZE", "FILES", "DESCRIPTION")
     for c in commits:
         grid.add_row(
-            c.id, escape(c.branch or "-"), state_of(c), when(c.started_at), when(c.finished_at),
-            size(c.size_bytes), "-" if c.file_count is None else str(c.file_count),
+            c.id,
+            escape(c.branch or "-"),
+            state_of(c),
+            when(c.started_at),
+            when(c.finished_at),
+            size(c.size_bytes),
+            "-" if c.file_count is None else str(c.file_count),
             escape(c.description.splitlines()[0] if c.description else ""),
         )
     show(grid)
@@ -69,15 +78,25 @@ def print_commits(commits: Iterable[CommitInfo]) -> None:
 
 @app.command("start")
 def start(
-    branch: Annotated[str, typer.Argument(
-        metavar="REPO@BRANCH", show_default=False,
-        help="The branch to commit to; created if it does not exist.",
-    )],
+    branch: Annotated[
+        str,
+        typer.Argument(
+            metavar="REPO@BRANCH",
+            show_default=False,
+            help="The branch to commit to; created if it does not exist.",
+        ),
+    ],
     description: Annotated[str, typer.Option("--description", "-d", help="What changes.")] = "",
-    provenance: Annotated[list[str] | None, typer.Option(
-        "--provenance", "-p", metavar="REPO@REF", show_default=False,
-        help="An input commit this one derives from (repeatable).",
-    )] = None,
+    provenance: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provenance",
+            "-p",
+            metavar="REPO@REF",
+            show_default=False,
+            help="An input commit this one derives from (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Open a commit on a branch and print its id. Then put files into it and finish it.
 
@@ -108,10 +127,15 @@ def start(
 @app.command("finish")
 def finish(
     commit: CommitArg,
-    error: Annotated[str | None, typer.Option(
-        "--error", metavar="MESSAGE", show_default=False,
-        help="Finish the commit marked failed, with this message.",
-    )] = None,
+    error: Annotated[
+        str | None,
+        typer.Option(
+            "--error",
+            metavar="MESSAGE",
+            show_default=False,
+            help="Finish the commit marked failed, with this message.",
+        ),
+    ] = None,
 ) -> None:
     """Finish an open commit: its files become the branch's new head."""
 
@@ -166,8 +190,10 @@ def inspect(commit: CommitArg, as_json: JsonOption = False) -> None:
             ("Size", size(info.size_bytes)),
             ("Files", "-" if info.file_count is None else str(info.file_count)),
             ("Description", escape(info.description or "-")),
-            ("Provenance", escape(", ".join(f"{p.repo}@{p.commit}" for p in info.provenance))
-             or "-"),
+            (
+                "Provenance",
+                escape(", ".join(f"{p.repo}@{p.commit}" for p in info.provenance)) or "-",
+            ),
         ]
         if info.error is not None:
             rows.append(("Error", f"[red]{escape(info.error)}[/]"))
@@ -180,10 +206,14 @@ def inspect(commit: CommitArg, as_json: JsonOption = False) -> None:
 
 @app.command("list")
 def list_(
-    repo: Annotated[str, typer.Argument(
-        metavar="REPO[@BRANCH]", show_default=False,
-        help="A repo, or REPO@BRANCH for the commits started on that branch.",
-    )],
+    repo: Annotated[
+        str,
+        typer.Argument(
+            metavar="REPO[@BRANCH]",
+            show_default=False,
+            help="A repo, or REPO@BRANCH for the commits started on that branch.",
+        ),
+    ],
     state: Annotated[State | None, typer.Option(help="Only open or only finished commits.")] = None,
     limit: Annotated[int, typer.Option(min=0, help="Show at most this many (0: all).")] = 100,
     as_json: JsonOption = False,
@@ -199,7 +229,9 @@ def list_(
         async with connect() as client:
             page_size = min(limit, 1000) if limit else 1000
             listing = client.list_commits(
-                address.repo, branch=branch, state=state.value if state else None,
+                address.repo,
+                branch=branch,
+                state=state.value if state else None,
                 page_size=page_size,
             )
             async with aclosing(listing):

@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tusk.client import RepoClient
+from tusk.client.pipelines import SchedulerClient, TriggerClient
 from tusk.errors import InvalidArgument, TuskError
 from tusk.paths import Address
 
@@ -52,14 +53,20 @@ class CliSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TUSK_", extra="ignore", frozen=True)
 
     repo_url: str = Field(default=DEFAULT_REPO_URL, description="The repo service.")
+    trigger_url: str = Field(
+        default="http://127.0.0.1:8082", description="The trigger service (pipelines, jobs)."
+    )
+    scheduler_url: str = Field(
+        default="http://127.0.0.1:8083", description="The scheduler (datums, logs)."
+    )
     token: str | None = Field(default=None, description="Bearer token for the services.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for an answer.")
 
-    @field_validator("repo_url")
+    @field_validator("repo_url", "trigger_url", "scheduler_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError("TUSK_REPO_URL must start with http:// or https://")
+            raise ValueError("must start with http:// or https://")
         return value
 
 
@@ -84,6 +91,24 @@ def load_settings() -> CliSettings:
 async def connect() -> AsyncIterator[RepoClient]:
     settings = load_settings()
     async with RepoClient(settings.repo_url, settings.token, timeout=settings.timeout) as client:
+        yield client
+
+
+@asynccontextmanager
+async def connect_trigger() -> AsyncIterator[TriggerClient]:
+    settings = load_settings()
+    async with TriggerClient(
+        settings.trigger_url, settings.token, timeout=settings.timeout
+    ) as client:
+        yield client
+
+
+@asynccontextmanager
+async def connect_scheduler() -> AsyncIterator[SchedulerClient]:
+    settings = load_settings()
+    async with SchedulerClient(
+        settings.scheduler_url, settings.token, timeout=settings.timeout
+    ) as client:
         yield client
 
 
@@ -147,7 +172,8 @@ def table(*columns: str) -> Table:
     grid = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     for column in columns:
         grid.add_column(
-            column, no_wrap=column not in WRAPPING_COLUMNS,
+            column,
+            no_wrap=column not in WRAPPING_COLUMNS,
             min_width=32 if column in ("ID", "COMMIT", "HEAD") else None,  # ids are copied whole
         )
     return grid

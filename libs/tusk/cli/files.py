@@ -26,8 +26,9 @@ from tusk.client import FileInfo
 from tusk.errors import InvalidArgument
 from tusk.paths import parse_address, parse_ref
 
-AddressArg = Annotated[str, typer.Argument(metavar="REPO@REF:/PATH", help=ADDRESS_HELP,
-                                           show_default=False)]
+AddressArg = Annotated[
+    str, typer.Argument(metavar="REPO@REF:/PATH", help=ADDRESS_HELP, show_default=False)
+]
 
 
 def print_files(files: Iterable[FileInfo]) -> None:
@@ -35,8 +36,12 @@ def print_files(files: Iterable[FileInfo]) -> None:
     for f in files:
         shown = f.path + ("/" if f.type == "dir" and f.path != "/" else "")
         style = "bold blue" if f.type == "dir" else ""
-        grid.add_row(f"[{style}]{escape(shown)}[/]" if style else escape(shown), f.type,
-                     size(f.size_bytes), str(f.file_count))
+        grid.add_row(
+            f"[{style}]{escape(shown)}[/]" if style else escape(shown),
+            f.type,
+            size(f.size_bytes),
+            str(f.file_count),
+        )
     show(grid)
 
 
@@ -69,11 +74,15 @@ def ls(address: AddressArg, as_json: JsonOption = False) -> None:
 
 def glob(
     ref: Annotated[str, typer.Argument(metavar="REPO@REF", help=ADDRESS_HELP, show_default=False)],
-    pattern: Annotated[str, typer.Argument(
-        metavar="PATTERN", show_default=False,
-        help="`*`, `?` and `[abc]` match within a name, `**` any number of directories: "
-        "`'/data/*.csv'`, `'/**/*.json'`. Quote it so that the shell leaves it alone.",
-    )],
+    pattern: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATTERN",
+            show_default=False,
+            help="`*`, `?` and `[abc]` match within a name, `**` any number of directories: "
+            "`'/data/*.csv'`, `'/**/*.json'`. Quote it so that the shell leaves it alone.",
+        ),
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """List the files and directories matching a glob pattern."""
@@ -97,10 +106,15 @@ _CHANGE_STYLE = {"added": ("+", "green"), "deleted": ("-", "red"), "modified": (
 
 def diff(
     address: AddressArg,
-    from_ref: Annotated[str | None, typer.Option(
-        "--from", metavar="REF", show_default=False,
-        help="Compare with this ref of the same repo (default: the commit's parent).",
-    )] = None,
+    from_ref: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="REF",
+            show_default=False,
+            help="Compare with this ref of the same repo (default: the commit's parent).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show the files added, deleted or modified by a commit (below PATH if given).
@@ -157,18 +171,23 @@ def history(
         grid = table("COMMIT", "CHANGE", "SIZE", "FINISHED")
         for e in entries:
             _, color = _CHANGE_STYLE[e.change]
-            grid.add_row(e.commit, f"[{color}]{e.change}[/]", size(e.size_bytes),
-                         when(e.finished_at))
+            grid.add_row(
+                e.commit, f"[{color}]{e.change}[/]", size(e.size_bytes), when(e.finished_at)
+            )
         show(grid)
 
     run(main())
 
 
 def rm(
-    address: Annotated[str, typer.Argument(
-        metavar="REPO@BRANCH:/PATH", show_default=False,
-        help="The file or directory to delete, on a branch or an open commit's id.",
-    )],
+    address: Annotated[
+        str,
+        typer.Argument(
+            metavar="REPO@BRANCH:/PATH",
+            show_default=False,
+            help="The file or directory to delete, on a branch or an open commit's id.",
+        ),
+    ],
 ) -> None:
     """Delete a file, or a directory with everything below it.
 
@@ -179,9 +198,10 @@ def rm(
         parsed = parse_address(address)
         if not parsed.path or parsed.path == "/":
             raise InvalidArgument("rm needs a path below the root: REPO@BRANCH:/PATH")
-        async with connect() as client, writable_commit(
-            client, parsed, f"tusk rm {address}"
-        ) as target:
+        async with (
+            connect() as client,
+            writable_commit(client, parsed, f"tusk rm {address}") as target,
+        ):
             await client.delete_file(target.repo, target.commit, parsed.path)
             note(f"deleted {escape(parsed.path)} in {escape(target.where)}")
             if not target.owned:

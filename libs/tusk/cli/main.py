@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tusk.cli import branches, commits, files, repos, transfer
+from tusk.cli import branches, commits, files, pipelines, repos, transfer
 
 DATA = "Data"
 HELP = """Versioned data repos and pipelines.
@@ -41,3 +41,8 @@ app.command(rich_help_panel=DATA)(files.rm)
 app.command(rich_help_panel=DATA)(files.diff)
 app.command(rich_help_panel=DATA)(commits.log)
 app.command(rich_help_panel=DATA)(files.history)
+
+app.add_typer(pipelines.pipeline_app, name="pipeline", rich_help_panel="Pipelines")
+app.add_typer(pipelines.job_app, name="job", rich_help_panel="Pipelines")
+app.add_typer(pipelines.datum_app, name="datum", rich_help_panel="Pipelines")
+app.command(rich_help_panel="Pipelines")(pipelines.lineage)

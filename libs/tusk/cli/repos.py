@@ -27,10 +27,14 @@ def _repo(name: str) -> str:
 
 @app.command("create")
 def create(
-    name: Annotated[str, typer.Argument(
-        metavar="REPO", help="1-63 letters, digits, '_' or '-', starting with a letter or digit.",
-        show_default=False,
-    )],
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="REPO",
+            help="1-63 letters, digits, '_' or '-', starting with a letter or digit.",
+            show_default=False,
+        ),
+    ],
     description: Annotated[str, typer.Option("--description", "-d", help="What it holds.")] = "",
 ) -> None:
     """Create an empty repo. Its first commit creates the master branch.
@@ -59,8 +63,11 @@ def list_(as_json: JsonOption = False) -> None:
         grid = table("NAME", "CREATED", "SIZE", "COMMITS", "BRANCHES", "DESCRIPTION")
         for repo in repos:
             grid.add_row(
-                escape(repo.name), when(repo.created_at), size(repo.size_bytes),
-                str(repo.commit_count), escape(", ".join(repo.branches)),
+                escape(repo.name),
+                when(repo.created_at),
+                size(repo.size_bytes),
+                str(repo.commit_count),
+                escape(", ".join(repo.branches)),
                 escape(repo.description),
             )
         show(grid)
@@ -97,9 +104,13 @@ def inspect(repo: RepoArg, as_json: JsonOption = False) -> None:
 @app.command("delete")
 def delete(
     repo: RepoArg,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Delete even if commits of other repos name it in their provenance.",
-    )] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even if commits of other repos name it in their provenance.",
+        ),
+    ] = False,
 ) -> None:
     """Delete a repo with all its branches and commits. This cannot be undone."""
 

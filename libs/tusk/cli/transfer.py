@@ -42,9 +42,16 @@ BATCH_FILES = 1000
 BATCH_BYTES = 64 << 20
 STDIN = "-"
 
-ParallelOption = Annotated[int, typer.Option(
-    "--parallel", "-p", min=1, max=64, help="Requests to run at once.",
-)]
+ParallelOption = Annotated[
+    int,
+    typer.Option(
+        "--parallel",
+        "-p",
+        min=1,
+        max=64,
+        help="Requests to run at once.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -120,19 +127,34 @@ async def _bounded(jobs: Sequence[Callable[[], Awaitable[None]]], parallel: int)
 
 
 def put(
-    address: Annotated[str, typer.Argument(
-        metavar="REPO@BRANCH:/PATH", show_default=False,
-        help="Where to put it: a branch (or an open commit's id) and a path. Without a path, or "
-        "with a path ending in '/', the local file's name is kept; with -r the path is the "
-        "directory the tree goes into.",
-    )],
-    file: Annotated[str, typer.Option(
-        "--file", "-f", metavar="LOCAL", show_default=False,
-        help="The local file or, with -r, directory to upload; '-' reads stdin.",
-    )],
-    recursive: Annotated[bool, typer.Option(
-        "--recursive", "-r", help="Upload a directory tree: its contents go under PATH.",
-    )] = False,
+    address: Annotated[
+        str,
+        typer.Argument(
+            metavar="REPO@BRANCH:/PATH",
+            show_default=False,
+            help="Where to put it: a branch (or an open commit's id) and a path. Without a path, "
+            "or with a path ending in '/', the local file's name is kept; with -r the path is the "
+            "directory the tree goes into.",
+        ),
+    ],
+    file: Annotated[
+        str,
+        typer.Option(
+            "--file",
+            "-f",
+            metavar="LOCAL",
+            show_default=False,
+            help="The local file or, with -r, directory to upload; '-' reads stdin.",
+        ),
+    ],
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive",
+            "-r",
+            help="Upload a directory tree: its contents go under PATH.",
+        ),
+    ] = False,
     parallel: ParallelOption = 4,
 ) -> None:
     """Upload a file or a directory tree into a commit.
@@ -260,7 +282,9 @@ async def _put_one(client: RepoClient, target: Target, file: LocalFile, meter: M
 
 async def _put_batch(client: RepoClient, target: Target, batch: Batch, meter: Meter) -> None:
     await client.put_files(
-        target.repo, target.commit, [(f.remote, f.path) for f in batch.files],
+        target.repo,
+        target.commit,
+        [(f.remote, f.path) for f in batch.files],
         progress=meter.add_bytes,
     )
     meter.add_files(len(batch.files))
@@ -270,17 +294,33 @@ async def _put_batch(client: RepoClient, target: Target, batch: Batch, meter: Me
 
 
 def get(
-    address: Annotated[str, typer.Argument(
-        metavar="REPO@REF:/PATH", help=ADDRESS_HELP, show_default=False,
-    )],
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="OUT", show_default=False,
-        help="Write here instead of stdout: a file, or an existing directory to write into. "
-        "With -r, the directory to download the tree to.",
-    )] = None,
-    recursive: Annotated[bool, typer.Option(
-        "--recursive", "-r", help="Download a directory tree (needs -o).",
-    )] = False,
+    address: Annotated[
+        str,
+        typer.Argument(
+            metavar="REPO@REF:/PATH",
+            help=ADDRESS_HELP,
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="OUT",
+            show_default=False,
+            help="Write here instead of stdout: a file, or an existing directory to write into. "
+            "With -r, the directory to download the tree to.",
+        ),
+    ] = None,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive",
+            "-r",
+            help="Download a directory tree (needs -o).",
+        ),
+    ] = False,
     parallel: ParallelOption = 4,
 ) -> None:
     """Download a file (to stdout, or to -o) or a directory tree (-r -o DIR).
@@ -333,8 +373,13 @@ async def _get_tree(
     with Meter("downloading", total, len(files)) as meter:
         jobs = [
             functools.partial(
-                _download, client, repo, commit, f,
-                output / PurePosixPath(f.path).relative_to(path), meter,
+                _download,
+                client,
+                repo,
+                commit,
+                f,
+                output / PurePosixPath(f.path).relative_to(path),
+                meter,
             )
             for f in files
         ]

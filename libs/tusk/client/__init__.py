@@ -1,5 +1,6 @@
 """Python clients for tusk's services (the same REST APIs the CLI and workers use)."""
 
+from tusk.client.http import error_from_response
 from tusk.client.models import (
     BranchInfo,
     CommitInfo,
@@ -12,7 +13,7 @@ from tusk.client.models import (
     PutResult,
     RepoInfo,
 )
-from tusk.client.repo import RepoClient, error_from_response
+from tusk.client.repo import RepoClient
 
 __all__ = [
     "BranchInfo",

@@ -94,3 +94,89 @@ class HistoryEntry(ApiModel):
 class Page(ApiModel, Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+# --- pipelines and jobs (trigger and scheduler services) --------------------------------------
+
+
+class PipelineInfo(ApiModel):
+    name: str
+    version: int
+    state: str
+    description: str
+    input_repos: list[str]
+    output_repo: str
+    output_branch: str
+    spec: dict[str, object]
+    created_at: datetime
+    updated_at: datetime
+    last_job: str | None = None
+    last_job_state: str | None = None
+
+
+class InputCommit(ApiModel):
+    name: str
+    repo: str
+    branch: str
+    commit: str
+
+
+class DatumCounts(ApiModel):
+    total: int = 0
+    processed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    recovered: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.processed + self.skipped + self.failed
+
+
+class JobInfo(ApiModel):
+    id: str
+    pipeline: str
+    version: int
+    state: str
+    reason: str | None
+    inputs: list[InputCommit]
+    global_id: str
+    output_repo: str
+    output_branch: str
+    output_commit: str | None
+    counts: DatumCounts
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ("success", "failure", "killed")
+
+
+class OutputFile(ApiModel):
+    path: str
+    hash: str
+    size: int
+
+
+class DatumInfo(ApiModel):
+    job: str
+    datum: str
+    state: str
+    attempts: int
+    shard: int | None
+    inputs: list[dict[str, object]]
+    outputs: list[OutputFile]
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class DatumLog(ApiModel):
+    job: str
+    datum: str
+    state: str
+    log: str
+    truncated: bool
+    full_log: str | None = None

@@ -7,21 +7,17 @@ Uploads and downloads are streamed, so a file of any size costs bounded memory.
 
 from __future__ import annotations
 
-import functools
 import tarfile
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
-from urllib.parse import quote
+from typing import Literal, TypeVar
 
 import anyio
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
-from tusk import __version__
+from tusk.client.http import ServiceClient, params, seg
 from tusk.client.models import (
     BranchInfo,
     CommitInfo,
@@ -34,18 +30,9 @@ from tusk.client.models import (
     RepoInfo,
 )
 from tusk.errors import (
-    AlreadyExists,
-    Conflict,
     InvalidArgument,
-    NotFound,
-    PayloadTooLarge,
-    RangeNotSatisfiable,
-    TuskError,
-    Unauthorized,
-    Unavailable,
 )
 
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 READ_SIZE = 1 << 20
 """How much of a local file is read at a time while uploading it."""
 
@@ -56,29 +43,10 @@ FileSource = bytes | Path | AsyncIterable[bytes]
 
 M = TypeVar("M", bound=BaseModel)
 
-_ERRORS: tuple[type[TuskError], ...] = (
-    InvalidArgument, Unauthorized, NotFound, AlreadyExists, Conflict, PayloadTooLarge,
-    RangeNotSatisfiable, Unavailable,
-)
-_BY_CODE = {cls.code: cls for cls in _ERRORS}
-# For answers without a tusk error body (a proxy in between, an unknown route).
-_BY_STATUS: dict[int, type[TuskError]] = {
-    400: InvalidArgument, 401: Unauthorized, 403: Unauthorized, 404: NotFound, 409: Conflict,
-    413: PayloadTooLarge, 416: RangeNotSatisfiable, 502: Unavailable, 503: Unavailable,
-    504: Unavailable,
-}
 _TAR_BLOCK = 512
 
 
-def _seg(value: str) -> str:
-    """A URL path segment: refs such as ``master^2`` hold characters a path cannot."""
-    if value in ("", ".", ".."):
-        # Percent-encoding leaves dots alone, and the URL would then climb up a level.
-        raise InvalidArgument(f"invalid name {value!r} in a URL")
-    return quote(value, safe="")
-
-
-class RepoClient:
+class RepoClient(ServiceClient):
     """The repo service's API. Use as ``async with RepoClient(url) as client: ...``.
 
     Refs name a commit: a commit id or a branch (its head), optionally followed by ``^``,
@@ -86,35 +54,8 @@ class RepoClient:
     branch's open commit). Methods that page through results are async iterators.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str | None = None,
-        *,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        headers = {"User-Agent": f"tusk-client/{__version__}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
-        )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    service = "repo"
+    url_setting = "TUSK_REPO_URL"
 
     # --- repos -------------------------------------------------------------------------------
 
@@ -122,46 +63,46 @@ class RepoClient:
         response = await self._request(
             "POST", "/v1/repos", json={"name": name, "description": description}
         )
-        return _parse(RepoInfo, response)
+        return self._parse(RepoInfo, response)
 
     async def list_repos(self) -> list[RepoInfo]:
-        return _parse_list(RepoInfo, await self._request("GET", "/v1/repos"))
+        return self._parse_list(RepoInfo, await self._request("GET", "/v1/repos"))
 
     async def inspect_repo(self, name: str) -> RepoInfo:
-        return _parse(RepoInfo, await self._request("GET", f"/v1/repos/{_seg(name)}"))
+        return self._parse(RepoInfo, await self._request("GET", f"/v1/repos/{seg(name)}"))
 
     async def delete_repo(self, name: str, *, force: bool = False) -> None:
         """Delete a repo; refused while other repos' provenance names it, unless ``force``."""
         params = {"force": "true"} if force else None
-        await self._request("DELETE", f"/v1/repos/{_seg(name)}", params=params)
+        await self._request("DELETE", f"/v1/repos/{seg(name)}", params=params)
 
     # --- branches ----------------------------------------------------------------------------
 
     async def create_branch(self, repo: str, name: str, head: str | None = None) -> BranchInfo:
         """Create a branch, empty or starting at ``head`` (a ref such as ``master^1``)."""
         response = await self._request(
-            "POST", f"/v1/repos/{_seg(repo)}/branches", json={"name": name, "head": head}
+            "POST", f"/v1/repos/{seg(repo)}/branches", json={"name": name, "head": head}
         )
-        return _parse(BranchInfo, response)
+        return self._parse(BranchInfo, response)
 
     async def list_branches(self, repo: str) -> list[BranchInfo]:
-        return _parse_list(
-            BranchInfo, await self._request("GET", f"/v1/repos/{_seg(repo)}/branches")
+        return self._parse_list(
+            BranchInfo, await self._request("GET", f"/v1/repos/{seg(repo)}/branches")
         )
 
     async def inspect_branch(self, repo: str, name: str) -> BranchInfo:
-        response = await self._request("GET", f"/v1/repos/{_seg(repo)}/branches/{_seg(name)}")
-        return _parse(BranchInfo, response)
+        response = await self._request("GET", f"/v1/repos/{seg(repo)}/branches/{seg(name)}")
+        return self._parse(BranchInfo, response)
 
     async def move_branch(self, repo: str, name: str, head: str) -> BranchInfo:
         """Point the branch's head at another finished commit (a ref)."""
         response = await self._request(
-            "PUT", f"/v1/repos/{_seg(repo)}/branches/{_seg(name)}", json={"head": head}
+            "PUT", f"/v1/repos/{seg(repo)}/branches/{seg(name)}", json={"head": head}
         )
-        return _parse(BranchInfo, response)
+        return self._parse(BranchInfo, response)
 
     async def delete_branch(self, repo: str, name: str) -> None:
-        await self._request("DELETE", f"/v1/repos/{_seg(repo)}/branches/{_seg(name)}")
+        await self._request("DELETE", f"/v1/repos/{seg(repo)}/branches/{seg(name)}")
 
     # --- commits -----------------------------------------------------------------------------
 
@@ -181,23 +122,23 @@ class RepoClient:
             "provenance": [p.model_dump() for p in provenance],
             "global_id": global_id,
         }
-        response = await self._request("POST", f"/v1/repos/{_seg(repo)}/commits", json=body)
-        return _parse(CommitInfo, response)
+        response = await self._request("POST", f"/v1/repos/{seg(repo)}/commits", json=body)
+        return self._parse(CommitInfo, response)
 
     async def finish_commit(self, repo: str, ref: str, *, error: str | None = None) -> CommitInfo:
         """Finish an open commit (its id, or a branch's open commit); ``error`` marks it failed."""
         response = await self._request(
-            "POST", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/finish", json={"error": error}
+            "POST", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/finish", json={"error": error}
         )
-        return _parse(CommitInfo, response)
+        return self._parse(CommitInfo, response)
 
     async def abandon_commit(self, repo: str, ref: str) -> None:
         """Drop an open commit and everything staged in it."""
-        await self._request("DELETE", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}")
+        await self._request("DELETE", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}")
 
     async def inspect_commit(self, repo: str, ref: str) -> CommitInfo:
-        response = await self._request("GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}")
-        return _parse(CommitInfo, response)
+        response = await self._request("GET", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}")
+        return self._parse(CommitInfo, response)
 
     async def list_commits_page(
         self,
@@ -209,9 +150,9 @@ class RepoClient:
         cursor: str | None = None,
     ) -> Page[CommitInfo]:
         """One page of the repo's commits, newest first; pass ``next_cursor`` on for the next."""
-        params = _params(branch=branch, state=state, limit=limit, cursor=cursor)
-        response = await self._request("GET", f"/v1/repos/{_seg(repo)}/commits", params=params)
-        return _parse(Page[CommitInfo], response)
+        query = params(branch=branch, state=state, limit=limit, cursor=cursor)
+        response = await self._request("GET", f"/v1/repos/{seg(repo)}/commits", params=query)
+        return self._parse(Page[CommitInfo], response)
 
     async def list_commits(
         self,
@@ -238,10 +179,11 @@ class RepoClient:
     ) -> Page[CommitInfo]:
         """One page of the ref's commit and its ancestors, newest first."""
         response = await self._request(
-            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/log",
-            params=_params(limit=limit, cursor=cursor),
+            "GET",
+            f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/log",
+            params=params(limit=limit, cursor=cursor),
         )
-        return _parse(Page[CommitInfo], response)
+        return self._parse(Page[CommitInfo], response)
 
     async def log(
         self, repo: str, ref: str, *, page_size: int = 100
@@ -261,20 +203,20 @@ class RepoClient:
     ) -> DiffResult:
         """Files added, deleted or modified from ``from_ref`` (default: the parent) to ``ref``."""
         response = await self._request(
-            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/diff",
-            params=_params(**{"from": from_ref, "path": path}),
+            "GET",
+            f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/diff",
+            params=params(**{"from": from_ref, "path": path}),
         )
-        return _parse(DiffResult, response)
+        return self._parse(DiffResult, response)
 
-    async def history(
-        self, repo: str, ref: str, path: str, limit: int = 100
-    ) -> list[HistoryEntry]:
+    async def history(self, repo: str, ref: str, path: str, limit: int = 100) -> list[HistoryEntry]:
         """The commits among the ref's last ``limit`` ancestors where ``path`` changed."""
         response = await self._request(
-            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/history",
+            "GET",
+            f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/history",
             params={"path": path, "limit": limit},
         )
-        return _parse_list(HistoryEntry, response)
+        return self._parse_list(HistoryEntry, response)
 
     # --- files -------------------------------------------------------------------------------
 
@@ -306,12 +248,15 @@ class RepoClient:
         if size is not None:
             headers["Content-Length"] = str(size)
         response = await self._request(
-            "PUT", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/file",
-            params={"path": path}, content=body, headers=headers,
+            "PUT",
+            f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/file",
+            params={"path": path},
+            content=body,
+            headers=headers,
         )
         if isinstance(source, bytes) and progress is not None:
             progress(len(source))
-        return _parse(PutResult, response)
+        return self._parse(PutResult, response)
 
     async def put_files(
         self,
@@ -330,34 +275,35 @@ class RepoClient:
             raise InvalidArgument("put_files needs at least one file")
         length = sum(m.length for m in members) + 2 * _TAR_BLOCK
         response = await self._request(
-            "POST", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/files",
-            params={"prefix": prefix}, content=_tar_stream(members, progress),
+            "POST",
+            f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/files",
+            params={"prefix": prefix},
+            content=_tar_stream(members, progress),
             headers={"Content-Type": "application/x-tar", "Content-Length": str(length)},
         )
-        return _parse(PutResult, response)
+        return self._parse(PutResult, response)
 
     async def subvenance(self, repo: str, ref: str) -> list[CommitRef]:
         """The commits, in any repo, whose provenance names this commit (lineage down)."""
         response = await self._request(
-            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/subvenance"
+            "GET", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/subvenance"
         )
-        return _parse_list(CommitRef, response)
+        return self._parse_list(CommitRef, response)
 
-    async def link_files(
-        self, repo: str, ref: str, files: Iterable[tuple[str, str]]
-    ) -> PutResult:
+    async def link_files(self, repo: str, ref: str, files: Iterable[tuple[str, str]]) -> PutResult:
         """Put files whose contents the service already stores, as (path, content hash) pairs:
         a copy that moves no bytes."""
         response = await self._request(
-            "POST", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/links",
+            "POST",
+            f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/links",
             json={"files": [{"path": path, "hash": digest} for path, digest in files]},
         )
-        return _parse(PutResult, response)
+        return self._parse(PutResult, response)
 
     async def delete_file(self, repo: str, ref: str, path: str) -> None:
         """Delete a file, or a directory with everything in it, from an open commit."""
         await self._request(
-            "DELETE", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/file", params={"path": path}
+            "DELETE", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/file", params={"path": path}
         )
 
     async def get_file(
@@ -374,7 +320,7 @@ class RepoClient:
                 return
             last = "" if length is None else str(offset + length - 1)
             headers["Range"] = f"bytes={offset}-{last}"
-        url = f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/file"
+        url = f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/file"
         async with self._stream("GET", url, params={"path": path}, headers=headers) as response:
             try:
                 async for piece in response.aiter_bytes():
@@ -384,9 +330,9 @@ class RepoClient:
 
     async def stat(self, repo: str, ref: str, path: str = "/") -> FileInfo:
         response = await self._request(
-            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/stat", params={"path": path}
+            "GET", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/stat", params={"path": path}
         )
-        return _parse(FileInfo, response)
+        return self._parse(FileInfo, response)
 
     async def list_dir(
         self, repo: str, ref: str, path: str = "/", *, page_size: int = 10_000
@@ -395,10 +341,11 @@ class RepoClient:
         cursor: str | None = None
         while True:
             response = await self._request(
-                "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/list",
-                params=_params(path=path, limit=page_size, cursor=cursor),
+                "GET",
+                f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/list",
+                params=params(path=path, limit=page_size, cursor=cursor),
             )
-            page = _parse(Page[FileInfo], response)
+            page = self._parse(Page[FileInfo], response)
             for entry in page.items:
                 yield entry
             if page.next_cursor is None:
@@ -420,98 +367,9 @@ class RepoClient:
         """Files and directories matching a pattern: ``*``, ``?``, ``[...]`` within a segment,
         ``**`` across directories (``/data/*.csv``, ``/**/*.json``)."""
         response = await self._request(
-            "GET", f"/v1/repos/{_seg(repo)}/commits/{_seg(ref)}/glob", params={"pattern": pattern}
+            "GET", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/glob", params={"pattern": pattern}
         )
-        return _parse_list(FileInfo, response)
-
-    # --- plumbing ----------------------------------------------------------------------------
-
-    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.LocalProtocolError as e:
-            # Our side broke HTTP, e.g. a body longer or shorter than the size given.
-            raise InvalidArgument(f"could not send {method} {url}: {e}") from e
-        except httpx.TransportError as e:
-            raise self._unavailable(e) from e
-        if response.is_error:
-            raise error_from_response(response)
-        return response
-
-    @asynccontextmanager
-    async def _stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
-        try:
-            async with self._http.stream(method, url, **kwargs) as response:
-                if response.is_error:
-                    await response.aread()
-                    raise error_from_response(response)
-                yield response
-        except httpx.TransportError as e:
-            raise self._unavailable(e) from e
-
-    def _unavailable(self, error: httpx.TransportError) -> Unavailable:
-        if isinstance(error, httpx.TimeoutException):
-            reason = f"no answer in time ({type(error).__name__})"
-        else:
-            reason = str(error) or type(error).__name__
-        return Unavailable(
-            f"cannot reach the repo service at {self.base_url}: {reason}. Is it running "
-            "(`tusk up`)? Set TUSK_REPO_URL to use another address."
-        )
-
-
-def error_from_response(response: httpx.Response) -> TuskError:
-    """The :mod:`tusk.errors` exception for an error answer, with the server's message."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    message = code = None
-    details: dict[str, Any] = {}
-    if isinstance(body, dict):
-        message = body.get("error") if isinstance(body.get("error"), str) else None
-        code = body.get("code") if isinstance(body.get("code"), str) else None
-        details = body["details"] if isinstance(body.get("details"), dict) else {}
-    request = response.request
-    if code == "internal" or not message:
-        message = (
-            f"{request.method} {request.url} failed with HTTP {response.status_code} "
-            f"{response.reason_phrase}" + (f": {message}" if message else "")
-        )
-        if response.status_code >= 500:
-            message += " (see the repo service's log)"
-    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(response.status_code) or TuskError
-    return cls(message, **{k: v for k, v in details.items() if k != "message"})
-
-
-def _params(**values: object) -> dict[str, object]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _parse(model: type[M], response: httpx.Response) -> M:
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError as e:
-        raise _unexpected(response, e) from e
-
-
-@functools.cache
-def _list_adapter(model: type[M]) -> TypeAdapter[list[M]]:
-    return TypeAdapter(list[model])  # type: ignore[valid-type]
-
-
-def _parse_list(model: type[M], response: httpx.Response) -> list[M]:
-    try:
-        return _list_adapter(model).validate_json(response.content)
-    except ValidationError as e:
-        raise _unexpected(response, e) from e
-
-
-def _unexpected(response: httpx.Response, error: ValidationError) -> TuskError:
-    return TuskError(
-        f"unexpected answer from {response.request.url} ({error.error_count()} problem(s), "
-        f"first: {error.errors()[0]['msg']}); is TUSK_REPO_URL a tusk repo service?"
-    )
+        return self._parse_list(FileInfo, response)
 
 
 async def _counted(

@@ -24,6 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 META_BRANCH = "meta"
 
+# A worker's exit status. Killed by a signal (SIGTERM from the runner): 128 + the signal number.
+EXIT_SUCCESS = 0
+"""Every datum of the shard has a successful result."""
+EXIT_DATUMS_FAILED = 1
+"""The shard ran to its end, and some datums have a failed result."""
+EXIT_WORKER_ERROR = 2
+"""The worker could not do its job (its spec unreadable, the repo service unreachable after
+retries, a commit finished under it); datums without a result may be run again."""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -1,0 +1,472 @@
+"""``tusk pipeline …``, ``tusk job …``, ``tusk datum …`` and ``tusk lineage``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tusk.cli.common import (
+    JsonOption,
+    connect,
+    connect_scheduler,
+    connect_trigger,
+    note,
+    print_json,
+    run,
+    show,
+    stderr,
+    table,
+    when,
+)
+from tusk.client.models import CommitInfo, CommitRef, JobInfo
+from tusk.errors import InvalidArgument
+from tusk.paths import parse_address
+
+pipeline_app = typer.Typer(
+    help="Create and manage pipelines: commands that run over datums of their input repos "
+    "whenever an input changes (or a cron input ticks), writing to a repo of their own name.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+job_app = typer.Typer(
+    help="Jobs: one run of a pipeline version over a set of input commits.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+datum_app = typer.Typer(
+    help="Datums: the units a job splits its inputs into, each processed on its own.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+NameArg = Annotated[str, typer.Argument(metavar="PIPELINE", help="The pipeline's name.")]
+JobArg = Annotated[str, typer.Argument(metavar="JOB", help="A job id (see `tusk job list`).")]
+SpecOption = Annotated[
+    Path,
+    typer.Option(
+        "--file",
+        "-f",
+        help="The spec, YAML or JSON (Pachyderm's field names).",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+
+
+@pipeline_app.command("create")
+def create_pipeline(spec: SpecOption) -> None:
+    """Create a pipeline from a spec file. Its output repo, named after it, is created too;
+    if every input already has a commit, a first job starts at once.
+
+    Example: `tusk pipeline create -f examples/credit/preprocess.yaml`
+    """
+
+    async def main() -> None:
+        async with connect_trigger() as client:
+            info = await client.create_pipeline(spec.read_bytes())
+        note(
+            f"created pipeline [bold]{escape(info.name)}[/] (version {info.version}), "
+            f"reading {escape(', '.join(info.input_repos))}, writing {escape(info.output_repo)}"
+        )
+
+    run(main())
+
+
+@pipeline_app.command("update")
+def update_pipeline(
+    spec: SpecOption,
+    reprocess: Annotated[
+        bool,
+        typer.Option(
+            "--reprocess", help="Also run the new version now on the latest input commits."
+        ),
+    ] = False,
+) -> None:
+    """Store a new version of a pipeline (the spec names it)."""
+
+    async def main() -> None:
+        from tusk.pipelines.spec import load_spec
+
+        text = spec.read_bytes()
+        name = load_spec(text, filename=spec.name).name
+        async with connect_trigger() as client:
+            info = await client.update_pipeline(name, text, reprocess=reprocess)
+        note(f"pipeline [bold]{escape(info.name)}[/] is now at version {info.version}")
+
+    run(main())
+
+
+@pipeline_app.command("list")
+def list_pipelines(as_json: JsonOption = False) -> None:
+    """List pipelines with their state and last job."""
+
+    async def main() -> None:
+        async with connect_trigger() as client:
+            pipelines = await client.list_pipelines()
+        if as_json:
+            print_json(pipelines)
+            return
+        grid = table("NAME", "VERSION", "STATE", "INPUTS", "LAST JOB", "JOB STATE", "UPDATED")
+        for p in pipelines:
+            grid.add_row(
+                escape(p.name),
+                str(p.version),
+                p.state,
+                escape(", ".join(p.input_repos)),
+                p.last_job or "-",
+                p.last_job_state or "-",
+                when(p.updated_at),
+            )
+        show(grid)
+
+    run(main())
+
+
+@pipeline_app.command("inspect")
+def inspect_pipeline(name: NameArg, as_json: JsonOption = False) -> None:
+    """Show a pipeline: version, state, inputs, output and its spec."""
+
+    async def main() -> None:
+        async with connect_trigger() as client:
+            info = await client.inspect_pipeline(name)
+        if as_json:
+            print_json(info)
+            return
+        grid = table("", "")
+        for key, value in (
+            ("Name", info.name),
+            ("Version", str(info.version)),
+            ("State", info.state),
+            ("Inputs", ", ".join(info.input_repos)),
+            ("Output", f"{info.output_repo}@{info.output_branch}"),
+            ("Last job", f"{info.last_job or '-'} ({info.last_job_state or '-'})"),
+            ("Updated", when(info.updated_at)),
+            ("Description", info.description or "-"),
+        ):
+            grid.add_row(key, escape(value))
+        show(grid)
+
+    run(main())
+
+
+@pipeline_app.command("delete")
+def delete_pipeline(
+    name: NameArg,
+    keep_repo: Annotated[
+        bool, typer.Option("--keep-repo", help="Keep the output repo and its commits.")
+    ] = False,
+) -> None:
+    """Delete a pipeline; its running jobs stop and its output repo goes unless --keep-repo."""
+
+    async def main() -> None:
+        async with connect_trigger() as client:
+            await client.delete_pipeline(name, keep_repo=keep_repo)
+        note(f"deleted pipeline [bold]{escape(name)}[/]")
+
+    run(main())
+
+
+@pipeline_app.command("stop")
+def stop_pipeline(name: NameArg) -> None:
+    """Stop a pipeline: no new jobs, running ones are killed."""
+
+    async def main() -> None:
+        async with connect_trigger() as client:
+            await client.stop_pipeline(name)
+        note(f"stopped pipeline [bold]{escape(name)}[/]")
+
+    run(main())
+
+
+@pipeline_app.command("start")
+def start_pipeline(name: NameArg) -> None:
+    """Start a stopped pipeline; it catches up on input changes made meanwhile."""
+
+    async def main() -> None:
+        async with connect_trigger() as client:
+            await client.start_pipeline(name)
+        note(f"started pipeline [bold]{escape(name)}[/]")
+
+    run(main())
+
+
+def _job_rows(jobs: list[JobInfo]) -> None:
+    grid = table(
+        "ID", "PIPELINE", "VERSION", "STATE", "DATUMS", "SKIPPED", "FAILED", "CREATED", "REASON"
+    )
+    for job in jobs:
+        grid.add_row(
+            job.id,
+            escape(job.pipeline),
+            str(job.version),
+            job.state,
+            f"{job.counts.done}/{job.counts.total}",
+            str(job.counts.skipped),
+            str(job.counts.failed),
+            when(job.created_at),
+            escape(job.reason or ""),
+        )
+    show(grid)
+
+
+@job_app.command("list")
+def list_jobs(
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", "-p", help="Only this one's.")
+    ] = None,
+    state: Annotated[str | None, typer.Option("--state", help="e.g. running, failure.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many at most.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs, newest first."""
+
+    async def main() -> None:
+        jobs: list[JobInfo] = []
+        async with connect_trigger() as client:
+            async for job in client.list_jobs(pipeline=pipeline, state=state):
+                jobs.append(job)
+                if len(jobs) >= limit:
+                    break
+        if as_json:
+            print_json(jobs)
+        else:
+            _job_rows(jobs)
+
+    run(main())
+
+
+@job_app.command("inspect")
+def inspect_job(job: JobArg, as_json: JsonOption = False) -> None:
+    """Show a job: state, input commits, output commit, datum counts."""
+
+    async def main() -> None:
+        async with connect_trigger() as client:
+            info = await client.inspect_job(job)
+        if as_json:
+            print_json(info)
+            return
+        grid = table("", "")
+        grid.add_row("Job", info.id)
+        grid.add_row("Pipeline", f"{escape(info.pipeline)} (version {info.version})")
+        grid.add_row("State", info.state + (f": {escape(info.reason)}" if info.reason else ""))
+        for i in info.inputs:
+            grid.add_row(f"Input {escape(i.name)}", f"{escape(i.repo)}@{i.commit} ({i.branch})")
+        grid.add_row("Output", f"{escape(info.output_repo)}@{info.output_commit or '-'}")
+        grid.add_row("Global id", info.global_id)
+        c = info.counts
+        grid.add_row(
+            "Datums",
+            f"{c.total} total: {c.processed} processed, {c.skipped} skipped, {c.failed} failed",
+        )
+        grid.add_row("Created", when(info.created_at))
+        grid.add_row("Finished", when(info.finished_at))
+        show(grid)
+
+    run(main())
+
+
+@job_app.command("wait")
+def wait_job(
+    job: JobArg,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Give up after this many seconds.")
+    ] = 3600,
+) -> None:
+    """Wait for a job to end, showing datums done / total; exit 1 unless it succeeded."""
+    info = run(_wait(job, timeout))
+    if info.state != "success":
+        raise typer.Exit(1)
+
+
+async def _wait(job: str, seconds: float) -> JobInfo:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    async with connect_trigger() as client:
+        info = await client.inspect_job(job)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"job {job[:8]} {info.state}", total=info.counts.total or None)
+            while not info.ended and loop.time() < deadline:
+                info = await client.wait_job(
+                    job, seconds=min(2.0, max(0.0, deadline - loop.time()))
+                )
+                progress.update(
+                    task,
+                    description=f"job {job[:8]} {info.state}",
+                    total=info.counts.total or None,
+                    completed=info.counts.done,
+                )
+    note(
+        f"job {info.id} {info.state}"
+        + (f": {escape(info.reason)}" if info.reason else "")
+        + f" ({info.counts.processed} processed, {info.counts.skipped} skipped, "
+        f"{info.counts.failed} failed)"
+    )
+    return info
+
+
+@job_app.command("logs")
+def job_logs(
+    job: JobArg,
+    datum: Annotated[str | None, typer.Option("--datum", "-d", help="Only this datum's.")] = None,
+) -> None:
+    """Print the logs of a job's datums (stdout and stderr of every attempt)."""
+
+    async def main() -> None:
+        async with connect_scheduler() as client:
+            logs = [await client.datum_logs(job, datum)] if datum else await client.job_logs(job)
+        for entry in logs:
+            typer.echo(
+                f"--- datum {entry.datum} ({entry.state})"
+                + (
+                    " [truncated; full log at " + (entry.full_log or "?") + "]"
+                    if entry.truncated
+                    else ""
+                )
+            )
+            typer.echo(entry.log.rstrip("\n"))
+
+    run(main())
+
+
+@job_app.command("stop")
+def stop_job(job: JobArg) -> None:
+    """Kill a job's workers; it ends `killed`."""
+
+    async def main() -> None:
+        async with connect_trigger() as client:
+            await client.stop_job(job)
+        note(f"asked job {job} to stop")
+
+    run(main())
+
+
+@datum_app.command("list")
+def list_datums(
+    job: JobArg,
+    state: Annotated[str | None, typer.Option("--state", help="e.g. failed, skipped.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a job's datums with their state, attempts and inputs."""
+
+    async def main() -> None:
+        async with connect_scheduler() as client:
+            datums = [d async for d in client.list_datums(job, state=state)]
+        if as_json:
+            print_json(datums)
+            return
+        grid = table("DATUM", "STATE", "ATTEMPTS", "INPUTS", "OUTPUTS", "ERROR")
+        for d in datums:
+            inputs = ", ".join(f"{i.get('name')}:{i.get('path')}" for i in d.inputs)
+            grid.add_row(
+                d.datum[:16],
+                d.state,
+                str(d.attempts),
+                escape(inputs),
+                str(len(d.outputs)),
+                escape((d.error or "")[:80]),
+            )
+        show(grid)
+
+    run(main())
+
+
+@datum_app.command("inspect")
+def inspect_datum(
+    job: JobArg,
+    datum: Annotated[str, typer.Argument(metavar="DATUM", help="A datum id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one datum: inputs, outputs, attempts, error."""
+
+    async def main() -> None:
+        async with connect_scheduler() as client:
+            info = await client.inspect_datum(job, datum)
+        if as_json:
+            print_json(info)
+            return
+        grid = table("", "")
+        grid.add_row("Datum", info.datum)
+        grid.add_row("State", f"{info.state} after {info.attempts} attempt(s)")
+        for i in info.inputs:
+            grid.add_row(
+                f"Input {escape(str(i.get('name')))}",
+                escape(f"{i.get('repo')}@{i.get('commit')}:{i.get('path')}"),
+            )
+        for o in info.outputs:
+            grid.add_row("Output", escape(o.path))
+        if info.error:
+            grid.add_row("Error", escape(info.error))
+        show(grid)
+
+    run(main())
+
+
+def lineage(
+    address: Annotated[
+        str,
+        typer.Argument(metavar="REPO@COMMIT", help="A commit: REPO@BRANCH or REPO@<commit id>."),
+    ],
+    down: Annotated[
+        bool,
+        typer.Option(
+            "--down", help="Show what was derived from the commit instead of what it came from."
+        ),
+    ] = False,
+    up: Annotated[
+        bool, typer.Option("--up", help="What the commit came from (the default).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Walk provenance from a commit: `--up` to the data it came from (default), `--down` to
+    everything derived from it. Every commit of one change shares its global id."""
+    if up and down:
+        raise typer.BadParameter("--up and --down exclude each other")
+
+    async def main() -> None:
+        parsed = parse_address(address)
+        if parsed.path is not None:
+            raise InvalidArgument("lineage takes a commit, not a path: REPO@REF")
+        rows: list[tuple[int, CommitInfo]] = []
+        async with connect() as client:
+            start = await client.inspect_commit(parsed.repo, str(parsed.ref_or_default))
+            queue: list[tuple[int, CommitRef]] = [(0, CommitRef(repo=parsed.repo, commit=start.id))]
+            seen: set[str] = set()
+            while queue:
+                depth, ref = queue.pop(0)
+                if ref.commit in seen:
+                    continue
+                seen.add(ref.commit)
+                info = await client.inspect_commit(ref.repo, ref.commit)
+                rows.append((depth, info))
+                nxt = await client.subvenance(ref.repo, info.id) if down else info.provenance
+                queue.extend((depth + 1, n) for n in nxt)
+        if as_json:
+            print_json([info for _, info in rows])
+            return
+        grid = table("", "REPO", "COMMIT", "BRANCH", "GLOBAL ID", "FINISHED")
+        for depth, info in rows:
+            arrow = "  " * depth + ("↓" if down else "↑") if depth else "•"
+            grid.add_row(
+                arrow,
+                escape(info.repo),
+                info.id,
+                escape(info.branch or "-"),
+                info.global_id,
+                when(info.finished_at) + (" (failed)" if info.error else ""),
+            )
+        show(grid)
+
+    run(main())

@@ -1,0 +1,112 @@
+"""Clients for the trigger service (pipelines, jobs) and the scheduler (datums, logs)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from tusk.client.http import ServiceClient, params, seg
+from tusk.client.models import DatumInfo, DatumLog, JobInfo, Page, PipelineInfo
+
+
+class TriggerClient(ServiceClient):
+    service = "trigger"
+    url_setting = "TUSK_TRIGGER_URL"
+
+    async def create_pipeline(self, spec: str | bytes) -> PipelineInfo:
+        """Create a pipeline from its spec (YAML or JSON text)."""
+        response = await self._request(
+            "POST", "/v1/pipelines", content=spec, headers={"Content-Type": "application/yaml"}
+        )
+        return self._parse(PipelineInfo, response)
+
+    async def update_pipeline(
+        self, name: str, spec: str | bytes, *, reprocess: bool = False
+    ) -> PipelineInfo:
+        response = await self._request(
+            "PUT",
+            f"/v1/pipelines/{seg(name)}",
+            content=spec,
+            params={"reprocess": str(reprocess).lower()},
+            headers={"Content-Type": "application/yaml"},
+        )
+        return self._parse(PipelineInfo, response)
+
+    async def list_pipelines(self) -> list[PipelineInfo]:
+        return self._parse_list(PipelineInfo, await self._request("GET", "/v1/pipelines"))
+
+    async def inspect_pipeline(self, name: str) -> PipelineInfo:
+        response = await self._request("GET", f"/v1/pipelines/{seg(name)}")
+        return self._parse(PipelineInfo, response)
+
+    async def delete_pipeline(self, name: str, *, keep_repo: bool = False) -> None:
+        await self._request(
+            "DELETE", f"/v1/pipelines/{seg(name)}", params={"keep_repo": str(keep_repo).lower()}
+        )
+
+    async def stop_pipeline(self, name: str) -> PipelineInfo:
+        response = await self._request("POST", f"/v1/pipelines/{seg(name)}/stop")
+        return self._parse(PipelineInfo, response)
+
+    async def start_pipeline(self, name: str) -> PipelineInfo:
+        response = await self._request("POST", f"/v1/pipelines/{seg(name)}/start")
+        return self._parse(PipelineInfo, response)
+
+    async def list_jobs(
+        self, *, pipeline: str | None = None, state: str | None = None, limit: int = 100
+    ) -> AsyncIterator[JobInfo]:
+        """Jobs, newest first, across pages."""
+        cursor: str | None = None
+        while True:
+            response = await self._request(
+                "GET",
+                "/v1/jobs",
+                params=params(pipeline=pipeline, state=state, limit=limit, cursor=cursor),
+            )
+            page = self._parse(Page[JobInfo], response)
+            for job in page.items:
+                yield job
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
+    async def inspect_job(self, job: str) -> JobInfo:
+        return self._parse(JobInfo, await self._request("GET", f"/v1/jobs/{seg(job)}"))
+
+    async def wait_job(self, job: str, *, seconds: float = 30.0) -> JobInfo:
+        """The job once it ended, or as it is after ``seconds`` (the server holds the call)."""
+        response = await self._request(
+            "GET", f"/v1/jobs/{seg(job)}/wait", params={"timeout": seconds}, timeout=seconds + 30
+        )
+        return self._parse(JobInfo, response)
+
+    async def stop_job(self, job: str) -> JobInfo:
+        return self._parse(JobInfo, await self._request("POST", f"/v1/jobs/{seg(job)}/stop"))
+
+
+class SchedulerClient(ServiceClient):
+    service = "scheduler"
+    url_setting = "TUSK_SCHEDULER_URL"
+
+    async def list_datums(self, job: str, *, state: str | None = None) -> AsyncIterator[DatumInfo]:
+        cursor: str | None = None
+        while True:
+            response = await self._request(
+                "GET", f"/v1/jobs/{seg(job)}/datums", params=params(state=state, cursor=cursor)
+            )
+            page = self._parse(Page[DatumInfo], response)
+            for datum in page.items:
+                yield datum
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
+    async def inspect_datum(self, job: str, datum: str) -> DatumInfo:
+        response = await self._request("GET", f"/v1/jobs/{seg(job)}/datums/{seg(datum)}")
+        return self._parse(DatumInfo, response)
+
+    async def job_logs(self, job: str) -> list[DatumLog]:
+        return self._parse_list(DatumLog, await self._request("GET", f"/v1/jobs/{seg(job)}/logs"))
+
+    async def datum_logs(self, job: str, datum: str) -> DatumLog:
+        response = await self._request("GET", f"/v1/jobs/{seg(job)}/datums/{seg(datum)}/logs")
+        return self._parse(DatumLog, response)

@@ -1,0 +1,71 @@
+"""The worker's settings: ``TUSK_*`` environment variables, checked at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tusk.errors import InvalidArgument
+
+DEFAULT_REPO_URL = "http://127.0.0.1:8081"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUSK_", extra="ignore", frozen=True)
+
+    repo_url: str = Field(default=DEFAULT_REPO_URL, description="The repo service.")
+    token: str | None = Field(default=None, description="Bearer token for the repo service.")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for an answer.")
+    pfs_root: Path | None = Field(
+        default=None,
+        description="Stage every datum at exactly this directory (e.g. /pfs, for images whose "
+        "commands name /pfs literally); it is emptied before each datum. Unset: each datum gets "
+        "a fresh directory under TUSK_WORKER_SCRATCH, so workers sharing a machine never meet.",
+    )
+    worker_scratch: Path | None = Field(
+        default=None,
+        description="Where the per-datum directories are made when TUSK_PFS_ROOT is unset "
+        "(default: the system's temporary directory).",
+    )
+    worker_kill_grace: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds a user process has to exit after SIGTERM (on a datum timeout or a "
+        "worker shutdown) before its process group is killed.",
+    )
+    worker_repo_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Tries of a request that finds the repo service unreachable, with "
+        "exponential backoff (0.25 s doubling to 5 s between tries) before the worker gives up.",
+    )
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("repo_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("pfs_root", "worker_scratch")
+    @classmethod
+    def _check_absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+def load_settings() -> WorkerSettings:
+    """The settings, or :class:`InvalidArgument` naming each variable that is wrong."""
+    try:
+        return WorkerSettings()
+    except ValidationError as e:
+        problems = [
+            f"TUSK_{str(item['loc'][0]).upper() if item['loc'] else '?'}: {item['msg']}"
+            for item in e.errors()
+        ]
+        raise InvalidArgument("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,428 @@
+"""Running a shard: its datums one after another, each staged in a clean pfs root, run, its
+outputs uploaded to the output commit and its result and log written to the meta commit.
+
+A datum's result is written last, in one request with its log, so a result in the meta commit
+means the datum's outputs are in the output commit. A restarted shard therefore skips the
+datums that have a successful result and runs the others again; a datum that was interrupted
+leaves no result (its outputs may be partly uploaded: only the results say which files count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from pydantic import ValidationError
+
+from tusk.client import RepoClient
+from tusk.errors import InvalidArgument, NotFound
+from tusk.worker.process import DatumLog, run_command
+from tusk.worker.protocol import (
+    DatumInputSpec,
+    DatumResult,
+    DatumSpec,
+    OutputFile,
+    ShardSpec,
+    datums_dir,
+    log_path,
+    result_path,
+    shard_path,
+)
+from tusk.worker.transfer import (
+    DatumError,
+    RetryPolicy,
+    check_input_name,
+    empty_directory,
+    scan_outputs,
+    stage_inputs,
+    upload_outputs,
+)
+
+KILL_GRACE = 5.0
+_PARALLEL_READS = 8
+_ENV_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+
+logger = structlog.get_logger("tusk.worker")
+
+
+@dataclass
+class ShardOutcome:
+    results: list[DatumResult] = field(default_factory=list)
+    """The datums this run processed, in order."""
+    already_done: list[str] = field(default_factory=list)
+    """Datums skipped because an earlier run of the shard recorded them as successful."""
+
+    @property
+    def succeeded(self) -> list[str]:
+        return [r.datum for r in self.results if r.state == "success"]
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.datum for r in self.results if r.state == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+async def load_shard_spec(
+    client: RepoClient,
+    output_repo: str,
+    meta_commit: str,
+    job: str,
+    shard: int,
+    *,
+    retry: RetryPolicy | None = None,
+) -> ShardSpec:
+    """The shard's spec from the meta commit, checked against the address it was read from."""
+    retry = retry or RetryPolicy()
+    path = shard_path(job, shard)
+    where = f"{output_repo}@{meta_commit}:{path}"
+    try:
+        data = await retry.call(lambda: _read(client, output_repo, meta_commit, path), where)
+    except NotFound as e:
+        raise NotFound(f"no shard spec at {where}: {e.message}") from e
+    try:
+        spec = ShardSpec.model_validate_json(data)
+    except ValidationError as e:
+        raise InvalidArgument(f"the shard spec at {where} is not valid: {e}") from e
+    expected = {
+        "job": job,
+        "shard": shard,
+        "output_repo": output_repo,
+        "meta_commit": meta_commit,
+    }
+    for name, value in expected.items():
+        if getattr(spec, name) != value:
+            raise InvalidArgument(
+                f"the shard spec at {where} is for {name} {getattr(spec, name)!r}, not {value!r}"
+            )
+    return spec
+
+
+async def run_shard(
+    client: RepoClient,
+    spec: ShardSpec,
+    *,
+    pfs_root: Path | None = None,
+    scratch: Path | None = None,
+    retry: RetryPolicy | None = None,
+    kill_grace: float = KILL_GRACE,
+    base_env: Mapping[str, str] | None = None,
+) -> ShardOutcome:
+    """Run every datum of the shard that has no successful result yet.
+
+    ``pfs_root`` set: every datum is staged there (the directory is emptied between datums);
+    unset: each datum gets a fresh directory under ``scratch`` (default: the system temporary
+    directory). ``base_env`` is the environment the command starts from (default: this
+    process's). Raises :mod:`tusk.errors` exceptions for worker-level failures (the repo
+    service unreachable after retries, a commit gone or finished); a datum that fails is not
+    an exception but a failed result.
+    """
+    runner = _ShardRunner(
+        client=client,
+        spec=spec,
+        pfs_root=pfs_root,
+        scratch=scratch,
+        retry=retry or RetryPolicy(),
+        kill_grace=kill_grace,
+        base_env=dict(os.environ if base_env is None else base_env),
+        log=logger.bind(job=spec.job, shard=spec.shard),
+    )
+    return await runner.run()
+
+
+@dataclass
+class _ShardRunner:
+    client: RepoClient
+    spec: ShardSpec
+    pfs_root: Path | None
+    scratch: Path | None
+    retry: RetryPolicy
+    kill_grace: float
+    base_env: dict[str, str]
+    log: structlog.typing.FilteringBoundLogger
+
+    async def run(self) -> ShardOutcome:
+        _check_spec(self.spec)
+        if self.scratch is not None:
+            await asyncio.to_thread(self.scratch.mkdir, parents=True, exist_ok=True)
+        if self.pfs_root is not None:
+            await asyncio.to_thread(_check_pfs_root, self.pfs_root, self.spec)
+        outcome = ShardOutcome()
+        done = await self._successful_results()
+        self.log.info(
+            "shard started",
+            datums=len(self.spec.datums),
+            already_done=len(done),
+            pfs_root=str(self.pfs_root or "per datum"),
+        )
+        started = time.monotonic()
+        for datum in self.spec.datums:
+            if datum.id in done:
+                outcome.already_done.append(datum.id)
+                self.log.info("datum already done", datum=datum.id)
+                continue
+            outcome.results.append(await self._run_datum(datum))
+        self.log.info(
+            "shard finished",
+            succeeded=len(outcome.succeeded),
+            failed=len(outcome.failed),
+            already_done=len(outcome.already_done),
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        return outcome
+
+    # --- resuming ----------------------------------------------------------------------------
+
+    async def _successful_results(self) -> set[str]:
+        """Datums of this shard with a successful result in the meta commit."""
+        spec = self.spec
+        ours = {d.id for d in spec.datums}
+
+        async def listing() -> list[str]:
+            entries = self.client.list_dir(spec.output_repo, spec.meta_commit, datums_dir(spec.job))
+            return [e.path async for e in entries if e.type == "file"]
+
+        try:
+            paths = await self.retry.call(listing, "list datum results")
+        except NotFound:  # no datum of the job has finished yet
+            return set()
+        present = set(paths)
+        slots = asyncio.Semaphore(_PARALLEL_READS)
+
+        async def succeeded(datum: str) -> bool:
+            path = result_path(spec.job, datum)
+            async with slots:
+                data = await self.retry.call(
+                    functools.partial(_read, self.client, spec.output_repo, spec.meta_commit, path),
+                    path,
+                )
+            try:
+                return DatumResult.model_validate_json(data).state == "success"
+            except ValidationError:
+                self.log.warning("unreadable datum result, running it again", datum=datum)
+                return False
+
+        candidates = [d for d in ours if result_path(spec.job, d) in present]
+        answers = await asyncio.gather(*(succeeded(d) for d in candidates))
+        return {d for d, ok in zip(candidates, answers, strict=True) if ok}
+
+    # --- one datum ---------------------------------------------------------------------------
+
+    async def _run_datum(self, datum: DatumSpec) -> DatumResult:
+        spec = self.spec
+        started_at = datetime.now(UTC)
+        started = time.monotonic()
+        log = DatumLog()
+        failure: str | None = None
+        outputs: list[OutputFile] = []
+        attempt = 0
+        async with self._datum_root() as root:
+            for attempt in range(1, spec.datum_tries + 1):
+                log.line(
+                    f"=== tusk: datum {datum.id}, attempt {attempt} of {spec.datum_tries}, "
+                    f"started {datetime.now(UTC).isoformat(timespec='milliseconds')} ==="
+                )
+                attempt_started = time.monotonic()
+                failure, outputs = await self._attempt(datum, root, log)
+                took = f"{time.monotonic() - attempt_started:.3f} s"
+                if failure is None:
+                    log.line(
+                        f"=== tusk: attempt {attempt} succeeded ({took}, {len(outputs)} "
+                        "outputs) ==="
+                    )
+                    break
+                log.line(f"=== tusk: attempt {attempt} failed: {failure} ({took}) ===")
+        result = DatumResult(
+            datum=datum.id,
+            job=spec.job,
+            shard=spec.shard,
+            state="success" if failure is None else "failed",
+            attempts=attempt,
+            outputs=tuple(outputs) if failure is None else (),
+            error=failure,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+        )
+        await self._record(result, log)
+        fields: dict[str, object] = {"error": failure} if failure else {"outputs": len(outputs)}
+        self.log.info(
+            "datum",
+            datum=datum.id,
+            state=result.state,
+            attempts=attempt,
+            duration_s=round(time.monotonic() - started, 3),
+            **fields,
+        )
+        return result
+
+    async def _attempt(
+        self, datum: DatumSpec, root: Path, log: DatumLog
+    ) -> tuple[str | None, list[OutputFile]]:
+        """One attempt at a datum: why it failed (None if it did not), and its outputs."""
+        spec = self.spec
+        await asyncio.to_thread(_prepare_root, root)
+        try:
+            await stage_inputs(self.client, datum.inputs, root, self.retry)
+        except DatumError as e:
+            return str(e), []
+        except OSError as e:
+            return f"cannot stage the inputs: {e}", []
+        command = await run_command(
+            spec.transform.cmd,
+            stdin_lines=spec.transform.stdin,
+            env=self._env(datum, root),
+            log=log,
+            time_limit=spec.datum_timeout_seconds,
+            kill_grace=self.kill_grace,
+        )
+        if command.failure is not None:
+            return command.failure, []
+        try:
+            files, notes = await asyncio.to_thread(scan_outputs, root / "out")
+            for note in notes:
+                log.line(f"tusk: {note}")
+            uploaded = await upload_outputs(
+                self.client, spec.output_repo, spec.output_commit, files, self.retry
+            )
+        except DatumError as e:
+            return str(e), []
+        except OSError as e:
+            return f"cannot read the outputs: {e}", []
+        return None, uploaded
+
+    def _env(self, datum: DatumSpec, root: Path) -> dict[str, str]:
+        spec = self.spec
+        env = {**self.base_env, **spec.transform.env}
+        by_name: dict[str, list[DatumInputSpec]] = {}
+        for part in datum.inputs:
+            by_name.setdefault(part.name, []).append(part)
+        for name, parts in by_name.items():
+            # Pachyderm's convention: the variable names the datum's file or directory; an
+            # input with several parts (group, join) names its directory instead.
+            staged = root / name
+            if len(parts) == 1:
+                staged = staged.joinpath(*Path(parts[0].path).parts[1:])
+            env[f"PFS_{_ENV_UNSAFE.sub('_', name).upper()}"] = str(staged)
+        env.update(
+            TUSK_PFS_ROOT=str(root),
+            TUSK_JOB=spec.job,
+            TUSK_PIPELINE=spec.pipeline,
+            TUSK_SHARD=str(spec.shard),
+            TUSK_DATUM=datum.id,
+            TUSK_OUTPUT_REPO=spec.output_repo,
+            TUSK_OUTPUT_COMMIT=spec.output_commit,
+        )
+        return env
+
+    @contextlib.asynccontextmanager
+    async def _datum_root(self) -> AsyncIterator[Path]:
+        if self.pfs_root is not None:
+            try:
+                yield self.pfs_root
+            finally:
+                await asyncio.to_thread(_clean_root, self.pfs_root)
+            return
+        root = Path(await asyncio.to_thread(tempfile.mkdtemp, "", "tusk-datum-", self.scratch))
+        try:
+            yield root
+        finally:
+            try:
+                await asyncio.to_thread(_remove_tree, root)
+            except OSError as e:
+                self.log.warning("cannot remove a datum directory", path=str(root), error=str(e))
+
+    async def _record(self, result: DatumResult, log: DatumLog) -> None:
+        """The datum's log and result in one request: both are in the meta commit, or neither."""
+        spec = self.spec
+        files = [
+            (log_path(spec.job, result.datum), log.getvalue()),
+            (result_path(spec.job, result.datum), result.model_dump_json(indent=2).encode()),
+        ]
+        await self.retry.call(
+            lambda: self.client.put_files(spec.output_repo, spec.meta_commit, files),
+            f"record datum {result.datum}",
+        )
+
+
+async def _read(client: RepoClient, repo: str, commit: str, path: str) -> bytes:
+    async with aclosing(client.get_file(repo, commit, path)) as pieces:
+        return b"".join([piece async for piece in pieces])
+
+
+def _check_spec(spec: ShardSpec) -> None:
+    where = f"shard {spec.shard} of job {spec.job}"
+    if not spec.transform.cmd:
+        raise InvalidArgument(f"{where}: transform.cmd is empty")
+    if spec.datum_tries < 1:
+        raise InvalidArgument(f"{where}: datum_tries is {spec.datum_tries}; it must be 1 or more")
+    if spec.datum_timeout_seconds is not None and spec.datum_timeout_seconds <= 0:
+        raise InvalidArgument(f"{where}: datum_timeout_seconds must be positive")
+    seen: set[str] = set()
+    for datum in spec.datums:
+        if not datum.id or "/" in datum.id or datum.id in (".", "..") or datum.id in seen:
+            raise InvalidArgument(
+                f"{where}: datum id {datum.id!r} is empty, repeated or not a single path segment"
+            )
+        seen.add(datum.id)
+        for part in datum.inputs:
+            check_input_name(part.name)
+
+
+def _check_pfs_root(root: Path, spec: ShardSpec) -> None:
+    """Refuse to empty a directory that holds anything a worker would not have put there: a
+    mistyped TUSK_PFS_ROOT must not wipe someone's files."""
+    root.mkdir(parents=True, exist_ok=True)
+    ours = {"out"} | {part.name for datum in spec.datums for part in datum.inputs}
+    foreign = sorted(name for name in os.listdir(root) if name not in ours)
+    if foreign:
+        raise InvalidArgument(
+            f"TUSK_PFS_ROOT {root} holds {', '.join(foreign[:5])}, which no worker put there; "
+            "the worker empties that directory between datums, so point TUSK_PFS_ROOT at an "
+            "empty directory (or leave it unset to stage each datum in a temporary directory)"
+        )
+
+
+def _prepare_root(root: Path) -> None:
+    _clean_root(root)
+    (root / "out").mkdir()
+
+
+def _clean_root(root: Path) -> None:
+    try:
+        empty_directory(root)
+    except OSError:
+        _make_writable(root)  # the command may have left read-only directories
+        empty_directory(root)
+
+
+def _remove_tree(root: Path) -> None:
+    try:
+        shutil.rmtree(root)
+    except OSError:
+        _make_writable(root)
+        shutil.rmtree(root)
+
+
+def _make_writable(root: Path) -> None:
+    with contextlib.suppress(OSError):
+        root.chmod(0o700)
+    for directory, subdirs, _ in os.walk(root):
+        for name in subdirs:
+            path = Path(directory) / name
+            if not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    path.chmod(0o700)

@@ -1,0 +1,299 @@
+"""Moving a datum's files: its inputs from the repo service to the pfs root, and what the
+command wrote to ``<root>/out/`` back into the output commit.
+
+Errors a datum causes (an input that is not there, an output name the repo refuses) become
+:class:`DatumError`, a failed attempt; a repo service that stays unreachable is a worker error
+and propagates as :class:`~tusk.errors.Unavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import stat
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
+
+import anyio
+import structlog
+
+from tusk.client import FileInfo, PutResult, RepoClient
+from tusk.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
+from tusk.paths import normalize_path
+from tusk.worker.protocol import DatumInputSpec, OutputFile
+
+T = TypeVar("T")
+
+SMALL_FILE = 1 << 20
+"""Outputs below this size travel in batches (one tar per request); larger ones are streamed."""
+BATCH_FILES = 1000
+BATCH_BYTES = 64 << 20
+PARALLEL = 4
+"""Requests a datum's transfers run at once."""
+_GLOB_SPECIAL = frozenset("*?[")
+
+logger = structlog.get_logger("tusk.worker")
+
+
+class DatumError(Exception):
+    """Something about this datum failed an attempt; retrying the datum may or may not help,
+    retrying the worker will not."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a request that found the repo service unreachable is tried again."""
+
+    attempts: int = 8
+    first_delay: float = 0.25
+    max_delay: float = 5.0
+
+    async def call(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        delay = self.first_delay
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await operation()
+            except Unavailable as e:
+                if attempt == self.attempts:
+                    raise
+                logger.warning(
+                    "repo unavailable, retrying",
+                    what=what,
+                    error=e.message,
+                    attempt=attempt,
+                    delay_s=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+        raise AssertionError("unreachable")
+
+
+# --- the pfs root ----------------------------------------------------------------------------
+
+
+def empty_directory(root: Path) -> None:
+    """Remove everything inside ``root`` (which may be a mount point, so it stays)."""
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
+def check_input_name(name: str) -> None:
+    if not name or "/" in name or name in (".", "..", "out") or "\x00" in name:
+        raise InvalidArgument(
+            f"input name {name!r} cannot be a directory of the pfs root: it must be one path "
+            "segment and not 'out'"
+        )
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+async def stage_inputs(
+    client: RepoClient, inputs: Sequence[DatumInputSpec], root: Path, retry: RetryPolicy
+) -> int:
+    """Download each input to ``<root>/<name><path>``; the number of files written."""
+    downloads: list[tuple[DatumInputSpec, str, Path]] = []
+    for spec in inputs:
+        base = root / spec.name
+        await anyio.Path(base).mkdir(exist_ok=True)
+        if spec.type == "file":
+            downloads.append((spec, spec.path, _local(base, spec.path)))
+            continue
+        target = _local(base, spec.path)
+        await anyio.Path(target).mkdir(parents=True, exist_ok=True)
+        for info in await _files_below(client, spec, retry):
+            if info.type == "dir":
+                await anyio.Path(_local(base, info.path)).mkdir(parents=True, exist_ok=True)
+            else:
+                downloads.append((spec, info.path, _local(base, info.path)))
+    await _bounded(
+        [_download_job(client, spec, path, local, retry) for spec, path, local in downloads]
+    )
+    return len(downloads)
+
+
+def _local(base: Path, repo_path: str) -> Path:
+    # Repo paths are normalized (absolute, no '..'), so this stays below ``base``.
+    return base.joinpath(*PurePosixPath(repo_path).parts[1:])
+
+
+async def _files_below(
+    client: RepoClient, spec: DatumInputSpec, retry: RetryPolicy
+) -> list[FileInfo]:
+    """Every file and directory below a directory input, in one request where possible."""
+    where = f"{spec.repo}@{spec.commit}:{spec.path}"
+    try:
+        if _GLOB_SPECIAL.isdisjoint(spec.path):
+            pattern = "/**" if spec.path == "/" else f"{spec.path}/**"
+            found = await retry.call(
+                lambda: client.glob(spec.repo, spec.commit, pattern), f"list {where}"
+            )
+            if not any(f.path == spec.path for f in found):
+                raise DatumError(f"input {spec.name!r}: directory {where} not found")
+            return [f for f in found if f.path != spec.path]
+
+        async def walk() -> list[FileInfo]:
+            return [f async for f in client.walk(spec.repo, spec.commit, spec.path)]
+
+        return await retry.call(walk, f"list {where}")
+    except (NotFound, InvalidArgument) as e:
+        raise DatumError(f"input {spec.name!r}: cannot list {where}: {e.message}") from e
+
+
+def _download_job(
+    client: RepoClient, spec: DatumInputSpec, path: str, local: Path, retry: RetryPolicy
+) -> Callable[[], Awaitable[None]]:
+    where = f"{spec.repo}@{spec.commit}:{path}"
+
+    async def download() -> None:
+        await anyio.Path(local.parent).mkdir(parents=True, exist_ok=True)
+        async with (
+            await anyio.open_file(local, "wb") as out,
+            aclosing(client.get_file(spec.repo, spec.commit, path)) as pieces,
+        ):
+            async for piece in pieces:
+                await out.write(piece)
+
+    async def job() -> None:
+        try:
+            await retry.call(download, f"download {where}")
+        except (NotFound, InvalidArgument) as e:
+            raise DatumError(f"input {spec.name!r}: cannot download {where}: {e.message}") from e
+        except OSError as e:
+            raise DatumError(f"input {spec.name!r}: cannot write {local}: {e}") from e
+
+    return job
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    remote: str
+    size: int
+
+
+def scan_outputs(out: Path) -> tuple[list[LocalFile], list[str]]:
+    """The regular files below ``out`` (symbolic links followed, loops skipped), and notes
+    about what was left out."""
+    files: list[LocalFile] = []
+    notes: list[str] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    for directory, subdirs, names in os.walk(out, followlinks=True):
+        info = os.stat(directory)
+        if (info.st_dev, info.st_ino) in seen_dirs:
+            notes.append(f"skipped {directory}: a directory link loop")
+            subdirs.clear()
+            continue
+        seen_dirs.add((info.st_dev, info.st_ino))
+        subdirs.sort()
+        here = Path(directory)
+        for name in sorted(names):
+            path = here / name
+            try:
+                file_info = path.stat()
+            except OSError as e:
+                notes.append(f"skipped {path}: {e.strerror or e}")
+                continue
+            if not stat.S_ISREG(file_info.st_mode):
+                notes.append(f"skipped {path}: not a regular file")
+                continue
+            relative = PurePosixPath(*path.relative_to(out).parts)
+            try:
+                remote = normalize_path(f"/{relative}", allow_root=False)
+            except InvalidArgument as e:
+                raise DatumError(f"output {relative}: {e.message}") from e
+            files.append(LocalFile(path, remote, file_info.st_size))
+    return files, notes
+
+
+async def upload_outputs(
+    client: RepoClient, repo: str, commit: str, files: Sequence[LocalFile], retry: RetryPolicy
+) -> list[OutputFile]:
+    """Put the files into the output commit: small ones in batches, large ones streamed."""
+    results: list[OutputFile] = []
+
+    def collect(infos: Sequence[FileInfo]) -> None:
+        results.extend(OutputFile(path=f.path, hash=f.hash, size=f.size_bytes) for f in infos)
+
+    def put_one(file: LocalFile) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            result = await _put(
+                retry, lambda: client.put_file(repo, commit, file.remote, file.path), file.remote
+            )
+            collect(result)
+
+        return job
+
+    def put_batch(batch: list[LocalFile]) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            pairs = [(f.remote, f.path) for f in batch]
+            result = await _put(
+                retry,
+                lambda: client.put_files(repo, commit, pairs),
+                f"{len(batch)} files ({batch[0].remote}, …)",
+            )
+            collect(result)
+
+        return job
+
+    jobs: list[Callable[[], Awaitable[None]]] = []
+    batch: list[LocalFile] = []
+    batch_bytes = 0
+    for file in files:
+        if file.size >= SMALL_FILE:
+            jobs.append(put_one(file))
+            continue
+        if len(batch) >= BATCH_FILES or batch_bytes + file.size > BATCH_BYTES:
+            jobs.append(put_batch(batch))
+            batch, batch_bytes = [], 0
+        batch.append(file)
+        batch_bytes += file.size
+    if batch:
+        jobs.append(put_batch(batch))
+    await _bounded(jobs)
+    return sorted(results, key=lambda f: f.path)
+
+
+async def _put(
+    retry: RetryPolicy, operation: Callable[[], Awaitable[PutResult]], what: str
+) -> list[FileInfo]:
+    try:
+        result = await retry.call(operation, f"upload {what}")
+    except (InvalidArgument, PayloadTooLarge) as e:
+        raise DatumError(f"cannot upload output {what}: {e.message}") from e
+    except OSError as e:
+        raise DatumError(f"cannot read output {what}: {e}") from e
+    return result.files
+
+
+async def _bounded(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Run the jobs, a few at a time; the first failure cancels the others and is raised."""
+    if len(jobs) == 1:
+        await jobs[0]()
+        return
+    slots = asyncio.Semaphore(PARALLEL)
+
+    async def one(job: Callable[[], Awaitable[None]]) -> None:
+        async with slots:
+            await job()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(one(job))
+    except BaseExceptionGroup as group_error:
+        # Prefer a worker-level error over a datum's own: the worker must not record a datum
+        # as failed because the repo service went away meanwhile.
+        errors = group_error.exceptions
+        raise next((e for e in errors if not isinstance(e, DatumError)), errors[0]) from None

@@ -1,0 +1,180 @@
+"""The worker's parts in-process: the datum log, running a command, scanning outputs, and
+`run_shard` itself against the real repo server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.worker.helpers import PY, Job, alive, file_input, input_repo
+from tusk.client import RepoClient
+from tusk.errors import InvalidArgument
+from tusk.worker.process import DatumLog, run_command
+from tusk.worker.protocol import DatumSpec
+from tusk.worker.runtime import load_shard_spec, run_shard
+from tusk.worker.transfer import DatumError, RetryPolicy, scan_outputs
+
+# --- the datum log ---------------------------------------------------------------------------
+
+
+def test_log_keeps_everything_under_the_limit() -> None:
+    log = DatumLog(limit=100)
+    log.write(b"partial")
+    log.line("=== header ===")
+    log.write(b"out\n")
+    assert log.getvalue() == b"partial\n=== header ===\nout\n"
+
+
+def test_log_keeps_the_tail_and_says_it_was_truncated() -> None:
+    log = DatumLog(limit=1000)
+    for i in range(1000):
+        log.write(f"{i:04d}\n".encode())
+    value = log.getvalue()
+    assert value.startswith(b"[tusk: log truncated, the first 4000 bytes were dropped]\n")
+    assert value.endswith(b"0999\n")
+    assert len(value.split(b"\n", 1)[1]) == 1000
+
+
+# --- running a command -----------------------------------------------------------------------
+
+
+async def run(cmd: list[str], **kwargs: object) -> tuple[str | None, bytes]:
+    log = DatumLog()
+    options: dict[str, object] = {
+        "stdin_lines": (),
+        "env": dict(os.environ),
+        "time_limit": None,
+        "kill_grace": 1.0,
+    }
+    options.update(kwargs)
+    result = await run_command(cmd, log=log, **options)  # type: ignore[arg-type]
+    return result.failure, log.getvalue()
+
+
+async def test_command_gets_stdin_lines_and_env() -> None:
+    script = "import os, sys; print(sys.stdin.read() + os.environ['X'], end='')"
+    failure, output = await run([PY, "-c", script], stdin_lines=("a", "b"), env={"X": "y"})
+    assert failure is None
+    assert output == b"a\nb\ny"
+
+
+async def test_command_that_ignores_stdin_is_fine() -> None:
+    failure, _ = await run(["true"], stdin_lines=["x" * 100_000] * 20)
+    assert failure is None
+
+
+async def test_command_failures_say_why() -> None:
+    assert (await run(["sh", "-c", "exit 4"]))[0] == "exit code 4"
+    assert (await run(["sh", "-c", "kill -9 $$"]))[0] == "killed by signal SIGKILL"
+    failure, _ = await run(["/no/such/program"])
+    assert failure is not None
+    assert failure.startswith("cannot start '/no/such/program'")
+
+
+async def test_timeout_stops_a_command_that_ignores_sigterm() -> None:
+    script = "trap '' TERM; echo ready; sleep 30"
+    started = time.monotonic()
+    failure, output = await run(["sh", "-c", script], time_limit=0.5, kill_grace=0.5)
+    assert failure == "timed out after 0.5 s"
+    assert output == b"ready\n"
+    assert time.monotonic() - started < 5
+
+
+async def test_background_children_do_not_hold_the_datum() -> None:
+    started = time.monotonic()
+    failure, output = await run(["sh", "-c", "sleep 30 & echo done"])
+    assert failure is None
+    assert output == b"done\n"
+    assert time.monotonic() - started < 5
+
+
+async def test_cancelling_kills_the_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    task = asyncio.create_task(run(["sh", "-c", f"echo $$ > {pid_file}; sleep 30"]))
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not alive(int(pid_file.read_text()))
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+def test_scan_follows_links_and_skips_what_is_not_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "a" / "b").mkdir(parents=True)
+    (out / "a" / "b" / "f.txt").write_text("f")
+    (tmp_path / "outside.txt").write_text("o")
+    (out / "link.txt").symlink_to(tmp_path / "outside.txt")
+    (out / "a" / "b" / "loop").symlink_to(out / "a")
+    (out / "dangling").symlink_to(tmp_path / "missing")
+    os.mkfifo(out / "fifo")
+
+    files, notes = scan_outputs(out)
+
+    assert sorted((f.remote, f.size) for f in files) == [("/a/b/f.txt", 1), ("/link.txt", 1)]
+    assert any("loop" in n for n in notes)
+    assert any("dangling" in n for n in notes)
+    assert any("fifo" in n and "not a regular file" in n for n in notes)
+
+
+def test_scan_refuses_names_the_repo_cannot_hold(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "back\\slash").write_text("x")
+    with pytest.raises(DatumError, match="backslash"):
+        scan_outputs(out)
+
+
+# --- run_shard -------------------------------------------------------------------------------
+
+
+async def test_run_shard_in_process(repo: RepoClient, repo_url: str, tmp_path: Path) -> None:
+    name, commit = await input_repo(repo, {"/a": b"1", "/b": b"22"})
+    job = await Job.open(repo, repo_url)
+    await job.write_shard(
+        [DatumSpec(id=p, inputs=(file_input("in", name, commit, f"/{p}"),)) for p in "ab"],
+        ["sh", "-c", 'wc -c < "$PFS_IN" > "$TUSK_PFS_ROOT/out/$TUSK_DATUM"; test $TUSK_DATUM = a'],
+        datum_tries=2,
+    )
+    spec = await load_shard_spec(repo, job.output_repo, job.meta_commit, job.job, 0)
+    fast = RetryPolicy(attempts=2, first_delay=0.01)
+
+    outcome = await run_shard(repo, spec, scratch=tmp_path, retry=fast)
+
+    assert (outcome.succeeded, outcome.failed, outcome.ok) == (["a"], ["b"], False)
+    assert [r.attempts for r in outcome.results] == [1, 2]
+    assert (await job.output("/a")).strip() == b"1"
+    assert list(tmp_path.iterdir()) == []
+
+    again = await run_shard(repo, spec, scratch=tmp_path, retry=fast)
+    assert (again.already_done, again.failed) == (["a"], ["b"])
+
+
+async def test_load_shard_spec_checks_the_address(repo: RepoClient, repo_url: str) -> None:
+    job = await Job.open(repo, repo_url)
+    spec = await job.write_shard([DatumSpec(id="d", inputs=())], ["true"], shard=1)
+    await repo.put_file(
+        job.output_repo,
+        job.meta_commit,
+        f"/jobs/{job.job}/shards/0.json",
+        spec.model_dump_json().encode(),
+    )
+    with pytest.raises(InvalidArgument, match="is for shard 1, not 0"):
+        await load_shard_spec(repo, job.output_repo, job.meta_commit, job.job, 0)
+
+
+async def test_bad_input_name_is_a_worker_error(repo: RepoClient, repo_url: str) -> None:
+    name, commit = await input_repo(repo, {"/a": b"1"})
+    job = await Job.open(repo, repo_url)
+    spec = await job.write_shard(
+        [DatumSpec(id="d", inputs=(file_input("out", name, commit, "/a"),))], ["true"]
+    )
+    with pytest.raises(InvalidArgument, match="'out'"):
+        await run_shard(repo, spec)
