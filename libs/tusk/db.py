@@ -51,12 +51,23 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # We emit BEGIN ourselves (below), so the driver must not.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            # A deferred transaction that reads and then writes cannot wait for another
+            # process's writer (SQLite answers "database is locked" at once); IMMEDIATE takes
+            # the write lock up front and waits for it (busy_timeout). Several embedded
+            # services share one file, each with its own engine.
+            write = connection.get_execution_options().get("tusk_write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -70,6 +81,9 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._write_sessions = async_sessionmaker(
+            engine.execution_options(tusk_write=True), expire_on_commit=False, autoflush=False
+        )
         self._write_lock = asyncio.Lock()
 
     @classmethod
@@ -82,7 +96,8 @@ class Database:
         lock = self._write_lock if (write and self.is_sqlite) else nullcontext()
         async with lock:
             try:
-                async with self._sessions() as session, session.begin():
+                sessions = self._write_sessions if write else self._sessions
+                async with sessions() as session, session.begin():
                     yield session
             except (OperationalError, DBAPIError) as e:
                 if e.connection_invalidated or isinstance(e, OperationalError):
