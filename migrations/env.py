@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 import tusk_repo.tables  # noqa: F401  (registers the repo service's tables)
-import tusk_trigger.tables  # noqa: F401  (the trigger service's)
 import tusk_scheduler.tables  # noqa: F401  (the scheduler's)
+import tusk_trigger.tables  # noqa: F401  (the trigger service's)
 from tusk.db import Base, UTCDateTime, create_engine
 
 config = context.config

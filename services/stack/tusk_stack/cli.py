@@ -53,10 +53,14 @@ def up(
     """
     from tusk.logging import configure_logging
     from tusk_repo.config import RepoSettings
+    from tusk_scheduler.config import SchedulerSettings
     from tusk_stack.embedded import EmbeddedSettings, run_embedded
+    from tusk_trigger.config import TriggerSettings
 
     try:
         repo = RepoSettings()
+        trigger = TriggerSettings()
+        scheduler = SchedulerSettings()
     except ValidationError as e:
         fail(settings_error(e).message)
     update = _overrides(data_dir)
@@ -69,7 +73,12 @@ def up(
     # uvicorn and other libraries log through the standard library; show their warnings.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(run_embedded(EmbeddedSettings(repo=repo)))
+        shared = _overrides(data_dir)
+        asyncio.run(run_embedded(EmbeddedSettings(
+            repo=repo,
+            trigger=trigger.model_copy(update={**shared, "host": repo.host}),
+            scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
+        )))
     except TuskError as e:
         fail(e.message)
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place

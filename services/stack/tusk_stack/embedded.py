@@ -25,9 +25,16 @@ from sqlalchemy.engine import make_url
 
 from tusk.cli.common import DEFAULT_REPO_URL
 from tusk.errors import TuskError, Unavailable
+from tusk.events.bus import open_event_bus
 from tusk_repo.app import create_app as create_repo_app
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import build_context as build_repo_context
+from tusk_scheduler.app import create_app as create_scheduler_app
+from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.context import build_context as build_scheduler_context
+from tusk_trigger.app import create_app as create_trigger_app
+from tusk_trigger.config import TriggerSettings
+from tusk_trigger.context import build_context as build_trigger_context
 
 log = structlog.get_logger()
 
@@ -39,6 +46,8 @@ class EmbeddedSettings:
     """The settings of each service the embedded stack runs."""
 
     repo: RepoSettings
+    trigger: TriggerSettings
+    scheduler: SchedulerSettings
 
     @property
     def data_dir(self) -> Path:
@@ -80,10 +89,28 @@ async def run_embedded(
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(_close_sockets, listeners)
             repo = settings.repo
-            repo_context = await stack.enter_async_context(build_repo_context(repo))
-            listeners.append(_listener(
+            # One bus for every service: the in-process MemoryBus, or Kafka when configured.
+            bus = await stack.enter_async_context(open_event_bus(repo))
+            repo_context = await stack.enter_async_context(build_repo_context(repo, bus=bus))
+            repo_listener = _listener(
                 "repo", create_repo_app(context=repo_context), repo.host, repo.port,
                 "TUSK_REPO_PORT", debug=repo.log_level.upper() == "DEBUG",
+            )
+            listeners.append(repo_listener)
+            # The others reach the repo service over HTTP, like separate deployments do.
+            trigger = settings.trigger.model_copy(update={"repo_url": repo_listener.url})
+            trigger_context = await stack.enter_async_context(build_trigger_context(trigger, bus))
+            listeners.append(_listener(
+                "trigger", create_trigger_app(context=trigger_context), trigger.host,
+                trigger.port, "TUSK_TRIGGER_PORT", debug=repo.log_level.upper() == "DEBUG",
+            ))
+            scheduler = settings.scheduler.model_copy(update={"repo_url": repo_listener.url})
+            scheduler_context = await stack.enter_async_context(
+                build_scheduler_context(scheduler, bus=bus)
+            )
+            listeners.append(_listener(
+                "scheduler", create_scheduler_app(context=scheduler_context), scheduler.host,
+                scheduler.port, "TUSK_SCHEDULER_PORT", debug=repo.log_level.upper() == "DEBUG",
             ))
             if stop.is_set():  # a signal arrived while starting
                 return
@@ -93,8 +120,10 @@ async def run_embedded(
                 objects=repo.resolved_object_store_url,
                 **{f"{item.name}_url": item.url for item in listeners},
             )
-            if listeners[0].url != DEFAULT_REPO_URL:
-                log.info("point the CLI at it", run=f"export TUSK_REPO_URL={listeners[0].url}")
+            if repo_listener.url != DEFAULT_REPO_URL:
+                log.info("point the CLI at it", run=" ".join(
+                    f"TUSK_{item.name.upper()}_URL={item.url}" for item in listeners
+                ))
             await _serve(listeners, stop)
     log.info("tusk stopped")
 
@@ -113,6 +142,9 @@ def _listener(
             f"the {name} service cannot listen on {host}:{port}: {e.strerror}; "
             f"set {variable} (or --port) to use another port"
         ) from None
+    # Listening now, before serving: services that start talking to each other before every
+    # server runs (the scheduler resuming jobs) wait in the backlog instead of being refused.
+    sock.listen(2048)
     config = uvicorn.Config(
         app, log_config=None, access_log=debug, lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

@@ -1,0 +1,1 @@
+"""The scheduler's REST routes: read-only job detail (health and metrics live in app.py)."""

@@ -1,0 +1,90 @@
+"""The scheduler service's FastAPI application: health, metrics and read-only job detail.
+
+The real work happens in the background of the lifespan: the consumer records jobs from
+``job.created``, the dispatcher executes them, the relay publishes what they emit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from tusk import __version__
+from tusk.api import add_common_middleware, install_error_handlers
+from tusk.events.bus import EventBus
+from tusk_scheduler import store
+from tusk_scheduler.api import jobs
+from tusk_scheduler.api.deps import ContextDep
+from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.context import Context, build_context
+from tusk_scheduler.runners.base import Runner
+
+log = structlog.get_logger()
+
+DESCRIPTION = """
+The scheduler runs the **jobs** the trigger creates: it splits a job's inputs into **datums**,
+skips those an earlier job of the same pipeline version processed, runs the rest in
+**shards** (one worker each) and finishes the job's output commit. This API shows how a job is
+executing; pipelines and job lists are the trigger's.
+"""
+
+
+def create_app(
+    settings: SchedulerSettings | None = None,
+    context: Context | None = None,
+    *,
+    bus: EventBus | None = None,
+    runner: Runner | None = None,
+) -> FastAPI:
+    """The app; with ``context`` it uses it instead of building its own, with ``bus`` an event
+    bus shared with other services of the process (embedded mode)."""
+    settings = settings or (context.settings if context else SchedulerSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if context is not None:
+            app.state.context = context
+            yield
+            return
+        async with build_context(settings, bus=bus, runner=runner) as built:
+            app.state.context = built
+            log.info(
+                "scheduler service ready", repo_url=settings.repo_url, runner=built.runner.kind
+            )
+            yield
+        log.info("scheduler service stopped")
+
+    app = FastAPI(
+        title="tusk scheduler service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    if context is not None:
+        app.state.context = context
+    install_error_handlers(app)
+    add_common_middleware(app, settings.api_tokens)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(ctx: ContextDep) -> dict[str, str]:
+        async with ctx.db.session(write=False) as session:
+            await session.execute(text("SELECT 1"))
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics(ctx: ContextDep) -> Response:
+        async with ctx.db.session(write=False) as session:
+            ctx.metrics.set_jobs(await store.jobs_by_state(session))
+        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(jobs.router, prefix="/v1")
+    return app

@@ -1,0 +1,117 @@
+"""The long-lived parts of one scheduler process, built once in the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from tusk.client import RepoClient
+from tusk.db import Database, migrate
+from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.consumer import EventConsumer
+from tusk.events.outbox import OutboxWriter
+from tusk.events.relay import OutboxRelay
+from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.domain.dispatcher import Dispatcher
+from tusk_scheduler.domain.execution import Deps
+from tusk_scheduler.domain.results import ResultReader
+from tusk_scheduler.events import GROUP, TOPICS, make_handler
+from tusk_scheduler.metrics import Metrics
+from tusk_scheduler.runners.base import Runner
+from tusk_scheduler.runners.local import LocalRunner
+from tusk_scheduler.tables import outbox, processed_events
+
+log = structlog.get_logger()
+
+SOURCE = "tusk/scheduler"
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: SchedulerSettings
+    db: Database
+    bus: EventBus
+    repos: RepoClient
+    runner: Runner
+    results: ResultReader
+    dispatcher: Dispatcher
+    consumer: EventConsumer
+    relay: OutboxRelay
+    metrics: Metrics
+
+
+def make_runner(settings: SchedulerSettings) -> Runner:
+    if settings.runner == "local":
+        return LocalRunner(
+            settings.resolved_workspace_dir,
+            repo_url=settings.repo_url,
+            token=settings.token,
+            worker_command=settings.worker_command,
+            cancel_grace=settings.cancel_grace,
+        )
+    raise AssertionError(f"unknown runner {settings.runner!r}")  # the settings validated it
+
+
+@asynccontextmanager
+async def build_context(
+    settings: SchedulerSettings, *, bus: EventBus | None = None, runner: Runner | None = None
+) -> AsyncIterator[Context]:
+    """Everything the scheduler needs, started: the relay, the dispatcher (which resumes the
+    jobs a previous process left unfinished) and the consumer. ``bus``: one shared with the
+    other services of this process (the embedded mode's MemoryBus, closed by its owner).
+
+    On the way out the consumer stops first, then the dispatcher (running workers are left
+    alone, to be adopted by the next process), then the relay, which publishes what is left."""
+    url = settings.resolved_database_url
+    if settings.migrate_on_start:
+        await migrate(url)
+    async with AsyncExitStack() as stack:
+        db = Database.from_url(url)
+        stack.push_async_callback(db.dispose)
+        if bus is None:
+            bus = await stack.enter_async_context(open_event_bus(settings))
+        repos = await stack.enter_async_context(RepoClient(settings.repo_url, token=settings.token))
+        runner = runner or make_runner(settings)
+        stack.push_async_callback(runner.close)
+        metrics = Metrics()
+        relay = OutboxRelay(db, outbox, bus)
+        results = ResultReader(repos, log_tail_bytes=settings.log_tail_bytes)
+        deps = Deps(
+            settings=settings,
+            db=db,
+            repos=repos,
+            runner=runner,
+            outbox=OutboxWriter(outbox, SOURCE, on_commit=relay.wake),
+            results=results,
+            metrics=metrics,
+        )
+        dispatcher = Dispatcher(deps, max_running=settings.max_running_jobs)
+        consumer = EventConsumer(
+            bus,
+            db,
+            processed_events,
+            group=GROUP,
+            topics=TOPICS,
+            handler=make_handler(dispatcher.wake),
+        )
+        relay.start()
+        stack.push_async_callback(relay.stop)
+        dispatcher.start()
+        stack.push_async_callback(dispatcher.stop)
+        consumer.start()
+        stack.push_async_callback(consumer.stop)
+        yield Context(
+            settings=settings,
+            db=db,
+            bus=bus,
+            repos=repos,
+            runner=runner,
+            results=results,
+            dispatcher=dispatcher,
+            consumer=consumer,
+            relay=relay,
+            metrics=metrics,
+        )

@@ -1,0 +1,1 @@
+"""How jobs are executed: planning datums, running shards, collecting results, finishing."""

@@ -1,0 +1,882 @@
+"""Executing one job: ``created → starting → running → finishing → success | failure | killed``.
+
+Every step is written so that doing it again after a crash is harmless, because that is how
+a restarted scheduler resumes: it runs the step of the state the job row is in.
+
+- **starting** opens the output commit (provenance: the input commits; global id: the job's)
+  and the meta commit, recording their ids at once; a commit opened just before a crash is
+  recognised by its description and adopted. It computes the datums, empties the output commit
+  (the output is exactly the carried-forward outputs plus the new datums' outputs), links the
+  outputs of the datums an earlier job of the same pipeline version processed, writes the shard
+  specs, then records datums, shards and ``running`` in one transaction. Repeating it redoes
+  all of that, and nothing else has touched the output commit yet.
+- **running** adopts the job's workers that still run (the runner finds them), reads the
+  results already in the meta commit, and starts what is left: a shard is only started for
+  datums without a result, and the worker itself skips datums with a successful one. A shard
+  whose worker ended while datums of it have no result was lost; it is started again for
+  those datums, a bounded number of times.
+- **finishing** checks for failed datums and output collisions, makes the output commit hold
+  exactly the recorded outputs (an interrupted attempt may have uploaded files no result
+  names), finishes the meta and output commits, and records success.
+
+Each state change and the event announcing it are written in one transaction (the outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import update
+
+from tusk.client import CommitRef, RepoClient
+from tusk.db import Database
+from tusk.errors import Conflict, NotFound, TuskError, Unavailable
+from tusk.events.outbox import OutboxWriter
+from tusk.events.types import DatumCounts, JobFailed, JobProgress, JobStarted, JobSucceeded
+from tusk.pipelines import Datum, PipelineSpec, find_output_collisions
+from tusk.pipelines.units import format_duration
+from tusk.worker.protocol import META_BRANCH, shard_path
+from tusk_scheduler import store
+from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.domain.planning import (
+    JobPlan,
+    datum_spec,
+    describe_inputs,
+    job_datums,
+    make_plan,
+    shard_spec,
+)
+from tusk_scheduler.domain.results import Collected, ResultReader
+from tusk_scheduler.metrics import Metrics
+from tusk_scheduler.runners.base import Runner, ShardHandle, ShardLaunch, ShardStatus
+from tusk_scheduler.tables import (
+    ACTIVE_STATES,
+    CREATED,
+    DATUM_SUCCESS,
+    FAILED,
+    FAILURE,
+    FINAL_STATES,
+    FINISHING,
+    KILLED,
+    PENDING,
+    RECOVERED,
+    RUNNING,
+    SHARD_DONE,
+    SHARD_PENDING,
+    SHARD_STARTED,
+    SKIPPED,
+    STARTING,
+    SUCCESS,
+    DatumRow,
+    JobRow,
+    ShardRow,
+)
+
+log = structlog.get_logger()
+
+# Worth waiting out: the repo service or the database did not answer.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (Unavailable, OSError, TimeoutError)
+MIN_BACKOFF, MAX_BACKOFF = 0.5, 30.0
+LINK_BATCH = 10_000  # carried-forward files per link request
+MAX_NAMED = 5  # failed datums or collisions spelled out in a job's reason
+
+
+class JobFailure(Exception):
+    """The job cannot succeed; ``reason`` says why, for users."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Stop(Exception):
+    """The scheduler is shutting down: leave the job where it is (workers keep running)."""
+
+
+class _Cancel(Exception):
+    """A job.cancel arrived for the job."""
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What executing jobs needs from the process context."""
+
+    settings: SchedulerSettings
+    db: Database
+    repos: RepoClient
+    runner: Runner
+    outbox: OutboxWriter
+    results: ResultReader
+    metrics: Metrics
+
+
+class JobExecution:
+    def __init__(self, deps: Deps, job: str, stopping: asyncio.Event) -> None:
+        self.deps = deps
+        self.job = job
+        self.stopping = stopping
+        self._poked = asyncio.Event()
+        # The plan of a start this execution has just recorded: its skipped datums are still
+        # to be recorded and their outputs linked.
+        self._carry: JobPlan | None = None
+        self.log = log.bind(job=job)
+
+    def poke(self) -> None:
+        """Look at the job's row again soon (e.g. a cancel request arrived)."""
+        self._poked.set()
+
+    async def run(self) -> None:
+        """Drive the job to a final state; return early only when the scheduler stops."""
+        backoff = MIN_BACKOFF
+        failure: str | None = None
+        with structlog.contextvars.bound_contextvars(job=self.job):
+            while not self.stopping.is_set():
+                try:
+                    job = await self._load()
+                    if job.state in FINAL_STATES:
+                        return
+                    if failure is not None:
+                        await self._fail(job, failure)
+                    elif job.cancel_reason is not None and job.state != FINISHING:
+                        # (Finishing is short, and may have finished the output commit.)
+                        await self._fail(job, f"killed: {job.cancel_reason}", killed=True)
+                    else:
+                        await self._step(job)
+                    backoff = MIN_BACKOFF
+                    continue
+                except _Stop:
+                    return
+                except _Cancel:
+                    continue  # the next turn sees the cancel request on the row
+                except JobFailure as e:
+                    if failure is None:
+                        failure = e.reason
+                        continue
+                    self.log.error("failing the job failed", error=e.reason)
+                except TRANSIENT_ERRORS as e:
+                    self.log.warning("job step failed; retrying", error=str(e), retry_in=backoff)
+                except TuskError as e:  # permanent: a repo or commit gone, a request refused
+                    if failure is None:
+                        failure = e.message
+                        continue
+                    self.log.error("failing the job failed", error=e.message)
+                except Exception as e:
+                    self.log.exception("job step failed unexpectedly")
+                    if failure is None:
+                        failure = f"scheduler error: {e!r} (see the scheduler's log)"
+                        continue
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _step(self, job: JobRow) -> None:
+        if job.state == CREATED:
+            async with self.deps.db.session() as session:
+                await store.update_job(session, job.id, expect=[CREATED], state=STARTING)
+        elif job.state == STARTING:
+            await self._start(job)
+        elif job.state == RUNNING:
+            await self._run(job)
+        elif job.state == FINISHING:
+            await self._finish(job)
+
+    # --- starting ---------------------------------------------------------------------------
+
+    async def _start(self, job: JobRow) -> None:
+        deps = self.deps
+        spec = _spec(job)
+        commits = {i["name"]: i["commit"] for i in job.inputs}
+        # Listing the inputs and opening the commits do not depend on each other.
+        listing = asyncio.ensure_future(job_datums(spec, commits, deps.repos))
+        try:
+            output_commit = job.output_commit or await self._open(job, job.output_branch, "output")
+            meta_commit = job.meta_commit or await self._open(job, META_BRANCH, "meta")
+            datums = await listing
+        finally:
+            if not listing.done():
+                listing.cancel()
+            elif not listing.cancelled():
+                listing.exception()  # retrieved: an error of _open is the one that counts
+        async with deps.db.session(write=False) as session:
+            processed = await store.processed_outputs(
+                session, job.pipeline, job.version, [d.id for d in datums]
+            )
+        plan = make_plan(spec, datums, processed)
+        self._check_stop()
+        repo = job.output_repo
+        specs = [
+            shard_spec(
+                spec,
+                job=job.id,
+                shard=n,
+                output_repo=repo,
+                output_commit=output_commit,
+                meta_commit=meta_commit,
+                datums=[datum_spec(d) for d in shard],
+            )
+            for n, shard in enumerate(plan.shards)
+        ]
+        if specs:
+            await deps.repos.put_files(
+                repo,
+                meta_commit,
+                [(shard_path(job.id, s.shard), s.model_dump_json().encode()) for s in specs],
+            )
+        with contextlib.suppress(NotFound):  # NotFound: nothing to remove
+            await deps.repos.delete_file(repo, output_commit, "/")
+        if await self._record_start(job, plan, output_commit):
+            self._carry = plan  # recorded and linked as soon as the workers are started
+
+    async def _open(self, job: JobRow, branch: str, kind: str) -> str:
+        """Open the job's output or meta commit, or adopt the one a crashed run opened."""
+        deps = self.deps
+        description = f"tusk job {job.id} ({kind})"
+        provenance = (
+            {
+                (i["repo"], i["commit"]): CommitRef(repo=i["repo"], commit=i["commit"])
+                for i in job.inputs
+            }.values()
+            if kind == "output"
+            else ()
+        )
+        try:
+            info = await deps.repos.start_commit(
+                job.output_repo,
+                branch,
+                description=description,
+                provenance=provenance,
+                global_id=job.global_id,
+            )
+            commit = info.id
+        except Conflict as e:
+            open_commit = e.details.get("open_commit")
+            if not isinstance(open_commit, str):
+                raise
+            found = await deps.repos.inspect_commit(job.output_repo, open_commit)
+            if found.description != description:
+                raise JobFailure(
+                    f"branch {branch!r} of the output repo {job.output_repo!r} has an open commit "
+                    f"{open_commit} that is not this job's; finish or abandon it, then run the "
+                    "job again"
+                ) from None
+            commit = open_commit
+        except NotFound as e:
+            raise JobFailure(f"cannot open the {kind} commit: {e.message}") from None
+        column = "output_commit" if kind == "output" else "meta_commit"
+        async with deps.db.session() as session:
+            await store.update_job(session, job.id, **{column: commit})
+        self.log.info(f"{kind} commit opened", repo=job.output_repo, branch=branch, commit=commit)
+        return commit
+
+    async def _record_start(self, job: JobRow, plan: JobPlan, output_commit: str) -> bool:
+        """``running``, with the new datums and the shards (the skipped datums follow once the
+        workers are started: with thousands of them, writing their rows takes a while)."""
+        now = datetime.now(UTC)
+        datum_rows = [
+            _datum_row(job.id, d, state=PENDING, shard=n)
+            for n, shard in enumerate(plan.shards)
+            for d in shard
+        ]
+        shard_rows = [
+            {"job": job.id, "shard": n, "attempt": 0, "state": SHARD_PENDING}
+            for n in range(len(plan.shards))
+        ]
+        counts = DatumCounts(total=len(plan.datums), skipped=len(plan.plan.skipped))
+        async with self.deps.db.session() as session:
+            if not await store.update_job(
+                session,
+                job.id,
+                expect=[STARTING],
+                state=RUNNING,
+                started_at=now,
+                counts=counts.model_dump(),
+            ):
+                return False  # not starting any more: the next turn sees why
+            await store.insert_datums(session, datum_rows)
+            await store.insert_shards(session, shard_rows)
+            await self.deps.outbox.add(
+                session,
+                JobStarted(
+                    job=job.id,
+                    pipeline=job.pipeline,
+                    output_commit=output_commit,
+                    counts=counts,
+                    started_at=now,
+                ),
+            )
+        self.log.info(
+            "job started",
+            datums=len(plan.datums),
+            skipped=len(plan.plan.skipped),
+            shards=len(plan.shards),
+            output_commit=output_commit,
+        )
+        return True
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def _run(self, job: JobRow) -> None:
+        deps = self.deps
+        spec = _spec(job)
+        assert job.output_commit is not None
+        assert job.meta_commit is not None
+        async with deps.db.session(write=False) as session:
+            shards = {s.shard: s for s in await store.shards_of(session, job.id)}
+            unfinished = {
+                d.datum: d.shard
+                for d in await store.datums_of(session, job.id, states=[PENDING])
+                if d.shard is not None
+            }
+        progress = _Progress(DatumCounts.model_validate(job.counts), deps.settings)
+        carry, self._carry = self._carry, None
+        live: dict[int, ShardHandle] = {}
+        if carry is None:
+            # Resuming (after a restart, or an error): first what finished while nobody
+            # watched, then who is still at work. A job this execution just started has
+            # neither, and its workers start sooner for not looking.
+            await self._ensure_carried(job, spec)
+            await self._collect(job, unfinished, progress)
+            live = {h.shard: h for h in await deps.runner.find_running(job.id)}
+        handles: dict[int, ShardHandle] = {}
+        for n, row in shards.items():
+            if row.state == SHARD_DONE:
+                continue
+            if n in live:
+                handles[n] = live[n]
+                if (row.handle, row.attempt) != (live[n].ref, live[n].attempt):
+                    await self._shard_started(job, live[n])
+                deps.metrics.shards_adopted.inc()
+                self.log.info("worker adopted", shard=n, ref=live[n].ref)
+            elif row.state == SHARD_STARTED and row.handle is not None:
+                handles[n] = ShardHandle(job.id, n, row.attempt, row.handle)  # ended meanwhile
+            else:
+                handle = await self._start_shard(job, spec, row, row.attempt, unfinished)
+                if handle is not None:
+                    handles[n] = handle
+        if carry is not None:
+            # While the workers start. Should this not complete (a crash), a resumed run
+            # records the skipped datums again, and finishing links any output missing.
+            await asyncio.gather(
+                self._record_carried(job, carry), self._link(job, job.output_commit, carry.links)
+            )
+        deadline = _deadline(job, spec)
+        while handles:
+            self._check_stop()
+            await self._check_cancel()
+            if deadline is not None and time.time() > deadline:
+                raise JobFailure(f"the job timed out (job_timeout {_duration(spec)})")
+            statuses = {n: await deps.runner.status(h) for n, h in handles.items()}
+            # Results after statuses: an ended worker's results are all in by now.
+            await self._collect(job, unfinished, progress)
+            for n, status in statuses.items():
+                if status.running:
+                    continue
+                remaining = [d for d, s in unfinished.items() if s == n]
+                row = shards[n]
+                if not remaining:
+                    del handles[n]
+                    await self._shard_done(job, n, status)
+                    continue
+                attempt = handles[n].attempt + 1
+                output = await deps.runner.output(handles[n], 2000)
+                if attempt >= deps.settings.shard_attempts:
+                    raise JobFailure(
+                        f"shard {n} ({len(remaining)} datums unfinished) was lost {attempt} "
+                        f"times; last: {_describe(status)}" + _quoted(output)
+                    )
+                await deps.runner.cancel(handles[n])  # whatever the lost worker left running
+                self.log.warning(
+                    "shard lost; starting it again",
+                    shard=n,
+                    attempt=attempt,
+                    unfinished=len(remaining),
+                    status=_describe(status),
+                )
+                handle = await self._start_shard(job, spec, row, attempt, unfinished)
+                if handle is None:
+                    del handles[n]
+                else:
+                    handles[n] = handle
+            if handles:
+                await self._sleep(deps.settings.poll_interval)
+        async with deps.db.session() as session:
+            counts = await store.datum_counts(session, job.id)
+            await store.update_job(
+                session, job.id, expect=[RUNNING], state=FINISHING, counts=counts.model_dump()
+            )
+
+    async def _start_shard(
+        self,
+        job: JobRow,
+        spec: PipelineSpec,
+        row: ShardRow,
+        attempt: int,
+        unfinished: Mapping[str, int],
+    ) -> ShardHandle | None:
+        """Start (or start again) a shard for its datums that have no result yet."""
+        deps = self.deps
+        assert job.meta_commit is not None
+        assert job.output_commit is not None
+        n = row.shard
+        async with deps.db.session(write=False) as session:
+            datums = await store.datums_of(session, job.id, shard=n)
+        remaining = [d for d in datums if d.datum in unfinished]
+        if not remaining:
+            await self._shard_done(job, n, None)
+            return None
+        if len(remaining) < len(datums) or attempt > 0:
+            # Only what is left: the worker would run a datum with a failed result again.
+            respec = shard_spec(
+                spec,
+                job=job.id,
+                shard=n,
+                output_repo=job.output_repo,
+                output_commit=job.output_commit,
+                meta_commit=job.meta_commit,
+                datums=[
+                    datum_spec(Datum.from_dict({"id": d.datum, "inputs": d.inputs}))
+                    for d in remaining
+                ],
+            )
+            await deps.repos.put_file(
+                job.output_repo,
+                job.meta_commit,
+                shard_path(job.id, n),
+                respec.model_dump_json().encode(),
+            )
+        # The attempt is recorded before the worker starts: a worker started just before a
+        # crash is then found by find_running under this attempt and adopted.
+        async with deps.db.session() as session:
+            await store.update_shard(
+                session,
+                job.id,
+                n,
+                attempt=attempt,
+                state=SHARD_PENDING,
+                handle=None,
+                exit_code=None,
+                detail=None,
+            )
+        resources = (
+            spec.resource_requests.model_dump(exclude_none=True) if spec.resource_requests else {}
+        )
+        limits = spec.resource_limits.model_dump(exclude_none=True) if spec.resource_limits else {}
+        handle = await deps.runner.start(
+            ShardLaunch(
+                job=job.id,
+                pipeline=job.pipeline,
+                shard=n,
+                attempt=attempt,
+                output_repo=job.output_repo,
+                meta_commit=job.meta_commit,
+                image=spec.transform.image,
+                resource_requests=resources,
+                resource_limits=limits,
+            )
+        )
+        deps.metrics.shard_starts.labels(deps.runner.kind, str(attempt > 0).lower()).inc()
+        await self._shard_started(job, handle)
+        return handle
+
+    async def _shard_started(self, job: JobRow, handle: ShardHandle) -> None:
+        async with self.deps.db.session() as session:
+            await store.update_shard(
+                session,
+                job.id,
+                handle.shard,
+                attempt=handle.attempt,
+                state=SHARD_STARTED,
+                handle=handle.ref,
+                started_at=datetime.now(UTC),
+            )
+
+    async def _shard_done(self, job: JobRow, shard: int, status: ShardStatus | None) -> None:
+        async with self.deps.db.session() as session:
+            await store.update_shard(
+                session,
+                job.id,
+                shard,
+                state=SHARD_DONE,
+                exit_code=status.exit_code if status else None,
+                detail=_describe(status) if status else "nothing left to run",
+                finished_at=datetime.now(UTC),
+            )
+
+    async def _record_carried(self, job: JobRow, plan: JobPlan) -> None:
+        """The rows of the skipped datums (rows already there after a crash are kept)."""
+        rows = [
+            _datum_row(job.id, d, state=SKIPPED, outputs=plan.carried[d.id])
+            for d in plan.plan.skipped
+        ]
+        async with self.deps.db.session() as session:
+            await store.insert_datums(session, rows, skip_existing=True)
+        self.deps.metrics.datums.labels(SKIPPED).inc(len(rows))
+
+    async def _ensure_carried(self, job: JobRow, spec: PipelineSpec) -> None:
+        """After a crash between recording the start and recording the skipped datums: plan
+        the job again (same commits, same processed datums: the same plan) and record them.
+
+        It compares with the counts recorded with the start, so it must run before anything
+        recomputes the counts from the rows.
+        """
+        expected = DatumCounts.model_validate(job.counts).skipped
+        async with self.deps.db.session(write=False) as session:
+            recorded = (await store.datum_states(session, job.id)).get(SKIPPED, 0)
+        if recorded >= expected:
+            return
+        self.log.info("recording the skipped datums again", expected=expected, found=recorded)
+        await self._record_carried(job, await self._plan(job, spec))
+
+    async def _plan(self, job: JobRow, spec: PipelineSpec) -> JobPlan:
+        commits = {i["name"]: i["commit"] for i in job.inputs}
+        datums = await job_datums(spec, commits, self.deps.repos)
+        async with self.deps.db.session(write=False) as session:
+            processed = await store.processed_outputs(
+                session, job.pipeline, job.version, [d.id for d in datums]
+            )
+        return make_plan(spec, datums, processed)
+
+    async def _link(self, job: JobRow, commit: str, links: Sequence[tuple[str, str]]) -> None:
+        for start in range(0, len(links), LINK_BATCH):
+            await self.deps.repos.link_files(
+                job.output_repo, commit, list(links[start : start + LINK_BATCH])
+            )
+
+    async def _collect(self, job: JobRow, unfinished: dict[str, int], progress: _Progress) -> None:
+        """Record the results that appeared in the meta commit; maybe emit job.progress."""
+        deps = self.deps
+        assert job.meta_commit is not None
+        found = await deps.results.collect(job.output_repo, job.meta_commit, job.id, unfinished)
+        if not found and not progress.due(progress.counts):
+            return
+        async with deps.db.session() as session:
+            if found:
+                # An ORM bulk UPDATE by primary key (job, datum): one statement, many rows.
+                await session.execute(update(DatumRow), [_result_values(job.id, c) for c in found])
+            counts = await store.datum_counts(session, job.id)
+            await store.update_job(session, job.id, counts=counts.model_dump())
+            if progress.due(counts):
+                await deps.outbox.add(
+                    session, JobProgress(job=job.id, pipeline=job.pipeline, counts=counts)
+                )
+                progress.sent(counts)
+        for c in found:
+            unfinished.pop(c.result.datum, None)
+            deps.metrics.datums.labels(c.result.state).inc()
+        progress.counts = counts
+
+    # --- finishing --------------------------------------------------------------------------
+
+    async def _finish(self, job: JobRow) -> None:
+        deps = self.deps
+        assert job.output_commit is not None
+        assert job.meta_commit is not None
+        async with deps.db.session(write=False) as session:
+            datums = await store.datums_of(session, job.id)
+        problems = _failed_datums(datums) + _collisions(datums)
+        if problems:
+            raise JobFailure("; ".join(problems))
+        repo = job.output_repo
+        commit = await deps.repos.inspect_commit(repo, job.output_commit)
+        if commit.state == "open":
+            await self._reconcile_outputs(job, datums)
+            await self._finish_commit(repo, job.meta_commit)
+            await self._finish_commit(repo, job.output_commit)
+        now = datetime.now(UTC)
+        async with deps.db.session() as session:
+            counts = await store.datum_counts(session, job.id)
+            await store.record_processed(
+                session,
+                job.pipeline,
+                job.version,
+                job.id,
+                {d.datum: d.outputs for d in datums if d.state in (DATUM_SUCCESS, RECOVERED)},
+            )
+            if not await store.update_job(
+                session,
+                job.id,
+                expect=[FINISHING],
+                state=SUCCESS,
+                finished_at=now,
+                counts=counts.model_dump(),
+            ):
+                return
+            await deps.outbox.add(
+                session,
+                JobSucceeded(
+                    job=job.id,
+                    pipeline=job.pipeline,
+                    output_commit=job.output_commit,
+                    counts=counts,
+                    finished_at=now,
+                ),
+            )
+        self._finished(job, SUCCESS, now)
+        self.log.info("job succeeded", output_commit=job.output_commit, **counts.model_dump())
+        await deps.runner.cleanup(job.id)
+
+    async def _reconcile_outputs(self, job: JobRow, datums: Sequence[Any]) -> None:
+        """Make the output commit hold exactly the recorded outputs: an attempt interrupted
+        mid-upload may have left files that no result names."""
+        repos, repo, commit = self.deps.repos, job.output_repo, job.output_commit
+        assert commit is not None
+        expected = {
+            o["path"]: o["hash"]
+            for d in datums
+            if d.state in (DATUM_SUCCESS, RECOVERED, SKIPPED)
+            for o in d.outputs
+        }
+        actual = {f.path: f.hash for f in await repos.glob(repo, commit, "/**") if f.type == "file"}
+        for path in sorted(set(actual) - set(expected)):
+            self.log.info("removing an output no datum result names", path=path)
+            with contextlib.suppress(NotFound):
+                await repos.delete_file(repo, commit, path)
+        await self._link(job, commit, [(p, h) for p, h in expected.items() if actual.get(p) != h])
+
+    async def _finish_commit(self, repo: str, commit: str, error: str | None = None) -> None:
+        """Finish a commit unless it is finished already (a crash after finishing it)."""
+        try:
+            await self.deps.repos.finish_commit(repo, commit, error=error)
+        except Conflict:
+            info = await self.deps.repos.inspect_commit(repo, commit)
+            if info.state != "finished":
+                raise
+
+    # --- failing ----------------------------------------------------------------------------
+
+    async def _fail(self, job: JobRow, reason: str, *, killed: bool = False) -> None:
+        """Stop the job's workers, finish its commits (the output commit marked failed) and
+        record the failure. Datums that succeeded are remembered for later jobs to skip."""
+        deps = self.deps
+        for handle in await self._known_handles(job):
+            await deps.runner.cancel(handle)
+        datums: list[Any] = []
+        if job.output_commit is not None and job.meta_commit is not None:
+            async with deps.db.session(write=False) as session:
+                unfinished = {
+                    d.datum: d.shard
+                    for d in await store.datums_of(session, job.id, states=[PENDING])
+                    if d.shard is not None
+                }
+            if unfinished and job.state == RUNNING:
+                await self._collect(job, unfinished, _Progress(None, deps.settings))
+            async with deps.db.session(write=False) as session:
+                datums = await store.datums_of(session, job.id)
+        for commit, error in ((job.meta_commit, None), (job.output_commit, reason)):
+            if commit is not None:
+                with contextlib.suppress(NotFound):  # the repo is gone
+                    await self._finish_commit(job.output_repo, commit, error)
+        state = KILLED if killed else FAILURE
+        now = datetime.now(UTC)
+        async with deps.db.session() as session:
+            counts = await store.datum_counts(session, job.id)
+            await store.record_processed(
+                session,
+                job.pipeline,
+                job.version,
+                job.id,
+                {d.datum: d.outputs for d in datums if d.state in (DATUM_SUCCESS, RECOVERED)},
+            )
+            if not await store.update_job(
+                session,
+                job.id,
+                expect=ACTIVE_STATES,
+                state=state,
+                reason=reason,
+                finished_at=now,
+                counts=counts.model_dump(),
+            ):
+                return
+            await deps.outbox.add(
+                session,
+                JobFailed(
+                    job=job.id,
+                    pipeline=job.pipeline,
+                    output_commit=job.output_commit,
+                    reason=reason,
+                    killed=killed,
+                    counts=counts,
+                    finished_at=now,
+                ),
+            )
+        self._finished(job, state, now)
+        self.log.info("job killed" if killed else "job failed", reason=reason)
+        await deps.runner.cleanup(job.id)
+
+    async def _known_handles(self, job: JobRow) -> list[ShardHandle]:
+        async with self.deps.db.session(write=False) as session:
+            rows = await store.shards_of(session, job.id)
+        handles = {
+            r.shard: ShardHandle(job.id, r.shard, r.attempt, r.handle)
+            for r in rows
+            if r.state == SHARD_STARTED and r.handle is not None
+        }
+        for handle in await self.deps.runner.find_running(job.id):
+            handles[handle.shard] = handle
+        return list(handles.values())
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _finished(self, job: JobRow, state: str, now: datetime) -> None:
+        self.deps.metrics.jobs_finished.labels(state).inc()
+        if job.started_at is not None:
+            self.deps.metrics.job_seconds.observe((now - job.started_at).total_seconds())
+
+    async def _load(self) -> JobRow:
+        async with self.deps.db.session(write=False) as session:
+            return await store.get_job(session, self.job)
+
+    async def _check_cancel(self) -> None:
+        if self._poked.is_set():
+            self._poked.clear()
+            if (await self._load()).cancel_reason is not None:
+                raise _Cancel
+
+    def _check_stop(self) -> None:
+        if self.stopping.is_set():
+            raise _Stop
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, cut short by a poke or by the scheduler stopping."""
+        stop = asyncio.ensure_future(self.stopping.wait())
+        poke = asyncio.ensure_future(self._poked.wait())
+        try:
+            await asyncio.wait([stop, poke], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            poke.cancel()
+
+
+class _Progress:
+    """When the next job.progress event is due: counts changed and the interval passed."""
+
+    def __init__(self, counts: DatumCounts | None, settings: SchedulerSettings) -> None:
+        self.counts = counts or DatumCounts()
+        self.interval = settings.progress_interval
+        self._last_sent = self.counts
+        self._sent_at = time.monotonic()
+
+    def due(self, counts: DatumCounts) -> bool:
+        return counts != self._last_sent and time.monotonic() - self._sent_at >= self.interval
+
+    def sent(self, counts: DatumCounts) -> None:
+        self._last_sent = counts
+        self._sent_at = time.monotonic()
+
+
+def _spec(job: JobRow) -> PipelineSpec:
+    try:
+        return PipelineSpec.model_validate(job.spec)
+    except ValidationError as e:
+        raise JobFailure(f"the job's pipeline spec is not valid: {e}") from None
+
+
+def _duration(spec: PipelineSpec) -> str:
+    return format_duration(spec.job_timeout) if spec.job_timeout is not None else "none"
+
+
+def _deadline(job: JobRow, spec: PipelineSpec) -> float | None:
+    if spec.job_timeout is None or job.started_at is None:
+        return None
+    return job.started_at.timestamp() + spec.job_timeout.total_seconds()
+
+
+def _datum_row(
+    job: str,
+    datum: Datum,
+    *,
+    state: str,
+    shard: int | None = None,
+    outputs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "job": job,
+        "datum": datum.id,
+        "state": state,
+        "attempts": 0,
+        "shard": shard,
+        "inputs": _inputs_json(datum),
+        "outputs": outputs or [],
+    }
+
+
+def _inputs_json(datum: Datum) -> list[dict[str, Any]]:
+    # By hand: dataclasses.asdict costs 15 µs a datum, a noticeable share of a large job's start.
+    return [
+        {
+            "name": i.name,
+            "repo": i.repo,
+            "branch": i.branch,
+            "commit": i.commit,
+            "path": i.path,
+            "type": i.type,
+            "hash": i.hash,
+            "size": i.size,
+        }
+        for i in datum.inputs
+    ]
+
+
+def _result_values(job: str, collected: Collected) -> dict[str, Any]:
+    r = collected.result
+    return {
+        "job": job,
+        "datum": r.datum,
+        "state": DATUM_SUCCESS if r.state == "success" else FAILED,
+        "attempts": r.attempts,
+        "outputs": [o.model_dump() for o in r.outputs],
+        "error": r.error,
+        "log_tail": collected.log_tail,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+    }
+
+
+def _failed_datums(datums: Iterable[Any]) -> list[str]:
+    failed = [d for d in datums if d.state == FAILED]
+    if not failed:
+        return []
+    named = [
+        f"datum {d.datum} ({describe_inputs(d.inputs)}) failed after {d.attempts} "
+        f"attempt{'s' if d.attempts != 1 else ''}: {d.error}"
+        for d in failed[:MAX_NAMED]
+    ]
+    more = f" and {len(failed) - MAX_NAMED} more" if len(failed) > MAX_NAMED else ""
+    return [
+        f"{len(failed)} datum{'s' if len(failed) > 1 else ''} failed: "
+        + "; ".join(named)
+        + more
+        + " (see the datum logs)"
+    ]
+
+
+def _collisions(datums: Iterable[Any]) -> list[str]:
+    by_id = {d.datum: d for d in datums if d.state in (DATUM_SUCCESS, RECOVERED, SKIPPED)}
+    found = find_output_collisions({i: [o["path"] for o in d.outputs] for i, d in by_id.items()})
+    named = [
+        f"datums {a} ({describe_inputs(by_id[a].inputs)}) and {b} "
+        f"({describe_inputs(by_id[b].inputs)}) both write {path}"
+        for path, a, b in found[:MAX_NAMED]
+    ]
+    more = f" and {len(found) - MAX_NAMED} more" if len(found) > MAX_NAMED else ""
+    return ["output collision: " + "; ".join(named) + more] if found else []
+
+
+def _describe(status: ShardStatus | None) -> str:
+    if status is None:
+        return ""
+    if status.state == "exited":
+        return f"the worker exited with status {status.exit_code}"
+    return status.detail or "the worker was lost"
+
+
+def _quoted(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()][-5:]
+    return f"; the worker's last output: {' | '.join(lines)}" if lines else ""

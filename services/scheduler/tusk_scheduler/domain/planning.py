@@ -1,0 +1,103 @@
+"""From a job's spec and input commits to its datums, what to skip, and its shards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tusk.client import RepoClient
+from tusk.pipelines import (
+    Datum,
+    DatumPlan,
+    Match,
+    PipelineSpec,
+    compute_datums,
+    plan_datums,
+    split_into_shards,
+)
+from tusk.worker.protocol import DatumInputSpec, DatumSpec, ShardSpec, TransformSpec
+
+
+class RepoLister:
+    """``InputLister`` on the repo service's glob."""
+
+    def __init__(self, repos: RepoClient) -> None:
+        self.repos = repos
+
+    async def glob(self, repo: str, commit: str, pattern: str) -> list[Match]:
+        found = await self.repos.glob(repo, commit, pattern)
+        return [Match(f.path, f.type, f.hash, f.size_bytes) for f in found]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    datums: list[Datum]
+    plan: DatumPlan
+    carried: dict[str, list[dict[str, Any]]]  # skipped datum id → the outputs it carries
+    shards: list[list[Datum]]  # the new datums, split
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """(path, content hash) of every carried-forward output."""
+        return [(o["path"], o["hash"]) for d in self.plan.skipped for o in self.carried[d.id]]
+
+
+async def job_datums(
+    spec: PipelineSpec, commits: Mapping[str, str], repos: RepoClient
+) -> list[Datum]:
+    return await compute_datums(spec.resolved_input(), commits, RepoLister(repos))
+
+
+def make_plan(
+    spec: PipelineSpec, datums: list[Datum], processed: dict[str, list[dict[str, Any]]]
+) -> JobPlan:
+    plan = plan_datums(datums, processed.keys())
+    return JobPlan(
+        datums=datums,
+        plan=plan,
+        carried={d.id: processed[d.id] for d in plan.skipped},
+        shards=split_into_shards(plan.new, spec.parallelism_spec.constant),
+    )
+
+
+def datum_spec(datum: Datum) -> DatumSpec:
+    return DatumSpec(
+        id=datum.id,
+        inputs=tuple(
+            DatumInputSpec(name=i.name, repo=i.repo, commit=i.commit, path=i.path, type=i.type)
+            for i in datum.inputs
+        ),
+    )
+
+
+def shard_spec(
+    spec: PipelineSpec,
+    *,
+    job: str,
+    shard: int,
+    output_repo: str,
+    output_commit: str,
+    meta_commit: str,
+    datums: Iterable[DatumSpec],
+) -> ShardSpec:
+    transform = spec.transform
+    return ShardSpec(
+        job=job,
+        pipeline=spec.name,
+        shard=shard,
+        output_repo=output_repo,
+        output_commit=output_commit,
+        meta_commit=meta_commit,
+        transform=TransformSpec(cmd=transform.cmd, stdin=transform.stdin, env=transform.env),
+        datum_tries=spec.datum_tries,
+        datum_timeout_seconds=(
+            spec.datum_timeout.total_seconds() if spec.datum_timeout is not None else None
+        ),
+        datums=tuple(datums),
+    )
+
+
+def describe_inputs(inputs: Sequence[Mapping[str, Any]]) -> str:
+    """A datum's inputs for a message: ``images:/a.png, labels:/a.txt``."""
+    return ", ".join(f"{i['name']}:{i['path']}" for i in inputs)

@@ -1,0 +1,87 @@
+"""The ``Runner`` protocol: how the scheduler starts, watches and stops shards.
+
+A shard is one worker process (or pod) running ``tusk-worker`` over a list of datums whose
+spec the scheduler has written to the job's meta commit. The worker reports through the meta
+commit, not through the runner: the runner only says whether the worker is still there and,
+once it is gone, how it ended. Workers outlive the scheduler: after a restart the scheduler
+asks the runner for the shards of a job that are still running and adopts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class ShardLaunch:
+    """Everything a runner needs to start one shard's worker."""
+
+    job: str
+    pipeline: str
+    shard: int
+    attempt: int
+    output_repo: str
+    meta_commit: str
+    # From the pipeline spec; the local runner ignores what it cannot use (image, resources).
+    image: str | None = None
+    resource_requests: Mapping[str, Any] = field(default_factory=dict)
+    resource_limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShardHandle:
+    """A started shard. ``ref`` is the runner's own name for it (a pid, a pod name)."""
+
+    job: str
+    shard: int
+    attempt: int
+    ref: str
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    """``running``; ``exited`` with the worker's exit code; or ``lost``: gone without an exit
+    code (killed, evicted, its node lost) — its unfinished datums must run again."""
+
+    state: Literal["running", "exited", "lost"]
+    exit_code: int | None = None
+    detail: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class Runner(Protocol):
+    kind: str
+
+    async def start(self, launch: ShardLaunch) -> ShardHandle:
+        """Start the shard's worker; returns once it is started (not finished)."""
+        ...
+
+    async def status(self, handle: ShardHandle) -> ShardStatus:
+        """Whether the worker still runs, and how it ended. Cheap: called every poll."""
+        ...
+
+    async def cancel(self, handle: ShardHandle) -> None:
+        """Stop the worker (politely, then by force); a worker already gone is no error."""
+        ...
+
+    async def find_running(self, job: str) -> list[ShardHandle]:
+        """The job's workers that are running now, including ones a previous scheduler
+        process started (re-adoption after a restart)."""
+        ...
+
+    async def output(self, handle: ShardHandle, max_bytes: int) -> str:
+        """The end of the worker process's own output (not the datums' logs)."""
+        ...
+
+    async def cleanup(self, job: str) -> None:
+        """Remove what the job's workers left behind (scratch space, pods)."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of the runner's clients; running workers are left running."""
+        ...

@@ -1,0 +1,322 @@
+"""The scheduler end to end on one machine: job.created on a MemoryBus, a real repo service,
+the LocalRunner starting real tusk-worker processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.scheduler.conftest import Scheduler
+from tests.scheduler.helpers import (
+    commit_files,
+    executions,
+    job_created,
+    output_files,
+    pid_alive,
+    pipeline_spec,
+    unique,
+    wait_until,
+)
+from tusk.client import RepoClient
+from tusk.events.types import JobCancel
+from tusk_scheduler.app import create_app
+
+
+async def _setup(repos: RepoClient, files: dict[str, bytes]) -> tuple[str, str, str, str]:
+    """An input repo with one commit of ``files`` and an empty output repo; their names, the
+    commit and its global id."""
+    source, pipeline = unique("raw"), unique("upper")
+    await repos.create_repo(source)
+    await repos.create_repo(pipeline)
+    commit = await commit_files(repos, source, files)
+    info = await repos.inspect_commit(source, commit)
+    return source, pipeline, commit, info.global_id
+
+
+async def test_job_runs_shards_and_finishes_the_output_commit(
+    scheduler: Scheduler, repos: RepoClient, markers: Path
+) -> None:
+    files = {f"/{c}.txt": f"content of {c}".encode() for c in "abcde"}
+    source, pipeline, commit, global_id = await _setup(repos, files)
+    spec = pipeline_spec(pipeline, source, parallelism=2, markers=markers)
+    created = job_created(spec, source, commit, global_id)
+    await scheduler.send(created)
+
+    done = await scheduler.events.wait_for(created.job, "succeeded")
+    started = scheduler.events.of(created.job, "started")[0]
+    assert done["counts"] == {"total": 5, "processed": 5, "skipped": 0, "failed": 0, "recovered": 0}
+    output = done["output_commit"]
+    assert started["output_commit"] == output
+
+    info = await repos.inspect_commit(pipeline, output)
+    assert info.state == "finished"
+    assert info.error is None
+    assert info.branch == "master"
+    assert info.global_id == global_id
+    assert [(p.repo, p.commit) for p in info.provenance] == [(source, commit)]
+    assert await output_files(repos, pipeline, output) == {
+        f"{path}.out": data.upper() for path, data in files.items()
+    }
+    assert (await repos.inspect_branch(pipeline, "master")).head == output
+    assert executions(markers) == {f"{c}.txt": 1 for c in "abcde"}
+
+    job = (await scheduler.api.get(f"/v1/jobs/{created.job}")).json()
+    assert job["state"] == "success"
+    assert job["output_commit"] == output
+    assert job["meta_commit"]
+    assert [(s["shard"], s["state"], s["exit_code"]) for s in job["shards"]] == [
+        (0, "done", 0),
+        (1, "done", 0),
+    ]
+    meta = await repos.inspect_commit(pipeline, job["meta_commit"])
+    assert meta.branch == "meta"
+    assert meta.state == "finished"
+
+    datums = (await scheduler.api.get(f"/v1/jobs/{created.job}/datums")).json()
+    assert len(datums["items"]) == 5
+    assert {d["state"] for d in datums["items"]} == {"success"}
+    first = datums["items"][0]
+    assert first["attempts"] == 1
+    assert first["inputs"][0]["commit"] == commit
+    assert first["outputs"][0]["path"] == first["inputs"][0]["path"] + ".out"
+    one = await scheduler.api.get(f"/v1/jobs/{created.job}/datums/{first['datum']}")
+    assert one.json() == first
+    logs = (await scheduler.api.get(f"/v1/jobs/{created.job}/logs")).json()
+    assert len(logs) == 5
+    assert all("processing" in entry["log"] for entry in logs)
+
+    page = (await scheduler.api.get(f"/v1/jobs/{created.job}/datums?limit=2")).json()
+    assert len(page["items"]) == 2
+    rest = await scheduler.api.get(
+        f"/v1/jobs/{created.job}/datums", params={"cursor": page["next_cursor"]}
+    )
+    assert len(rest.json()["items"]) == 3
+
+    metrics = (await scheduler.api.get("/metrics")).text
+    assert 'tusk_scheduler_jobs{state="success"} 1.0' in metrics
+    assert 'tusk_scheduler_datums_total{state="success"} 5.0' in metrics
+    assert "tusk_scheduler_shard_starts_total" in metrics
+
+
+async def test_incremental_jobs_skip_unchanged_datums_and_drop_removed_ones(
+    scheduler: Scheduler, repos: RepoClient, markers: Path
+) -> None:
+    files = {f"/{c}.txt": c.encode() for c in "abcd"}
+    source, pipeline, first, global_id = await _setup(repos, files)
+    spec = pipeline_spec(pipeline, source, parallelism=2, markers=markers)
+    job1 = job_created(spec, source, first, global_id)
+    await scheduler.send(job1)
+    await scheduler.events.wait_for(job1.job, "succeeded")
+
+    # One file changes: only its datum runs, the other three are carried forward.
+    second = await commit_files(repos, source, {"/b.txt": b"b, changed"})
+    job2 = job_created(spec, source, second, (await repos.inspect_commit(source, second)).global_id)
+    await scheduler.send(job2)
+    done = await scheduler.events.wait_for(job2.job, "succeeded")
+    assert done["counts"] == {"total": 4, "processed": 1, "skipped": 3, "failed": 0, "recovered": 0}
+    assert await output_files(repos, pipeline, done["output_commit"]) == {
+        "/a.txt.out": b"A",
+        "/b.txt.out": b"B, CHANGED",
+        "/c.txt.out": b"C",
+        "/d.txt.out": b"D",
+    }
+    assert executions(markers) == {"a.txt": 1, "b.txt": 2, "c.txt": 1, "d.txt": 1}
+    skipped = (
+        await scheduler.api.get(f"/v1/jobs/{job2.job}/datums", params={"state": "skipped"})
+    ).json()["items"]
+    assert sorted(d["outputs"][0]["path"] for d in skipped) == [
+        "/a.txt.out",
+        "/c.txt.out",
+        "/d.txt.out",
+    ]
+
+    # A file is removed: its datum's output goes with it; nothing runs at all.
+    third = await commit_files(repos, source, {"/c.txt": None})
+    job3 = job_created(spec, source, third, (await repos.inspect_commit(source, third)).global_id)
+    await scheduler.send(job3)
+    done = await scheduler.events.wait_for(job3.job, "succeeded")
+    assert done["counts"]["total"] == 3
+    assert done["counts"]["skipped"] == 3
+    assert await output_files(repos, pipeline, done["output_commit"]) == {
+        "/a.txt.out": b"A",
+        "/b.txt.out": b"B, CHANGED",
+        "/d.txt.out": b"D",
+    }
+    assert executions(markers) == {"a.txt": 1, "b.txt": 2, "c.txt": 1, "d.txt": 1}
+
+    # A new pipeline version processes everything again.
+    job4 = job_created(spec, source, third, job3.global_id, version=2)
+    await scheduler.send(job4)
+    done = await scheduler.events.wait_for(job4.job, "succeeded")
+    assert done["counts"]["processed"] == 3
+    assert executions(markers) == {"a.txt": 2, "b.txt": 3, "c.txt": 1, "d.txt": 2}
+
+
+async def test_a_failing_datum_fails_the_job_and_marks_the_output_commit(
+    scheduler: Scheduler, repos: RepoClient
+) -> None:
+    files = {"/good.txt": b"fine", "/bad.txt": b"this one says FAIL", "/ok.txt": b"fine too"}
+    source, pipeline, commit, global_id = await _setup(repos, files)
+    spec = pipeline_spec(pipeline, source, parallelism=2, datum_tries=2)
+    created = job_created(spec, source, commit, global_id)
+    await scheduler.send(created)
+
+    failed = await scheduler.events.wait_for(created.job, "failed")
+    assert failed["killed"] is False
+    assert "1 datum failed" in failed["reason"]
+    assert "in:/bad.txt" in failed["reason"]
+    assert "failed after 2 attempts: exit code 3" in failed["reason"]
+    assert failed["counts"]["failed"] == 1
+    assert failed["counts"]["processed"] == 2
+    assert not scheduler.events.of(created.job, "succeeded")
+
+    info = await repos.inspect_commit(pipeline, failed["output_commit"])
+    assert info.state == "finished"
+    assert info.error == failed["reason"]
+    job = (await scheduler.api.get(f"/v1/jobs/{created.job}")).json()
+    assert job["state"] == "failure"
+    assert job["reason"] == failed["reason"]
+
+    bad = [
+        d
+        for d in (await scheduler.api.get(f"/v1/jobs/{created.job}/datums")).json()["items"]
+        if d["state"] == "failed"
+    ]
+    assert len(bad) == 1
+    assert bad[0]["error"] == "exit code 3"
+    assert bad[0]["attempts"] == 2
+    log = (await scheduler.api.get(f"/v1/jobs/{created.job}/datums/{bad[0]['datum']}/logs")).json()
+    assert "refusing input bad.txt because it says FAIL" in log["log"]
+    assert log["full_log"].startswith(f"{pipeline}@{job['meta_commit']}:/jobs/{created.job}/")
+
+    # The datums that succeeded are not run again by the next job of this version.
+    fixed = await commit_files(repos, source, {"/bad.txt": b"now fine"})
+    again = job_created(spec, source, fixed, (await repos.inspect_commit(source, fixed)).global_id)
+    await scheduler.send(again)
+    done = await scheduler.events.wait_for(again.job, "succeeded")
+    assert done["counts"]["processed"] == 1
+    assert done["counts"]["skipped"] == 2
+
+
+async def test_two_datums_writing_one_path_fail_the_job_naming_both(
+    scheduler: Scheduler, repos: RepoClient
+) -> None:
+    files = {"/x.txt": b"COLLIDE x", "/y.txt": b"COLLIDE y", "/z.txt": b"z"}
+    source, pipeline, commit, global_id = await _setup(repos, files)
+    spec = pipeline_spec(pipeline, source, parallelism=3)
+    created = job_created(spec, source, commit, global_id)
+    await scheduler.send(created)
+
+    failed = await scheduler.events.wait_for(created.job, "failed")
+    datums = {
+        d["inputs"][0]["path"]: d["datum"]
+        for d in (await scheduler.api.get(f"/v1/jobs/{created.job}/datums")).json()["items"]
+    }
+    reason = failed["reason"]
+    assert reason.startswith("output collision: ")
+    assert datums["/x.txt"] in reason
+    assert datums["/y.txt"] in reason
+    assert "in:/x.txt" in reason
+    assert "in:/y.txt" in reason
+    assert "both write /collide.txt" in reason
+    assert (await repos.inspect_commit(pipeline, failed["output_commit"])).error == reason
+
+
+async def test_cancel_kills_the_workers(
+    scheduler: Scheduler, repos: RepoClient, markers: Path
+) -> None:
+    files = {"/slow1.txt": b"SLEEP=60", "/slow2.txt": b"SLEEP=60"}
+    source, pipeline, commit, global_id = await _setup(repos, files)
+    spec = pipeline_spec(pipeline, source, parallelism=2, markers=markers)
+    created = job_created(spec, source, commit, global_id)
+    await scheduler.send(created)
+    await scheduler.events.wait_for(created.job, "started")
+
+    async def both_running() -> bool:
+        return all((markers / f"slow{i}.txt.pid").exists() for i in (1, 2))
+
+    await wait_until(both_running, 60, "both datums to start")
+    commands = [int((markers / f"slow{i}.txt.pid").read_text()) for i in (1, 2)]
+    job = (await scheduler.api.get(f"/v1/jobs/{created.job}")).json()
+    workers = [int(s["handle"]) for s in job["shards"]]
+    assert all(pid_alive(p) for p in commands + workers)
+
+    await scheduler.send(JobCancel(job=created.job, pipeline=pipeline, reason="stopped by test"))
+    failed = await scheduler.events.wait_for(created.job, "failed", within=30)
+    assert failed["killed"] is True
+    assert failed["reason"] == "killed: stopped by test"
+    assert not any(pid_alive(p) for p in commands + workers)
+    info = await repos.inspect_commit(pipeline, failed["output_commit"])
+    assert info.state == "finished"
+    assert info.error == "killed: stopped by test"
+    assert (await scheduler.api.get(f"/v1/jobs/{created.job}")).json()["state"] == "killed"
+
+
+async def test_jobs_of_one_pipeline_run_in_order_and_a_queued_job_can_be_cancelled(
+    scheduler: Scheduler, repos: RepoClient
+) -> None:
+    source, pipeline, commit, global_id = await _setup(repos, {"/a.txt": b"SLEEP=1 a"})
+    spec = pipeline_spec(pipeline, source)
+    first = job_created(spec, source, commit, global_id)
+    queued = job_created(spec, source, commit, global_id, version=2)
+    last = job_created(spec, source, commit, global_id, version=3)
+    await scheduler.send(first, queued, last)
+    await scheduler.events.wait_for(first.job, "started")
+    await scheduler.send(JobCancel(job=queued.job, pipeline=pipeline, reason="not wanted"))
+
+    killed = await scheduler.events.wait_for(queued.job, "failed")
+    assert killed["killed"] is True
+    assert killed["output_commit"] is None
+    done_first = await scheduler.events.wait_for(first.job, "succeeded")
+    done_last = await scheduler.events.wait_for(last.job, "succeeded")
+    assert done_first["finished_at"] <= scheduler.events.of(last.job, "started")[0]["started_at"]
+    assert done_last["counts"]["processed"] == 1
+
+
+async def test_unknown_jobs_and_datums_answer_404(scheduler: Scheduler) -> None:
+    for path in (
+        "/v1/jobs/nope",
+        "/v1/jobs/nope/datums",
+        "/v1/jobs/nope/logs",
+        "/v1/jobs/nope/datums/abc",
+        "/v1/jobs/nope/datums/abc/logs",
+    ):
+        response = await scheduler.api.get(path)
+        assert response.status_code == 404, path
+        assert "not found" in response.json()["error"]
+    assert (await scheduler.api.get("/healthz")).json() == {"status": "ok"}
+    assert (await scheduler.api.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_job_timeout_fails_the_job_and_stops_its_workers(
+    scheduler: Scheduler, repos: RepoClient, markers: Path
+) -> None:
+    source, pipeline, commit, global_id = await _setup(repos, {"/a.txt": b"SLEEP=60"})
+    spec = pipeline_spec(pipeline, source, markers=markers, job_timeout="2s", datum_timeout="1m")
+    created = job_created(spec, source, commit, global_id)
+    await scheduler.send(created)
+
+    failed = await scheduler.events.wait_for(created.job, "failed", within=60)
+    assert failed["killed"] is False
+    assert failed["reason"] == "the job timed out (job_timeout 2s)"
+    command = int((markers / "a.txt.pid").read_text())
+    assert not pid_alive(command)
+    assert (await repos.inspect_commit(pipeline, failed["output_commit"])).error
+
+
+async def test_the_api_needs_a_token_when_tokens_are_set(scheduler: Scheduler) -> None:
+    settings = scheduler.context.settings.model_copy(update={"api_tokens": frozenset({"s3cret"})})
+    app = create_app(settings, context=scheduler.context)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as api:
+        denied = await api.get("/v1/jobs/nope")
+        assert denied.status_code == 401
+        assert "bearer token" in denied.json()["error"]
+        assert (await api.get("/healthz")).status_code == 200
+        assert (await api.get("/metrics")).status_code == 200
+        allowed = await api.get("/v1/jobs/nope", headers={"Authorization": "Bearer s3cret"})
+        assert allowed.status_code == 404
+        bad = await api.get("/v1/jobs/no%20pe", headers={"Authorization": "Bearer s3cret"})
+        assert bad.status_code == 400
+        assert bad.json()["code"] == "invalid_argument"
