@@ -38,6 +38,12 @@ class SchedulerSettings(CommonSettings):
         description='The worker program as a JSON list, e.g. ["tusk-worker"]; default: the '
         "tusk-worker installed next to this Python.",
     )
+    code_dir: Path | None = Field(
+        default=None,
+        alias="TUSK_SCHEDULER_CODE_DIR",
+        description="Local runner: the directory pipeline commands run in (relative paths in "
+        "transform.cmd resolve there); default: the directory the scheduler was started in.",
+    )
     max_running_jobs: int = Field(
         default=8,
         ge=1,

@@ -51,6 +51,7 @@ def make_runner(settings: SchedulerSettings) -> Runner:
             token=settings.token,
             worker_command=settings.worker_command,
             cancel_grace=settings.cancel_grace,
+            code_dir=settings.code_dir,
         )
     raise AssertionError(f"unknown runner {settings.runner!r}")  # the settings validated it
 

@@ -33,6 +33,7 @@ from tusk.events.types import (
     JobSucceeded,
 )
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
+from tusk_trigger.cron import commit_tick
 from tusk_trigger.schemas import TERMINAL_STATES, JobInfo, PipelineInfo
 from tusk_trigger.tables import CronRow, JobRow, PipelineRow, PipelineVersionRow
 
@@ -85,8 +86,7 @@ class TriggerService:
             await self._check_graph(session, spec)
         await self._check_inputs(spec)
         await self._ensure_repo(name, f"output of pipeline {name}", adopt_empty=True)
-        for cron in spec.cron_inputs():
-            await self._ensure_repo(cron_repo_name(name, cron.name), f"ticks of {name}.{cron.name}")
+        await self._ensure_cron_repos(spec)
         document = spec.to_dict()
         now = _now()
         async with self.db.session() as session:
@@ -125,8 +125,7 @@ class TriggerService:
             await self._pipeline(session, name)
             await self._check_graph(session, spec)
         await self._check_inputs(spec)
-        for cron in spec.cron_inputs():
-            await self._ensure_repo(cron_repo_name(name, cron.name), f"ticks of {name}.{cron.name}")
+        await self._ensure_cron_repos(spec)
         document = spec.to_dict()
         now = _now()
         async with self.db.session() as session:
@@ -458,6 +457,15 @@ class TriggerService:
                 raise InvalidArgument(
                     f"input.pfs.repo: repo {pfs.repo!r} does not exist; create it first"
                 ) from None
+
+    async def _ensure_cron_repos(self, spec: PipelineSpec) -> None:
+        """Each cron input's repo, with a first tick in it: the pipeline can then run on the
+        data its other inputs already hold instead of waiting for the first scheduled tick."""
+        for cron in spec.cron_inputs():
+            repo = cron_repo_name(spec.name, cron.name)
+            await self._ensure_repo(repo, f"ticks of {spec.name}.{cron.name}")
+            if not (await self.repos.inspect_repo(repo)).commit_count:
+                await commit_tick(self.repos, repo, _now(), overwrite=cron.overwrite)
 
     async def _ensure_repo(self, name: str, description: str, *, adopt_empty: bool = False) -> None:
         try:

@@ -61,8 +61,12 @@ class LocalRunner:
         worker_command: Sequence[str] | None = None,
         cancel_grace: float = 10.0,
         environ: Mapping[str, str] | None = None,
+        code_dir: Path | None = None,
     ) -> None:
         self.workspace = workspace.resolve()
+        # Where user commands run, as a pod runs in its image's WORKDIR: relative paths in a
+        # spec's cmd (python3 examples/credit/train.py) resolve here.
+        self.code_dir = (code_dir or Path.cwd()).resolve()
         self.repo_url = repo_url
         self.token = token
         self.worker_command = tuple(worker_command or default_worker_command())
@@ -125,7 +129,7 @@ class LocalRunner:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=self.shard_dir(job, shard),
+                cwd=self.code_dir,
                 start_new_session=True,
             )
         self._children[process.pid] = process
