@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The walkthrough behind `make demo`: tusk on its embedded defaults (SQLite + a local
-# directory, everything in one process), driven through the CLI as a user would.
+# The walkthrough behind `make demo`: the credit-limit example from raw data to a trained
+# model and batch scores, on tusk's embedded defaults (SQLite + a local directory + the
+# in-process event bus, every service in one process), driven through the CLI as a user would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+head_of() { tusk commit inspect "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
+generate() { python3 examples/credit/generate.py --day "$1" --rows "$2" --out "$3" 2>/dev/null; }
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/tusk-demo.XXXXXX")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export TUSK_REPO_URL="http://127.0.0.1:$port" TUSK_REPO_PORT="$port"
+TUSK_REPO_PORT=$(free_port) TUSK_TRIGGER_PORT=$(free_port) TUSK_SCHEDULER_PORT=$(free_port)
+export TUSK_REPO_PORT TUSK_TRIGGER_PORT TUSK_SCHEDULER_PORT
+export TUSK_REPO_URL="http://127.0.0.1:$TUSK_REPO_PORT"
+export TUSK_TRIGGER_URL="http://127.0.0.1:$TUSK_TRIGGER_PORT"
+export TUSK_SCHEDULER_URL="http://127.0.0.1:$TUSK_SCHEDULER_PORT"
 
-say "Starting tusk (embedded: SQLite + local files under $workdir/data)"
+say "Starting tusk (embedded: everything under $workdir/data)"
 tusk up --data-dir "$workdir/data" >"$workdir/tusk.log" 2>&1 &
 tusk_pid=$!
 cleanup() {
@@ -19,28 +26,58 @@ cleanup() {
   rm -rf "$workdir"
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "$TUSK_REPO_URL/healthz" >/dev/null 2>&1 && break
+trap 'echo; echo "demo failed; the end of the service log:"; tail -30 "$workdir/tusk.log"' ERR
+for _ in $(seq 1 150); do
+  curl -fsS "$TUSK_SCHEDULER_URL/healthz" >/dev/null 2>&1 && break
   kill -0 "$tusk_pid" 2>/dev/null || { cat "$workdir/tusk.log"; exit 1; }
   sleep 0.2
 done
 
-say "A day of raw credit data"
-python3 examples/credit/generate.py --day 1 --rows 2000 --out "$workdir/raw"
-run tusk repo create raw
-run tusk put raw@master:/ -f "$workdir/raw" -r
-run tusk ls raw@master:/
-run tusk repo inspect raw
+say "Versioned data: a repo for the raw exports, and two pipelines that read it"
+run tusk repo create raw -d "daily customer exports"
+run tusk pipeline create -f examples/credit/preprocess.yaml
+run tusk pipeline create -f examples/credit/train.yaml
+run tusk pipeline list
 
-say "The next day's data is a new commit; the first stays as it was"
-python3 examples/credit/generate.py --day 2 --rows 2000 --out "$workdir/raw2"
-run tusk put raw@master:/day-002.csv -f "$workdir/raw2/day-002.csv"
-run tusk diff raw@master
-run tusk log raw@master
-run tusk ls raw@master^1:/
-run tusk glob raw@master '/*.csv'
-run tusk get raw@master:/day-002.csv -o "$workdir/day-002.csv"
-head -3 "$workdir/day-002.csv"
+say "Day 1 lands: the commit triggers preprocess, whose output commit triggers train"
+generate 1 2000 "$workdir/day1"
+run tusk put raw@master:/ -f "$workdir/day1" -r
+day1=$(head_of raw@master)
+run tusk job wait -p preprocess -g "$day1"
+run tusk job wait -p train -g "$day1"
+run tusk ls train@master:/
+run tusk get train@master:/metrics.json -o "$workdir/metrics.json"
+python3 - "$workdir/metrics.json" <<'PY'
+import json, sys
+metrics = json.load(open(sys.argv[1]))
+print("winner:", metrics["winner"], "| validation RMSE:",
+      {name: round(c["rmse"]) for name, c in metrics["candidates"].items()})
+PY
+run tusk lineage train@master
 
-say "Done. The service log was:"
-tail -5 "$workdir/tusk.log"
+say "Batch scoring: one datum per file of new customers"
+run tusk repo create customers
+run tusk pipeline create -f examples/credit/score.yaml
+generate 40 300 "$workdir/c1" && mv "$workdir/c1/day-040.csv" "$workdir/batch-1.csv"
+run tusk put customers@master:/batch-1.csv -f "$workdir/batch-1.csv"
+run tusk job wait -p score -g "$(head_of customers@master)"
+generate 41 300 "$workdir/c2" && mv "$workdir/c2/day-041.csv" "$workdir/batch-2.csv"
+run tusk put customers@master:/batch-2.csv -f "$workdir/batch-2.csv"
+say "Only the new file is processed; batch-1's scores are carried forward (1 skipped):"
+run tusk job wait -p score -g "$(head_of customers@master)"
+run tusk ls score@master:/
+run tusk get score@master:/batch-2.csv -o "$workdir/scores.csv"
+head -4 "$workdir/scores.csv"
+
+say "Day 2 lands: preprocess, train and score all re-run on their own"
+generate 2 2000 "$workdir/day2"
+run tusk put raw@master:/day-002.csv -f "$workdir/day2/day-002.csv"
+day2=$(head_of raw@master)
+run tusk job wait -p train -g "$day2"
+run tusk job wait -p score -g "$day2"
+run tusk diff train@master
+say "Every commit of this change shares its global id, from the raw data down to the scores:"
+run tusk lineage raw@master --down
+run tusk job list
+
+say "Done."

@@ -24,6 +24,7 @@ from tusk.cli.common import (
     when,
 )
 from tusk.client.models import CommitInfo, CommitRef, JobInfo
+from tusk.client.pipelines import TriggerClient
 from tusk.errors import InvalidArgument
 from tusk.paths import parse_address
 
@@ -273,21 +274,63 @@ def inspect_job(job: JobArg, as_json: JsonOption = False) -> None:
 
 @job_app.command("wait")
 def wait_job(
-    job: JobArg,
+    job: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[JOB]", help="A job id; or find it with --pipeline and --global-id."
+        ),
+    ] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(
+            "--pipeline", "-p", help="With --global-id: the pipeline whose job to wait for."
+        ),
+    ] = None,
+    global_id: Annotated[
+        str | None,
+        typer.Option(
+            "--global-id",
+            "-g",
+            help="The change (e.g. the id of the commit you made) whose job "
+            "to wait for; waits for the job to be created too.",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Give up after this many seconds.")
     ] = 3600,
 ) -> None:
-    """Wait for a job to end, showing datums done / total; exit 1 unless it succeeded."""
-    info = run(_wait(job, timeout))
+    """Wait for a job to end, showing datums done / total; exit 1 unless it succeeded.
+
+    Example: `tusk job wait -p train -g $(tusk commit inspect raw@master --json | jq -r .id)`
+    """
+    if (job is None) == (pipeline is None or global_id is None):
+        raise typer.BadParameter("give a JOB, or both --pipeline and --global-id")
+    info = run(_wait(job, pipeline, global_id, timeout))
     if info.state != "success":
         raise typer.Exit(1)
 
 
-async def _wait(job: str, seconds: float) -> JobInfo:
+async def _find_job(client: TriggerClient, pipeline: str, global_id: str, deadline: float) -> str:
+    loop = asyncio.get_running_loop()
+    while True:
+        async for candidate in client.list_jobs(pipeline=pipeline):
+            if candidate.global_id == global_id:
+                return candidate.id
+        if loop.time() >= deadline:
+            raise InvalidArgument(f"no job of {pipeline} for change {global_id} appeared in time")
+        await asyncio.sleep(0.2)
+
+
+async def _wait(
+    job: str | None, pipeline: str | None, global_id: str | None, seconds: float
+) -> JobInfo:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     async with connect_trigger() as client:
+        if job is None:
+            assert pipeline is not None
+            assert global_id is not None
+            job = await _find_job(client, pipeline, global_id, deadline)
         info = await client.inspect_job(job)
         with Progress(
             TextColumn("{task.description}"),
