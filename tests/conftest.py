@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.backing.kafka import KafkaBroker
 from tests.backing.postgres import PostgresServer
 from tests.backing.s3 import S3Server
 from tusk_repo.app import create_app
@@ -30,6 +31,27 @@ def postgres() -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(num_partitions=3)
+    broker.start()
+    yield broker
+    broker.close()
+
+
+async def fresh_postgres_database(server: PostgresServer) -> str:
+    """A new, empty database on the session's server; its SQLAlchemy URL."""
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(server.url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session")

@@ -3,34 +3,21 @@ match the migrations (``alembic check``)."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic import command
 from alembic.config import Config
 
-from tests.backing.postgres import PostgresServer
+from tests.conftest import fresh_postgres_database
 from tusk.db import migrate_sync, migrations_dir
-
-
-async def _fresh_postgres_database(server: PostgresServer) -> str:
-    name = f"migr_{uuid.uuid4().hex[:10]}"
-    plain = server.url.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(plain)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return server.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    return await _fresh_postgres_database(request.getfixturevalue("postgres"))
+    return await fresh_postgres_database(request.getfixturevalue("postgres"))
 
 
 def _config(url: str) -> Config:
