@@ -57,11 +57,17 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
 
     def tusk(
-        self, *args: str | Path, input: bytes | None = None, check: bool = True,
+        self,
+        *args: str | Path,
+        input: bytes | None = None,
+        check: bool = True,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         result = subprocess.run(
-            [str(TUSK), *map(str, args)], input=input, capture_output=True, timeout=120,
+            [str(TUSK), *map(str, args)],
+            input=input,
+            capture_output=True,
+            timeout=120,
             env=env or self.env,
         )
         if check and result.returncode != 0:
@@ -84,7 +90,13 @@ def start_stack(tmp: Path, *extra_args: str, port: int | None = None) -> Stack:
     port = port or free_port()
     data_dir = tmp / "data"
     url = f"http://127.0.0.1:{port}"
-    env = clean_env(TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url)
+    # The other services tusk up runs get free ports too, so stacks never collide.
+    others = {
+        f"TUSK_{name}_PORT": str(free_port()) for name in ("TRIGGER", "SCHEDULER", "INFERENCE")
+    }
+    env = clean_env(
+        TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url, **others
+    )
     log = tmp / "up.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -12,7 +12,7 @@ from tests.backing.s3 import S3Server
 from tests.conftest import s3_settings
 from tusk.errors import NotFound
 from tusk.objectstore import ChunkStore, ObjectStore, open_object_store
-from tusk.objectstore.chunks import chunk_key, hash_bytes
+from tusk.objectstore.chunks import ChunkedFile, chunk_key, hash_bytes
 from tusk.settings import CommonSettings
 
 
@@ -106,3 +106,19 @@ async def test_chunk_store_failed_stream_raises_the_cause(store: ObjectStore) ->
 
     with pytest.raises(ConnectionResetError):
         await chunks.write_stream(broken())
+
+
+async def test_chunk_store_packs_small_files(store: ObjectStore) -> None:
+    chunks = ChunkStore(store, chunk_size=64 * 1024)
+    contents = [f"file {i}".encode() * 100 for i in range(100)]  # 69,000 bytes in all
+    contents += [b"", bytes(range(256)) * 800]  # an empty file; one larger than a chunk
+    stored = await chunks.write_many({hash_bytes(c): c for c in contents})
+    assert len(stored) == len(contents)
+    small = [f for f in stored.values() if f.size < 64 * 1024]
+    assert len({f.chunks for f in small}) == 2  # 101 small files in two shared chunks
+    for content in contents:
+        f = stored[hash_bytes(content)]
+        assert (f.hash, f.size) == (hash_bytes(content), len(content))
+        assert b"".join([p async for p in chunks.read_file(f)]) == content
+        assert b"".join([p async for p in chunks.read_file(f, 3, 10)]) == content[3:10]
+        assert ChunkedFile.decode(f.hash, f.size, f.encode_chunks()) == f

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import httpx
 import pytest
@@ -79,6 +80,28 @@ async def test_batch_put(client: httpx.AsyncClient, repo: str) -> None:
     finished = ok(await client.post(f"/v1/repos/{repo}/commits/master/finish"))
     assert finished["file_count"] == 50
     assert await read(client, repo, "master", "/in/dir1/f4.txt") == b"content 4"
+
+
+async def test_batch_packs_small_files_and_skips_stored_contents(
+    client: httpx.AsyncClient, repo: str, repo_ctx: Context
+) -> None:
+    tag = uuid.uuid4().hex  # contents no other test has stored
+    files = {f"f{i}": f"{tag} {i}".encode() for i in range(200)}
+    before = {k async for k in repo_ctx.objects.list_keys("chunks/")}
+    ok(await client.post(f"/v1/repos/{repo}/commits", json={}), 201)
+    url = f"/v1/repos/{repo}/commits/master/files"
+    ok(await client.post(url, content=tar_of(files)), 201)
+    packed = {k async for k in repo_ctx.objects.list_keys("chunks/")} - before
+    assert len(packed) == 1  # 200 small files in one object
+    # The same files again plus a new one: only the new one is written.
+    again = tar_of(files | {"new": tag.encode()})
+    ok(await client.post(url, params={"prefix": "/again"}, content=again), 201)
+    written = {k async for k in repo_ctx.objects.list_keys("chunks/")} - before - packed
+    assert len(written) == 1
+    ok(await client.post(f"/v1/repos/{repo}/commits/master/finish"))
+    assert await read(client, repo, "master", "/f7") == f"{tag} 7".encode()
+    assert await read(client, repo, "master", "/again/f199") == f"{tag} 199".encode()
+    assert await read(client, repo, "master", "/again/new") == tag.encode()
 
 
 async def test_batch_refuses_traversal_and_links(client: httpx.AsyncClient, repo: str) -> None:

@@ -4,13 +4,17 @@ BLAKE3 hash, so identical data is kept once across files, commits and repos.
 Uploads are streamed: at most ``max_in_flight`` chunks are held in memory at a time, and
 reading the incoming stream waits while they are all in flight (back-pressure), so a file of
 any size costs bounded memory.
+
+Small files put together (a batch) are packed end to end into shared chunks instead: one object
+write per file would cost more than everything else a small file needs. Such a file is a slice
+of its chunk, and is deduplicated by its own content hash rather than by chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import blake3
@@ -21,7 +25,10 @@ DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 # Below this, a PUT costs about what a HEAD does, so small chunks are written without asking.
 _CHECK_EXISTS_FROM = 1024 * 1024
 _HASH_IN_THREAD_FROM = 1024 * 1024
+# Files of a batch below this size share chunks; larger ones get chunks of their own.
+PACK_BELOW = 1024 * 1024
 _CHUNK_RECORD = struct.Struct(">32sQ")
+_OFFSET = struct.Struct(">Q")
 
 
 def chunk_key(digest: str) -> str:
@@ -34,18 +41,31 @@ def hash_bytes(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class ChunkedFile:
-    """A stored file: its content hash, its size and the chunks that make it up."""
+    """A stored file: its content hash, its size and the chunks that hold it. The file is the
+    bytes ``[offset, offset + size)`` of its chunks put end to end; ``offset`` is 0 but for a
+    small file packed into a shared chunk."""
 
     hash: str
     size: int
     chunks: tuple[tuple[str, int], ...]
+    offset: int = 0
 
     def encode_chunks(self) -> bytes:
-        return b"".join(_CHUNK_RECORD.pack(bytes.fromhex(h), n) for h, n in self.chunks)
+        records = b"".join(_CHUNK_RECORD.pack(bytes.fromhex(h), n) for h, n in self.chunks)
+        # A non-zero offset leads as 8 bytes: chunk records alone always fill a multiple of 40
+        # bytes, so the two forms cannot be mistaken for each other.
+        return _OFFSET.pack(self.offset) + records if self.offset else records
 
     @staticmethod
     def decode_chunks(blob: bytes) -> tuple[tuple[str, int], ...]:
-        return tuple((h.hex(), n) for h, n in _CHUNK_RECORD.iter_unpack(blob))
+        records = blob[len(blob) % _CHUNK_RECORD.size :]
+        return tuple((h.hex(), n) for h, n in _CHUNK_RECORD.iter_unpack(records))
+
+    @classmethod
+    def decode(cls, digest: str, size: int, blob: bytes) -> ChunkedFile:
+        """The file stored as ``encode_chunks()`` gave ``blob``."""
+        offset = _OFFSET.unpack_from(blob)[0] if len(blob) % _CHUNK_RECORD.size else 0
+        return cls(digest, size, cls.decode_chunks(blob), offset)
 
 
 class ChunkStore:
@@ -71,11 +91,7 @@ class ChunkStore:
 
         async def store_chunk(index: int, data: bytes) -> None:
             try:
-                digest = await _hash(data)
-                chunks[index] = (digest, len(data))
-                key = chunk_key(digest)
-                if len(data) < _CHECK_EXISTS_FROM or not await self.store.exists(key):
-                    await self.store.put(key, data)
+                chunks[index] = (await self._put_chunk(data), len(data))
             finally:
                 slots.release()
 
@@ -95,7 +111,8 @@ class ChunkStore:
                     size += len(piece)
                     buffer += piece
                     while len(buffer) >= self.chunk_size:
-                        data = bytes(buffer[: self.chunk_size])
+                        with memoryview(buffer) as view:  # one copy, not a slice and a copy
+                            data = bytes(view[: self.chunk_size])
                         del buffer[: self.chunk_size]
                         await submit(data)
                 if buffer or not chunks:
@@ -104,6 +121,64 @@ class ChunkStore:
             # The caller wants the first failure (a cut-off upload, a store error), not a group.
             raise group.exceptions[0] from None
         return ChunkedFile(file_hasher.hexdigest(), size, tuple(chunks))
+
+    async def write_many(self, contents: Mapping[str, bytes]) -> dict[str, ChunkedFile]:
+        """Store many files at once, keyed by content hash (``hash_bytes``: the caller needs it
+        first, to skip contents already stored). Files smaller than ``PACK_BELOW`` and the chunk
+        size are packed into shared chunks of up to ``chunk_size`` bytes, so that a batch of
+        small files costs a few object writes rather than one per file; larger files are
+        chunked on their own."""
+        stored: dict[str, ChunkedFile] = {}
+        slots = asyncio.Semaphore(self.max_in_flight)
+        pack_below = min(PACK_BELOW, self.chunk_size)
+
+        async def write_pack(members: list[tuple[str, bytes]]) -> None:
+            async with slots:
+                pack = b"".join(data for _, data in members)
+                digest = await self._put_chunk(pack)
+            chunks = ((digest, len(pack)),)
+            offset = 0
+            for file_hash, data in members:
+                stored[file_hash] = ChunkedFile(file_hash, len(data), chunks, offset)
+                offset += len(data)
+
+        async def write_alone(file_hash: str, data: bytes) -> None:
+            async with slots:
+                stored[file_hash] = await self.write_bytes(data)
+
+        try:
+            async with asyncio.TaskGroup() as writes:
+                members: list[tuple[str, bytes]] = []
+                packed = 0
+                for file_hash, data in contents.items():
+                    if len(data) >= pack_below:
+                        writes.create_task(write_alone(file_hash, data))
+                        continue
+                    if members and packed + len(data) > self.chunk_size:
+                        writes.create_task(write_pack(members))
+                        members, packed = [], 0
+                    members.append((file_hash, data))
+                    packed += len(data)
+                if members:
+                    writes.create_task(write_pack(members))
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+        return stored
+
+    async def _put_chunk(self, data: bytes) -> str:
+        """Store one chunk under its hash (unless a large one is there already); its hash."""
+        digest = await _hash(data)
+        key = chunk_key(digest)
+        if len(data) < _CHECK_EXISTS_FROM or not await self.store.exists(key):
+            await self.store.put(key, data)
+        return digest
+
+    def read_file(
+        self, file: ChunkedFile, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield bytes ``[start, end)`` of a stored file."""
+        stop = file.size if end is None else min(end, file.size)
+        return self.read(file.chunks, file.offset + start, file.offset + stop)
 
     async def read(
         self, chunks: tuple[tuple[str, int], ...], start: int = 0, end: int | None = None

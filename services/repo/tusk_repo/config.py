@@ -31,7 +31,13 @@ class RepoSettings(CommonSettings):
         alias="TUSK_REPO_MAX_BATCH_MEMBER_BYTES",
         description="Largest single file inside a batch put; larger files use the streamed put.",
     )
-    upload_concurrency: int = Field(default=8, ge=1, alias="TUSK_REPO_UPLOAD_CONCURRENCY")
+    upload_concurrency: int = Field(
+        default=4,
+        ge=1,
+        alias="TUSK_REPO_UPLOAD_CONCURRENCY",
+        description="Chunks of one upload written to the object store at once. Each costs about "
+        "twice the chunk size in memory while it is sent (the S3 client copies the body).",
+    )
     tree_cache_entries: int = Field(default=2_000_000, alias="TUSK_REPO_TREE_CACHE_ENTRIES")
     outbox_relay: bool = Field(
         default=True,

@@ -54,10 +54,10 @@ class TreeStore:
 
     def _remember(self, digest: str, node: Node) -> None:
         self._cache[digest] = node
-        self._cached_entries += len(node.entries) + 1
+        self._cached_entries += len(node) + 1
         while self._cached_entries > self._max_entries and self._cache:
             _, old = self._cache.popitem(last=False)
-            self._cached_entries -= len(old.entries) + 1
+            self._cached_entries -= len(old) + 1
 
     async def save(self, session: AsyncSession, nodes: dict[str, bytes]) -> None:
         rows = [{"hash": h, "entries": blob} for h, blob in nodes.items()]
@@ -87,7 +87,7 @@ async def load_file(session: AsyncSession, digest: str) -> ChunkedFile:
     ).scalar_one_or_none()
     if row is None:
         raise NotFound(f"file contents {digest} are missing")
-    return ChunkedFile(row.hash, row.size, ChunkedFile.decode_chunks(row.chunks))
+    return ChunkedFile.decode(row.hash, row.size, row.chunks)
 
 
 async def load_files(session: AsyncSession, digests: set[str]) -> dict[str, ChunkedFile]:
@@ -98,7 +98,7 @@ async def load_files(session: AsyncSession, digests: set[str]) -> dict[str, Chun
             select(FileRow).where(FileRow.hash.in_(ordered[start : start + _INSERT_BATCH]))
         )
         for row in rows.scalars():
-            found[row.hash] = ChunkedFile(row.hash, row.size, ChunkedFile.decode_chunks(row.chunks))
+            found[row.hash] = ChunkedFile.decode(row.hash, row.size, row.chunks)
     return found
 
 
@@ -151,7 +151,10 @@ async def has_staged_put_under(session: AsyncSession, commit_id: str, path: str)
 async def staged_changes(
     session: AsyncSession, commit_id: str
 ) -> tuple[list[str], list[tuple[str, str, int]]]:
-    result = await session.execute(
+    # On the session's connection (Core), not the session (ORM): rows come by the hundred
+    # thousand, and the ORM's per-row handling would double the time to read them.
+    connection = await session.connection()
+    result = await connection.execute(
         select(StagedRow.path, StagedRow.op, StagedRow.file_hash, StagedRow.size).where(
             StagedRow.commit_id == commit_id
         )

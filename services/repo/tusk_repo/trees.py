@@ -10,6 +10,7 @@ Everything here is pure logic over a ``Loader`` (hash → node); the SQL lives i
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -24,8 +25,12 @@ FILE = "file"
 DIR = "dir"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
+    """One name in a directory. Never changed once made; not ``frozen`` only because frozen
+    dataclasses are several times slower to create, and listing a large directory makes ten
+    thousand at a time."""
+
     name: str
     kind: str
     hash: str
@@ -33,27 +38,50 @@ class Entry:
     count: int  # files under a directory; 1 for a file
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    entries: tuple[Entry, ...]
-    by_name: dict[str, Entry]
+_Row = tuple[str, str, str, int, int]  # an entry's fields, in Entry's order
 
-    @classmethod
-    def of(cls, entries: Iterable[Entry]) -> Node:
-        ordered = tuple(sorted(entries, key=lambda e: e.name))
-        return cls(ordered, {e.name: e for e in ordered})
+
+class Node:
+    """A directory's entries, in name order.
+
+    Held as plain tuples of strings and ints, which the garbage collector stops tracking, not
+    as Entry objects: with a cache of millions of entries, every full collection would walk
+    them all and pause requests for a tenth of a second or more. Entries are made on access.
+    """
+
+    __slots__ = ("_names", "_rows")
+
+    def __init__(self, rows: tuple[_Row, ...]) -> None:
+        self._rows = rows
+        self._names = tuple([row[0] for row in rows])
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [Entry(*row) for row in self._rows]
+
+    def get(self, name: str) -> Entry | None:
+        i = bisect_left(self._names, name)
+        if i < len(self._names) and self._names[i] == name:
+            return Entry(*self._rows[i])
+        return None
 
 
 def encode_node(entries: tuple[Entry, ...]) -> bytes:
+    """The node's encoding; ``entries`` must be in name order."""
     rows = [[e.name, "d" if e.kind == DIR else "f", e.hash, e.size, e.count] for e in entries]
     return json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def decode_node(blob: bytes) -> Node:
-    return Node.of(
-        Entry(name, DIR if kind == "d" else FILE, h, size, count)
+    # In name order already: encode_node is only given sorted entries.
+    rows = [
+        (name, DIR if kind == "d" else FILE, h, size, count)
         for name, kind, h, size, count in json.loads(blob)
-    )
+    ]
+    return Node(tuple(rows))
 
 
 def node_hash(blob: bytes) -> str:
@@ -107,12 +135,23 @@ async def merge(
     patch = _Patch()
     for path in deletes:
         patch.at(path).delete = True
+    # Puts come by the hundred thousand, mostly into a few directories: find each directory's
+    # patch once rather than walking the path of every file.
+    directories: dict[str, _Patch] = {}
     for path, file_hash, size in puts:
-        patch.at(path).file = (file_hash, size)
+        parent, _, name = path.rpartition("/")
+        directory = directories.get(parent)
+        if directory is None:
+            directory = directories[parent] = patch.at(parent)
+        directory.children.setdefault(name, _Patch()).file = (file_hash, size)
     new_nodes: dict[str, bytes] = {}
 
     async def apply(base: str | None, change: _Patch, path: str) -> Entry | None:
-        entries = {} if (change.delete or base is None) else dict((await load(base)).by_name)
+        entries = (
+            {}
+            if (change.delete or base is None)
+            else {e.name: e for e in (await load(base)).entries}
+        )
         for name, child in change.children.items():
             child_path = f"{path.rstrip('/')}/{name}"
             current = None if child.delete else entries.get(name)
@@ -168,7 +207,7 @@ async def lookup(load: Loader, root: str, path: str) -> Entry | None:
     for segment in split_path(path):
         if entry is None or entry.kind != DIR:
             return None
-        entry = (await load(entry.hash)).by_name.get(segment)
+        entry = (await load(entry.hash)).get(segment)
     if entry is not None and entry.name == "" and entry.kind == DIR:
         node = await load(root)
         return Entry(
@@ -278,13 +317,11 @@ async def _diff_entries(
     if old is not None and new is not None and old.kind == DIR and new.kind == DIR:
         old_node, new_node = await load(old.hash), await load(new.hash)
         prefix = path.rstrip("/")
-        for name in sorted(old_node.by_name.keys() | new_node.by_name.keys()):
+        old_entries = {e.name: e for e in old_node.entries}
+        new_entries = {e.name: e for e in new_node.entries}
+        for name in sorted(old_entries.keys() | new_entries.keys()):
             await _diff_entries(
-                load,
-                f"{prefix}/{name}",
-                old_node.by_name.get(name),
-                new_node.by_name.get(name),
-                out,
+                load, f"{prefix}/{name}", old_entries.get(name), new_entries.get(name), out
             )
         return
     if old is not None:

@@ -12,13 +12,13 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from tusk.errors import InvalidArgument, PayloadTooLarge, RangeNotSatisfiable
-from tusk.objectstore.chunks import ChunkedFile
+from tusk.objectstore.chunks import ChunkedFile, hash_bytes
 from tusk.paths import normalize_path
 from tusk_repo import trees
 from tusk_repo.api.deps import CommitRef, ContextDep, RepoName
 from tusk_repo.context import Context
 from tusk_repo.schemas import ErrorBody, FileInfo, LinkRequest, Page, PutResult
-from tusk_repo.service import file_info
+from tusk_repo.service import file_info, file_info_fields
 
 router = APIRouter(
     tags=["files"],
@@ -31,7 +31,6 @@ router = APIRouter(
 )
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_BATCH_WRITERS = 32
 _SPOOL_IN_MEMORY = 32 << 20
 
 
@@ -143,13 +142,12 @@ async def put_files(
         members = await asyncio.to_thread(
             _read_tar, spool, prefix, ctx.settings.max_batch_member_bytes
         )
-    slots = asyncio.Semaphore(_BATCH_WRITERS)
-
-    async def store(path: str, data: bytes) -> tuple[str, ChunkedFile]:
-        async with slots:
-            return path, await ctx.chunks.write_bytes(data)
-
-    stored = await asyncio.gather(*(store(p, d) for p, d in members))
+    # Contents stored before (by any commit or repo) are not written again.
+    async with ctx.db.session(write=False) as session:
+        known = await ctx.service.stored_files(session, {digest for _, digest, _ in members})
+    new = {digest: data for _, digest, data in members if digest not in known}
+    by_hash = known | await ctx.chunks.write_many(new)
+    stored = [(path, by_hash[digest]) for path, digest, _ in members]
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
         commit = await ctx.service.put_files(session, row, ref, stored)
@@ -174,7 +172,8 @@ async def link_files(
     return PutResult(commit=commit.id, files=[_file(p, f) for p, f in linked])
 
 
-def _read_tar(fileobj: IO[bytes], prefix: str, member_limit: int) -> list[tuple[str, bytes]]:
+def _read_tar(fileobj: IO[bytes], prefix: str, member_limit: int) -> list[tuple[str, str, bytes]]:
+    """The archive's files as (path, content hash, content)."""
     members = []
     try:
         with tarfile.open(fileobj=fileobj, mode="r:*") as archive:
@@ -194,7 +193,8 @@ def _read_tar(fileobj: IO[bytes], prefix: str, member_limit: int) -> list[tuple[
                 path = normalize_path(f"{prefix}/{member.name}", allow_root=False)
                 extracted = archive.extractfile(member)
                 assert extracted is not None
-                members.append((path, extracted.read()))
+                data = extracted.read()
+                members.append((path, hash_bytes(data), data))
     except tarfile.TarError as e:
         raise InvalidArgument(f"body is not a valid tar archive: {e}") from None
     if not members:
@@ -238,7 +238,7 @@ async def get_file(
             b"", status_code=code, headers=headers, media_type="application/octet-stream"
         )
     return StreamingResponse(
-        ctx.chunks.read(stored.chunks, start, end),
+        ctx.chunks.read_file(stored, start, end),
         status_code=code,
         headers=headers,
         media_type="application/octet-stream",
@@ -300,9 +300,11 @@ async def list_files(
         entries = [(p, e) for p, e in entries if e.name > cursor]
     page = entries[:limit]
     more = len(entries) > limit
-    return Page[FileInfo](
-        items=[file_info(p, e) for p, e in page],
-        next_cursor=page[-1][1].name if more and page else None,
+    return Page[FileInfo].model_validate(
+        {
+            "items": [file_info_fields(p, e) for p, e in page],
+            "next_cursor": page[-1][1].name if more and page else None,
+        }
     )
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks that run the services against real backing servers (see BENCHMARKS.md)."""
