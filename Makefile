@@ -21,9 +21,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
-## services: install (or reuse) PostgreSQL, versitygw and Kafka for the integration tests
+## services: install (or reuse) PostgreSQL, versitygw, Kafka and kube-apiserver + etcd
 services: $(STAMP)
 	$(BIN)/python -m tests.backing install
+	$(BIN)/python -m tests.backing.kube install
 
 ## lint: ruff, import-linter contracts and mypy (strict on libs and services)
 lint: $(STAMP)

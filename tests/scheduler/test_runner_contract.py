@@ -1,6 +1,7 @@
-"""The ``Runner`` contract, run against every implementation (the Kubernetes runner joins the
-parameter list when it exists). The worker is replaced by a stand-in that behaves as the job
-name says, so these tests need no repo service."""
+"""The ``Runner`` contract, run against every implementation: the local runner, and the
+Kubernetes runner against a real kube-apiserver with a stand-in kubelet (tests/scheduler/
+kube_fixtures.py) that runs the pod's command as a local process. The worker is replaced by a
+stand-in that behaves as the job name says, so these tests need no repo service."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.scheduler.helpers import pid_alive
 from tusk_scheduler.runners.base import Runner, ShardHandle, ShardLaunch, ShardStatus
+from tusk_scheduler.runners.kubernetes import KubernetesRunner, PodTemplate
 from tusk_scheduler.runners.local import LocalRunner
 
 # Stands in for tusk-worker: `--job <behaviour>-<id>`; behaviours: ok, fail (exit 1),
@@ -30,16 +33,93 @@ sys.exit({"ok": 0, "fail": 1, "crash": 2, "noisy": 0}[behaviour])
 """
 
 
-@pytest.fixture(params=["local"])
-async def runner(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runner]:
-    made = LocalRunner(
-        tmp_path / "workspace",
-        repo_url="http://127.0.0.1:9",
-        worker_command=[sys.executable, "-c", FAKE_WORKER],
-        cancel_grace=5,
-    )
-    yield made
-    await made.close()
+@dataclass
+class Harness:
+    """A runner under test, and what the contract needs to know about its kind."""
+
+    runner: Runner
+    fresh: Callable[[], Runner]  # another instance, as after a scheduler restart
+    started: Callable[[ShardHandle], Awaitable[bool]]  # the worker process is up
+    gone: Callable[[ShardHandle], Awaitable[bool]]  # nothing of the worker is left
+    leftovers: Callable[[str], Awaitable[bool]]  # the job left something behind
+
+
+@pytest.fixture(params=["local", "kubernetes"])
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    made: list[Runner] = []
+    if request.param == "local":
+
+        def fresh_local() -> Runner:
+            made.append(
+                LocalRunner(
+                    tmp_path / "workspace",
+                    repo_url="http://127.0.0.1:9",
+                    worker_command=[sys.executable, "-c", FAKE_WORKER],
+                    cancel_grace=5,
+                )
+            )
+            return made[-1]
+
+        async def started_local(handle: ShardHandle) -> bool:
+            return "fake worker" in await made[0].output(handle, 1000)
+
+        async def gone_local(handle: ShardHandle) -> bool:
+            return not pid_alive(int(handle.ref))
+
+        async def leftovers_local(job: str) -> bool:
+            return (tmp_path / "workspace" / job).exists()
+
+        yield Harness(fresh_local(), fresh_local, started_local, gone_local, leftovers_local)
+    else:
+        from tests.scheduler.kube_fixtures import fake_kubelet, new_namespace
+
+        kube = request.getfixturevalue("kube")
+        namespace = new_namespace(kube, "contract")
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
+        template = PodTemplate(
+            repo_url="http://127.0.0.1:9",
+            worker_command=(sys.executable, "-c", FAKE_WORKER),
+        )
+
+        def fresh_kube() -> Runner:
+            made.append(KubernetesRunner(template, kubeconfig=kubeconfig, cancel_grace=5))
+            return made[-1]
+
+        def pods(job: str | None = None) -> list[dict[str, object]]:
+            items = kube.api("GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
+            return [
+                p
+                for p in items
+                if job is None or p["metadata"]["annotations"]["tusk.io/job"] == job
+            ]
+
+        async with fake_kubelet(kube, namespace) as kubelet:
+
+            async def started_kube(handle: ShardHandle) -> bool:
+                return handle.ref in kubelet.started and (await made[0].status(handle)).running
+
+            async def gone_kube(handle: ShardHandle) -> bool:
+                names = [p["metadata"]["name"] for p in await asyncio.to_thread(pods)]  # type: ignore[index]
+                return handle.ref not in names and handle.ref not in kubelet.processes
+
+            async def leftovers_kube(job: str) -> bool:
+                return bool(await asyncio.to_thread(pods, job))
+
+            yield Harness(fresh_kube(), fresh_kube, started_kube, gone_kube, leftovers_kube)
+    for runner in made:
+        await runner.close()
+
+
+@pytest.fixture
+def runner(harness: Harness) -> Runner:
+    return harness.runner
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 def launch(behaviour: str, shard: int = 0, attempt: int = 0, job: str | None = None) -> ShardLaunch:
@@ -53,13 +133,10 @@ def launch(behaviour: str, shard: int = 0, attempt: int = 0, job: str | None = N
     )
 
 
-async def wait_started(runner: Runner, handle: ShardHandle, within: float = 30) -> None:
-    """Until the worker has printed its first line (right after a start, a process may be
-    between exec and its new command line)."""
-    deadline = time.monotonic() + within
-    while "fake worker" not in await runner.output(handle, 1000):
-        assert time.monotonic() < deadline, "the shard did not start"
-        await asyncio.sleep(0.02)
+async def wait_started(harness: Harness, handle: ShardHandle, within: float = 30) -> None:
+    """Until the worker has started (right after a start, a process may be between exec and
+    its new command line; a pod may not be running yet)."""
+    await eventually(lambda: harness.started(handle), within)
 
 
 async def wait_ended(runner: Runner, handle: ShardHandle, within: float = 30) -> ShardStatus:
@@ -78,13 +155,13 @@ async def test_a_shard_runs_to_its_exit_status(runner: Runner, behaviour: str, c
     assert "fake worker for" in await runner.output(handle, 1000)
 
 
-async def test_running_shards_are_found_by_job(runner: Runner) -> None:
+async def test_running_shards_are_found_by_job(harness: Harness, runner: Runner) -> None:
     job = f"sleep-{uuid.uuid4().hex[:8]}"
     first = await runner.start(launch("sleep", 0, job=job))
     second = await runner.start(launch("sleep", 1, attempt=2, job=job))
     other = await runner.start(launch("sleep"))
     for handle in (first, second, other):
-        await wait_started(runner, handle)
+        await wait_started(harness, handle)
     try:
         assert (await runner.status(first)).running
         assert await runner.find_running(job) == [first, second]
@@ -104,23 +181,19 @@ async def test_cancel_stops_a_shard_and_is_idempotent(runner: Runner) -> None:
 
 
 async def test_a_new_runner_adopts_what_an_earlier_one_started(
-    runner: Runner, tmp_path: Path
+    harness: Harness, runner: Runner
 ) -> None:
     """What a restarted scheduler does: a fresh runner (no children of its own) finds the
     running shard, watches it end, and reads how it ended."""
     job = f"sleep-{uuid.uuid4().hex[:8]}"
     handle = await runner.start(launch("sleep", job=job))
-    await wait_started(runner, handle)
-    fresh = LocalRunner(
-        tmp_path / "workspace",
-        repo_url="http://127.0.0.1:9",
-        worker_command=[sys.executable, "-c", FAKE_WORKER],
-    )
+    await wait_started(harness, handle)
+    fresh = harness.fresh()
     try:
         assert await fresh.find_running(job) == [handle]
         assert (await fresh.status(handle)).running
         await fresh.cancel(handle)
-        assert not pid_alive(int(handle.ref))
+        await eventually(lambda: harness.gone(handle))
         assert (await fresh.status(handle)).state == "lost"
     finally:
         await runner.cancel(handle)
@@ -130,6 +203,8 @@ async def test_a_new_runner_adopts_what_an_earlier_one_started(
 
 
 async def test_a_stale_handle_whose_pid_was_reused_is_not_mistaken(runner: Runner) -> None:
+    if runner.kind != "local":
+        pytest.skip("pids are the local runner's references")
     handle = await runner.start(launch("ok"))
     await wait_ended(runner, handle)
     impostor = ShardHandle(handle.job, handle.shard, handle.attempt, ref="1")  # init's pid
@@ -137,9 +212,13 @@ async def test_a_stale_handle_whose_pid_was_reused_is_not_mistaken(runner: Runne
     await runner.cancel(impostor)  # must not signal an unrelated process
 
 
-async def test_cleanup_removes_the_job_scratch_space(runner: Runner, tmp_path: Path) -> None:
+async def test_cleanup_removes_what_the_job_left(harness: Harness, runner: Runner) -> None:
     handle = await runner.start(launch("ok"))
     await wait_ended(runner, handle)
-    assert (tmp_path / "workspace" / handle.job).exists()
+    assert await harness.leftovers(handle.job)
     await runner.cleanup(handle.job)
-    assert not (tmp_path / "workspace" / handle.job).exists()
+
+    async def clean() -> bool:
+        return not await harness.leftovers(handle.job)
+
+    await eventually(clean, within=10)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -21,10 +21,83 @@ class SchedulerSettings(CommonSettings):
         alias="TUSK_TOKEN",
         description="Bearer token for the repo API; workers are given it too.",
     )
-    runner: Literal["local"] = Field(
+    runner: Literal["local", "kubernetes"] = Field(
         default="local",
         alias="TUSK_RUNNER",
-        description="Where workers run: `local` (subprocesses).",
+        description="Where workers run: `local` (subprocesses) or `kubernetes` (pods).",
+    )
+    kube_namespace: str | None = Field(
+        default=None,
+        alias="TUSK_KUBE_NAMESPACE",
+        description="Kubernetes runner: the namespace of worker pods; default: the "
+        "kubeconfig context's, or the scheduler pod's own.",
+    )
+    kubeconfig: Path | None = Field(
+        default=None,
+        alias="TUSK_KUBECONFIG",
+        description="Kubernetes runner: a kubeconfig file; default: the pod's service "
+        "account (in a cluster), else ~/.kube/config.",
+    )
+    kube_worker_image: str = Field(
+        default="tusk-worker:latest",
+        alias="TUSK_KUBE_WORKER_IMAGE",
+        description="Kubernetes runner: the image of pipelines without transform.image.",
+    )
+    kube_worker_service_account: str | None = Field(
+        default="tusk-worker",
+        alias="TUSK_KUBE_WORKER_SERVICE_ACCOUNT",
+        description="Kubernetes runner: the workers' service account (its token is not mounted).",
+    )
+    kube_worker_repo_url: str | None = Field(
+        default=None,
+        alias="TUSK_KUBE_WORKER_REPO_URL",
+        description="Kubernetes runner: the repo service as pods reach it; default: TUSK_REPO_URL.",
+    )
+    kube_worker_token_secret: str | None = Field(
+        default=None,
+        alias="TUSK_KUBE_WORKER_TOKEN_SECRET",
+        description="Kubernetes runner: a Secret whose key `token` workers get as "
+        "TUSK_TOKEN (instead of the token in plain pod env).",
+    )
+    kube_node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        alias="TUSK_KUBE_NODE_SELECTOR",
+        description='Kubernetes runner: nodeSelector of worker pods, as JSON {"k": "v"}.',
+    )
+    kube_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        alias="TUSK_KUBE_TOLERATIONS",
+        description="Kubernetes runner: tolerations of worker pods, as a JSON list.",
+    )
+    kube_image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        alias="TUSK_KUBE_IMAGE_PULL_SECRETS",
+        description="Kubernetes runner: names of image pull secrets, as a JSON list.",
+    )
+    kube_restricted: bool = Field(
+        default=True,
+        alias="TUSK_KUBE_RESTRICTED",
+        description="Kubernetes runner: the restrictive security context (non-root, "
+        "read-only root, no capabilities, RuntimeDefault seccomp).",
+    )
+    kube_run_as_user: int | None = Field(
+        default=None,
+        alias="TUSK_KUBE_RUN_AS_USER",
+        description="Kubernetes runner: runAsUser/runAsGroup/fsGroup of worker pods.",
+    )
+    kube_unschedulable_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        alias="TUSK_KUBE_UNSCHEDULABLE_TIMEOUT",
+        description="Kubernetes runner: seconds a pod may stay unschedulable before its "
+        "shard fails with that reason.",
+    )
+    kube_node_lost_after: int | None = Field(
+        default=60,
+        ge=0,
+        alias="TUSK_KUBE_NODE_LOST_AFTER",
+        description="Kubernetes runner: seconds a worker pod tolerates a NotReady or "
+        "unreachable node before it is evicted (and its shard runs elsewhere).",
     )
     workspace_dir: Path | None = Field(
         default=None,

@@ -53,6 +53,31 @@ def make_runner(settings: SchedulerSettings) -> Runner:
             cancel_grace=settings.cancel_grace,
             code_dir=settings.code_dir,
         )
+    if settings.runner == "kubernetes":
+        # Imported here: kubernetes-asyncio is only loaded by schedulers that use it.
+        from tusk_scheduler.runners.kubernetes import KubernetesRunner, PodTemplate
+
+        template = PodTemplate(
+            repo_url=settings.kube_worker_repo_url or settings.repo_url,
+            token=settings.token,
+            token_secret=settings.kube_worker_token_secret,
+            default_image=settings.kube_worker_image,
+            worker_command=settings.worker_command or ("tusk-worker",),
+            service_account=settings.kube_worker_service_account,
+            node_selector=settings.kube_node_selector,
+            tolerations=settings.kube_tolerations,
+            image_pull_secrets=settings.kube_image_pull_secrets,
+            restricted=settings.kube_restricted,
+            run_as_user=settings.kube_run_as_user,
+            node_lost_after=settings.kube_node_lost_after,
+        )
+        return KubernetesRunner(
+            template,
+            namespace=settings.kube_namespace,
+            kubeconfig=settings.kubeconfig,
+            cancel_grace=settings.cancel_grace,
+            unschedulable_timeout=settings.kube_unschedulable_timeout,
+        )
     raise AssertionError(f"unknown runner {settings.runner!r}")  # the settings validated it
 
 

@@ -479,6 +479,9 @@ class JobExecution:
                 image=spec.transform.image,
                 resource_requests=resources,
                 resource_limits=limits,
+                env=dict(spec.transform.env),
+                secrets=spec.transform.secrets,
+                version=job.version,
             )
         )
         deps.metrics.shard_starts.labels(deps.runner.kind, str(attempt > 0).lower()).inc()
@@ -872,6 +875,8 @@ def _collisions(datums: Iterable[Any]) -> list[str]:
 def _describe(status: ShardStatus | None) -> str:
     if status is None:
         return ""
+    if status.state == "exited" and status.exit_code is None:
+        return status.detail or "the worker ended without an exit status"
     if status.state == "exited":
         return f"the worker exited with status {status.exit_code}"
     return status.detail or "the worker was lost"

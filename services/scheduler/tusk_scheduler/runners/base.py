@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from tusk.pipelines import Secret
+
 
 @dataclass(frozen=True)
 class ShardLaunch:
@@ -28,6 +30,11 @@ class ShardLaunch:
     image: str | None = None
     resource_requests: Mapping[str, Any] = field(default_factory=dict)
     resource_limits: Mapping[str, Any] = field(default_factory=dict)
+    # transform.env and transform.secrets: the Kubernetes runner sets them on the pod (the
+    # worker passes its environment on to the pipeline's command).
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[Secret, ...] = ()
+    version: int | None = None  # the pipeline version the job runs
 
 
 @dataclass(frozen=True)
