@@ -81,12 +81,15 @@ class RequestContextMiddleware:
 class BearerAuthMiddleware:
     """When tokens are configured, every request but health and metrics needs one of them."""
 
-    def __init__(self, app: ASGIApp, tokens: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: Iterable[str], public_paths: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.tokens = [t.encode() for t in tokens]
+        self.public_paths = PUBLIC_PATHS | frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.tokens or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or not self.tokens or scope["path"] in self.public_paths:
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"")
@@ -107,6 +110,9 @@ class BearerAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def add_common_middleware(app: FastAPI, tokens: Iterable[str]) -> None:
-    app.add_middleware(BearerAuthMiddleware, tokens=list(tokens))
+def add_common_middleware(
+    app: FastAPI, tokens: Iterable[str], public_paths: Iterable[str] = ()
+) -> None:
+    """``public_paths``: more paths than health and metrics that need no token (probes)."""
+    app.add_middleware(BearerAuthMiddleware, tokens=list(tokens), public_paths=list(public_paths))
     app.add_middleware(RequestContextMiddleware)

@@ -132,8 +132,12 @@ def ensure_installed() -> Path:
 
 
 def _cluster_id() -> str:
-    """Kafka's cluster id format: a UUID as 22 characters of unpadded URL-safe base64."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's cluster id format: a UUID as 22 characters of unpadded URL-safe base64. One that
+    starts with '-' would read as an option to StorageTool, so draw again (1 in 64)."""
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
 
 
 def _string(value: str) -> bytes:

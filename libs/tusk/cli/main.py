@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tusk.cli import branches, commits, files, pipelines, repos, transfer
+from tusk.cli import branches, commits, events, files, pipelines, repos, transfer
 
 DATA = "Data"
 HELP = """Versioned data repos and pipelines.
@@ -46,3 +46,4 @@ app.add_typer(pipelines.pipeline_app, name="pipeline", rich_help_panel="Pipeline
 app.add_typer(pipelines.job_app, name="job", rich_help_panel="Pipelines")
 app.add_typer(pipelines.datum_app, name="datum", rich_help_panel="Pipelines")
 app.command(rich_help_panel="Pipelines")(pipelines.lineage)
+app.add_typer(events.app, name="events", rich_help_panel="Debugging")

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tusk.errors import InvalidArgument
 
@@ -71,4 +71,7 @@ class Envelope(BaseModel):
         cls = EVENT_TYPES.get(self.type)
         if cls is None:
             raise InvalidArgument(f"unknown event type {self.type!r}")
-        return cls.model_validate(self.data)
+        try:
+            return cls.model_validate(self.data)
+        except ValidationError as e:
+            raise InvalidArgument(f"invalid data for {self.type}: {e}") from None

@@ -3,15 +3,20 @@ it describes, so there is no change without its event and no event without its c
 relay publishes the rows in ``id`` order and marks them sent.
 
 Each service owns its own outbox table (``<service>_outbox``), made by :func:`outbox_table`.
+The writer calls ``on_commit`` (the relay's ``wake``) once a transaction that added events has
+committed, so the relay publishes at once instead of waiting for its next poll.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from tusk.db import UTCDateTime
-
 from tusk.events.envelope import Envelope, EventData
 
 
@@ -35,9 +40,12 @@ def outbox_table(prefix: str, metadata: MetaData) -> Table:
 class OutboxWriter:
     """Adds events to a service's outbox inside the caller's transaction."""
 
-    def __init__(self, table: Table, source: str) -> None:
+    def __init__(
+        self, table: Table, source: str, *, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self.table = table
         self.source = source
+        self.on_commit = on_commit
 
     async def add(self, session: AsyncSession, *events: EventData) -> list[Envelope]:
         envelopes = [Envelope.wrap(e, source=self.source) for e in events]
@@ -55,4 +63,32 @@ class OutboxWriter:
                     for env in envelopes
                 ],
             )
+            if self.on_commit is not None:
+                call_after_commit(session, self.on_commit)
         return envelopes
+
+
+_AFTER_COMMIT = "tusk.after_commit"
+
+
+def call_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the session's transaction commits; forget it on rollback."""
+    sync = session.sync_session
+    if _AFTER_COMMIT not in sync.info:
+        sync.info[_AFTER_COMMIT] = []
+        event.listen(sync, "after_commit", _run_after_commit)
+        event.listen(sync, "after_rollback", _forget_after_commit)
+    callbacks: list[Callable[[], None]] = sync.info[_AFTER_COMMIT]
+    if callback not in callbacks:
+        callbacks.append(callback)
+
+
+def _run_after_commit(session: Session, *_: Any) -> None:
+    callbacks: list[Callable[[], None]] = session.info[_AFTER_COMMIT]
+    pending, callbacks[:] = list(callbacks), []
+    for callback in pending:
+        callback()
+
+
+def _forget_after_commit(session: Session, *_: Any) -> None:
+    session.info[_AFTER_COMMIT].clear()

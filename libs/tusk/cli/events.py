@@ -1,0 +1,118 @@
+"""``tusk events tail``: print events from Kafka as they arrive, for debugging.
+
+It reads as a lone consumer (no group, nothing committed), so it never takes events away from
+the services. Records that are not valid events are shown too, with what is wrong with them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.markup import escape
+
+from tusk.cli.common import note, run, settings_error
+from tusk.errors import InvalidArgument
+from tusk.events.bus import Record, decode
+from tusk.events.kafka import KafkaBus
+from tusk.events.types import DLQ_TOPIC, TOPICS
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown")
+
+
+@app.callback()
+def events() -> None:
+    """Watch the events the services exchange (needs Kafka: TUSK_KAFKA_BOOTSTRAP)."""
+
+
+class EventsCliSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUSK_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str | None = Field(default=None, description="host:port,… of Kafka.")
+
+
+@app.command("tail")
+def tail(
+    topic: Annotated[
+        list[str] | None,
+        typer.Option("--topic", "-t", help="A topic to read (repeatable); default: all of tusk's."),
+    ] = None,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest event, not the newest.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line, for scripts.")
+    ] = False,
+    count: Annotated[
+        int | None, typer.Option("--count", "-n", min=1, help="Stop after this many events.")
+    ] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option("--bootstrap", help="Kafka's host:port; default: TUSK_KAFKA_BOOTSTRAP."),
+    ] = None,
+) -> None:
+    """Print events as they arrive, until Ctrl-C (or --count events)."""
+    run(_tail(topic or [*TOPICS, DLQ_TOPIC], from_beginning, as_json, count, bootstrap))
+
+
+async def _tail(
+    topics: list[str], from_beginning: bool, as_json: bool, count: int | None, bootstrap: str | None
+) -> None:
+    if bootstrap is None:
+        try:
+            bootstrap = EventsCliSettings().kafka_bootstrap
+        except ValidationError as e:
+            raise settings_error(e) from None
+    if not bootstrap:
+        raise InvalidArgument(
+            "TUSK_KAFKA_BOOTSTRAP is not set: point it (or --bootstrap) at Kafka. The embedded "
+            "mode's in-process bus cannot be watched from another process."
+        )
+    bus = KafkaBus(bootstrap, topics=())
+    subscription = await bus.subscribe(topics, group=None, from_beginning=from_beginning)
+    note(f"[dim]reading {', '.join(topics)} from {escape(bootstrap)}; Ctrl-C stops[/]")
+    shown = 0
+    try:
+        while count is None or shown < count:
+            for record in await subscription.fetch(max_records=100, max_wait=1.0):
+                if count is not None and shown >= count:
+                    break
+                typer.echo(json.dumps(as_dict(record)) if as_json else as_line(record))
+                shown += 1
+    finally:
+        await subscription.close()
+        await bus.close()
+
+
+def as_dict(record: Record) -> dict[str, Any]:
+    """The record as JSON: where it is, and the event (or why it is not one)."""
+    where: dict[str, Any] = {
+        "topic": record.topic, "partition": record.partition, "offset": record.offset
+    }
+    try:
+        return {**where, "event": decode(record).model_dump(mode="json")}
+    except InvalidArgument as e:
+        return {
+            **where,
+            "error": e.message,
+            "key": (record.key or b"").decode(errors="replace"),
+            "value": (record.value or b"").decode(errors="replace"),
+            "headers": {k: v.decode(errors="replace") for k, v in record.headers},
+        }
+
+
+def as_line(record: Record) -> str:
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
+    reason = record.header("dlq_reason")
+    suffix = f"  (dead letter: {reason.decode(errors='replace')})" if reason else ""
+    try:
+        event = decode(record)
+    except InvalidArgument as e:
+        value = (record.value or b"").decode(errors="replace")[:200]
+        return f"{where}  not an event: {e.message}  value={value!r}{suffix}"
+    data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+    moment = event.time.strftime("%H:%M:%S.%f")[:-3]
+    return f"{moment}  {where}  {event.type}  {event.subject}  {data}{suffix}"
