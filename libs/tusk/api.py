@@ -116,3 +116,20 @@ def add_common_middleware(
     """``public_paths``: more paths than health and metrics that need no token (probes)."""
     app.add_middleware(BearerAuthMiddleware, tokens=list(tokens), public_paths=list(public_paths))
     app.add_middleware(RequestContextMiddleware)
+
+
+def add_health_routes(app: FastAPI) -> None:
+    """``/healthz``: the process answers; ``/readyz``: its database answers too. The app's
+    ``state.context`` must have a ``db`` (:class:`tusk.db.Database`)."""
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> dict[str, str]:
+        from sqlalchemy import text
+
+        async with request.app.state.context.db.session(write=False) as session:
+            await session.execute(text("SELECT 1"))
+        return {"status": "ready"}

@@ -12,10 +12,9 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
 from tusk import __version__
-from tusk.api import add_common_middleware, install_error_handlers
+from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
 from tusk_scheduler import store
 from tusk_scheduler.api import jobs
@@ -70,15 +69,7 @@ def create_app(
     install_error_handlers(app)
     add_common_middleware(app, settings.api_tokens)
 
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"])
-    async def readyz(ctx: ContextDep) -> dict[str, str]:
-        async with ctx.db.session(write=False) as session:
-            await session.execute(text("SELECT 1"))
-        return {"status": "ready"}
+    add_health_routes(app)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics(ctx: ContextDep) -> Response:

@@ -7,13 +7,11 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from tusk import __version__
-from tusk.api import add_common_middleware, install_error_handlers
+from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
 from tusk_trigger.api import jobs, pipelines
-from tusk_trigger.api.deps import ContextDep
 from tusk_trigger.config import TriggerSettings
 from tusk_trigger.context import Context, build_context
 
@@ -56,15 +54,7 @@ def create_app(
     install_error_handlers(app)
     add_common_middleware(app, settings.api_tokens)
 
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"])
-    async def readyz(ctx: ContextDep) -> dict[str, str]:
-        async with ctx.db.session(write=False) as session:
-            await session.execute(text("SELECT 1"))
-        return {"status": "ready"}
+    add_health_routes(app)
 
     app.include_router(pipelines.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
