@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tusk.cli import branches, commits, events, files, pipelines, repos, transfer
+from tusk.cli import branches, commits, events, files, models, pipelines, repos, transfer
 
 DATA = "Data"
 HELP = """Versioned data repos and pipelines.
@@ -16,8 +16,9 @@ files. Most commands take an address:
 optionally followed by ^N or ~N for ancestors (`raw@master^1` is the commit before master's
 head). REF defaults to master, PATH to the root.
 
-The services are found through TUSK_REPO_URL (default http://127.0.0.1:8081), with the bearer
-token TUSK_TOKEN if they need one.
+The services are found through TUSK_REPO_URL (default http://127.0.0.1:8081),
+TUSK_TRIGGER_URL (8082), TUSK_SCHEDULER_URL (8083) and TUSK_INFERENCE_URL (8080), with the
+bearer token TUSK_TOKEN if they need one.
 """
 
 app = typer.Typer(
@@ -47,3 +48,5 @@ app.add_typer(pipelines.job_app, name="job", rich_help_panel="Pipelines")
 app.add_typer(pipelines.datum_app, name="datum", rich_help_panel="Pipelines")
 app.command(rich_help_panel="Pipelines")(pipelines.lineage)
 app.add_typer(events.app, name="events", rich_help_panel="Debugging")
+app.add_typer(models.app, name="model", rich_help_panel="Inference")
+app.command(rich_help_panel="Inference")(models.predict)

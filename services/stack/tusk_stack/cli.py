@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from tusk import __version__
 from tusk.cli.common import fail, note, settings_error
 from tusk.cli.main import app
-from tusk.errors import TuskError
+from tusk.errors import InvalidArgument, TuskError
 
 SERVICES = "Services"
 
@@ -44,6 +44,11 @@ def up(
         "--host", show_default=False,
         help="Address to listen on (default: TUSK_HOST, else 127.0.0.1; 0.0.0.0 for all).",
     )] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", metavar="NAME=REPO@BRANCH:/PATH", show_default=False,
+        help="Serve an ONNX model from the repos on the inference service (port 8080), "
+        "following the branch's new commits; repeatable, added to TUSK_MODELS.",
+    )] = None,
 ) -> None:
     """Run tusk's services in this process until Ctrl-C (embedded mode).
 
@@ -52,6 +57,8 @@ def up(
     with the default TUSK_REPO_URL (http://127.0.0.1:8081).
     """
     from tusk.logging import configure_logging
+    from tusk_inference.config import InferenceSettings
+    from tusk_inference.domain.specs import parse_models
     from tusk_repo.config import RepoSettings
     from tusk_scheduler.config import SchedulerSettings
     from tusk_stack.embedded import EmbeddedSettings, run_embedded
@@ -61,8 +68,17 @@ def up(
         repo = RepoSettings()
         trigger = TriggerSettings()
         scheduler = SchedulerSettings()
+        inference = InferenceSettings()
     except ValidationError as e:
         fail(settings_error(e).message)
+    try:
+        models = (*inference.models, *parse_models(",".join(model or [])))
+        inference = inference.model_copy(update={"models": models})
+        inference.all_models()  # a name given twice
+    except InvalidArgument as e:
+        fail(f"--model: {e.message}")
+    except ValueError as e:
+        fail(f"--model: {e}")
     update = _overrides(data_dir)
     if port is not None:
         update["port"] = port
@@ -78,6 +94,7 @@ def up(
             repo=repo,
             trigger=trigger.model_copy(update={**shared, "host": repo.host}),
             scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
+            inference=inference.model_copy(update={**shared, "host": repo.host}),
         )))
     except TuskError as e:
         fail(e.message)

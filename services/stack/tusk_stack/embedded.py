@@ -26,6 +26,9 @@ from sqlalchemy.engine import make_url
 from tusk.cli.common import DEFAULT_REPO_URL
 from tusk.errors import TuskError, Unavailable
 from tusk.events.bus import open_event_bus
+from tusk_inference.app import create_app as create_inference_app
+from tusk_inference.config import InferenceSettings
+from tusk_inference.context import build_context as build_inference_context
 from tusk_repo.app import create_app as create_repo_app
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import build_context as build_repo_context
@@ -48,6 +51,7 @@ class EmbeddedSettings:
     repo: RepoSettings
     trigger: TriggerSettings
     scheduler: SchedulerSettings
+    inference: InferenceSettings
 
     @property
     def data_dir(self) -> Path:
@@ -111,6 +115,14 @@ async def run_embedded(
             listeners.append(_listener(
                 "scheduler", create_scheduler_app(context=scheduler_context), scheduler.host,
                 scheduler.port, "TUSK_SCHEDULER_PORT", debug=repo.log_level.upper() == "DEBUG",
+            ))
+            inference = settings.inference.model_copy(update={"repo_url": repo_listener.url})
+            inference_context = await stack.enter_async_context(
+                build_inference_context(inference, bus=bus)
+            )
+            listeners.append(_listener(
+                "inference", create_inference_app(context=inference_context), inference.host,
+                inference.port, "TUSK_INFERENCE_PORT", debug=repo.log_level.upper() == "DEBUG",
             ))
             if stop.is_set():  # a signal arrived while starting
                 return

@@ -1,0 +1,3 @@
+from tusk_inference.app import main
+
+main()

@@ -1,0 +1,124 @@
+"""``POST /v2/models/{model}[/versions/{version}]/infer``: the hot path.
+
+The body is parsed by hand (:mod:`tusk_inference.domain.tensors`), not through a pydantic
+model: validating thousands of numbers as Python objects would cost more than most models.
+The version is resolved once, first, so a request finishes on the version it started with
+even when a new one is swapped in meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+from starlette.routing import Route
+
+from tusk.errors import PayloadTooLarge, TuskError
+from tusk_inference.context import Context
+from tusk_inference.domain.tensors import decode_request, encode_response
+from tusk_inference.schemas import ErrorBody, InferenceRequest, InferenceResponse
+
+router = APIRouter(tags=["Open Inference Protocol v2"])
+
+HEADER_LENGTH = "inference-header-content-length"
+_DOC: dict[str, Any] = {
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}},
+        }
+    },
+    "response_model": InferenceResponse,
+    "responses": {
+        400: {"model": ErrorBody, "description": "Wrong input: name, datatype, shape or data"},
+        404: {"model": ErrorBody, "description": "Unknown model, or version not loaded"},
+        503: {"model": ErrorBody, "description": "No version loaded yet, or queue full"},
+    },
+}
+
+
+@router.post("/v2/models/{model}/infer", **_DOC)
+async def infer(request: Request) -> Response:
+    """Run the model's latest version. ``parameters`` in the answer carry the lineage: the
+    model's commit, its global id, and the data commits upstream (``repo@commit``, …)."""
+    return await _infer(request, None)
+
+
+@router.post("/v2/models/{model}/versions/{version}/infer", **_DOC)
+async def infer_version(request: Request) -> Response:
+    """Run one loaded version (a commit id, or a prefix of at least 8 of its digits)."""
+    return await _infer(request, request.path_params["version"])
+
+
+def fast_routes() -> list[Route]:
+    return [
+        Route("/v2/models/{model}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{model}/versions/{version}/infer", infer_version, methods=["POST"]),
+    ]
+
+
+async def _infer(request: Request, version: str | None) -> Response:
+    context: Context = request.app.state.context
+    slot = context.registry.slot(request.path_params["model"])
+    metrics = context.metrics.model(slot.name)
+    started = time.perf_counter()
+    try:
+        served = slot.resolve(version)
+        engine = served.runner.engine
+        body, header_length = await _body(request, context.settings.max_request_bytes)
+        decoded = decode_request(body, header_length, slot.name, engine.input_specs, engine.outputs)
+        results = await served.runner.infer(decoded.inputs, decoded.rows)
+        content, json_length = encode_response(
+            served.head, decoded.id, decoded.outputs, engine.output_specs, results
+        )
+    except TuskError as e:
+        metrics.error(e.status_code)
+        raise
+    metrics.latency.observe(time.perf_counter() - started)
+    if json_length is None:
+        return Response(content, media_type="application/json")
+    return Response(
+        content,
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(json_length)},
+    )
+
+
+async def _body(request: Request, limit: int) -> tuple[bytes, str | None]:
+    """The body (refusing one over ``limit``) and the binary extension's JSON length."""
+    declared: bytes | None = None
+    header_length: str | None = None
+    for name, value in request.scope["headers"]:  # one pass, no Headers object
+        if name == b"content-length":
+            declared = value
+        elif name == b"inference-header-content-length":
+            header_length = value.decode("latin-1")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(_too_large(limit))
+    # Straight from the ASGI messages: a small body is one message, read in one step.
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(_too_large(limit))
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk, header_length
+            chunks.append(chunk)
+            return b"".join(chunks), header_length
+        chunks.append(chunk)
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"the request is over {limit} bytes (TUSK_INFERENCE_MAX_REQUEST_BYTES); send fewer rows "
+        "per request"
+    )

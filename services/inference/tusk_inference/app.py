@@ -1,0 +1,128 @@
+"""The inference service's FastAPI application."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from tusk import __version__
+from tusk.api import add_common_middleware, install_error_handlers
+from tusk.client.repo import RepoClient
+from tusk.events.bus import EventBus
+from tusk_inference.api import infer, v2
+from tusk_inference.api.deps import ContextDep
+from tusk_inference.config import InferenceSettings
+from tusk_inference.context import Context, build_context
+
+log = structlog.get_logger()
+
+DESCRIPTION = """
+Real-time inference on the ONNX models that pipelines commit to the repos, through the **Open
+Inference Protocol v2** (the REST API of KServe, Triton and MLServer; Triton's binary tensor
+extension included), so existing OIP clients work unmodified.
+
+Each model follows a branch (`TUSK_MODELS="credit=train@master:/model.onnx"`): every new
+commit there is loaded, warmed up and swapped in without dropping a request. Versions are
+commit ids; recent ones stay addressable under `/versions/{commit}`. Every answer's
+`parameters` carry its lineage: the model's commit, its global id and the data commits
+upstream of it.
+"""
+PROBES = ("/v2/health/live", "/v2/health/ready")
+
+
+def create_app(
+    settings: InferenceSettings | None = None,
+    context: Context | None = None,
+    *,
+    bus: EventBus | None = None,
+    repos: RepoClient | None = None,
+) -> FastAPI:
+    """The app; with ``context`` it uses those clients instead of building its own, with
+    ``bus`` an event bus shared with the other services of the process (embedded mode), with
+    ``repos`` a client of the repo service to use (tests)."""
+    settings = settings or (context.settings if context else InferenceSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if context is not None:
+            app.state.context = context
+            yield
+            return
+        async with build_context(settings, bus=bus, repos=repos) as built:
+            app.state.context = built
+            # Start-up objects live as long as the process: out of the collector's sight,
+            # full collections stay short and so does the latency tail.
+            gc.freeze()
+            log.info(
+                "inference service ready",
+                repo_url=settings.repo_url,
+                models={s.name: s.spec.source for s in built.registry.slots.values()},
+            )
+            yield
+            log.info("inference service stopping: draining queued requests")
+        log.info("inference service stopped")
+
+    app = FastAPI(
+        title="tusk inference service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # No OpenTelemetry here (metrics are Prometheus): skip FastAPI's per-request check.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    if context is not None:
+        app.state.context = context
+    install_error_handlers(app)
+    add_common_middleware(app, settings.api_tokens, public_paths=PROBES)
+
+    # The hot path first (routes are matched in order), as plain Starlette routes: FastAPI's
+    # per-request dependency and parameter machinery would cost more than most models.
+    app.router.routes[:0] = infer.fast_routes()
+    app.include_router(infer.router)  # the same paths, for the OpenAPI schema only
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(ctx: ContextDep) -> Response:
+        ready = ctx.registry.ready
+        return Response(
+            b'{"status":"ready"}' if ready else b'{"status":"loading"}',
+            status_code=200 if ready else 503,
+            media_type="application/json",
+        )
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics(ctx: ContextDep) -> Response:
+        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(v2.router)
+    return app
+
+
+def main() -> None:
+    """``python -m tusk_inference``: one process, one worker, settings from ``TUSK_*``."""
+    import logging
+
+    import uvicorn
+
+    from tusk.logging import configure_logging
+
+    settings = InferenceSettings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.drain_seconds) or None,
+    )

@@ -1,0 +1,61 @@
+"""The long-lived parts of one inference process, built once in the app's lifespan."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tusk.client.repo import RepoClient
+from tusk.events.bus import EventBus, open_event_bus
+from tusk_inference.config import InferenceSettings
+from tusk_inference.domain.registry import Registry
+from tusk_inference.events import CommitWatcher
+from tusk_inference.metrics import Metrics
+from tusk_inference.service import ModelService
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: InferenceSettings
+    registry: Registry
+    service: ModelService
+    metrics: Metrics
+    repos: RepoClient
+    bus: EventBus
+
+
+@asynccontextmanager
+async def build_context(
+    settings: InferenceSettings,
+    *,
+    bus: EventBus | None = None,
+    repos: RepoClient | None = None,
+) -> AsyncIterator[Context]:
+    """``bus``: one shared by the services of this process (embedded mode); ``repos``: a client
+    of an in-process repo service (tests). Otherwise its own, from the settings.
+
+    On exit: stop following the branches, then let queued batches finish.
+    """
+    async with AsyncExitStack() as stack:
+        if bus is None:
+            bus = await stack.enter_async_context(open_event_bus(settings))
+        if repos is None:
+            repos = await stack.enter_async_context(
+                RepoClient(settings.repo_url, token=settings.token)
+            )
+        work_dir = Path(tempfile.mkdtemp(prefix="tusk-inference-"))
+        stack.callback(shutil.rmtree, work_dir, ignore_errors=True)
+        metrics = Metrics()
+        registry = Registry(settings.all_models(), settings.max_versions)
+        service = ModelService(settings, repos, registry, metrics, work_dir)
+        watcher = CommitWatcher(bus, service)
+        # Subscribed before the heads are read, so that no commit falls in between.
+        await watcher.start()
+        stack.push_async_callback(service.stop, settings.drain_seconds)
+        stack.push_async_callback(watcher.stop)
+        service.start()
+        yield Context(settings, registry, service, metrics, repos, bus)
