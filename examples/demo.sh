@@ -13,13 +13,16 @@ generate() { python3 examples/credit/generate.py --day "$1" --rows "$2" --out "$
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/tusk-demo.XXXXXX")
 TUSK_REPO_PORT=$(free_port) TUSK_TRIGGER_PORT=$(free_port) TUSK_SCHEDULER_PORT=$(free_port)
-export TUSK_REPO_PORT TUSK_TRIGGER_PORT TUSK_SCHEDULER_PORT
+TUSK_INFERENCE_PORT=$(free_port)
+export TUSK_REPO_PORT TUSK_TRIGGER_PORT TUSK_SCHEDULER_PORT TUSK_INFERENCE_PORT
 export TUSK_REPO_URL="http://127.0.0.1:$TUSK_REPO_PORT"
 export TUSK_TRIGGER_URL="http://127.0.0.1:$TUSK_TRIGGER_PORT"
 export TUSK_SCHEDULER_URL="http://127.0.0.1:$TUSK_SCHEDULER_PORT"
+export TUSK_INFERENCE_URL="http://127.0.0.1:$TUSK_INFERENCE_PORT"
 
-say "Starting tusk (embedded: everything under $workdir/data)"
-tusk up --data-dir "$workdir/data" >"$workdir/tusk.log" 2>&1 &
+say "Starting tusk (embedded: everything under $workdir/data), serving the model train writes"
+printf '$ tusk up --model credit=train@master:/model.onnx\n'
+tusk up --data-dir "$workdir/data" --model credit=train@master:/model.onnx >"$workdir/tusk.log" 2>&1 &
 tusk_pid=$!
 cleanup() {
   kill "$tusk_pid" 2>/dev/null && wait "$tusk_pid" 2>/dev/null || true
@@ -47,6 +50,7 @@ run tusk job wait -p preprocess -g "$day1"
 run tusk job wait -p train -g "$day1"
 run tusk ls train@master:/
 run tusk get train@master:/metrics.json -o "$workdir/metrics.json"
+tusk get train@master:/features.json -o "$workdir/features.json" 2>/dev/null
 python3 - "$workdir/metrics.json" <<'PY'
 import json, sys
 metrics = json.load(open(sys.argv[1]))
@@ -54,6 +58,12 @@ print("winner:", metrics["winner"], "| validation RMSE:",
       {name: round(c["rmse"]) for name, c in metrics["candidates"].items()})
 PY
 run tusk lineage train@master
+
+say "Real-time scoring: the inference service loaded the model as soon as train committed it"
+python3 examples/credit/encode.py --features "$workdir/features.json" --customers "$workdir/day1/day-001.csv" --rows 3 --out "$workdir/encoded.csv"
+run tusk model list
+run tusk predict credit --csv "$workdir/encoded.csv"
+model1=$(head_of train@master)
 
 say "Batch scoring: one datum per file of new customers"
 run tusk repo create customers
@@ -76,6 +86,12 @@ day2=$(head_of raw@master)
 run tusk job wait -p train -g "$day2"
 run tusk job wait -p score -g "$day2"
 run tusk diff train@master
+say "The served model changed without a restart ($model1 -> $(head_of train@master)):"
+for _ in $(seq 1 100); do
+  tusk model inspect credit --json | grep -q "$(head_of train@master)" && break
+  sleep 0.1
+done
+run tusk predict credit --csv "$workdir/encoded.csv"
 say "Every commit of this change shares its global id, from the raw data down to the scores:"
 run tusk lineage raw@master --down
 run tusk job list
