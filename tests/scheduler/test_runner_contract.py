@@ -202,9 +202,8 @@ async def test_a_new_runner_adopts_what_an_earlier_one_started(
     assert await fresh.status(quick) == ShardStatus("exited", 1)
 
 
+@pytest.mark.parametrize("harness", ["local"], indirect=True)  # pids are the local runner's
 async def test_a_stale_handle_whose_pid_was_reused_is_not_mistaken(runner: Runner) -> None:
-    if runner.kind != "local":
-        pytest.skip("pids are the local runner's references")
     handle = await runner.start(launch("ok"))
     await wait_ended(runner, handle)
     impostor = ShardHandle(handle.job, handle.shard, handle.attempt, ref="1")  # init's pid
