@@ -25,6 +25,7 @@ demo: $(STAMP)
 services: $(STAMP)
 	$(BIN)/python -m tests.backing install
 	$(BIN)/python -m tests.backing.kube install
+	$(BIN)/python -m tests.deploy.tools install
 
 ## lint: ruff, import-linter contracts and mypy (strict on libs and services)
 lint: $(STAMP)

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from tests.backing.kafka import KafkaBroker
 from tests.backing.postgres import PostgresServer
 from tests.backing.s3 import S3Server
+from tests.scheduler.kube_fixtures import kube  # noqa: F401 (one kube-apiserver per session)
 from tusk_repo.app import create_app
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import Context, build_context

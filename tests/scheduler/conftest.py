@@ -17,7 +17,6 @@ import pytest
 
 from tests.backing.common import free_port, wait_until
 from tests.scheduler.helpers import EventLog, envelope
-from tests.scheduler.kube_fixtures import kube  # noqa: F401 (the session's kube-apiserver)
 from tusk.client import RepoClient
 from tusk.events.envelope import EventData
 from tusk.events.memory import MemoryBus
