@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loadtest.report import Figure, Report, percentile, say
 from tests.backing.common import LOOPBACK, ManagedProcess, free_port, port_open, wait_until
 from tests.backing.kafka import KAFKA_VERSION, KafkaBroker
 from tests.backing.postgres import PostgresServer
@@ -63,40 +64,8 @@ PACE = 0.02  # seconds between two measured commits (or raw messages)
 WARMUP = 20
 
 
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    target: str
-    met: bool | None
-    baseline_name: str = ""
-    baseline: float | None = None
-    ratio: float | None = None
-
-
-@dataclass
-class Report:
-    figures: list[Figure] = field(default_factory=list)
-    environment: dict[str, Any] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, figure: Figure) -> None:
-        self.figures.append(figure)
-        mark = {True: "ok", False: "MISSED", None: "-"}[figure.met]
-        say(f"  {figure.name}: {figure.value:,.1f} {figure.unit} (target {figure.target}) {mark}")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 # --- the consumers, each in a process of its own ---------------------------------------------
+
 
 async def tusk_consumer(bootstrap: str, database_url: str) -> None:
     """Prints ``<commit id> <time_ns>`` for each commit.finished its handler receives."""
@@ -111,8 +80,12 @@ async def tusk_consumer(bootstrap: str, database_url: str) -> None:
             print(data.commit, time.time_ns(), flush=True)
 
     consumer = EventConsumer(
-        KafkaBus(bootstrap), db, processed, group=f"bench-{uuid.uuid4().hex[:8]}",
-        topics=[COMMITS_TOPIC], handler=handle,
+        KafkaBus(bootstrap),
+        db,
+        processed,
+        group=f"bench-{uuid.uuid4().hex[:8]}",
+        topics=[COMMITS_TOPIC],
+        handler=handle,
     )
     await consumer.run()
 
@@ -120,8 +93,11 @@ async def tusk_consumer(bootstrap: str, database_url: str) -> None:
 async def raw_consumer(bootstrap: str, topic: str) -> None:
     """Prints ``<message value> <time_ns>`` for each message."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     while True:
@@ -145,8 +121,12 @@ class ConsumerProcess:
 
     async def __aenter__(self) -> ConsumerProcess:
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtest.bench_events", *self.args,
-            stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
+            sys.executable,
+            "-m",
+            "loadtest.bench_events",
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[1],
         )
         self._reader = asyncio.create_task(self._read())
         return self
@@ -181,22 +161,42 @@ def latencies_ms(sent: dict[str, int], consumer: ConsumerProcess) -> list[float]
 
 # --- 1. latency ------------------------------------------------------------------------------
 
+
 @asynccontextmanager
 async def repo_service(work: Path, database_url: str, bootstrap: str) -> AsyncIterator[str]:
     port = free_port()
     process = ManagedProcess(
         "repo",
-        [sys.executable, "-m", "uvicorn", "tusk_repo.app:create_app", "--factory",
-         "--host", LOOPBACK, "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tusk_repo.app:create_app",
+            "--factory",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         work,
-        env={"TUSK_DATABASE_URL": database_url, "TUSK_KAFKA_BOOTSTRAP": bootstrap,
-             "TUSK_DATA_DIR": str(work), "TUSK_LOG_LEVEL": "WARNING"},
+        env={
+            "TUSK_DATABASE_URL": database_url,
+            "TUSK_KAFKA_BOOTSTRAP": bootstrap,
+            "TUSK_DATA_DIR": str(work),
+            "TUSK_LOG_LEVEL": "WARNING",
+        },
     )
     process.start()
     url = f"http://{LOOPBACK}:{port}"
     try:
-        wait_until(lambda: port_open(LOOPBACK, port) and httpx.get(f"{url}/readyz").is_success,
-                   60, "the repo service", process)
+        wait_until(
+            lambda: port_open(LOOPBACK, port) and httpx.get(f"{url}/readyz").is_success,
+            60,
+            "the repo service",
+            process,
+        )
         yield url
     finally:
         process.stop()
@@ -253,24 +253,43 @@ async def bench_latency(
 
     for name, p, target in (("p50", 50, 20.0), ("p99", 99, 100.0)):
         ours, base = percentile(tusk, p), percentile(raw, p)
-        report.add(Figure(
-            f"commit finish -> consumer, {name}", ours, "ms", f"<= {target:g} ms", ours <= target,
-            f"raw aiokafka produce -> consume, {name}", base, ours / base if base > 0 else None,
-        ))
+        report.add(
+            Figure(
+                f"commit finish -> consumer, {name}",
+                ours,
+                "ms",
+                f"<= {target:g} ms",
+                ours <= target,
+                f"raw aiokafka produce -> consume, {name}",
+                base,
+                ours / base if base > 0 else None,
+            )
+        )
     report.details["latency_ms"] = {
-        "tusk": {"min": min(tusk), "mean": statistics.fmean(tusk), "max": max(tusk),
-                 "series": tusk},
+        "tusk": {
+            "min": min(tusk),
+            "mean": statistics.fmean(tusk),
+            "max": max(tusk),
+            "series": tusk,
+        },
         "raw": {"min": min(raw), "mean": statistics.fmean(raw), "max": max(raw), "series": raw},
     }
 
 
 # --- 2. relay throughput ---------------------------------------------------------------------
 
+
 def sample_event(i: int) -> CommitFinished:
     commit = uuid.uuid4().hex
     return CommitFinished(
-        repo=f"repo-{i % 16}", commit=commit, branch="master", parent=None, global_id=commit,
-        finished_at=datetime.now(UTC), size_bytes=1234 * i, file_count=i,
+        repo=f"repo-{i % 16}",
+        commit=commit,
+        branch="master",
+        parent=None,
+        global_id=commit,
+        finished_at=datetime.now(UTC),
+        size_bytes=1234 * i,
+        file_count=i,
     )
 
 
@@ -314,13 +333,22 @@ async def bench_relay(report: Report, database_url: str, bootstrap: str, backlog
     finally:
         await producer.stop()
     ours, base = backlog / seconds, backlog / raw_seconds
-    report.add(Figure(
-        "relay throughput", ours, "events/s", ">= 2,000 events/s", ours >= 2000,
-        "raw aiokafka producer", base, ours / base,
-    ))
+    report.add(
+        Figure(
+            "relay throughput",
+            ours,
+            "events/s",
+            ">= 2,000 events/s",
+            ours >= 2000,
+            "raw aiokafka producer",
+            base,
+            ours / base,
+        )
+    )
 
 
 # --- running it ------------------------------------------------------------------------------
+
 
 def environment() -> dict[str, Any]:
     cpu = ""
@@ -360,21 +388,29 @@ def print_table(report: Report) -> None:
     rows = [("figure", "value", "target", "met", "baseline", "baseline value", "ratio")]
     for f in report.figures:
         met = {True: "yes", False: "NO", None: "-"}[f.met]
-        rows.append((
-            f.name, f"{f.value:,.1f} {f.unit}", f.target, met,
-            f.baseline_name, f"{f.baseline:,.1f} {f.unit}" if f.baseline is not None else "",
-            f"{f.ratio:.2f}" if f.ratio is not None else "",
-        ))
+        rows.append(
+            (
+                f.name,
+                f"{f.value:,.1f} {f.unit}",
+                f.target,
+                met,
+                f.baseline_name,
+                f"{f.baseline:,.1f} {f.unit}" if f.baseline is not None else "",
+                f"{f.ratio:.2f}" if f.ratio is not None else "",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
     env = report.environment
-    print(f"\nmachine: {env['nproc']} cores ({env['cpu']}), {env['memory_gib']} GiB, "
-          f"load {env['load_average_before'][0]:.2f} before / "
-          f"{env['load_average_after'][0]:.2f} after; Python {env['python']}, "
-          f"Kafka {env['kafka']} (one KRaft node), PostgreSQL (fsync off)")
+    print(
+        f"\nmachine: {env['nproc']} cores ({env['cpu']}), {env['memory_gib']} GiB, "
+        f"load {env['load_average_before'][0]:.2f} before / "
+        f"{env['load_average_after'][0]:.2f} after; Python {env['python']}, "
+        f"Kafka {env['kafka']} (one KRaft node), PostgreSQL (fsync off)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,10 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     print_table(report)
     say(f"done in {report.details['total_seconds']:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps(
-            {"environment": report.environment, "figures": [asdict(f) for f in report.figures],
-             "details": report.details}, indent=2,
-        ))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "environment": report.environment,
+                    "figures": [asdict(f) for f in report.figures],
+                    "details": report.details,
+                },
+                indent=2,
+            )
+        )
     return 0 if all(f.met is not False for f in report.figures) else 1
 
 

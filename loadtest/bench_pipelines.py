@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as `python loadtest/bench_pipelines.py`
 import httpx
 import psutil
 
+from loadtest.report import Figure, Report, percentile, say
 from tests.backing.common import LOOPBACK, ManagedProcess, free_port, port_open, wait_until
 from tests.backing.kafka import KAFKA_VERSION, KafkaBroker
 from tusk.client import RepoClient
@@ -52,39 +53,6 @@ from tusk_scheduler.domain.planning import make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    target: str
-    met: bool | None
-    baseline_name: str = ""
-    baseline: float | None = None
-    ratio: float | None = None
-
-
-@dataclass
-class Report:
-    figures: list[Figure] = field(default_factory=list)
-    environment: dict[str, Any] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, figure: Figure) -> None:
-        self.figures.append(figure)
-        mark = {True: "ok", False: "MISSED", None: "-"}[figure.met]
-        say(f"  {figure.name}: {figure.value:,.3f} {figure.unit} (target {figure.target}) {mark}")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def read_stamps(path: Path) -> list[int]:
