@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,18 +34,16 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as `python loadtest/bench_events.py`: make the root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loadtest.report import Figure, Report, percentile, say
+from loadtest.report import Figure, Report, environment, percentile, print_table, say
 from tests.backing.common import LOOPBACK, ManagedProcess, free_port, port_open, wait_until
 from tests.backing.kafka import KAFKA_VERSION, KafkaBroker
 from tests.backing.postgres import PostgresServer
@@ -350,30 +347,13 @@ async def bench_relay(report: Report, database_url: str, bootstrap: str, backlog
 # --- running it ------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    cpu = ""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "load_average_before": os.getloadavg(),
-        "nproc": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / (1 << 30), 1),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "kafka": KAFKA_VERSION,
-    }
-
-
 async def run(work: Path, commits: int, backlog: int) -> Report:
     report = Report()
     kafka, postgres = KafkaBroker(num_partitions=3), PostgresServer()
     say("starting Kafka and PostgreSQL")
     try:
         await asyncio.gather(asyncio.to_thread(kafka.start), asyncio.to_thread(postgres.start))
-        report.environment = environment()
+        report.environment = environment(kafka=KAFKA_VERSION)
         await migrate(postgres.url)
         await bench_latency(report, work, postgres.url, kafka.bootstrap, commits)
         await bench_relay(report, postgres.url, kafka.bootstrap, backlog)
@@ -382,35 +362,6 @@ async def run(work: Path, commits: int, backlog: int) -> Report:
         await asyncio.to_thread(postgres.stop)
     report.environment["load_average_after"] = os.getloadavg()
     return report
-
-
-def print_table(report: Report) -> None:
-    rows = [("figure", "value", "target", "met", "baseline", "baseline value", "ratio")]
-    for f in report.figures:
-        met = {True: "yes", False: "NO", None: "-"}[f.met]
-        rows.append(
-            (
-                f.name,
-                f"{f.value:,.1f} {f.unit}",
-                f.target,
-                met,
-                f.baseline_name,
-                f"{f.baseline:,.1f} {f.unit}" if f.baseline is not None else "",
-                f"{f.ratio:.2f}" if f.ratio is not None else "",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    env = report.environment
-    print(
-        f"\nmachine: {env['nproc']} cores ({env['cpu']}), {env['memory_gib']} GiB, "
-        f"load {env['load_average_before'][0]:.2f} before / "
-        f"{env['load_average_after'][0]:.2f} after; Python {env['python']}, "
-        f"Kafka {env['kafka']} (one KRaft node), PostgreSQL (fsync off)"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -431,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(run(Path(work), args.commits, args.backlog))
     report.details["total_seconds"] = time.monotonic() - started
     print()
-    print_table(report)
+    print_table(
+        report,
+        f"Kafka {report.environment['kafka']} (one KRaft node), PostgreSQL (fsync off)",
+        decimals=1,
+    )
     say(f"done in {report.details['total_seconds']:.0f} s")
     if args.json:
         args.json.write_text(

@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -44,12 +43,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python loadtest/bench_kube.py`: make the root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psutil
 import structlog
 from kubernetes_asyncio import client
 from kubernetes_asyncio.watch import Watch
 
-from loadtest.report import Figure, Report, percentile, say
+from loadtest.report import Figure, Report, environment, percentile, print_table, say
 from tests.backing.common import free_port
 from tests.backing.kube import K8S_VERSION, KubeApiServer, ensure_installed
 from tests.scheduler.conftest import clean_env, start_server, wait_healthy
@@ -472,23 +470,6 @@ async def bench_watch(
 # --- the run ----------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    cpu = ""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "load_average_before": os.getloadavg(),
-        "nproc": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / (1 << 30), 1),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "kubernetes": K8S_VERSION,
-    }
-
-
 @contextlib.asynccontextmanager
 async def apiserver() -> AsyncIterator[KubeApiServer]:
     await asyncio.to_thread(ensure_installed)
@@ -502,7 +483,7 @@ async def apiserver() -> AsyncIterator[KubeApiServer]:
 
 async def run(work: Path, runs: int, pods: int, probes: int) -> Report:
     report = Report()
-    report.environment = environment()
+    report.environment = environment(kubernetes=K8S_VERSION)
     say("starting kube-apiserver + etcd")
     async with apiserver() as kube:
         say("1. starting 100 shard pods for one job")
@@ -511,35 +492,6 @@ async def run(work: Path, runs: int, pods: int, probes: int) -> Report:
         await bench_watch(report, kube, work, pods, probes)
     report.environment["load_average_after"] = os.getloadavg()
     return report
-
-
-def print_table(report: Report) -> None:
-    rows = [("figure", "value", "target", "met", "baseline", "baseline value", "ratio")]
-    for f in report.figures:
-        met = {True: "yes", False: "NO", None: "-"}[f.met]
-        rows.append(
-            (
-                f.name,
-                f"{f.value:,.3f} {f.unit}",
-                f.target,
-                met,
-                f.baseline_name,
-                f"{f.baseline:,.3f} {f.unit}" if f.baseline is not None else "",
-                f"{f.ratio:.2f}" if f.ratio is not None else "",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    env = report.environment
-    print(
-        f"\nmachine: {env['nproc']} cores ({env['cpu']}), {env['memory_gib']} GiB, "
-        f"load {env['load_average_before'][0]:.2f} before / "
-        f"{env['load_average_after'][0]:.2f} after; Python {env['python']}, "
-        f"kube-apiserver {env['kubernetes']} + etcd (one node, RBAC)"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -556,7 +508,11 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(run(Path(work), args.runs, args.pods, args.probes))
     report.details["total_seconds"] = time.monotonic() - started
     print()
-    print_table(report)
+    print_table(
+        report,
+        f"kube-apiserver {report.environment['kubernetes']} + etcd (one node, RBAC)",
+        decimals=3,
+    )
     say(f"done in {report.details['total_seconds']:.0f} s")
     if args.json:
         args.json.write_text(

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -41,9 +40,8 @@ if __package__ in (None, ""):  # run as `python loadtest/bench_pipelines.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-import psutil
 
-from loadtest.report import Figure, Report, percentile, say
+from loadtest.report import Figure, Report, environment, percentile, print_table, say
 from tests.backing.common import LOOPBACK, ManagedProcess, free_port, port_open, wait_until
 from tests.backing.kafka import KAFKA_VERSION, KafkaBroker
 from tusk.client import RepoClient
@@ -422,26 +420,9 @@ async def bench_throughput(
 # --- running it --------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    cpu = ""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "load_average_before": os.getloadavg(),
-        "nproc": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / (1 << 30), 1),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "kafka": KAFKA_VERSION,
-    }
-
-
 async def run(work: Path, quick: bool) -> Report:
     report = Report()
-    report.environment = environment()
+    report.environment = environment(kafka=KAFKA_VERSION)
     bench_planning(report, 10_000)
     kafka = KafkaBroker(num_partitions=3)
     say("starting Kafka and tusk up")
@@ -463,35 +444,6 @@ async def run(work: Path, quick: bool) -> Report:
     return report
 
 
-def print_table(report: Report) -> None:
-    rows = [("figure", "value", "target", "met", "baseline", "baseline value", "ratio")]
-    for f in report.figures:
-        met = {True: "yes", False: "NO", None: "-"}[f.met]
-        rows.append(
-            (
-                f.name,
-                f"{f.value:,.3f} {f.unit}",
-                f.target,
-                met,
-                f.baseline_name,
-                f"{f.baseline:,.3f} {f.unit}" if f.baseline is not None else "",
-                f"{f.ratio:.2f}" if f.ratio is not None else "",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    env = report.environment
-    print(
-        f"\nmachine: {env['nproc']} cores ({env['cpu']}), {env['memory_gib']} GiB, "
-        f"load {env['load_average_before'][0]:.2f} before / "
-        f"{env['load_average_after'][0]:.2f} after; Python {env['python']}, "
-        f"Kafka {env['kafka']} (one KRaft node), tusk up (SQLite, local object store)"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -506,7 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(run(Path(work), args.quick))
     report.details["total_seconds"] = time.monotonic() - started
     print()
-    print_table(report)
+    print_table(
+        report,
+        f"Kafka {report.environment['kafka']} (one KRaft node), "
+        "tusk up (SQLite, local object store)",
+        decimals=3,
+    )
     say(f"done in {report.details['total_seconds']:.0f} s")
     if args.json:
         args.json.write_text(
