@@ -8,9 +8,9 @@ LocalRunner, events through that Kafka) on free ports, and measures:
 1. latency: from a commit's finish returning to the command of the first datum of the job it
    triggers starting (the command appends ``date +%s%N`` to a file). Warm: the pipeline has run
    before; one new file per commit, glob ``/*``. Broken down with the job's ``created_at``
-   (trigger), ``started_at`` (scheduler: planned, running), the worker wrapper's exec (a
-   ``TUSK_SCHEDULER_WORKER_COMMAND`` that stamps the time, then execs ``tusk-worker``) and the
-   command. Baselines: spawning ``python -c pass`` and ``tusk-worker --help``.
+   (trigger), ``started_at`` (scheduler: planned, running), its shard's ``started_at`` (the
+   runner handed the shard to a worker) and the command. Baselines: spawning ``python -c pass``
+   and ``tusk-worker --help`` (what a worker started cold would cost).
 2. skipping: the scheduler's planning (``make_plan`` → ``plan_datums``) over N processed
    datums, per datum, baseline a bare set-membership loop; and a job over N unchanged datums
    plus one new one: finish returning → the new datum's command starting.
@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,20 +78,12 @@ class Stack:
     def __init__(self, work: Path, bootstrap: str) -> None:
         self.work = work
         self.ports = {name: free_port() for name in ("repo", "trigger", "scheduler", "inference")}
-        self.spawns = work / "spawns"  # one line per worker exec
-        wrapper = [
-            "/bin/sh",
-            "-c",
-            f'echo "$(date +%s%N)" >> {self.spawns}; exec {BIN / "tusk-worker"} "$@"',
-            "tusk-worker-stamped",
-        ]
         env = {
             "TUSK_KAFKA_BOOTSTRAP": bootstrap,
             "TUSK_REPO_PORT": str(self.ports["repo"]),
             "TUSK_TRIGGER_PORT": str(self.ports["trigger"]),
             "TUSK_SCHEDULER_PORT": str(self.ports["scheduler"]),
             "TUSK_INFERENCE_PORT": str(self.ports["inference"]),
-            "TUSK_SCHEDULER_WORKER_COMMAND": json.dumps(wrapper),
             "TUSK_LOG_LEVEL": "WARNING",
         }
         self.process = ManagedProcess(
@@ -126,6 +119,13 @@ def pipeline_yaml(name: str, repo: str, cmd: list[str], parallelism: int = 1) ->
             "parallelism_spec": {"constant": parallelism},
         }
     )
+
+
+def shard_started_ns(stack: Stack, job: str) -> float:
+    """When the runner handed the job's first shard to a worker (the scheduler's record)."""
+    info = httpx.get(f"{stack.url('scheduler')}/v1/jobs/{job}").raise_for_status().json()
+    started = min(s["started_at"] for s in info["shards"] if s["started_at"])
+    return datetime.fromisoformat(started).timestamp() * 1e9
 
 
 def stamp_cmd(path: Path) -> list[str]:
@@ -211,13 +211,12 @@ async def bench_latency(
     rows: list[dict[str, float]] = []
     for i in range(runs + 2):  # the first two are warm-up
         await asyncio.sleep(0.2)
-        spawns_before = len(read_stamps(stack.spawns))
         commit, finished = await commit_files(repos, "lat", [(f"f-{i:04d}", b"x")])
         cmd_at = (await wait_lines(stamps, seen + 1))[seen]
         seen += 1
         job = await job_for(trigger, "latp", commit)
         job = await wait_success(trigger, job.id, 60)
-        spawn_at = read_stamps(stack.spawns)[spawns_before]
+        handed_at = shard_started_ns(stack, job.id)
         if i < 2:
             continue
         created = job.created_at.timestamp() * 1e9
@@ -227,8 +226,8 @@ async def bench_latency(
                 "total": ms(cmd_at - finished),
                 "finish -> job created (trigger)": ms(created - finished),
                 "job created -> running (scheduler plans)": ms(started - created),
-                "running -> worker exec (runner start)": ms(spawn_at - started),
-                "worker exec -> cmd (start-up, spec, staging)": ms(cmd_at - spawn_at),
+                "running -> shard handed to a worker (runner start)": ms(handed_at - started),
+                "handed over -> cmd (shard spec, staging)": ms(cmd_at - handed_at),
             }
         )
     python = spawn_ms([sys.executable, "-c", "pass"], 10)
@@ -339,18 +338,17 @@ async def bench_skip_job(
     first_seconds = time.monotonic() - started
     say(f"    the first job ({n:,} datums, 4 shards) took {first_seconds:.1f} s")
     await asyncio.sleep(0.5)
-    spawns_before = len(read_stamps(stack.spawns))
     commit, finished = await commit_files(repos, "skip", [("new", b"new")])
     cmd_at = (await wait_lines(stamps, n + 1, within=600))[n]
     job = await wait_success(trigger, (await job_for(trigger, "skipp", commit)).id, 600)
-    spawn_at = read_stamps(stack.spawns)[spawns_before]
+    handed_at = shard_started_ns(stack, job.id)
     total = ms(cmd_at - finished)
     created, running = job.created_at.timestamp() * 1e9, job.started_at.timestamp() * 1e9
     breakdown = {
         "finish -> job created (trigger)": ms(created - finished),
         "job created -> running (datums computed, skips planned)": ms(running - created),
-        "running -> worker exec": ms(spawn_at - running),
-        "worker exec -> cmd": ms(cmd_at - spawn_at),
+        "running -> shard handed to a worker": ms(handed_at - running),
+        "handed over -> cmd": ms(cmd_at - handed_at),
     }
     for name, value in breakdown.items():
         say(f"    {name}: {value:.1f} ms")

@@ -21,15 +21,35 @@ from tusk_scheduler.runners.kubernetes import KubernetesRunner, PodTemplate
 from tusk_scheduler.runners.local import LocalRunner
 
 # Stands in for tusk-worker: `--job <behaviour>-<id>`; behaviours: ok, fail (exit 1),
-# crash (exit 2), sleep (until stopped), noisy (prints, exits 0).
+# crash (exit 2), sleep (until stopped), noisy (prints, exits 0). With `--standby` alone it
+# keeps tusk-worker's standby protocol: one JSON assignment on stdin, output to its log file,
+# exit status to its exit file.
 FAKE_WORKER = r"""
-import sys, time
-job = sys.argv[sys.argv.index("--job") + 1]
+import json, os, signal, sys, time
+args = sys.argv[1:]
+exit_file = None
+if args == ["--standby"]:
+    line = sys.stdin.readline()
+    if not line.strip():
+        sys.exit(0)
+    assignment = json.loads(line)
+    args, exit_file = assignment["argv"], assignment["exit_file"]
+    with open(assignment["log_file"], "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    def stopped(number, frame):
+        open(exit_file, "w").write(str(128 + number))
+        sys.exit(128 + number)
+    signal.signal(signal.SIGTERM, stopped)
+job = args[args.index("--job") + 1]
 behaviour = job.split("-")[0]
-print("fake worker for", job, "shard", sys.argv[sys.argv.index("--shard") + 1], flush=True)
+print("fake worker for", job, "shard", args[args.index("--shard") + 1], flush=True)
 if behaviour == "sleep":
     time.sleep(120)
-sys.exit({"ok": 0, "fail": 1, "crash": 2, "noisy": 0}[behaviour])
+code = {"ok": 0, "fail": 1, "crash": 2, "noisy": 0}[behaviour]
+if exit_file:
+    open(exit_file, "w").write(str(code))
+sys.exit(code)
 """
 
 
@@ -44,10 +64,10 @@ class Harness:
     leftovers: Callable[[str], Awaitable[bool]]  # the job left something behind
 
 
-@pytest.fixture(params=["local", "kubernetes"])
+@pytest.fixture(params=["local", "local-warm", "kubernetes"])
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     made: list[Runner] = []
-    if request.param == "local":
+    if request.param.startswith("local"):
 
         def fresh_local() -> Runner:
             made.append(
@@ -56,6 +76,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
                     repo_url="http://127.0.0.1:9",
                     worker_command=[sys.executable, "-c", FAKE_WORKER],
                     cancel_grace=5,
+                    warm_workers=2 if request.param == "local-warm" else 0,
                 )
             )
             return made[-1]
@@ -202,7 +223,7 @@ async def test_a_new_runner_adopts_what_an_earlier_one_started(
     assert await fresh.status(quick) == ShardStatus("exited", 1)
 
 
-@pytest.mark.parametrize("harness", ["local"], indirect=True)  # pids are the local runner's
+@pytest.mark.parametrize("harness", ["local", "local-warm"], indirect=True)  # pids: local only
 async def test_a_stale_handle_whose_pid_was_reused_is_not_mistaken(runner: Runner) -> None:
     handle = await runner.start(launch("ok"))
     await wait_ended(runner, handle)

@@ -96,6 +96,13 @@ class ServiceClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def healthy(self) -> bool:
+        """Whether the service answers its liveness check (``/healthz``)."""
+        try:
+            return (await self._http.get("/healthz")).is_success
+        except httpx.TransportError:
+            return False
+
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, url, **kwargs)

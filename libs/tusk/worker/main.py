@@ -1,21 +1,33 @@
 """``tusk-worker``: run one shard of a job, then exit with a status the runner understands.
 
     tusk-worker --output-repo REPO --meta-commit COMMIT --job JOB --shard N
+    tusk-worker --standby
 
 Settings come from ``TUSK_*`` environment variables (see :mod:`tusk.worker.config`). Progress
 is logged to stderr; results go to the repo service. Exit status: 0 every datum succeeded,
 1 some datums failed, 2 the worker itself failed, 128 + N when stopped by signal N.
+
+``--standby`` is how the local runner keeps workers warm: the process starts (the interpreter
+and its imports take a quarter of a second) before there is a shard for it, then waits for one
+:class:`Assignment`, a line of JSON on stdin. It takes the assignment's environment, sends its
+output to the assignment's log file, runs the shard as if started with the assignment's
+arguments, and writes its exit status to the assignment's exit file. End of input before an
+assignment (the runner closed the pipe, or died) makes it exit quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tusk.client import RepoClient
 from tusk.errors import TuskError
@@ -36,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Environment: TUSK_REPO_URL, TUSK_TOKEN, TUSK_PFS_ROOT, TUSK_WORKER_SCRATCH, "
         "TUSK_WORKER_KILL_GRACE, TUSK_WORKER_REPO_ATTEMPTS, TUSK_LOG_LEVEL, TUSK_LOG_JSON. "
         "Exit status: 0 all datums succeeded, 1 some failed, 2 worker error, 128+N stopped by "
-        "signal N.",
+        "signal N. `tusk-worker --standby` (alone) starts warm and waits for its shard as a "
+        "line of JSON on stdin: how the local runner starts shards without start-up delay.",
     )
     parser.add_argument("--output-repo", required=True, help="The pipeline's output repo.")
     parser.add_argument(
@@ -49,8 +62,87 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Assignment(BaseModel):
+    """What a standby worker is given: the shard to run, as command-line arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    argv: list[str]
+    env: dict[str, str] = {}
+    log_file: Path
+    exit_file: Path
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    sys.exit(run(argv))
+    args = sys.argv[1:] if argv is None else list(argv)
+    sys.exit(standby() if args == ["--standby"] else run(args))
+
+
+def standby() -> int:
+    """Get warm, wait for an :class:`Assignment` on stdin, run it, record its exit status."""
+    try:
+        settings = load_settings()
+    except TuskError as e:
+        sys.stderr.write(f"tusk-worker --standby: {e.message}\n")
+        return EXIT_WORKER_ERROR
+    configure_logging(settings.log_level, json=settings.log_json)
+    return asyncio.run(_standby(settings))
+
+
+async def _standby(settings: WorkerSettings) -> int:
+    async with _repo_client(settings) as client:
+        # The first request loads what HTTP needs on first use (a tenth of a second of
+        # imports) and opens the connection the shard's requests will use.
+        await client.healthy()
+        line = await asyncio.to_thread(sys.stdin.buffer.readline)
+        if not line.strip():
+            return 0  # no shard came: the runner let this worker go
+        try:
+            assignment = Assignment.model_validate_json(line)
+        except ValidationError as e:
+            sys.stderr.write(f"tusk-worker --standby: not an assignment: {e}\n")
+            return EXIT_WORKER_ERROR
+        _take_over_output(assignment.log_file)
+        code = EXIT_WORKER_ERROR
+        try:
+            code = await _run_assigned(assignment, client, settings)
+        finally:
+            # Written via a temporary file, so a reader never sees half a number.
+            partial = assignment.exit_file.with_name(assignment.exit_file.name + ".tmp")
+            partial.write_text(f"{code}\n")
+            partial.replace(assignment.exit_file)
+        return code
+
+
+def _take_over_output(log_file: Path) -> None:
+    """From now on stdout and stderr go to the shard's log; stdin is done with."""
+    with log_file.open("ab") as output:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+            os.dup2(output.fileno(), stream.fileno())
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, sys.stdin.fileno())
+    os.close(devnull)
+
+
+async def _run_assigned(assignment: Assignment, client: RepoClient, warm: WorkerSettings) -> int:
+    """Run the assigned shard, with the warm client unless the assignment changed its settings."""
+    os.environ.update(assignment.env)
+    try:
+        args = _parser().parse_args(assignment.argv)
+        settings = load_settings()
+    except SystemExit as e:  # a usage error (argparse has said what it was)
+        return e.code if isinstance(e.code, int) else EXIT_WORKER_ERROR
+    except TuskError as e:
+        sys.stderr.write(f"tusk-worker: {e.message}\n")
+        return EXIT_WORKER_ERROR
+    configure_logging(settings.log_level, json=settings.log_json)
+    same = (settings.repo_url, settings.token, settings.timeout) == (
+        warm.repo_url,
+        warm.token,
+        warm.timeout,
+    )
+    return await _serve(args, settings, client if same else None)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -64,9 +156,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(_serve(args, settings))
 
 
-async def _serve(args: argparse.Namespace, settings: WorkerSettings) -> int:
+async def _serve(
+    args: argparse.Namespace, settings: WorkerSettings, client: RepoClient | None = None
+) -> int:
+    """Run the shard, with ``client`` if given (else a new one); the exit status."""
     log = logger.bind(job=args.job, shard=args.shard)
-    work = asyncio.create_task(_work(args, settings))
+    work = asyncio.create_task(_work(args, settings, client))
     received: list[signal.Signals] = []
 
     def stop(sig: signal.Signals) -> None:
@@ -96,8 +191,12 @@ async def _serve(args: argparse.Namespace, settings: WorkerSettings) -> int:
     return EXIT_SUCCESS if outcome.ok else EXIT_DATUMS_FAILED
 
 
-async def _work(args: argparse.Namespace, settings: WorkerSettings) -> ShardOutcome:
-    async with RepoClient(settings.repo_url, settings.token, timeout=settings.timeout) as client:
+async def _work(
+    args: argparse.Namespace, settings: WorkerSettings, client: RepoClient | None
+) -> ShardOutcome:
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(_repo_client(settings))
         retry = RetryPolicy(attempts=settings.worker_repo_attempts)
         spec = await load_shard_spec(
             client, args.output_repo, args.meta_commit, args.job, args.shard, retry=retry
@@ -110,3 +209,7 @@ async def _work(args: argparse.Namespace, settings: WorkerSettings) -> ShardOutc
             retry=retry,
             kill_grace=settings.worker_kill_grace,
         )
+
+
+def _repo_client(settings: WorkerSettings) -> RepoClient:
+    return RepoClient(settings.repo_url, settings.token, timeout=settings.timeout)

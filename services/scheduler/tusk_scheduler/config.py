@@ -111,6 +111,13 @@ class SchedulerSettings(CommonSettings):
         description='The worker program as a JSON list, e.g. ["tusk-worker"]; default: the '
         "tusk-worker installed next to this Python.",
     )
+    warm_workers: int = Field(
+        default=2,
+        ge=0,
+        alias="TUSK_SCHEDULER_WARM_WORKERS",
+        description="Local runner: workers kept started ahead of need (each about 60 MB), so a "
+        "shard starts without the quarter second a worker's start-up takes; 0: none.",
+    )
     code_dir: Path | None = Field(
         default=None,
         alias="TUSK_SCHEDULER_CODE_DIR",

@@ -52,6 +52,7 @@ def make_runner(settings: SchedulerSettings) -> Runner:
             worker_command=settings.worker_command,
             cancel_grace=settings.cancel_grace,
             code_dir=settings.code_dir,
+            warm_workers=settings.warm_workers,
         )
     if settings.runner == "kubernetes":
         # Imported here: kubernetes-asyncio is only loaded by schedulers that use it.
@@ -102,6 +103,8 @@ async def build_context(
         repos = await stack.enter_async_context(RepoClient(settings.repo_url, token=settings.token))
         runner = runner or make_runner(settings)
         stack.push_async_callback(runner.close)
+        if isinstance(runner, LocalRunner):
+            await runner.warm_up()  # the first job need not wait for a worker's start-up
         metrics = Metrics()
         relay = OutboxRelay(db, outbox, bus)
         results = ResultReader(repos, log_tail_bytes=settings.log_tail_bytes)

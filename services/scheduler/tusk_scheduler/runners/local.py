@@ -1,28 +1,38 @@
-"""``LocalRunner``: each shard is a ``tusk-worker`` subprocess on this machine.
+"""``LocalRunner``: each shard is a ``tusk-worker`` process on this machine.
 
-Workers run in a session of their own (``start_new_session``), so they survive the scheduler:
-a scheduler killed mid-job finds them again after its restart, by their command line (which
-names the job and the shard), and adopts them. A worker's exit status would be lost with its
-parent, so each worker runs under a tiny ``sh`` wrapper that writes the status to a file; the
-wrapper is the process group leader the runner watches and signals. The worker runs each
-datum's command in a session of its own; cancelling a shard also stops any such command that a
-dead worker left behind (found by the ``TUSK_JOB`` and ``TUSK_SHARD`` the worker gives it).
+**Warm workers.** A worker's interpreter and imports take about a quarter of a second, which
+would be most of the time from a commit to its first datum. So the runner keeps a few workers
+started ahead (``tusk-worker --standby``, see :mod:`tusk.worker.main`) and hands a shard to one
+of them as a line of JSON on its stdin; the pool is topped up after each hand-over. With no
+warm worker at hand, a new one is started and handed its shard at once.
+
+**Outliving the scheduler.** Workers run in a session of their own (``start_new_session``), so
+a scheduler killed mid-job leaves them running. Before handing a shard over, the runner writes
+the worker's pid and start time to ``attempt-<a>.pid``; a restarted scheduler finds the
+job's running workers by those files (the start time tells a live worker from a reused pid)
+and adopts them. A worker's exit status would be lost with its parent, so the worker writes it
+to ``attempt-<a>.exit`` itself. The worker runs each datum's command in a session of its own;
+cancelling a shard also stops any such command that a dead worker left behind (found by the
+``TUSK_JOB`` and ``TUSK_SHARD`` the worker gives it).
 
 Scratch space per shard: ``<workspace>/<job>/shard-<n>/`` holds the staged inputs (``pfs/``,
-the worker's ``TUSK_PFS_ROOT``), the worker's own output per attempt (``attempt-<a>.log``) and
-its exit status (``attempt-<a>.exit``).
+the worker's ``TUSK_PFS_ROOT``), the worker's own output per attempt (``attempt-<a>.log``), its
+pid file and its exit status. What warm workers print before they have a shard goes to
+``<workspace>/standby.log``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,11 +44,7 @@ from tusk_scheduler.runners.base import ShardHandle, ShardLaunch, ShardStatus
 
 log = structlog.get_logger()
 
-# "$1" is the exit-status file, the rest the worker's argv. Written via a temporary file so a
-# reader never sees half a number.
-_WRAPPER = 'f="$1"; shift; "$@"; echo $? > "$f.tmp"; mv "$f.tmp" "$f"'
-_MARKER = "tusk-shard"  # the wrapper's $0: what tells our wrappers from other processes
-_ATTEMPT = re.compile(r"attempt-(\d+)\.exit$")
+_PID_FILE = re.compile(r"attempt-(\d+)\.pid$")
 # Passed on to workers; the other TUSK_* variables are the scheduler's own business.
 _PASSED_SETTINGS = ("TUSK_LOG_LEVEL", "TUSK_LOG_JSON", "TUSK_WORKER_")
 
@@ -62,15 +68,15 @@ class LocalRunner:
         cancel_grace: float = 10.0,
         environ: Mapping[str, str] | None = None,
         code_dir: Path | None = None,
+        warm_workers: int = 0,
     ) -> None:
         self.workspace = workspace.resolve()
         # Where user commands run, as a pod runs in its image's WORKDIR: relative paths in a
         # spec's cmd (python3 examples/credit/train.py) resolve here.
         self.code_dir = (code_dir or Path.cwd()).resolve()
-        self.repo_url = repo_url
-        self.token = token
         self.worker_command = tuple(worker_command or default_worker_command())
         self.cancel_grace = cancel_grace
+        self.warm_workers = warm_workers
         # Workers inherit the scheduler's environment (PATH, HOME, …) but not its settings.
         base = dict(os.environ if environ is None else environ)
         self._environ = {
@@ -78,8 +84,13 @@ class LocalRunner:
             for k, v in base.items()
             if not k.startswith("TUSK_") or k.startswith(_PASSED_SETTINGS)
         }
+        self._environ["TUSK_REPO_URL"] = repo_url
+        if token:
+            self._environ["TUSK_TOKEN"] = token
         # Workers this process started: polled, so that they are reaped when they end.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._standby: list[subprocess.Popen[bytes]] = []
+        self._standby_lock = threading.Lock()  # starts run in threads, several at once
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -92,10 +103,19 @@ class LocalRunner:
     def exit_file(self, job: str, shard: int, attempt: int) -> Path:
         return self.shard_dir(job, shard) / f"attempt-{attempt}.exit"
 
+    def pid_file(self, job: str, shard: int, attempt: int) -> Path:
+        return self.shard_dir(job, shard) / f"attempt-{attempt}.pid"
+
     # --- Runner -----------------------------------------------------------------------------
 
     async def start(self, launch: ShardLaunch) -> ShardHandle:
-        return await asyncio.to_thread(self._start, launch)
+        handle = await asyncio.to_thread(self._start, launch)
+        await self.warm_up()
+        return handle
+
+    async def warm_up(self) -> None:
+        """Top the pool of warm workers up to ``warm_workers``."""
+        await asyncio.to_thread(self._fill_pool)
 
     def _start(self, launch: ShardLaunch) -> ShardHandle:
         job, shard, attempt = launch.job, launch.shard, launch.attempt
@@ -103,38 +123,90 @@ class LocalRunner:
         pfs.mkdir(parents=True, exist_ok=True)
         exit_file = self.exit_file(job, shard, attempt)
         exit_file.unlink(missing_ok=True)
-        env = {**self._environ, "TUSK_REPO_URL": self.repo_url, "TUSK_PFS_ROOT": str(pfs)}
-        if self.token:
-            env["TUSK_TOKEN"] = self.token
-        argv = [
-            "/bin/sh",
-            "-c",
-            _WRAPPER,
-            _MARKER,
-            str(exit_file),
-            *self.worker_command,
-            "--output-repo",
-            launch.output_repo,
-            "--meta-commit",
-            launch.meta_commit,
-            "--job",
-            job,
-            "--shard",
-            str(shard),
-        ]
-        with self.log_file(job, shard, attempt).open("ab") as output:
-            process = subprocess.Popen(  # noqa: S603 (argv is ours, not a shell string)
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
+        assignment = {
+            "argv": [
+                "--output-repo",
+                launch.output_repo,
+                "--meta-commit",
+                launch.meta_commit,
+                "--job",
+                job,
+                "--shard",
+                str(shard),
+            ],
+            "env": {"TUSK_PFS_ROOT": str(pfs)},
+            "log_file": str(self.log_file(job, shard, attempt)),
+            "exit_file": str(exit_file),
+        }
+        line = json.dumps(assignment).encode() + b"\n"
+        warm = True
+        while True:
+            process = self._take_standby()
+            if process is None:  # none at hand: a new one, its output already the shard's
+                warm = False
+                process = self._spawn(self.log_file(job, shard, attempt))
+            self._write_pid_file(self.pid_file(job, shard, attempt), process.pid)
+            if self._hand_over(process, line):
+                break
+            self.pid_file(job, shard, attempt).unlink(missing_ok=True)
+        self._children[process.pid] = process
+        log.info(
+            "worker started", job=job, shard=shard, attempt=attempt, pid=process.pid, warm=warm
+        )
+        return ShardHandle(job=job, shard=shard, attempt=attempt, ref=str(process.pid))
+
+    def _spawn(self, output: Path) -> subprocess.Popen[bytes]:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("ab") as out:
+            return subprocess.Popen(  # noqa: S603 (argv is ours, not a shell string)
+                [*self.worker_command, "--standby"],
+                stdin=subprocess.PIPE,
+                stdout=out,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=self._environ,
                 cwd=self.code_dir,
                 start_new_session=True,
             )
-        self._children[process.pid] = process
-        log.info("worker started", job=job, shard=shard, attempt=attempt, pid=process.pid)
-        return ShardHandle(job=job, shard=shard, attempt=attempt, ref=str(process.pid))
+
+    def _fill_pool(self) -> None:
+        with self._standby_lock:
+            missing = self.warm_workers - len(self._standby)
+        for _ in range(missing):
+            process = self._spawn(self.workspace / "standby.log")
+            with self._standby_lock:
+                self._standby.append(process)
+
+    def _take_standby(self) -> subprocess.Popen[bytes] | None:
+        while True:
+            with self._standby_lock:
+                if not self._standby:
+                    return None
+                process = self._standby.pop(0)
+            if process.poll() is None:
+                return process
+            log.warning(
+                "a warm worker had exited; see standby.log",
+                status=process.returncode,
+                log=str(self.workspace / "standby.log"),
+            )
+
+    @staticmethod
+    def _hand_over(process: subprocess.Popen[bytes], line: bytes) -> bool:
+        assert process.stdin is not None
+        try:
+            process.stdin.write(line)
+            process.stdin.close()
+        except OSError:  # it exited meanwhile (BrokenPipeError)
+            process.wait()
+            return False
+        return True
+
+    @staticmethod
+    def _write_pid_file(path: Path, pid: int) -> None:
+        stat = _proc_stat(pid)
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(f"{pid} {stat.started if stat else 0}\n")
+        partial.replace(path)
 
     async def status(self, handle: ShardHandle) -> ShardStatus:
         pid = int(handle.ref)
@@ -145,10 +217,20 @@ class LocalRunner:
             del self._children[pid]
             signalled = -child.returncode if child.returncode < 0 else None
         else:
-            if _our_wrapper(pid, handle.job, handle.shard, self.workspace) is not None:
+            if self._alive(handle):
                 return ShardStatus("running")
             signalled = None
         return self._ended(handle, signalled)
+
+    def _alive(self, handle: ShardHandle) -> bool:
+        """Whether the worker the handle names still runs this attempt of the shard: the pid
+        file says so, and the process with that pid is the one that was started (pids are
+        reused)."""
+        recorded = _read_pid_file(self.pid_file(handle.job, handle.shard, handle.attempt))
+        if recorded is None or str(recorded[0]) != handle.ref:
+            return False
+        stat = _proc_stat(recorded[0])
+        return stat is not None and stat.running and stat.started == recorded[1]
 
     def _ended(self, handle: ShardHandle, signalled: int | None) -> ShardStatus:
         exit_file = self.exit_file(handle.job, handle.shard, handle.attempt)
@@ -167,7 +249,7 @@ class LocalRunner:
     async def cancel(self, handle: ShardHandle) -> None:
         pid = int(handle.ref)
         child = self._children.get(pid)
-        ours = child is not None or _our_wrapper(pid, handle.job, handle.shard, self.workspace)
+        ours = child is not None or self._alive(handle)
         # (Not ours: gone already, or the pid now belongs to someone else.)
         if ours and _signal_group(pid, signal.SIGTERM):
             await self._stop_group(pid, child, handle)
@@ -211,22 +293,21 @@ class LocalRunner:
 
     def _find_running(self, job: str) -> list[ShardHandle]:
         found: dict[int, ShardHandle] = {}
-        for pid, child in list(self._children.items()):
-            if child.poll() is None:
-                handle = _handle_from_argv(pid, _as_str_argv(child.args), self.workspace)
-                if handle is not None and handle.job == job:
-                    found[pid] = handle
-        proc = Path("/proc")
-        if proc.is_dir():
-            for entry in proc.iterdir():
-                if not entry.name.isdigit() or int(entry.name) in found:
-                    continue
-                pid = int(entry.name)
-                argv = _live_argv(pid)
-                handle = _handle_from_argv(pid, argv, self.workspace) if argv else None
-                if handle is not None and handle.job == job:
-                    found[pid] = handle
-        return sorted(found.values(), key=lambda h: (h.shard, h.attempt))
+        for path in (self.workspace / job).glob("shard-*/attempt-*.pid"):
+            match = _PID_FILE.search(path.name)
+            recorded = _read_pid_file(path)
+            if match is None or recorded is None:
+                continue
+            try:
+                shard = int(path.parent.name.removeprefix("shard-"))
+            except ValueError:
+                continue
+            handle = ShardHandle(job=job, shard=shard, attempt=int(match[1]), ref=str(recorded[0]))
+            child = self._children.get(recorded[0])
+            running = child.poll() is None if child is not None else self._alive(handle)
+            if running and (shard not in found or found[shard].attempt < handle.attempt):
+                found[shard] = handle
+        return sorted(found.values(), key=lambda h: h.shard)
 
     async def output(self, handle: ShardHandle, max_bytes: int) -> str:
         path = self.log_file(handle.job, handle.shard, handle.attempt)
@@ -236,67 +317,46 @@ class LocalRunner:
         await asyncio.to_thread(shutil.rmtree, self.workspace / job, True)
 
     async def close(self) -> None:
-        self._children.clear()  # running workers are left alone (adopted after a restart)
+        """Let the warm workers go (end of input makes them exit); running workers are left
+        alone, to be adopted after a restart."""
+        with self._standby_lock:
+            standby, self._standby = self._standby, []
+        for process in standby:
+            with contextlib.suppress(OSError):
+                assert process.stdin is not None
+                process.stdin.close()
+        for process in standby:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(process.wait, 5)
+        self._children.clear()
 
 
-def _as_str_argv(args: object) -> list[str]:
-    return [str(a) for a in args] if isinstance(args, list | tuple) else []
-
-
-def _handle_from_argv(pid: int, argv: Sequence[str], workspace: Path) -> ShardHandle | None:
-    """The shard a wrapper's command line names, if it is one of ours (in this workspace)."""
-    if len(argv) < 5 or argv[3] != _MARKER:
-        return None
-    exit_file = Path(argv[4])
-    match = _ATTEMPT.search(argv[4])
-    if match is None or workspace not in exit_file.parents:
-        return None
+def _read_pid_file(path: Path) -> tuple[int, int] | None:
+    """(pid, start time) from a worker's pid file, or None."""
     try:
-        job = argv[argv.index("--job") + 1]
-        shard = int(argv[argv.index("--shard") + 1])
-    except (ValueError, IndexError):
+        pid, started = path.read_text().split()
+        return int(pid), int(started)
+    except (OSError, ValueError):
         return None
-    return ShardHandle(job=job, shard=shard, attempt=int(match[1]), ref=str(pid))
-
-
-def _our_wrapper(pid: int, job: str, shard: int, workspace: Path) -> ShardHandle | None:
-    """The live wrapper with this pid if it still runs ``job``'s ``shard`` (pids are reused)."""
-    argv = _live_argv(pid)
-    handle = _handle_from_argv(pid, argv, workspace) if argv else None
-    if handle is None or handle.job != job or handle.shard != shard:
-        return None
-    return handle
-
-
-def _live_argv(pid: int) -> list[str] | None:
-    """The command line of a running (not zombie) process group leader, or None.
-
-    Only group leaders: a child the wrapper has forked but not yet exec'd shows the wrapper's
-    command line too, in the wrapper's group.
-    """
-    stat = _proc_stat(pid)
-    if stat is None or not stat.running or stat.pgrp != pid:
-        return None
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]] or None
 
 
 @dataclass(frozen=True)
 class _Stat:
     running: bool  # not a zombie
     pgrp: int
+    started: int  # clock ticks after boot: with the pid, names one process for good
 
 
 def _proc_stat(pid: int | str) -> _Stat | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        # The fields after the parenthesised command name (which may hold anything).
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
-        return _Stat(running=state not in ("Z", "X"), pgrp=int(pgrp))
-    except (OSError, ValueError):
+        # The fields after the parenthesised command name (which may hold anything): the
+        # state is field 3 of proc(5), the process group 5, the start time 22.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return _Stat(
+            running=fields[0] not in ("Z", "X"), pgrp=int(fields[2]), started=int(fields[19])
+        )
+    except (OSError, ValueError, IndexError):
         return None
 
 
