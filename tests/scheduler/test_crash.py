@@ -187,7 +187,13 @@ async def test_a_lost_worker_is_replaced_for_its_unfinished_datums(
     async def second_running() -> bool:
         return (markers / "g1.txt.pid").exists()
 
+    async def first_recorded() -> bool:
+        datums = (await scheduler.api.get(f"/v1/jobs/{created.job}/datums")).json()["items"]
+        return any(d["inputs"][0]["path"] == "/g0.txt" and d["state"] == "success" for d in datums)
+
     await wait_until(second_running, 60, "the second datum to start")
+    # Results are written in batches: until then a finished datum counts as unfinished.
+    await wait_until(first_recorded, 60, "the first datum's result")
     # The worker dies; the command it was running (in a session of its own) is left behind,
     # and must be stopped before the shard runs again.
     job = (await scheduler.api.get(f"/v1/jobs/{created.job}")).json()

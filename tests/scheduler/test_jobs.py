@@ -3,9 +3,13 @@ the LocalRunner starting real tusk-worker processes."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
+import pytest
 
 from tests.scheduler.conftest import Scheduler
 from tests.scheduler.helpers import (
@@ -20,7 +24,9 @@ from tests.scheduler.helpers import (
 )
 from tusk.client import RepoClient
 from tusk.events.types import JobCancel
+from tusk.worker.protocol import META_BRANCH, DatumResult, ShardSpec, results_batch_path, shard_path
 from tusk_scheduler.app import create_app
+from tusk_scheduler.domain.results import ResultReader
 
 
 async def _setup(repos: RepoClient, files: dict[str, bytes]) -> tuple[str, str, str, str]:
@@ -72,6 +78,11 @@ async def test_job_runs_shards_and_finishes_the_output_commit(
     meta = await repos.inspect_commit(pipeline, job["meta_commit"])
     assert meta.branch == "meta"
     assert meta.state == "finished"
+    shard_data = b"".join(
+        [p async for p in repos.get_file(pipeline, meta.id, shard_path(created.job, 0))]
+    )
+    log_tail_bytes = scheduler.context.settings.log_tail_bytes
+    assert ShardSpec.model_validate_json(shard_data).log_tail_bytes == log_tail_bytes
 
     datums = (await scheduler.api.get(f"/v1/jobs/{created.job}/datums")).json()
     assert len(datums["items"]) == 5
@@ -320,3 +331,62 @@ async def test_the_api_needs_a_token_when_tokens_are_set(scheduler: Scheduler) -
         bad = await api.get("/v1/jobs/no%20pe", headers={"Authorization": "Bearer s3cret"})
         assert bad.status_code == 400
         assert bad.json()["code"] == "invalid_argument"
+
+
+async def test_result_reader_reads_each_batch_once(
+    repos: RepoClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, job = unique("pipe"), unique("job")
+    await repos.create_repo(repo)
+    meta = (await repos.start_commit(repo, META_BRANCH)).id
+    now = datetime.now(UTC)
+
+    def line(datum: str, state: Literal["success", "failed"], job_id: str = job) -> bytes:
+        result = DatumResult(
+            datum=datum,
+            job=job_id,
+            shard=0,
+            state=state,
+            attempts=1,
+            started_at=now,
+            finished_at=now,
+            log_tail=f"log of {datum}",
+        )
+        return result.model_dump_json().encode() + b"\n"
+
+    first = results_batch_path(job, 0, "run1", 0)
+    second = results_batch_path(job, 1, "run2", 0)
+    await repos.put_files(
+        repo,
+        meta,
+        [
+            (first, line("a", "success") + b"{not a result\n" + line("b", "success", "other")),
+            (second, line("b", "failed") + line("unwanted", "success")),
+        ],
+    )
+    reads: list[str] = []
+    get_file = repos.get_file
+
+    def counted(name: str, ref: str, path: str, **options: Any) -> AsyncGenerator[bytes, None]:
+        reads.append(path)
+        return get_file(name, ref, path, **options)
+
+    monkeypatch.setattr(repos, "get_file", counted)
+    reader = ResultReader(repos, log_tail_bytes=4)
+    seen: set[str] = set()
+
+    found = await reader.collect(repo, meta, job, {"a", "b", "c"}, seen)
+
+    assert sorted((c.result.datum, c.result.state, c.log_tail) for c in found) == [
+        ("a", "success", "of a"),  # the tail cut to the reader's 4 bytes
+        ("b", "failed", "of b"),  # the line naming another job is ignored
+    ]
+    assert seen == {first, second}
+    assert sorted(reads) == sorted(seen)
+
+    third = results_batch_path(job, 0, "run3", 0)
+    await repos.put_file(repo, meta, third, line("c", "success"))
+    reads.clear()
+    found = await reader.collect(repo, meta, job, {"c"}, seen)
+    assert [c.result.datum for c in found] == ["c"]
+    assert reads == [third]  # the batches read before are not read again

@@ -188,7 +188,13 @@ async def test_a_deleted_pod_is_replaced_and_only_its_unfinished_datums_run_agai
     async def second_running() -> bool:
         return (markers / "g1.txt.pid").exists()
 
+    async def first_recorded() -> bool:
+        datums = (await scheduler.api.get(f"/v1/jobs/{created.job}/datums")).json()["items"]
+        return any(d["inputs"][0]["path"] == "/g0.txt" and d["state"] == "success" for d in datums)
+
     await wait_until(second_running, 30, "the second datum to start")
+    # Results are written in batches: until then a finished datum counts as unfinished.
+    await wait_until(first_recorded, 30, "the first datum's result")
     orphan = int((markers / "g1.txt.pid").read_text())
     try:
         [pod] = await ks.apods(created.job)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tusk.client import RepoClient
+from tusk.errors import NotFound
 from tusk.worker.protocol import (
     META_BRANCH,
     DatumInputSpec,
@@ -19,7 +20,8 @@ from tusk.worker.protocol import (
     ShardSpec,
     TransformSpec,
     log_path,
-    result_path,
+    parse_results_batch,
+    results_dir,
     shard_path,
 )
 
@@ -78,6 +80,7 @@ class Job:
         env: dict[str, str] | None = None,
         datum_tries: int = 1,
         datum_timeout_seconds: float | None = None,
+        log_tail_bytes: int = 16 * 1024,
     ) -> ShardSpec:
         spec = ShardSpec(
             job=self.job,
@@ -89,6 +92,7 @@ class Job:
             transform=TransformSpec(cmd=tuple(cmd), stdin=tuple(stdin), env=env or {}),
             datum_tries=datum_tries,
             datum_timeout_seconds=datum_timeout_seconds,
+            log_tail_bytes=log_tail_bytes,
             datums=tuple(datums),
         )
         await self.repo.put_file(
@@ -142,8 +146,34 @@ class Job:
         ]
         return b"".join(pieces)
 
+    async def batches(self) -> dict[str, bytes]:
+        """The results batch files in the meta commit, by path."""
+        try:
+            paths = [
+                e.path
+                async for e in self.repo.list_dir(
+                    self.output_repo, self.meta_commit, results_dir(self.job)
+                )
+            ]
+        except NotFound:
+            return {}
+        return {path: await self.read(path) for path in paths}
+
+    async def results(self) -> dict[str, DatumResult]:
+        """Every datum result in the meta commit, by datum (a success wins over a failure)."""
+        found: dict[str, DatumResult] = {}
+        for data in (await self.batches()).values():
+            results, problems = parse_results_batch(data)
+            assert not problems, problems
+            for r in results:
+                if r.datum not in found or found[r.datum].state != "success":
+                    found[r.datum] = r
+        return found
+
     async def result(self, datum: str) -> DatumResult:
-        return DatumResult.model_validate_json(await self.read(result_path(self.job, datum)))
+        results = await self.results()
+        assert datum in results, f"no result for {datum!r} in the meta commit"
+        return results[datum]
 
     async def log(self, datum: str) -> str:
         return (await self.read(log_path(self.job, datum))).decode(errors="replace")

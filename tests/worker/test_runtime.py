@@ -1,20 +1,24 @@
 """The worker's parts in-process: the datum log, running a command, scanning outputs, and
-`run_shard` itself against the real repo server."""
+`run_shard` itself (with its batched results) against the real repo server."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
 from tests.worker.helpers import PY, Job, alive, file_input, input_repo
-from tusk.client import RepoClient
+from tusk.client import PutResult, RepoClient
 from tusk.errors import InvalidArgument
+from tusk.worker import runtime
 from tusk.worker.process import DatumLog, run_command
-from tusk.worker.protocol import DatumSpec
+from tusk.worker.protocol import DatumResult, DatumSpec, results_batch_path
 from tusk.worker.runtime import load_shard_spec, run_shard
 from tusk.worker.transfer import DatumError, RetryPolicy, scan_outputs
 
@@ -178,3 +182,141 @@ async def test_bad_input_name_is_a_worker_error(repo: RepoClient, repo_url: str)
     )
     with pytest.raises(InvalidArgument, match="'out'"):
         await run_shard(repo, spec)
+
+
+# --- recording results in batches ------------------------------------------------------------
+
+
+def counting_meta_writes(repo: RepoClient, job: Job, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of files of each ``put_files`` request to the job's meta commit."""
+    writes: list[int] = []
+    put_files = repo.put_files
+
+    async def counted(
+        name: str, ref: str, files: Iterable[tuple[str, bytes | Path]], **options: Any
+    ) -> PutResult:
+        files = list(files)
+        if ref == job.meta_commit:
+            writes.append(len(files))
+        return await put_files(name, ref, files, **options)
+
+    monkeypatch.setattr(repo, "put_files", counted)
+    return writes
+
+
+async def test_many_results_are_written_in_few_requests(
+    repo: RepoClient, repo_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "BATCH_MAX_WAIT", 60.0)  # only a full batch or the end writes
+    job = await Job.open(repo, repo_url)
+    count = runtime.BATCH_RESULTS + 6
+    spec = await job.write_shard(
+        [DatumSpec(id=f"d{i:03d}", inputs=()) for i in range(count)],
+        ["sh", "-c", 'echo "log of $TUSK_DATUM"'],
+        log_tail_bytes=8,
+    )
+    writes = counting_meta_writes(repo, job, monkeypatch)
+
+    outcome = await run_shard(repo, spec, scratch=tmp_path)
+
+    assert len(outcome.succeeded) == count
+    # A full batch, then the rest at the end: each request the logs plus one batch file.
+    assert writes == [runtime.BATCH_RESULTS + 1, 6 + 1]
+    batches = await job.batches()
+    assert sorted(len(data.splitlines()) for data in batches.values()) == [6, 64]
+    results = await job.results()
+    assert set(results) == {f"d{i:03d}" for i in range(count)}
+    log = await job.log("d007")
+    assert "log of d007\n" in log
+    assert results["d007"].log_tail == log[-8:]  # as much as the spec says
+
+
+async def test_results_are_written_while_a_long_datum_runs(
+    repo: RepoClient, repo_url: str, tmp_path: Path
+) -> None:
+    job = await Job.open(repo, repo_url)
+    flag = tmp_path / "flag"
+    spec = await job.write_shard(
+        [DatumSpec(id="quick", inputs=()), DatumSpec(id="long", inputs=())],
+        ["sh", "-c", f'[ "$TUSK_DATUM" = quick ] || while [ ! -e {flag} ]; do sleep 0.05; done'],
+    )
+    shard = asyncio.create_task(run_shard(repo, spec, scratch=tmp_path / "scratch"))
+    try:
+        deadline = time.monotonic() + 20
+        while "quick" not in await job.results():
+            assert time.monotonic() < deadline, "the quick datum's result was held back"
+            assert not shard.done()
+            await asyncio.sleep(0.05)
+        assert not shard.done()  # the long datum still runs
+    finally:
+        flag.touch()
+    outcome = await shard
+    assert outcome.succeeded == ["quick", "long"]
+    assert set(await job.results()) == {"quick", "long"}
+
+
+async def test_a_cancelled_shard_records_its_finished_datums(
+    repo: RepoClient, repo_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "BATCH_MAX_WAIT", 60.0)  # only the stop writes the result
+    job = await Job.open(repo, repo_url)
+    started = tmp_path / "started"
+    spec = await job.write_shard(
+        [DatumSpec(id="quick", inputs=()), DatumSpec(id="slow", inputs=())],
+        ["sh", "-c", f'[ "$TUSK_DATUM" = quick ] || {{ touch {started}; sleep 60; }}'],
+    )
+    shard = asyncio.create_task(run_shard(repo, spec, scratch=tmp_path / "scratch", kill_grace=1))
+    deadline = time.monotonic() + 20
+    while not started.exists():
+        assert time.monotonic() < deadline, "the slow datum never started"
+        await asyncio.sleep(0.02)
+    assert await job.results() == {}
+
+    shard.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await shard
+
+    results = await job.results()
+    assert set(results) == {"quick"}
+    assert results["quick"].state == "success"
+    assert "attempt 1 of 1" in await job.log("quick")
+
+
+async def test_resume_reads_earlier_batches_and_ignores_bad_lines(
+    repo: RepoClient, repo_url: str, tmp_path: Path
+) -> None:
+    job = await Job.open(repo, repo_url)
+    runs = tmp_path / "runs"
+    spec = await job.write_shard(
+        [DatumSpec(id=d, inputs=()) for d in ("done", "failed", "bad-line", "other-job", "new")],
+        ["sh", "-c", f'echo "$TUSK_DATUM" >> {runs}'],
+    )
+    now = datetime.now(UTC)
+
+    def line(datum: str, state: Literal["success", "failed"], job_id: str = job.job) -> bytes:
+        result = DatumResult(
+            datum=datum,
+            job=job_id,
+            shard=0,
+            state=state,
+            attempts=1,
+            started_at=now,
+            finished_at=now,
+        )
+        return result.model_dump_json().encode() + b"\n"
+
+    earlier = [
+        line("done", "success") + line("failed", "failed") + b'{"datum": "bad-line", "sta\n',
+        line("other-job", "success", job_id="another") + b"not json at all\n",
+    ]
+    await repo.put_files(
+        job.output_repo,
+        job.meta_commit,
+        [(results_batch_path(job.job, 0, "earlier", i), data) for i, data in enumerate(earlier)],
+    )
+
+    outcome = await run_shard(repo, spec, scratch=tmp_path / "scratch")
+
+    assert outcome.already_done == ["done"]
+    assert outcome.succeeded == ["failed", "bad-line", "other-job", "new"]
+    assert runs.read_text().split() == ["failed", "bad-line", "other-job", "new"]

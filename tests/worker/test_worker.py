@@ -16,7 +16,7 @@ from tests.backing.common import free_port
 from tests.worker.helpers import PY, Job, alive, dir_input, file_input, input_repo
 from tusk.client import RepoClient
 from tusk.errors import NotFound
-from tusk.worker.protocol import DatumSpec, log_path, result_path
+from tusk.worker.protocol import DatumSpec, log_path
 
 REPORT = """
 import json, os, sys
@@ -88,6 +88,7 @@ async def test_stages_inputs_runs_and_records(repo: RepoClient, repo_url: str, t
     assert "attempt 1 of 1" in log
     assert "hello on stdout\n" in log
     assert "hello on stderr\n" in log
+    assert result.log_tail == log  # all of it: under the spec's log_tail_bytes
     assert "datum" in stderr
     assert "state=success" in stderr
 
@@ -239,7 +240,7 @@ async def test_resume_skips_finished_datums(repo: RepoClient, repo_url: str, tmp
     assert len(runs.read_text().split()) == 5  # a finished shard runs nothing again
 
 
-async def test_sigterm_stops_the_command_and_records_nothing(
+async def test_sigterm_stops_the_command_and_records_what_finished(
     repo: RepoClient, repo_url: str, tmp_path: Path
 ):
     job = await Job.open(repo, repo_url)
@@ -272,11 +273,13 @@ async def test_sigterm_stops_the_command_and_records_nothing(
 
     assert process.returncode == 128 + signal.SIGTERM, stderr.decode()
     assert not alive(user_pid)
-    assert (await job.result("quick")).state == "success"
+    results = await job.results()
+    assert results["quick"].state == "success"
+    assert "quick" in await job.log("quick")
     for datum in ("slow", "never"):
-        for path in (result_path(job.job, datum), log_path(job.job, datum)):
-            with pytest.raises(NotFound):
-                await repo.stat(job.output_repo, job.meta_commit, path)
+        assert datum not in results
+        with pytest.raises(NotFound):
+            await repo.stat(job.output_repo, job.meta_commit, log_path(job.job, datum))
     assert b"stopping" in stderr
 
 

@@ -10,9 +10,16 @@ need no broker and no database.
 
 Meta commit layout::
 
-    /jobs/<job>/shards/<shard>.json      ShardSpec
-    /jobs/<job>/datums/<datum>.json      DatumResult
-    /jobs/<job>/datums/<datum>.log       the datum's stdout and stderr, all attempts
+    /jobs/<job>/shards/<shard>.json                ShardSpec
+    /jobs/<job>/results/<shard>-<run>-<seq>.jsonl  DatumResults, one JSON object per line
+    /jobs/<job>/datums/<datum>.log                 the datum's stdout and stderr, all attempts
+
+Results are written in batches, so tiny datums do not cost a request each: a batch file holds
+the results of many datums, and comes in the same request as those datums' logs. ``<run>`` is
+a random token of one worker run and ``<seq>`` counts that run's batches, so a batch file is
+written once and never rewritten; the scheduler reads each one once. A datum may have lines in
+several batch files (a run stopped mid-flush, a shard started again): one saying success is
+enough. Each result carries the tail of its log, so reading results needs no other request.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 META_BRANCH = "meta"
 
@@ -70,6 +77,8 @@ class ShardSpec(_Model):
     transform: TransformSpec
     datum_tries: int = 3
     datum_timeout_seconds: float | None = None
+    log_tail_bytes: int = 16 * 1024
+    """How much of the end of each datum's log goes into its result, as ``log_tail``."""
     datums: tuple[DatumSpec, ...]
 
 
@@ -89,6 +98,8 @@ class DatumResult(_Model):
     error: str | None = None
     started_at: datetime
     finished_at: datetime
+    log_tail: str = ""
+    """The last ``log_tail_bytes`` of the datum's log, decoded with errors replaced."""
 
 
 def shard_path(job: str, shard: int) -> str:
@@ -99,9 +110,28 @@ def datums_dir(job: str) -> str:
     return f"/jobs/{job}/datums"
 
 
-def result_path(job: str, datum: str) -> str:
-    return f"{datums_dir(job)}/{datum}.json"
+def results_dir(job: str) -> str:
+    return f"/jobs/{job}/results"
+
+
+def results_batch_path(job: str, shard: int, run: str, seq: int) -> str:
+    return f"{results_dir(job)}/{shard}-{run}-{seq:06d}.jsonl"
 
 
 def log_path(job: str, datum: str) -> str:
     return f"{datums_dir(job)}/{datum}.log"
+
+
+def parse_results_batch(data: bytes) -> tuple[list[DatumResult], list[str]]:
+    """The results in a batch file, and what is wrong with each line that is not a result (a
+    bad line costs only its datum, which then counts as unfinished)."""
+    results: list[DatumResult] = []
+    problems: list[str] = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            results.append(DatumResult.model_validate_json(line))
+        except ValidationError as e:
+            problems.append(f"line {number}: {e}")
+    return results, problems

@@ -1,10 +1,12 @@
 """Running a shard: its datums one after another, each staged in a clean pfs root, run, its
 outputs uploaded to the output commit and its result and log written to the meta commit.
 
-A datum's result is written last, in one request with its log, so a result in the meta commit
-means the datum's outputs are in the output commit. A restarted shard therefore skips the
-datums that have a successful result and runs the others again; a datum that was interrupted
-leaves no result (its outputs may be partly uploaded: only the results say which files count).
+A datum's result is queued only after its outputs are uploaded, and a queued result reaches the
+meta commit in one request with its log (see :class:`_ResultBatcher`), so a result in the meta
+commit means the datum's outputs are in the output commit. A restarted shard therefore skips
+the datums that have a successful result and runs the others again; a datum that was
+interrupted, or whose queued result was never written, leaves no result (its outputs may be
+partly uploaded: only the results say which files count).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import functools
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -22,6 +25,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import structlog
 from pydantic import ValidationError
@@ -35,9 +40,10 @@ from tusk.worker.protocol import (
     DatumSpec,
     OutputFile,
     ShardSpec,
-    datums_dir,
     log_path,
-    result_path,
+    parse_results_batch,
+    results_batch_path,
+    results_dir,
     shard_path,
 )
 from tusk.worker.transfer import (
@@ -51,6 +57,12 @@ from tusk.worker.transfer import (
 )
 
 KILL_GRACE = 5.0
+BATCH_RESULTS = 64
+"""Queued results that are written at once, without waiting for BATCH_MAX_WAIT."""
+BATCH_MAX_WAIT = 0.2
+"""Seconds the oldest queued result waits at most before its batch is written."""
+STOP_FLUSH_TIMEOUT = 5.0
+"""Seconds a stopped worker spends at most writing the results it has queued."""
 _PARALLEL_READS = 8
 _ENV_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -170,12 +182,13 @@ class _ShardRunner:
             pfs_root=str(self.pfs_root or "per datum"),
         )
         started = time.monotonic()
-        for datum in self.spec.datums:
-            if datum.id in done:
-                outcome.already_done.append(datum.id)
-                self.log.info("datum already done", datum=datum.id)
-                continue
-            outcome.results.append(await self._run_datum(datum))
+        async with _ResultBatcher(self.client, self.spec, self.retry, self.log) as batcher:
+            for datum in self.spec.datums:
+                if datum.id in done:
+                    outcome.already_done.append(datum.id)
+                    self.log.info("datum already done", datum=datum.id)
+                    continue
+                outcome.results.append(await self._run_datum(datum, batcher))
         self.log.info(
             "shard finished",
             succeeded=len(outcome.succeeded),
@@ -188,41 +201,46 @@ class _ShardRunner:
     # --- resuming ----------------------------------------------------------------------------
 
     async def _successful_results(self) -> set[str]:
-        """Datums of this shard with a successful result in the meta commit."""
+        """Datums of this shard with a successful result in any batch file of the meta commit."""
         spec = self.spec
         ours = {d.id for d in spec.datums}
 
         async def listing() -> list[str]:
-            entries = self.client.list_dir(spec.output_repo, spec.meta_commit, datums_dir(spec.job))
+            entries = self.client.list_dir(
+                spec.output_repo, spec.meta_commit, results_dir(spec.job)
+            )
             return [e.path async for e in entries if e.type == "file"]
 
         try:
             paths = await self.retry.call(listing, "list datum results")
-        except NotFound:  # no datum of the job has finished yet
+        except NotFound:  # no datum of the job has a result yet
             return set()
-        present = set(paths)
         slots = asyncio.Semaphore(_PARALLEL_READS)
 
-        async def succeeded(datum: str) -> bool:
-            path = result_path(spec.job, datum)
+        async def read(path: str) -> bytes:
             async with slots:
-                data = await self.retry.call(
+                return await self.retry.call(
                     functools.partial(_read, self.client, spec.output_repo, spec.meta_commit, path),
                     path,
                 )
-            try:
-                return DatumResult.model_validate_json(data).state == "success"
-            except ValidationError:
-                self.log.warning("unreadable datum result, running it again", datum=datum)
-                return False
 
-        candidates = [d for d in ours if result_path(spec.job, d) in present]
-        answers = await asyncio.gather(*(succeeded(d) for d in candidates))
-        return {d for d, ok in zip(candidates, answers, strict=True) if ok}
+        done: set[str] = set()
+        for path, data in zip(paths, await asyncio.gather(*map(read, paths)), strict=True):
+            results, problems = parse_results_batch(data)
+            for problem in problems:
+                self.log.warning(
+                    "unreadable line in a results batch, ignored", path=path, problem=problem
+                )
+            done.update(
+                r.datum
+                for r in results
+                if r.job == spec.job and r.datum in ours and r.state == "success"
+            )
+        return done
 
     # --- one datum ---------------------------------------------------------------------------
 
-    async def _run_datum(self, datum: DatumSpec) -> DatumResult:
+    async def _run_datum(self, datum: DatumSpec, batcher: _ResultBatcher) -> DatumResult:
         spec = self.spec
         started_at = datetime.now(UTC)
         started = time.monotonic()
@@ -246,6 +264,7 @@ class _ShardRunner:
                     )
                     break
                 log.line(f"=== tusk: attempt {attempt} failed: {failure} ({took}) ===")
+        log_bytes = log.getvalue()
         result = DatumResult(
             datum=datum.id,
             job=spec.job,
@@ -256,8 +275,9 @@ class _ShardRunner:
             error=failure,
             started_at=started_at,
             finished_at=datetime.now(UTC),
+            log_tail=_tail(log_bytes, spec.log_tail_bytes),
         )
-        await self._record(result, log)
+        await batcher.add(result, log_bytes)
         fields: dict[str, object] = {"error": failure} if failure else {"outputs": len(outputs)}
         self.log.info(
             "datum",
@@ -345,17 +365,123 @@ class _ShardRunner:
             except OSError as e:
                 self.log.warning("cannot remove a datum directory", path=str(root), error=str(e))
 
-    async def _record(self, result: DatumResult, log: DatumLog) -> None:
-        """The datum's log and result in one request: both are in the meta commit, or neither."""
-        spec = self.spec
-        files = [
-            (log_path(spec.job, result.datum), log.getvalue()),
-            (result_path(spec.job, result.datum), result.model_dump_json(indent=2).encode()),
-        ]
-        await self.retry.call(
-            lambda: self.client.put_files(spec.output_repo, spec.meta_commit, files),
-            f"record datum {result.datum}",
+
+class _ResultBatcher:
+    """Queues finished datums' results and logs and writes them to the meta commit in batches,
+    so tiny datums do not cost a request each.
+
+    A batch is one ``put_files`` request: the queued datums' logs and one new batch file of
+    their results, all or none, so a result is never there without its log. It is written when
+    BATCH_RESULTS results are queued, when the oldest has waited BATCH_MAX_WAIT (a background
+    task, so a long datum does not hold back the results before it), when the shard ends, and,
+    within STOP_FLUSH_TIMEOUT, when the shard stops on an error or a cancellation, so finished
+    datums are not run again. A batch that cannot be written (after the retry policy) is a
+    worker error.
+    """
+
+    def __init__(
+        self,
+        client: RepoClient,
+        spec: ShardSpec,
+        retry: RetryPolicy,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self._client = client
+        self._spec = spec
+        self._retry = retry
+        self._log = log
+        self._run = secrets.token_hex(4)  # batch file names of this run never meet another's
+        self._seq = 0
+        self._queue: list[_Queued] = []
+        self._queued = asyncio.Event()  # set while the queue is not empty
+        self._writing = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._timer = asyncio.create_task(self._flush_when_due())
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._timer is not None
+        self._timer.cancel()
+        await asyncio.wait([self._timer])
+        if error is None:
+            self._raise_timer_failure()
+            await self.flush()
+            return
+        try:
+            async with asyncio.timeout(STOP_FLUSH_TIMEOUT):
+                await self.flush()
+        except Exception as e:  # the shard's own error is the one that counts
+            self._log.warning(
+                "cannot record the results of finished datums; they will run again",
+                datums=len(self._queue),
+                error=repr(e),
+            )
+
+    async def add(self, result: DatumResult, log: bytes) -> None:
+        """Queue a datum's result and log; write the batch if it is full."""
+        self._raise_timer_failure()
+        self._queue.append(_Queued(result, log, time.monotonic()))
+        self._queued.set()
+        if len(self._queue) >= BATCH_RESULTS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything queued (what is queued meanwhile may wait for the next batch)."""
+        async with self._writing:
+            batch = list(self._queue)
+            if batch:
+                await self._write(batch)
+                del self._queue[: len(batch)]  # only now: an interrupted write is done again
+            if not self._queue:
+                self._queued.clear()
+
+    async def _write(self, batch: list[_Queued]) -> None:
+        spec = self._spec
+        # A new name for every write, also the write of an interrupted batch again: a batch
+        # file is never rewritten (a datum may then have two lines, which readers allow).
+        path = results_batch_path(spec.job, spec.shard, self._run, self._seq)
+        self._seq += 1
+        lines = b"".join(q.result.model_dump_json().encode() + b"\n" for q in batch)
+        files = [(log_path(spec.job, q.result.datum), q.log) for q in batch] + [(path, lines)]
+        await self._retry.call(
+            lambda: self._client.put_files(spec.output_repo, spec.meta_commit, files),
+            f"record {len(batch)} datum results",
         )
+        self._log.debug("datum results recorded", batch=path, datums=len(batch))
+
+    async def _flush_when_due(self) -> None:
+        while True:
+            await self._queued.wait()
+            wait = self._queue[0].since + BATCH_MAX_WAIT - time.monotonic() if self._queue else 0
+            if wait > 0:
+                await asyncio.sleep(wait)
+            else:
+                await self.flush()
+
+    def _raise_timer_failure(self) -> None:
+        timer = self._timer
+        if timer is not None and timer.done() and not timer.cancelled():
+            failure = timer.exception()
+            if failure is not None:
+                raise failure
+
+
+@dataclass(frozen=True)
+class _Queued:
+    result: DatumResult
+    log: bytes
+    since: float  # time.monotonic() when it was queued
+
+
+def _tail(log: bytes, size: int) -> str:
+    return log[-size:].decode(errors="replace") if size > 0 else ""
 
 
 async def _read(client: RepoClient, repo: str, commit: str, path: str) -> bytes:

@@ -127,6 +127,8 @@ class JobExecution:
         # The plan of a start this execution has just recorded: its skipped datums are still
         # to be recorded and their outputs linked.
         self._carry: JobPlan | None = None
+        # The results batch files of the meta commit already read: they never change.
+        self._seen_results: set[str] = set()
         self.log = log.bind(job=job)
 
     def poke(self) -> None:
@@ -220,6 +222,7 @@ class JobExecution:
                 output_commit=output_commit,
                 meta_commit=meta_commit,
                 datums=[datum_spec(d) for d in shard],
+                log_tail_bytes=deps.settings.log_tail_bytes,
             )
             for n, shard in enumerate(plan.shards)
         ]
@@ -444,6 +447,7 @@ class JobExecution:
                     datum_spec(Datum.from_dict({"id": d.datum, "inputs": d.inputs}))
                     for d in remaining
                 ],
+                log_tail_bytes=deps.settings.log_tail_bytes,
             )
             await deps.repos.put_file(
                 job.output_repo,
@@ -556,8 +560,13 @@ class JobExecution:
         """Record the results that appeared in the meta commit; maybe emit job.progress."""
         deps = self.deps
         assert job.meta_commit is not None
-        found = await deps.results.collect(job.output_repo, job.meta_commit, job.id, unfinished)
+        # Marked read only once their results are recorded: after a failed write, read again.
+        seen = set(self._seen_results)
+        found = await deps.results.collect(
+            job.output_repo, job.meta_commit, job.id, unfinished, seen
+        )
         if not found and not progress.due(progress.counts):
+            self._seen_results = seen
             return
         async with deps.db.session() as session:
             if found:
@@ -570,6 +579,7 @@ class JobExecution:
                     session, JobProgress(job=job.id, pipeline=job.pipeline, counts=counts)
                 )
                 progress.sent(counts)
+        self._seen_results = seen
         for c in found:
             unfinished.pop(c.result.datum, None)
             deps.metrics.datums.labels(c.result.state).inc()

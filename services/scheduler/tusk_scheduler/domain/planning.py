@@ -80,7 +80,10 @@ def shard_spec(
     output_commit: str,
     meta_commit: str,
     datums: Iterable[DatumSpec],
+    log_tail_bytes: int,
 ) -> ShardSpec:
+    """``log_tail_bytes``: how much of each datum's log the worker puts in its result, so the
+    scheduler needs no request for it (the scheduler's setting of that name)."""
     transform = spec.transform
     return ShardSpec(
         job=job,
@@ -94,6 +97,7 @@ def shard_spec(
         datum_timeout_seconds=(
             spec.datum_timeout.total_seconds() if spec.datum_timeout is not None else None
         ),
+        log_tail_bytes=log_tail_bytes,
         datums=tuple(datums),
     )
 
