@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -195,17 +195,12 @@ class JobExecution:
         deps = self.deps
         spec = _spec(job)
         commits = {i["name"]: i["commit"] for i in job.inputs}
-        # Listing the inputs and opening the commits do not depend on each other.
-        listing = asyncio.ensure_future(job_datums(spec, commits, deps.repos))
-        try:
-            output_commit = job.output_commit or await self._open(job, job.output_branch, "output")
-            meta_commit = job.meta_commit or await self._open(job, META_BRANCH, "meta")
-            datums = await listing
-        finally:
-            if not listing.done():
-                listing.cancel()
-            elif not listing.cancelled():
-                listing.exception()  # retrieved: an error of _open is the one that counts
+        # Listing the inputs and opening the two commits do not depend on each other.
+        output_commit, meta_commit, datums = await _together(
+            self._open(job, job.output_branch, "output", job.output_commit),
+            self._open(job, META_BRANCH, "meta", job.meta_commit),
+            job_datums(spec, commits, deps.repos),
+        )
         async with deps.db.session(write=False) as session:
             processed = await store.processed_outputs(
                 session, job.pipeline, job.version, [d.id for d in datums]
@@ -226,19 +221,28 @@ class JobExecution:
             )
             for n, shard in enumerate(plan.shards)
         ]
-        if specs:
-            await deps.repos.put_files(
-                repo,
-                meta_commit,
-                [(shard_path(job.id, s.shard), s.model_dump_json().encode()) for s in specs],
-            )
-        with contextlib.suppress(NotFound):  # NotFound: nothing to remove
-            await deps.repos.delete_file(repo, output_commit, "/")
+
+        async def write_specs() -> None:
+            if specs:
+                await deps.repos.put_files(
+                    repo,
+                    meta_commit,
+                    [(shard_path(job.id, s.shard), s.model_dump_json().encode()) for s in specs],
+                )
+
+        async def empty_output() -> None:
+            with contextlib.suppress(NotFound):  # NotFound: nothing to remove
+                await deps.repos.delete_file(repo, output_commit, "/")
+
+        await _together(write_specs(), empty_output())
         if await self._record_start(job, plan, output_commit):
             self._carry = plan  # recorded and linked as soon as the workers are started
 
-    async def _open(self, job: JobRow, branch: str, kind: str) -> str:
-        """Open the job's output or meta commit, or adopt the one a crashed run opened."""
+    async def _open(self, job: JobRow, branch: str, kind: str, opened: str | None) -> str:
+        """Open the job's output or meta commit, or adopt the one a crashed run opened
+        (``opened``: the one recorded already)."""
+        if opened is not None:
+            return opened
         deps = self.deps
         description = f"tusk job {job.id} ({kind})"
         provenance = (
@@ -782,6 +786,19 @@ class _Progress:
     def sent(self, counts: DatumCounts) -> None:
         self._last_sent = counts
         self._sent_at = time.monotonic()
+
+
+async def _together(*steps: Awaitable[Any]) -> list[Any]:
+    """Run independent steps at once; the first failure cancels the others and is raised
+    (as itself, for the caller's ``except`` clauses)."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _spec(job: JobRow) -> PipelineSpec:
