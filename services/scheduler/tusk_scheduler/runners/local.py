@@ -91,6 +91,7 @@ class LocalRunner:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._standby: list[subprocess.Popen[bytes]] = []
         self._standby_lock = threading.Lock()  # starts run in threads, several at once
+        self._refill: asyncio.Task[None] | None = None
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -110,7 +111,9 @@ class LocalRunner:
 
     async def start(self, launch: ShardLaunch) -> ShardHandle:
         handle = await asyncio.to_thread(self._start, launch)
-        await self.warm_up()
+        if self._refill is None or self._refill.done():
+            # Not waited for: starting a process is slower than handing a shard over.
+            self._refill = asyncio.create_task(self.warm_up())
         return handle
 
     async def warm_up(self) -> None:
@@ -169,9 +172,10 @@ class LocalRunner:
             )
 
     def _fill_pool(self) -> None:
-        with self._standby_lock:
-            missing = self.warm_workers - len(self._standby)
-        for _ in range(missing):
+        while True:
+            with self._standby_lock:
+                if len(self._standby) >= self.warm_workers:
+                    return
             process = self._spawn(self.workspace / "standby.log")
             with self._standby_lock:
                 self._standby.append(process)
@@ -319,6 +323,9 @@ class LocalRunner:
     async def close(self) -> None:
         """Let the warm workers go (end of input makes them exit); running workers are left
         alone, to be adopted after a restart."""
+        if self._refill is not None:
+            with contextlib.suppress(Exception):
+                await self._refill
         with self._standby_lock:
             standby, self._standby = self._standby, []
         for process in standby:
