@@ -1,13 +1,15 @@
 """The async SQL engine (PostgreSQL through asyncpg, SQLite through aiosqlite) and sessions.
 
 Services only flush; the unit of work that opened the session commits or rolls back. SQLite
-allows one writer at a time, so in SQLite mode write transactions take a process-wide lock
-instead of failing with "database is locked" (the embedded mode is one process).
+allows one writer at a time, so in SQLite mode write transactions queue on a lock shared by
+every :class:`Database` of the same file in the event loop (the embedded services each have
+one), rather than meeting in SQLite's busy handler, which sleeps 1 to 100 ms between tries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from datetime import UTC, datetime
@@ -84,7 +86,7 @@ class Database:
         self._write_sessions = async_sessionmaker(
             engine.execution_options(tusk_write=True), expire_on_commit=False, autoflush=False
         )
-        self._write_lock = asyncio.Lock()
+        self._file = str(engine.url.database) if self.is_sqlite else None
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -93,7 +95,7 @@ class Database:
     @asynccontextmanager
     async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits when the block ends and rolls back on error."""
-        lock = self._write_lock if (write and self.is_sqlite) else nullcontext()
+        lock = _sqlite_write_lock(self._file) if (write and self._file) else nullcontext()
         async with lock:
             try:
                 sessions = self._write_sessions if write else self._sessions
@@ -106,6 +108,16 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+_sqlite_write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]
+_sqlite_write_locks = weakref.WeakKeyDictionary()
+
+
+def _sqlite_write_lock(file: str) -> asyncio.Lock:
+    """The write lock of a SQLite file in the running event loop (a lock serves one loop)."""
+    locks = _sqlite_write_locks.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(file, asyncio.Lock())
 
 
 def insert_for(session: AsyncSession, table: Any) -> Any:
