@@ -34,7 +34,7 @@ from tusk.errors import TuskError
 from tusk.logging import configure_logging
 from tusk.worker.config import WorkerSettings, load_settings
 from tusk.worker.protocol import EXIT_DATUMS_FAILED, EXIT_SUCCESS, EXIT_WORKER_ERROR
-from tusk.worker.runtime import ShardOutcome, load_shard_spec, run_shard
+from tusk.worker.runtime import ShardOutcome, load_shard_spec, run_shard, successful_datums
 from tusk.worker.transfer import RetryPolicy
 
 logger = structlog.get_logger("tusk.worker")
@@ -198,8 +198,12 @@ async def _work(
         if client is None:
             client = await stack.enter_async_context(_repo_client(settings))
         retry = RetryPolicy(attempts=settings.worker_repo_attempts)
-        spec = await load_shard_spec(
-            client, args.output_repo, args.meta_commit, args.job, args.shard, retry=retry
+        # Both need only the arguments: one round trip on the way to the first datum.
+        spec, done = await asyncio.gather(
+            load_shard_spec(
+                client, args.output_repo, args.meta_commit, args.job, args.shard, retry=retry
+            ),
+            successful_datums(client, args.output_repo, args.meta_commit, args.job, retry=retry),
         )
         return await run_shard(
             client,
@@ -208,6 +212,7 @@ async def _work(
             scratch=settings.worker_scratch,
             retry=retry,
             kill_grace=settings.worker_kill_grace,
+            already_done=done,
         )
 
 

@@ -124,6 +124,40 @@ async def load_shard_spec(
     return spec
 
 
+async def successful_datums(
+    client: RepoClient, repo: str, meta_commit: str, job: str, *, retry: RetryPolicy | None = None
+) -> set[str]:
+    """The job's datums with a successful result in any batch file of the meta commit."""
+    retry = retry or RetryPolicy()
+
+    async def listing() -> list[str]:
+        entries = client.list_dir(repo, meta_commit, results_dir(job))
+        return [e.path async for e in entries if e.type == "file"]
+
+    try:
+        paths = await retry.call(listing, "list datum results")
+    except NotFound:  # no datum of the job has a result yet
+        return set()
+    slots = asyncio.Semaphore(_PARALLEL_READS)
+
+    async def read(path: str) -> bytes:
+        async with slots:
+            return await retry.call(
+                functools.partial(_read, client, repo, meta_commit, path),
+                path,
+            )
+
+    done: set[str] = set()
+    for path, data in zip(paths, await asyncio.gather(*map(read, paths)), strict=True):
+        results, problems = parse_results_batch(data)
+        for problem in problems:
+            logger.warning(
+                "unreadable line in a results batch, ignored", path=path, problem=problem
+            )
+        done.update(r.datum for r in results if r.job == job and r.state == "success")
+    return done
+
+
 async def run_shard(
     client: RepoClient,
     spec: ShardSpec,
@@ -133,19 +167,23 @@ async def run_shard(
     retry: RetryPolicy | None = None,
     kill_grace: float = KILL_GRACE,
     base_env: Mapping[str, str] | None = None,
+    already_done: set[str] | None = None,
 ) -> ShardOutcome:
     """Run every datum of the shard that has no successful result yet.
 
     ``pfs_root`` set: every datum is staged there (the directory is emptied between datums);
     unset: each datum gets a fresh directory under ``scratch`` (default: the system temporary
     directory). ``base_env`` is the environment the command starts from (default: this
-    process's). Raises :mod:`tusk.errors` exceptions for worker-level failures (the repo
-    service unreachable after retries, a commit gone or finished); a datum that fails is not
-    an exception but a failed result.
+    process's). ``already_done``: what :func:`successful_datums` says, if the caller asked
+    already (the worker asks while it reads the spec); otherwise it is asked here. Raises
+    :mod:`tusk.errors` exceptions for worker-level failures (the repo service unreachable
+    after retries, a commit gone or finished); a datum that fails is not an exception but a
+    failed result.
     """
     runner = _ShardRunner(
         client=client,
         spec=spec,
+        already_done=already_done,
         pfs_root=pfs_root,
         scratch=scratch,
         retry=retry or RetryPolicy(),
@@ -160,6 +198,7 @@ async def run_shard(
 class _ShardRunner:
     client: RepoClient
     spec: ShardSpec
+    already_done: set[str] | None
     pfs_root: Path | None
     scratch: Path | None
     retry: RetryPolicy
@@ -174,7 +213,13 @@ class _ShardRunner:
         if self.pfs_root is not None:
             await asyncio.to_thread(_check_pfs_root, self.pfs_root, self.spec)
         outcome = ShardOutcome()
-        done = await self._successful_results()
+        spec = self.spec
+        done = self.already_done
+        if done is None:
+            done = await successful_datums(
+                self.client, spec.output_repo, spec.meta_commit, spec.job, retry=self.retry
+            )
+        done &= {d.id for d in spec.datums}
         self.log.info(
             "shard started",
             datums=len(self.spec.datums),
@@ -197,46 +242,6 @@ class _ShardRunner:
             duration_s=round(time.monotonic() - started, 3),
         )
         return outcome
-
-    # --- resuming ----------------------------------------------------------------------------
-
-    async def _successful_results(self) -> set[str]:
-        """Datums of this shard with a successful result in any batch file of the meta commit."""
-        spec = self.spec
-        ours = {d.id for d in spec.datums}
-
-        async def listing() -> list[str]:
-            entries = self.client.list_dir(
-                spec.output_repo, spec.meta_commit, results_dir(spec.job)
-            )
-            return [e.path async for e in entries if e.type == "file"]
-
-        try:
-            paths = await self.retry.call(listing, "list datum results")
-        except NotFound:  # no datum of the job has a result yet
-            return set()
-        slots = asyncio.Semaphore(_PARALLEL_READS)
-
-        async def read(path: str) -> bytes:
-            async with slots:
-                return await self.retry.call(
-                    functools.partial(_read, self.client, spec.output_repo, spec.meta_commit, path),
-                    path,
-                )
-
-        done: set[str] = set()
-        for path, data in zip(paths, await asyncio.gather(*map(read, paths)), strict=True):
-            results, problems = parse_results_batch(data)
-            for problem in problems:
-                self.log.warning(
-                    "unreadable line in a results batch, ignored", path=path, problem=problem
-                )
-            done.update(
-                r.datum
-                for r in results
-                if r.job == spec.job and r.datum in ours and r.state == "success"
-            )
-        return done
 
     # --- one datum ---------------------------------------------------------------------------
 
