@@ -4,7 +4,7 @@ Every step is written so that doing it again after a crash is harmless, because 
 a restarted scheduler resumes: it runs the step of the state the job row is in.
 
 - **starting** opens the output commit (provenance: the input commits; global id: the job's)
-  and the meta commit, recording their ids at once; a commit opened just before a crash is
+  and the meta commit, recording their ids once both are open; a commit opened before a crash is
   recognised by its description and adopted. It computes the datums, empties the output commit
   (the output is exactly the carried-forward outputs plus the new datums' outputs), links the
   outputs of the datums an earlier job of the same pipeline version processed, writes the shard
@@ -181,8 +181,9 @@ class JobExecution:
     async def _step(self, job: JobRow) -> None:
         if job.state == CREATED:
             async with self.deps.db.session() as session:
-                await store.update_job(session, job.id, expect=[CREATED], state=STARTING)
-        elif job.state == STARTING:
+                if await store.update_job(session, job.id, expect=[CREATED], state=STARTING):
+                    job.state = STARTING  # and on, without reading the row again
+        if job.state == STARTING:
             await self._start(job)
         elif job.state == RUNNING:
             await self._run(job)
@@ -201,6 +202,12 @@ class JobExecution:
             self._open(job, META_BRANCH, "meta", job.meta_commit),
             job_datums(spec, commits, deps.repos),
         )
+        if (output_commit, meta_commit) != (job.output_commit, job.meta_commit):
+            # (Opened just before a crash and not recorded: adopted by its description.)
+            async with deps.db.session() as session:
+                await store.update_job(
+                    session, job.id, output_commit=output_commit, meta_commit=meta_commit
+                )
         async with deps.db.session(write=False) as session:
             processed = await store.processed_outputs(
                 session, job.pipeline, job.version, [d.id for d in datums]
@@ -240,7 +247,7 @@ class JobExecution:
 
     async def _open(self, job: JobRow, branch: str, kind: str, opened: str | None) -> str:
         """Open the job's output or meta commit, or adopt the one a crashed run opened
-        (``opened``: the one recorded already)."""
+        (``opened``: the one recorded already); the caller records it."""
         if opened is not None:
             return opened
         deps = self.deps
@@ -276,9 +283,6 @@ class JobExecution:
             commit = open_commit
         except NotFound as e:
             raise JobFailure(f"cannot open the {kind} commit: {e.message}") from None
-        column = "output_commit" if kind == "output" else "meta_commit"
-        async with deps.db.session() as session:
-            await store.update_job(session, job.id, **{column: commit})
         self.log.info(f"{kind} commit opened", repo=job.output_repo, branch=branch, commit=commit)
         return commit
 
