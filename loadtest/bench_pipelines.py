@@ -45,6 +45,7 @@ import httpx
 from loadtest.report import Figure, Report, environment, percentile, print_table, say
 from tests.backing.common import LOOPBACK, ManagedProcess, free_port, port_open, wait_until
 from tests.backing.kafka import KAFKA_VERSION, KafkaBroker
+from tests.backing.postgres import PostgresServer
 from tusk.client import RepoClient
 from tusk.client.pipelines import TriggerClient
 from tusk.pipelines import Datum, DatumInput, PipelineSpec, plan_datums
@@ -75,6 +76,8 @@ async def wait_lines(path: Path, count: int, within: float = 120) -> list[int]:
 
 
 class Stack:
+    """``tusk up``: every service in one process (SQLite, a local object store)."""
+
     def __init__(self, work: Path, bootstrap: str) -> None:
         self.work = work
         self.ports = {name: free_port() for name in ("repo", "trigger", "scheduler", "inference")}
@@ -108,6 +111,61 @@ class Stack:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class ServicesStack(Stack):
+    """repo, trigger and scheduler as separate processes (``uvicorn``, as their images run
+    them) on PostgreSQL, as deployed; objects in a local directory."""
+
+    def __init__(self, work: Path, bootstrap: str, database_url: str) -> None:
+        self.work = work
+        self.ports = {name: free_port() for name in ("repo", "trigger", "scheduler")}
+        self.env = {
+            "TUSK_KAFKA_BOOTSTRAP": bootstrap,
+            "TUSK_DATABASE_URL": database_url,
+            "TUSK_OBJECT_STORE_URL": f"file://{work / 'objects'}",
+            "TUSK_DATA_DIR": str(work / "data"),
+            "TUSK_REPO_URL": self.url("repo"),
+            "TUSK_MIGRATE_ON_START": "false",
+            "TUSK_LOG_LEVEL": "WARNING",
+        }
+        self.processes = [
+            ManagedProcess(
+                name,
+                [
+                    str(BIN / "uvicorn"),
+                    "--factory",
+                    f"tusk_{name}.app:create_app",
+                    "--host",
+                    LOOPBACK,
+                    "--port",
+                    str(self.ports[name]),
+                    "--no-access-log",
+                ],
+                work,
+                env=self.env,
+            )
+            for name in ("repo", "trigger", "scheduler")
+        ]
+
+    def start(self) -> None:
+        subprocess.run([str(BIN / "tusk"), "migrate"], env={**os.environ, **self.env}, check=True)
+        for process in self.processes:
+            process.start()
+        for process in self.processes:
+            port = self.ports[process.name]
+            wait_until(
+                lambda port=port, name=process.name: (
+                    port_open(LOOPBACK, port) and httpx.get(f"{self.url(name)}/readyz").is_success
+                ),
+                90,
+                process.name,
+                process,
+            )
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
 
 
 def pipeline_yaml(name: str, repo: str, cmd: list[str], parallelism: int = 1) -> str:
@@ -418,14 +476,21 @@ async def bench_throughput(
 # --- running it --------------------------------------------------------------------------------
 
 
-async def run(work: Path, quick: bool) -> Report:
+async def run(work: Path, quick: bool, services: bool) -> Report:
     report = Report()
     report.environment = environment(kafka=KAFKA_VERSION)
+    report.environment["stack"] = "services" if services else "tusk up"
     bench_planning(report, 10_000)
     kafka = KafkaBroker(num_partitions=3)
-    say("starting Kafka and tusk up")
+    postgres = PostgresServer() if services else None
+    say("starting Kafka" + (", PostgreSQL and the services" if services else " and tusk up"))
     await asyncio.to_thread(kafka.start)
-    stack = Stack(work, kafka.bootstrap)
+    stack: Stack
+    if postgres is not None:
+        await asyncio.to_thread(postgres.start)
+        stack = ServicesStack(work, kafka.bootstrap, postgres.url)
+    else:
+        stack = Stack(work, kafka.bootstrap)
     try:
         await asyncio.to_thread(stack.start)
         async with (
@@ -438,6 +503,8 @@ async def run(work: Path, quick: bool) -> Report:
     finally:
         await asyncio.to_thread(stack.stop)
         await asyncio.to_thread(kafka.close)
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
     report.environment["load_average_after"] = os.getloadavg()
     return report
 
@@ -449,17 +516,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fewer runs: 10 latency commits, 200 datums, 1,000 for skipping",
     )
+    parser.add_argument(
+        "--stack",
+        choices=["embedded", "services"],
+        default="embedded",
+        help="embedded: `tusk up` (one process, SQLite); services: repo, trigger and scheduler "
+        "as separate processes on PostgreSQL, as deployed",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tusk-bench-pipelines-") as work:
-        report = asyncio.run(run(Path(work), args.quick))
+        report = asyncio.run(run(Path(work), args.quick, args.stack == "services"))
     report.details["total_seconds"] = time.monotonic() - started
     print()
     print_table(
         report,
         f"Kafka {report.environment['kafka']} (one KRaft node), "
-        "tusk up (SQLite, local object store)",
+        + (
+            "repo, trigger and scheduler processes (PostgreSQL, local object store)"
+            if args.stack == "services"
+            else "tusk up (SQLite, local object store)"
+        ),
         decimals=3,
     )
     say(f"done in {report.details['total_seconds']:.0f} s")
