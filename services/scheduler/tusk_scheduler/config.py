@@ -43,6 +43,13 @@ class SchedulerSettings(CommonSettings):
         alias="TUSK_KUBE_WORKER_IMAGE",
         description="Kubernetes runner: the image of pipelines without transform.image.",
     )
+    kube_worker_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None,
+        alias="TUSK_KUBE_WORKER_IMAGE_PULL_POLICY",
+        description="Kubernetes runner: the workers' imagePullPolicy; unset: Kubernetes' "
+        "default (Always for :latest). IfNotPresent runs images built into the node "
+        "(minikube) without a registry.",
+    )
     kube_worker_service_account: str | None = Field(
         default="tusk-worker",
         alias="TUSK_KUBE_WORKER_SERVICE_ACCOUNT",

@@ -63,6 +63,7 @@ def make_runner(settings: SchedulerSettings) -> Runner:
             token=settings.token,
             token_secret=settings.kube_worker_token_secret,
             default_image=settings.kube_worker_image,
+            image_pull_policy=settings.kube_worker_image_pull_policy,
             worker_command=settings.worker_command or ("tusk-worker",),
             service_account=settings.kube_worker_service_account,
             node_selector=settings.kube_node_selector,
