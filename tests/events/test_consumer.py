@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.events.helpers import (
@@ -22,6 +22,7 @@ from tusk.errors import Unavailable
 from tusk.events.bus import Record, encode
 from tusk.events.consumer import DLQ_REASON, EventConsumer
 from tusk.events.envelope import Envelope, EventData
+from tusk.events.types import CommitFinished
 
 Scratch = tuple[Database, MetaData]
 
@@ -166,3 +167,22 @@ async def test_stop_finishes_the_event_in_hand(
     rest = await drain(sub)
     await sub.close()
     assert [r.offset for r in rest] == [2]
+
+
+async def test_events_of_types_not_taken_are_passed_over(
+    buses: Buses, scratch_db: Scratch, topic: str
+) -> None:
+    """Nothing is recorded for them: no processed-event row, no handler call."""
+    db, metadata = scratch_db
+    await buses.create_topics(topic, f"{topic}.dlq")
+    await buses.new().publish([ping(topic, "k", i) for i in range(5)])
+    consumer = make_consumer(buses, scratch_db, topic)
+    consumer.types = (CommitFinished,)
+    consumer.start()
+    await wait_for(lambda: consumer.ignored == 5, what="5 events passed over")
+    await consumer.stop()
+    assert consumer.handled == 0
+    async with db.session(write=False) as session:
+        rows = await session.execute(select(metadata.tables["test_processed_events"]))
+        assert rows.all() == []
+    assert await effect_counts(db, metadata.tables["test_effects"]) == {}

@@ -4,6 +4,7 @@ One consumer group per service. For each record, in order:
 
 - a record that is not a valid event (not a CloudEvent, bad JSON, unknown type, data that does
   not fit its type) goes to ``tusk.dlq`` with the reason in its headers, and the consumer goes on;
+- an event of a type the consumer does not take (``types``) is passed over: no transaction;
 - otherwise, in one SQL transaction, the event id is inserted into the service's processed-events
   table and the handler runs: a redelivered event finds its id there and is skipped, so a
   handler whose effects are SQL has them exactly once. (Effects outside the database must be
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -66,6 +67,7 @@ class EventConsumer:
         group: str,
         topics: Sequence[str],
         handler: Handler,
+        types: Collection[type[EventData]] | None = None,
         batch_size: int = 100,
         min_backoff: float = 0.1,
         max_backoff: float = 10.0,
@@ -77,12 +79,15 @@ class EventConsumer:
         self.group = group
         self.topics = tuple(topics)
         self.handler = handler
+        # None: every type. Others share the topics (a service's own job events, say).
+        self.types = tuple(types) if types is not None else None
         self.batch_size = batch_size
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.dlq_topic = dlq_topic
         # What this consumer did since it was made (for tests, metrics and logs).
         self.handled = 0
+        self.ignored = 0
         self.duplicates = 0
         self.dead_lettered = 0
         self._stopped = asyncio.Event()
@@ -166,6 +171,9 @@ class EventConsumer:
             data = envelope.payload()
         except InvalidArgument as e:
             return await self._dead_letter(record, e.message)
+        if self.types is not None and not isinstance(data, self.types):
+            self.ignored += 1
+            return True
         backoff = self.min_backoff
         with structlog.contextvars.bound_contextvars(event_id=envelope.id, type=envelope.type):
             while True:

@@ -18,7 +18,7 @@ from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.domain.dispatcher import Dispatcher
 from tusk_scheduler.domain.execution import Deps
 from tusk_scheduler.domain.results import ResultReader
-from tusk_scheduler.events import GROUP, TOPICS, make_handler
+from tusk_scheduler.events import GROUP, TOPICS, TYPES, make_handler
 from tusk_scheduler.metrics import Metrics
 from tusk_scheduler.runners.base import Runner
 from tusk_scheduler.runners.local import LocalRunner
@@ -125,6 +125,7 @@ async def build_context(
             processed_events,
             group=GROUP,
             topics=TOPICS,
+            types=TYPES,
             handler=make_handler(dispatcher.wake),
         )
         relay.start()

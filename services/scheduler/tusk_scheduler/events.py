@@ -26,6 +26,7 @@ log = structlog.get_logger()
 
 GROUP = "tusk-scheduler"
 TOPICS = (JOBS_TOPIC,)
+TYPES = (JobCreated, JobCancel)  # the scheduler's own job events share the topic
 
 Handler = Callable[[AsyncSession, Envelope, EventData], Awaitable[None]]
 
@@ -40,7 +41,6 @@ def make_handler(wake: Callable[[], None]) -> Handler:
                 call_after_commit(session, wake)
         elif isinstance(data, JobCancel) and await request_cancel(session, data):
             call_after_commit(session, wake)
-        # The other job events are the scheduler's own (started, progress, …): nothing to do.
 
     return handle
 

@@ -20,7 +20,7 @@ from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
 from tusk_trigger.config import TriggerSettings
 from tusk_trigger.cron import commit_tick
-from tusk_trigger.events import GROUP, TOPICS, make_handler
+from tusk_trigger.events import GROUP, TOPICS, TYPES, make_handler
 from tusk_trigger.service import TriggerService
 from tusk_trigger.tables import outbox, processed_events
 
@@ -58,7 +58,13 @@ async def build_context(
             db, repos, OutboxWriter(outbox, "tusk/trigger", on_commit=relay.wake)
         )
         consumer = EventConsumer(
-            bus, db, processed_events, group=GROUP, topics=TOPICS, handler=make_handler(service)
+            bus,
+            db,
+            processed_events,
+            group=GROUP,
+            topics=TOPICS,
+            types=TYPES,
+            handler=make_handler(service),
         )
         relay.start()
         stack.push_async_callback(relay.stop)

@@ -19,6 +19,8 @@ from tusk_trigger.service import TriggerService
 
 GROUP = "tusk-trigger"
 TOPICS = (COMMITS_TOPIC, JOBS_TOPIC)
+# Not commit.started, branch.moved, job.created, …: passed over without a transaction.
+TYPES = (CommitFinished, JobStarted, JobProgress, JobSucceeded, JobFailed)
 
 
 def make_handler(service: TriggerService) -> Handler:
@@ -27,6 +29,5 @@ def make_handler(service: TriggerService) -> Handler:
             await service.on_commit_finished(session, data)
         elif isinstance(data, JobStarted | JobProgress | JobSucceeded | JobFailed):
             await service.on_job_event(session, data)
-        # Other types (commit.started, branch.moved, job.created, …) are not ours to act on.
 
     return handle
