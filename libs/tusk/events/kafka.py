@@ -174,6 +174,11 @@ class KafkaBus:
         )
         try:
             await consumer.start()
+            if group is None:
+                # A lone reader's start is fixed now rather than at its first fetch, so what
+                # is published once subscribe() has returned is read, not skipped.
+                for partition in consumer.assignment():
+                    await consumer.position(partition)
         except (KafkaError, OSError) as e:
             await consumer.stop()
             raise _translate(e, "starting a consumer") from e
