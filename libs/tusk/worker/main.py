@@ -80,12 +80,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def standby() -> int:
     """Get warm, wait for an :class:`Assignment` on stdin, run it, record its exit status."""
-    try:
-        settings = load_settings()
-    except TuskError as e:
-        sys.stderr.write(f"tusk-worker --standby: {e.message}\n")
+    settings = _configured("tusk-worker --standby")
+    if settings is None:
         return EXIT_WORKER_ERROR
-    configure_logging(settings.log_level, json=settings.log_json)
     return asyncio.run(_standby(settings))
 
 
@@ -130,13 +127,11 @@ async def _run_assigned(assignment: Assignment, client: RepoClient, warm: Worker
     os.environ.update(assignment.env)
     try:
         args = _parser().parse_args(assignment.argv)
-        settings = load_settings()
     except SystemExit as e:  # a usage error (argparse has said what it was)
         return e.code if isinstance(e.code, int) else EXIT_WORKER_ERROR
-    except TuskError as e:
-        sys.stderr.write(f"tusk-worker: {e.message}\n")
+    settings = _configured("tusk-worker")
+    if settings is None:
         return EXIT_WORKER_ERROR
-    configure_logging(settings.log_level, json=settings.log_json)
     same = (settings.repo_url, settings.token, settings.timeout) == (
         warm.repo_url,
         warm.token,
@@ -147,13 +142,22 @@ async def _run_assigned(assignment: Assignment, client: RepoClient, warm: Worker
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # a usage error exits 2, as any worker error does
+    settings = _configured("tusk-worker")
+    if settings is None:
+        return EXIT_WORKER_ERROR
+    return asyncio.run(_serve(args, settings))
+
+
+def _configured(prog: str) -> WorkerSettings | None:
+    """The settings from the environment, logging configured by them; None once what is wrong
+    with them has been written to stderr."""
     try:
         settings = load_settings()
     except TuskError as e:
-        sys.stderr.write(f"tusk-worker: {e.message}\n")
-        return EXIT_WORKER_ERROR
+        sys.stderr.write(f"{prog}: {e.message}\n")
+        return None
     configure_logging(settings.log_level, json=settings.log_json)
-    return asyncio.run(_serve(args, settings))
+    return settings
 
 
 async def _serve(
