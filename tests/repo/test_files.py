@@ -329,3 +329,43 @@ async def test_link_by_content_hash(client: httpx.AsyncClient, repo: str) -> Non
     assert finished["parent"] == first["id"]
     assert await read(client, repo, "master", "/copy/a") == b"alpha"
     assert finished["file_count"] == 3
+
+
+async def test_reading_one_path_of_an_open_commit_sees_every_staged_change_that_reaches_it(
+    client: httpx.AsyncClient, repo: str
+) -> None:
+    """Reads of one path apply only the staged changes on it, beneath it or on its ancestors;
+    what they answer must match the whole merged tree (a glob of everything)."""
+    await commit_files(
+        client, repo, {"/a/x": b"1", "/a/y": b"2", "/b/z": b"3", "/c": b"4", "/dX1/g": b"5"}
+    )
+    commit = ok(await client.post(f"/v1/repos/{repo}/commits", json={}), 201)["id"]
+    url = f"/v1/repos/{repo}/commits/{commit}"
+    for path in ("/a", "/c"):
+        assert (await client.delete(f"{url}/file", params={"path": path})).status_code == 204
+    # "_" and "%" in a path must not act as wildcards when picking the changes beneath it.
+    for path in ("/a/new", "/b/z2", "/c/d", "/d_1/e", "/d%1/h", "/dX1/f"):
+        ok(await client.put(f"{url}/file", params={"path": path}, content=path.encode()), 201)
+    everything = {
+        f["path"]: f for f in ok(await client.get(f"{url}/glob", params={"pattern": "/**"}))
+    }
+    assert set(everything) == {
+        "/", "/a", "/a/new", "/b", "/b/z", "/b/z2", "/c", "/c/d", "/d%1", "/d%1/h", "/d_1",
+        "/d_1/e", "/dX1", "/dX1/f", "/dX1/g",
+    }  # fmt: skip
+    for path, info in everything.items():
+        stat = ok(await client.get(f"{url}/stat", params={"path": path}))
+        assert (stat["type"], stat["hash"], stat["size_bytes"]) == (
+            info["type"], info["hash"], info["size_bytes"]
+        ), path  # fmt: skip
+        if info["type"] == "dir":
+            listed = ok(await client.get(f"{url}/list", params={"path": path}))["items"]
+            expected = sorted(
+                p for p in everything if p != "/" and (p.rpartition("/")[0] or "/") == path
+            )
+            assert [f["path"] for f in listed] == expected, path
+        else:
+            kept = {"/b/z": b"3", "/dX1/g": b"5"}  # from the parent commit
+            assert await read(client, repo, commit, path) == kept.get(path, path.encode())
+    for gone in ("/a/x", "/a/y", "/c/x", "/d_1/f"):
+        error(await client.get(f"{url}/stat", params={"path": gone}), 404)

@@ -554,17 +554,26 @@ class RepoService:
         await store.stage_delete(session, commit.id, path)
         return commit
 
-    async def view(self, session: AsyncSession, repo: RepoRow, ref: str) -> TreeView:
-        """The tree of a finished commit (by ref), or of an open commit (by its id)."""
+    async def view(
+        self, session: AsyncSession, repo: RepoRow, ref: str, path: str = "/"
+    ) -> TreeView:
+        """The tree of a finished commit (by ref), or of an open commit (by its id); for an open
+        commit, as it is at ``path`` and below (elsewhere it may lack staged changes)."""
         commit = await self.resolve_commit(session, repo, ref)
         if commit.state == OPEN:
-            return await self.open_view(session, commit)
+            return await self.open_view(session, commit, path)
         assert commit.root_tree is not None
         return TreeView(commit, commit.root_tree, self.trees.loader(session))
 
-    async def open_view(self, session: AsyncSession, commit: CommitRow) -> TreeView:
-        """An open commit's tree as it would be if finished now (nothing is saved)."""
-        deletes, puts = await store.staged_changes(session, commit.id)
+    async def open_view(
+        self, session: AsyncSession, commit: CommitRow, path: str = "/"
+    ) -> TreeView:
+        """An open commit's tree as it would be if finished now (nothing is saved), at ``path``
+        and below: only the staged changes that reach there are applied, so reading one file of
+        a commit with a hundred thousand staged ones does not merge them all."""
+        deletes, puts = await store.staged_changes(
+            session, commit.id, reaching=normalize_path(path)
+        )
         base_loader = self.trees.loader(session)
         if not deletes and not puts:
             return TreeView(commit, commit.base_tree, base_loader)

@@ -149,16 +149,27 @@ async def has_staged_put_under(session: AsyncSession, commit_id: str, path: str)
 
 
 async def staged_changes(
-    session: AsyncSession, commit_id: str
+    session: AsyncSession, commit_id: str, *, reaching: str = "/"
 ) -> tuple[list[str], list[tuple[str, str, int]]]:
+    """The commit's staged deletes and puts; with ``reaching``, only those that can change
+    what is at that path or below it: on the path, beneath it, or on one of its ancestors."""
     # On the session's connection (Core), not the session (ORM): rows come by the hundred
     # thousand, and the ORM's per-row handling would double the time to read them.
     connection = await session.connection()
-    result = await connection.execute(
-        select(StagedRow.path, StagedRow.op, StagedRow.file_hash, StagedRow.size).where(
-            StagedRow.commit_id == commit_id
-        )
+    query = select(StagedRow.path, StagedRow.op, StagedRow.file_hash, StagedRow.size).where(
+        StagedRow.commit_id == commit_id
     )
+    if reaching != "/":
+        parts = reaching.split("/")[1:]
+        ancestors = ["/"] + ["/" + "/".join(parts[:n]) for n in range(1, len(parts))]
+        query = query.where(
+            or_(
+                StagedRow.path == reaching,
+                StagedRow.path.startswith(reaching + "/", autoescape=True),
+                StagedRow.path.in_(ancestors),
+            )
+        )
+    result = await connection.execute(query)
     deletes: list[str] = []
     puts: list[tuple[str, str, int]] = []
     for path, op, file_hash, size in result.all():

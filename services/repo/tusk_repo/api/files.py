@@ -220,7 +220,7 @@ async def get_file(
     """Stream a file's contents; a single ``Range: bytes=…`` header gives part of it."""
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
-        view = await ctx.service.view(session, row, ref)
+        view = await ctx.service.view(session, row, ref, path)
         _, stored = await ctx.service.open_file(session, view, path)
     start, end = _parse_range(request.headers.get("range"), stored.size)
     headers = {
@@ -278,7 +278,8 @@ async def delete_file(
 async def stat(repo: RepoName, ref: CommitRef, ctx: ContextDep, path: str = "/") -> FileInfo:
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
-        return await ctx.service.stat(session, await ctx.service.view(session, row, ref), path)
+        view = await ctx.service.view(session, row, ref, path)
+        return await ctx.service.stat(session, view, path)
 
 
 @router.get("/repos/{repo}/commits/{ref}/list", response_model=Page[FileInfo])
@@ -294,7 +295,7 @@ async def list_files(
     path = normalize_path(path)
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
-        view = await ctx.service.view(session, row, ref)
+        view = await ctx.service.view(session, row, ref, path)
         entries = await trees.list_dir(view.load, view.root, path)
     if cursor is not None:
         entries = [(p, e) for p, e in entries if e.name > cursor]
