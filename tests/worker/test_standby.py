@@ -3,10 +3,15 @@ shards run through it in the scheduler tests, whose LocalRunner keeps warm worke
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.worker.helpers import PY, Job
+from tusk.client import RepoClient
+from tusk.worker.protocol import DatumSpec, ShardSpec, TransformSpec
 
 WORKER = [str(Path(sys.executable).parent / "tusk-worker")]
 
@@ -43,3 +48,45 @@ def test_an_assignment_sends_output_to_its_log_and_status_to_its_exit_file(
     assert exit_file.read_text().strip() == "2"
     assert "--output-repo" in log.read_text()  # argparse's usage message went to the log
     assert done.stderr == b""
+
+
+async def test_a_standby_worker_runs_the_spec_it_is_handed(
+    repo: RepoClient, repo_url: str, tmp_path: Path
+) -> None:
+    """Handed its spec and told the job is fresh, the worker reads neither from the meta
+    commit: here the spec is not even there, and the shard still runs."""
+    job = await Job.open(repo, repo_url)
+    script = (
+        "import os\n"
+        "open(os.path.join(os.environ['TUSK_PFS_ROOT'], 'out', os.environ['TUSK_DATUM']), 'w')"
+        ".write('ok')\n"
+    )
+    spec = ShardSpec(
+        job=job.job,
+        pipeline=job.output_repo,
+        shard=0,
+        output_repo=job.output_repo,
+        output_commit=job.output_commit,
+        meta_commit=job.meta_commit,
+        transform=TransformSpec(cmd=(PY, "-c", script)),
+        datums=(DatumSpec(id="d1", inputs=()),),
+    )
+    exit_file = tmp_path / "attempt-0.exit"
+    assignment = {
+        "argv": job.worker_args()[1:],
+        "log_file": str(tmp_path / "attempt-0.log"),
+        "exit_file": str(exit_file),
+        "shard_spec": spec.model_dump_json(),
+        "fresh": True,
+    }
+    process = await asyncio.create_subprocess_exec(
+        *WORKER,
+        "--standby",
+        env=job.worker_env(tmp_path),
+        stdin=asyncio.subprocess.PIPE,
+    )
+    await asyncio.wait_for(process.communicate(json.dumps(assignment).encode() + b"\n"), 120)
+    assert process.returncode == 0, (tmp_path / "attempt-0.log").read_text()
+    assert exit_file.read_text().strip() == "0"
+    assert (await job.result("d1")).state == "success"
+    assert await job.output("/d1") == b"ok"

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -33,8 +34,14 @@ from tusk.client import RepoClient
 from tusk.errors import TuskError
 from tusk.logging import configure_logging
 from tusk.worker.config import WorkerSettings, load_settings
-from tusk.worker.protocol import EXIT_DATUMS_FAILED, EXIT_SUCCESS, EXIT_WORKER_ERROR
-from tusk.worker.runtime import ShardOutcome, load_shard_spec, run_shard, successful_datums
+from tusk.worker.protocol import EXIT_DATUMS_FAILED, EXIT_SUCCESS, EXIT_WORKER_ERROR, ShardSpec
+from tusk.worker.runtime import (
+    ShardOutcome,
+    load_shard_spec,
+    parse_shard_spec,
+    run_shard,
+    successful_datums,
+)
 from tusk.worker.transfer import RetryPolicy
 
 logger = structlog.get_logger("tusk.worker")
@@ -71,6 +78,10 @@ class Assignment(BaseModel):
     env: dict[str, str] = {}
     log_file: Path
     exit_file: Path
+    shard_spec: str | None = None
+    """The shard's spec as in the meta commit: no need to read it from there."""
+    fresh: bool = False
+    """No datum of the job has a result yet (its first start): none to look for."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -137,7 +148,12 @@ async def _run_assigned(assignment: Assignment, client: RepoClient, warm: Worker
         warm.token,
         warm.timeout,
     )
-    return await _serve(args, settings, client if same else None)
+    return await _serve(
+        args,
+        settings,
+        client if same else None,
+        given=_Given(assignment.shard_spec, assignment.fresh),
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -160,12 +176,23 @@ def _configured(prog: str) -> WorkerSettings | None:
     return settings
 
 
+@dataclass(frozen=True)
+class _Given:
+    """What a standby worker's assignment may tell it, saving it a request each."""
+
+    shard_spec: str | None = None
+    fresh: bool = False
+
+
 async def _serve(
-    args: argparse.Namespace, settings: WorkerSettings, client: RepoClient | None = None
+    args: argparse.Namespace,
+    settings: WorkerSettings,
+    client: RepoClient | None = None,
+    given: _Given = _Given(),
 ) -> int:
     """Run the shard, with ``client`` if given (else a new one); the exit status."""
     log = logger.bind(job=args.job, shard=args.shard)
-    work = asyncio.create_task(_work(args, settings, client))
+    work = asyncio.create_task(_work(args, settings, client, given))
     received: list[signal.Signals] = []
 
     def stop(sig: signal.Signals) -> None:
@@ -196,27 +223,32 @@ async def _serve(
 
 
 async def _work(
-    args: argparse.Namespace, settings: WorkerSettings, client: RepoClient | None
+    args: argparse.Namespace, settings: WorkerSettings, client: RepoClient | None, given: _Given
 ) -> ShardOutcome:
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(_repo_client(settings))
         retry = RetryPolicy(attempts=settings.worker_repo_attempts)
-        # Both need only the arguments: one round trip on the way to the first datum.
-        spec, done = await asyncio.gather(
-            load_shard_spec(
-                client, args.output_repo, args.meta_commit, args.job, args.shard, retry=retry
-            ),
-            successful_datums(client, args.output_repo, args.meta_commit, args.job, retry=retry),
-        )
+        where = (args.output_repo, args.meta_commit, args.job)
+
+        async def spec() -> ShardSpec:
+            if given.shard_spec is not None:
+                return parse_shard_spec(given.shard_spec, *where, args.shard)
+            return await load_shard_spec(client, *where, args.shard, retry=retry)
+
+        async def done() -> set[str]:
+            return set() if given.fresh else await successful_datums(client, *where, retry=retry)
+
+        # Both need only the arguments: one round trip on the way to the first datum, or none.
+        shard, already_done = await asyncio.gather(spec(), done())
         return await run_shard(
             client,
-            spec,
+            shard,
             pfs_root=settings.pfs_root,
             scratch=settings.worker_scratch,
             retry=retry,
             kill_grace=settings.worker_kill_grace,
-            already_done=done,
+            already_done=already_done,
         )
 
 

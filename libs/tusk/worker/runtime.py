@@ -106,6 +106,15 @@ async def load_shard_spec(
         data = await retry.call(lambda: _read(client, output_repo, meta_commit, path), where)
     except NotFound as e:
         raise NotFound(f"no shard spec at {where}: {e.message}") from e
+    return parse_shard_spec(data, output_repo, meta_commit, job, shard)
+
+
+def parse_shard_spec(
+    data: bytes | str, output_repo: str, meta_commit: str, job: str, shard: int
+) -> ShardSpec:
+    """A shard spec (as the scheduler wrote it to the meta commit), checked against the
+    address it belongs at."""
+    where = f"{output_repo}@{meta_commit}:{shard_path(job, shard)}"
     try:
         spec = ShardSpec.model_validate_json(data)
     except ValidationError as e:

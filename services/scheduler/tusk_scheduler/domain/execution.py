@@ -43,7 +43,7 @@ from tusk.events.outbox import OutboxWriter
 from tusk.events.types import DatumCounts, JobFailed, JobProgress, JobStarted, JobSucceeded
 from tusk.pipelines import Datum, PipelineSpec, find_output_collisions
 from tusk.pipelines.units import format_duration
-from tusk.worker.protocol import META_BRANCH, shard_path
+from tusk.worker.protocol import META_BRANCH, ShardSpec, shard_path
 from tusk_scheduler import store
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.domain.planning import (
@@ -125,8 +125,10 @@ class JobExecution:
         self.stopping = stopping
         self._poked = asyncio.Event()
         # The plan of a start this execution has just recorded: its skipped datums are still
-        # to be recorded and their outputs linked.
+        # to be recorded and their outputs linked; and the shard specs it wrote, for workers
+        # that can be handed them.
         self._carry: JobPlan | None = None
+        self._fresh_specs: dict[int, ShardSpec] = {}
         # The results batch files of the meta commit already read: they never change.
         self._seen_results: set[str] = set()
         self.log = log.bind(job=job)
@@ -244,6 +246,7 @@ class JobExecution:
         await _together(write_specs(), empty_output())
         if await self._record_start(job, plan, output_commit):
             self._carry = plan  # recorded and linked as soon as the workers are started
+            self._fresh_specs = {s.shard: s for s in specs}
 
     async def _open(self, job: JobRow, branch: str, kind: str, opened: str | None) -> str:
         """Open the job's output or meta commit, or adopt the one a crashed run opened
@@ -347,6 +350,7 @@ class JobExecution:
             }
         progress = _Progress(DatumCounts.model_validate(job.counts), deps.settings)
         carry, self._carry = self._carry, None
+        fresh, self._fresh_specs = self._fresh_specs, {}
         live: dict[int, ShardHandle] = {}
         if carry is None:
             # Resuming (after a restart, or an error): first what finished while nobody
@@ -368,7 +372,9 @@ class JobExecution:
             elif row.state == SHARD_STARTED and row.handle is not None:
                 handles[n] = ShardHandle(job.id, n, row.attempt, row.handle)  # ended meanwhile
             else:
-                handle = await self._start_shard(job, spec, row, row.attempt, unfinished)
+                handle = await self._start_shard(
+                    job, spec, row, row.attempt, unfinished, fresh.get(n)
+                )
                 if handle is not None:
                     handles[n] = handle
         if carry is not None:
@@ -430,52 +436,37 @@ class JobExecution:
         row: ShardRow,
         attempt: int,
         unfinished: Mapping[str, int],
+        fresh: ShardSpec | None = None,
     ) -> ShardHandle | None:
-        """Start (or start again) a shard for its datums that have no result yet."""
+        """Start (or start again) a shard for its datums that have no result yet. ``fresh``:
+        the spec the job's start has just written (no datum has a result yet)."""
         deps = self.deps
         assert job.meta_commit is not None
         assert job.output_commit is not None
         n = row.shard
-        async with deps.db.session(write=False) as session:
-            datums = await store.datums_of(session, job.id, shard=n)
-        remaining = [d for d in datums if d.datum in unfinished]
-        if not remaining:
+        left = (
+            bool(fresh.datums)
+            if fresh is not None
+            else await self._respec_for_remaining(job, spec, n, attempt, unfinished)
+        )
+        if not left:
             await self._shard_done(job, n, None)
             return None
-        if len(remaining) < len(datums) or attempt > 0:
-            # Only what is left: the worker would run a datum with a failed result again.
-            respec = shard_spec(
-                spec,
-                job=job.id,
-                shard=n,
-                output_repo=job.output_repo,
-                output_commit=job.output_commit,
-                meta_commit=job.meta_commit,
-                datums=[
-                    datum_spec(Datum.from_dict({"id": d.datum, "inputs": d.inputs}))
-                    for d in remaining
-                ],
-                log_tail_bytes=deps.settings.log_tail_bytes,
-            )
-            await deps.repos.put_file(
-                job.output_repo,
-                job.meta_commit,
-                shard_path(job.id, n),
-                respec.model_dump_json().encode(),
-            )
-        # The attempt is recorded before the worker starts: a worker started just before a
-        # crash is then found by find_running under this attempt and adopted.
-        async with deps.db.session() as session:
-            await store.update_shard(
-                session,
-                job.id,
-                n,
-                attempt=attempt,
-                state=SHARD_PENDING,
-                handle=None,
-                exit_code=None,
-                detail=None,
-            )
+        if fresh is None:
+            # The attempt is recorded before the worker starts: a worker started just before a
+            # crash is then found by find_running under this attempt and adopted. (A fresh
+            # shard's row says attempt 0, pending, already.)
+            async with deps.db.session() as session:
+                await store.update_shard(
+                    session,
+                    job.id,
+                    n,
+                    attempt=attempt,
+                    state=SHARD_PENDING,
+                    handle=None,
+                    exit_code=None,
+                    detail=None,
+                )
         resources = (
             spec.resource_requests.model_dump(exclude_none=True) if spec.resource_requests else {}
         )
@@ -494,11 +485,53 @@ class JobExecution:
                 env=dict(spec.transform.env),
                 secrets=spec.transform.secrets,
                 version=job.version,
+                spec=fresh.model_dump_json() if fresh is not None else None,
+                fresh=fresh is not None,
             )
         )
         deps.metrics.shard_starts.labels(deps.runner.kind, str(attempt > 0).lower()).inc()
         await self._shard_started(job, handle)
         return handle
+
+    async def _respec_for_remaining(
+        self,
+        job: JobRow,
+        spec: PipelineSpec,
+        n: int,
+        attempt: int,
+        unfinished: Mapping[str, int],
+    ) -> bool:
+        """Write the shard's spec again for its datums without a result, if some have one;
+        False when none is left."""
+        assert job.meta_commit is not None
+        assert job.output_commit is not None
+        async with self.deps.db.session(write=False) as session:
+            datums = await store.datums_of(session, job.id, shard=n)
+        remaining = [d for d in datums if d.datum in unfinished]
+        if not remaining:
+            return False
+        if len(remaining) < len(datums) or attempt > 0:
+            # Only what is left: the worker would run a datum with a failed result again.
+            respec = shard_spec(
+                spec,
+                job=job.id,
+                shard=n,
+                output_repo=job.output_repo,
+                output_commit=job.output_commit,
+                meta_commit=job.meta_commit,
+                datums=[
+                    datum_spec(Datum.from_dict({"id": d.datum, "inputs": d.inputs}))
+                    for d in remaining
+                ],
+                log_tail_bytes=self.deps.settings.log_tail_bytes,
+            )
+            await self.deps.repos.put_file(
+                job.output_repo,
+                job.meta_commit,
+                shard_path(job.id, n),
+                respec.model_dump_json().encode(),
+            )
+        return True
 
     async def _shard_started(self, job: JobRow, handle: ShardHandle) -> None:
         async with self.deps.db.session() as session:

@@ -35,6 +35,11 @@ class ShardLaunch:
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[Secret, ...] = ()
     version: int | None = None  # the pipeline version the job runs
+    # For runners that can hand these to the worker directly (the local runner), each saving it
+    # a request: the shard spec as written to the meta commit, and whether the job's datums
+    # have no results yet (its first start), so that there are none to look for.
+    spec: str | None = None
+    fresh: bool = False
 
 
 @dataclass(frozen=True)

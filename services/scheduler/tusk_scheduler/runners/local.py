@@ -140,6 +140,8 @@ class LocalRunner:
             "env": {"TUSK_PFS_ROOT": str(pfs)},
             "log_file": str(self.log_file(job, shard, attempt)),
             "exit_file": str(exit_file),
+            "shard_spec": launch.spec,
+            "fresh": launch.fresh,
         }
         line = json.dumps(assignment).encode() + b"\n"
         warm = True
