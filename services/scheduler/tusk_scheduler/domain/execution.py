@@ -186,8 +186,8 @@ class JobExecution:
                 if await store.update_job(session, job.id, expect=[CREATED], state=STARTING):
                     job.state = STARTING  # and on, without reading the row again
         if job.state == STARTING:
-            await self._start(job)
-        elif job.state == RUNNING:
+            await self._start(job)  # once recorded, ``job`` says running: straight on
+        if job.state == RUNNING:
             await self._run(job)
         elif job.state == FINISHING:
             await self._finish(job)
@@ -210,6 +210,7 @@ class JobExecution:
                 await store.update_job(
                     session, job.id, output_commit=output_commit, meta_commit=meta_commit
                 )
+            job.output_commit, job.meta_commit = output_commit, meta_commit
         async with deps.db.session(write=False) as session:
             processed = await store.processed_outputs(
                 session, job.pipeline, job.version, [d.id for d in datums]
@@ -313,6 +314,8 @@ class JobExecution:
                 counts=counts.model_dump(),
             ):
                 return False  # not starting any more: the next turn sees why
+            # What the row says now, so that running goes on without reading it again.
+            job.state, job.started_at, job.counts = RUNNING, now, counts.model_dump()
             await store.insert_datums(session, datum_rows)
             await store.insert_shards(session, shard_rows)
             await self.deps.outbox.add(
@@ -341,16 +344,22 @@ class JobExecution:
         spec = _spec(job)
         assert job.output_commit is not None
         assert job.meta_commit is not None
-        async with deps.db.session(write=False) as session:
-            shards = {s.shard: s for s in await store.shards_of(session, job.id)}
-            unfinished = {
-                d.datum: d.shard
-                for d in await store.datums_of(session, job.id, states=[PENDING])
-                if d.shard is not None
-            }
-        progress = _Progress(DatumCounts.model_validate(job.counts), deps.settings)
         carry, self._carry = self._carry, None
         fresh, self._fresh_specs = self._fresh_specs, {}
+        if fresh:  # just recorded by this execution: every shard pending, every datum too
+            shards = {
+                n: ShardRow(job=job.id, shard=n, attempt=0, state=SHARD_PENDING) for n in fresh
+            }
+            unfinished = {d.id: n for n, shard in fresh.items() for d in shard.datums}
+        else:
+            async with deps.db.session(write=False) as session:
+                shards = {s.shard: s for s in await store.shards_of(session, job.id)}
+                unfinished = {
+                    d.datum: d.shard
+                    for d in await store.datums_of(session, job.id, states=[PENDING])
+                    if d.shard is not None
+                }
+        progress = _Progress(DatumCounts.model_validate(job.counts), deps.settings)
         live: dict[int, ShardHandle] = {}
         if carry is None:
             # Resuming (after a restart, or an error): first what finished while nobody
