@@ -197,27 +197,41 @@ class JobExecution:
     async def _start(self, job: JobRow) -> None:
         deps = self.deps
         spec = _spec(job)
+        repo = job.output_repo
         commits = {i["name"]: i["commit"] for i in job.inputs}
-        # Listing the inputs and opening the two commits do not depend on each other.
+
+        async def open_output() -> str:
+            commit = await self._open(job, job.output_branch, "output", job.output_commit)
+            with contextlib.suppress(NotFound):  # NotFound: nothing to remove
+                await deps.repos.delete_file(repo, commit, "/")
+            return commit
+
+        # Independent of each other: opening (and emptying) the output commit, opening the
+        # meta commit, listing the inputs.
         output_commit, meta_commit, datums = await _together(
-            self._open(job, job.output_branch, "output", job.output_commit),
+            open_output(),
             self._open(job, META_BRANCH, "meta", job.meta_commit),
             job_datums(spec, commits, deps.repos),
         )
-        if (output_commit, meta_commit) != (job.output_commit, job.meta_commit):
-            # (Opened just before a crash and not recorded: adopted by its description.)
-            async with deps.db.session() as session:
-                await store.update_job(
-                    session, job.id, output_commit=output_commit, meta_commit=meta_commit
+
+        async def record_commits() -> None:
+            if (output_commit, meta_commit) != (job.output_commit, job.meta_commit):
+                # (Opened just before a crash and not recorded: adopted by its description.)
+                async with deps.db.session() as session:
+                    await store.update_job(
+                        session, job.id, output_commit=output_commit, meta_commit=meta_commit
+                    )
+
+        async def processed_outputs() -> dict[str, list[dict[str, Any]]]:
+            async with deps.db.session(write=False) as session:
+                return await store.processed_outputs(
+                    session, job.pipeline, job.version, [d.id for d in datums]
                 )
-            job.output_commit, job.meta_commit = output_commit, meta_commit
-        async with deps.db.session(write=False) as session:
-            processed = await store.processed_outputs(
-                session, job.pipeline, job.version, [d.id for d in datums]
-            )
+
+        _, processed = await _together(record_commits(), processed_outputs())
+        job.output_commit, job.meta_commit = output_commit, meta_commit
         plan = make_plan(spec, datums, processed)
         self._check_stop()
-        repo = job.output_repo
         specs = [
             shard_spec(
                 spec,
@@ -231,20 +245,12 @@ class JobExecution:
             )
             for n, shard in enumerate(plan.shards)
         ]
-
-        async def write_specs() -> None:
-            if specs:
-                await deps.repos.put_files(
-                    repo,
-                    meta_commit,
-                    [(shard_path(job.id, s.shard), s.model_dump_json().encode()) for s in specs],
-                )
-
-        async def empty_output() -> None:
-            with contextlib.suppress(NotFound):  # NotFound: nothing to remove
-                await deps.repos.delete_file(repo, output_commit, "/")
-
-        await _together(write_specs(), empty_output())
+        if specs:
+            await deps.repos.put_files(
+                repo,
+                meta_commit,
+                [(shard_path(job.id, s.shard), s.model_dump_json().encode()) for s in specs],
+            )
         if await self._record_start(job, plan, output_commit):
             self._carry = plan  # recorded and linked as soon as the workers are started
             self._fresh_specs = {s.shard: s for s in specs}
@@ -387,8 +393,12 @@ class JobExecution:
                 if handle is not None:
                     handles[n] = handle
         if carry is not None:
-            # While the workers start. Should this not complete (a crash), a resumed run
-            # records the skipped datums again, and finishing links any output missing.
+            # Once the workers are under way (a poll interval: they have no results sooner),
+            # since recording thousands of skipped datums would compete with their start for the
+            # repo and the database. Should this not complete (a crash), a resumed run records
+            # the skipped datums again, and finishing links any output missing.
+            if handles:
+                await self._sleep(deps.settings.poll_interval)
             await asyncio.gather(
                 self._record_carried(job, carry), self._link(job, job.output_commit, carry.links)
             )
