@@ -4,7 +4,6 @@ the LocalRunner starting real tusk-worker processes."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,9 +21,10 @@ from tests.scheduler.helpers import (
     unique,
     wait_until,
 )
+from tests.worker.helpers import result_line
 from tusk.client import RepoClient
 from tusk.events.types import JobCancel
-from tusk.worker.protocol import META_BRANCH, DatumResult, ShardSpec, results_batch_path, shard_path
+from tusk.worker.protocol import META_BRANCH, ShardSpec, results_batch_path, shard_path
 from tusk_scheduler.app import create_app
 from tusk_scheduler.domain.results import ResultReader
 
@@ -339,20 +339,9 @@ async def test_result_reader_reads_each_batch_once(
     repo, job = unique("pipe"), unique("job")
     await repos.create_repo(repo)
     meta = (await repos.start_commit(repo, META_BRANCH)).id
-    now = datetime.now(UTC)
 
     def line(datum: str, state: Literal["success", "failed"], job_id: str = job) -> bytes:
-        result = DatumResult(
-            datum=datum,
-            job=job_id,
-            shard=0,
-            state=state,
-            attempts=1,
-            started_at=now,
-            finished_at=now,
-            log_tail=f"log of {datum}",
-        )
-        return result.model_dump_json().encode() + b"\n"
+        return result_line(job_id, datum, state, log_tail=f"log of {datum}")
 
     first = results_batch_path(job, 0, "run1", 0)
     second = results_batch_path(job, 1, "run2", 0)

@@ -8,7 +8,9 @@ import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from tusk.client import RepoClient
 from tusk.errors import NotFound
@@ -197,3 +199,21 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def result_line(
+    job: str, datum: str, state: Literal["success", "failed"], *, log_tail: str = ""
+) -> bytes:
+    """One line of a results batch file, as a worker writes it."""
+    now = datetime.now(UTC)
+    result = DatumResult(
+        datum=datum,
+        job=job,
+        shard=0,
+        state=state,
+        attempts=1,
+        started_at=now,
+        finished_at=now,
+        log_tail=log_tail,
+    )
+    return result.model_dump_json().encode() + b"\n"

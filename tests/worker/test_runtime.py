@@ -7,18 +7,17 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
-from tests.worker.helpers import PY, Job, alive, file_input, input_repo
+from tests.worker.helpers import PY, Job, alive, file_input, input_repo, result_line
 from tusk.client import PutResult, RepoClient
 from tusk.errors import InvalidArgument
 from tusk.worker import runtime
 from tusk.worker.process import DatumLog, run_command
-from tusk.worker.protocol import DatumResult, DatumSpec, results_batch_path
+from tusk.worker.protocol import DatumSpec, results_batch_path
 from tusk.worker.runtime import load_shard_spec, run_shard
 from tusk.worker.transfer import DatumError, RetryPolicy, scan_outputs
 
@@ -291,19 +290,9 @@ async def test_resume_reads_earlier_batches_and_ignores_bad_lines(
         [DatumSpec(id=d, inputs=()) for d in ("done", "failed", "bad-line", "other-job", "new")],
         ["sh", "-c", f'echo "$TUSK_DATUM" >> {runs}'],
     )
-    now = datetime.now(UTC)
 
     def line(datum: str, state: Literal["success", "failed"], job_id: str = job.job) -> bytes:
-        result = DatumResult(
-            datum=datum,
-            job=job_id,
-            shard=0,
-            state=state,
-            attempts=1,
-            started_at=now,
-            finished_at=now,
-        )
-        return result.model_dump_json().encode() + b"\n"
+        return result_line(job_id, datum, state)
 
     earlier = [
         line("done", "success") + line("failed", "failed") + b'{"datum": "bad-line", "sta\n',
