@@ -242,3 +242,23 @@ async def test_cleanup_removes_what_the_job_left(harness: Harness, runner: Runne
         return not await harness.leftovers(handle.job)
 
     await eventually(clean, within=10)
+
+
+@pytest.mark.parametrize("warm", [0, 2])
+async def test_a_worker_that_exits_at_once_is_lost_not_retried_forever(
+    tmp_path: Path, warm: int
+) -> None:
+    runner = LocalRunner(
+        tmp_path / "workspace",
+        repo_url="http://127.0.0.1:9",
+        worker_command=[sys.executable, "-c", "import sys; sys.exit(3)"],
+        warm_workers=warm,
+    )
+    try:
+        await runner.warm_up()
+        handle = await asyncio.wait_for(runner.start(launch("ok")), 30)
+        status = await wait_ended(runner, handle)
+        assert status.state == "lost"
+        assert "without an exit status" in status.detail
+    finally:
+        await runner.close()

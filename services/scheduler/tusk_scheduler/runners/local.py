@@ -144,15 +144,14 @@ class LocalRunner:
             "fresh": launch.fresh,
         }
         line = json.dumps(assignment).encode() + b"\n"
-        warm = True
         while True:
             process = self._take_standby()
+            warm = process is not None
             if process is None:  # none at hand: a new one, its output already the shard's
-                warm = False
                 process = self._spawn(self.log_file(job, shard, attempt))
             self._write_pid_file(self.pid_file(job, shard, attempt), process.pid)
-            if self._hand_over(process, line):
-                break
+            if self._hand_over(process, line) or not warm:
+                break  # (a new worker gone before its shard: its status will say so)
             self.pid_file(job, shard, attempt).unlink(missing_ok=True)
         self._children[process.pid] = process
         log.info(
