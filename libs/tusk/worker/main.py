@@ -24,7 +24,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -148,12 +147,7 @@ async def _run_assigned(assignment: Assignment, client: RepoClient, warm: Worker
         warm.token,
         warm.timeout,
     )
-    return await _serve(
-        args,
-        settings,
-        client if same else None,
-        given=_Given(assignment.shard_spec, assignment.fresh),
-    )
+    return await _serve(args, settings, client if same else None, assignment)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -176,23 +170,15 @@ def _configured(prog: str) -> WorkerSettings | None:
     return settings
 
 
-@dataclass(frozen=True)
-class _Given:
-    """What a standby worker's assignment may tell it, saving it a request each."""
-
-    shard_spec: str | None = None
-    fresh: bool = False
-
-
 async def _serve(
     args: argparse.Namespace,
     settings: WorkerSettings,
     client: RepoClient | None = None,
-    given: _Given = _Given(),
+    assignment: Assignment | None = None,
 ) -> int:
     """Run the shard, with ``client`` if given (else a new one); the exit status."""
     log = logger.bind(job=args.job, shard=args.shard)
-    work = asyncio.create_task(_work(args, settings, client, given))
+    work = asyncio.create_task(_work(args, settings, client, assignment))
     received: list[signal.Signals] = []
 
     def stop(sig: signal.Signals) -> None:
@@ -223,7 +209,10 @@ async def _serve(
 
 
 async def _work(
-    args: argparse.Namespace, settings: WorkerSettings, client: RepoClient | None, given: _Given
+    args: argparse.Namespace,
+    settings: WorkerSettings,
+    client: RepoClient | None,
+    assignment: Assignment | None,
 ) -> ShardOutcome:
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
@@ -232,12 +221,14 @@ async def _work(
         where = (args.output_repo, args.meta_commit, args.job)
 
         async def spec() -> ShardSpec:
-            if given.shard_spec is not None:
-                return parse_shard_spec(given.shard_spec, *where, args.shard)
+            if assignment is not None and assignment.shard_spec is not None:
+                return parse_shard_spec(assignment.shard_spec, *where, args.shard)
             return await load_shard_spec(client, *where, args.shard, retry=retry)
 
         async def done() -> set[str]:
-            return set() if given.fresh else await successful_datums(client, *where, retry=retry)
+            if assignment is not None and assignment.fresh:
+                return set()
+            return await successful_datums(client, *where, retry=retry)
 
         # Both need only the arguments: one round trip on the way to the first datum, or none.
         shard, already_done = await asyncio.gather(spec(), done())
