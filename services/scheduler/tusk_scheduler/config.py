@@ -122,7 +122,7 @@ class SchedulerSettings(CommonSettings):
         default=2,
         ge=0,
         alias="TUSK_SCHEDULER_WARM_WORKERS",
-        description="Local runner: workers kept started ahead of need (each about 60 MB), so a "
+        description="Local runner: workers kept started ahead of need (each about 50 MB), so a "
         "shard starts without the quarter second a worker's start-up takes; 0: none.",
     )
     code_dir: Path | None = Field(
