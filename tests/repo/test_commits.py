@@ -198,3 +198,19 @@ async def test_put_racing_finish_is_either_in_or_refused(client: httpx.AsyncClie
         else {"items": []}
     )
     assert {f["path"] for f in listed["items"]} == accepted
+
+
+async def test_an_empty_start_keeps_the_parent_but_none_of_its_files(
+    client: httpx.AsyncClient,
+) -> None:
+    await _repo(client)
+    first = await commit_files(client, "data", {"/old/a": b"1", "/keep": b"2"})
+    child = ok(await client.post("/v1/repos/data/commits", json={"empty": True}), 201)
+    assert child["parent"] == first["id"]
+    url = f"/v1/repos/data/commits/{child['id']}"
+    assert ok(await client.get(f"{url}/list", params={"path": "/"}))["items"] == []
+    ok(await client.put(f"{url}/file", params={"path": "/new"}, content=b"3"), 201)
+    ok(await client.post(f"{url}/finish"))
+    files = ok(await client.get("/v1/repos/data/commits/master/glob", params={"pattern": "/**"}))
+    assert [f["path"] for f in files if f["type"] == "file"] == ["/new"]
+    assert await read(client, "data", first["id"], "/keep") == b"2"  # the parent is untouched

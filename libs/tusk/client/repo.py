@@ -114,13 +114,16 @@ class RepoClient(ServiceClient):
         description: str = "",
         provenance: Iterable[CommitRef] = (),
         global_id: str | None = None,
+        empty: bool = False,
     ) -> CommitInfo:
-        """Open a commit on ``branch`` (created if missing); its parent is the branch's head."""
+        """Open a commit on ``branch`` (created if missing); its parent is the branch's head,
+        whose files it starts with unless ``empty``."""
         body = {
             "branch": branch,
             "description": description,
             "provenance": [p.model_dump() for p in provenance],
             "global_id": global_id,
+            "empty": empty,
         }
         response = await self._request("POST", f"/v1/repos/{seg(repo)}/commits", json=body)
         return self._parse(CommitInfo, response)

@@ -62,6 +62,11 @@ class CommitStart(Model):
         pattern=r"^[0-9a-f]{32}$",
         description="Id of the change this commit belongs to; default: the commit's own id",
     )
+    empty: bool = Field(
+        default=False,
+        description="Start from no files rather than the parent's (the parent stays the "
+        "parent): what a pipeline's output commit does, since a job writes its whole output",
+    )
 
 
 class CommitFinish(Model):

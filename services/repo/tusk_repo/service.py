@@ -296,6 +296,7 @@ class RepoService:
         description: str = "",
         provenance: Sequence[CommitRefModel] = (),
         global_id: str | None = None,
+        empty: bool = False,
     ) -> CommitRow:
         validate_branch_name(branch_name)
         # Racing starts on a new branch may both create it; either way it exists afterwards.
@@ -324,7 +325,11 @@ class RepoService:
                 "branch": branch_name,
                 "parent": parent.id if parent else None,
                 "state": OPEN,
-                "base_tree": parent.root_tree if parent and parent.root_tree else trees.EMPTY_TREE,
+                "base_tree": (
+                    parent.root_tree
+                    if parent and parent.root_tree and not empty
+                    else trees.EMPTY_TREE
+                ),
                 "global_id": global_id or commit_id,
                 "description": description,
                 "started_at": _now(),

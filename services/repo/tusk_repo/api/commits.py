@@ -27,8 +27,9 @@ router = APIRouter(
     "/repos/{repo}/commits", status_code=status.HTTP_201_CREATED, response_model=CommitInfo
 )
 async def start_commit(repo: RepoName, body: CommitStart, ctx: ContextDep) -> CommitInfo:
-    """Open a commit on a branch (created if missing). Its parent is the branch's head; a
-    branch has at most one open commit. Provenance and global id are recorded as given."""
+    """Open a commit on a branch (created if missing). Its parent is the branch's head, whose
+    files it starts with unless ``empty``; a branch has at most one open commit. Provenance and
+    global id are recorded as given."""
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
         commit = await ctx.service.start_commit(
@@ -38,6 +39,7 @@ async def start_commit(repo: RepoName, body: CommitStart, ctx: ContextDep) -> Co
             description=body.description,
             provenance=body.provenance,
             global_id=body.global_id,
+            empty=body.empty,
         )
         return await ctx.service.commit_info(session, row, commit)
 

@@ -3,13 +3,13 @@
 Every step is written so that doing it again after a crash is harmless, because that is how
 a restarted scheduler resumes: it runs the step of the state the job row is in.
 
-- **starting** opens the output commit (provenance: the input commits; global id: the job's)
-  and the meta commit, recording their ids once both are open; a commit opened before a crash is
-  recognised by its description and adopted. It computes the datums, empties the output commit
-  (the output is exactly the carried-forward outputs plus the new datums' outputs), links the
-  outputs of the datums an earlier job of the same pipeline version processed, writes the shard
-  specs, then records datums, shards and ``running`` in one transaction. Repeating it redoes
-  all of that, and nothing else has touched the output commit yet.
+- **starting** opens the output commit empty (provenance: the input commits; global id: the
+  job's: the output is exactly the carried-forward outputs plus the new datums' outputs) and the
+  meta commit, recording their ids once both are open; a commit opened before a crash is
+  recognised by its description, adopted and emptied. It computes the datums, writes the shard
+  specs, then records datums, shards and ``running`` in one transaction; the outputs of the
+  datums an earlier job of the same pipeline version processed are linked once the workers
+  start. Repeating it redoes all of that, and nothing else has touched the output commit yet.
 - **running** adopts the job's workers that still run (the runner finds them), reads the
   results already in the meta commit, and starts what is left: a shard is only started for
   datums without a result, and the worker itself skips datums with a successful one. A shard
@@ -201,17 +201,21 @@ class JobExecution:
         commits = {i["name"]: i["commit"] for i in job.inputs}
 
         async def open_output() -> str:
-            commit = await self._open(job, job.output_branch, "output", job.output_commit)
-            with contextlib.suppress(NotFound):  # NotFound: nothing to remove
-                await deps.repos.delete_file(repo, commit, "/")
+            commit, started = await self._open(job, job.output_branch, "output", job.output_commit)
+            if not started:  # adopted: it may hold what an earlier run (or version) put there
+                with contextlib.suppress(NotFound):  # NotFound: nothing to remove
+                    await deps.repos.delete_file(repo, commit, "/")
             return commit
 
-        # Independent of each other: opening (and emptying) the output commit, opening the
-        # meta commit, listing the inputs.
+        async def open_meta() -> str:
+            commit, _ = await self._open(job, META_BRANCH, "meta", job.meta_commit)
+            return commit
+
+        # Independent of each other: opening the output commit (empty: the output is exactly
+        # the carried-forward outputs plus the new datums'), opening the meta commit, listing
+        # the inputs.
         output_commit, meta_commit, datums = await _together(
-            open_output(),
-            self._open(job, META_BRANCH, "meta", job.meta_commit),
-            job_datums(spec, commits, deps.repos),
+            open_output(), open_meta(), job_datums(spec, commits, deps.repos)
         )
 
         async def record_commits() -> None:
@@ -255,11 +259,14 @@ class JobExecution:
             self._carry = plan  # recorded and linked as soon as the workers are started
             self._fresh_specs = {s.shard: s for s in specs}
 
-    async def _open(self, job: JobRow, branch: str, kind: str, opened: str | None) -> str:
+    async def _open(
+        self, job: JobRow, branch: str, kind: str, opened: str | None
+    ) -> tuple[str, bool]:
         """Open the job's output or meta commit, or adopt the one a crashed run opened
-        (``opened``: the one recorded already); the caller records it."""
+        (``opened``: the one recorded already); the caller records it. The commit, and whether
+        this call started it (an output commit started here starts empty)."""
         if opened is not None:
-            return opened
+            return opened, False
         deps = self.deps
         description = f"tusk job {job.id} ({kind})"
         provenance = (
@@ -277,8 +284,9 @@ class JobExecution:
                 description=description,
                 provenance=provenance,
                 global_id=job.global_id,
+                empty=kind == "output",
             )
-            commit = info.id
+            commit, started = info.id, True
         except Conflict as e:
             open_commit = e.details.get("open_commit")
             if not isinstance(open_commit, str):
@@ -290,11 +298,11 @@ class JobExecution:
                     f"{open_commit} that is not this job's; finish or abandon it, then run the "
                     "job again"
                 ) from None
-            commit = open_commit
+            commit, started = open_commit, False
         except NotFound as e:
             raise JobFailure(f"cannot open the {kind} commit: {e.message}") from None
         self.log.info(f"{kind} commit opened", repo=job.output_repo, branch=branch, commit=commit)
-        return commit
+        return commit, started
 
     async def _record_start(self, job: JobRow, plan: JobPlan, output_commit: str) -> bool:
         """``running``, with the new datums and the shards (the skipped datums follow once the
