@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import onnx
 import onnxruntime as ort
 import psutil
 
+from loadtest.report import environment, say
 from tests.backing.common import free_port, wait_until
 from tests.backing.kafka import KafkaBroker
 from tests.inference import models as test_models
@@ -96,10 +96,6 @@ class Report:
         self.figures.append(figure)
         mark = {True: "ok", False: "MISSED", None: "-"}[figure.met]
         say(f"  {figure.name}: {figure.value:g} {figure.unit} ({figure.target}: {mark})")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -679,25 +675,8 @@ async def repo_service(env: dict[str, str], work: Path) -> AsyncIterator[str]:
         yield url
 
 
-def environment() -> dict[str, Any]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": round(psutil.virtual_memory().total / (1 << 30), 1),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "load_average_at_start": os.getloadavg(),
-    }
-
-
 async def run(plan: Plan, work: Path) -> Report:
-    report = Report(environment=environment())
+    report = Report(environment=environment(onnxruntime=ort.__version__))
     say("training the credit model twice (the example's scripts) ...")
     trained = train_credit(work)
     say("starting Kafka ...")
