@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +39,7 @@ from sqlalchemy import update
 from tusk.client import CommitRef, RepoClient
 from tusk.db import Database
 from tusk.errors import Conflict, NotFound, TuskError, Unavailable
+from tusk.events.envelope import EventData
 from tusk.events.outbox import OutboxWriter
 from tusk.events.types import DatumCounts, JobFailed, JobProgress, JobStarted, JobSucceeded
 from tusk.pipelines import Datum, PipelineSpec, find_output_collisions
@@ -670,38 +671,22 @@ class JobExecution:
             await self._reconcile_outputs(job, datums)
             await self._finish_commit(repo, job.meta_commit)
             await self._finish_commit(repo, job.output_commit)
-        now = datetime.now(UTC)
-        async with deps.db.session() as session:
-            counts = await store.datum_counts(session, job.id)
-            await store.record_processed(
-                session,
-                job.pipeline,
-                job.version,
-                job.id,
-                {d.datum: d.outputs for d in datums if d.state in (DATUM_SUCCESS, RECOVERED)},
-            )
-            if not await store.update_job(
-                session,
-                job.id,
-                expect=[FINISHING],
-                state=SUCCESS,
+        counts = await self._end(
+            job,
+            datums,
+            state=SUCCESS,
+            expect=[FINISHING],
+            event=lambda counts, now: JobSucceeded(
+                job=job.id,
+                pipeline=job.pipeline,
+                output_commit=job.output_commit,
+                counts=counts,
                 finished_at=now,
-                counts=counts.model_dump(),
-            ):
-                return
-            await deps.outbox.add(
-                session,
-                JobSucceeded(
-                    job=job.id,
-                    pipeline=job.pipeline,
-                    output_commit=job.output_commit,
-                    counts=counts,
-                    finished_at=now,
-                ),
-            )
-        self._finished(job, SUCCESS, now)
-        self.log.info("job succeeded", output_commit=job.output_commit, **counts.model_dump())
-        await deps.runner.cleanup(job.id)
+            ),
+        )
+        if counts is not None:
+            self.log.info("job succeeded", output_commit=job.output_commit, **counts.model_dump())
+            await deps.runner.cleanup(job.id)
 
     async def _reconcile_outputs(self, job: JobRow, datums: Sequence[Any]) -> None:
         """Make the output commit hold exactly the recorded outputs: an attempt interrupted
@@ -755,8 +740,40 @@ class JobExecution:
                 with contextlib.suppress(NotFound):  # the repo is gone
                     await self._finish_commit(job.output_repo, commit, error)
         state = KILLED if killed else FAILURE
+        ended = await self._end(
+            job,
+            datums,
+            state=state,
+            expect=ACTIVE_STATES,
+            reason=reason,
+            event=lambda counts, now: JobFailed(
+                job=job.id,
+                pipeline=job.pipeline,
+                output_commit=job.output_commit,
+                reason=reason,
+                killed=killed,
+                counts=counts,
+                finished_at=now,
+            ),
+        )
+        if ended is not None:
+            self.log.info("job killed" if killed else "job failed", reason=reason)
+            await deps.runner.cleanup(job.id)
+
+    async def _end(
+        self,
+        job: JobRow,
+        datums: Sequence[Any],
+        *,
+        state: str,
+        expect: Sequence[str],
+        event: Callable[[DatumCounts, datetime], EventData],
+        reason: str | None = None,
+    ) -> DatumCounts | None:
+        """Record the job's final state with its event, and its successful datums for later
+        jobs to skip; the counts, or None when the job was no longer in an ``expect`` state."""
         now = datetime.now(UTC)
-        async with deps.db.session() as session:
+        async with self.deps.db.session() as session:
             counts = await store.datum_counts(session, job.id)
             await store.record_processed(
                 session,
@@ -765,31 +782,20 @@ class JobExecution:
                 job.id,
                 {d.datum: d.outputs for d in datums if d.state in (DATUM_SUCCESS, RECOVERED)},
             )
+            fields = {"reason": reason} if reason is not None else {}
             if not await store.update_job(
                 session,
                 job.id,
-                expect=ACTIVE_STATES,
+                expect=expect,
                 state=state,
-                reason=reason,
                 finished_at=now,
                 counts=counts.model_dump(),
+                **fields,
             ):
-                return
-            await deps.outbox.add(
-                session,
-                JobFailed(
-                    job=job.id,
-                    pipeline=job.pipeline,
-                    output_commit=job.output_commit,
-                    reason=reason,
-                    killed=killed,
-                    counts=counts,
-                    finished_at=now,
-                ),
-            )
+                return None
+            await self.deps.outbox.add(session, event(counts, now))
         self._finished(job, state, now)
-        self.log.info("job killed" if killed else "job failed", reason=reason)
-        await deps.runner.cleanup(job.id)
+        return counts
 
     async def _known_handles(self, job: JobRow) -> list[ShardHandle]:
         async with self.deps.db.session(write=False) as session:
