@@ -90,7 +90,9 @@ async def _tail(
 def as_dict(record: Record) -> dict[str, Any]:
     """The record as JSON: where it is, and the event (or why it is not one)."""
     where: dict[str, Any] = {
-        "topic": record.topic, "partition": record.partition, "offset": record.offset
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
     }
     try:
         return {**where, "event": decode(record).model_dump(mode="json")}

@@ -11,7 +11,7 @@ import functools
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,6 +33,7 @@ from rich.progress import (
 from tusk.cli.common import ADDRESS_HELP, connect, note, run, size, stderr
 from tusk.cli.writing import Target, left_open_hint, writable_commit
 from tusk.client import FileInfo, RepoClient
+from tusk.concurrency import bounded
 from tusk.errors import InvalidArgument
 from tusk.paths import Address, normalize_path, parse_address
 
@@ -106,23 +107,6 @@ class Meter:
         self.progress.stop()
 
 
-async def _bounded(jobs: Sequence[Callable[[], Awaitable[None]]], parallel: int) -> None:
-    """Run the jobs, ``parallel`` at a time; the first failure cancels the rest."""
-    slots = asyncio.Semaphore(parallel)
-
-    async def one(job: Callable[[], Awaitable[None]]) -> None:
-        async with slots:
-            await job()
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for job in jobs:
-                group.create_task(one(job))
-    except ExceptionGroup as failed:
-        # The first failure is the story; the others are mostly its consequences.
-        raise failed.exceptions[0] from None
-
-
 # --- put -------------------------------------------------------------------------------------
 
 
@@ -193,7 +177,7 @@ async def _put(text: str, local: str, *, recursive: bool, parallel: int) -> None
     total = sum(f.size for f in files)
     async with connect() as client, writable_commit(client, address, f"tusk put {text}") as target:
         with Meter("uploading", total, len(files)) as meter:
-            await _bounded(_upload_jobs(client, target, files, meter), parallel)
+            await bounded(_upload_jobs(client, target, files, meter), parallel)
         plural = "" if len(files) == 1 else "s"
         note(f"put {len(files)} file{plural} ({size(total)}) into {escape(target.where)}")
         if not target.owned:
@@ -383,7 +367,7 @@ async def _get_tree(
             )
             for f in files
         ]
-        await _bounded(jobs, parallel)
+        await bounded(jobs, parallel)
     note(f"wrote {len(files)} files ({size(total)}) to {escape(str(output))} from commit {commit}")
 
 

@@ -128,7 +128,8 @@ def decode(record: Record) -> Envelope:
         raise InvalidArgument(f"not a CloudEvent: missing header(s) {', '.join(missing)}")
     try:
         attributes = {
-            name: headers[header].decode() for name, header in _CE_HEADERS.items()
+            name: headers[header].decode()
+            for name, header in _CE_HEADERS.items()
             if header in headers
         }
         data: Any = json.loads(record.value or b"")

@@ -102,8 +102,11 @@ class EventConsumer:
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("consumer: stopped by an unexpected error", group=self.group,
-                      exc_info=task.exception())
+            log.error(
+                "consumer: stopped by an unexpected error",
+                group=self.group,
+                exc_info=task.exception(),
+            )
 
     async def stop(self) -> None:
         """Finish the event in hand, commit what was handled, leave the group."""
@@ -142,8 +145,12 @@ class EventConsumer:
             try:
                 return await self.bus.subscribe(self.topics, group=self.group)
             except Unavailable as e:
-                log.warning("consumer: cannot subscribe, retrying", group=self.group,
-                            error=e.message, retry_in=backoff)
+                log.warning(
+                    "consumer: cannot subscribe, retrying",
+                    group=self.group,
+                    error=e.message,
+                    retry_in=backoff,
+                )
                 backoff = await self._backoff(backoff)
         return None
 
@@ -183,8 +190,12 @@ class EventConsumer:
                 except TRANSIENT_ERRORS as e:
                     if self._stopped.is_set():
                         return False
-                    log.warning("consumer: handler failed, retrying", group=self.group,
-                                error=str(e), retry_in=backoff)
+                    log.warning(
+                        "consumer: handler failed, retrying",
+                        group=self.group,
+                        error=str(e),
+                        retry_in=backoff,
+                    )
                     backoff = await self._backoff(backoff)
                 except Exception as e:
                     log.exception("consumer: handler failed on a poison event", group=self.group)
@@ -194,8 +205,9 @@ class EventConsumer:
         async with self.db.session() as session:
             claimed = await session.execute(
                 insert_for(session, self.processed)
-                .values(event_id=envelope.id, event_type=envelope.type,
-                        processed_at=datetime.now(UTC))
+                .values(
+                    event_id=envelope.id, event_type=envelope.type, processed_at=datetime.now(UTC)
+                )
                 .on_conflict_do_nothing(index_elements=["event_id"])
             )
             if getattr(claimed, "rowcount", 1) == 0:
@@ -206,8 +218,14 @@ class EventConsumer:
         self.handled += 1
 
     async def _dead_letter(self, record: Record, reason: str) -> bool:
-        log.warning("consumer: dead-lettering a record", group=self.group, reason=reason,
-                    topic=record.topic, partition=record.partition, offset=record.offset)
+        log.warning(
+            "consumer: dead-lettering a record",
+            group=self.group,
+            reason=reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
         source = (record.topic, record.partition, record.offset, self.group)
         letter = Record(
             topic=self.dlq_topic,

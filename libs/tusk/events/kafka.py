@@ -110,7 +110,8 @@ class KafkaBus:
         if not topics:
             return
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-admin",
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-admin",
             request_timeout_ms=self.request_timeout_ms,
         )
         try:
@@ -206,8 +207,13 @@ class _KafkaSubscription:
             raise _translate(e, "fetching") from e
         return [
             Record(
-                topic=m.topic, key=m.key, value=m.value, headers=tuple(m.headers),
-                partition=m.partition, offset=m.offset, timestamp_ms=m.timestamp,
+                topic=m.topic,
+                key=m.key,
+                value=m.value,
+                headers=tuple(m.headers),
+                partition=m.partition,
+                offset=m.offset,
+                timestamp_ms=m.timestamp,
             )
             for messages in batches.values()
             for m in messages

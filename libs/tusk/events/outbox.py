@@ -25,8 +25,12 @@ def outbox_table(prefix: str, metadata: MetaData) -> Table:
         f"{prefix}_outbox",
         metadata,
         # BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite, so both autoincrement.
-        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
-               autoincrement=True),
+        Column(
+            "id",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         Column("event_id", String(64), nullable=False, unique=True),
         Column("topic", String(255), nullable=False),
         Column("key", String(255), nullable=False),

@@ -117,8 +117,12 @@ class OutboxRelay:
                 await self.publish_pending()
             except Exception as e:  # the relay must outlive any failure; the rows stay pending
                 delay = backoff * random.uniform(0.8, 1.2)
-                log.warning("outbox relay: publishing failed, retrying", table=self.table.name,
-                            error=str(e), retry_in=round(delay, 2))
+                log.warning(
+                    "outbox relay: publishing failed, retrying",
+                    table=self.table.name,
+                    error=str(e),
+                    retry_in=round(delay, 2),
+                )
                 backoff = min(backoff * 2, self.max_backoff)
                 # Commits do not cut a backoff short (they keep coming while the broker is down).
                 await _wait(self._stopped, delay)

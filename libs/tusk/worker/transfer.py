@@ -22,6 +22,7 @@ import anyio
 import structlog
 
 from tusk.client import FileInfo, PutResult, RepoClient
+from tusk.concurrency import bounded
 from tusk.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
 from tusk.paths import normalize_path
 from tusk.worker.protocol import DatumInputSpec, OutputFile
@@ -114,8 +115,10 @@ async def stage_inputs(
                 await anyio.Path(_local(base, info.path)).mkdir(parents=True, exist_ok=True)
             else:
                 downloads.append((spec, info.path, _local(base, info.path)))
-    await _bounded(
-        [_download_job(client, spec, path, local, retry) for spec, path, local in downloads]
+    await bounded(
+        [_download_job(client, spec, path, local, retry) for spec, path, local in downloads],
+        PARALLEL,
+        pick=_worker_level_first,
     )
     return len(downloads)
 
@@ -261,7 +264,7 @@ async def upload_outputs(
         batch_bytes += file.size
     if batch:
         jobs.append(put_batch(batch))
-    await _bounded(jobs)
+    await bounded(jobs, PARALLEL, pick=_worker_level_first)
     return sorted(results, key=lambda f: f.path)
 
 
@@ -277,23 +280,7 @@ async def _put(
     return result.files
 
 
-async def _bounded(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
-    """Run the jobs, a few at a time; the first failure cancels the others and is raised."""
-    if len(jobs) == 1:
-        await jobs[0]()
-        return
-    slots = asyncio.Semaphore(PARALLEL)
-
-    async def one(job: Callable[[], Awaitable[None]]) -> None:
-        async with slots:
-            await job()
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for job in jobs:
-                group.create_task(one(job))
-    except BaseExceptionGroup as group_error:
-        # Prefer a worker-level error over a datum's own: the worker must not record a datum
-        # as failed because the repo service went away meanwhile.
-        errors = group_error.exceptions
-        raise next((e for e in errors if not isinstance(e, DatumError)), errors[0]) from None
+def _worker_level_first(errors: Sequence[BaseException]) -> BaseException:
+    """A worker-level error before a datum's own: the worker must not record a datum as failed
+    because the repo service went away meanwhile."""
+    return next((e for e in errors if not isinstance(e, DatumError)), errors[0])
