@@ -15,6 +15,7 @@ from tusk import __version__
 from tusk.api import add_common_middleware, install_error_handlers
 from tusk.client.repo import RepoClient
 from tusk.events.bus import EventBus
+from tusk.logging import configure_logging
 from tusk_inference.api import infer, v2
 from tusk_inference.api.deps import ContextDep
 from tusk_inference.config import InferenceSettings
@@ -47,6 +48,8 @@ def create_app(
     ``bus`` an event bus shared with the other services of the process (embedded mode), with
     ``repos`` a client of the repo service to use (tests)."""
     settings = settings or (context.settings if context else InferenceSettings())
+    if context is None and bus is None:  # a process of its own (`uvicorn --factory`)
+        configure_logging(settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,10 +116,7 @@ def main() -> None:
 
     import uvicorn
 
-    from tusk.logging import configure_logging
-
     settings = InferenceSettings()
-    configure_logging(settings.log_level, json=settings.log_json)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         create_app(settings),

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
+from tusk.logging import configure_logging
 from tusk_repo.api import branches, commits, files, repos
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import Context, build_context
@@ -35,6 +36,8 @@ def create_app(
     """The app; with ``context`` it uses those clients instead of building its own, with
     ``bus`` an event bus shared with other services of the process (embedded mode)."""
     settings = settings or (context.settings if context else RepoSettings())
+    if context is None and bus is None:  # a process of its own (`uvicorn --factory`)
+        configure_logging(settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

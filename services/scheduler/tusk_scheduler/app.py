@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
+from tusk.logging import configure_logging
 from tusk_scheduler import store
 from tusk_scheduler.api import jobs
 from tusk_scheduler.api.deps import ContextDep
@@ -43,6 +44,8 @@ def create_app(
     """The app; with ``context`` it uses it instead of building its own, with ``bus`` an event
     bus shared with other services of the process (embedded mode)."""
     settings = settings or (context.settings if context else SchedulerSettings())
+    if context is None and bus is None:  # a process of its own (`uvicorn --factory`)
+        configure_logging(settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
+from tusk.logging import configure_logging
 from tusk_trigger.api import jobs, pipelines
 from tusk_trigger.config import TriggerSettings
 from tusk_trigger.context import Context, build_context
@@ -30,6 +31,8 @@ def create_app(
     bus: EventBus | None = None,
 ) -> FastAPI:
     settings = settings or (context.settings if context else TriggerSettings())
+    if context is None and bus is None:  # a process of its own (`uvicorn --factory`)
+        configure_logging(settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
