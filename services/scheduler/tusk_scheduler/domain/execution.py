@@ -7,9 +7,10 @@ a restarted scheduler resumes: it runs the step of the state the job row is in.
   job's: the output is exactly the carried-forward outputs plus the new datums' outputs) and the
   meta commit, recording their ids once both are open; a commit opened before a crash is
   recognised by its description, adopted and emptied. It computes the datums, writes the shard
-  specs, then records datums, shards and ``running`` in one transaction; the outputs of the
-  datums an earlier job of the same pipeline version processed are linked once the workers
-  start. Repeating it redoes all of that, and nothing else has touched the output commit yet.
+  specs (unless the runner hands them to the workers: then once they are under way), then
+  records datums, shards and ``running`` in one transaction; the outputs of the datums an
+  earlier job of the same pipeline version processed are linked once the workers start.
+  Repeating it redoes all of that, and nothing else has touched the output commit yet.
 - **running** adopts the job's workers that still run (the runner finds them), reads the
   results already in the meta commit, and starts what is left: a shard is only started for
   datums without a result, and the worker itself skips datums with a successful one. A shard
@@ -126,8 +127,8 @@ class JobExecution:
         self.stopping = stopping
         self._poked = asyncio.Event()
         # The plan of a start this execution has just recorded: its skipped datums are still
-        # to be recorded and their outputs linked; and the shard specs it wrote, for workers
-        # that can be handed them.
+        # to be recorded and their outputs linked; and its shard specs, for a runner that hands
+        # them to the workers (and then they are still to be written to the meta commit).
         self._carry: JobPlan | None = None
         self._fresh_specs: dict[int, ShardSpec] = {}
         # The results batch files of the meta commit already read: they never change.
@@ -199,7 +200,6 @@ class JobExecution:
         deps = self.deps
         spec = _spec(job)
         repo = job.output_repo
-        commits = {i["name"]: i["commit"] for i in job.inputs}
 
         async def open_output() -> str:
             commit, started = await self._open(job, job.output_branch, "output", job.output_commit)
@@ -213,29 +213,17 @@ class JobExecution:
             return commit
 
         # Independent of each other: opening the output commit (empty: the output is exactly
-        # the carried-forward outputs plus the new datums'), opening the meta commit, listing
-        # the inputs.
-        output_commit, meta_commit, datums = await _together(
-            open_output(), open_meta(), job_datums(spec, commits, deps.repos)
+        # the carried-forward outputs plus the new datums'), opening the meta commit, planning.
+        output_commit, meta_commit, plan = await _together(
+            open_output(), open_meta(), self._plan(job, spec)
         )
-
-        async def record_commits() -> None:
-            if (output_commit, meta_commit) != (job.output_commit, job.meta_commit):
-                # (Opened just before a crash and not recorded: adopted by its description.)
-                async with deps.db.session() as session:
-                    await store.update_job(
-                        session, job.id, output_commit=output_commit, meta_commit=meta_commit
-                    )
-
-        async def processed_outputs() -> dict[str, list[dict[str, Any]]]:
-            async with deps.db.session(write=False) as session:
-                return await store.processed_outputs(
-                    session, job.pipeline, job.version, [d.id for d in datums]
+        if (output_commit, meta_commit) != (job.output_commit, job.meta_commit):
+            # (Opened just before a crash and not recorded: adopted by its description.)
+            async with deps.db.session() as session:
+                await store.update_job(
+                    session, job.id, output_commit=output_commit, meta_commit=meta_commit
                 )
-
-        _, processed = await _together(record_commits(), processed_outputs())
-        job.output_commit, job.meta_commit = output_commit, meta_commit
-        plan = make_plan(spec, datums, processed)
+            job.output_commit, job.meta_commit = output_commit, meta_commit
         self._check_stop()
         specs = [
             shard_spec(
@@ -250,12 +238,8 @@ class JobExecution:
             )
             for n, shard in enumerate(plan.shards)
         ]
-        if specs:
-            await deps.repos.put_files(
-                repo,
-                meta_commit,
-                [(shard_path(job.id, s.shard), s.model_dump_json().encode()) for s in specs],
-            )
+        if not deps.runner.takes_spec:  # the workers read them from the meta commit
+            await self._put_specs(job, specs)
         if await self._record_start(job, plan, output_commit):
             self._carry = plan  # recorded and linked as soon as the workers are started
             self._fresh_specs = {s.shard: s for s in specs}
@@ -409,7 +393,9 @@ class JobExecution:
             if handles:
                 await self._sleep(deps.settings.poll_interval)
             await asyncio.gather(
-                self._record_carried(job, carry), self._link(job, job.output_commit, carry.links)
+                self._record_carried(job, carry),
+                self._link(job, job.output_commit, carry.links),
+                self._put_specs(job, list(fresh.values()) if deps.runner.takes_spec else []),
             )
         deadline = _deadline(job, spec)
         while handles:
@@ -475,7 +461,7 @@ class JobExecution:
         left = (
             bool(fresh.datums)
             if fresh is not None
-            else await self._respec_for_remaining(job, spec, n, attempt, unfinished)
+            else await self._respec_for_remaining(job, spec, n, unfinished)
         )
         if not left:
             await self._shard_done(job, n, None)
@@ -526,11 +512,11 @@ class JobExecution:
         job: JobRow,
         spec: PipelineSpec,
         n: int,
-        attempt: int,
         unfinished: Mapping[str, int],
     ) -> bool:
-        """Write the shard's spec again for its datums without a result, if some have one;
-        False when none is left."""
+        """Write the shard's spec for its datums without a result (the one the job's start
+        wrote may name datums done since, or, for a runner that took it inline, may never have
+        been written); False when none is left."""
         assert job.meta_commit is not None
         assert job.output_commit is not None
         async with self.deps.db.session(write=False) as session:
@@ -538,28 +524,31 @@ class JobExecution:
         remaining = [d for d in datums if d.datum in unfinished]
         if not remaining:
             return False
-        if len(remaining) < len(datums) or attempt > 0:
-            # Only what is left: the worker would run a datum with a failed result again.
-            respec = shard_spec(
-                spec,
-                job=job.id,
-                shard=n,
-                output_repo=job.output_repo,
-                output_commit=job.output_commit,
-                meta_commit=job.meta_commit,
-                datums=[
-                    datum_spec(Datum.from_dict({"id": d.datum, "inputs": d.inputs}))
-                    for d in remaining
-                ],
-                log_tail_bytes=self.deps.settings.log_tail_bytes,
-            )
-            await self.deps.repos.put_file(
+        # Only what is left: the worker would run a datum with a failed result again.
+        respec = shard_spec(
+            spec,
+            job=job.id,
+            shard=n,
+            output_repo=job.output_repo,
+            output_commit=job.output_commit,
+            meta_commit=job.meta_commit,
+            datums=[
+                datum_spec(Datum.from_dict({"id": d.datum, "inputs": d.inputs})) for d in remaining
+            ],
+            log_tail_bytes=self.deps.settings.log_tail_bytes,
+        )
+        await self._put_specs(job, [respec])
+        return True
+
+    async def _put_specs(self, job: JobRow, specs: Sequence[ShardSpec]) -> None:
+        """Write shard specs to the job's meta commit, where workers and people read them."""
+        assert job.meta_commit is not None
+        if specs:
+            await self.deps.repos.put_files(
                 job.output_repo,
                 job.meta_commit,
-                shard_path(job.id, n),
-                respec.model_dump_json().encode(),
+                [(shard_path(job.id, s.shard), s.model_dump_json().encode()) for s in specs],
             )
-        return True
 
     async def _shard_started(self, job: JobRow, handle: ShardHandle) -> None:
         async with self.deps.db.session() as session:

@@ -1,7 +1,8 @@
 """The ``Runner`` protocol: how the scheduler starts, watches and stops shards.
 
 A shard is one worker process (or pod) running ``tusk-worker`` over a list of datums whose
-spec the scheduler has written to the job's meta commit. The worker reports through the meta
+spec the scheduler writes to the job's meta commit (before the start, unless the runner hands
+the spec to the worker itself). The worker reports through the meta
 commit, not through the runner: the runner only says whether the worker is still there and,
 once it is gone, how it ended. Workers outlive the scheduler: after a restart the scheduler
 asks the runner for the shards of a job that are still running and adopts them.
@@ -68,6 +69,10 @@ class ShardStatus:
 
 class Runner(Protocol):
     kind: str
+    # Whether the runner hands ``ShardLaunch.spec`` to a shard's first worker itself. If not,
+    # the worker reads its spec from the meta commit, so it must be there before the start;
+    # if so, the scheduler writes it there once the workers are under way.
+    takes_spec: bool
 
     async def start(self, launch: ShardLaunch) -> ShardHandle:
         """Start the shard's worker; returns once it is started (not finished)."""

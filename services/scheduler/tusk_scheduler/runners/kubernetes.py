@@ -414,6 +414,7 @@ async def load_api_client(kubeconfig: Path | None = None) -> tuple[client.ApiCli
 
 class KubernetesRunner:
     kind = "kubernetes"
+    takes_spec = False  # a pod reads it from the meta commit
 
     def __init__(
         self,

@@ -57,6 +57,7 @@ def default_worker_command() -> tuple[str, ...]:
 
 class LocalRunner:
     kind = "local"
+    takes_spec = True  # on stdin, with the shard
 
     def __init__(
         self,
