@@ -18,7 +18,7 @@ import pytest
 from tests.scheduler.helpers import pid_alive
 from tusk_scheduler.runners.base import Runner, ShardHandle, ShardLaunch, ShardStatus
 from tusk_scheduler.runners.kubernetes import KubernetesRunner, PodTemplate
-from tusk_scheduler.runners.local import LocalRunner
+from tusk_scheduler.runners.local import REFILL_AFTER, LocalRunner
 
 # Stands in for tusk-worker: `--job <behaviour>-<id>`; behaviours: ok, fail (exit 1),
 # crash (exit 2), sleep (until stopped), noisy (prints, exits 0). With `--standby` alone it
@@ -260,5 +260,31 @@ async def test_a_worker_that_exits_at_once_is_lost_not_retried_forever(
         status = await wait_ended(runner, handle)
         assert status.state == "lost"
         assert "without an exit status" in status.detail
+    finally:
+        await runner.close()
+
+
+async def test_the_warm_pool_is_topped_up_once_starts_pause(tmp_path: Path) -> None:
+    runner = LocalRunner(
+        tmp_path / "workspace",
+        repo_url="http://127.0.0.1:9",
+        worker_command=[sys.executable, "-c", FAKE_WORKER],
+        warm_workers=2,
+    )
+    try:
+        await runner.warm_up()
+        assert runner.standing_by == 2
+        handles = [await runner.start(launch("ok", shard=n, job="ok-pool")) for n in range(3)]
+        # Two were warm, the third started cold; no new worker competes with them yet.
+        assert runner.standing_by == 0
+        await asyncio.sleep(REFILL_AFTER / 2)
+        assert runner.standing_by == 0
+        for handle in handles:
+            assert await wait_ended(runner, handle) == ShardStatus("exited", 0)
+
+        async def refilled() -> bool:
+            return runner.standing_by == 2
+
+        await eventually(refilled, within=10)
     finally:
         await runner.close()

@@ -3,8 +3,11 @@
 **Warm workers.** A worker's interpreter and imports take about a quarter of a second, which
 would be most of the time from a commit to its first datum. So the runner keeps a few workers
 started ahead (``tusk-worker --standby``, see :mod:`tusk.worker.main`) and hands a shard to one
-of them as a line of JSON on its stdin; the pool is topped up after each hand-over. With no
-warm worker at hand, a new one is started and handed its shard at once.
+of them as a line of JSON on its stdin. The pool is topped up once no shard has been started for
+``REFILL_AFTER`` seconds: a new worker's imports take a core for that quarter of a second, which
+the workers just handed their shards need for their first datums (on two cores it delayed the
+first datum's command by a third). With no warm worker at hand, a new one is started and handed
+its shard at once.
 
 **Outliving the scheduler.** Workers run in a session of their own (``start_new_session``), so
 a scheduler killed mid-job leaves them running. Before handing a shard over, the runner writes
@@ -47,6 +50,7 @@ log = structlog.get_logger()
 _PID_FILE = re.compile(r"attempt-(\d+)\.pid$")
 # Passed on to workers; the other TUSK_* variables are the scheduler's own business.
 _PASSED_SETTINGS = ("TUSK_LOG_LEVEL", "TUSK_LOG_JSON", "TUSK_WORKER_")
+REFILL_AFTER = 0.2  # seconds without a shard start before the warm pool is topped up
 
 
 def default_worker_command() -> tuple[str, ...]:
@@ -93,6 +97,14 @@ class LocalRunner:
         self._standby: list[subprocess.Popen[bytes]] = []
         self._standby_lock = threading.Lock()  # starts run in threads, several at once
         self._refill: asyncio.Task[None] | None = None
+        self._last_start = 0.0  # time.monotonic() of the last hand-over
+        self._closed = asyncio.Event()
+
+    @property
+    def standing_by(self) -> int:
+        """Warm workers waiting for a shard now."""
+        with self._standby_lock:
+            return len(self._standby)
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -112,10 +124,19 @@ class LocalRunner:
 
     async def start(self, launch: ShardLaunch) -> ShardHandle:
         handle = await asyncio.to_thread(self._start, launch)
+        self._last_start = time.monotonic()
         if self._refill is None or self._refill.done():
-            # Not waited for: starting a process is slower than handing a shard over.
-            self._refill = asyncio.create_task(self.warm_up())
+            self._refill = asyncio.create_task(self._refill_when_quiet())
         return handle
+
+    async def _refill_when_quiet(self) -> None:
+        """Top the pool up once starts have paused for ``REFILL_AFTER`` seconds."""
+        while (wait := self._last_start + REFILL_AFTER - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), wait)
+            if self._closed.is_set():
+                return
+        await self.warm_up()
 
     async def warm_up(self) -> None:
         """Top the pool of warm workers up to ``warm_workers``."""
@@ -325,6 +346,7 @@ class LocalRunner:
     async def close(self) -> None:
         """Let the warm workers go (end of input makes them exit); running workers are left
         alone, to be adopted after a restart."""
+        self._closed.set()
         if self._refill is not None:
             with contextlib.suppress(Exception):
                 await self._refill
