@@ -218,9 +218,9 @@ class _ShardRunner:
     async def run(self) -> ShardOutcome:
         _check_spec(self.spec)
         if self.scratch is not None:
-            await asyncio.to_thread(self.scratch.mkdir, parents=True, exist_ok=True)
+            self.scratch.mkdir(parents=True, exist_ok=True)
         if self.pfs_root is not None:
-            await asyncio.to_thread(_check_pfs_root, self.pfs_root, self.spec)
+            _check_pfs_root(self.pfs_root, self.spec)
         outcome = ShardOutcome()
         spec = self.spec
         done = self.already_done
@@ -308,7 +308,7 @@ class _ShardRunner:
     ) -> tuple[str | None, list[OutputFile]]:
         """One attempt at a datum: why it failed (None if it did not), and its outputs."""
         spec = self.spec
-        await asyncio.to_thread(_prepare_root, root)
+        await _prepare_root(root)
         try:
             await stage_inputs(self.client, datum.inputs, root, self.retry)
         except DatumError as e:
@@ -536,8 +536,13 @@ def _check_pfs_root(root: Path, spec: ShardSpec) -> None:
         )
 
 
-def _prepare_root(root: Path) -> None:
-    _clean_root(root)
+async def _prepare_root(root: Path) -> None:
+    """Empty the datum's root (in a thread: a failed attempt may have left a large tree; it is
+    usually empty already) and make its ``out/``."""
+    with os.scandir(root) as entries:
+        leftovers = next(entries, None) is not None
+    if leftovers:
+        await asyncio.to_thread(_clean_root, root)
     (root / "out").mkdir()
 
 
