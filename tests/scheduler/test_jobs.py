@@ -23,6 +23,7 @@ from tests.scheduler.helpers import (
 )
 from tests.worker.helpers import result_line
 from tusk.client import RepoClient
+from tusk.errors import NotFound
 from tusk.events.types import JobCancel
 from tusk.worker.protocol import META_BRANCH, ShardSpec, results_batch_path, shard_path
 from tusk_scheduler.app import create_app
@@ -283,6 +284,61 @@ async def test_jobs_of_one_pipeline_run_in_order_and_a_queued_job_can_be_cancell
     done_last = await scheduler.events.wait_for(last.job, "succeeded")
     assert done_first["finished_at"] <= scheduler.events.of(last.job, "started")[0]["started_at"]
     assert done_last["counts"]["processed"] == 1
+
+
+async def _open_commits(repos: RepoClient, repo: str) -> list[str]:
+    return [c.id async for c in repos.list_commits(repo, state="open")]
+
+
+async def test_a_start_that_fails_leaves_no_commit_open(
+    scheduler: Scheduler, repos: RepoClient
+) -> None:
+    source, pipeline, commit, global_id = await _setup(repos, {"/a.txt": b"a"})
+    spec = pipeline_spec(pipeline, source)
+    gone = job_created(spec, source, "f" * 32, global_id)  # an input commit that is not there
+    await scheduler.send(gone)
+    failed = await scheduler.events.wait_for(gone.job, "failed")
+    assert "f" * 32 in failed["reason"]
+
+    # Whatever its start opened is finished or out of the way: the next job runs.
+    good = job_created(spec, source, commit, global_id, version=2)
+    await scheduler.send(good)
+    await scheduler.events.wait_for(good.job, "succeeded")
+    assert await _open_commits(repos, pipeline) == []
+
+
+async def test_a_commit_an_ended_job_left_open_is_abandoned(
+    scheduler: Scheduler, repos: RepoClient
+) -> None:
+    source, pipeline, commit, global_id = await _setup(repos, {"/a.txt": b"a"})
+    spec = pipeline_spec(pipeline, source)
+    first = job_created(spec, source, commit, global_id)
+    await scheduler.send(first)
+    await scheduler.events.wait_for(first.job, "succeeded")
+    # As a start request of that job would have left it, had it been cancelled in flight.
+    left = await repos.start_commit(
+        pipeline, META_BRANCH, description=f"tusk job {first.job} (meta)"
+    )
+
+    second = job_created(spec, source, commit, global_id, version=2)
+    await scheduler.send(second)
+    await scheduler.events.wait_for(second.job, "succeeded")
+    with pytest.raises(NotFound):
+        await repos.inspect_commit(pipeline, left.id)
+    assert await _open_commits(repos, pipeline) == []
+
+
+async def test_a_commit_that_is_no_jobs_fails_the_job_naming_it(
+    scheduler: Scheduler, repos: RepoClient
+) -> None:
+    source, pipeline, commit, global_id = await _setup(repos, {"/a.txt": b"a"})
+    someone = await repos.start_commit(pipeline, "master", description="by hand")
+    created = job_created(pipeline_spec(pipeline, source), source, commit, global_id)
+    await scheduler.send(created)
+    failed = await scheduler.events.wait_for(created.job, "failed")
+    assert f"has an open commit {someone.id} that is not this job's" in failed["reason"]
+    assert (await repos.inspect_commit(pipeline, someone.id)).state == "open"
+    assert await _open_commits(repos, pipeline) == [someone.id]  # its meta commit is finished
 
 
 async def test_unknown_jobs_and_datums_answer_404(scheduler: Scheduler) -> None:

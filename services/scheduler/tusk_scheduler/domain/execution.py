@@ -5,8 +5,9 @@ a restarted scheduler resumes: it runs the step of the state the job row is in.
 
 - **starting** opens the output commit empty (provenance: the input commits; global id: the
   job's: the output is exactly the carried-forward outputs plus the new datums' outputs) and the
-  meta commit, recording their ids once both are open; a commit opened before a crash is
-  recognised by its description, adopted and emptied. It computes the datums, writes the shard
+  meta commit; their ids are recorded with the start, and a commit opened by a start that
+  failed or crashed first is recognised by its description, adopted and emptied (or, should
+  the job fail meanwhile, finished). It computes the datums, writes the shard
   specs (unless the runner hands them to the workers: then once they are under way), then
   records datums, shards and ``running`` in one transaction; the outputs of the datums an
   earlier job of the same pipeline version processed are linked once the workers start.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy import update
 
-from tusk.client import CommitRef, RepoClient
+from tusk.client import CommitInfo, CommitRef, RepoClient
 from tusk.db import Database
 from tusk.errors import Conflict, NotFound, TuskError, Unavailable
 from tusk.events.envelope import EventData
@@ -217,13 +219,7 @@ class JobExecution:
         output_commit, meta_commit, plan = await _together(
             open_output(), open_meta(), self._plan(job, spec)
         )
-        if (output_commit, meta_commit) != (job.output_commit, job.meta_commit):
-            # (Opened just before a crash and not recorded: adopted by its description.)
-            async with deps.db.session() as session:
-                await store.update_job(
-                    session, job.id, output_commit=output_commit, meta_commit=meta_commit
-                )
-            job.output_commit, job.meta_commit = output_commit, meta_commit
+        job.output_commit, job.meta_commit = output_commit, meta_commit  # recorded with the start
         self._check_stop()
         specs = [
             shard_spec(
@@ -240,20 +236,24 @@ class JobExecution:
         ]
         if not deps.runner.takes_spec:  # the workers read them from the meta commit
             await self._put_specs(job, specs)
-        if await self._record_start(job, plan, output_commit):
+        if await self._record_start(job, plan):
             self._carry = plan  # recorded and linked as soon as the workers are started
             self._fresh_specs = {s.shard: s for s in specs}
 
     async def _open(
-        self, job: JobRow, branch: str, kind: str, opened: str | None
+        self, job: JobRow, branch: str, kind: str, opened: str | None, *, clear: bool = True
     ) -> tuple[str, bool]:
         """Open the job's output or meta commit, or adopt the one a crashed run opened
         (``opened``: the one recorded already); the caller records it. The commit, and whether
-        this call started it (an output commit started here starts empty)."""
+        this call started it (an output commit started here starts empty).
+
+        A commit that an ended job left open on the branch (a start cancelled while its
+        request was under way) is abandoned first (``clear``); one that is not a job's stops
+        the job."""
         if opened is not None:
             return opened, False
         deps = self.deps
-        description = f"tusk job {job.id} ({kind})"
+        description = _description(job, kind)
         provenance = (
             {
                 (i["repo"], i["commit"]): CommitRef(repo=i["repo"], commit=i["commit"])
@@ -277,6 +277,16 @@ class JobExecution:
             if not isinstance(open_commit, str):
                 raise
             found = await deps.repos.inspect_commit(job.output_repo, open_commit)
+            if found.description != description and clear and await self._of_ended_job(found):
+                self.log.warning(
+                    "abandoning a commit an ended job left open",
+                    repo=job.output_repo,
+                    commit=open_commit,
+                    description=found.description,
+                )
+                with contextlib.suppress(NotFound):
+                    await deps.repos.abandon_commit(job.output_repo, open_commit)
+                return await self._open(job, branch, kind, None, clear=False)
             if found.description != description:
                 raise JobFailure(
                     f"branch {branch!r} of the output repo {job.output_repo!r} has an open commit "
@@ -289,9 +299,23 @@ class JobExecution:
         self.log.info(f"{kind} commit opened", repo=job.output_repo, branch=branch, commit=commit)
         return commit, started
 
-    async def _record_start(self, job: JobRow, plan: JobPlan, output_commit: str) -> bool:
+    async def _of_ended_job(self, commit: CommitInfo) -> bool:
+        """Whether ``commit`` is an output or meta commit of a job that has ended."""
+        match = _DESCRIPTION.fullmatch(commit.description)
+        if match is None:
+            return False
+        async with self.deps.db.session(write=False) as session:
+            try:
+                other = await store.get_job(session, match["job"])
+            except NotFound:
+                return False
+        return other.state in FINAL_STATES
+
+    async def _record_start(self, job: JobRow, plan: JobPlan) -> bool:
         """``running``, with the new datums and the shards (the skipped datums follow once the
         workers are started: with thousands of them, writing their rows takes a while)."""
+        output_commit = job.output_commit
+        assert output_commit is not None
         now = datetime.now(UTC)
         datum_rows = [
             _datum_row(job.id, d, state=PENDING, shard=n)
@@ -311,6 +335,8 @@ class JobExecution:
                 state=RUNNING,
                 started_at=now,
                 counts=counts.model_dump(),
+                output_commit=output_commit,
+                meta_commit=job.meta_commit,
             ):
                 return False  # not starting any more: the next turn sees why
             # What the row says now, so that running goes on without reading it again.
@@ -712,6 +738,8 @@ class JobExecution:
         deps = self.deps
         for handle in await self._known_handles(job):
             await deps.runner.cancel(handle)
+        if job.state == STARTING:
+            await self._find_opened(job)
         datums: list[Any] = []
         if job.output_commit is not None and job.meta_commit is not None:
             async with deps.db.session(write=False) as session:
@@ -785,6 +813,25 @@ class JobExecution:
             await self.deps.outbox.add(session, event(counts, now))
         self._finished(job, state, now)
         return counts
+
+    async def _find_opened(self, job: JobRow) -> None:
+        """The commits of a start that failed or crashed before recording them, found by
+        their descriptions, so that failing the job finishes them instead of leaving them open
+        on the output repo's branches (where they would stop the pipeline's next job)."""
+        for branch, kind in ((job.output_branch, "output"), (META_BRANCH, "meta")):
+            try:
+                page = await self.deps.repos.list_commits_page(
+                    job.output_repo, branch=branch, state="open", limit=1
+                )
+            except NotFound:  # the repo is gone
+                return
+            found = next(
+                (c.id for c in page.items if c.description == _description(job, kind)), None
+            )
+            if kind == "output":
+                job.output_commit = found
+            else:
+                job.meta_commit = found
 
     async def _known_handles(self, job: JobRow) -> list[ShardHandle]:
         async with self.deps.db.session(write=False) as session:
@@ -865,6 +912,14 @@ def _spec(job: JobRow) -> PipelineSpec:
         return PipelineSpec.model_validate(job.spec)
     except ValidationError as e:
         raise JobFailure(f"the job's pipeline spec is not valid: {e}") from None
+
+
+def _description(job: JobRow, kind: str) -> str:
+    """What the job's output or meta commit says it is: how a restarted start knows it."""
+    return f"tusk job {job.id} ({kind})"
+
+
+_DESCRIPTION = re.compile(r"tusk job (?P<job>[0-9a-f]+) \((?:output|meta)\)")
 
 
 def _duration(spec: PipelineSpec) -> str:
