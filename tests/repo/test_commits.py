@@ -128,6 +128,29 @@ async def test_provenance_and_global_id(client: httpx.AsyncClient) -> None:
     down = ok(await client.get(f"/v1/repos/inp/commits/{src['id']}/subvenance"))
     assert down == [{"repo": "out", "commit": started["id"]}]
     assert ok(await client.get(f"/v1/repos/out/commits/{started['id']}/subvenance")) == []
+    missing = uuid.uuid4().hex
+    error(
+        await client.post(
+            "/v1/repos/out/commits",
+            json={"branch": "z", "provenance": [{"repo": "inp", "commit": missing}]},
+        ),
+        404,
+        missing,
+    )
+    by_id = ok(
+        await client.post(
+            "/v1/repos/out/commits",
+            json={
+                "branch": "by-id",
+                "provenance": [
+                    {"repo": "inp", "commit": src["id"]},
+                    {"repo": "inp", "commit": "master"},  # the same commit, named by branch
+                ],
+            },
+        ),
+        201,
+    )
+    assert by_id["provenance"] == [{"repo": "inp", "commit": src["id"]}]
 
 
 async def test_finish_marked_failed(client: httpx.AsyncClient) -> None:

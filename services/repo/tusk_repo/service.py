@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tusk.db import insert_if_absent
+from tusk.db import insert_for, insert_if_absent
 from tusk.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tusk.events.outbox import OutboxWriter
 from tusk.events.types import (
@@ -299,47 +299,49 @@ class RepoService:
         empty: bool = False,
     ) -> CommitRow:
         validate_branch_name(branch_name)
-        # Racing starts on a new branch may both create it; either way it exists afterwards.
-        await insert_if_absent(
-            session,
-            BranchRow.__table__,
-            {"repo_id": repo.id, "name": branch_name, "head": None, "created_at": _now()},
-        )
-        branch = await self.get_branch(session, repo, branch_name)
-        existing = await self._open_commit_on(session, repo, branch_name)
-        if existing is not None:
-            raise Conflict(
-                f"branch {branch_name!r} of repo {repo.name!r} already has open commit "
-                f"{existing.id}; finish or abandon it first",
-                open_commit=existing.id,
+        branch = await self._branch(session, repo, branch_name)
+        if branch is None:
+            # Racing starts on a new branch may both create it; either way it exists afterwards.
+            await insert_if_absent(
+                session,
+                BranchRow.__table__,
+                {"repo_id": repo.id, "name": branch_name, "head": None, "created_at": _now()},
             )
-        inputs = [await self._resolve_input(session, p) for p in provenance]
-        parent = await self._commit_by_id(session, repo, branch.head) if branch.head else None
+            branch = await self.get_branch(session, repo, branch_name)
+        inputs = await self._resolve_inputs(session, provenance)
+        base_tree = trees.EMPTY_TREE
+        if branch.head and not empty:
+            base_tree = (
+                await self._commit_by_id(session, repo, branch.head)
+            ).root_tree or base_tree
         commit_id = uuid.uuid4().hex
-        inserted = await insert_if_absent(
-            session,
-            CommitRow.__table__,
-            {
-                "id": commit_id,
-                "repo_id": repo.id,
-                "branch": branch_name,
-                "parent": parent.id if parent else None,
-                "state": OPEN,
-                "base_tree": (
-                    parent.root_tree
-                    if parent and parent.root_tree and not empty
-                    else trees.EMPTY_TREE
-                ),
-                "global_id": global_id or commit_id,
-                "description": description,
-                "started_at": _now(),
-            },
-        )
-        if not inserted:  # another start won the race for the branch's one open commit
-            raise Conflict(
-                f"branch {branch_name!r} of repo {repo.name!r} already has an open commit"
+        # The unique index on a branch's open commit turns a second start into no row.
+        commit: CommitRow | None = (
+            await session.scalars(
+                insert_for(session, CommitRow)
+                .values(
+                    id=commit_id,
+                    repo_id=repo.id,
+                    branch=branch_name,
+                    parent=branch.head,
+                    state=OPEN,
+                    base_tree=base_tree,
+                    global_id=global_id or commit_id,
+                    description=description,
+                    started_at=_now(),
+                )
+                .on_conflict_do_nothing()
+                .returning(CommitRow)
             )
-        commit = await self._commit_by_id(session, repo, commit_id)
+        ).first()
+        if commit is None:
+            existing = await self._open_commit_on(session, repo, branch_name)
+            raise Conflict(
+                f"branch {branch_name!r} of repo {repo.name!r} already has "
+                + (f"open commit {existing.id}" if existing else "an open commit")
+                + "; finish or abandon it first",
+                **({"open_commit": existing.id} if existing else {}),
+            )
         session.add_all(
             ProvenanceRow(commit_id=commit_id, input_commit=c.commit, input_repo=c.repo)
             for c in {(i.repo, i.commit): i for i in inputs}.values()
@@ -359,10 +361,29 @@ class RepoService:
         )
         return commit
 
-    async def _resolve_input(self, session: AsyncSession, ref: CommitRefModel) -> CommitRef:
-        repo = await self.get_repo(session, ref.repo)
-        commit = await self.resolve_commit(session, repo, ref.commit)
-        return CommitRef(repo=repo.name, commit=commit.id)
+    async def _resolve_inputs(
+        self, session: AsyncSession, refs: Sequence[CommitRefModel]
+    ) -> list[CommitRef]:
+        """Provenance as given: commit ids (found in one query) or branch refs."""
+        by_id = {(r.repo, r.commit) for r in refs if parse_ref(r.commit).is_commit_id}
+        found: set[tuple[str, str]] = set()
+        if by_id:
+            rows = await session.execute(
+                select(RepoRow.name, CommitRow.id)
+                .join(CommitRow, CommitRow.repo_id == RepoRow.id)
+                .where(tuple_(RepoRow.name, CommitRow.id).in_(by_id))
+            )
+            found = {(name, cid) for name, cid in rows.all()}
+        resolved = []
+        for ref in refs:
+            if (ref.repo, ref.commit) in found:
+                resolved.append(CommitRef(repo=ref.repo, commit=ref.commit))
+                continue
+            # A branch ref, or not found: the errors name what is missing.
+            repo = await self.get_repo(session, ref.repo)
+            commit = await self.resolve_commit(session, repo, ref.commit)
+            resolved.append(CommitRef(repo=repo.name, commit=commit.id))
+        return resolved
 
     async def finish_commit(
         self, session: AsyncSession, repo: RepoRow, ref: str, *, error: str | None = None
