@@ -78,6 +78,7 @@ def create_app(
     async def metrics(ctx: ContextDep) -> Response:
         async with ctx.db.session(write=False) as session:
             ctx.metrics.set_jobs(await store.jobs_by_state(session))
+        ctx.metrics.leader.set(1 if ctx.leadership.leading else 0)
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(jobs.router, prefix="/v1")

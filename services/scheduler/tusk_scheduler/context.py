@@ -19,6 +19,7 @@ from tusk_scheduler.domain.dispatcher import Dispatcher
 from tusk_scheduler.domain.execution import Deps
 from tusk_scheduler.domain.results import ResultReader
 from tusk_scheduler.events import GROUP, TOPICS, TYPES, make_handler
+from tusk_scheduler.leadership import Leadership
 from tusk_scheduler.metrics import Metrics
 from tusk_scheduler.runners.base import Runner
 from tusk_scheduler.runners.local import LocalRunner
@@ -38,6 +39,7 @@ class Context:
     runner: Runner
     results: ResultReader
     dispatcher: Dispatcher
+    leadership: Leadership
     consumer: EventConsumer
     relay: OutboxRelay
     metrics: Metrics
@@ -87,12 +89,13 @@ def make_runner(settings: SchedulerSettings) -> Runner:
 async def build_context(
     settings: SchedulerSettings, *, bus: EventBus | None = None, runner: Runner | None = None
 ) -> AsyncIterator[Context]:
-    """Everything the scheduler needs, started: the relay, the dispatcher (which resumes the
-    jobs a previous process left unfinished) and the consumer. ``bus``: one shared with the
-    other services of this process (the embedded mode's MemoryBus, closed by its owner).
+    """Everything the scheduler needs, started: the relay, the dispatcher once this process
+    leads (it resumes the jobs a previous process left unfinished) and the consumer. ``bus``:
+    one shared with the other services of this process (the embedded mode's MemoryBus,
+    closed by its owner).
 
     On the way out the consumer stops first, then the dispatcher (running workers are left
-    alone, to be adopted by the next process), then the relay, which publishes what is left."""
+    alone, to be adopted by the next leader), then the relay, which publishes what is left."""
     url = settings.resolved_database_url
     if settings.migrate_on_start:
         await migrate(url)
@@ -130,8 +133,9 @@ async def build_context(
         )
         relay.start()
         stack.push_async_callback(relay.stop)
-        dispatcher.start()
-        stack.push_async_callback(dispatcher.stop)
+        leadership = Leadership(db, lead=dispatcher.start, step_down=dispatcher.stop)
+        leadership.start()
+        stack.push_async_callback(leadership.stop)
         consumer.start()
         stack.push_async_callback(consumer.stop)
         yield Context(
@@ -142,6 +146,7 @@ async def build_context(
             runner=runner,
             results=results,
             dispatcher=dispatcher,
+            leadership=leadership,
             consumer=consumer,
             relay=relay,
             metrics=metrics,

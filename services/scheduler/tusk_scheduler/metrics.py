@@ -42,6 +42,11 @@ class Metrics:
             "Running workers adopted after a restart.",
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "tusk_scheduler_leader",
+            "1 while this process executes the jobs, 0 while it stands by for another.",
+            registry=self.registry,
+        )
         self.job_seconds = Histogram(
             "tusk_scheduler_job_duration_seconds",
             "From a job's start to its end.",

@@ -6,8 +6,9 @@ and a job's skipping relies on what the previous one recorded); across pipelines
 waiting for its turn.
 
 The dispatcher looks at the jobs table whenever it is woken (a job was recorded or a cancel
-requested, a job finished) and every few seconds anyway. Its first look after start-up picks
-up the jobs a previous process left unfinished: that is how jobs resume after a restart.
+requested, a job finished) and every few seconds anyway. It runs in one scheduler at a time
+(see :mod:`tusk_scheduler.leadership`); its first look once started picks up the jobs a
+previous process left unfinished: that is how jobs resume after a restart or a hand-over.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class Dispatcher:
     def running(self) -> list[str]:
         """The jobs executing in this process now."""
         return list(self._executions)
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether this dispatcher is started (in the scheduler that leads)."""
+        return self._task is not None
 
     def wake(self) -> None:
         """Look at the jobs soon (safe to call from any coroutine or commit hook)."""
