@@ -738,7 +738,7 @@ class JobExecution:
         deps = self.deps
         for handle in await self._known_handles(job):
             await deps.runner.cancel(handle)
-        if job.state == STARTING:
+        if job.state == STARTING and job.output_commit is None:
             await self._find_opened(job)
         datums: list[Any] = []
         if job.output_commit is not None and job.meta_commit is not None:

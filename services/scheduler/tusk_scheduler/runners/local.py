@@ -6,7 +6,7 @@ started ahead (``tusk-worker --standby``, see :mod:`tusk.worker.main`) and hands
 of them as a line of JSON on its stdin. The pool is topped up once no shard has been started for
 ``REFILL_AFTER`` seconds: a new worker's imports take a core for that quarter of a second, which
 the workers just handed their shards need for their first datums (on two cores it delayed the
-first datum's command by a third). With no warm worker at hand, a new one is started and handed
+first datum's command by about 10 ms). With no warm worker at hand, a new one is started and handed
 its shard at once.
 
 **Outliving the scheduler.** Workers run in a session of their own (``start_new_session``), so
