@@ -1,8 +1,9 @@
-"""Running a batch of independent jobs a few at a time."""
+"""Running a batch of independent jobs a few at a time; waiting for an event or a timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 Job = Callable[[], Awaitable[None]]
@@ -33,3 +34,10 @@ async def bounded(
     except BaseExceptionGroup as failed:
         errors = failed.exceptions
         raise (pick(errors) if pick else errors[0]) from None
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``event`` is set or ``seconds`` pass; whether it was set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from tusk.concurrency import bounded
+from tusk.concurrency import bounded, wait_event
 
 
 async def test_at_most_parallel_jobs_run_at_once() -> None:
@@ -40,3 +41,14 @@ async def test_a_failure_cancels_the_rest_and_pick_chooses_what_is_raised() -> N
     with pytest.raises(KeyError):
         await bounded(jobs, 3, pick=lambda errors: next(e for e in errors if e is second))
     assert finished == []
+
+
+async def test_wait_event_returns_when_set_or_after_the_timeout() -> None:
+    event = asyncio.Event()
+    started = time.monotonic()
+    assert await wait_event(event, 0.05) is False
+    assert time.monotonic() - started >= 0.05
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    started = time.monotonic()
+    assert await wait_event(event, 10) is True
+    assert time.monotonic() - started < 5

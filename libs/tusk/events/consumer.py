@@ -22,7 +22,6 @@ lets the event in hand finish, commits, and leaves the group.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 
@@ -30,6 +29,7 @@ import structlog
 from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tusk.concurrency import wait_event
 from tusk.db import Database, UTCDateTime, insert_for
 from tusk.errors import InvalidArgument, Unavailable
 from tusk.events.bus import EventBus, Record, Subscription, decode
@@ -250,6 +250,5 @@ class EventConsumer:
 
     async def _backoff(self, delay: float) -> float:
         """Sleep ``delay`` seconds (less if stopped); the next, doubled delay."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), delay)
+        await wait_event(self._stopped, delay)
         return min(delay * 2, self.max_backoff)

@@ -19,7 +19,6 @@ waiting for the broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import zlib
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ import structlog
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tusk.concurrency import wait_event
 from tusk.db import Database
 from tusk.events.bus import EventBus
 from tusk.events.envelope import Envelope
@@ -125,10 +125,10 @@ class OutboxRelay:
                 )
                 backoff = min(backoff * 2, self.max_backoff)
                 # Commits do not cut a backoff short (they keep coming while the broker is down).
-                await _wait(self._stopped, delay)
+                await wait_event(self._stopped, delay)
                 continue
             backoff = self.min_backoff
-            if not await _wait(self._wakeup, self.poll_interval):
+            if not await wait_event(self._wakeup, self.poll_interval):
                 await self._prune_quietly()  # housekeeping when idle for a whole interval
 
     async def _prune_quietly(self) -> None:
@@ -176,10 +176,3 @@ class OutboxRelay:
             .where(self.table.c.id.in_(ids))
             .values(published_at=datetime.now(UTC))
         )
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> bool:
-    """Wait until ``event`` is set or ``seconds`` pass; whether it was set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
-    return event.is_set()

@@ -29,6 +29,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tusk.concurrency import wait_event
 from tusk.db import Database
 
 log = structlog.get_logger()
@@ -79,7 +80,7 @@ class Leadership:
             if connection is not None:
                 try:
                     if waited:
-                        await self._wait(2 * self.check_interval)
+                        await wait_event(self._stopped, 2 * self.check_interval)
                     if not self._stopped.is_set():
                         await self._hold(connection)
                 finally:
@@ -95,7 +96,7 @@ class Leadership:
                 if not announced:
                     log.info("standing by: another scheduler executes the jobs")
                     announced = True
-            await self._wait(self.retry_interval)
+            await wait_event(self._stopped, self.retry_interval)
 
     async def _try_lock(self) -> AsyncConnection | None:
         """A connection holding the lock, or None (another process has it, or the database
@@ -124,7 +125,7 @@ class Leadership:
         self.lead()
         try:
             while not self._stopped.is_set():
-                await self._wait(self.check_interval)
+                await wait_event(self._stopped, self.check_interval)
                 if connection is not None and not self._stopped.is_set():
                     try:
                         await connection.scalar(select(1))
@@ -139,7 +140,3 @@ class Leadership:
         finally:
             self.leading = False
             await self.step_down()
-
-    async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), seconds)

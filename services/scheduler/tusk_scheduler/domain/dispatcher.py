@@ -18,6 +18,7 @@ import contextlib
 
 import structlog
 
+from tusk.concurrency import wait_event
 from tusk_scheduler import store
 from tusk_scheduler.domain.execution import TRANSIENT_ERRORS, Deps, JobExecution
 from tusk_scheduler.store import ActiveJob
@@ -83,8 +84,7 @@ class Dispatcher:
                 log.warning("dispatcher: cannot read the jobs; retrying", error=str(e))
             except Exception:  # the dispatcher must outlive any failure
                 log.exception("dispatcher: pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+            await wait_event(self._wakeup, self.poll_interval)
 
     async def dispatch(self) -> None:
         """One look at the unfinished jobs: start those whose turn it is."""

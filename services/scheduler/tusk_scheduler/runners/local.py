@@ -43,6 +43,7 @@ from pathlib import Path
 
 import structlog
 
+from tusk.concurrency import wait_event
 from tusk_scheduler.runners.base import ShardHandle, ShardLaunch, ShardStatus
 
 log = structlog.get_logger()
@@ -132,9 +133,7 @@ class LocalRunner:
     async def _refill_when_quiet(self) -> None:
         """Top the pool up once starts have paused for ``REFILL_AFTER`` seconds."""
         while (wait := self._last_start + REFILL_AFTER - time.monotonic()) > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), wait)
-            if self._closed.is_set():
+            if await wait_event(self._closed, wait):
                 return
         await self.warm_up()
 
