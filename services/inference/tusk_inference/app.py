@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tusk import __version__
@@ -86,20 +86,31 @@ def create_app(
 
     # The hot path first (routes are matched in order), as plain Starlette routes: FastAPI's
     # per-request dependency and parameter machinery would cost more than most models.
-    app.router.routes[:0] = infer.fast_routes()
+    # Liveness too: a constant answer with no dependency injection, no model and no repo
+    # call, so a busy replica is never restarted for being slow to say it is alive.
+    app.router.routes[:0] = [*infer.fast_routes(), *v2.fast_probe_routes()]
     app.include_router(infer.router)  # the same paths, for the OpenAPI schema only
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
+        """200 while the process serves HTTP (the liveness probe): never depends on a model."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
     async def readyz(ctx: ContextDep) -> Response:
-        ready = ctx.registry.ready
-        return Response(
-            b'{"status":"ready"}' if ready else b'{"status":"loading"}',
-            status_code=200 if ready else 503,
-            media_type="application/json",
+        """The readiness probe: 200 once this replica has done what it can for every model
+        (serves it, found no version of it yet, or failed to load it, each visible at
+        ``/v2/models/{model}/ready``), 503 while it still reads a branch or loads a first
+        version. A model missing everywhere keeps no replica out of its Service."""
+        registry = ctx.registry
+        if registry.settled:
+            body = {
+                "status": "ready",
+                "models": {n: s.latest is not None for n, s in registry.slots.items()},
+            }
+            return JSONResponse(body)
+        return JSONResponse(
+            {"status": "loading", "error": registry.unsettled_reason()}, status_code=503
         )
 
     @app.get("/metrics", tags=["health"], response_class=Response)

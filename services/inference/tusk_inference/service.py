@@ -114,6 +114,7 @@ class ModelService:
         if slot.loading == commit:  # on its way already
             return
         self._wanted[slot.name] = commit
+        slot.queued = commit
         if slot.name not in self._loaders:
             self._loaders[slot.name] = asyncio.create_task(
                 self._loader(slot), name=f"inference loader {slot.name}"
@@ -127,6 +128,7 @@ class ModelService:
         try:
             info: CommitInfo | None = await self.repos.inspect_commit(spec.repo, spec.branch)
         except NotFound:
+            self._mark_checked(slot)
             if slot.latest is None:
                 log.info("no model to load yet", model=slot.name, source=spec.source)
             return
@@ -137,6 +139,12 @@ class ModelService:
             info = await self.repos.inspect_commit(spec.repo, info.parent) if info.parent else None
         if info is not None and info.error is None and self._wants[slot.name] == wants:
             self.want(slot, info.id)
+        self._mark_checked(slot)
+
+    def _mark_checked(self, slot: Slot) -> None:
+        if not slot.checked:
+            slot.checked = True
+            self._notify()  # readiness may have changed
 
     async def _resync_loop(self) -> None:
         """Read the heads now, again whenever one could not be read (with back-off: at
@@ -169,10 +177,12 @@ class ModelService:
         try:
             while (commit := self._wanted.pop(slot.name, None)) is not None:
                 slot.loading = commit
+                slot.queued = None
                 try:
                     await self._load_until_done(slot, commit)
                 finally:
                     slot.loading = None
+                    self._notify()  # the slot may be settled now (loaded, failed or skipped)
         finally:
             self._loaders.pop(slot.name, None)
 
@@ -338,6 +348,11 @@ class ModelService:
     async def wait_loaded(self) -> None:
         """Until every model serves a version (wrap it in a timeout)."""
         while not self.registry.ready:
+            await self.changed()
+
+    async def wait_settled(self) -> None:
+        """Until the replica is ready for traffic (`Registry.settled`; wrap it in a timeout)."""
+        while not self.registry.settled:
             await self.changed()
 
     async def changed(self) -> None:

@@ -55,6 +55,19 @@ class Slot:
         self.versions: OrderedDict[str, Version] = OrderedDict()
         self.last_failure: LoadFailure | None = None
         self.loading: str | None = None
+        # The branch head has been read at least once (or the first load is queued): until
+        # then this replica cannot tell whether the model exists.
+        self.checked = False
+        self.queued: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether this replica has done what it can for the model: it serves a version, or
+        it read the branch and has nothing to load, or loading failed. A replica whose models
+        are all settled can take traffic: the others cannot serve what it lacks either."""
+        if self.latest is not None:
+            return True
+        return self.checked and self.loading is None and self.queued is None
 
     @property
     def name(self) -> str:
@@ -148,7 +161,22 @@ class Registry:
 
     @property
     def ready(self) -> bool:
+        """Every configured model serves a version (OIP's server readiness)."""
         return all(slot.latest is not None for slot in self.slots.values())
+
+    @property
+    def settled(self) -> bool:
+        """Every model is settled (see `Slot.settled`): the replica's readiness for a Service."""
+        return all(slot.settled for slot in self.slots.values())
+
+    def unsettled_reason(self) -> str:
+        return "; ".join(
+            slot.not_loaded_reason()
+            if slot.checked
+            else f"model {slot.name!r}: its branch has not been read yet ({slot.spec.source})"
+            for slot in self.slots.values()
+            if not slot.settled
+        )
 
     def not_ready_reason(self) -> str:
         return "; ".join(
