@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint check-types services install clean
+.PHONY: demo test lint check-types services install clean e2e e2e-kube
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ lint: $(STAMP)
 ## test: everything: lint, then the whole suite against real PostgreSQL, Kafka and S3
 test: lint services
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## e2e: every image built from the Dockerfiles, then docker compose for real (root)
+e2e: $(STAMP)
+	PYTHON=$(CURDIR)/$(BIN)/python bash e2e/run.sh
+
+## e2e-kube: the chart on a real two-node Kubernetes cluster: shards as pods, a node lost (root)
+e2e-kube: $(STAMP)
+	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS=e2e/test_kubernetes.py bash e2e/run.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
