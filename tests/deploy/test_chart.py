@@ -120,14 +120,11 @@ def test_each_service_has_probes_resources_and_a_locked_down_pod(rendered: Rende
         (container,) = pod["containers"]
         assert container["ports"][0]["containerPort"] == port
         assert container["command"][:3] == ["uvicorn", "--factory", f"tusk_{name}.app:create_app"]
-        live, ready = (
-            ("/v2/health/live", "/v2/health/ready")
-            if name == "inference"
-            else ("/healthz", "/readyz")
-        )
+        live = "/v2/health/live" if name == "inference" else "/healthz"
         assert container["livenessProbe"]["httpGet"]["path"] == live
-        assert container["readinessProbe"]["httpGet"]["path"] == ready
-        assert container["startupProbe"]["httpGet"]["path"] in (live, ready)
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        # Start-up is liveness: a fresh install has no model yet and must not restart forever.
+        assert container["startupProbe"]["httpGet"]["path"] == live
         assert container["resources"]["requests"]
         assert container["resources"]["limits"]
         assert_locked_down(pod, container)
@@ -323,3 +320,31 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
         assert (await runner.status(handle)).state == "lost"
     finally:
         await runner.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "config.logLevel=DEBUG",  # common config, in every service's ConfigMap
+        "repo.env.TUSK_REPO_CHUNK_BYTES=1048576",
+        "secrets.apiTokens=rotated",  # the Secret every pod reads
+        "secrets.s3SecretAccessKey=rotated",
+    ],
+)
+def test_every_config_change_rolls_the_pods_that_read_it(change: str) -> None:
+    """`helm upgrade` restarts a pod only when its template changes: the checksum annotations
+    must cover the common settings and the Secret, not only the service's own values."""
+
+    def annotations() -> dict[str, dict[str, str]]:
+        return {
+            name: d["spec"]["template"]["metadata"]["annotations"]
+            for name, d in of_kind(docs, "Deployment").items()
+        }
+
+    docs = render()
+    before = annotations()
+    docs = render("--set", change)
+    after = annotations()
+    changed = {name for name in before if before[name] != after[name]}
+    expected = {"tusk-repo"} if change.startswith("repo.") else set(before)
+    assert changed == expected, (change, changed)

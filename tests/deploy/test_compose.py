@@ -83,7 +83,7 @@ def test_each_service_is_built_from_its_dockerfile_and_probed(
     port = PORTS[name]
     assert service["ports"] == [f"{port}:{port}"]
     assert environment(service)[f"TUSK_{name.upper()}_PORT"] == str(port)
-    ready = "/v2/health/ready" if name == "inference" else "/readyz"
+    ready = "/readyz"  # inference too: per-model readiness is at /v2/models/{m}/ready
     assert f"http://127.0.0.1:{port}{ready}" in " ".join(service["healthcheck"]["test"])
     env = environment(service)
     assert env["TUSK_MIGRATE_ON_START"] == "false"

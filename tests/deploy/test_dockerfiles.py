@@ -132,7 +132,7 @@ def test_services_expose_their_port_and_check_their_health(name: str, port: int)
     final = stages(ROOT / "services" / name / "Dockerfile")[-1]
     assert ("EXPOSE", str(port)) in final
     health = next(rest for k, rest in final if k == "HEALTHCHECK")
-    ready = "/v2/health/ready" if name == "inference" else "/readyz"
+    ready = "/readyz"  # inference too: per-model readiness is at /v2/models/{m}/ready
     assert f"http://127.0.0.1:{port}{ready}" in health
     cmd = next(rest for k, rest in final if k == "CMD")
     assert f'"tusk_{name}.app:create_app"' in cmd

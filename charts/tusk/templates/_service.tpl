@@ -3,11 +3,23 @@ One tusk service: its ConfigMap, Deployment and Service.
 Call with (dict "ctx" $ "component" "repo" "module" "tusk_repo" "live" "/healthz"
                "ready" "/readyz" "startup" "/healthz" "config" (dict ...)).
 */}}
+{{- define "tusk.serviceConfigData" -}}
+{{- $v := index .ctx.Values .component -}}
+{{ include "tusk.commonConfig" .ctx }}
+{{- range $key, $value := .config }}
+{{ $key }}: {{ $value | quote }}
+{{- end }}
+{{- range $key, $value := $v.env }}
+{{ $key }}: {{ $value | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "tusk.service" -}}
 {{- $ctx := .ctx -}}
 {{- $v := index $ctx.Values .component -}}
 {{- $fullname := include "tusk.fullname" $ctx -}}
 {{- $labels := dict "ctx" $ctx "component" .component -}}
+{{- $configData := include "tusk.serviceConfigData" . -}}
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -15,13 +27,7 @@ metadata:
   labels:
     {{- include "tusk.labels" $labels | nindent 4 }}
 data:
-  {{- include "tusk.commonConfig" $ctx | nindent 2 }}
-  {{- range $key, $value := .config }}
-  {{ $key }}: {{ $value | quote }}
-  {{- end }}
-  {{- range $key, $value := $v.env }}
-  {{ $key }}: {{ $value | quote }}
-  {{- end }}
+  {{- $configData | nindent 2 }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -42,7 +48,10 @@ spec:
       labels:
         {{- include "tusk.labels" $labels | nindent 8 }}
       annotations:
-        checksum/config: {{ .config | toJson | sha256sum }}
+        # Everything the pod reads at start: its ConfigMap (common settings included) and the
+        # Secret (or the name of an existing one), so `helm upgrade` restarts what changed.
+        checksum/config: {{ $configData | sha256sum }}
+        checksum/secret: {{ printf "%s%s" (include (print $ctx.Template.BasePath "/secret.yaml") $ctx) ($ctx.Values.secrets.existingSecret | default "") | sha256sum }}
         {{- with $ctx.Values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
