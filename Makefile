@@ -43,7 +43,7 @@ e2e: $(STAMP)
 
 ## e2e-kube: the chart on a real two-node Kubernetes cluster: shards as pods, a node lost (root)
 e2e-kube: $(STAMP)
-	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS=e2e/test_kubernetes.py bash e2e/run.sh
+	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS=e2e/test_kubernetes.py E2E_IMAGES="base standins tusk" bash e2e/run.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

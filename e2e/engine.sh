@@ -65,6 +65,7 @@ start() {
   # What the engine will change, so that stop can put it back.
   [ -f "$RUN/ip_forward.orig" ] || cat /proc/sys/net/ipv4/ip_forward >"$RUN/ip_forward.orig"
   [ -f "$RUN/iptables.orig" ] || iptables-save >"$RUN/iptables.orig"
+  if command -v nft >/dev/null && [ ! -f "$RUN/nft-tables.orig" ]; then nft list tables >"$RUN/nft-tables.orig"; fi
   [ -f "$RUN/links.orig" ] || ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 >"$RUN/links.orig"
   start_containerd 1
   if ! alive "$RUN/dockerd.pid"; then
@@ -101,13 +102,32 @@ stop() {
     rm -f "$RUN/links.orig"
   fi
   if [ -f "$RUN/iptables.orig" ]; then
-    iptables-restore <"$RUN/iptables.orig" && rm -f "$RUN/iptables.orig"
+    # iptables-restore only rewrites the tables the snapshot names: the tables created since
+    # go (nftables backend), or are emptied (legacy backend).
+    if [ -f "$RUN/nft-tables.orig" ] && command -v nft >/dev/null; then
+      nft list tables | while read -r _ family name; do
+        grep -qx "table $family $name" "$RUN/nft-tables.orig" || nft delete table "$family" "$name" 2>/dev/null || true
+      done
+      rm -f "$RUN/nft-tables.orig"
+    fi
+    for table in filter nat mangle raw; do
+      grep -q "^\*$table" "$RUN/iptables.orig" && continue
+      command -v nft >/dev/null && continue  # gone with its nftables table above
+      iptables -t "$table" -S >/dev/null 2>&1 || continue
+      iptables -t "$table" -F && iptables -t "$table" -X
+      for chain in $(iptables -t "$table" -S | awk '$1 == "-P" {print $2}'); do
+        iptables -t "$table" -P "$chain" ACCEPT
+      done
+    done
+    if [ -s "$RUN/iptables.orig" ]; then iptables-restore <"$RUN/iptables.orig"; fi
+    rm -f "$RUN/iptables.orig"
   fi
   if [ -f "$RUN/ip_forward.orig" ]; then
     cat "$RUN/ip_forward.orig" >/proc/sys/net/ipv4/ip_forward && rm -f "$RUN/ip_forward.orig"
   fi
   # Mounts left by containers that died with their engine.
   grep -o " $RUN/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$RUN"
   echo "engine.sh: engine stopped, bridges and iptables rules removed" >&2
 }
 

@@ -230,15 +230,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--only", choices=["base", "standins", "tusk"])
+    parser.add_argument(
+        "--only",
+        choices=["base", "standins", "tusk"],
+        action="append",
+        help="build only these groups (repeatable); compose builds tusk's own images itself",
+    )
     args = parser.parse_args()
+    groups = set(args.only or ["base", "standins", "tusk"])
     try:
-        if args.only in (None, "base"):
+        if "base" in groups:
             bases()
-        if args.only in (None, "standins"):
+        if "standins" in groups:
             for image in third_party_images():
                 stand_in(image)
-        if args.only in (None, "tusk"):
+        if "tusk" in groups:
             tusk_images()
     except (ImageError, subprocess.CalledProcessError) as exc:
         print(f"images: ERROR: {exc}", file=sys.stderr)

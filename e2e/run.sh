@@ -32,7 +32,9 @@ ln -sf "$compose" "$DOCKER_CONFIG/cli-plugins/docker-compose"
 cleanup() { bash "$here/cluster.sh" stop >/dev/null 2>&1 || true; bash "$here/engine.sh" stop || true; }
 trap cleanup EXIT
 step engine bash "$here/engine.sh" start
-step images "$PYTHON" "$here/images.py"
+# E2E_IMAGES: compose builds tusk's images itself (`up --build`); the cluster needs them built.
+read -r -a groups <<<"${E2E_IMAGES:-base standins}"
+step images "$PYTHON" "$here/images.py" "${groups[@]/#/--only=}"
 # E2E_TESTS: which scenarios (make e2e: compose; make e2e-kube: the Kubernetes cluster).
 read -r -a tests <<<"${E2E_TESTS:-$here/test_compose.py}"
 step scenarios "$PYTHON" -m pytest -p no:cacheprovider -o testpaths=e2e --timeout 3600 -x -v \
