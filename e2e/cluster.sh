@@ -283,7 +283,7 @@ stop() {
   done
   for n in "${NODES[@]}"; do [ "$n" = 1 ] || stop_pid "$RUN/containerd$n.pid" "containerd$n"; done
   # Volumes the kubelets mounted, then their state.
-  grep -o " $VAR/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  grep -o " $VAR/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
   for n in "${NODES[@]}"; do
     ip link delete "tusk-cni$n" 2>/dev/null || true
     find /sys/fs/cgroup/*/"tusk-node$n" -depth -type d -exec rmdir {} + 2>/dev/null || true

@@ -66,6 +66,7 @@ start() {
   [ -f "$RUN/ip_forward.orig" ] || cat /proc/sys/net/ipv4/ip_forward >"$RUN/ip_forward.orig"
   [ -f "$RUN/iptables.orig" ] || iptables-save >"$RUN/iptables.orig"
   if command -v nft >/dev/null && [ ! -f "$RUN/nft-tables.orig" ]; then nft list tables >"$RUN/nft-tables.orig"; fi
+  [ -f "$RUN/cgroups.orig" ] || ls -d /sys/fs/cgroup/*/docker >"$RUN/cgroups.orig" 2>/dev/null || true
   [ -f "$RUN/links.orig" ] || ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 >"$RUN/links.orig"
   start_containerd 1
   if ! alive "$RUN/dockerd.pid"; then
@@ -126,7 +127,13 @@ stop() {
     cat "$RUN/ip_forward.orig" >/proc/sys/net/ipv4/ip_forward && rm -f "$RUN/ip_forward.orig"
   fi
   # Mounts left by containers that died with their engine.
-  grep -o " $RUN/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  grep -o " $RUN/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
+  # The cgroups dockerd made for its containers (empty now), unless they were there before.
+  if [ -f "$RUN/cgroups.orig" ]; then
+    for d in /sys/fs/cgroup/*/docker; do
+      [ -d "$d" ] && ! grep -qx "$d" "$RUN/cgroups.orig" && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+    done || true
+  fi
   rm -rf "$RUN"
   echo "engine.sh: engine stopped, bridges and iptables rules removed" >&2
 }
