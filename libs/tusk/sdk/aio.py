@@ -316,6 +316,17 @@ class AsyncClient:
         async with self.writing(address, description=description) as target:
             return await self.repo.put_file(a.repo, target.commit, path, content, size=size)
 
+    async def copy_file(self, source: str, destination: str) -> PutResult:
+        """Copy a file (from any repo and commit) without moving its bytes: the destination
+        names the stored content. Written as :meth:`write_file` writes."""
+        info = await self.stat(source)
+        if info.type != "file":
+            raise InvalidArgument(f"{source} is a directory; copy its files one by one")
+        a = _address(destination)
+        path = _path(a)
+        async with self.writing(destination) as target:
+            return await self.repo.link_files(a.repo, target.commit, [(path, info.hash)])
+
     async def delete_file(self, address: str) -> None:
         """Delete a file or directory, in the open commit or in a commit of its own."""
         a = _address(address)

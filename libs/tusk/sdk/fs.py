@@ -15,6 +15,7 @@ variables, the current context).
 from __future__ import annotations
 
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -105,6 +106,17 @@ class TuskFileSystem(AbstractFileSystem):  # type: ignore[misc]
         entry["name"] = path  # as asked (the ref as written, not resolved)
         return entry
 
+    def modified(self, path: str) -> datetime:
+        """When the commit that holds the file was finished (files have no times of their
+        own: a commit is the unit of change)."""
+        self.info(path)  # FileNotFoundError for a missing file
+        repo, ref, _ = self._split(self._strip_protocol(path))
+        commit = self.client.inspect_commit(f"{repo}@{ref}")
+        return commit.finished_at or commit.started_at
+
+    def created(self, path: str) -> datetime:
+        return self.modified(path)
+
     def ukey(self, path: str) -> str:
         return str(self.info(path)["hash"])
 
@@ -149,6 +161,14 @@ class TuskFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
         self.client.write_file(self._address(path), value)
         self.invalidate_cache(self._parent(path))
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """A server-side copy: no bytes move (so ``mv`` is a copy and a delete)."""
+        try:
+            self.client.copy_file(self._address(path1), self._address(path2))
+        except NotFound:
+            raise FileNotFoundError(path1) from None
+        self.invalidate_cache(self._parent(path2))
 
     def rm_file(self, path: str) -> None:
         try:

@@ -174,6 +174,9 @@ class Client:
             self.aio.write_file(address, data, size=size, description=description)
         )
 
+    def copy_file(self, source: str, destination: str) -> PutResult:
+        return self._loop.run(self.aio.copy_file(source, destination))
+
     def delete_file(self, address: str) -> None:
         self._loop.run(self.aio.delete_file(address))
 

@@ -118,10 +118,12 @@ async def _endpoint(request: Request) -> Response:
             query_string=request.url.query, headers=headers,
         )
         response = await _dispatch(gateway, Call(request, bucket, key, signed))
-    except S3Error as e:
-        response = e.response(request_id, head=head)
-    except TuskError as e:
-        response = from_tusk(e, path).response(request_id, head=head)
+    except (S3Error, TuskError) as e:
+        error = e if isinstance(e, S3Error) else from_tusk(e, path)
+        response = error.response(request_id, head=head)
+        if request.method in ("PUT", "POST"):
+            # The body may be unread: the connection cannot carry another request.
+            response.headers["Connection"] = "close"
     response.headers["x-amz-request-id"] = request_id
     return response
 

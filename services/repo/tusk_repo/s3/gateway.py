@@ -228,19 +228,20 @@ class Gateway:
         return await self._write(bucket, ref, stage)
 
     async def delete_object(self, bucket: str, key: str) -> None:
-        """Deleting a key that is not there succeeds, as in S3 (and changes nothing)."""
+        """Deleting a key that is not there succeeds, as in S3, and changes nothing (no empty
+        commit)."""
         ref, path = split_key(bucket, key)
-        try:
-            await self.head_object(bucket, key)
-        except S3Error as e:
-            if e.code == "NoSuchKey":
-                return
-            raise
 
         async def stage(session: AsyncSession, row: RepoRow, commit: str) -> None:
-            await self.ctx.service.delete_path(session, row, commit, path)
+            try:
+                await self.ctx.service.delete_path(session, row, commit, path)
+            except NotFound:
+                raise _NothingToDelete from None  # rolls back a commit opened for this
 
-        await self._write(bucket, ref, stage)
+        try:
+            await self._write(bucket, ref, stage)
+        except _NothingToDelete:
+            return
 
     async def copy_object(self, bucket: str, key: str, source_bucket: str, source_key: str
                           ) -> tuple[ObjectInfo, str]:
@@ -296,6 +297,10 @@ class Gateway:
 
     def abort_upload(self, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
+
+
+class _NothingToDelete(Exception):
+    pass
 
 
 def _utc(moment: datetime) -> datetime:

@@ -29,8 +29,9 @@ def leaf(tag: str, value: object) -> ET.Element:
 
 
 def xml_response(root: ET.Element, status_code: int = 200,
-                 headers: dict[str, str] | None = None) -> Response:
-    root.set("xmlns", NS)
+                 headers: dict[str, str] | None = None, *, namespace: bool = True) -> Response:
+    if namespace:  # S3's results have it; its error documents do not, and clients expect that
+        root.set("xmlns", NS)
     body = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root)
     return Response(body, status_code=status_code, media_type="application/xml",
                     headers=headers)
@@ -52,7 +53,8 @@ class S3Error(Exception):
                             headers={"x-amz-request-id": request_id})
         root = element("Error", leaf("Code", self.code), leaf("Message", self.message),
                        leaf("Resource", self.resource), leaf("RequestId", request_id))
-        return xml_response(root, self.status_code, {"x-amz-request-id": request_id})
+        return xml_response(root, self.status_code, {"x-amz-request-id": request_id},
+                            namespace=False)
 
 
 _BY_TUSK_CODE = {
