@@ -2,8 +2,9 @@
 key = ``REF/PATH`` where REF is a branch or a commit id.
 
 Writes to a branch go into the branch's open commit when it has one (so that any number of
-writes make one commit, finished with ``tusk commit finish``), else each write is a commit of
-its own, started, staged and finished in one SQL transaction. A commit id names an immutable
+writes make one commit, finished with ``tusk commit finish``), else into a commit of their own,
+started, staged and finished in one SQL transaction before the write is answered; writes that
+arrive while another is being staged share the next transaction, and so that commit. A commit id names an immutable
 snapshot once finished: writes to it are refused.
 """
 
@@ -74,6 +75,9 @@ class Gateway:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._branch_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pending: dict[tuple[str, str], list[tuple[str, ChunkedFile, asyncio.Future[str]]]]
+        self._pending = {}
+        self._stagers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.uploads: dict[str, Upload] = {}
 
     # --- buckets -----------------------------------------------------------------------------
@@ -222,10 +226,39 @@ class Gateway:
         return stored, commit
 
     async def _put_stored(self, bucket: str, ref: str, path: str, stored: ChunkedFile) -> str:
-        async def stage(session: AsyncSession, row: RepoRow, commit: str) -> None:
-            await self.ctx.service.put_files(session, row, commit, [(path, stored)])
+        """Stage one stored file; the commit it went into. Puts to the same ref that arrive
+        while one is being staged are staged together, in the next transaction (a group
+        commit): one SQL transaction per request would cap a branch at what one transaction
+        costs, and a database commits a few hundred of them a second at best."""
+        waiting: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault((bucket, ref), []).append((path, stored, waiting))
+        if (bucket, ref) not in self._stagers:
+            task = asyncio.create_task(self._stage_pending(bucket, ref))
+            self._stagers[(bucket, ref)] = task
+        return await waiting
 
-        return await self._write(bucket, ref, stage)
+    async def _stage_pending(self, bucket: str, ref: str) -> None:
+        try:
+            while batch := self._pending.pop((bucket, ref), None):
+                # The last put of a path wins, as it would have one request after another.
+                files = list({path: stored for path, stored, _ in batch}.items())
+
+                async def stage(session: AsyncSession, row: RepoRow, commit: str,
+                                files: list[tuple[str, ChunkedFile]] = files) -> None:
+                    await self.ctx.service.put_files(session, row, commit, files)
+
+                try:
+                    commit = await self._write(bucket, ref, stage)
+                except Exception as e:
+                    for *_, waiting in batch:
+                        if not waiting.done():
+                            waiting.set_exception(e)
+                    continue
+                for *_, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_result(commit)
+        finally:
+            del self._stagers[(bucket, ref)]
 
     async def delete_object(self, bucket: str, key: str) -> None:
         """Deleting a key that is not there succeeds, as in S3, and changes nothing (no empty
