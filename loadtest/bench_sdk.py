@@ -10,7 +10,7 @@ versitygw (the real object store) and metadata in SQLite, and measures:
 2. ``puts``: 10,000 PutObject of 4 KiB through the gateway into one open commit, finished at
    the end (target ≥ 1,000 objects/s), vs the same PUTs straight to versitygw;
 3. ``csv``: ``pd.read_csv("tusk://…")`` of a 100 MB file vs ``pd.read_csv`` of a local copy
-   (target: within 1.3×).
+   (target: within 1.3x).
 
 Each figure is the best of its rounds, the baseline's likewise, rounds alternating between the
 two. ``--quick`` uses 256 MiB, 2,000 objects and 25 MB. The exit status is 1 when a target is
@@ -155,7 +155,7 @@ def bench_get(report: Report, stack: Stack, s3: S3Server, work: Path, size: int,
 
 
 def bench_puts(report: Report, stack: Stack, s3: S3Server, count: int, rounds: int) -> None:
-    say(f"puts: {count} × 4 KiB")
+    say(f"puts: {count} x 4 KiB")
     direct_bucket = f"puts-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(direct_bucket)
     gateway_rates, direct_rates = [], []
@@ -178,7 +178,7 @@ def bench_puts(report: Report, stack: Stack, s3: S3Server, count: int, rounds: i
             gateway_rates.append(count / timed(through_gateway))
             assert len(client.list_files(f"bench-puts@master:/b{r}")) == count
     via, raw = max(gateway_rates), max(direct_rates)
-    report.add(Figure(f"{count} × 4 KiB PutObject into one commit", via, "objects/s",
+    report.add(Figure(f"{count} x 4 KiB PutObject into one commit", via, "objects/s",
                       "≥ 1,000 objects/s", via >= 1000, "PutObject to versitygw", raw,
                       via / raw))
 
@@ -206,7 +206,7 @@ def bench_csv(report: Report, stack: Stack, work: Path, size: int, rounds: int) 
         tusk_times.append(timed(lambda: pd.read_csv(url, storage_options=options)))
     via, raw = min(tusk_times), min(local_times)
     report.add(Figure(f"pd.read_csv of {local.stat().st_size / 1e6:.0f} MB from tusk://", via,
-                      "s", "≤ 1.3 × local", via <= 1.3 * raw, "pd.read_csv of a local file",
+                      "s", "≤ 1.3 x local", via <= 1.3 * raw, "pd.read_csv of a local file",
                       raw, via / raw))
 
 

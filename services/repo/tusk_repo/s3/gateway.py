@@ -4,8 +4,8 @@ key = ``REF/PATH`` where REF is a branch or a commit id.
 Writes to a branch go into the branch's open commit when it has one (so that any number of
 writes make one commit, finished with ``tusk commit finish``), else into a commit of their own,
 started, staged and finished in one SQL transaction before the write is answered; writes that
-arrive while another is being staged share the next transaction, and so that commit. A commit id names an immutable
-snapshot once finished: writes to it are refused.
+arrive while another is being staged share the next transaction, and so that commit. A commit
+id names an immutable snapshot once finished: writes to it are refused.
 """
 
 from __future__ import annotations
