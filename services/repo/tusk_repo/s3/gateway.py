@@ -27,6 +27,9 @@ from tusk_repo.context import Context
 from tusk_repo.s3.xml import S3Error
 from tusk_repo.tables import RepoRow
 
+READ_AHEAD = 3
+"""Chunks fetched from the object store while one is sent (each up to the chunk size)."""
+
 Stage = Callable[[AsyncSession, RepoRow, str], Awaitable[None]]
 
 
@@ -122,7 +125,8 @@ class Gateway:
         return ObjectInfo(key, info.size_bytes, info.hash, _utc(modified), view.commit.id), stored
 
     def read(self, stored: ChunkedFile, start: int, end: int) -> AsyncIterator[bytes]:
-        return self.ctx.chunks.read_file(stored, start, end)
+        # S3 clients read large objects in one GET: keep the store's latency out of the way.
+        return self.ctx.chunks.read_file(stored, start, end, ahead=READ_AHEAD)
 
     async def list_objects(
         self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
