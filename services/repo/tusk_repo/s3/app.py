@@ -283,8 +283,8 @@ async def _object(gateway: Gateway, call: Call, method: str) -> Response:
         source = call.request.headers.get("x-amz-copy-source")
         if source:
             return await _copy_object(gateway, call, source)
-        stored, commit = await gateway.put_object(call.bucket, call.key, call.body())
-        return Response(headers={"ETag": f'"{stored.hash}"', "x-tusk-commit": commit})
+        digest, commit = await gateway.put_object(call.bucket, call.key, call.body())
+        return Response(headers={"ETag": f'"{digest}"', "x-tusk-commit": commit})
     if method == "POST":
         if "uploads" in q:
             upload_id = await gateway.create_upload(call.bucket, call.key)

@@ -15,18 +15,21 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import blake3
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk.errors import Conflict, InvalidArgument, NotFound, TuskError
-from tusk.objectstore.chunks import ChunkedFile
+from tusk.objectstore.chunks import ChunkedFile, hash_bytes
 from tusk.paths import normalize_path, parse_ref
 from tusk_repo import trees
 from tusk_repo.context import Context
 from tusk_repo.s3.xml import S3Error
 from tusk_repo.tables import RepoRow
 
+PACK_SMALLER_THAN = 1 << 20
+"""Objects up to this size are packed with the others staged together."""
 READ_AHEAD = 3
 """Chunks fetched from the object store while one is sent (each up to the chunk size)."""
 
@@ -78,7 +81,7 @@ class Gateway:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._branch_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._pending: dict[tuple[str, str], list[tuple[str, ChunkedFile, asyncio.Future[str]]]]
+        self._pending: dict[tuple[str, str], list[tuple[str, ChunkedFile | bytes, Any]]]
         self._pending = {}
         self._stagers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.uploads: dict[str, Upload] = {}
@@ -221,37 +224,74 @@ class Gateway:
 
     async def put_object(
         self, bucket: str, key: str, body: AsyncIterable[bytes]
-    ) -> tuple[ChunkedFile, str]:
+    ) -> tuple[str, str]:
+        """Store and stage one object; its content hash and the commit it went into.
+
+        A small object is held until it is staged: the objects staged together are written
+        packed into shared chunks (as a batch put is), so ten thousand small PUTs cost a few
+        object-store writes, not ten thousand."""
         ref, path = split_key(bucket, key)
         async with self.ctx.db.session(write=False) as session:
             await self._repo(session, bucket)  # before reading a possibly large body
-        stored = await self.ctx.chunks.write_stream(body)
-        commit = await self._put_stored(bucket, ref, path, stored)
-        return stored, commit
+        stream = aiter(body)
+        head = bytearray()
+        async for piece in stream:
+            head += piece
+            if len(head) > PACK_SMALLER_THAN:
+                break
+        else:
+            data = bytes(head)
+            return hash_bytes(data), await self._stage(bucket, ref, path, data)
+
+        async def rest() -> AsyncIterator[bytes]:
+            yield bytes(head)
+            async for piece in stream:
+                yield piece
+
+        stored = await self.ctx.chunks.write_stream(rest())
+        return stored.hash, await self._stage(bucket, ref, path, stored)
 
     async def _put_stored(self, bucket: str, ref: str, path: str, stored: ChunkedFile) -> str:
-        """Stage one stored file; the commit it went into. Puts to the same ref that arrive
-        while one is being staged are staged together, in the next transaction (a group
-        commit): one SQL transaction per request would cap a branch at what one transaction
-        costs, and a database commits a few hundred of them a second at best."""
+        return await self._stage(bucket, ref, path, stored)
+
+    async def _stage(self, bucket: str, ref: str, path: str, content: ChunkedFile | bytes
+                     ) -> str:
+        """Stage one file (stored, or small contents to store); the commit it went into. Puts
+        to the same ref that arrive while one is being staged are staged together, in the
+        next transaction (a group commit): one SQL transaction per request would cap a branch
+        at what one transaction costs, a few hundred a second at best."""
         waiting: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault((bucket, ref), []).append((path, stored, waiting))
+        self._pending.setdefault((bucket, ref), []).append((path, content, waiting))
         if (bucket, ref) not in self._stagers:
             task = asyncio.create_task(self._stage_pending(bucket, ref))
             self._stagers[(bucket, ref)] = task
         return await waiting
 
+    async def _store_small(self, batch: list[tuple[str, ChunkedFile | bytes, Any]]
+                           ) -> list[tuple[str, ChunkedFile]]:
+        small = {hash_bytes(c): c for _, c, _ in batch if isinstance(c, bytes)}
+        known: dict[str, ChunkedFile] = {}
+        if small:
+            async with self.ctx.db.session(write=False) as session:
+                known = await self.ctx.service.stored_files(session, set(small))
+            new = {h: data for h, data in small.items() if h not in known}
+            known |= await self.ctx.chunks.write_many(new)
+        files: dict[str, ChunkedFile] = {}
+        for path, content, _ in batch:
+            # The last put of a path wins, as it would have one request after another.
+            files[path] = known[hash_bytes(content)] if isinstance(content, bytes) else content
+        return list(files.items())
+
     async def _stage_pending(self, bucket: str, ref: str) -> None:
         try:
             while batch := self._pending.pop((bucket, ref), None):
-                # The last put of a path wins, as it would have one request after another.
-                files = list({path: stored for path, stored, _ in batch}.items())
-
-                async def stage(session: AsyncSession, row: RepoRow, commit: str,
-                                files: list[tuple[str, ChunkedFile]] = files) -> None:
-                    await self.ctx.service.put_files(session, row, commit, files)
-
                 try:
+                    files = await self._store_small(batch)
+
+                    async def stage(session: AsyncSession, row: RepoRow, commit: str,
+                                    files: list[tuple[str, ChunkedFile]] = files) -> None:
+                        await self.ctx.service.put_files(session, row, commit, files)
+
                     commit = await self._write(bucket, ref, stage)
                 except Exception as e:
                     for *_, waiting in batch:
