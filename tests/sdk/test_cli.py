@@ -25,13 +25,16 @@ def test_contexts_point_every_command_at_a_deployment(services: Services, tmp_pa
                                                       ) -> None:
     config = tmp_path / "config"
     down = f"http://127.0.0.1:{free_port()}"
-    tusk_cli("context", "set", "nowhere", "--url", down, config=config)
+    tusk_cli("context", "set", "nowhere", "--repo-url", down, "--trigger-url", down,
+             "--scheduler-url", down, "--inference-url", down, config=config)
+    tusk_cli("context", "set", "base", "--url", "http://tusk.example.com:9000", config=config)
     tusk_cli("context", "set", "here", "--repo-url", services.repo, "--trigger-url",
              services.trigger, "--scheduler-url", services.scheduler, "--inference-url",
              services.inference, "--token", "secret", config=config)
     listed = json.loads(tusk_cli("context", "list", "--json", config=config).stdout)
     assert listed["current"] == "nowhere"  # the first one saved
-    assert listed["contexts"]["nowhere"]["repo_url"] == down.rsplit(":", 1)[0] + ":8081"
+    assert listed["contexts"]["base"]["repo_url"] == "http://tusk.example.com:8081"
+    assert listed["contexts"]["base"]["inference_url"] == "http://tusk.example.com:8080"
     assert "token" not in listed["contexts"]["here"]  # never printed
     assert (config / "contexts.json").stat().st_mode & 0o777 == 0o600
 
