@@ -20,7 +20,7 @@ from typing import Any
 import blake3
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tusk.errors import Conflict, InvalidArgument, NotFound, TuskError
+from tusk.errors import Conflict, InvalidArgument, NotFound, TuskError, Unavailable
 from tusk.objectstore.chunks import ChunkedFile, hash_bytes
 from tusk.paths import normalize_path, parse_ref
 from tusk_repo import trees
@@ -303,6 +303,10 @@ class Gateway:
                         waiting.set_result(commit)
         finally:
             del self._stagers[(bucket, ref)]
+            # Stopped early (the service is shutting down): nobody would stage these.
+            for *_, waiting in self._pending.pop((bucket, ref), []):
+                if not waiting.done():
+                    waiting.set_exception(Unavailable("the S3 gateway is stopping; retry"))
 
     async def delete_object(self, bucket: str, key: str) -> None:
         """Deleting a key that is not there succeeds, as in S3, and changes nothing (no empty
