@@ -183,10 +183,14 @@ class GarbageCollector:
     async def _mark_and_sweep_rows(self, session: AsyncSession, marked: _Marked) -> None:
         connection = await session.connection()
         roots: set[str] = set()
-        for root, base in (
-            await connection.execute(select(CommitRow.root_tree, CommitRow.base_tree))
+        # An open commit needs the tree it started from; a finished one only its own.
+        for root, base, state in (
+            await connection.execute(
+                select(CommitRow.root_tree, CommitRow.base_tree, CommitRow.state)
+            )
         ).all():
-            roots.update(h for h in (root, base) if h)
+            roots.add(root if state == "finished" else base)
+        roots.discard(None)
         reachable_trees, reachable_files = await _walk_trees(session, roots - {EMPTY_TREE})
         reachable_files.update(
             h
