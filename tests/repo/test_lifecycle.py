@@ -386,8 +386,10 @@ async def test_tar_of_a_directory_byte_for_byte_and_with_skips(
 
     ok(await client.post(f"/v1/repos/{repo}/commits/master/files", content=tar_of(files)), 201)
     ok(await client.post(f"/v1/repos/{repo}/commits/master/finish"))
-    response = await client.get(f"/v1/repos/{repo}/commits/master/tar", params={"path": "/d"})
-    assert response.headers["content-type"] == "application/x-tar"
+    plain = await client.get(f"/v1/repos/{repo}/commits/master/tar", params={"path": "/d"})
+    assert plain.headers["content-type"] == "application/x-tar"
+    assert b"TUSK.hash" not in plain.content  # plain tar for curl | tar x
+    response = await client.post(f"/v1/repos/{repo}/commits/master/tar", json={"path": "/d"})
     with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:") as archive:
         got = {m.name: archive.extractfile(m).read() for m in archive}  # type: ignore[union-attr]
         hashes = {m.name: m.pax_headers["TUSK.hash"] for m in archive.getmembers()}

@@ -445,12 +445,7 @@ class RepoClient(ServiceClient):
         Returns what was written and how many files were skipped."""
         have = await anyio.to_thread.run_sync(local_hashes, destination) if skip_existing else {}
         url = f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/tar"
-        request = (
-            self._stream("POST", url, json={"path": path, "skip": have})
-            if have
-            else self._stream("GET", url, params={"path": path})
-        )
-        async with request as response:
+        async with self._stream("POST", url, json={"path": path, "skip": have}) as response:
             skipped = int(response.headers.get("X-Tusk-Skipped", "0"))
             extracted = await extract(response.aiter_bytes(), destination)
         return extracted, skipped

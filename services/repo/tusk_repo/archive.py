@@ -26,13 +26,14 @@ class Member:
     file: ChunkedFile
 
 
-def _header(member: Member, mtime: float) -> bytes:
+def _header(member: Member, mtime: float, hashes: bool) -> bytes:
     info = tarfile.TarInfo(member.name)
     info.size = member.file.size
     info.mode = 0o644
     info.mtime = mtime
     info.type = tarfile.REGTYPE
-    info.pax_headers = {HASH_RECORD: member.file.hash}
+    if hashes:
+        info.pax_headers = {HASH_RECORD: member.file.hash}
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
@@ -41,7 +42,7 @@ def _padding(size: int) -> bytes:
 
 
 async def tar_stream(
-    chunks: ChunkStore, members: Sequence[Member], mtime: float
+    chunks: ChunkStore, members: Sequence[Member], mtime: float, *, hashes: bool = True
 ) -> AsyncIterator[bytes]:
     """The members as a tar archive. Chunks are fetched in the order the members need them,
     up to ``_CHUNKS_AHEAD`` at a time, and dropped once no later member needs them."""
@@ -65,7 +66,7 @@ async def tar_stream(
     held: dict[str, bytes] = {}
     try:
         for index, member in enumerate(members):
-            yield _header(member, mtime)
+            yield _header(member, mtime, hashes)
             file = member.file
             start, end = file.offset, file.offset + file.size
             position = 0

@@ -157,6 +157,11 @@ class TarRequest(Model):
         description="Members to leave out when their content hash matches: relative path → "
         "BLAKE3 hash (a resumed download's complete files)",
     )
+    hashes: bool = Field(
+        default=True,
+        description="Give each member's content hash in a PAX record TUSK.hash (tar programs "
+        "other than tusk's warn about records they do not know)",
+    )
 
 
 @router.get(
@@ -166,9 +171,9 @@ class TarRequest(Model):
 async def get_tar(
     repo: RepoName, ref: CommitRef, ctx: ContextDep, path: str = Query("/")
 ) -> StreamingResponse:
-    """Every file at or under a path as one tar stream (paths relative to it), each member
-    with its content hash in the PAX record TUSK.hash: ``curl … | tar x``."""
-    return await _tar(ctx, repo, ref, TarRequest(path=path))
+    """Every file at or under a path as one tar stream, paths relative to it:
+    ``curl … | tar x``."""
+    return await _tar(ctx, repo, ref, TarRequest(path=path, hashes=False))
 
 
 @router.post(
@@ -178,7 +183,8 @@ async def get_tar(
 async def post_tar(
     repo: RepoName, ref: CommitRef, body: TarRequest, ctx: ContextDep
 ) -> StreamingResponse:
-    """As GET, leaving out the members whose paths and hashes ``skip`` lists."""
+    """As GET, with each member's content hash in a PAX record, leaving out the members whose
+    paths and hashes ``skip`` lists."""
     return await _tar(ctx, repo, ref, body)
 
 
@@ -202,7 +208,7 @@ async def _tar(ctx: Context, repo: str, ref: str, request: TarRequest) -> Stream
     members = [Member(name, files[digest]) for name, digest in wanted]
     moment = view.commit.finished_at or view.commit.started_at
     return StreamingResponse(
-        tar_stream(ctx.chunks, members, moment.timestamp()),
+        tar_stream(ctx.chunks, members, moment.timestamp(), hashes=request.hashes),
         media_type="application/x-tar",
         headers={
             "X-Tusk-Commit": view.commit.id,
