@@ -335,6 +335,9 @@ class RepoService:
         validate_branch_name(branch_name)
         branch = await self._branch(session, repo, branch_name)
         protection.check_open(repo, branch, writer)
+        if writer.admin_override:
+            # Visible wherever commits are listed, not only in their details.
+            description = f"{description} [admin override: {writer.admin_override}]".strip()
         if branch is None:
             # Racing starts on a new branch may both create it; either way it exists afterwards.
             await insert_if_absent(
