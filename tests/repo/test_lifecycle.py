@@ -364,6 +364,19 @@ async def test_squash_keeps_the_newest_and_takes_the_oldest_parent(
         400,
         "not an ancestor",
     )
+    four = await commit_files(client, repo, {"/d": b"4"})
+    five = await commit_files(client, repo, {"/e": b"5"})
+    ok(
+        await client.post(f"/v1/repos/{repo}/branches", json={"name": "side", "head": four["id"]}),
+        201,
+    )
+    error(
+        await client.post(
+            f"/v1/repos/{repo}/squash", json={"oldest": four["id"], "newest": five["id"]}
+        ),
+        409,
+        "side",
+    )
 
 
 async def test_tagged_commits_are_not_dropped(client: httpx.AsyncClient, repo: str) -> None:

@@ -284,6 +284,20 @@ class LifecycleService:
         first = await self.repos.resolve_commit(session, repo, oldest, finished=True)
         last = await self.repos.resolve_commit(session, repo, newest, finished=True)
         chain = await history.squash_range(session, repo, first, last)
+        heads = (
+            await session.scalars(
+                select(BranchRow.name).where(
+                    BranchRow.repo_id == repo.id, BranchRow.head.in_(chain)
+                )
+            )
+        ).all()
+        if heads:
+            # Moving those branches back would drop files from them without anyone asking.
+            raise Conflict(
+                f"branch(es) {', '.join(sorted(heads))} of repo {repo.name!r} point inside the "
+                "range; squash up to their heads, or move or delete them first",
+                branches=sorted(heads),
+            )
         rows = await history.plan_drop(session, chain, cascade=cascade)
         dropped, moved = await history.drop(session, self.outbox, rows)
         return DroppedCommits(dropped=dropped, moved_branches=moved)
