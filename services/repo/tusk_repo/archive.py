@@ -18,6 +18,7 @@ from tusk.objectstore.chunks import ChunkedFile, ChunkStore, chunk_key
 HASH_RECORD = "TUSK.hash"
 _BLOCK = 512
 _CHUNKS_AHEAD = 8
+_SEND_SIZE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,21 @@ def _padding(size: int) -> bytes:
 
 
 async def tar_stream(
+    chunks: ChunkStore, members: Sequence[Member], mtime: float, *, hashes: bool = True
+) -> AsyncIterator[bytes]:
+    """The archive in pieces of about ``_SEND_SIZE``: small files make three pieces each (header,
+    contents, padding), and sending each on its own costs more than the file."""
+    buffer = bytearray()
+    async for piece in _tar_pieces(chunks, members, mtime, hashes=hashes):
+        buffer += piece
+        if len(buffer) >= _SEND_SIZE:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+async def _tar_pieces(
     chunks: ChunkStore, members: Sequence[Member], mtime: float, *, hashes: bool = True
 ) -> AsyncIterator[bytes]:
     """The members as a tar archive. Chunks are fetched in the order the members need them,
