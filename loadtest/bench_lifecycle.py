@@ -147,6 +147,7 @@ async def bench_gc(stack: Stack, http: httpx.AsyncClient, sizes: Sizes, report: 
 
     conn = await asyncpg.connect(stack.pg_dsn)
     try:
+
         async def read_rows() -> None:
             await conn.fetch("SELECT hash, entries FROM repo_trees")
             await conn.fetch("SELECT hash, chunks FROM repo_files")

@@ -164,11 +164,7 @@ def put(
 
     `tusk put raw@master:/images -r -f ./images`
     """
-    run(
-        _put(
-            address, file, recursive=recursive, parallel=parallel, admin_override=admin_override
-        )
-    )
+    run(_put(address, file, recursive=recursive, parallel=parallel, admin_override=admin_override))
 
 
 async def _put(

@@ -189,8 +189,9 @@ class GarbageCollector:
                 select(CommitRow.root_tree, CommitRow.base_tree, CommitRow.state)
             )
         ).all():
-            roots.add(root if state == "finished" else base)
-        roots.discard(None)
+            tree = root if state == "finished" else base
+            if tree:
+                roots.add(tree)
         reachable_trees, reachable_files = await _walk_trees(session, roots - {EMPTY_TREE})
         reachable_files.update(
             h
