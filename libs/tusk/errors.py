@@ -35,6 +35,13 @@ class Unauthorized(TuskError):
     code = "unauthorized"
 
 
+class Forbidden(TuskError):
+    """The caller may not do this (e.g. write to a pipeline's output repo)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(TuskError):
     status_code = 404
     code = "not_found"

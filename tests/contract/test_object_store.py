@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -122,3 +123,54 @@ async def test_chunk_store_packs_small_files(store: ObjectStore) -> None:
         assert b"".join([p async for p in chunks.read_file(f)]) == content
         assert b"".join([p async for p in chunks.read_file(f, 3, 10)]) == content[3:10]
         assert ChunkedFile.decode(f.hash, f.size, f.encode_chunks()) == f
+
+
+async def test_list_objects_gives_sizes_and_write_times(store: ObjectStore) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC) - timedelta(seconds=5)  # S3 keeps whole seconds
+    await store.put("m/one", b"abc")
+    await store.put("m/two", b"")
+    await store.put("n/other", b"x")
+    listed = {info.key: info async for info in store.list_objects("m/")}
+    assert set(listed) == {"m/one", "m/two"}
+    assert (listed["m/one"].size, listed["m/two"].size) == (3, 0)
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    for info in listed.values():
+        assert before <= info.modified <= after
+    modified = await store.modified_at("m/one")
+    assert modified is not None
+    assert before <= modified <= after
+    assert await store.modified_at("m/missing") is None
+
+
+async def test_chunk_store_rewrites_a_chunk_older_than_it_may_reuse(store: ObjectStore) -> None:
+    """A large chunk already stored is relied on only while it is young: an old one may be
+    garbage that a collection is about to delete, so it is written again (fresh)."""
+    from datetime import timedelta
+
+    class CountingPuts:
+        def __init__(self, inner: ObjectStore) -> None:
+            self.inner, self.puts = inner, 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        async def put(self, key: str, data: bytes) -> None:
+            self.puts += 1
+            await self.inner.put(key, data)
+
+    data = os.urandom(2 * 1024 * 1024)
+    await ChunkStore(store, chunk_size=4 * 1024 * 1024).write_bytes(data)
+    young, stale = CountingPuts(store), CountingPuts(store)
+    await ChunkStore(
+        young,  # type: ignore[arg-type]
+        chunk_size=4 * 1024 * 1024,
+        reuse_within=timedelta(hours=1),
+    ).write_bytes(data)
+    await ChunkStore(
+        stale,  # type: ignore[arg-type]
+        chunk_size=4 * 1024 * 1024,
+        reuse_within=timedelta(0),
+    ).write_bytes(data)
+    assert (young.puts, stale.puts) == (0, 1)

@@ -10,6 +10,7 @@ from tusk.cli import (
     contexts,
     events,
     files,
+    lifecycle,
     models,
     pipelines,
     registry,
@@ -62,6 +63,7 @@ app.command(rich_help_panel="Pipelines")(pipelines.lineage)
 app.add_typer(events.app, name="events", rich_help_panel="Debugging")
 app.add_typer(models.app, name="model", rich_help_panel="Inference")
 app.command(rich_help_panel="Inference")(models.predict)
+lifecycle.register(app, branches.app, commits.app, repos.app)
 models.app.command("add")(registry.add)
 models.app.command("remove")(registry.remove)
 models.app.command("sources")(registry.sources)

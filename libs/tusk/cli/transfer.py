@@ -31,6 +31,7 @@ from rich.progress import (
 )
 
 from tusk.cli.common import ADDRESS_HELP, connect, note, run, size, stderr
+from tusk.cli.download import get_tree
 from tusk.cli.writing import Target, left_open_hint, writable_commit
 from tusk.client import FileInfo, RepoClient
 from tusk.concurrency import bounded
@@ -140,6 +141,16 @@ def put(
         ),
     ] = False,
     parallel: ParallelOption = 4,
+    admin_override: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-override",
+            metavar="REASON",
+            help="Write to a pipeline's output repo or a protected branch by hand, to repair it; "
+            "the reason is recorded in the commit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Upload a file or a directory tree into a commit.
 
@@ -153,13 +164,15 @@ def put(
 
     `tusk put raw@master:/images -r -f ./images`
     """
-    run(_put(address, file, recursive=recursive, parallel=parallel))
+    run(_put(address, file, recursive=recursive, parallel=parallel, admin_override=admin_override))
 
 
-async def _put(text: str, local: str, *, recursive: bool, parallel: int) -> None:
+async def _put(
+    text: str, local: str, *, recursive: bool, parallel: int, admin_override: str | None = None
+) -> None:
     address = parse_address(text)
     if local == STDIN:
-        await _put_stdin(text, address)
+        await _put_stdin(text, address, admin_override)
         return
     source = Path(local)
     info = await anyio.Path(source).stat()
@@ -175,7 +188,10 @@ async def _put(text: str, local: str, *, recursive: bool, parallel: int) -> None
         remote = _file_destination(text, address, source.name, into=recursive)
         files = [LocalFile(source, remote, info.st_size)]
     total = sum(f.size for f in files)
-    async with connect() as client, writable_commit(client, address, f"tusk put {text}") as target:
+    async with (
+        connect() as client,
+        writable_commit(client, address, f"tusk put {text}", admin_override) as target,
+    ):
         with Meter("uploading", total, len(files)) as meter:
             await bounded(_upload_jobs(client, target, files, meter), parallel)
         plural = "" if len(files) == 1 else "s"
@@ -184,7 +200,7 @@ async def _put(text: str, local: str, *, recursive: bool, parallel: int) -> None
             note(left_open_hint(target))
 
 
-async def _put_stdin(text: str, address: Address) -> None:
+async def _put_stdin(text: str, address: Address, admin_override: str | None) -> None:
     if address.path in (None, "/") or text.endswith("/"):
         raise InvalidArgument("reading stdin (-f -) needs a file path: REPO@BRANCH:/PATH")
     assert address.path is not None
@@ -193,7 +209,10 @@ async def _put_stdin(text: str, address: Address) -> None:
         while piece := await asyncio.to_thread(sys.stdin.buffer.read, 1 << 20):
             yield piece
 
-    async with connect() as client, writable_commit(client, address, f"tusk put {text}") as target:
+    async with (
+        connect() as client,
+        writable_commit(client, address, f"tusk put {text}", admin_override) as target,
+    ):
         result = await client.put_file(target.repo, target.commit, address.path, pieces())
         note(f"put {size(result.files[0].size_bytes)} from stdin into {escape(target.where)}")
         if not target.owned:
@@ -302,10 +321,18 @@ def get(
         typer.Option(
             "--recursive",
             "-r",
-            help="Download a directory tree (needs -o).",
+            help="Download a directory tree (needs -o), in one stream.",
         ),
     ] = False,
     parallel: ParallelOption = 4,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="With -r: leave out files already under OUT with the same contents (resumes "
+            "an interrupted download).",
+        ),
+    ] = False,
 ) -> None:
     """Download a file (to stdout, or to -o) or a directory tree (-r -o DIR).
 
@@ -315,10 +342,12 @@ def get(
 
     `tusk get raw@master^1:/images -r -o ./images`
     """
-    run(_get(address, output, recursive=recursive, parallel=parallel))
+    run(_get(address, output, recursive=recursive, parallel=parallel, skip=skip_existing))
 
 
-async def _get(text: str, output: Path | None, *, recursive: bool, parallel: int) -> None:
+async def _get(
+    text: str, output: Path | None, *, recursive: bool, parallel: int, skip: bool = False
+) -> None:
     address = parse_address(text)
     path = address.path or "/"
     if output is not None and str(output) == STDIN:
@@ -334,7 +363,7 @@ async def _get(text: str, output: Path | None, *, recursive: bool, parallel: int
                 )
             if output is None:
                 raise InvalidArgument("get -r needs -o DIR: the directory to write the tree into")
-            await _get_tree(client, address.repo, commit, path, output, parallel)
+            await get_tree(client, address.repo, commit, path, output, skip_existing=skip)
             return
         if output is None:
             async with aclosing(client.get_file(address.repo, commit, path)) as pieces:
@@ -347,28 +376,6 @@ async def _get(text: str, output: Path | None, *, recursive: bool, parallel: int
         with Meter("downloading", info.size_bytes, 1) as meter:
             await _download(client, address.repo, commit, info, output, meter)
         note(f"wrote {escape(str(output))} ({size(info.size_bytes)}) from commit {commit}")
-
-
-async def _get_tree(
-    client: RepoClient, repo: str, commit: str, path: str, output: Path, parallel: int
-) -> None:
-    files = [f async for f in client.walk(repo, commit, path)]
-    total = sum(f.size_bytes for f in files)
-    with Meter("downloading", total, len(files)) as meter:
-        jobs = [
-            functools.partial(
-                _download,
-                client,
-                repo,
-                commit,
-                f,
-                output / PurePosixPath(f.path).relative_to(path),
-                meter,
-            )
-            for f in files
-        ]
-        await bounded(jobs, parallel)
-    note(f"wrote {len(files)} files ({size(total)}) to {escape(str(output))} from commit {commit}")
 
 
 async def _download(

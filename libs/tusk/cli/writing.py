@@ -32,11 +32,12 @@ class Target:
 
 @asynccontextmanager
 async def writable_commit(
-    client: RepoClient, address: Address, description: str
+    client: RepoClient, address: Address, description: str, admin_override: str | None = None
 ) -> AsyncIterator[Target]:
     """The open commit to write into. With a branch that has no open commit, one is opened and
     finished when the block succeeds, or abandoned when it fails, so that a write is all or
-    nothing; a commit that was already open is written into and left open."""
+    nothing; a commit that was already open is written into and left open. ``admin_override``:
+    why an admin writes to a pipeline's output repo or a protected branch (recorded)."""
     ref = address.ref_or_default
     if ref.ancestry:
         raise InvalidArgument(
@@ -51,7 +52,9 @@ async def writable_commit(
     existing = await _open_commit(client, address.repo, ref.base)
     if existing is None:
         try:
-            existing = await client.start_commit(address.repo, ref.base, description=description)
+            existing = await client.start_commit(
+                address.repo, ref.base, description=description, admin_override=admin_override
+            )
             owned = True
         except Conflict:
             # Someone opened one between our look and our start: write into theirs.

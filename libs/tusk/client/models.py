@@ -25,6 +25,9 @@ class RepoInfo(ApiModel):
     branches: list[str]
     size_bytes: int
     commit_count: int
+    owner_pipeline: str | None = None
+    keep_days: int | None = None
+    keep_last: int | None = None
 
 
 class BranchInfo(ApiModel):
@@ -32,6 +35,7 @@ class BranchInfo(ApiModel):
     name: str
     head: str | None
     created_at: datetime
+    protected: bool = False
 
 
 class CommitRef(ApiModel):
@@ -47,6 +51,8 @@ class CommitInfo(ApiModel):
     branch: str | None
     parent: str | None
     state: Literal["open", "finished"]
+    merge_parent: str | None = None
+    opened_by: str | None = None
     error: str | None
     global_id: str
     provenance: list[CommitRef]
@@ -180,3 +186,45 @@ class DatumLog(ApiModel):
     log: str
     truncated: bool
     full_log: str | None = None
+
+
+# --- data lifecycle: tags, merges, history edits, garbage collection --------------------------
+
+
+class TagInfo(ApiModel):
+    repo: str
+    name: str
+    commit: str
+    created_at: datetime
+
+
+class MergeConflict(ApiModel):
+    path: str
+    reason: str
+
+
+class MergeInfo(ApiModel):
+    outcome: Literal["fast-forward", "merged", "up-to-date"]
+    commit: str | None
+    branch: str
+    source: str
+    changed_paths: int = 0
+    resolved_conflicts: list[MergeConflict] = []
+
+
+class DroppedCommits(ApiModel):
+    dropped: list[CommitRef]
+    moved_branches: list[str] = []
+
+
+class GcReport(ApiModel):
+    dry_run: bool
+    retention_commits: list[CommitRef]
+    tree_nodes: int
+    files: int
+    chunks: int
+    bytes: int
+    kept_recent_chunks: int
+    referenced_chunks: int
+    referenced_bytes: int
+    seconds: float

@@ -23,12 +23,17 @@ from tusk.client.models import (
     CommitInfo,
     CommitRef,
     DiffResult,
+    DroppedCommits,
     FileInfo,
+    GcReport,
     HistoryEntry,
+    MergeInfo,
     Page,
     PutResult,
     RepoInfo,
+    TagInfo,
 )
+from tusk.client.tarstream import Extracted, extract, local_hashes
 from tusk.errors import (
     InvalidArgument,
 )
@@ -59,11 +64,95 @@ class RepoClient(ServiceClient):
 
     # --- repos -------------------------------------------------------------------------------
 
-    async def create_repo(self, name: str, description: str = "") -> RepoInfo:
+    async def create_repo(
+        self, name: str, description: str = "", *, pipeline: str | None = None
+    ) -> RepoInfo:
+        """Create a repo; ``pipeline`` makes it that pipeline's output, which only its jobs
+        write to."""
+        body: dict[str, object] = {"name": name, "description": description}
+        if pipeline is not None:
+            body["pipeline"] = pipeline
+        response = await self._request("POST", "/v1/repos", json=body)
+        return self._parse(RepoInfo, response)
+
+    async def set_repo_owner(self, name: str, pipeline: str | None) -> RepoInfo:
+        """Record the pipeline whose output the repo is (None: anyone writes to it)."""
         response = await self._request(
-            "POST", "/v1/repos", json={"name": name, "description": description}
+            "PUT", f"/v1/repos/{seg(name)}/owner", json={"pipeline": pipeline}
         )
         return self._parse(RepoInfo, response)
+
+    async def set_retention(
+        self, name: str, *, keep_days: int | None = None, keep_last: int | None = None
+    ) -> RepoInfo:
+        """Retention of commits on branches other than master, applied by garbage collection."""
+        response = await self._request(
+            "PUT",
+            f"/v1/repos/{seg(name)}/retention",
+            json={"keep_days": keep_days, "keep_last": keep_last},
+        )
+        return self._parse(RepoInfo, response)
+
+    async def collect_garbage(
+        self, *, dry_run: bool = False, grace_seconds: float | None = None
+    ) -> GcReport:
+        """Delete what no commit reaches (or, with ``dry_run``, count it)."""
+        query: dict[str, str] = {"dry_run": "true" if dry_run else "false"}
+        if grace_seconds is not None:
+            query["grace_seconds"] = str(grace_seconds)
+        return self._parse(GcReport, await self._request("POST", "/v1/gc", params=query))
+
+    # --- tags and merges ---------------------------------------------------------------------
+
+    async def create_tag(self, repo: str, name: str, ref: str) -> TagInfo:
+        """Name a finished commit for good: ``repo@NAME`` then works wherever a ref does."""
+        response = await self._request(
+            "POST", f"/v1/repos/{seg(repo)}/tags", json={"name": name, "ref": ref}
+        )
+        return self._parse(TagInfo, response)
+
+    async def list_tags(self, repo: str) -> list[TagInfo]:
+        return self._parse_list(TagInfo, await self._request("GET", f"/v1/repos/{seg(repo)}/tags"))
+
+    async def merge(
+        self,
+        repo: str,
+        source: str,
+        into: str,
+        *,
+        strategy: Literal["ours", "theirs"] | None = None,
+        description: str = "",
+        admin_override: str | None = None,
+    ) -> MergeInfo:
+        """Merge ``source`` (a ref) into the branch ``into``; conflicts raise ``Conflict``
+        with ``details["conflicts"]`` listing them, and nothing is written."""
+        body: dict[str, object] = {"source": source, "into": into, "description": description}
+        if strategy is not None:
+            body["strategy"] = strategy
+        if admin_override is not None:
+            body["admin_override"] = admin_override
+        response = await self._request("POST", f"/v1/repos/{seg(repo)}/merge", json=body)
+        return self._parse(MergeInfo, response)
+
+    async def delete_commit(self, repo: str, ref: str, *, cascade: bool = False) -> DroppedCommits:
+        """Delete a finished commit (with ``cascade``, everything derived from it too)."""
+        response = await self._request(
+            "POST",
+            f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/delete",
+            params={"cascade": "true" if cascade else "false"},
+        )
+        return self._parse(DroppedCommits, response)
+
+    async def squash(
+        self, repo: str, oldest: str, newest: str, *, cascade: bool = False
+    ) -> DroppedCommits:
+        """Squash ``oldest``..``newest`` into ``newest``."""
+        response = await self._request(
+            "POST",
+            f"/v1/repos/{seg(repo)}/squash",
+            json={"oldest": oldest, "newest": newest, "cascade": cascade},
+        )
+        return self._parse(DroppedCommits, response)
 
     async def list_repos(self) -> list[RepoInfo]:
         return self._parse_list(RepoInfo, await self._request("GET", "/v1/repos"))
@@ -101,6 +190,15 @@ class RepoClient(ServiceClient):
         )
         return self._parse(BranchInfo, response)
 
+    async def protect_branch(self, repo: str, name: str, protected: bool = True) -> BranchInfo:
+        """Protect a branch (it then changes only by merges), or lift the protection."""
+        response = await self._request(
+            "PUT",
+            f"/v1/repos/{seg(repo)}/branches/{seg(name)}/protection",
+            json={"protected": protected},
+        )
+        return self._parse(BranchInfo, response)
+
     async def delete_branch(self, repo: str, name: str) -> None:
         await self._request("DELETE", f"/v1/repos/{seg(repo)}/branches/{seg(name)}")
 
@@ -115,16 +213,24 @@ class RepoClient(ServiceClient):
         provenance: Iterable[CommitRef] = (),
         global_id: str | None = None,
         empty: bool = False,
+        pipeline: str | None = None,
+        admin_override: str | None = None,
     ) -> CommitInfo:
         """Open a commit on ``branch`` (created if missing); its parent is the branch's head,
-        whose files it starts with unless ``empty``."""
-        body = {
+        whose files it starts with unless ``empty``. ``pipeline``: the pipeline whose job
+        opens it (an output repo takes commits only from its pipeline); ``admin_override``:
+        why an admin writes to an output repo or protected branch by hand (recorded)."""
+        body: dict[str, object] = {
             "branch": branch,
             "description": description,
             "provenance": [p.model_dump() for p in provenance],
             "global_id": global_id,
             "empty": empty,
         }
+        if pipeline is not None:
+            body["pipeline"] = pipeline
+        if admin_override is not None:
+            body["admin_override"] = admin_override
         response = await self._request("POST", f"/v1/repos/{seg(repo)}/commits", json=body)
         return self._parse(CommitInfo, response)
 
@@ -330,6 +436,19 @@ class RepoClient(ServiceClient):
                     yield piece
             except httpx.TransportError as e:
                 raise self._unavailable(e) from e
+
+    async def get_tree(
+        self, repo: str, ref: str, path: str, destination: Path, *, skip_existing: bool = False
+    ) -> tuple[Extracted, int]:
+        """Download the files at or under ``path`` into ``destination`` in one tar stream;
+        with ``skip_existing``, files already there with the same content are not sent again.
+        Returns what was written and how many files were skipped."""
+        have = await anyio.to_thread.run_sync(local_hashes, destination) if skip_existing else {}
+        url = f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/tar"
+        async with self._stream("POST", url, json={"path": path, "skip": have}) as response:
+            skipped = int(response.headers.get("X-Tusk-Skipped", "0"))
+            extracted = await extract(response.aiter_bytes(), destination)
+        return extracted, skipped
 
     async def stat(self, repo: str, ref: str, path: str = "/") -> FileInfo:
         response = await self._request(

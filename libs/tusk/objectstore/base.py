@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from tusk.settings import CommonSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """A stored object as a listing describes it; ``modified`` is when it was last written."""
+
+    key: str
+    size: int
+    modified: datetime
 
 
 class ObjectStore(Protocol):
@@ -27,6 +38,14 @@ class ObjectStore(Protocol):
         ...
 
     def list_keys(self, prefix: str = "") -> AsyncIterator[str]: ...
+
+    def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Every object under ``prefix`` with its size and last write time."""
+        ...
+
+    async def modified_at(self, key: str) -> datetime | None:
+        """When the object was last written, or None when it does not exist."""
+        ...
 
 
 @asynccontextmanager

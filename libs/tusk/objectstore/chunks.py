@@ -17,6 +17,7 @@ import struct
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import blake3
 
@@ -71,11 +72,21 @@ class ChunkedFile:
 
 class ChunkStore:
     def __init__(
-        self, store: ObjectStore, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_in_flight: int = 8
+        self,
+        store: ObjectStore,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_in_flight: int = 8,
+        reuse_within: timedelta | None = None,
     ) -> None:
+        """``reuse_within``: a chunk already stored is relied on instead of written again only
+        when it was written this recently. Garbage collection spares unreferenced chunks
+        younger than its grace period, so with half that period here an upload never relies
+        on a chunk that collection is about to reclaim. None: any stored chunk is reused."""
         self.store = store
         self.chunk_size = chunk_size
         self.max_in_flight = max_in_flight
+        self.reuse_within = reuse_within
 
     async def write_bytes(self, data: bytes) -> ChunkedFile:
         async def once() -> AsyncIterator[bytes]:
@@ -170,9 +181,15 @@ class ChunkStore:
         """Store one chunk under its hash (unless a large one is there already); its hash."""
         digest = await _hash(data)
         key = chunk_key(digest)
-        if len(data) < _CHECK_EXISTS_FROM or not await self.store.exists(key):
+        if len(data) < _CHECK_EXISTS_FROM or not await self._reusable(key):
             await self.store.put(key, data)
         return digest
+
+    async def _reusable(self, key: str) -> bool:
+        if self.reuse_within is None:
+            return await self.store.exists(key)
+        modified = await self.store.modified_at(key)
+        return modified is not None and datetime.now(UTC) - modified < self.reuse_within
 
     def read_file(
         self, file: ChunkedFile, start: int = 0, end: int | None = None, *, ahead: int = 1

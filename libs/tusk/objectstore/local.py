@@ -6,9 +6,11 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tusk.errors import InvalidArgument, NotFound
+from tusk.objectstore.base import ObjectInfo
 
 
 class LocalObjectStore:
@@ -23,6 +25,30 @@ class LocalObjectStore:
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put_sync, self._path(key), data)
+
+    async def modified_at(self, key: str) -> datetime | None:
+        return await asyncio.to_thread(self._modified_sync, self._path(key))
+
+    @staticmethod
+    def _modified_sync(path: Path) -> datetime | None:
+        try:
+            return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        except FileNotFoundError:
+            return None
+
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        for info in await asyncio.to_thread(self._list_objects_sync, prefix):
+            yield info
+
+    def _list_objects_sync(self, prefix: str) -> list[ObjectInfo]:
+        found = []
+        for key in self._list_sync(prefix):
+            try:
+                stat = (self.root / key).stat()
+            except FileNotFoundError:  # deleted since it was listed
+                continue
+            found.append(ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC)))
+        return found
 
     @staticmethod
     def _put_sync(path: Path, data: bytes) -> None:
@@ -56,7 +82,11 @@ class LocalObjectStore:
 
     def _list_sync(self, prefix: str) -> list[str]:
         keys = []
-        for path in self.root.rglob("*"):
+        # Only the directory a prefix names is walked (the chunks' of a data dir, not its
+        # database): listing every file of the root costs more than the listing it serves.
+        head = prefix.rpartition("/")[0]
+        base = self.root / head if head else self.root
+        for path in base.rglob("*"):
             if path.is_file() and not path.name.startswith("."):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):

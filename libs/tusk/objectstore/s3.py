@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -15,6 +16,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tusk.errors import NotFound, Unavailable
+from tusk.objectstore.base import ObjectInfo
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -92,15 +94,30 @@ class S3ObjectStore:
             raise Unavailable(f"S3 get of {key!r} failed: {e}") from e
 
     async def exists(self, key: str) -> bool:
+        return await self.modified_at(key) is not None
+
+    async def modified_at(self, key: str) -> datetime | None:
         try:
-            await self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+            head = await self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         except ClientError as e:
             if _code(e) in _MISSING:
-                return False
+                return None
             raise Unavailable(f"S3 head of {key!r} failed: {e}") from e
         except BotoCoreError as e:
             raise Unavailable(f"S3 head of {key!r} failed: {e}") from e
-        return True
+        modified: datetime = head["LastModified"]
+        return modified
+
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(
+                        item["Key"][len(self.prefix) :], item["Size"], item["LastModified"]
+                    )
+        except (ClientError, BotoCoreError) as e:
+            raise Unavailable(f"S3 listing of {prefix!r} failed: {e}") from e
 
     async def delete(self, key: str) -> None:
         try:

@@ -14,7 +14,7 @@ from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
-from tusk_repo.api import branches, commits, files, repos
+from tusk_repo.api import branches, commits, files, lifecycle, repos
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import Context, build_context
 
@@ -70,6 +70,6 @@ def create_app(
     add_health_routes(app)
     add_about_route(app, describe("repo", settings, uses_objects=True))
 
-    for module in (repos, branches, commits, files):
+    for module in (repos, branches, commits, files, lifecycle):
         app.include_router(module.router, prefix="/v1")
     return app

@@ -51,3 +51,18 @@ class RepoSettings(CommonSettings):
         alias="TUSK_REPO_OUTBOX_RELAY",
         description="Publish the outbox from this process (off: another process does it).",
     )
+    gc_grace_seconds: float = Field(
+        default=6 * 3600,
+        ge=0,
+        alias="TUSK_REPO_GC_GRACE_SECONDS",
+        description="Garbage collection spares unreferenced chunks written less than this long "
+        "ago: an upload in flight relies on them. Uploads reuse a stored chunk only when it "
+        "is younger than half of this, so an upload may last that long.",
+    )
+    gc_interval_seconds: float = Field(
+        default=3600,
+        ge=0,
+        alias="TUSK_REPO_GC_INTERVAL_SECONDS",
+        description="How often the service collects garbage by itself (0: never; tusk gc "
+        "runs it on demand).",
+    )

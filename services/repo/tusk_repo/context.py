@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -14,6 +17,8 @@ from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
 from tusk.objectstore import ChunkStore, ObjectStore, open_object_store
 from tusk_repo.config import RepoSettings
+from tusk_repo.gc import GarbageCollector
+from tusk_repo.lifecycle import LifecycleService
 from tusk_repo.service import RepoService
 from tusk_repo.store import TreeStore
 from tusk_repo.tables import outbox
@@ -30,6 +35,8 @@ class Context:
     service: RepoService
     bus: EventBus
     relay: OutboxRelay
+    lifecycle: LifecycleService
+    collector: GarbageCollector
 
 
 @asynccontextmanager
@@ -48,6 +55,9 @@ async def build_context(
         )
         async with open_object_store(settings) as objects, own_bus as event_bus:
             relay = OutboxRelay(db, outbox, event_bus)
+            writer = OutboxWriter(outbox, "tusk/repo", on_commit=relay.wake)
+            grace = timedelta(seconds=settings.gc_grace_seconds)
+            service = RepoService(TreeStore(settings.tree_cache_entries), writer)
             context = Context(
                 settings=settings,
                 db=db,
@@ -56,19 +66,31 @@ async def build_context(
                     objects,
                     chunk_size=settings.chunk_size,
                     max_in_flight=settings.upload_concurrency,
+                    reuse_within=grace / 2,
                 ),
-                service=RepoService(
-                    TreeStore(settings.tree_cache_entries),
-                    OutboxWriter(outbox, "tusk/repo", on_commit=relay.wake),
-                ),
+                service=service,
                 bus=event_bus,
                 relay=relay,
+                lifecycle=LifecycleService(service, writer),
+                collector=GarbageCollector(db, objects, writer, grace),
             )
             if settings.outbox_relay:
                 relay.start()
+            periodic = (
+                asyncio.create_task(
+                    context.collector.run_periodically(settings.gc_interval_seconds),
+                    name="repo-gc",
+                )
+                if settings.gc_interval_seconds > 0
+                else None
+            )
             try:
                 yield context
             finally:
+                if periodic is not None:
+                    periodic.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await periodic
                 await relay.stop()
     finally:
         await db.dispose()

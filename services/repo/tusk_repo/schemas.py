@@ -17,6 +17,10 @@ class Model(BaseModel):
 class RepoCreate(Model):
     name: str = Field(description="1-63 letters, digits, '_' or '-'", examples=["raw"])
     description: str = Field(default="", max_length=10_000)
+    pipeline: str | None = Field(
+        default=None,
+        description="The pipeline whose output repo this is: only its jobs may write to it",
+    )
 
 
 class RepoInfo(Model):
@@ -26,6 +30,11 @@ class RepoInfo(Model):
     branches: list[str]
     size_bytes: int = Field(description="Size of the master branch's head commit")
     commit_count: int
+    owner_pipeline: str | None = Field(
+        default=None, description="The pipeline whose output this repo is, if any"
+    )
+    keep_days: int | None = None
+    keep_last: int | None = None
 
 
 class BranchCreate(Model):
@@ -44,6 +53,7 @@ class BranchInfo(Model):
     name: str
     head: str | None
     created_at: datetime
+    protected: bool = False
 
 
 class CommitRefModel(Model):
@@ -67,6 +77,18 @@ class CommitStart(Model):
         description="Start from no files rather than the parent's (the parent stays the "
         "parent): what a pipeline's output commit does, since a job writes its whole output",
     )
+    pipeline: str | None = Field(
+        default=None,
+        description="The pipeline whose job opens this commit (the scheduler sets it); an "
+        "output repo takes commits only from its own pipeline",
+    )
+    admin_override: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=1000,
+        description="Why an admin writes to a pipeline's output repo or a protected branch by "
+        "hand; recorded in the commit",
+    )
 
 
 class CommitFinish(Model):
@@ -80,6 +102,12 @@ class CommitInfo(Model):
     repo: str
     branch: str | None
     parent: str | None
+    merge_parent: str | None = Field(
+        default=None, description="A merge commit's second parent: the head merged in"
+    )
+    opened_by: str | None = Field(
+        default=None, description="'pipeline:NAME' for a job's commit, 'admin: REASON' for a repair"
+    )
     state: Literal["open", "finished"]
     error: str | None
     global_id: str
@@ -143,3 +171,91 @@ class LinkFile(Model):
 
 class LinkRequest(Model):
     files: list[LinkFile] = Field(max_length=1_000_000)
+
+
+# --- data lifecycle ----------------------------------------------------------------------------
+
+
+class TagCreate(Model):
+    name: str = Field(description="1-63 letters, digits, '_' or '-'", examples=["v1"])
+    ref: str = Field(description="The commit to name: a branch, a commit id or another tag")
+
+
+class TagInfo(Model):
+    repo: str
+    name: str
+    commit: str
+    created_at: datetime
+
+
+class MergeRequest(Model):
+    source: str = Field(description="The ref merged in: a branch, a tag or a commit id")
+    into: str = Field(description="The branch that receives the merge")
+    strategy: Literal["ours", "theirs"] | None = Field(
+        default=None,
+        description="How a path changed on both sides is resolved: keep the destination's "
+        "(ours) or the source's (theirs); none: such paths are conflicts and nothing is written",
+    )
+    description: str = Field(default="", max_length=10_000)
+    admin_override: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=1000,
+        description="Why an admin merges into a pipeline's output repo by hand",
+    )
+
+
+class MergeConflict(Model):
+    path: str
+    reason: str
+
+
+class MergeInfo(Model):
+    outcome: Literal["fast-forward", "merged", "up-to-date"]
+    commit: str | None = Field(description="The branch's head after the merge")
+    branch: str
+    source: str = Field(description="The commit merged in")
+    changed_paths: int = Field(default=0, description="Paths that differ from the old head")
+    resolved_conflicts: list[MergeConflict] = Field(
+        default_factory=list, description="Paths both sides changed, settled by the strategy"
+    )
+
+
+class DroppedCommits(Model):
+    dropped: list[CommitRefModel]
+    moved_branches: list[str] = Field(
+        default_factory=list, description="'repo@branch' whose head moved to a parent"
+    )
+
+
+class SquashRequest(Model):
+    oldest: str = Field(description="The first commit of the range (a ref)")
+    newest: str = Field(description="The last commit of the range, which keeps its id")
+    cascade: bool = False
+
+
+class RetentionRules(Model):
+    keep_days: int | None = Field(
+        default=None, ge=0, description="Keep commits of non-default branches this many days"
+    )
+    keep_last: int | None = Field(
+        default=None, ge=1, description="Keep at least this many newest commits per branch"
+    )
+
+
+class GcReport(Model):
+    dry_run: bool
+    retention_commits: list[CommitRefModel] = Field(
+        description="Commits dropped by retention rules (with a dry run: that would be)"
+    )
+    tree_nodes: int = Field(description="Directory nodes no commit reaches, deleted")
+    files: int = Field(description="File records no commit reaches, deleted")
+    chunks: int = Field(description="Chunks deleted from the object store")
+    bytes: int = Field(description="Bytes those chunks held")
+    kept_recent_chunks: int = Field(
+        description="Unreferenced chunks younger than the grace period, kept for uploads in "
+        "flight; a later run frees them"
+    )
+    referenced_chunks: int
+    referenced_bytes: int
+    seconds: float

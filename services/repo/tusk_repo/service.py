@@ -26,7 +26,8 @@ from tusk.events.types import (
 )
 from tusk.objectstore.chunks import ChunkedFile
 from tusk.paths import Ref, normalize_path, parse_ref, validate_branch_name, validate_name
-from tusk_repo import store, trees
+from tusk_repo import protection, store, trees
+from tusk_repo.protection import ANYONE, Writer
 from tusk_repo.schemas import (
     BranchInfo,
     CommitInfo,
@@ -37,7 +38,7 @@ from tusk_repo.schemas import (
     RepoInfo,
 )
 from tusk_repo.store import TreeStore
-from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow
+from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow, TagRow
 
 OPEN = "open"
 FINISHED = "finished"
@@ -63,13 +64,23 @@ class RepoService:
 
     # --- repos -------------------------------------------------------------------------------
 
-    async def create_repo(self, session: AsyncSession, name: str, description: str) -> RepoRow:
+    async def create_repo(
+        self, session: AsyncSession, name: str, description: str, *, pipeline: str | None = None
+    ) -> RepoRow:
+        """``pipeline``: the pipeline whose output repo this is (only its jobs write to it)."""
         validate_name("repo", name)
+        if pipeline is not None:
+            validate_name("pipeline", pipeline)
         created_at = _now()
         inserted = await insert_if_absent(
             session,
             RepoRow.__table__,
-            {"name": name, "description": description, "created_at": created_at},
+            {
+                "name": name,
+                "description": description,
+                "created_at": created_at,
+                "owner_pipeline": pipeline,
+            },
         )
         if not inserted:
             raise AlreadyExists(f"repo {name!r} already exists")
@@ -113,6 +124,9 @@ class RepoService:
             branches=[b.name for b in branches],
             size_bytes=size,
             commit_count=count or 0,
+            owner_pipeline=repo.owner_pipeline,
+            keep_days=repo.keep_days,
+            keep_last=repo.keep_last,
         )
 
     async def delete_repo(self, session: AsyncSession, name: str, *, force: bool) -> None:
@@ -161,7 +175,11 @@ class RepoService:
     @staticmethod
     def branch_info(repo: RepoRow, branch: BranchRow) -> BranchInfo:
         return BranchInfo(
-            repo=repo.name, name=branch.name, head=branch.head, created_at=branch.created_at
+            repo=repo.name,
+            name=branch.name,
+            head=branch.head,
+            created_at=branch.created_at,
+            protected=branch.protected,
         )
 
     async def create_branch(
@@ -170,6 +188,10 @@ class RepoService:
         validate_branch_name(name)
         if await self._branch(session, repo, name) is not None:
             raise AlreadyExists(f"branch {name!r} already exists in repo {repo.name!r}")
+        if await session.get(TagRow, (repo.id, name)) is not None:
+            raise AlreadyExists(
+                f"repo {repo.name!r} has a tag named {name!r}; a branch needs another name"
+            )
         head_id = None
         if head is not None:
             head_id = (await self.resolve_commit(session, repo, head, finished=True)).id
@@ -191,6 +213,7 @@ class RepoService:
         self, session: AsyncSession, repo: RepoRow, name: str, head: str
     ) -> BranchRow:
         branch = await self.get_branch(session, repo, name)
+        protection.check_move(repo, branch)
         target = await self.resolve_commit(session, repo, head, finished=True)
         previous = branch.head
         branch.head = target.id
@@ -237,6 +260,8 @@ class RepoService:
         ref = parse_ref(ref_text) if isinstance(ref_text, str) else ref_text
         if ref.is_commit_id:
             commit = await self._commit_by_id(session, repo, ref.base)
+        elif (tagged := await self._tagged(session, repo, ref.base)) is not None:
+            commit = await self._commit_by_id(session, repo, tagged)
         else:
             branch = await self.get_branch(session, repo, ref.base)
             if branch.head is None:
@@ -255,6 +280,13 @@ class RepoService:
         if finished and commit.state != FINISHED:
             raise Conflict(f"commit {commit.id} is still open")
         return commit
+
+    async def _tagged(self, session: AsyncSession, repo: RepoRow, name: str) -> str | None:
+        """The commit a tag names, unless a branch has that name (branches come first)."""
+        if await self._branch(session, repo, name) is not None:
+            return None
+        tag = await session.get(TagRow, (repo.id, name))
+        return tag.commit_id if tag is not None else None
 
     async def resolve_open_commit(
         self, session: AsyncSession, repo: RepoRow, ref_text: str, *, lock: bool = False
@@ -285,6 +317,7 @@ class RepoService:
             )
         if commit.state != OPEN:
             raise Conflict(f"commit {commit.id} is finished; start a new commit to change files")
+        protection.check_write_into(repo, commit, by_id=ref.is_commit_id)
         return commit
 
     async def start_commit(
@@ -297,9 +330,14 @@ class RepoService:
         provenance: Sequence[CommitRefModel] = (),
         global_id: str | None = None,
         empty: bool = False,
+        writer: Writer = ANYONE,
     ) -> CommitRow:
         validate_branch_name(branch_name)
         branch = await self._branch(session, repo, branch_name)
+        protection.check_open(repo, branch, writer)
+        if writer.admin_override:
+            # Visible wherever commits are listed, not only in their details.
+            description = f"{description} [admin override: {writer.admin_override}]".strip()
         if branch is None:
             # Racing starts on a new branch may both create it; either way it exists afterwards.
             await insert_if_absent(
@@ -329,6 +367,7 @@ class RepoService:
                     global_id=global_id or commit_id,
                     description=description,
                     started_at=_now(),
+                    opened_by=writer.label(),
                 )
                 .on_conflict_do_nothing()
                 .returning(CommitRow)
@@ -388,6 +427,7 @@ class RepoService:
     async def finish_commit(
         self, session: AsyncSession, repo: RepoRow, ref: str, *, error: str | None = None
     ) -> CommitRow:
+        await store.hold_off_collection(session)
         commit = await self.resolve_open_commit(session, repo, ref)
         # Exclusive lock: waits for puts holding the share lock, and later puts see "finished".
         await session.execute(
@@ -473,6 +513,8 @@ class RepoService:
             repo=repo.name,
             branch=commit.branch,
             parent=commit.parent,
+            merge_parent=commit.merge_parent,
+            opened_by=commit.opened_by,
             state=OPEN if commit.state == OPEN else FINISHED,
             error=commit.error,
             global_id=commit.global_id,
@@ -540,8 +582,24 @@ class RepoService:
         repo: RepoRow,
         ref: str,
         files: Sequence[tuple[str, ChunkedFile]],
+        *,
+        written: set[str] | None = None,
     ) -> CommitRow:
+        """Stage files whose contents are stored. ``written``: the content hashes this request
+        stored itself; the others it found stored before, and must still be (garbage
+        collection may have reclaimed them since), else nothing is staged and the caller
+        retries."""
+        await store.hold_off_collection(session)
         commit = await self.resolve_open_commit(session, repo, ref, lock=True)
+        if written is not None:
+            relied_on = {f.hash for _, f in files} - written
+            reclaimed = relied_on - (await store.load_files(session, relied_on)).keys()
+            if reclaimed:
+                raise Conflict(
+                    f"{len(reclaimed)} file content(s) were reclaimed by garbage collection "
+                    "while this upload ran; nothing was written, send it again",
+                    reclaimed=sorted(reclaimed)[:20],
+                )
         await store.stage_puts(session, commit.id, files)
         return commit
 
@@ -557,6 +615,7 @@ class RepoService:
         """Put files whose contents are already stored, by content hash: a copy that moves no
         bytes (pipelines carry unchanged datums' outputs forward this way)."""
         paths = [(normalize_path(p, allow_root=False), h) for p, h in files]
+        await store.hold_off_collection(session)
         known = await store.load_files(session, {h for _, h in paths})
         missing = sorted({h for _, h in paths} - known.keys())
         if missing:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk.db import insert_for
@@ -19,6 +19,27 @@ from tusk_repo.tables import FileRow, StagedRow, TreeRow
 from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, Loader, Node, decode_node
 
 _INSERT_BATCH = 5000
+# The key of the PostgreSQL advisory lock between garbage collection and writes.
+_COLLECTION_LOCK = 0x7475736B_6763  # "tuskgc"
+
+
+async def hold_off_collection(session: AsyncSession) -> None:
+    """Keep garbage collection from deciding what is unreferenced until this transaction ends.
+
+    Writes that add references (staging files, finishing or merging commits) take this shared
+    lock; collection takes it exclusively while it marks and deletes rows, so it never sees a
+    write half done. On SQLite, write transactions already run one at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _COLLECTION_LOCK}
+        )
+
+
+async def exclude_writes(session: AsyncSession) -> None:
+    """Wait for writes in flight and keep new ones waiting until this transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _COLLECTION_LOCK})
 
 
 class TreeStore:

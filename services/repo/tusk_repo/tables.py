@@ -13,12 +13,14 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -36,6 +38,12 @@ class RepoRow(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The pipeline whose output this repo is: only its jobs write to it.
+    owner_pipeline: Mapped[str | None] = mapped_column(String(63))
+    # Retention on branches other than master: commits older than keep_days are dropped
+    # unless among a branch's keep_last newest (either rule alone when the other is unset).
+    keep_days: Mapped[int | None] = mapped_column(Integer)
+    keep_last: Mapped[int | None] = mapped_column(Integer)
 
 
 class BranchRow(Base):
@@ -48,6 +56,8 @@ class BranchRow(Base):
     # The last finished commit; readers of repo@branch always see a finished snapshot.
     head: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A protected branch moves only by merges.
+    protected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class CommitRow(Base):
@@ -63,6 +73,7 @@ class CommitRow(Base):
             sqlite_where=text("state = 'open'"),
         ),
         Index("ix_repo_commits_repo_seq", "repo_id", "seq"),
+        Index("ix_repo_commits_parent", "parent"),
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -80,6 +91,10 @@ class CommitRow(Base):
     file_count: Mapped[int | None] = mapped_column(BigInteger)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A merge commit's second parent: the head of the branch merged in.
+    merge_parent: Mapped[str | None] = mapped_column(String(32))
+    # Who opened the commit when that matters: "pipeline:NAME" or "admin: REASON".
+    opened_by: Mapped[str | None] = mapped_column(Text)
 
 
 class ProvenanceRow(Base):
@@ -125,6 +140,19 @@ class TreeRow(Base):
 
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     entries: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TagRow(Base):
+    """An immutable name for a commit, usable wherever a ref is."""
+
+    __tablename__ = "repo_tags"
+
+    repo_id: Mapped[int] = mapped_column(
+        ForeignKey("repo_repos.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    commit_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 outbox = outbox_table("repo", Base.metadata)

@@ -59,6 +59,11 @@ class Node:
         return len(self._rows)
 
     @property
+    def rows(self) -> tuple[tuple[str, str, str, int, int], ...]:
+        """The entries as (name, kind, hash, size, count) tuples, without making Entry objects."""
+        return self._rows
+
+    @property
     def entries(self) -> list[Entry]:
         return [Entry(*row) for row in self._rows]
 

@@ -85,7 +85,7 @@ class TriggerService:
                 raise AlreadyExists(f"pipeline {name!r} already exists (use update)")
             await self._check_graph(session, spec)
         await self._check_inputs(spec)
-        await self._ensure_repo(name, f"output of pipeline {name}", adopt_empty=True)
+        await self._ensure_repo(name, f"output of pipeline {name}", adopt_empty=True, owner=name)
         await self._ensure_cron_repos(spec)
         document = spec.to_dict()
         now = _now()
@@ -467,9 +467,12 @@ class TriggerService:
             if not (await self.repos.inspect_repo(repo)).commit_count:
                 await commit_tick(self.repos, repo, _now(), overwrite=cron.overwrite)
 
-    async def _ensure_repo(self, name: str, description: str, *, adopt_empty: bool = False) -> None:
+    async def _ensure_repo(
+        self, name: str, description: str, *, adopt_empty: bool = False, owner: str | None = None
+    ) -> None:
+        """``owner``: the pipeline whose output the repo is; only its jobs may write to it."""
         try:
-            await self.repos.create_repo(name, description)
+            await self.repos.create_repo(name, description, pipeline=owner)
         except AlreadyExists:
             info = await self.repos.inspect_repo(name)
             if adopt_empty and info.commit_count:
@@ -477,6 +480,8 @@ class TriggerService:
                     f"a repo named {name!r} already holds commits; a pipeline writes to a repo "
                     "of its own name, so pick another pipeline name or delete that repo"
                 ) from None
+            if owner is not None and info.owner_pipeline != owner:
+                await self.repos.set_repo_owner(name, owner)
 
     async def _cancel_active_jobs(self, session: AsyncSession, pipeline: str, reason: str) -> None:
         active = await session.scalars(

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from tusk.errors import InvalidArgument
 from tusk_repo.api.deps import CommitRef, ContextDep, RepoName
+from tusk_repo.protection import Writer
 from tusk_repo.schemas import (
     CommitFinish,
     CommitInfo,
@@ -40,6 +41,7 @@ async def start_commit(repo: RepoName, body: CommitStart, ctx: ContextDep) -> Co
             provenance=body.provenance,
             global_id=body.global_id,
             empty=body.empty,
+            writer=Writer(pipeline=body.pipeline, admin_override=body.admin_override),
         )
         return await ctx.service.commit_info(session, row, commit)
 

@@ -101,7 +101,9 @@ async def put_file(
     stored = await ctx.chunks.write_stream(_body(request, ctx.settings.max_file_bytes))
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
-        commit = await ctx.service.put_files(session, row, ref, [(path, stored)])
+        commit = await ctx.service.put_files(
+            session, row, ref, [(path, stored)], written={stored.hash}
+        )
     return PutResult(commit=commit.id, files=[_file(path, stored)])
 
 
@@ -150,7 +152,7 @@ async def put_files(
     stored = [(path, by_hash[digest]) for path, digest, _ in members]
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
-        commit = await ctx.service.put_files(session, row, ref, stored)
+        commit = await ctx.service.put_files(session, row, ref, stored, written=set(new))
     return PutResult(commit=commit.id, files=[_file(p, f) for p, f in stored])
 
 

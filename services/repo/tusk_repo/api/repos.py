@@ -17,7 +17,9 @@ router = APIRouter(tags=["repos"], responses={400: {"model": ErrorBody}, 404: {"
 async def create_repo(body: RepoCreate, ctx: ContextDep) -> RepoInfo:
     """Create a repo. Names are 1-63 letters, digits, '_' or '-'."""
     async with ctx.db.session() as session:
-        repo = await ctx.service.create_repo(session, body.name, body.description)
+        repo = await ctx.service.create_repo(
+            session, body.name, body.description, pipeline=body.pipeline
+        )
         return await ctx.service.repo_info(session, repo)
 
 

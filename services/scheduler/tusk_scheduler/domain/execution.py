@@ -270,6 +270,8 @@ class JobExecution:
                 provenance=provenance,
                 global_id=job.global_id,
                 empty=kind == "output",
+                # The job's own repo takes commits only from its pipeline.
+                pipeline=job.pipeline,
             )
             commit, started = info.id, True
         except Conflict as e:

@@ -1,0 +1,287 @@
+"""Garbage collection: reclaim tree nodes, file records and chunks no commit reaches.
+
+Mark and sweep. In one transaction that keeps writes waiting (``store.exclude_writes``):
+retention rules drop old commits of non-default branches, every tree node reachable from a
+commit (finished or open) is marked with the files it holds and the files staged in open
+commits, and unmarked tree nodes and file records are deleted. Then, with writes flowing
+again, chunks no remaining file uses are deleted from the object store — but only those
+written longer ago than the grace period: an upload in flight writes its chunks before it
+records its files, and relies only on chunks that young (see ``ChunkStore.reuse_within``).
+A dry run does everything but commit and delete, so it reports exactly what a run would free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import Table, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tusk.db import Database
+from tusk.events.outbox import OutboxWriter
+from tusk.objectstore import ObjectStore
+from tusk.objectstore.chunks import ChunkedFile
+from tusk_repo import history, store
+from tusk_repo.schemas import CommitRefModel, GcReport
+from tusk_repo.tables import BranchRow, CommitRow, FileRow, RepoRow, StagedRow, TagRow, TreeRow
+from tusk_repo.trees import EMPTY_TREE
+
+log = structlog.get_logger()
+
+CHUNK_PREFIX = "chunks/"
+DEFAULT_BRANCH = "master"
+_BATCH = 1000
+_DELETES_IN_FLIGHT = 32
+
+
+class _DryRun(Exception):
+    """Raised inside the transaction of a dry run so that it rolls back."""
+
+
+@dataclass
+class _Marked:
+    retention: list[CommitRefModel] = field(default_factory=list)
+    tree_nodes: int = 0
+    files: int = 0
+    chunks: set[str] = field(default_factory=set)
+
+
+class GarbageCollector:
+    def __init__(
+        self, db: Database, objects: ObjectStore, outbox: OutboxWriter, grace: timedelta
+    ) -> None:
+        self.db = db
+        self.objects = objects
+        self.outbox = outbox
+        self.grace = grace
+        self._running = asyncio.Lock()
+
+    async def run(self, *, dry_run: bool = False, grace: timedelta | None = None) -> GcReport:
+        grace = self.grace if grace is None else grace
+        async with self._running:  # one run at a time per process; other processes wait on SQL
+            began = time.perf_counter()
+            started = datetime.now(UTC)
+            marked = _Marked()
+            try:
+                async with self.db.session() as session:
+                    await store.exclude_writes(session)
+                    marked.retention = await self._apply_retention(session, started)
+                    await self._mark_and_sweep_rows(session, marked)
+                    if dry_run:
+                        raise _DryRun
+            except _DryRun:
+                pass
+            freed, freed_bytes, recent, referenced_bytes = await self._sweep_chunks(
+                marked.chunks, started - grace, dry_run=dry_run
+            )
+            report = GcReport(
+                dry_run=dry_run,
+                retention_commits=marked.retention,
+                tree_nodes=marked.tree_nodes,
+                files=marked.files,
+                chunks=freed,
+                bytes=freed_bytes,
+                kept_recent_chunks=recent,
+                referenced_chunks=len(marked.chunks),
+                referenced_bytes=referenced_bytes,
+                seconds=round(time.perf_counter() - began, 3),
+            )
+            log.info(
+                "garbage counted (dry run)" if dry_run else "garbage collected",
+                **report.model_dump(exclude={"retention_commits"}),
+                retention_commits=len(report.retention_commits),
+            )
+            return report
+
+    # --- retention -------------------------------------------------------------------------
+
+    async def _apply_retention(self, session: AsyncSession, now: datetime) -> list[CommitRefModel]:
+        repos = (
+            await session.scalars(
+                select(RepoRow).where(
+                    or_(RepoRow.keep_days.is_not(None), RepoRow.keep_last.is_not(None))
+                )
+            )
+        ).all()
+        dropped: list[CommitRefModel] = []
+        for repo in repos:
+            candidates = await self._expired(session, repo, now)
+            if not candidates:
+                continue
+            kept = await self._pinned(session, candidates)
+            rows = await history.plan_drop(session, candidates - kept, cascade=False)
+            if rows:
+                done, _ = await history.drop(session, self.outbox, rows)
+                dropped.extend(done)
+        return dropped
+
+    async def _expired(self, session: AsyncSession, repo: RepoRow, now: datetime) -> set[str]:
+        """Commits of the repo's non-default branches that its retention rules let go."""
+        commits = {
+            row.id: row
+            for row in (
+                await session.execute(
+                    select(
+                        CommitRow.id,
+                        CommitRow.parent,
+                        CommitRow.branch,
+                        CommitRow.state,
+                        CommitRow.finished_at,
+                    ).where(CommitRow.repo_id == repo.id)
+                )
+            ).all()
+        }
+        branches = (
+            await session.scalars(
+                select(BranchRow).where(
+                    BranchRow.repo_id == repo.id, BranchRow.name != DEFAULT_BRANCH
+                )
+            )
+        ).all()
+        cutoff = now - timedelta(days=repo.keep_days) if repo.keep_days is not None else None
+        expired: set[str] = set()
+        for branch in branches:
+            position, current = 0, branch.head
+            while current is not None and current in commits:
+                row = commits[current]
+                if row.branch != branch.name:
+                    break  # where the branch forked: older commits are another branch's
+                beyond_last = repo.keep_last is None or position >= repo.keep_last
+                too_old = cutoff is None or (
+                    row.finished_at is not None and row.finished_at < cutoff
+                )
+                if position > 0 and row.state == "finished" and beyond_last and too_old:
+                    expired.add(row.id)
+                position += 1
+                current = row.parent
+        return expired
+
+    async def _pinned(self, session: AsyncSession, ids: set[str]) -> set[str]:
+        """Among ``ids``, commits retention leaves alone: branch heads, tagged commits and
+        inputs of other commits (provenance must not dangle)."""
+        ordered = sorted(ids)
+        pinned: set[str] = set()
+        for start in range(0, len(ordered), _BATCH):
+            batch = ordered[start : start + _BATCH]
+            pinned.update(
+                await session.scalars(select(BranchRow.head).where(BranchRow.head.in_(batch)))
+            )
+            pinned.update(
+                await session.scalars(select(TagRow.commit_id).where(TagRow.commit_id.in_(batch)))
+            )
+        pinned.update(commit for _, _, commit in await history._dependents(session, ids))
+        return pinned
+
+    # --- rows ------------------------------------------------------------------------------
+
+    async def _mark_and_sweep_rows(self, session: AsyncSession, marked: _Marked) -> None:
+        connection = await session.connection()
+        roots: set[str] = set()
+        # An open commit needs the tree it started from; a finished one only its own.
+        for root, base, state in (
+            await connection.execute(
+                select(CommitRow.root_tree, CommitRow.base_tree, CommitRow.state)
+            )
+        ).all():
+            tree = root if state == "finished" else base
+            if tree:
+                roots.add(tree)
+        reachable_trees, reachable_files = await _walk_trees(session, roots - {EMPTY_TREE})
+        reachable_files.update(
+            h
+            for h in await session.scalars(
+                select(StagedRow.file_hash).where(StagedRow.op == "put").distinct()
+            )
+            if h
+        )
+        reachable_trees.add(EMPTY_TREE)
+        tree_garbage = [
+            h for h in await session.scalars(select(TreeRow.hash)) if h not in reachable_trees
+        ]
+        file_garbage: list[str] = []
+        for digest, blob in (await connection.execute(select(FileRow.hash, FileRow.chunks))).all():
+            if digest in reachable_files:
+                marked.chunks.update(h for h, _ in ChunkedFile.decode_chunks(blob))
+            else:
+                file_garbage.append(digest)
+        marked.tree_nodes, marked.files = len(tree_garbage), len(file_garbage)
+        await _delete_in(session, TreeRow.__table__, tree_garbage)  # type: ignore[arg-type]
+        await _delete_in(session, FileRow.__table__, file_garbage)  # type: ignore[arg-type]
+
+    # --- chunks ----------------------------------------------------------------------------
+
+    async def _sweep_chunks(
+        self, referenced: set[str], written_before: datetime, *, dry_run: bool
+    ) -> tuple[int, int, int, int]:
+        """(chunks deleted, their bytes, unreferenced chunks spared as too young, bytes of
+        referenced chunks)."""
+        doomed: list[tuple[str, int]] = []
+        recent = referenced_bytes = 0
+        async for info in self.objects.list_objects(CHUNK_PREFIX):
+            digest = info.key.rpartition("/")[2]
+            if digest in referenced:
+                referenced_bytes += info.size
+            elif info.modified >= written_before:
+                recent += 1
+            else:
+                doomed.append((info.key, info.size))
+        if not dry_run:
+            slots = asyncio.Semaphore(_DELETES_IN_FLIGHT)
+
+            async def remove(key: str) -> None:
+                async with slots:
+                    await self.objects.delete(key)
+
+            async with asyncio.TaskGroup() as deletes:
+                for key, _ in doomed:
+                    deletes.create_task(remove(key))
+        return len(doomed), sum(size for _, size in doomed), recent, referenced_bytes
+
+    async def run_periodically(self, interval: float) -> None:
+        """Collect every ``interval`` seconds until cancelled; a failed run is logged and the
+        next one tried as usual."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.run()
+            except Exception:
+                log.exception("garbage collection failed; trying again at the next interval")
+
+
+async def _walk_trees(session: AsyncSession, roots: set[str]) -> tuple[set[str], set[str]]:
+    """Every tree node reachable from ``roots`` and every file hash they hold; each node is
+    read once, in batches, however many commits share it."""
+    connection = await session.connection()
+    seen: set[str] = set(roots)
+    files: set[str] = set()
+    frontier = sorted(roots)
+    while frontier:
+        following: list[str] = []
+        for start in range(0, len(frontier), _BATCH):
+            rows = await connection.execute(
+                select(TreeRow.entries).where(TreeRow.hash.in_(frontier[start : start + _BATCH]))
+            )
+            for (blob,) in rows.all():
+                for _, kind, digest, _, _ in json.loads(blob):
+                    if kind == "f":
+                        files.add(digest)
+                    elif digest not in seen:
+                        seen.add(digest)
+                        following.append(digest)
+        frontier = following
+    return seen, files
+
+
+async def _delete_in(session: AsyncSession, table: Table, keys: Iterable[str]) -> None:
+    """Delete the rows whose ``hash`` is among ``keys``."""
+    ordered = list(keys)
+    for start in range(0, len(ordered), _BATCH):
+        await session.execute(
+            delete(table).where(table.c.hash.in_(ordered[start : start + _BATCH]))
+        )

@@ -1,0 +1,343 @@
+"""Tags, merges, history edits, protection and retention settings: the repo service's logic
+for a repo's life after its first commits. Like ``RepoService``, every method takes the
+caller's session and only flushes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tusk.db import insert_if_absent
+from tusk.errors import AlreadyExists, Conflict
+from tusk.events.outbox import OutboxWriter
+from tusk.events.types import BranchMoved, CommitFinished, CommitRef, CommitStarted
+from tusk.paths import validate_branch_name
+from tusk_repo import history, merging, protection, store, trees
+from tusk_repo.protection import Writer
+from tusk_repo.schemas import (
+    DroppedCommits,
+    MergeConflict,
+    MergeInfo,
+    MergeRequest,
+    RetentionRules,
+    TagInfo,
+)
+from tusk_repo.service import FINISHED, RepoService
+from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow, TagRow
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LifecycleService:
+    def __init__(self, repos: RepoService, outbox: OutboxWriter) -> None:
+        self.repos = repos
+        self.outbox = outbox
+
+    # --- tags --------------------------------------------------------------------------------
+
+    async def create_tag(
+        self, session: AsyncSession, repo: RepoRow, name: str, ref: str
+    ) -> TagInfo:
+        validate_branch_name(name)
+        if await session.get(BranchRow, (repo.id, name)) is not None:
+            raise AlreadyExists(
+                f"repo {repo.name!r} has a branch named {name!r}; a tag needs another name"
+            )
+        commit = await self.repos.resolve_commit(session, repo, ref, finished=True)
+        created = _now()
+        if not await insert_if_absent(
+            session,
+            TagRow.__table__,
+            {"repo_id": repo.id, "name": name, "commit_id": commit.id, "created_at": created},
+        ):
+            existing = await session.get(TagRow, (repo.id, name))
+            target = existing.commit_id if existing else "another commit"
+            raise AlreadyExists(
+                f"tag {name!r} of repo {repo.name!r} already names {target}; tags are immutable",
+                commit=target,
+            )
+        return TagInfo(repo=repo.name, name=name, commit=commit.id, created_at=created)
+
+    async def list_tags(self, session: AsyncSession, repo: RepoRow) -> list[TagInfo]:
+        rows = await session.scalars(
+            select(TagRow).where(TagRow.repo_id == repo.id).order_by(TagRow.name)
+        )
+        return [
+            TagInfo(repo=repo.name, name=t.name, commit=t.commit_id, created_at=t.created_at)
+            for t in rows
+        ]
+
+    # --- protection and retention -----------------------------------------------------------
+
+    async def protect_branch(
+        self, session: AsyncSession, repo: RepoRow, name: str, protected: bool
+    ) -> BranchRow:
+        branch = await self.repos.get_branch(session, repo, name)
+        branch.protected = protected
+        await session.flush()
+        return branch
+
+    async def set_retention(
+        self, session: AsyncSession, repo: RepoRow, rules: RetentionRules
+    ) -> RepoRow:
+        repo.keep_days = rules.keep_days
+        repo.keep_last = rules.keep_last
+        await session.flush()
+        return repo
+
+    async def set_owner(self, session: AsyncSession, repo: RepoRow, pipeline: str | None) -> None:
+        repo.owner_pipeline = pipeline
+        await session.flush()
+
+    # --- merges -----------------------------------------------------------------------------
+
+    async def merge(self, session: AsyncSession, repo: RepoRow, request: MergeRequest) -> MergeInfo:
+        await store.hold_off_collection(session)
+        protection.check_open(repo, None, Writer(admin_override=request.admin_override))
+        source = await self.repos.resolve_commit(session, repo, request.source, finished=True)
+        branch = await self.repos.get_branch(session, repo, request.into)
+        # The row lock keeps two merges into one branch from both reading the same head.
+        await session.refresh(branch, with_for_update=True)
+        if await self.repos._open_commit_on(session, repo, branch.name) is not None:
+            raise Conflict(
+                f"branch {branch.name!r} of repo {repo.name!r} has an open commit; finish or "
+                "abandon it before merging into it"
+            )
+        if branch.head is None or branch.head == source.id:
+            outcome = "up-to-date" if branch.head == source.id else "fast-forward"
+            if outcome == "fast-forward":
+                await self._fast_forward(session, repo, branch, source)
+            return MergeInfo(
+                outcome=outcome, commit=source.id, branch=branch.name, source=source.id
+            )
+        graph = await _commit_graph(session, repo)
+        source_ancestors = _ancestors(graph, source.id)
+        if branch.head in source_ancestors:
+            await self._fast_forward(session, repo, branch, source)
+            return MergeInfo(
+                outcome="fast-forward", commit=source.id, branch=branch.name, source=source.id
+            )
+        head_ancestors = _ancestors(graph, branch.head)
+        if source.id in head_ancestors:
+            return MergeInfo(
+                outcome="up-to-date", commit=branch.head, branch=branch.name, source=source.id
+            )
+        base_id = _merge_base(graph, branch.head, source_ancestors)
+        head = await self.repos._commit_by_id(session, repo, branch.head)
+        base_root = trees.EMPTY_TREE
+        if base_id is not None:
+            base_root = (
+                await self.repos._commit_by_id(session, repo, base_id)
+            ).root_tree or base_root
+        assert head.root_tree is not None
+        assert source.root_tree is not None
+        load = self.repos.trees.loader(session)
+        merged = await merging.merge_trees(
+            load, base_root, head.root_tree, source.root_tree, request.strategy
+        )
+        if merged.conflicts:
+            listed = [MergeConflict(path=p, reason=r) for p, r in merged.conflicts]
+            raise Conflict(
+                f"{len(listed)} path(s) changed on both sides, nothing was written: "
+                + ", ".join(f"{c.path} ({c.reason})" for c in listed[:10])
+                + (" …" if len(listed) > 10 else "")
+                + "; resolve them on a branch, or merge with the ours or theirs strategy",
+                conflicts=[c.model_dump() for c in listed[:1000]],
+                conflict_count=len(listed),
+            )
+        await self.repos.trees.save(session, merged.new_nodes)
+        top = await trees.lookup(
+            self.repos.trees.loader(session, merged.new_nodes), merged.root, "/"
+        )
+        assert top is not None
+        commit = await self._merge_commit(
+            session, repo, branch, head, source, merged.root, top, request
+        )
+        return MergeInfo(
+            outcome="merged",
+            commit=commit.id,
+            branch=branch.name,
+            source=source.id,
+            changed_paths=merged.changed,
+            resolved_conflicts=[MergeConflict(path=p, reason=r) for p, r in merged.resolved],
+        )
+
+    async def _fast_forward(
+        self, session: AsyncSession, repo: RepoRow, branch: BranchRow, source: CommitRow
+    ) -> None:
+        previous = branch.head
+        branch.head = source.id
+        await session.flush()
+        provenance = await self.repos.provenance(session, source)
+        assert source.finished_at is not None
+        # Announced as finished on the branch it now heads, so that pipelines reading that
+        # branch run on it as on any new commit there (one job per input set, however often).
+        await self.outbox.add(
+            session,
+            BranchMoved(repo=repo.name, branch=branch.name, head=source.id, previous=previous),
+            CommitFinished(
+                repo=repo.name,
+                commit=source.id,
+                branch=branch.name,
+                parent=source.parent,
+                global_id=source.global_id,
+                provenance=tuple(CommitRef(repo=p.repo, commit=p.commit) for p in provenance),
+                finished_at=source.finished_at,
+                size_bytes=source.size_bytes or 0,
+                file_count=source.file_count or 0,
+                error=source.error,
+            ),
+        )
+
+    async def _merge_commit(
+        self,
+        session: AsyncSession,
+        repo: RepoRow,
+        branch: BranchRow,
+        head: CommitRow,
+        source: CommitRow,
+        root: str,
+        top: trees.Entry,
+        request: MergeRequest,
+    ) -> CommitRow:
+        commit_id = uuid.uuid4().hex
+        now = _now()
+        inputs = {
+            (p.repo, p.commit): CommitRef(repo=p.repo, commit=p.commit)
+            for parent in (head, source)
+            for p in await self.repos.provenance(session, parent)
+        }
+        commit = CommitRow(
+            id=commit_id,
+            repo_id=repo.id,
+            branch=branch.name,
+            parent=head.id,
+            merge_parent=source.id,
+            state=FINISHED,
+            base_tree=head.root_tree,
+            root_tree=root,
+            global_id=commit_id,
+            description=request.description
+            or f"merge {request.source} ({source.id}) into {branch.name}",
+            size_bytes=top.size,
+            file_count=top.count,
+            started_at=now,
+            finished_at=now,
+        )
+        session.add(commit)
+        await session.flush()
+        session.add_all(
+            ProvenanceRow(commit_id=commit_id, input_commit=c.commit, input_repo=c.repo)
+            for c in inputs.values()
+        )
+        previous = branch.head
+        branch.head = commit_id
+        await session.flush()
+        provenance = tuple(inputs.values())
+        await self.outbox.add(
+            session,
+            CommitStarted(
+                repo=repo.name,
+                commit=commit_id,
+                branch=branch.name,
+                parent=head.id,
+                global_id=commit_id,
+                provenance=provenance,
+                started_at=now,
+            ),
+            CommitFinished(
+                repo=repo.name,
+                commit=commit_id,
+                branch=branch.name,
+                parent=head.id,
+                global_id=commit_id,
+                provenance=provenance,
+                finished_at=now,
+                size_bytes=top.size,
+                file_count=top.count,
+                error=None,
+            ),
+            BranchMoved(repo=repo.name, branch=branch.name, head=commit_id, previous=previous),
+        )
+        return commit
+
+    # --- history edits ----------------------------------------------------------------------
+
+    async def delete_commit(
+        self, session: AsyncSession, repo: RepoRow, ref: str, *, cascade: bool
+    ) -> DroppedCommits:
+        commit = await self.repos.resolve_commit(session, repo, ref)
+        if commit.state != FINISHED:
+            raise Conflict(f"commit {commit.id} is open: abandon it instead (tusk commit abandon)")
+        rows = await history.plan_drop(session, [commit.id], cascade=cascade)
+        dropped, moved = await history.drop(session, self.outbox, rows)
+        return DroppedCommits(dropped=dropped, moved_branches=moved)
+
+    async def squash(
+        self, session: AsyncSession, repo: RepoRow, oldest: str, newest: str, *, cascade: bool
+    ) -> DroppedCommits:
+        first = await self.repos.resolve_commit(session, repo, oldest, finished=True)
+        last = await self.repos.resolve_commit(session, repo, newest, finished=True)
+        chain = await history.squash_range(session, repo, first, last)
+        heads = (
+            await session.scalars(
+                select(BranchRow.name).where(
+                    BranchRow.repo_id == repo.id, BranchRow.head.in_(chain)
+                )
+            )
+        ).all()
+        if heads:
+            # Moving those branches back would drop files from them without anyone asking.
+            raise Conflict(
+                f"branch(es) {', '.join(sorted(heads))} of repo {repo.name!r} point inside the "
+                "range; squash up to their heads, or move or delete them first",
+                branches=sorted(heads),
+            )
+        rows = await history.plan_drop(session, chain, cascade=cascade)
+        dropped, moved = await history.drop(session, self.outbox, rows)
+        return DroppedCommits(dropped=dropped, moved_branches=moved)
+
+
+Graph = dict[str, tuple[str | None, str | None]]
+
+
+async def _commit_graph(session: AsyncSession, repo: RepoRow) -> Graph:
+    rows = await session.execute(
+        select(CommitRow.id, CommitRow.parent, CommitRow.merge_parent).where(
+            CommitRow.repo_id == repo.id, CommitRow.state == FINISHED
+        )
+    )
+    return {cid: (parent, merge_parent) for cid, parent, merge_parent in rows.all()}
+
+
+def _ancestors(graph: Graph, start: str) -> set[str]:
+    """``start`` and every commit it descends from, through both parents."""
+    seen = {start}
+    stack = [start]
+    while stack:
+        for parent in graph.get(stack.pop(), (None, None)):
+            if parent is not None and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def _merge_base(graph: Graph, head: str, source_ancestors: set[str]) -> str | None:
+    """The nearest ancestor of ``head`` (breadth first) that the source also descends from."""
+    queue, seen = [head], {head}
+    while queue:
+        following = []
+        for cid in queue:
+            if cid in source_ancestors:
+                return cid
+            for parent in graph.get(cid, (None, None)):
+                if parent is not None and parent not in seen:
+                    seen.add(parent)
+                    following.append(parent)
+        queue = following
+    return None
