@@ -268,29 +268,36 @@ class Gateway:
         return await waiting
 
     async def _store_small(self, batch: list[tuple[str, ChunkedFile | bytes, Any]]
-                           ) -> list[tuple[str, ChunkedFile]]:
+                           ) -> tuple[list[tuple[str, ChunkedFile]], set[str]]:
+        """The batch's files, stored, and the content hashes this batch wrote itself (the
+        others were found stored, and garbage collection may reclaim them meanwhile)."""
         small = {hash_bytes(c): c for _, c, _ in batch if isinstance(c, bytes)}
         known: dict[str, ChunkedFile] = {}
+        written = {c.hash for _, c, _ in batch if isinstance(c, ChunkedFile)}
         if small:
             async with self.ctx.db.session(write=False) as session:
                 known = await self.ctx.service.stored_files(session, set(small))
             new = {h: data for h, data in small.items() if h not in known}
             known |= await self.ctx.chunks.write_many(new)
+            written |= set(new)
         files: dict[str, ChunkedFile] = {}
         for path, content, _ in batch:
             # The last put of a path wins, as it would have one request after another.
             files[path] = known[hash_bytes(content)] if isinstance(content, bytes) else content
-        return list(files.items())
+        return list(files.items()), written
 
     async def _stage_pending(self, bucket: str, ref: str) -> None:
         try:
             while batch := self._pending.pop((bucket, ref), None):
                 try:
-                    files = await self._store_small(batch)
+                    files, written = await self._store_small(batch)
 
                     async def stage(session: AsyncSession, row: RepoRow, commit: str,
-                                    files: list[tuple[str, ChunkedFile]] = files) -> None:
-                        await self.ctx.service.put_files(session, row, commit, files)
+                                    files: list[tuple[str, ChunkedFile]] = files,
+                                    written: set[str] = written) -> None:
+                        await self.ctx.service.put_files(
+                            session, row, commit, files, written=written
+                        )
 
                     commit = await self._write(bucket, ref, stage)
                 except Exception as e:
