@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
+from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
 from tusk_repo.api import branches, commits, files, repos
 from tusk_repo.config import RepoSettings
@@ -65,6 +66,7 @@ def create_app(
         app.state.context = context
     install_error_handlers(app)
     add_common_middleware(app, settings.api_tokens)
+    add_request_limits(app, settings, streaming_paths=[r"/v1/repos/[^/]+/commits/[^/]+/files?"])
 
     add_health_routes(app)
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
+from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
 from tusk_trigger.api import jobs, pipelines
 from tusk_trigger.config import TriggerSettings
@@ -56,6 +57,7 @@ def create_app(
         app.state.context = context
     install_error_handlers(app)
     add_common_middleware(app, settings.api_tokens)
+    add_request_limits(app, settings)
 
     add_health_routes(app)
 
