@@ -70,6 +70,13 @@ class CommonSettings(BaseSettings):
         ge=1,
         description="Requests one client address may have in flight at once; 429 above it.",
     )
+    max_event_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Largest event the outbox relay publishes; a bigger one is parked (see "
+        "/v1/outbox/parked) so that the events after it flow. Keep it under the broker's "
+        "message.max.bytes.",
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -47,7 +47,9 @@ async def build_context(
             nullcontext(bus) if bus is not None else open_event_bus(settings)
         )
         async with open_object_store(settings) as objects, own_bus as event_bus:
-            relay = OutboxRelay(db, outbox, event_bus)
+            relay = OutboxRelay(
+                db, outbox, event_bus, max_record_bytes=settings.max_event_bytes
+            )
             context = Context(
                 settings=settings,
                 db=db,

@@ -110,7 +110,13 @@ async def build_context(
         if isinstance(runner, LocalRunner):
             await runner.warm_up()  # the first job need not wait for a worker's start-up
         metrics = Metrics()
-        relay = OutboxRelay(db, outbox, bus)
+        relay = OutboxRelay(
+            db,
+            outbox,
+            bus,
+            max_record_bytes=settings.max_event_bytes,
+            registry=metrics.registry,
+        )
         results = ResultReader(repos, log_tail_bytes=settings.log_tail_bytes)
         deps = Deps(
             settings=settings,
