@@ -55,6 +55,7 @@ def make_runner(settings: SchedulerSettings) -> Runner:
             cancel_grace=settings.cancel_grace,
             code_dir=settings.code_dir,
             warm_workers=settings.warm_workers,
+            max_workers=settings.max_local_workers,
         )
     if settings.runner == "kubernetes":
         # Imported here: kubernetes-asyncio is only loaded by schedulers that use it.
