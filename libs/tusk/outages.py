@@ -21,6 +21,10 @@ RETRY_AFTER_SECONDS = 2
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _DATA_SQLSTATES = ("22",)  # PostgreSQL's "data exception" class
+# Connection exceptions, insufficient resources (too many connections), operator intervention
+# (shutting down, starting up), and transaction rollbacks (serialization, deadlock): each
+# passes, so the request may be tried again.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
 
 
 def translate_backend_error(exc: BaseException) -> TuskError | None:
@@ -58,15 +62,18 @@ def _from_dbapi(exc: sa_exc.DBAPIError) -> TuskError | None:
     sqlstate = str(getattr(original, "sqlstate", None) or getattr(original, "pgcode", "") or "")
     if isinstance(exc, sa_exc.DataError) or sqlstate.startswith(_DATA_SQLSTATES):
         return InvalidArgument(f"a value cannot be stored: {_first_line(original)}")
-    if exc.connection_invalidated or isinstance(
-        exc, sa_exc.OperationalError | sa_exc.InterfaceError
+    if (
+        exc.connection_invalidated
+        or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+        or sqlstate.startswith(_TRANSIENT_SQLSTATES)
     ):
         what = "locked" if "locked" in str(original).lower() else "unavailable"
         return Unavailable(
             f"the database is {what} ({_first_line(original)}); retry shortly",
             retry_after=RETRY_AFTER_SECONDS,
         )
-    if original is not None and _is_asyncpg_connection_error(original):
+    cause = getattr(original, "__cause__", None)
+    if any(e is not None and _is_asyncpg_connection_error(e) for e in (original, cause)):
         return Unavailable(
             f"the database is unavailable ({_first_line(original)}); retry shortly",
             retry_after=RETRY_AFTER_SECONDS,
