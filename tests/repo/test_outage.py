@@ -103,3 +103,32 @@ async def test_a_stopped_database_answers_503_and_clients_retry(
     async with RepoClient(repo_url) as client:
         finished = await client.finish_commit("outage", commit)
     assert finished.file_count == statuses[201] + retried_ok
+
+
+@pytest.fixture
+def own_s3() -> Iterator[S3Server]:
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.s3
+async def test_an_unreachable_object_store_answers_503(
+    postgres: PostgresServer, own_s3: S3Server, tmp_path: Path
+) -> None:
+    settings = real_settings(postgres, own_s3, tmp_path)
+    async with build_context(settings) as context:
+        transport = httpx.ASGITransport(app=create_app(context=context))
+        async with httpx.AsyncClient(transport=transport, base_url="http://repo") as http:
+            repo = f"s3down{uuid.uuid4().hex[:8]}"
+            assert (await http.post("/v1/repos", json={"name": repo})).status_code == 201
+            started = await http.post(f"/v1/repos/{repo}/commits", json={"branch": "master"})
+            url = f"/v1/repos/{repo}/commits/{started.json()['id']}/file"
+            ok = await http.put(url, params={"path": "/a"}, content=b"before")
+            assert ok.status_code == 201, ok.text
+            await asyncio.to_thread(own_s3.stop)
+            down = await http.put(url, params={"path": "/b"}, content=uuid.uuid4().bytes)
+            assert down.status_code == 503, down.text
+            assert down.headers["retry-after"].isdigit()
+            assert "S3" in down.json()["error"]
