@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 
 from tusk import __version__
+from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
 from tusk.events.parking import add_outbox_routes
@@ -71,6 +72,7 @@ def create_app(
     add_request_limits(app, settings, streaming_paths=[r"/v1/repos/[^/]+/commits/[^/]+/files?"])
 
     add_health_routes(app)
+    add_about_route(app, describe("repo", settings, uses_objects=True))
     add_outbox_routes(app, _relay, serve_metrics=True)
 
     for module in (repos, branches, commits, files):

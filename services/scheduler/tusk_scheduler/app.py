@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tusk import __version__
+from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
 from tusk.events.parking import add_outbox_routes
@@ -77,6 +78,7 @@ def create_app(
     add_request_limits(app, settings)
 
     add_health_routes(app)
+    add_about_route(app, describe("scheduler", settings, extra={"runner": settings.runner}))
     add_outbox_routes(app, _relay, serve_metrics=False)
 
     @app.get("/metrics", tags=["health"], response_class=Response)

@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 
 from tusk import __version__
+from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
 from tusk.events.parking import add_outbox_routes
@@ -62,6 +63,7 @@ def create_app(
     add_request_limits(app, settings)
 
     add_health_routes(app)
+    add_about_route(app, describe("trigger", settings))
     add_outbox_routes(app, _relay, serve_metrics=True)
 
     app.include_router(pipelines.router, prefix="/v1")
