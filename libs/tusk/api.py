@@ -10,10 +10,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tusk.errors import TuskError
+from tusk.errors import TooManyRequests, TuskError, Unavailable
+from tusk.outages import translate_backend_error
 
 log = structlog.get_logger()
 
@@ -21,12 +23,13 @@ log = structlog.get_logger()
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+_HTTP_CODES = {413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TuskError)
     async def _tusk_error(_request: Request, exc: TuskError) -> JSONResponse:
-        if exc.status_code >= 500:
-            log.warning("request failed", error=exc.message, code=exc.code)
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -41,16 +44,35 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(
-            {"error": str(exc.detail), "code": "http_error"},
+            {"error": str(exc.detail), "code": code},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _backend_error(_request: Request, exc: Exception) -> JSONResponse:
+        translated = translate_backend_error(exc)
+        if translated is not None:
+            return error_response(translated)
         log.exception("unhandled error", error=repr(exc))
         return JSONResponse({"error": "internal error", "code": "internal"}, status_code=500)
+
+    # Registered by class (not only as the catch-all) so that they are answered without the
+    # traceback a catch-all handler re-raises to the server.
+    for backend_error in (SQLAlchemyError, OSError):
+        app.add_exception_handler(backend_error, _backend_error)
+    app.add_exception_handler(Exception, _backend_error)
+
+
+def error_response(exc: TuskError) -> JSONResponse:
+    """The JSON answer for a tusk error; ``Retry-After`` when waiting helps (503, 429)."""
+    if exc.status_code >= 500:
+        log.warning("request failed", error=exc.message, code=exc.code)
+    headers = None
+    if isinstance(exc, Unavailable | TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 
 class RequestContextMiddleware:

@@ -64,13 +64,41 @@ class PayloadTooLarge(TuskError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(TuskError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class TooManyRequests(TuskError):
+    """A per-client limit is reached; the client should wait ``retry_after`` seconds."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
 class RangeNotSatisfiable(TuskError):
     status_code = 416
     code = "range_not_satisfiable"
 
 
 class Unavailable(TuskError):
-    """A backing service (database, object store, broker) did not answer; retrying may help."""
+    """A backing service (database, object store, broker) did not answer; retrying may help.
+    Answered with ``Retry-After: retry_after`` so that clients know when to try again."""
 
     status_code = 503
     code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
+class InsufficientStorage(TuskError):
+    """The store has no room left for the write (disk full); nothing was half-written."""
+
+    status_code = 507
+    code = "insufficient_storage"

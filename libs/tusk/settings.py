@@ -53,6 +53,30 @@ class CommonSettings(BaseSettings):
     migrate_on_start: bool = Field(
         default=True, description="Apply database migrations when a service starts."
     )
+    max_request_bytes: int = Field(
+        default=64 << 20,
+        ge=1024,
+        description="Largest request body a service parses whole (JSON, YAML); 413 above it. "
+        "Streamed file uploads have their own limits.",
+    )
+    body_read_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request body may stall between two pieces before the client "
+        "is dropped.",
+    )
+    max_client_concurrency: int = Field(
+        default=256,
+        ge=1,
+        description="Requests one client address may have in flight at once; 429 above it.",
+    )
+    max_event_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Largest event the outbox relay publishes; a bigger one is parked (see "
+        "/v1/outbox/parked) so that the events after it flow. Keep it under the broker's "
+        "message.max.bytes.",
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -144,14 +144,35 @@ class PostgresServer:
             timeout=180,
         )
         self.port = port = free_port()
-        self._process = process = ManagedProcess(
+        self._process = process = self._server_process(bin_dir, data_dir, user)
+        process.start()
+        try:
+            wait_until(
+                lambda: self._accepting(bin_dir), 60, "postgres to accept connections", process
+            )
+            run_logged(
+                [bin_dir / "createdb", "-h", LOOPBACK, "-p", str(port), "-U", DB_USER, DB_NAME],
+                setup_log,
+                "createdb",
+                user=user,
+                cwd=run_dir,
+                timeout=60,
+            )
+        except BaseException:
+            process.kill()
+            raise
+
+    def _server_process(self, bin_dir: Path, data_dir: Path, user: str | None) -> ManagedProcess:
+        assert self.run_dir is not None
+        run_dir = self.run_dir
+        return ManagedProcess(
             "postgres",
             [
                 bin_dir / "postgres",
                 "-D",
                 data_dir,
                 "-p",
-                str(port),
+                str(self.port),
                 "-c",
                 f"listen_addresses={LOOPBACK}",
                 "-c",
@@ -170,22 +191,23 @@ class PostgresServer:
             stop_signal=signal.SIGINT,  # "fast" shutdown; SIGTERM would wait for clients to leave
             stop_timeout=20,
         )
+
+    def halt(self) -> None:
+        """Stop the server as an outage would, keeping its data: :meth:`resume` brings it
+        back on the same port."""
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def resume(self) -> None:
+        assert self.run_dir is not None
+        assert self._process is None
+        bin_dir = ensure_installed()
+        self._process = process = self._server_process(
+            bin_dir, self.run_dir / "data", _run_as_user()
+        )
         process.start()
-        try:
-            wait_until(
-                lambda: self._accepting(bin_dir), 60, "postgres to accept connections", process
-            )
-            run_logged(
-                [bin_dir / "createdb", "-h", LOOPBACK, "-p", str(port), "-U", DB_USER, DB_NAME],
-                setup_log,
-                "createdb",
-                user=user,
-                cwd=run_dir,
-                timeout=60,
-            )
-        except BaseException:
-            process.kill()
-            raise
+        wait_until(lambda: self._accepting(bin_dir), 60, "postgres to accept connections", process)
 
     def _accepting(self, bin_dir: Path) -> bool:
         # The port opens before recovery ends; pg_isready only succeeds once logins work.

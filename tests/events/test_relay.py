@@ -16,6 +16,7 @@ from tests.backing.postgres import PostgresServer
 from tests.events.helpers import Ping, collect, drain, seqs
 from tusk.db import Database
 from tusk.errors import Unavailable
+from tusk.events.bus import Record
 from tusk.events.envelope import Envelope
 from tusk.events.memory import MemoryBus
 from tusk.events.outbox import OutboxWriter, outbox_table
@@ -133,11 +134,11 @@ class FlakyBus(MemoryBus):
         self.failures = failures
         self.calls = 0
 
-    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+    async def publish_records(self, records: Sequence[Record]) -> None:
         self.calls += 1
         if self.calls <= self.failures:
             raise Unavailable("broker down")
-        await super().publish(envelopes)
+        await super().publish_records(records)
 
 
 async def test_the_relay_backs_off_and_retries_while_the_bus_is_down(

@@ -7,7 +7,9 @@ that holds its address.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -62,8 +64,28 @@ _BY_STATUS: dict[int, type[TuskError]] = {
 }
 
 
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_RETRIED_STATUSES = frozenset({502, 503, 504})
+RETRY_FIRST_DELAY = 0.25
+RETRY_MAX_DELAY = 5.0
+DEFAULT_RETRIES = 5  # about 10 s of waiting at most: a PostgreSQL restart, a failover
+CONNECT_RETRIES = 2
+
+
+def _replayable(content: object) -> bool:
+    return content is None or isinstance(content, bytes | str)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else 0.0
+
+
 class ServiceClient:
-    """Base of the service clients. Use as ``async with Client(url) as client: ...``."""
+    """Base of the service clients. Use as ``async with Client(url) as client: ...``.
+
+    Answers that mean "unavailable, try again" are retried up to ``retries`` times where
+    repeating the request is safe (see :meth:`_request`)."""
 
     service: ClassVar[str] = "tusk"
     url_setting: ClassVar[str] = "TUSK_URL"
@@ -75,8 +97,10 @@ class ServiceClient:
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.retries = retries
         headers = {"User-Agent": f"tusk-client/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -106,16 +130,36 @@ class ServiceClient:
             return False
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.LocalProtocolError as e:
-            # Our side broke HTTP, e.g. a body longer or shorter than the size given.
-            raise InvalidArgument(f"could not send {method} {url}: {e}") from e
-        except httpx.TransportError as e:
-            raise self._unavailable(e) from e
-        if response.is_error:
-            raise error_from_response(response, self.service)
-        return response
+        """Send once, or again while the service answers 'unavailable' (502/503/504, or no
+        connection) and repeating is safe: an idempotent method with a body that can be sent
+        again, or any request that never reached the service. ``Retry-After`` is honoured."""
+        replayable = _replayable(kwargs.get("content"))
+        idempotent = method.upper() in _IDEMPOTENT and replayable
+        delay = RETRY_FIRST_DELAY
+        for attempt in range(1, self.retries + 2):
+            last = attempt > self.retries
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except httpx.LocalProtocolError as e:
+                # Our side broke HTTP, e.g. a body longer or shorter than the size given.
+                raise InvalidArgument(f"could not send {method} {url}: {e}") from e
+            except httpx.ConnectError as e:
+                # Nothing listening is more often "not started" than "restarting": a short
+                # retry covers a restart without keeping a user at the prompt for long.
+                if last or not replayable or attempt > CONNECT_RETRIES:
+                    raise self._unavailable(e) from e
+            except httpx.TransportError as e:
+                if last or not idempotent:
+                    raise self._unavailable(e) from e
+            else:
+                if not response.is_error:
+                    return response
+                if last or not idempotent or response.status_code not in _RETRIED_STATUSES:
+                    raise error_from_response(response, self.service)
+                delay = max(delay, _retry_after(response))
+            await asyncio.sleep(min(delay, RETRY_MAX_DELAY) * random.uniform(0.8, 1.2))
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @asynccontextmanager
     async def _stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:

@@ -12,7 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -37,6 +48,10 @@ def outbox_table(prefix: str, metadata: MetaData) -> Table:
         Column("envelope", JSON, nullable=False),
         Column("created_at", UTCDateTime(), nullable=False),
         Column("published_at", UTCDateTime(), nullable=True),
+        # A row the broker can never take is parked, with why, so that the rows after it flow;
+        # replaying it clears both (see tusk.events.relay).
+        Column("parked_at", UTCDateTime(), nullable=True),
+        Column("park_reason", Text(), nullable=True),
         Index(f"ix_{prefix}_outbox_unpublished", "published_at", "id"),
     )
 

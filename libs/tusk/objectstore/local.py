@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tusk.errors import InvalidArgument, NotFound
+from tusk.errors import InsufficientStorage, InvalidArgument, NotFound
 from tusk.objectstore.base import ObjectInfo
 
 
@@ -53,10 +54,23 @@ class LocalObjectStore:
     @staticmethod
     def _put_sync(path: Path, data: bytes) -> None:
         # Write then rename, so a reader never sees a half-written object.
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            # A partial left behind would keep the disk full after the failed write.
+            tmp.unlink(missing_ok=True)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(
+                    f"no space left in the object directory {path.parent} ({e.strerror}); "
+                    "the write was undone"
+                ) from e
+            raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         return await asyncio.to_thread(self._get_sync, key, start, end)

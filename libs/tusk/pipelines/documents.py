@@ -33,8 +33,12 @@ def parse_document(text: str | bytes, *, filename: str | None = None) -> Any:
             ) from None
         except _DuplicateKey as exc:
             raise InvalidArgument(prefix(filename) + str(exc)) from None
+        except RecursionError:
+            raise InvalidArgument(prefix(filename) + "the JSON is nested too deep") from None
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise InvalidArgument(prefix(filename) + "the YAML is nested too deep") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

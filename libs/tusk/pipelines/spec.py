@@ -115,6 +115,10 @@ Duration = Annotated[
 Quantity = Annotated[str, BeforeValidator(_quantity)]
 GpuCount = Annotated[str, BeforeValidator(_gpu_count)]
 StrictPositive = Annotated[int, Field(ge=1, strict=True)]
+# Caps that keep one spec from asking for what no machine gives: each is far above real use.
+MAX_PARALLELISM = 1000
+MAX_DATUM_TRIES = 100
+MAX_INPUT_DEPTH = 32
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -369,6 +373,14 @@ class Transform(_Model):
             errors.append((("image",), "is empty; leave it out for the local runner"))
         if not self.cmd[0].strip():
             errors.append((("cmd", 0), "the program to run is empty"))
+        # A NUL cannot pass to exec(); the worker would fail on every try.
+        for field, values in (("cmd", self.cmd), ("stdin", self.stdin)):
+            for i, value in enumerate(values):
+                if "\x00" in value:
+                    errors.append(((field, i), "contains a NUL character"))
+        for key, value in self.env.items():
+            if "\x00" in value:
+                errors.append((("env", key), "contains a NUL character"))
         for key in self.env:
             if not _ENV_NAME.fullmatch(key):
                 errors.append((("env", key), f"{key!r} is not a valid environment variable name"))
@@ -381,7 +393,7 @@ class Transform(_Model):
 
 
 class ParallelismSpec(_Model):
-    constant: StrictPositive = 1
+    constant: Annotated[StrictPositive, Field(le=MAX_PARALLELISM)] = 1
 
 
 class Resources(_Model):
@@ -400,14 +412,20 @@ class PipelineSpec(_Model):
     parallelism_spec: ParallelismSpec = ParallelismSpec()
     resource_requests: Resources | None = None
     resource_limits: Resources | None = None
-    datum_tries: StrictPositive = 3
+    datum_tries: Annotated[StrictPositive, Field(le=MAX_DATUM_TRIES)] = 3
     datum_timeout: Duration | None = None
     job_timeout: Duration | None = None
     output_branch: BranchName = "master"
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
+        if _input_depth(self.input) > MAX_INPUT_DEPTH:
+            raise SpecErrors(
+                [(("input",), f"inputs are nested more than {MAX_INPUT_DEPTH} levels deep")]
+            )
         errors = _check_inputs(self) + _check_resources(self)
+        if self.description is not None and "\x00" in self.description:
+            errors.append((("description",), "contains a NUL character"))
         if errors:
             raise SpecErrors(errors)
         return self
@@ -476,6 +494,18 @@ def _resolve_cron(node: Input, pipeline: str) -> Input:
 
 
 # --- context checks ------------------------------------------------------------------------
+
+
+def _input_depth(root: Input) -> int:
+    """How deep cross/union/join/group nest (iteratively: the depth is what is checked)."""
+    deepest = 0
+    pending = [(root, 1)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_INPUT_DEPTH:
+            pending.extend((child, depth + 1) for child in node.children)
+    return deepest
 
 
 def _check_inputs(spec: PipelineSpec) -> list[tuple[Loc, str]]:
@@ -651,6 +681,10 @@ def load_spec(text: str | bytes, *, filename: str | None = None) -> PipelineSpec
         return PipelineSpec.model_validate(data)
     except ValidationError as exc:
         errors = _describe(exc)
+    except RecursionError:
+        raise InvalidArgument(
+            prefix(filename) + f"input: nested too deep (at most {MAX_INPUT_DEPTH} levels)"
+        ) from None
     lines = [f"{field}: {message}" for field, message in errors]
     raise InvalidArgument(
         prefix(filename) + "; ".join(lines),

@@ -20,8 +20,13 @@ _MICROSECONDS = {
 }
 
 
+# Longer timeouts mean "never" and would overflow timedelta (which stops at 999999999 days).
+MAX_DURATION = timedelta(days=3650)
+
+
 def parse_duration(text: str) -> timedelta:
-    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"1.5h"``, ``"250ms"`` → timedelta (> 0)."""
+    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"1.5h"``, ``"250ms"`` → timedelta (> 0, at most
+    ten years)."""
     compact = text.strip()
     if not _DURATION.fullmatch(compact):
         raise ValueError(
@@ -34,6 +39,8 @@ def parse_duration(text: str) -> timedelta:
     )
     if micros < 1:
         raise ValueError(f"invalid duration {text!r}: it must be at least 1µs")
+    if micros > MAX_DURATION // timedelta(microseconds=1):
+        raise ValueError(f"invalid duration {text[:40]!r}: it must be at most 3650d (ten years)")
     return timedelta(microseconds=int(micros))
 
 

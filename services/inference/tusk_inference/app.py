@@ -16,6 +16,7 @@ from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, install_error_handlers
 from tusk.client.repo import RepoClient
 from tusk.events.bus import EventBus
+from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
 from tusk_inference.api import infer, models, v2
 from tusk_inference.api.deps import ContextDep
@@ -84,6 +85,7 @@ def create_app(
         app.state.context = context
     install_error_handlers(app)
     add_common_middleware(app, settings.api_tokens, public_paths=PROBES)
+    add_request_limits(app, settings)
 
     # The hot path first (routes are matched in order), as plain Starlette routes: FastAPI's
     # per-request dependency and parameter machinery would cost more than most models.

@@ -95,6 +95,27 @@ class InferenceSettings(CommonSettings):
         alias="TUSK_INFERENCE_MAX_REQUEST_BYTES",
         description="Largest inference request body (413 above it).",
     )
+    max_tensor_elements: int = Field(
+        default=1 << 26,
+        ge=1,
+        alias="TUSK_INFERENCE_MAX_TENSOR_ELEMENTS",
+        description="Most elements one input tensor may hold, and any one of its dimensions "
+        "(400 above it). Models whose declared inputs or outputs need more are refused at load.",
+    )
+    max_output_bytes: int = Field(
+        default=256 << 20,
+        ge=1024,
+        alias="TUSK_INFERENCE_MAX_OUTPUT_BYTES",
+        description="Largest answer, counted as raw tensor bytes (413 above it); a model "
+        "whose outputs for one zero row are larger is refused at load.",
+    )
+    max_model_bytes: int = Field(
+        default=2 << 30,
+        ge=1,
+        alias="TUSK_INFERENCE_MAX_MODEL_BYTES",
+        description="Largest model file loaded (ONNX files are at most 2 GiB); larger ones are "
+        "refused without being downloaded.",
+    )
     resync_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -229,6 +229,11 @@ class ModelService:
             ) from None
         if stat.type != "file":
             raise ModelLoadError(f"{spec.path} in commit {commit} of {spec.repo} is a directory")
+        if stat.size_bytes > self.settings.max_model_bytes:
+            raise ModelLoadError(
+                f"{spec.path} in commit {commit} is {stat.size_bytes} bytes, over the "
+                f"{self.settings.max_model_bytes}-byte limit (TUSK_INFERENCE_MAX_MODEL_BYTES)"
+            )
         runner = slot.runner_for(stat.hash)
         if runner is None:
             path = await self._download(slot, commit, stat.size_bytes)
@@ -306,6 +311,8 @@ class ModelService:
             warmup_runs=self.settings.warmup_runs,
             batching=slot.spec.batching or self.settings.batching,
             inline_max_seconds=self.settings.inline_max_ms / 1000,
+            max_tensor_elements=self.settings.max_tensor_elements,
+            max_output_bytes=self.settings.max_output_bytes,
         )
 
     def _fail(self, slot: Slot, commit: str, error: str) -> None:

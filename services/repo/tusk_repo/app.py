@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
+from tusk.events.parking import add_outbox_routes
+from tusk.events.relay import OutboxRelay
+from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
 from tusk_repo.api import branches, commits, files, lifecycle, repos
 from tusk_repo.config import RepoSettings
@@ -66,10 +69,17 @@ def create_app(
         app.state.context = context
     install_error_handlers(app)
     add_common_middleware(app, settings.api_tokens)
+    add_request_limits(app, settings, streaming_paths=[r"/v1/repos/[^/]+/commits/[^/]+/files?"])
 
     add_health_routes(app)
     add_about_route(app, describe("repo", settings, uses_objects=True))
+    add_outbox_routes(app, _relay, serve_metrics=True)
 
     for module in (repos, branches, commits, files, lifecycle):
         app.include_router(module.router, prefix="/v1")
     return app
+
+
+def _relay(request: Request) -> OutboxRelay:
+    relay: OutboxRelay = request.app.state.context.relay
+    return relay

@@ -30,8 +30,21 @@ class RepoSettings(CommonSettings):
     max_batch_bytes: int = Field(
         default=256 << 20,
         alias="TUSK_REPO_MAX_BATCH_BYTES",
-        description="Largest tar body a batch put accepts (413 above it); a batch is held in "
-        "memory while it is stored, so this bounds what one request can cost.",
+        description="Largest tar body a batch put accepts (413 above it). The body is spooled "
+        "to disk past 32 MiB; its files are stored one at a time as they are read.",
+    )
+    max_batch_expanded_bytes: int = Field(
+        default=4 << 30,
+        ge=1,
+        alias="TUSK_REPO_MAX_BATCH_EXPANDED_BYTES",
+        description="Largest total size of the files in one batch put once decompressed (413 "
+        "above it): a small .tar.gz can expand a thousandfold.",
+    )
+    max_batch_files: int = Field(
+        default=100_000,
+        ge=1,
+        alias="TUSK_REPO_MAX_BATCH_FILES",
+        description="Most files one batch put may hold (413 above it).",
     )
     max_batch_member_bytes: int = Field(
         default=64 << 20,

@@ -54,7 +54,9 @@ async def build_context(
             nullcontext(bus) if bus is not None else open_event_bus(settings)
         )
         async with open_object_store(settings) as objects, own_bus as event_bus:
-            relay = OutboxRelay(db, outbox, event_bus)
+            relay = OutboxRelay(
+                db, outbox, event_bus, max_record_bytes=settings.max_event_bytes
+            )
             writer = OutboxWriter(outbox, "tusk/repo", on_commit=relay.wake)
             grace = timedelta(seconds=settings.gc_grace_seconds)
             service = RepoService(TreeStore(settings.tree_cache_entries), writer)

@@ -14,9 +14,13 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# PostgreSQL cannot store a NUL in text: refused here, on every backend alike.
+_NO_NUL = r"^[^\x00]*$"
+
+
 class RepoCreate(Model):
     name: str = Field(description="1-63 letters, digits, '_' or '-'", examples=["raw"])
-    description: str = Field(default="", max_length=10_000)
+    description: str = Field(default="", max_length=10_000, pattern=_NO_NUL)
     pipeline: str | None = Field(
         default=None,
         description="The pipeline whose output repo this is: only its jobs may write to it",
@@ -63,7 +67,7 @@ class CommitRefModel(Model):
 
 class CommitStart(Model):
     branch: str = "master"
-    description: str = Field(default="", max_length=10_000)
+    description: str = Field(default="", max_length=10_000, pattern=_NO_NUL)
     provenance: list[CommitRefModel] = Field(
         default_factory=list, max_length=1000, description="Input commits this one derives from"
     )
@@ -93,7 +97,10 @@ class CommitStart(Model):
 
 class CommitFinish(Model):
     error: str | None = Field(
-        default=None, max_length=100_000, description="Finish the commit marked failed"
+        default=None,
+        max_length=100_000,
+        pattern=_NO_NUL,
+        description="Finish the commit marked failed",
     )
 
 

@@ -9,6 +9,7 @@ Everything here is pure logic over a ``Loader`` (hash → node); the SQL lives i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -251,43 +252,81 @@ async def _walk(load: Loader, path: str, entry: Entry) -> AsyncIterator[tuple[st
             yield item
 
 
+# A glob is matched against every path of a tree; these bound what one request can ask for.
+MAX_GLOB_CHARS = 4096
+MAX_GLOB_SEGMENTS = 128
+_YIELD_EVERY = 512  # directories visited between turns given to other requests
+
+
 def validate_glob(pattern: str) -> list[str]:
+    """The glob's segments (runs of ``**`` collapsed: they mean the same as one)."""
     if "\x00" in pattern or ".." in pattern.split("/"):
-        raise InvalidArgument(f"invalid glob {pattern!r}")
+        raise InvalidArgument(f"invalid glob {pattern[:200]!r}")
+    if len(pattern) > MAX_GLOB_CHARS:
+        raise InvalidArgument(
+            f"the glob is {len(pattern)} characters long; the limit is {MAX_GLOB_CHARS}"
+        )
     if not pattern.startswith("/"):
         pattern = "/" + pattern
-    return split_path(pattern)
+    segments: list[str] = []
+    for segment in split_path(pattern):
+        if not (segment == "**" and segments and segments[-1] == "**"):
+            segments.append(segment)
+    if len(segments) > MAX_GLOB_SEGMENTS:
+        raise InvalidArgument(
+            f"the glob has {len(segments)} segments; the limit is {MAX_GLOB_SEGMENTS}"
+        )
+    return segments
 
 
 async def glob(load: Loader, root: str, pattern: str) -> list[tuple[str, Entry]]:
     """Entries matching a glob: ``*``, ``?`` and ``[...]`` within a segment, ``**`` across any
-    number of directories. ``/`` matches the root itself (Pachyderm's one-datum glob)."""
+    number of directories. ``/`` matches the root itself (Pachyderm's one-datum glob).
+
+    The pattern runs as a set of states over the tree (an NFA, not backtracking): each entry
+    is visited at most once with every state it can be in, so the cost is linear in the size
+    of the tree times the number of segments, however many ``**`` the glob holds."""
     segments = validate_glob(pattern)
+    done = len(segments)
+    final_globstar = bool(segments) and segments[-1] == "**"
+
+    def closure(states: set[int]) -> frozenset[int]:
+        # A '**' may match no directory at all: being before it is also being after it.
+        for i in sorted(states):
+            while i < done and segments[i] == "**":
+                i += 1
+                states.add(i)
+        return frozenset(states)
+
     top = await lookup(load, root, "/")
     assert top is not None
     matches: dict[str, Entry] = {}
-
-    async def visit(path: str, entry: Entry, rest: list[str]) -> None:
-        if not rest:
+    pending: list[tuple[str, Entry, frozenset[int]]] = [("", top, closure({0}))]
+    visited = 0
+    while pending:
+        path, entry, states = pending.pop()
+        if done in states:
             matches[path or "/"] = entry
-            return
-        if entry.kind != DIR:
-            return
-        head, tail = rest[0], rest[1:]
-        children = (await load(entry.hash)).entries
-        if head == "**":
-            await visit(path, entry, tail)
-            for child in children:
-                if child.kind == DIR:
-                    await visit(f"{path}/{child.name}", child, rest)
-                elif not tail:
-                    matches[f"{path}/{child.name}"] = child
-            return
-        for child in children:
-            if fnmatchcase(child.name, head):
-                await visit(f"{path}/{child.name}", child, tail)
-
-    await visit("", top, segments)
+        live = [i for i in states if i < done]
+        if entry.kind != DIR or not live:
+            continue
+        visited += 1
+        if visited % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a huge tree must not keep other requests waiting
+        for child in (await load(entry.hash)).entries:
+            following = {
+                i if segments[i] == "**" else i + 1
+                for i in live
+                if segments[i] == "**" or fnmatchcase(child.name, segments[i])
+            }
+            if child.kind == DIR:
+                following = set(closure(following))
+            elif done in following or (final_globstar and done - 1 in live):
+                following = {done}  # a file ends the walk; a last '**' also takes files
+            else:
+                continue
+            if following:
+                pending.append((f"{path}/{child.name}", child, frozenset(following)))
     return sorted(matches.items())
 
 

@@ -10,13 +10,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
+from tusk.events.parking import add_outbox_routes
+from tusk.events.relay import OutboxRelay
+from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
 from tusk_scheduler import store
 from tusk_scheduler.api import jobs
@@ -72,9 +75,11 @@ def create_app(
         app.state.context = context
     install_error_handlers(app)
     add_common_middleware(app, settings.api_tokens)
+    add_request_limits(app, settings)
 
     add_health_routes(app)
     add_about_route(app, describe("scheduler", settings, extra={"runner": settings.runner}))
+    add_outbox_routes(app, _relay, serve_metrics=False)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics(ctx: ContextDep) -> Response:
@@ -85,3 +90,8 @@ def create_app(
 
     app.include_router(jobs.router, prefix="/v1")
     return app
+
+
+def _relay(request: Request) -> OutboxRelay:
+    relay: OutboxRelay = request.app.state.context.relay
+    return relay

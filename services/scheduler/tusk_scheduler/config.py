@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,6 +125,13 @@ class SchedulerSettings(CommonSettings):
         alias="TUSK_SCHEDULER_WARM_WORKERS",
         description="Local runner: workers kept started ahead of need (each about 50 MB), so a "
         "shard starts without the quarter second a worker's start-up takes; 0: none.",
+    )
+    max_local_workers: int = Field(
+        default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)),
+        ge=1,
+        alias="TUSK_SCHEDULER_MAX_LOCAL_WORKERS",
+        description="Local runner: the most worker processes one job starts at once (its "
+        "shards); a larger parallelism_spec.constant is cut to it. Default: twice the CPUs.",
     )
     code_dir: Path | None = Field(
         default=None,

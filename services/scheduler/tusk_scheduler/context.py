@@ -55,6 +55,7 @@ def make_runner(settings: SchedulerSettings) -> Runner:
             cancel_grace=settings.cancel_grace,
             code_dir=settings.code_dir,
             warm_workers=settings.warm_workers,
+            max_workers=settings.max_local_workers,
         )
     if settings.runner == "kubernetes":
         # Imported here: kubernetes-asyncio is only loaded by schedulers that use it.
@@ -110,7 +111,13 @@ async def build_context(
         if isinstance(runner, LocalRunner):
             await runner.warm_up()  # the first job need not wait for a worker's start-up
         metrics = Metrics()
-        relay = OutboxRelay(db, outbox, bus)
+        relay = OutboxRelay(
+            db,
+            outbox,
+            bus,
+            max_record_bytes=settings.max_event_bytes,
+            registry=metrics.registry,
+        )
         results = ResultReader(repos, log_tail_bytes=settings.log_tail_bytes)
         deps = Deps(
             settings=settings,

@@ -6,12 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
+from tusk.events.parking import add_outbox_routes
+from tusk.events.relay import OutboxRelay
+from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
 from tusk_trigger.api import jobs, pipelines
 from tusk_trigger.config import TriggerSettings
@@ -57,10 +60,17 @@ def create_app(
         app.state.context = context
     install_error_handlers(app)
     add_common_middleware(app, settings.api_tokens)
+    add_request_limits(app, settings)
 
     add_health_routes(app)
     add_about_route(app, describe("trigger", settings))
+    add_outbox_routes(app, _relay, serve_metrics=True)
 
     app.include_router(pipelines.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
     return app
+
+
+def _relay(request: Request) -> OutboxRelay:
+    relay: OutboxRelay = request.app.state.context.relay
+    return relay

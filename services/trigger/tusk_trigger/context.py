@@ -33,6 +33,7 @@ class Context:
     db: Database
     repos: RepoClient
     service: TriggerService
+    relay: OutboxRelay
 
 
 @asynccontextmanager
@@ -53,7 +54,7 @@ async def build_context(
             repos = await stack.enter_async_context(
                 RepoClient(settings.repo_url, token=settings.token)
             )
-        relay = OutboxRelay(db, outbox, bus)
+        relay = OutboxRelay(db, outbox, bus, max_record_bytes=settings.max_event_bytes)
         service = TriggerService(
             db, repos, OutboxWriter(outbox, "tusk/trigger", on_commit=relay.wake)
         )
@@ -72,7 +73,7 @@ async def build_context(
         stack.push_async_callback(consumer.stop)
         ticker = asyncio.create_task(run_cron(service, repos, settings.cron_interval))
         stack.push_async_callback(_cancel, ticker)
-        yield Context(settings=settings, db=db, repos=repos, service=service)
+        yield Context(settings=settings, db=db, repos=repos, service=service, relay=relay)
 
 
 async def run_cron(service: TriggerService, repos: RepoClient, interval: float) -> None:

@@ -34,6 +34,7 @@ from tusk.events.types import (
 )
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
 from tusk_trigger.cron import commit_tick
+from tusk_trigger.job_spec import check_job_spec_size, job_spec
 from tusk_trigger.schemas import TERMINAL_STATES, JobInfo, PipelineInfo
 from tusk_trigger.tables import CronRow, JobRow, PipelineRow, PipelineVersionRow
 
@@ -88,6 +89,7 @@ class TriggerService:
         await self._ensure_repo(name, f"output of pipeline {name}", adopt_empty=True, owner=name)
         await self._ensure_cron_repos(spec)
         document = spec.to_dict()
+        check_job_spec_size(document)
         now = _now()
         async with self.db.session() as session:
             inserted = await insert_if_absent(
@@ -127,6 +129,7 @@ class TriggerService:
         await self._check_inputs(spec)
         await self._ensure_cron_repos(spec)
         document = spec.to_dict()
+        check_job_spec_size(document)
         now = _now()
         async with self.db.session() as session:
             row = await self._pipeline(session, name, lock=True)
@@ -303,7 +306,7 @@ class TriggerService:
                 job=job.id,
                 pipeline=pipeline,
                 version=row.version,
-                spec=row.spec,
+                spec=job_spec(row.spec),
                 inputs=tuple(inputs),
                 global_id=job.global_id,
                 output_repo=pipeline,

@@ -9,6 +9,8 @@ even when a new one is swapped in meanwhile.
 from __future__ import annotations
 
 import time
+import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,9 +18,9 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
-from tusk.errors import PayloadTooLarge, TuskError
+from tusk.errors import InvalidArgument, PayloadTooLarge, TuskError, UnsupportedMediaType
 from tusk_inference.context import Context
-from tusk_inference.domain.tensors import decode_request, encode_response
+from tusk_inference.domain.tensors import RequestedOutput, decode_request, encode_response
 from tusk_inference.schemas import ErrorBody, InferenceRequest, InferenceResponse
 
 router = APIRouter(tags=["Open Inference Protocol v2"])
@@ -68,9 +70,18 @@ async def _infer(request: Request, version: str | None) -> Response:
     try:
         served = slot.resolve(version)
         engine = served.runner.engine
-        body, header_length = await _body(request, context.settings.max_request_bytes)
-        decoded = decode_request(body, header_length, slot.name, engine.input_specs, engine.outputs)
+        settings = context.settings
+        body, header_length = await _body(request, settings.max_request_bytes)
+        decoded = decode_request(
+            body,
+            header_length,
+            slot.name,
+            engine.input_specs,
+            engine.outputs,
+            max_elements=settings.max_tensor_elements,
+        )
         results = await served.runner.infer(decoded.inputs, decoded.rows)
+        _check_output_size(results, decoded.outputs, settings.max_output_bytes)
         content, json_length = encode_response(
             served.head, decoded.id, decoded.outputs, engine.output_specs, results
         )
@@ -87,15 +98,33 @@ async def _infer(request: Request, version: str | None) -> Response:
     )
 
 
+def _check_output_size(
+    results: Mapping[str, Any], requested: Sequence[RequestedOutput], limit: int
+) -> None:
+    # Checked before encoding: as JSON text an output takes several times its raw size.
+    size = sum(getattr(results[o.name], "nbytes", 0) for o in requested)
+    if size > limit:
+        raise PayloadTooLarge(
+            f"the answer would hold {size} bytes of outputs, over the limit of {limit} "
+            "(TUSK_INFERENCE_MAX_OUTPUT_BYTES); send fewer rows per request"
+        )
+
+
 async def _body(request: Request, limit: int) -> tuple[bytes, str | None]:
-    """The body (refusing one over ``limit``) and the binary extension's JSON length."""
+    """The body (refusing one over ``limit``, decompressed when it came gzipped) and the
+    binary extension's JSON length."""
     declared: bytes | None = None
     header_length: str | None = None
+    encoding = b"identity"
     for name, value in request.scope["headers"]:  # one pass, no Headers object
         if name == b"content-length":
             declared = value
         elif name == b"inference-header-content-length":
             header_length = value.decode("latin-1")
+        elif name == b"content-encoding":
+            encoding = value.strip().lower()
+    if encoding != b"identity":
+        return await _compressed_body(request, encoding, limit), header_length
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(_too_large(limit))
     # Straight from the ASGI messages: a small body is one message, read in one step.
@@ -115,6 +144,44 @@ async def _body(request: Request, limit: int) -> tuple[bytes, str | None]:
             chunks.append(chunk)
             return b"".join(chunks), header_length
         chunks.append(chunk)
+
+
+async def _compressed_body(request: Request, encoding: bytes, limit: int) -> bytes:
+    """A gzip or deflate body (tritonclient's ``request_compression_algorithm``), inflated
+    piece by piece so that a small body cannot expand past ``limit``."""
+    if encoding not in _INFLATE:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding.decode('latin-1')!r} is not supported; send the body "
+            "uncompressed, gzip or deflate"
+        )
+    inflater = zlib.decompressobj(_INFLATE[encoding])
+    out: list[bytes] = []
+    size = 0
+    try:
+        async for piece in request.stream():
+            while piece:
+                data = inflater.decompress(piece, limit + 1 - size)
+                size += len(data)
+                if size > limit:
+                    raise PayloadTooLarge(_too_large(limit) + " once decompressed")
+                out.append(data)
+                piece = inflater.unconsumed_tail
+        out.append(inflater.flush())
+    except zlib.error as e:
+        raise InvalidArgument(
+            f"the body is not valid {encoding.decode('latin-1')} data: {e}"
+        ) from None
+    if not inflater.eof:
+        raise InvalidArgument(f"the {encoding.decode('latin-1')} body is cut short")
+    return b"".join(out)
+
+
+# wbits for zlib: 16+ reads a gzip header, a positive value a zlib (HTTP "deflate") stream.
+_INFLATE = {
+    b"gzip": 16 + zlib.MAX_WBITS,
+    b"x-gzip": 16 + zlib.MAX_WBITS,
+    b"deflate": zlib.MAX_WBITS,
+}
 
 
 def _too_large(limit: int) -> str:

@@ -50,6 +50,8 @@ class EngineOptions:
     warmup_runs: int = 20
     batching: Batching = "auto"
     inline_max_seconds: float = 0.00025
+    max_tensor_elements: int = 1 << 26
+    max_output_bytes: int = 256 << 20
 
 
 class Engine:
@@ -113,6 +115,11 @@ class Engine:
         )
         if not outputs:
             raise ModelLoadError("the model has no tensor output")
+        # Before anything is allocated: a 101-byte model may declare a terabyte-sized input,
+        # which the zero-input warm-up would otherwise try to make.
+        for kind, specs in (("input", inputs), ("output", outputs)):
+            for spec in specs:
+                _check_declared(kind, spec, options.max_tensor_elements)
         engine = cls(
             session,
             inputs,
@@ -123,12 +130,12 @@ class Engine:
             batchable=False,
             mode="inline",
         )
-        engine.latency = engine._warm_up(options.warmup_runs)
+        engine.latency = engine._warm_up(options.warmup_runs, options.max_output_bytes)
         engine.batchable = engine._check_batchable()
         engine.mode = choose_mode(engine.latency, engine.batchable, options)
         return engine
 
-    def _warm_up(self, runs: int) -> float:
+    def _warm_up(self, runs: int, max_output_bytes: int) -> float:
         """The time of one run on one row: the fastest run after the first (which warms
         onnxruntime up). The fastest, because other processes on the machine only ever add
         to a run's time; the model's own cost is what decides how it is served."""
@@ -138,13 +145,19 @@ class Engine:
         for _ in range(runs):
             started = time.perf_counter()
             try:
-                self.session.run(self.output_names, feeds)
+                results = self.session.run(self.output_names, feeds)
             except Exception as e:
                 raise ModelLoadError(
                     f"the model fails on a zero input of shape "
                     f"{[list(a.shape) for a in feeds.values()]}: {_first_line(e)}"
                 ) from None
             timings.append(time.perf_counter() - started)
+            produced = sum(r.nbytes for r in results if isinstance(r, np.ndarray))
+            if produced > max_output_bytes:
+                raise ModelLoadError(
+                    f"the model answers one zero row with {produced} bytes of outputs, over "
+                    f"the {max_output_bytes}-byte limit (TUSK_INFERENCE_MAX_OUTPUT_BYTES)"
+                )
             if started > deadline:
                 break
         return min(timings[1:] or timings)
@@ -191,6 +204,17 @@ def _spec(arg: Any, kind: str) -> TensorSpec:
     # Symbolic ("N", "batch") or unknown (None) dimensions take any size.
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or ()))
     return TensorSpec(arg.name, datatype, shape)
+
+
+def _check_declared(kind: str, spec: TensorSpec, limit: int) -> None:
+    elements = 1
+    for d in spec.shape:
+        elements *= max(d, 1)
+    if elements > limit:
+        raise ModelLoadError(
+            f"{kind} {spec.name!r} declares shape {list(spec.shape)}: {elements} elements for "
+            f"one row, over the limit of {limit} (TUSK_INFERENCE_MAX_TENSOR_ELEMENTS)"
+        )
 
 
 def _first_line(error: BaseException) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,8 @@ ORT_TYPES: dict[str, str] = {
 }
 # JSON numbers numpy may infer, per target kind: bool only from true/false, ints only from
 # integers (no silent truncation of 1.5), floats from either.
+# The default of TUSK_INFERENCE_MAX_TENSOR_ELEMENTS: 256 MiB of FP32.
+DEFAULT_MAX_ELEMENTS = 1 << 26
 _ACCEPTED_KINDS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
 _LENGTH = struct.Struct("<I")
 
@@ -119,12 +122,20 @@ def decode_request(
     model: str,
     inputs: Mapping[str, TensorSpec],
     outputs: Sequence[TensorSpec],
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> InferRequest:
     json_part, binary = split_body(body, header_length)
     try:
         document = json.loads(json_part if isinstance(json_part, bytes) else bytes(json_part))
     except (ValueError, UnicodeDecodeError) as e:
         raise _fail(f"the request body is not valid JSON: {e}") from None
+    except RecursionError:
+        # The C parser gives up at the interpreter's recursion limit, having built little.
+        raise _fail(
+            f"the request's JSON is nested deeper than {sys.getrecursionlimit()} levels; "
+            "tensor data needs one level per dimension"
+        ) from None
     if not isinstance(document, dict):
         raise _fail("the request body must be a JSON object with an 'inputs' list")
     request_id = document.get("id")
@@ -138,7 +149,7 @@ def decode_request(
     arrays: dict[str, Array] = {}
     offset = 0
     for i, raw in enumerate(raw_inputs):
-        (name, array), used = _decode_input(raw, i, model, inputs, binary, offset)
+        (name, array), used = _decode_input(raw, i, model, inputs, binary, offset, max_elements)
         if name in arrays:
             raise _fail(f"input {name!r} is given twice")
         offset += used
@@ -179,6 +190,7 @@ def _decode_input(
     specs: Mapping[str, TensorSpec],
     binary: memoryview,
     offset: int,
+    max_elements: int = 0,
 ) -> tuple[tuple[str, Array], int]:
     if not isinstance(raw, dict):
         raise _fail(f"inputs[{index}] must be an object with name, shape, datatype and data")
@@ -202,6 +214,11 @@ def _decode_input(
         raise _fail(f"{where}: 'shape' must be a list of non-negative integers")
     _check_shape(where, model, shape, spec.shape)
     count = math.prod(shape)
+    if max_elements and (count > max_elements or any(d > max_elements for d in shape)):
+        raise _fail(
+            f"{where}: shape {shape if len(str(shape)) < 200 else '[…]'} is over the limit of "
+            f"{max_elements} elements (TUSK_INFERENCE_MAX_TENSOR_ELEMENTS)"
+        )
     parameters = _parameters(raw.get("parameters"), where)
     size = parameters.get("binary_data_size")
     if size is not None:
@@ -432,6 +449,10 @@ def _json_data(spec: TensorSpec, array: Array) -> str:
     encoder on the small outputs typical here; the rest goes through the encoder."""
     if array.dtype.kind in "iu" or (array.dtype.kind == "f" and np.isfinite(array).all()):
         return "[" + ",".join(map(repr, array.ravel().tolist())) + "]"
+    if array.dtype.kind == "f":
+        # NaN and ±Infinity are not JSON: written as null, as KServe and MLServer do.
+        values = array.ravel().tolist()
+        return "[" + ",".join(repr(x) if math.isfinite(x) else "null" for x in values) + "]"
     return _dumps(_to_list(spec, array))
 
 

@@ -1,21 +1,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-import tarfile
 import tempfile
 from collections.abc import AsyncIterator
-from typing import IO
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from tusk.errors import InvalidArgument, PayloadTooLarge, RangeNotSatisfiable
-from tusk.objectstore.chunks import ChunkedFile, hash_bytes
+from tusk.objectstore.chunks import ChunkedFile
 from tusk.paths import normalize_path
 from tusk_repo import trees
 from tusk_repo.api.deps import CommitRef, ContextDep, RepoName
+from tusk_repo.batches import BatchLimits, store_archive
 from tusk_repo.context import Context
 from tusk_repo.schemas import ErrorBody, FileInfo, LinkRequest, Page, PutResult
 from tusk_repo.service import file_info, file_info_fields
@@ -141,18 +141,12 @@ async def put_files(
         async for piece in _body(request, ctx.settings.max_batch_bytes):
             await asyncio.to_thread(spool.write, piece)  # may be on disk past the memory part
         spool.seek(0)
-        members = await asyncio.to_thread(
-            _read_tar, spool, prefix, ctx.settings.max_batch_member_bytes
+        stored, written = await store_archive(
+            spool, prefix, ctx.chunks, functools.partial(_known_files, ctx), _batch_limits(ctx)
         )
-    # Contents stored before (by any commit or repo) are not written again.
-    async with ctx.db.session(write=False) as session:
-        known = await ctx.service.stored_files(session, {digest for _, digest, _ in members})
-    new = {digest: data for _, digest, data in members if digest not in known}
-    by_hash = known | await ctx.chunks.write_many(new)
-    stored = [(path, by_hash[digest]) for path, digest, _ in members]
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
-        commit = await ctx.service.put_files(session, row, ref, stored, written=set(new))
+        commit = await ctx.service.put_files(session, row, ref, stored, written=written)
     return PutResult(commit=commit.id, files=[_file(p, f) for p, f in stored])
 
 
@@ -174,34 +168,17 @@ async def link_files(
     return PutResult(commit=commit.id, files=[_file(p, f) for p, f in linked])
 
 
-def _read_tar(fileobj: IO[bytes], prefix: str, member_limit: int) -> list[tuple[str, str, bytes]]:
-    """The archive's files as (path, content hash, content)."""
-    members = []
-    try:
-        with tarfile.open(fileobj=fileobj, mode="r:*") as archive:
-            for member in archive:
-                if member.isdir():
-                    continue
-                if not member.isreg():
-                    raise InvalidArgument(
-                        f"archive entry {member.name!r} is not a regular file (links and devices "
-                        "are refused)"
-                    )
-                if member.size > member_limit:
-                    raise PayloadTooLarge(
-                        f"archive entry {member.name!r} is {member.size} bytes, over the "
-                        f"{member_limit}-byte limit for batches; put it on its own"
-                    )
-                path = normalize_path(f"{prefix}/{member.name}", allow_root=False)
-                extracted = archive.extractfile(member)
-                assert extracted is not None
-                data = extracted.read()
-                members.append((path, hash_bytes(data), data))
-    except tarfile.TarError as e:
-        raise InvalidArgument(f"body is not a valid tar archive: {e}") from None
-    if not members:
-        raise InvalidArgument("the archive holds no files")
-    return members
+async def _known_files(ctx: Context, digests: set[str]) -> dict[str, ChunkedFile]:
+    async with ctx.db.session(write=False) as session:
+        return await ctx.service.stored_files(session, digests)
+
+
+def _batch_limits(ctx: Context) -> BatchLimits:
+    return BatchLimits(
+        max_member_bytes=ctx.settings.max_batch_member_bytes,
+        max_expanded_bytes=ctx.settings.max_batch_expanded_bytes,
+        max_files=ctx.settings.max_batch_files,
+    )
 
 
 def _file(path: str, stored: ChunkedFile) -> FileInfo:

@@ -634,7 +634,7 @@ class JobExecution:
             processed = await store.processed_outputs(
                 session, job.pipeline, job.version, [d.id for d in datums]
             )
-        return make_plan(spec, datums, processed)
+        return make_plan(spec, datums, processed, max_shards=self.deps.runner.max_shards)
 
     async def _link(self, job: JobRow, commit: str, links: Sequence[tuple[str, str]]) -> None:
         for start in range(0, len(links), LINK_BATCH):

@@ -50,14 +50,22 @@ async def job_datums(
 
 
 def make_plan(
-    spec: PipelineSpec, datums: list[Datum], processed: dict[str, list[dict[str, Any]]]
+    spec: PipelineSpec,
+    datums: list[Datum],
+    processed: dict[str, list[dict[str, Any]]],
+    *,
+    max_shards: int | None = None,
 ) -> JobPlan:
+    """``max_shards``: the runner's cap on one job's shards (worker processes at once)."""
     plan = plan_datums(datums, processed.keys())
+    shards = spec.parallelism_spec.constant
+    if max_shards is not None:
+        shards = min(shards, max_shards)
     return JobPlan(
         datums=datums,
         plan=plan,
         carried={d.id: processed[d.id] for d in plan.skipped},
-        shards=split_into_shards(plan.new, spec.parallelism_spec.constant),
+        shards=split_into_shards(plan.new, shards),
     )
 
 

@@ -73,6 +73,9 @@ class Runner(Protocol):
     # the worker reads its spec from the meta commit, so it must be there before the start;
     # if so, the scheduler writes it there once the workers are under way.
     takes_spec: bool
+    # The most shards one job is split into on this runner (None: as the spec says). Each
+    # shard is a worker process on the local runner, so this bounds what a job starts at once.
+    max_shards: int | None
 
     async def start(self, launch: ShardLaunch) -> ShardHandle:
         """Start the shard's worker; returns once it is started (not finished)."""

@@ -415,6 +415,7 @@ async def load_api_client(kubeconfig: Path | None = None) -> tuple[client.ApiCli
 class KubernetesRunner:
     kind = "kubernetes"
     takes_spec = False  # a pod reads it from the meta commit
+    max_shards: int | None = None  # pods are bounded by the cluster scheduler and quotas
 
     def __init__(
         self,

@@ -75,8 +75,10 @@ class LocalRunner:
         environ: Mapping[str, str] | None = None,
         code_dir: Path | None = None,
         warm_workers: int = 0,
+        max_workers: int | None = None,
     ) -> None:
         self.workspace = workspace.resolve()
+        self.max_shards = max_workers
         # Where user commands run, as a pod runs in its image's WORKDIR: relative paths in a
         # spec's cmd (python3 examples/credit/train.py) resolve here.
         self.code_dir = (code_dir or Path.cwd()).resolve()
