@@ -54,9 +54,11 @@ def up(
 
     Metadata goes to SQLite and file contents to a directory, both under the data directory,
     unless TUSK_DATABASE_URL / TUSK_OBJECT_STORE_URL say otherwise. Other shells reach it
-    with the default TUSK_REPO_URL (http://127.0.0.1:8081).
+    with the default TUSK_REPO_URL (http://127.0.0.1:8081); the console is a browser's
+    http://127.0.0.1:8084 (TUSK_CONSOLE_PORT).
     """
     from tusk.logging import configure_logging
+    from tusk_console.config import ConsoleSettings
     from tusk_inference.config import InferenceSettings
     from tusk_inference.domain.specs import parse_models
     from tusk_repo.config import RepoSettings
@@ -69,6 +71,7 @@ def up(
         trigger = TriggerSettings()
         scheduler = SchedulerSettings()
         inference = InferenceSettings()
+        console = ConsoleSettings()
     except ValidationError as e:
         fail(settings_error(e).message)
     try:
@@ -95,6 +98,7 @@ def up(
             trigger=trigger.model_copy(update={**shared, "host": repo.host}),
             scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
             inference=inference.model_copy(update={**shared, "host": repo.host}),
+            console=console.model_copy(update={**shared, "host": repo.host}),
         )))
     except TuskError as e:
         fail(e.message)
