@@ -43,11 +43,12 @@ def bar_chart(points: list[JobPoint], field: str, title: str, unit: str) -> str:
     bars = []
     for i, (point, value) in enumerate(zip(points, values, strict=True)):
         h = inner_h * value / top
-        x = PAD + i * step + step * 0.1
+        width = min(step * 0.8, 48.0)  # one job must not fill the chart with one slab
+        x = PAD + i * step + (step - width) / 2
         y = PAD + inner_h - h
         bars.append(
             f'<a href="/jobs/{point.job}"><rect class="bar state-{escape(point.state)}" '
-            f'x="{x:.1f}" y="{y:.1f}" width="{max(step * 0.8, 1):.1f}" height="{h:.1f}">'
+            f'x="{x:.1f}" y="{y:.1f}" width="{max(width, 1):.1f}" height="{h:.1f}">'
             f"<title>{escape(point.label)}: {value:.3g} {escape(unit)}</title></rect></a>"
         )
     axis = (
