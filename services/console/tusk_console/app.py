@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 
 from tusk import __version__
 from tusk.api import RequestContextMiddleware
@@ -22,6 +24,15 @@ from tusk_console.context import Context, build_context
 log = structlog.get_logger()
 
 STATIC = Path(__file__).resolve().parent / "static"
+
+
+class CachedStatic(StaticFiles):
+    """Assets, kept by browsers for a day: pages name them with the version (``?v=``)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=86400"
+        return response
 
 
 def create_app(
@@ -66,7 +77,7 @@ def create_app(
         # service behind it does not answer.
         return {"status": "ready"}
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", CachedStatic(directory=STATIC), name="static")
     for module in (auth, dag, repos, pipelines, lineage, models, live):
         app.include_router(module.router)
     return app

@@ -7,7 +7,11 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from tusk import __version__
 from tusk_console.api.deps import TEMPLATES
+
+# Asset URLs carry the version, so browsers may keep them (see app.py) and still get new ones.
+TEMPLATES.env.globals["version"] = __version__
 
 
 def page(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:

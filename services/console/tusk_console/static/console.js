@@ -38,6 +38,7 @@ function setState(group, state) {
 async function drawGraph(svg) {
   const data = JSON.parse(svg.dataset.graph);
   const dagre = await loadDagre();
+  performance.mark("graph-layout-start");
   const g = new dagre.graphlib.Graph();
   g.setGraph({ rankdir: "LR", nodesep: 18, ranksep: 60, marginx: 10, marginy: 10 });
   g.setDefaultEdgeLabel(() => ({}));
