@@ -4,6 +4,7 @@ commit live, a failing datum's log is two clicks away, the keyboard reaches ever
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -226,3 +227,37 @@ async def test_signing_in_with_a_token(browser: BrowserContext, guarded_stack: S
         await expect(page.get_by_role("heading", name="Served models")).to_be_visible()
     finally:
         await page.close()
+
+
+SLOW = """
+import os, time
+root = os.environ.get("TUSK_PFS_ROOT", "/pfs")
+for name in os.listdir(os.path.join(root, "batches")):
+    print("working on", name, flush=True)
+    time.sleep(1.5)  # a datum that takes a while, so that the page sees the job run
+"""
+
+
+async def test_a_job_page_follows_its_job_live(page: Page, credit: Credit) -> None:
+    async with RepoClient(credit.stack.urls["REPO"]) as repos, TriggerClient(
+        credit.stack.urls["TRIGGER"]
+    ) as trigger:
+        await repos.create_repo("batches")
+        await trigger.create_pipeline(pipeline_spec("slow", "batches", "/*", SLOW))
+        change = await put(repos, "batches", {f"/b{i}.csv": b"x\n" for i in range(4)})
+        async with asyncio.timeout(120):
+            while not (jobs := [j async for j in trigger.list_jobs(pipeline="slow")]):
+                await asyncio.sleep(0.1)
+        job = jobs[0]
+        assert job.global_id == change.global_id
+        await page.goto(f"{credit.stack.console}/jobs/{job.id}")
+        await page.evaluate("window.__sameDocument = true")
+        before = await page.locator("#job-state").text_content() or ""
+        assert "success" not in before, "the job ended before its page was open"
+        ended = await wait_for_job(trigger, "slow", change.global_id)
+    assert ended.state == "success"
+    await expect(page.locator("#job-state")).to_contain_text("success", timeout=60_000)
+    await expect(page.locator("#progress")).to_have_attribute("value", "4")
+    await expect(page.locator("table#datums tbody tr.datum-success")).to_have_count(4)
+    assert await page.evaluate("window.__sameDocument") is True
+    assert await page.evaluate("document.body.dataset.refreshed") is not None
