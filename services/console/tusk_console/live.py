@@ -66,7 +66,7 @@ class LiveFeed:
         self._bus = bus
         self._queues: set[asyncio.Queue[LiveEvent | None]] = set()
         self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._behind: set[int] = set()
 
     async def start(self) -> None:
         subscription = await self._bus.subscribe(
@@ -114,8 +114,14 @@ class LiveFeed:
                         envelope.id, envelope.type, record.topic, dict(envelope.data)
                     )
                     for queue in list(self._queues):
-                        if not _offer(queue, event):
+                        if _offer(queue, event):
+                            self._behind.discard(id(queue))
+                        elif id(queue) not in self._behind:  # say so once per episode
+                            self._behind.add(id(queue))
                             log.info("a console page fell behind; it reloads")
+                # A bus that has records ready answers without waiting: let the pages' streams
+                # drain their queues between batches, or a burst overflows every one of them.
+                await asyncio.sleep(0)
         finally:
             await subscription.close()
 
