@@ -42,7 +42,9 @@ async function drawGraph(svg) {
   const g = new dagre.graphlib.Graph();
   g.setGraph({ rankdir: "LR", nodesep: 18, ranksep: 60, marginx: 10, marginy: 10 });
   g.setDefaultEdgeLabel(() => ({}));
-  for (const n of data.nodes) g.setNode(n.id, { width: 170, height: 44 });
+  // Wide enough for the label (monospace-ish estimate), within bounds.
+  const widthOf = (n) => Math.max(150, Math.min(280, n.label.length * 7.6 + 26));
+  for (const n of data.nodes) g.setNode(n.id, { width: widthOf(n), height: 44 });
   for (const e of data.edges) g.setEdge(e.source, e.target);
   dagre.layout(g);
   const defs = el("defs", {}, svg);
@@ -63,7 +65,8 @@ async function drawGraph(svg) {
     group.dataset.label = n.label;
     el("rect", { width: pos.width, height: pos.height, rx: n.kind === "repo" ? 4 : 14 }, group);
     const title = el("text", { x: 10, y: 18, class: "node-label" }, group);
-    title.textContent = n.label.length > 22 ? n.label.slice(0, 21) + "…" : n.label;
+    title.textContent = n.label.length > 34 ? n.label.slice(0, 33) + "…" : n.label;
+    if (n.id === svg.dataset.current) group.classList.add("current");
     const sub = el("text", { x: 10, y: 35, class: "node-detail" }, group);
     sub.textContent = n.kind === "repo" ? "repo " + n.detail : n.detail + " ";
     const state = el("tspan", { class: "node-state" }, sub);
