@@ -5,6 +5,7 @@ commit live, a failing datum's log is two clicks away, the keyboard reaches ever
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -137,10 +138,10 @@ async def test_every_page_renders(page: Page, credit: Credit) -> None:
     await page.goto(base + "/models")
     version = (credit.train.output_commit or "")[:12]
     await expect(page.locator("table#models")).to_contain_text(version)
-    await shot(page, "models")
 
 
 async def test_a_prediction_from_the_model_page(page: Page, credit: Credit) -> None:
+    await page.goto(credit.stack.console + "/models")  # the first reading of the metrics
     await page.goto(credit.stack.console + "/models/credit")
     await expect(page.get_by_label("Open Inference Protocol v2 request (JSON)")).to_be_visible()
     await page.get_by_role("button", name="Predict").click()
@@ -150,6 +151,13 @@ async def test_a_prediction_from_the_model_page(page: Page, credit: Credit) -> N
     await page.get_by_label("Open Inference Protocol v2 request (JSON)").fill('{"inputs": 3}')
     await page.get_by_role("button", name="Predict").click()
     await expect(page.locator("#predict-error")).to_contain_text('"inputs" list')
+    # The traffic since the first reading: a rate and the latency of the one prediction.
+    await page.goto(credit.stack.console + "/models")
+    row = page.locator("table#models tbody tr").first
+    await expect(row.locator("td").nth(5)).to_have_text(re.compile(r"^[\d.e+-]+$"))
+    assert float(await row.locator("td").nth(5).inner_text()) > 0
+    await expect(row.locator("td").nth(6)).to_have_text(re.compile(r"^[\d.]+ / [\d.]+ ms$"))
+    await shot(page, "models")
 
 
 async def test_a_failing_datums_log_is_two_clicks_from_the_dag(

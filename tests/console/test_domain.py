@@ -92,6 +92,11 @@ def test_metrics_give_rate_and_latency_between_two_readings() -> None:
     # 50 of the 100 new requests took at most 1 ms: the median sits at that bound.
     assert second.p50_ms == pytest.approx(1.0)
     assert 1.0 < (second.p95_ms or 0) <= 10.0
+    # A third look soon after still measures from the oldest reading of the last minute.
+    third = tracker.observe("x", METRICS.format(a=60, b=120, s=0.35), now=111.0)["credit"]
+    assert third.rate_per_s == pytest.approx(100 / 11)
+    later = tracker.observe("x", METRICS.format(a=60, b=120, s=0.35), now=200.0)["credit"]
+    assert later.rate_per_s is None  # every earlier reading is over a minute old
 
 
 def test_quantile_of_an_empty_histogram_is_unknown() -> None:

@@ -1,16 +1,20 @@
 """Request rate and latency of each served model, from the inference service's /metrics.
 
-Prometheus counters only grow, so a rate needs two readings: the tracker keeps the last
-reading per inference URL and reports the change since (the first look shows totals only).
+Prometheus counters only grow, so a rate needs two readings: the tracker keeps the readings of
+the last minute per inference URL (every page that shows traffic takes one) and reports the
+change since the oldest of them; the first look shows totals only.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+WINDOW_SECONDS = 60.0
+MIN_WINDOW_SECONDS = 1.0
 REQUESTS = "tusk_inference_request_duration_seconds"
 ERRORS = "tusk_inference_request_errors"
 
@@ -77,13 +81,18 @@ def quantile(buckets: dict[float, float], q: float) -> float | None:
 
 class RateTracker:
     def __init__(self) -> None:
-        self._last: dict[str, tuple[float, dict[str, ModelTraffic]]] = {}
+        self._readings: dict[str, deque[tuple[float, dict[str, ModelTraffic]]]] = {}
 
     def observe(self, source: str, text: str, now: float | None = None) -> dict[str, ModelStats]:
         now = time.monotonic() if now is None else now
         current = parse_metrics(text)
-        previous = self._last.get(source)
-        self._last[source] = (now, current)
+        readings = self._readings.setdefault(source, deque())
+        while readings and now - readings[0][0] > WINDOW_SECONDS:
+            readings.popleft()
+        previous = (
+            readings[0] if readings and now - readings[0][0] >= MIN_WINDOW_SECONDS else None
+        )
+        readings.append((now, current))
         stats: dict[str, ModelStats] = {}
         for model, entry in current.items():
             before = previous[1].get(model) if previous else None
