@@ -111,8 +111,10 @@ async def test_every_page_renders(page: Page, credit: Credit) -> None:
 
     await page.goto(base + "/repos/preprocess/files/master?path=/")
     await expect(page.locator("table#listing")).to_contain_text("report.json")
+    await shot(page, "files")
     await page.get_by_role("link", name="report.json").click()
     await expect(page.locator("pre.preview.json")).to_contain_text('"rows_in"')
+    await shot(page, "file-json")
 
     await page.goto(base + f"/repos/train/diff?to={credit.train.output_commit}")
     await expect(page.locator("table#diff")).to_contain_text("/model.onnx")
