@@ -90,6 +90,7 @@ class Stack:
             "TUSK_SCHEDULER_PORT": str(self.ports["scheduler"]),
             "TUSK_INFERENCE_PORT": str(self.ports["inference"]),
             "TUSK_CONSOLE_PORT": str(self.ports["console"]),
+            "TUSK_S3_GATEWAY_PORT": str(free_port()),
             "TUSK_LOG_LEVEL": "WARNING",
         }
         self.process = ManagedProcess(
