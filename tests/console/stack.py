@@ -17,7 +17,7 @@ import httpx
 from tests.backing.common import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "CONSOLE")
+SERVICES = ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "CONSOLE", "S3_GATEWAY")
 
 
 @dataclass(frozen=True)
