@@ -21,11 +21,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
-## services: install (or reuse) PostgreSQL, versitygw, Kafka and kube-apiserver + etcd
+## services: install (or reuse) PostgreSQL, versitygw, Kafka, kube-apiserver + etcd and Chromium
 services: $(STAMP)
 	$(BIN)/python -m tests.backing install
 	$(BIN)/python -m tests.backing.kube install
 	$(BIN)/python -m tests.deploy.tools install
+	$(BIN)/python -m tests.backing.browser install
 
 ## lint: ruff, import-linter contracts and mypy (strict on libs and services)
 lint: $(STAMP)

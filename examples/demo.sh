@@ -13,8 +13,8 @@ generate() { python3 examples/credit/generate.py --day "$1" --rows "$2" --out "$
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/tusk-demo.XXXXXX")
 TUSK_REPO_PORT=$(free_port) TUSK_TRIGGER_PORT=$(free_port) TUSK_SCHEDULER_PORT=$(free_port)
-TUSK_INFERENCE_PORT=$(free_port)
-export TUSK_REPO_PORT TUSK_TRIGGER_PORT TUSK_SCHEDULER_PORT TUSK_INFERENCE_PORT
+TUSK_INFERENCE_PORT=$(free_port) TUSK_CONSOLE_PORT=$(free_port)
+export TUSK_REPO_PORT TUSK_TRIGGER_PORT TUSK_SCHEDULER_PORT TUSK_INFERENCE_PORT TUSK_CONSOLE_PORT
 export TUSK_REPO_URL="http://127.0.0.1:$TUSK_REPO_PORT"
 export TUSK_TRIGGER_URL="http://127.0.0.1:$TUSK_TRIGGER_PORT"
 export TUSK_SCHEDULER_URL="http://127.0.0.1:$TUSK_SCHEDULER_PORT"

@@ -80,13 +80,16 @@ class Stack:
 
     def __init__(self, work: Path, bootstrap: str) -> None:
         self.work = work
-        self.ports = {name: free_port() for name in ("repo", "trigger", "scheduler", "inference")}
+        self.ports = {
+            name: free_port() for name in ("repo", "trigger", "scheduler", "inference", "console")
+        }
         env = {
             "TUSK_KAFKA_BOOTSTRAP": bootstrap,
             "TUSK_REPO_PORT": str(self.ports["repo"]),
             "TUSK_TRIGGER_PORT": str(self.ports["trigger"]),
             "TUSK_SCHEDULER_PORT": str(self.ports["scheduler"]),
             "TUSK_INFERENCE_PORT": str(self.ports["inference"]),
+            "TUSK_CONSOLE_PORT": str(self.ports["console"]),
             "TUSK_S3_GATEWAY_PORT": str(free_port()),
             "TUSK_LOG_LEVEL": "WARNING",
         }

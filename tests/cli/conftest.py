@@ -93,7 +93,7 @@ def start_stack(tmp: Path, *extra_args: str, port: int | None = None) -> Stack:
     # The other services tusk up runs get free ports too, so stacks never collide.
     others = {
         f"TUSK_{name}_PORT": str(free_port())
-        for name in ("TRIGGER", "SCHEDULER", "INFERENCE", "S3_GATEWAY")
+        for name in ("TRIGGER", "SCHEDULER", "INFERENCE", "CONSOLE", "S3_GATEWAY")
     }
     env = clean_env(
         TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url, **others

@@ -14,6 +14,7 @@ from tests.deploy.tools import helm
 from tusk.cli.common import CliSettings
 from tusk.settings import CommonSettings
 from tusk.worker.config import WorkerSettings
+from tusk_console.config import ConsoleSettings
 from tusk_inference.config import InferenceSettings
 from tusk_repo.config import RepoSettings
 from tusk_scheduler.config import SchedulerSettings
@@ -28,6 +29,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "trigger": TriggerSettings,
     "scheduler": SchedulerSettings,
     "inference": InferenceSettings,
+    "console": ConsoleSettings,
     "migrate": CommonSettings,
     "worker": WorkerSettings,
     "cli": CliSettings,

@@ -19,7 +19,7 @@ from tusk_scheduler.runners.base import ShardLaunch
 from tusk_scheduler.runners.kubernetes import KubernetesRunner, PodTemplate
 
 Rendered = tuple[str, list[dict[str, Any]]]
-COMPONENTS = {"repo": 8081, "trigger": 8082, "scheduler": 8083, "inference": 8080}
+COMPONENTS = {"repo": 8081, "trigger": 8082, "scheduler": 8083, "inference": 8080, "console": 8084}
 ROLE_RULES = [
     {
         "apiGroups": [""],

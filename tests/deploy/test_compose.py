@@ -14,8 +14,8 @@ import yaml
 from tests.deploy.conftest import ROOT, SETTINGS, env_names
 
 SCHEMA = Path(__file__).with_name("compose-spec.json")
-SERVICES = ("repo", "trigger", "scheduler", "inference")
-PORTS = {"inference": 8080, "repo": 8081, "trigger": 8082, "scheduler": 8083}
+SERVICES = ("repo", "trigger", "scheduler", "inference", "console")
+PORTS = {"inference": 8080, "repo": 8081, "trigger": 8082, "scheduler": 8083, "console": 8084}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from tests.deploy.conftest import ALL_ENV_NAMES, ROOT, SETTINGS, env_names
 from tests.deploy.tools import hadolint
 
-SERVICES = {"repo": 8081, "trigger": 8082, "scheduler": 8083, "inference": 8080}
+SERVICES = {"repo": 8081, "trigger": 8082, "scheduler": 8083, "inference": 8080, "console": 8084}
 DOCKERFILES = sorted(
     [*(ROOT / "services").glob("*/Dockerfile"), *(ROOT / "examples").glob("*/Dockerfile")]
 )

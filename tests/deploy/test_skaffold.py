@@ -11,7 +11,7 @@ import yaml
 
 from tests.deploy.conftest import CHART, ROOT, render
 
-PORTS = {"repo": 8081, "trigger": 8082, "scheduler": 8083, "inference": 8080}
+PORTS = {"repo": 8081, "trigger": 8082, "scheduler": 8083, "inference": 8080, "console": 8084}
 
 
 @pytest.fixture(scope="module")

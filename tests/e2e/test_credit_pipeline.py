@@ -47,7 +47,8 @@ def _env_for(settings: dict[str, object]) -> dict[str, str]:
 @pytest.fixture(params=["embedded", "real"])
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
     ports = {
-        name: free_port() for name in ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "S3_GATEWAY")
+        name: free_port()
+        for name in ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "CONSOLE", "S3_GATEWAY")
     }
     env = {**os.environ, **{f"TUSK_{n}_PORT": str(p) for n, p in ports.items()}}
     # As a user runs it: from the project's environment, so the specs' python3 is that one.

@@ -200,8 +200,11 @@ class _MemorySubscription:
             remaining = deadline - time.monotonic()
             if batch or remaining <= 0:
                 return batch
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
+            # lands as its inner wait ends, and the reader then never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
         return []
 
     async def commit(self, records: Sequence[Record]) -> None:

@@ -54,10 +54,12 @@ def up(
 
     Metadata goes to SQLite and file contents to a directory, both under the data directory,
     unless TUSK_DATABASE_URL / TUSK_OBJECT_STORE_URL say otherwise. Other shells reach it
-    with the default TUSK_REPO_URL (http://127.0.0.1:8081). The S3 gateway listens on
+    with the default TUSK_REPO_URL (http://127.0.0.1:8081); the console is a browser's
+    http://127.0.0.1:8084 (TUSK_CONSOLE_PORT). The S3 gateway listens on
     TUSK_S3_GATEWAY_PORT (default 8085; 0: none).
     """
     from tusk.logging import configure_logging
+    from tusk_console.config import ConsoleSettings
     from tusk_inference.config import InferenceSettings
     from tusk_inference.domain.specs import parse_models
     from tusk_repo.config import RepoSettings
@@ -70,6 +72,7 @@ def up(
         trigger = TriggerSettings()
         scheduler = SchedulerSettings()
         inference = InferenceSettings()
+        console = ConsoleSettings()
     except ValidationError as e:
         fail(settings_error(e).message)
     try:
@@ -96,6 +99,7 @@ def up(
             trigger=trigger.model_copy(update={**shared, "host": repo.host}),
             scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
             inference=inference.model_copy(update={**shared, "host": repo.host}),
+            console=console.model_copy(update={**shared, "host": repo.host}),
             s3_gateway=True,
         )))
     except TuskError as e:

@@ -25,7 +25,10 @@ from starlette.types import ASGIApp
 
 from tusk.client.config import DEFAULT_REPO_URL
 from tusk.errors import TuskError, Unavailable
-from tusk.events.bus import open_event_bus
+from tusk.events.bus import EventBus, open_event_bus
+from tusk_console.app import create_app as create_console_app
+from tusk_console.config import ConsoleSettings
+from tusk_console.context import build_context as build_console_context
 from tusk_inference.app import create_app as create_inference_app
 from tusk_inference.config import InferenceSettings
 from tusk_inference.context import build_context as build_inference_context
@@ -53,6 +56,7 @@ class EmbeddedSettings:
     trigger: TriggerSettings
     scheduler: SchedulerSettings
     inference: InferenceSettings
+    console: ConsoleSettings | None = None
     s3_gateway: bool = False
     """Serve the S3 gateway on the repo settings' ``s3_gateway_port`` (`tusk up` does)."""
 
@@ -132,6 +136,10 @@ async def run_embedded(
                 "inference", create_inference_app(context=inference_context), inference.host,
                 inference.port, "TUSK_INFERENCE_PORT", debug=repo.log_level.upper() == "DEBUG",
             ))
+            if settings.console is not None:
+                listeners.append(await _console_listener(
+                    stack, settings.console, listeners, bus, debug=repo.log_level.upper() == "DEBUG"
+                ))
             if stop.is_set():  # a signal arrived while starting
                 return
             log.info(
@@ -146,6 +154,27 @@ async def run_embedded(
                 ))
             await _serve(listeners, stop)
     log.info("tusk stopped")
+
+
+async def _console_listener(
+    stack: contextlib.AsyncExitStack,
+    console: ConsoleSettings,
+    listeners: list[_Listener],
+    bus: EventBus,
+    *,
+    debug: bool,
+) -> _Listener:
+    """The console reads the others over HTTP at the addresses they listen on, and follows
+    the shared bus."""
+    urls = {item.name: item.url for item in listeners}
+    console = console.model_copy(update={
+        f"{name}_url": urls[name] for name in ("repo", "trigger", "scheduler", "inference")
+    })
+    context = await stack.enter_async_context(build_console_context(console, bus))
+    return _listener(
+        "console", create_console_app(context=context), console.host, console.port,
+        "TUSK_CONSOLE_PORT", debug=debug,
+    )
 
 
 def _listener(

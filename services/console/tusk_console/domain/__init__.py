@@ -1,0 +1,1 @@
+"""What the console computes from the other services' answers: graphs, previews, charts."""
