@@ -630,7 +630,7 @@ class JobExecution:
         datums = await job_datums(spec, commits, self.deps.repos)
         async with self.deps.db.session(write=False) as session:
             processed = await store.processed_outputs(
-                session, job.pipeline, job.version, [d.id for d in datums]
+                session, job.pipeline, spec.datum_identity(), [d.id for d in datums]
             )
         return make_plan(spec, datums, processed)
 
@@ -796,6 +796,7 @@ class JobExecution:
                 session,
                 job.pipeline,
                 job.version,
+                _identity(job),
                 job.id,
                 {d.datum: d.outputs for d in datums if d.state in (DATUM_SUCCESS, RECOVERED)},
             )
@@ -914,6 +915,10 @@ def _spec(job: JobRow) -> PipelineSpec:
         raise JobFailure(f"the job's pipeline spec is not valid: {e}") from None
 
 
+def _identity(job: JobRow) -> str:
+    return _spec(job).datum_identity()
+
+
 def _description(job: JobRow, kind: str) -> str:
     """What the job's output or meta commit says it is: how a restarted start knows it."""
     return f"tusk job {job.id} ({kind})"
@@ -973,7 +978,7 @@ def _result_values(job: str, collected: Collected) -> dict[str, Any]:
     return {
         "job": job,
         "datum": r.datum,
-        "state": DATUM_SUCCESS if r.state == "success" else FAILED,
+        "state": {"success": DATUM_SUCCESS, "recovered": RECOVERED}.get(r.state, FAILED),
         "attempts": r.attempts,
         "outputs": [o.model_dump() for o in r.outputs],
         "error": r.error,
