@@ -188,6 +188,21 @@ async def test_retail_joins_and_group_from_pachyderms_specs(stack: Stack, tmp_pa
         },
     )
 
+    drawn = stack.tusk("pipeline", "draw").stdout.splitlines()
+    assert drawn == [
+        "purchases",
+        "returns",
+        "stores",
+        "group_store_revenue ◀── purchases, returns, stores",
+        "inner_join          ◀── purchases, stores",
+        "outer_join          ◀── returns, stores",
+    ]
+    template = CORPUS / "s022.jsonnet"  # two specs, the second reading the first's output
+    args = ("--arg", "suffix=1", "--arg", "tag=2.1.0")
+    planned = stack.tusk("pipeline", "create", "--jsonnet", template, *args, "--dry-run").stdout
+    assert "would create pipeline outer_join_1 (version 1): reads returns, stores" in planned
+    assert "DAG: + outer_join_1 -> " in planned
+
     # A new version that changes only parallelism: the next job processes only the new datum.
     spec = json.loads((CORPUS / "s020.json").read_text())
     spec["parallelismSpec"] = {"constant": 3}

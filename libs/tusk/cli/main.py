@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tusk.cli import branches, commits, events, files, models, pipelines, repos, transfer
+from tusk.cli import branches, commits, draw, events, files, models, pipelines, repos, transfer
 
 DATA = "Data"
 HELP = """Versioned data repos and pipelines.
@@ -43,6 +43,7 @@ app.command(rich_help_panel=DATA)(files.diff)
 app.command(rich_help_panel=DATA)(commits.log)
 app.command(rich_help_panel=DATA)(files.history)
 
+pipelines.pipeline_app.command("draw")(draw.draw_pipelines)
 app.add_typer(pipelines.pipeline_app, name="pipeline", rich_help_panel="Pipelines")
 app.add_typer(pipelines.job_app, name="job", rich_help_panel="Pipelines")
 app.add_typer(pipelines.datum_app, name="datum", rich_help_panel="Pipelines")
