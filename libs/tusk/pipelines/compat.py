@@ -67,13 +67,14 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
     if spec.scheduling_spec is not None:
         warn(
             "scheduling_spec",
-            "applies on the Kubernetes runner only (TUSK_RUNNER=kubernetes); the local runner "
-            "runs on this machine",
+            "applies on the Kubernetes runner only (TUSK_RUNNER=kubernetes: the pods' "
+            "nodeSelector and priorityClassName); the local runner runs on this machine",
         )
     if spec.transform.image_pull_secrets:
         warn(
             "transform.image_pull_secrets",
-            "applies on the Kubernetes runner only; the local runner pulls no image",
+            "applies on the Kubernetes runner only (the pods' imagePullSecrets); the local "
+            "runner pulls no image",
         )
     if spec.determined is not None:
         warn("determined", "tusk has no Determined integration; the field has no effect")
@@ -90,5 +91,8 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
         )
     resources = [spec.resource_requests, spec.resource_limits]
     if any(r is not None and r.disk is not None for r in resources):
-        warn("resource_limits.disk", "ephemeral disk is requested on Kubernetes only")
+        warn(
+            "resource_limits.disk",
+            "ephemeral-storage is requested on the Kubernetes runner only",
+        )
     return warnings

@@ -511,6 +511,7 @@ class JobExecution:
             spec.resource_requests.model_dump(exclude_none=True) if spec.resource_requests else {}
         )
         limits = spec.resource_limits.model_dump(exclude_none=True) if spec.resource_limits else {}
+        scheduling = spec.scheduling_spec
         handle = await deps.runner.start(
             ShardLaunch(
                 job=job.id,
@@ -524,6 +525,9 @@ class JobExecution:
                 resource_limits=limits,
                 env=dict(spec.transform.env),
                 secrets=spec.transform.secrets,
+                node_selector=dict(scheduling.node_selector) if scheduling else {},
+                priority_class_name=scheduling.priority_class_name if scheduling else None,
+                image_pull_secrets=spec.transform.image_pull_secrets,
                 version=job.version,
                 spec=fresh.model_dump_json() if fresh is not None else None,
                 fresh=fresh is not None,
