@@ -221,3 +221,18 @@ async def test_without_bubblewrap(repo: RepoClient, repo_url: str, tmp_path: Pat
     assert code == 0, stderr
     assert "datum commands run without a sandbox" in stderr
     assert await fallback.output("/ok") == b""
+
+
+async def test_empty_files_are_staged_without_their_contents(
+    repo: RepoClient, repo_url: str, tmp_path: Path
+) -> None:
+    images, commit = await input_repo(repo, {"/a.txt": b"A large file"})
+    job = await Job.open(repo, repo_url)
+    part = file_input("img", images, commit, "/a.txt").model_copy(update={"empty_files": True})
+    script = "import os; open('/pfs/out/size', 'w').write(str(os.path.getsize('/pfs/img/a.txt')))"
+    await job.write_shard([DatumSpec(id="d1", inputs=(part,))], [PY, "-c", script])
+
+    code, stderr = await job.run_worker(tmp_path, **SANDBOXED)
+
+    assert code == 0, stderr
+    assert await job.output("/size") == b"0"

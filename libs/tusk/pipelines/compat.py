@@ -1,5 +1,10 @@
 """Pachyderm fields tusk accepts but cannot apply (yet, or at all), each with the reason: shown
-when a pipeline is created or updated, so nothing in a spec is silently ignored."""
+when a pipeline is created or updated, so nothing in a spec is silently ignored.
+
+Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged empty),
+``pfs.lazy`` (the files are staged before the command starts: what it reads is the same),
+``autoscaling`` (workers exist only while a job has datums), GPUs in both forms,
+``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``."""
 
 from __future__ import annotations
 

@@ -58,6 +58,8 @@ class DatumInputSpec(_Model):
     """The datum's join key for this input (``PACH_DATUM_<name>_JOIN_ON``), in a join."""
     group_by: str | None = None
     """The datum's group key for this input (``PACH_DATUM_<name>_GROUP_BY``), in a group."""
+    empty_files: bool = False
+    """Pachyderm's ``pfs.empty_files``: stage the files empty, without their contents."""
 
 
 class DatumSpec(_Model):

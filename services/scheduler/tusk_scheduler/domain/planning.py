@@ -114,8 +114,24 @@ def shard_spec(
             spec.datum_timeout.total_seconds() if spec.datum_timeout is not None else None
         ),
         log_tail_bytes=log_tail_bytes,
-        datums=tuple(with_keys(d, keyed_inputs(spec)) for d in datums),
+        datums=tuple(
+            with_empty_files(with_keys(d, keyed_inputs(spec)), empty_inputs(spec)) for d in datums
+        ),
     )
+
+
+def empty_inputs(spec: PipelineSpec) -> frozenset[str]:
+    """The names of the pfs inputs with ``empty_files``."""
+    return frozenset(p.name for p in spec.pfs_inputs() if p.empty_files)
+
+
+def with_empty_files(datum: DatumSpec, empty: frozenset[str]) -> DatumSpec:
+    if not empty:
+        return datum
+    parts = tuple(
+        p.model_copy(update={"empty_files": True}) if p.name in empty else p for p in datum.inputs
+    )
+    return datum.model_copy(update={"inputs": parts})
 
 
 def keyed_inputs(spec: PipelineSpec) -> dict[str, tuple[PfsInput, str]]:
