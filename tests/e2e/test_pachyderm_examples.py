@@ -188,6 +188,8 @@ async def test_retail_joins_and_group_from_pachyderms_specs(stack: Stack, tmp_pa
         },
     )
 
+    logged = stack.tusk("logs", "-p", "inner_join").stdout
+    assert "store 1 (10001): purchase of 12.50" in logged
     drawn = stack.tusk("pipeline", "draw").stdout.splitlines()
     assert drawn == [
         "purchases",

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from tusk.cli import branches, commits, draw, events, files, models, pipelines, repos, transfer
+from tusk.cli import (
+    branches,
+    commits,
+    draw,
+    events,
+    files,
+    logs,
+    models,
+    pipelines,
+    repos,
+    transfer,
+)
 
 DATA = "Data"
 HELP = """Versioned data repos and pipelines.
@@ -48,6 +59,7 @@ app.add_typer(pipelines.pipeline_app, name="pipeline", rich_help_panel="Pipeline
 app.add_typer(pipelines.job_app, name="job", rich_help_panel="Pipelines")
 app.add_typer(pipelines.datum_app, name="datum", rich_help_panel="Pipelines")
 app.command(rich_help_panel="Pipelines")(pipelines.lineage)
+app.command(rich_help_panel="Pipelines")(logs.logs)
 app.add_typer(events.app, name="events", rich_help_panel="Debugging")
 app.add_typer(models.app, name="model", rich_help_panel="Inference")
 app.command(rich_help_panel="Inference")(models.predict)
