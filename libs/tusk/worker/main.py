@@ -41,7 +41,7 @@ from tusk.worker.runtime import (
     run_shard,
     successful_datums,
 )
-from tusk.worker.sandbox import make_sandbox
+from tusk.worker.sandbox import make_sandbox, probe_ahead
 from tusk.worker.transfer import RetryPolicy
 
 logger = structlog.get_logger("tusk.worker")
@@ -102,6 +102,7 @@ async def _standby(settings: WorkerSettings) -> int:
         # The first request loads what HTTP needs on first use (a tenth of a second of
         # imports) and opens the connection the shard's requests will use.
         await client.healthy()
+        await asyncio.to_thread(probe_ahead, settings.worker_sandbox, os.environ)
         line = await asyncio.to_thread(sys.stdin.buffer.readline)
         if not line.strip():
             return 0  # no shard came: the runner let this worker go

@@ -168,6 +168,13 @@ def make_sandbox(mode: SandboxMode, environ: Mapping[str, str], cwd: Path) -> Sa
     return Sandbox(None)
 
 
+def probe_ahead(mode: SandboxMode, environ: Mapping[str, str]) -> None:
+    """Find out now whether bubblewrap works (remembered), so a warm worker's first datum does
+    not wait for it."""
+    if mode != "off":
+        _probe(shutil.which("bwrap", path=environ.get("PATH")))
+
+
 @functools.lru_cache(maxsize=4)
 def _probe(bwrap: str | None) -> str | None:
     """Why bubblewrap cannot make a sandbox here; None when it can."""
