@@ -61,6 +61,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["TUSK_SCHEDULER_CODE_DIR"] = str(CODE)
     env["TUSK_WORKER_SANDBOX"] = "bwrap"
+    env["TUSK_S3_GATEWAY_PORT"] = "0"  # not needed here; its default port may be taken
     log = tmp_path / "tusk.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
