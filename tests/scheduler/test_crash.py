@@ -42,6 +42,7 @@ def _start_scheduler(data: Path, repo_url: str, port: int) -> subprocess.Popen[b
         TUSK_DATA_DIR=str(data),
         TUSK_REPO_URL=repo_url,
         TUSK_SCHEDULER_POLL_INTERVAL="0.05",
+        TUSK_WORKER_SANDBOX="off",  # the pipeline counts its runs in files on the host
     )
     return start_server("tusk_scheduler.app:create_app", port, env, data / "scheduler.log")
 

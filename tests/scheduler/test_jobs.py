@@ -157,12 +157,35 @@ async def test_incremental_jobs_skip_unchanged_datums_and_drop_removed_ones(
     }
     assert executions(markers) == {"a.txt": 1, "b.txt": 2, "c.txt": 1, "d.txt": 1}
 
-    # A new pipeline version processes everything again.
-    job4 = job_created(spec, source, third, job3.global_id, version=2)
+    # A new version that changes only parallelism, resources and the description keeps every
+    # processed datum: nothing runs.
+    resized = {
+        **spec,
+        "parallelism_spec": {"constant": 3},
+        "resource_requests": {"cpu": "1", "memory": "1Gi"},
+        "description": "resized",
+    }
+    job4 = job_created(resized, source, third, job3.global_id, version=2)
     await scheduler.send(job4)
     done = await scheduler.events.wait_for(job4.job, "succeeded")
+    assert done["counts"]["processed"] == 0
+    assert done["counts"]["skipped"] == 3
+    assert executions(markers) == {"a.txt": 1, "b.txt": 2, "c.txt": 1, "d.txt": 1}
+
+    # A new salt (what `pipeline update --reprocess` sets) processes everything again.
+    job5 = job_created({**resized, "salt": "again"}, source, third, job3.global_id, version=3)
+    await scheduler.send(job5)
+    done = await scheduler.events.wait_for(job5.job, "succeeded")
     assert done["counts"]["processed"] == 3
     assert executions(markers) == {"a.txt": 2, "b.txt": 3, "c.txt": 1, "d.txt": 2}
+
+    # So does a change of the command.
+    env = {**spec["transform"]["env"], "CHANGED": "1"}
+    changed = {**spec, "transform": {**spec["transform"], "env": env}}
+    job6 = job_created(changed, source, third, job3.global_id, version=4)
+    await scheduler.send(job6)
+    done = await scheduler.events.wait_for(job6.job, "succeeded")
+    assert done["counts"]["processed"] == 3
 
 
 async def test_a_failing_datum_fails_the_job_and_marks_the_output_commit(
@@ -272,7 +295,8 @@ async def test_jobs_of_one_pipeline_run_in_order_and_a_queued_job_can_be_cancell
     spec = pipeline_spec(pipeline, source)
     first = job_created(spec, source, commit, global_id)
     queued = job_created(spec, source, commit, global_id, version=2)
-    last = job_created(spec, source, commit, global_id, version=3)
+    # A new salt (as --reprocess gives): the same datum runs again, after the first job.
+    last = job_created({**spec, "salt": "again"}, source, commit, global_id, version=3)
     await scheduler.send(first, queued, last)
     await scheduler.events.wait_for(first.job, "started")
     await scheduler.send(JobCancel(job=queued.job, pipeline=pipeline, reason="not wanted"))

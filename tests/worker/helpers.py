@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tusk.client import RepoClient
 from tusk.errors import NotFound
@@ -83,6 +83,7 @@ class Job:
         datum_tries: int = 1,
         datum_timeout_seconds: float | None = None,
         log_tail_bytes: int = 16 * 1024,
+        **transform: Any,
     ) -> ShardSpec:
         spec = ShardSpec(
             job=self.job,
@@ -91,7 +92,9 @@ class Job:
             output_repo=self.output_repo,
             output_commit=self.output_commit,
             meta_commit=self.meta_commit,
-            transform=TransformSpec(cmd=tuple(cmd), stdin=tuple(stdin), env=env or {}),
+            transform=TransformSpec(
+                cmd=tuple(cmd), stdin=tuple(stdin), env=env or {}, **transform
+            ),
             datum_tries=datum_tries,
             datum_timeout_seconds=datum_timeout_seconds,
             log_tail_bytes=log_tail_bytes,
@@ -125,6 +128,8 @@ class Job:
             "TUSK_REPO_URL": self.url,
             "TUSK_WORKER_SCRATCH": str(scratch),
             "TUSK_WORKER_KILL_GRACE": "1",
+            # These tests look at the staging directory itself; test_sandbox.py runs in bwrap.
+            "TUSK_WORKER_SANDBOX": "off",
         }
         return clean_env(**{**settings, **extra})
 

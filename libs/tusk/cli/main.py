@@ -8,9 +8,11 @@ from tusk.cli import (
     branches,
     commits,
     contexts,
+    draw,
     events,
     files,
     lifecycle,
+    logs,
     models,
     pipelines,
     registry,
@@ -56,10 +58,12 @@ app.command(rich_help_panel=DATA)(files.diff)
 app.command(rich_help_panel=DATA)(commits.log)
 app.command(rich_help_panel=DATA)(files.history)
 
+pipelines.pipeline_app.command("draw")(draw.draw_pipelines)
 app.add_typer(pipelines.pipeline_app, name="pipeline", rich_help_panel="Pipelines")
 app.add_typer(pipelines.job_app, name="job", rich_help_panel="Pipelines")
 app.add_typer(pipelines.datum_app, name="datum", rich_help_panel="Pipelines")
 app.command(rich_help_panel="Pipelines")(pipelines.lineage)
+app.command(rich_help_panel="Pipelines")(logs.logs)
 app.add_typer(events.app, name="events", rich_help_panel="Debugging")
 app.add_typer(models.app, name="model", rich_help_panel="Inference")
 app.command(rich_help_panel="Inference")(models.predict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +21,18 @@ from tusk.cli.common import (
     run,
     show,
     stderr,
+    stdout,
     table,
     when,
+)
+from tusk.cli.specs import (
+    ArgOption,
+    Change,
+    DryRunOption,
+    JsonnetOption,
+    SpecFileOption,
+    plan_changes,
+    read_specs,
 )
 from tusk.client.models import CommitInfo, CommitRef, JobInfo
 from tusk.client.pipelines import TriggerClient
@@ -61,46 +72,84 @@ SpecOption = Annotated[
 
 
 @pipeline_app.command("create")
-def create_pipeline(spec: SpecOption) -> None:
-    """Create a pipeline from a spec file. Its output repo, named after it, is created too;
-    if every input already has a commit, a first job starts at once.
+def create_pipeline(
+    spec: SpecFileOption = None,
+    jsonnet: JsonnetOption = None,
+    args: ArgOption = None,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Create pipelines from a spec file (one or several specs, `---` between them) or a
+    jsonnet template. Each output repo, named after its pipeline, is created too; if every
+    input already has a commit, a first job starts at once. Fields tusk cannot apply are
+    named in warnings.
 
-    Example: `tusk pipeline create -f examples/credit/preprocess.yaml`
+    Examples: `tusk pipeline create -f examples/credit/preprocess.yaml`;
+    `tusk pipeline create --jsonnet edges.jsonnet --arg suffix=1 --arg src=images --dry-run`
     """
 
     async def main() -> None:
-        async with connect_trigger() as client:
-            info = await client.create_pipeline(spec.read_bytes())
-        note(
-            f"created pipeline [bold]{escape(info.name)}[/] (version {info.version}), "
-            f"reading {escape(', '.join(info.input_repos))}, writing {escape(info.output_repo)}"
-        )
+        specs = read_specs(spec, jsonnet, args)
+        async with connect_trigger() as client, connect() as repos:
+            changes = await plan_changes(specs, client, repos, update=False)
+            if dry_run:
+                _report(changes)
+                return
+            for change in changes:
+                info = await client.create_pipeline(json.dumps(change.spec.to_dict()))
+                note(
+                    f"created pipeline [bold]{escape(info.name)}[/] (version {info.version}), "
+                    f"reading {escape(', '.join(info.input_repos))}, writing "
+                    f"{escape(info.output_repo)}"
+                )
+                _warn(info.warnings)
 
     run(main())
 
 
 @pipeline_app.command("update")
 def update_pipeline(
-    spec: SpecOption,
+    spec: SpecFileOption = None,
+    jsonnet: JsonnetOption = None,
+    args: ArgOption = None,
     reprocess: Annotated[
         bool,
         typer.Option(
-            "--reprocess", help="Also run the new version now on the latest input commits."
+            "--reprocess",
+            help="Process every datum again, also those an earlier version processed, and run "
+            "the new version now on the latest input commits.",
         ),
     ] = False,
+    dry_run: DryRunOption = False,
 ) -> None:
-    """Store a new version of a pipeline (the spec names it)."""
+    """Store a new version of each pipeline the specs name. Datums an earlier version
+    processed are kept unless the transform, image or inputs change (or --reprocess)."""
 
     async def main() -> None:
-        from tusk.pipelines.spec import load_spec
-
-        text = spec.read_bytes()
-        name = load_spec(text, filename=spec.name).name
-        async with connect_trigger() as client:
-            info = await client.update_pipeline(name, text, reprocess=reprocess)
-        note(f"pipeline [bold]{escape(info.name)}[/] is now at version {info.version}")
+        specs = read_specs(spec, jsonnet, args)
+        async with connect_trigger() as client, connect() as repos:
+            changes = await plan_changes(specs, client, repos, update=True, reprocess=reprocess)
+            if dry_run:
+                _report(changes)
+                return
+            for change in changes:
+                body = json.dumps(change.spec.to_dict())
+                info = await client.update_pipeline(change.spec.name, body, reprocess=reprocess)
+                note(f"pipeline [bold]{escape(info.name)}[/] is now at version {info.version}")
+                _warn(info.warnings)
 
     run(main())
+
+
+def _report(changes: list[Change]) -> None:
+    for change in changes:
+        for line in change.describe():
+            stdout.print(escape(line))
+    note("dry run: nothing was changed")
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @pipeline_app.command("list")

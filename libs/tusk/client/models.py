@@ -118,6 +118,7 @@ class PipelineInfo(ApiModel):
     updated_at: datetime
     last_job: str | None = None
     last_job_state: str | None = None
+    warnings: list[str] = []
 
 
 class InputCommit(ApiModel):

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import math
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args, get_origin
 
+import blake3
 from croniter import CroniterBadDateError, CroniterError, croniter
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,10 +31,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.alias_generators import to_camel, to_snake
 
 from tusk.errors import InvalidArgument
 from tusk.paths import NAME_RE, validate_branch_name
-from tusk.pipelines.documents import parse_document, prefix
+from tusk.pipelines.documents import parse_document, parse_documents, prefix, render_jsonnet
 from tusk.pipelines.glob import Glob, GlobError, parse_glob, validate_key_template
 from tusk.pipelines.units import format_duration, parse_duration, parse_quantity
 
@@ -88,17 +92,29 @@ def _duration(value: object) -> object:
     raise ValueError(f"expected a duration such as '30s', '5m' or '1h', got {value!r}")
 
 
+_BYTE_SUFFIX = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTPE])B", re.IGNORECASE)
+
+
 def _quantity(value: object) -> object:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"expected a Kubernetes quantity such as '500m' or '2Gi', got {value!r}")
     text = str(value)
+    # "256MB", as Pachyderm's examples write memory, is Kubernetes' 256M (decimal units).
+    bytes_form = _BYTE_SUFFIX.fullmatch(text.strip())
+    if bytes_form is not None:
+        unit = bytes_form.group(2).upper()
+        text = bytes_form.group(1) + ("k" if unit == "K" else unit)
     parse_quantity(text)
     return text
 
 
 def _gpu_count(value: object) -> object:
     if isinstance(value, Mapping):
-        raise ValueError("give the number of GPUs, e.g. 1 ({type, number} is not supported)")
+        # Pachyderm's form, {type: nvidia.com/gpu, number: 1}: the number is what counts here;
+        # the type is kept apart (see Resources._gpu_type).
+        if "number" not in value:
+            raise ValueError("give the number of GPUs, e.g. 1 or {type: nvidia.com/gpu, number: 1}")
+        value = value["number"]
     text = _quantity(value)
     assert isinstance(text, str)
     number = parse_quantity(text)
@@ -107,7 +123,28 @@ def _gpu_count(value: object) -> object:
     return text
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?i?B?)\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
+
+
+def _byte_size(value: object) -> object:
+    """``"3KB"``, ``"1MiB"``, ``2048`` → a number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a size such as '1MB', '512KiB' or 2048, got {value!r}")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    base = 1024 if "i" in unit else 1000
+    letter = unit[:1] if unit[:1] != "b" else ""
+    size = int(number * (base ** ("kmgtp".index(letter) + 1) if letter else 1))
+    if size <= 0:
+        raise ValueError(f"the size must be positive, got {value!r}")
+    return size
+
+
 Name = Annotated[str, AfterValidator(_name)]
+ByteSize = Annotated[int, BeforeValidator(_byte_size)]
 BranchName = Annotated[str, AfterValidator(_branch)]
 Duration = Annotated[
     timedelta, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)
@@ -125,15 +162,90 @@ _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 
+def _lower_camel(name: str) -> str:
+    """``join_on`` → ``joinOn``: the protojson names pachctl also accepts."""
+    camel = to_camel(name)
+    return camel[:1].lower() + camel[1:]
+
+
+# Field names are read in snake_case or lowerCamelCase (pachctl reads both); the spec is
+# stored, shown and reported in snake_case.
+_DIALECT = ConfigDict(
+    frozen=True,
+    extra="forbid",
+    alias_generator=_lower_camel,
+    populate_by_name=True,
+    loc_by_alias=False,
+)
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _DIALECT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            # protojson reads null as "not set" (jsonnet templates write `else null`).
+            data = {
+                k: v
+                for k, v in data.items()
+                if v is not None or not isinstance(k, str) or to_snake(k) not in cls.model_fields
+            }
+            twice = [
+                key
+                for key in data
+                if isinstance(key, str)
+                and key != to_snake(key)
+                and to_snake(key) in data
+                and to_snake(key) in cls.model_fields
+            ]
+            if twice:
+                raise SpecErrors(
+                    [
+                        ((to_snake(key),), f"given twice, as {to_snake(key)!r} and {key!r}")
+                        for key in twice
+                    ]
+                )
+        return data
 
 
 # --- the models ----------------------------------------------------------------------------
 
 
+class ProjectRef(_Model):
+    name: Name
+
+
 class PipelineRef(_Model):
     name: Name
+    project: ProjectRef | None = None
+
+
+class BranchTrigger(_Model):
+    """Pachyderm's ``pfs.trigger``: the pipeline runs on the input branch only once ``branch``
+    (default: master) has grown by ``size`` bytes or ``commits`` commits since the last run,
+    or when ``cron_spec`` ticks; with ``all``, every condition set must hold."""
+
+    branch: BranchName | None = None
+    all: bool = False
+    cron_spec: str | None = None
+    size: ByteSize | None = None
+    commits: StrictPositive | None = None
+    rate_limit_spec: str | None = None
+
+    @field_validator("cron_spec")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            _schedule(value)
+        return value
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> BranchTrigger:
+        if self.cron_spec is None and self.size is None and self.commits is None:
+            raise ValueError("set size, commits or cron_spec: when the pipeline should run")
+        return self
 
 
 class PfsInput(_Model):
@@ -146,6 +258,11 @@ class PfsInput(_Model):
     join_on: str | None = None
     group_by: str | None = None
     outer_join: bool = False
+    project: Name | None = None
+    s3: bool = False
+    lazy: bool = False
+    empty_files: bool = False
+    trigger: BranchTrigger | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -358,13 +475,21 @@ class Secret(_Model):
 
 
 class Transform(_Model):
-    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(**_DIALECT, coerce_numbers_to_str=True)
 
     image: str | None = None  # the Kubernetes runner needs it; the local runner does not
     cmd: tuple[str, ...] = Field(min_length=1)
     stdin: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     secrets: tuple[Secret, ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
+    accept_return_code: tuple[int, ...] = ()
+    err_cmd: tuple[str, ...] = ()
+    err_stdin: tuple[str, ...] = ()
+    datum_batching: bool = False
+    working_dir: str | None = None
+    user: str | None = None
+    debug: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Transform:
@@ -397,17 +522,88 @@ class ParallelismSpec(_Model):
 
 
 class Resources(_Model):
-    """Kubernetes quantities: ``cpu: "500m"``, ``memory: 2Gi``, ``gpu: 1``."""
+    """Kubernetes quantities: ``cpu: "500m"``, ``memory: 2Gi``, ``gpu: 1`` (or Pachyderm's
+    ``gpu: {type: nvidia.com/gpu, number: 1}``), ``disk: 10Gi``."""
 
     cpu: Quantity | None = None
     memory: Quantity | None = None
     gpu: GpuCount | None = None
+    gpu_type: str | None = None  # the device plugin's resource name; nvidia.com/gpu if unset
+    disk: Quantity | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_type(cls, data: Any) -> Any:
+        gpu = data.get("gpu") if isinstance(data, Mapping) else None
+        if isinstance(gpu, Mapping) and isinstance(gpu.get("type"), str):
+            return {**data, "gpu": gpu, "gpu_type": gpu["type"]}
+        return data
+
+
+class Service(_Model):
+    """A pipeline that serves: its command runs on, reachable at ``internal_port`` (and, on
+    Kubernetes, ``external_port`` of a Service)."""
+
+    internal_port: Annotated[int, Field(ge=1, le=65535, strict=True)]
+    external_port: Annotated[int, Field(ge=1, le=65535, strict=True)] | None = None
+    type: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Spout(_Model):
+    """A long-running command that commits into the output repo by itself (no input)."""
+
+    overwrite: bool = False
+    service: Service | None = None
+
+
+class SecretKeyRef(_Model):
+    name: str
+    key: str
+
+
+class FileFormat(_Model):
+    type: Literal["CSV", "JSON", "csv", "json"] = "CSV"
+    columns: tuple[str, ...] = ()
+
+
+class SqlEgress(_Model):
+    url: str
+    file_format: FileFormat = FileFormat()
+    secret: SecretKeyRef | None = None
+
+
+class Egress(_Model):
+    """Where each finished output commit is copied: an object store URL or a SQL database."""
+
+    url: str | None = Field(default=None, validation_alias=AliasChoices("url", "URL"))
+    sql_database: SqlEgress | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Egress:
+        if (self.url is None) == (self.sql_database is None):
+            raise ValueError("set exactly one of URL (e.g. s3://bucket/dir) or sql_database")
+        return self
+
+
+class SchedulingSpec(_Model):
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    priority_class_name: str | None = None
+
+
+class Determined(_Model):
+    workspaces: tuple[str, ...] = ()
+
+
+class Metadata(_Model):
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class PipelineSpec(_Model):
     pipeline: PipelineRef
     description: str | None = None
-    input: Input
+    input: Input | None = None  # None only for a spout
     transform: Transform
     parallelism_spec: ParallelismSpec = ParallelismSpec()
     resource_requests: Resources | None = None
@@ -416,14 +612,29 @@ class PipelineSpec(_Model):
     datum_timeout: Duration | None = None
     job_timeout: Duration | None = None
     output_branch: BranchName = "master"
+    autoscaling: bool = False
+    egress: Egress | None = None
+    spout: Spout | None = None
+    service: Service | None = None
+    s3_out: bool = False
+    scheduling_spec: SchedulingSpec | None = None
+    reprocess_spec: Literal["until_success", "every_job"] = "until_success"
+    metadata: Metadata | None = None
+    determined: Determined | None = None
+    salt: str | None = None
+    """Part of every datum's identity: a new salt (``pipeline update --reprocess``) makes every
+    datum new; otherwise datums keep their identity across versions."""
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
-        if _input_depth(self.input) > MAX_INPUT_DEPTH:
+        if self.input is not None and _input_depth(self.input) > MAX_INPUT_DEPTH:
             raise SpecErrors(
                 [(("input",), f"inputs are nested more than {MAX_INPUT_DEPTH} levels deep")]
             )
-        errors = _check_inputs(self) + _check_resources(self)
+        errors = _check_kind(self)
+        if self.input is not None:
+            errors += _check_inputs(self)
+        errors += _check_resources(self)
         if self.description is not None and "\x00" in self.description:
             errors.append((("description",), "contains a NUL character"))
         if errors:
@@ -437,10 +648,10 @@ class PipelineSpec(_Model):
 
     def pfs_inputs(self) -> list[PfsInput]:
         """The pfs inputs as written, depth first (cron inputs not included)."""
-        return self.input.pfs_inputs()
+        return self.input.pfs_inputs() if self.input is not None else []
 
     def cron_inputs(self) -> list[CronInput]:
-        return self.input.cron_inputs()
+        return self.input.cron_inputs() if self.input is not None else []
 
     def input_repos(self) -> list[str]:
         """The repos the pfs inputs read (which must exist), sorted, without duplicates."""
@@ -452,11 +663,30 @@ class PipelineSpec(_Model):
 
     def resolved_input(self) -> Input:
         """The input tree with each cron input replaced by its pfs view: what datums read."""
+        if self.input is None:
+            raise InvalidArgument(f"pipeline {self.name!r} is a spout: it has no input")
         return _resolve_cron(self.input, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready data that :func:`load_spec` reads back to an equal spec."""
         return self.model_dump(mode="json", exclude_none=True)
+
+    def datum_identity(self) -> str:
+        """What a datum's result depends on besides its inputs: the transform (command, image,
+        env, secrets), the input tree, where outputs go and the salt. Versions that share it
+        share processed datums, so changing parallelism, resources, timeouts or the
+        description reprocesses nothing; a new salt (``--reprocess``) reprocesses all."""
+        relevant = {
+            "transform": self.transform.model_dump(
+                mode="json", exclude={"debug", "datum_batching", "image_pull_secrets"}
+            ),
+            "input": self.input.model_dump(mode="json") if self.input is not None else None,
+            "output_branch": self.output_branch,
+            "s3_out": self.s3_out,
+            "salt": self.salt,
+        }
+        encoded = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+        return str(blake3.blake3(encoded.encode()).hexdigest())
 
 
 # --- cron inputs as repos ------------------------------------------------------------------
@@ -508,6 +738,19 @@ def _input_depth(root: Input) -> int:
     return deepest
 
 
+def _check_kind(spec: PipelineSpec) -> list[tuple[Loc, str]]:
+    """A spout has no input; every other pipeline needs one."""
+    if spec.spout is not None:
+        if spec.input is not None:
+            return [(("input",), "a spout has no input: it makes its own commits")]
+        if spec.service is not None:
+            return [(("service",), "a spout's service goes in spout.service")]
+        return []
+    if spec.input is None:
+        return [(("input",), "required (only a spout has no input)")]
+    return []
+
+
 def _check_inputs(spec: PipelineSpec) -> list[tuple[Loc, str]]:
     """Rules that depend on where an input sits, and on the other inputs."""
     errors: list[tuple[Loc, str]] = []
@@ -539,10 +782,6 @@ def _check_inputs(spec: PipelineSpec) -> list[tuple[Loc, str]]:
             ):
                 if getattr(pfs, field) not in (None, False) and parent != owner:
                     errors.append(((*here, field), f"only means something inside a {owner}"))
-            if parent == "join" and pfs.join_on is None:
-                errors.append(
-                    ((*here, "join_on"), "required in a join, e.g. '$1' with glob '/(*).csv'")
-                )
             if parent == "group" and pfs.group_by is None:
                 errors.append(
                     ((*here, "group_by"), "required in a group, e.g. '$1' with glob '/(*)/*'")
@@ -590,6 +829,7 @@ def _check_inputs(spec: PipelineSpec) -> list[tuple[Loc, str]]:
                 seen.setdefault(name, i)
         return set(seen)
 
+    assert spec.input is not None
     visit(spec.input, ("input",), None)
     errors += [(loc, message) for name, loc, message in elsewhere if name not in in_one_datum]
     return errors
@@ -614,6 +854,8 @@ def _check_resources(spec: PipelineSpec) -> list[tuple[Loc, str]]:
 
 def check_input_repos(spec: PipelineSpec, existing_repos: Container[str]) -> None:
     """Raise :class:`InvalidArgument` naming each pfs input whose repo does not exist."""
+    if spec.input is None:
+        return
     problems = [
         f"{format_loc((*loc, 'pfs', 'repo'))}: repo {node.pfs.repo!r} does not exist"
         for loc, node in spec.input.walk()
@@ -672,7 +914,46 @@ def check_no_cycle(spec: PipelineSpec, pipelines: Mapping[str, Iterable[str]]) -
 
 def load_spec(text: str | bytes, *, filename: str | None = None) -> PipelineSpec:
     """Parse a YAML or JSON spec and validate it; every error names its field."""
-    data = parse_document(text, filename=filename)
+    return validate_spec(parse_document(text, filename=filename), filename=filename)
+
+
+def load_specs(
+    text: str | bytes,
+    *,
+    filename: str | None = None,
+    jsonnet_args: Mapping[str, str] | None = None,
+) -> list[PipelineSpec]:
+    """Every spec of a file, as pachctl reads it: YAML documents separated by ``---`` (JSON
+    being YAML), or, with ``jsonnet_args`` (possibly empty), a jsonnet template rendered with
+    them. Errors name the document when the file holds several."""
+    if jsonnet_args is not None:
+        documents = render_jsonnet(text, jsonnet_args, filename=filename)
+    else:
+        documents = parse_documents(text, filename=filename)
+    if not documents:
+        raise InvalidArgument(prefix(filename) + "the file holds no spec")
+    specs: list[PipelineSpec] = []
+    problems: list[str] = []
+    for i, document in enumerate(documents):
+        where = filename if len(documents) == 1 else f"{filename or 'spec'}[{i}]"
+        try:
+            specs.append(validate_spec(document, filename=where))
+        except InvalidArgument as exc:
+            problems.append(exc.message)
+    if problems:
+        raise InvalidArgument("; ".join(problems))
+    names = [s.name for s in specs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InvalidArgument(
+            prefix(filename) + f"pipeline.name: {', '.join(map(repr, repeated))} is given by "
+            "more than one spec in the file"
+        )
+    return specs
+
+
+def validate_spec(data: Any, *, filename: str | None = None) -> PipelineSpec:
+    """A parsed document as a spec; every error names its field."""
     if not isinstance(data, dict):
         raise InvalidArgument(
             prefix(filename) + "the spec must be a mapping with pipeline, input and transform"
@@ -690,6 +971,12 @@ def load_spec(text: str | bytes, *, filename: str | None = None) -> PipelineSpec
         prefix(filename) + "; ".join(lines),
         errors=[{"field": field, "message": message} for field, message in errors],
     )
+
+
+_CMD_REQUIRED = (
+    "required: tusk's worker runs the command itself and cannot read an image's entrypoint; "
+    "give the command the image would run (its ENTRYPOINT and CMD)"
+)
 
 
 def _describe(exc: ValidationError) -> list[tuple[str, str]]:
@@ -710,6 +997,8 @@ def _describe(exc: ValidationError) -> list[tuple[str, str]]:
             described += [(format_loc((*loc, *sub)) or "(spec)", msg) for sub, msg in cause.errors]
         elif error["type"] == "extra_forbidden":
             described.append((format_loc(loc), _unknown_field(loc)))
+        elif error["type"] == "missing" and loc == ("transform", "cmd"):
+            described.append((format_loc(loc), _CMD_REQUIRED))
         elif error["type"] == "missing":
             described.append((format_loc(loc), "required"))
         elif error["type"] == "too_short":
@@ -735,16 +1024,20 @@ _WHERE = {
     "Secret": "transform.secrets[]",
     "ParallelismSpec": "parallelism_spec",
     "Resources": "resource_requests / resource_limits",
+    "ProjectRef": "pipeline.project",
+    "BranchTrigger": "pfs.trigger",
+    "Service": "service",
+    "Spout": "spout",
+    "Egress": "egress",
+    "SqlEgress": "egress.sql_database",
+    "SchedulingSpec": "scheduling_spec",
 }
 _PACHYDERM_ONLY = frozenset(
     {
-        "accept_return_code", "autoscaling", "coefficient", "commit", "datum_set_spec", "debug",
-        "determined", "disk", "egress", "empty_files", "err_cmd", "err_stdin", "git",
-        "image_pull_secrets", "lazy", "max_queue_size", "maximum_expected_uptime", "metadata",
-        "pod_patch", "pod_spec", "project", "repo_type", "reprocess_spec", "s3", "s3_out",
-        "scheduling_spec", "service", "sidecar_resource_limits", "sidecar_resource_requests",
-        "spec_commit", "spout", "standby", "tf_job", "tolerations", "trigger", "user",
-        "working_dir",
+        "coefficient", "commit", "datum_set_spec", "git", "max_queue_size",
+        "maximum_expected_uptime", "pod_patch", "pod_spec", "repo_type",
+        "sidecar_resource_limits", "sidecar_resource_requests", "spec_commit", "standby",
+        "tf_job", "tolerations",
     }
 )  # fmt: skip
 
@@ -772,20 +1065,22 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
 
 def _all_models() -> list[type[BaseModel]]:
     return [PipelineSpec, PipelineRef, Input, PfsInput, CronInput, Transform, Secret,
-            ParallelismSpec, Resources]  # fmt: skip
+            ParallelismSpec, Resources, ProjectRef, BranchTrigger, Service, Spout, Egress,
+            SqlEgress, SchedulingSpec]  # fmt: skip
 
 
 def _unknown_field(loc: Loc) -> str:
-    key = str(loc[-1])
+    written = str(loc[-1])
+    key = to_snake(written)
     model = _model_at(loc[:-1])
     fields = sorted(model.model_fields) if model is not None else []
     homes = [_WHERE[m.__name__] for m in _all_models() if key in m.model_fields and m is not model]
     if homes:
-        return f"unknown field {key!r} here (it belongs in {' or '.join(homes)})"
+        return f"unknown field {written!r} here (it belongs in {' or '.join(homes)})"
     close = difflib.get_close_matches(key, fields, n=1)
     if close:
-        return f"unknown field {key!r} (did you mean {close[0]!r}?)"
+        return f"unknown field {written!r} (did you mean {close[0]!r}?)"
     if key in _PACHYDERM_ONLY:
-        return f"unknown field {key!r}: a Pachyderm field that tusk does not support"
+        return f"unknown field {written!r}: a Pachyderm field that tusk does not support"
     expected = f" (expected {', '.join(fields)})" if fields else ""
-    return f"unknown field {key!r}{expected}"
+    return f"unknown field {written!r}{expected}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,18 @@ class WorkerSettings(BaseSettings):
         description="Tries of a request that finds the repo service unreachable, with "
         "exponential backoff (0.25 s doubling to 5 s between tries) before the worker gives up.",
     )
+    worker_sandbox: Literal["auto", "bwrap", "off"] = Field(
+        default="auto",
+        description="How datum commands run: `bwrap` each in its own mount namespace with its "
+        "datum at /pfs (bubblewrap; the worker fails where it cannot), `auto` the same where "
+        "bubblewrap works and unwrapped (with a warning) elsewhere, `off` unwrapped.",
+    )
+    worker_secrets_dir: Path | None = Field(
+        default=None,
+        description="Where transform.secrets are read: <dir>/<secret name>/<key> files, the "
+        "layout of a Kubernetes secret volume. Unset: the platform provides them (the "
+        "Kubernetes runner); a datum whose secrets are missing fails, naming them.",
+    )
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -51,7 +64,7 @@ class WorkerSettings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
-    @field_validator("pfs_root", "worker_scratch")
+    @field_validator("pfs_root", "worker_scratch", "worker_secrets_dir")
     @classmethod
     def _check_absolute(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():

@@ -41,6 +41,7 @@ from tusk.worker.runtime import (
     run_shard,
     successful_datums,
 )
+from tusk.worker.sandbox import make_sandbox, probe_ahead
 from tusk.worker.transfer import RetryPolicy
 
 logger = structlog.get_logger("tusk.worker")
@@ -101,6 +102,7 @@ async def _standby(settings: WorkerSettings) -> int:
         # The first request loads what HTTP needs on first use (a tenth of a second of
         # imports) and opens the connection the shard's requests will use.
         await client.healthy()
+        await asyncio.to_thread(probe_ahead, settings.worker_sandbox, os.environ)
         line = await asyncio.to_thread(sys.stdin.buffer.readline)
         if not line.strip():
             return 0  # no shard came: the runner let this worker go
@@ -230,6 +232,9 @@ async def _work(
                 return set()
             return await successful_datums(client, *where, retry=retry)
 
+        sandbox = asyncio.create_task(
+            asyncio.to_thread(make_sandbox, settings.worker_sandbox, os.environ, Path.cwd())
+        )
         # Both need only the arguments: one round trip on the way to the first datum, or none.
         shard, already_done = await asyncio.gather(spec(), done())
         return await run_shard(
@@ -240,6 +245,8 @@ async def _work(
             retry=retry,
             kill_grace=settings.worker_kill_grace,
             already_done=already_done,
+            sandbox=await sandbox,
+            secrets_dir=settings.worker_secrets_dir,
         )
 
 

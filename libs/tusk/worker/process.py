@@ -63,6 +63,8 @@ class CommandResult:
     failure: str | None
     """Why the attempt failed (``exit code 3``, ``timed out after 5 s``, …); None on success."""
     duration: float
+    exit_code: int | None = None
+    """The command's exit status, when it exited by itself."""
 
 
 async def run_command(
@@ -107,7 +109,7 @@ async def run_command(
         return CommandResult(None, duration)
     if code is not None and code < 0:
         return CommandResult(f"killed by signal {signal.Signals(-code).name}", duration)
-    return CommandResult(f"exit code {code}", duration)
+    return CommandResult(f"exit code {code}", duration, exit_code=code)
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):

@@ -54,6 +54,12 @@ class DatumInputSpec(_Model):
     commit: str
     path: str
     type: Literal["file", "dir"]
+    join_on: str | None = None
+    """The datum's join key for this input (``PACH_DATUM_<name>_JOIN_ON``), in a join."""
+    group_by: str | None = None
+    """The datum's group key for this input (``PACH_DATUM_<name>_GROUP_BY``), in a group."""
+    empty_files: bool = False
+    """Pachyderm's ``pfs.empty_files``: stage the files empty, without their contents."""
 
 
 class DatumSpec(_Model):
@@ -61,10 +67,25 @@ class DatumSpec(_Model):
     inputs: tuple[DatumInputSpec, ...]
 
 
+class SecretSpec(_Model):
+    """A secret the command gets: one ``key`` as ``env_var``, and/or all at ``mount_path``."""
+
+    name: str
+    key: str | None = None
+    env_var: str | None = None
+    mount_path: str | None = None
+
+
 class TransformSpec(_Model):
     cmd: tuple[str, ...]
     stdin: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: tuple[SecretSpec, ...] = ()
+    accept_return_code: tuple[int, ...] = ()
+    """Exit codes that count as success, besides 0."""
+    err_cmd: tuple[str, ...] = ()
+    """Run when a datum has failed every try; its success makes the datum ``recovered``."""
+    err_stdin: tuple[str, ...] = ()
 
 
 class ShardSpec(_Model):
@@ -92,7 +113,7 @@ class DatumResult(_Model):
     datum: str
     job: str
     shard: int
-    state: Literal["success", "failed"]
+    state: Literal["success", "failed", "recovered"]
     attempts: int
     outputs: tuple[OutputFile, ...] = ()
     error: str | None = None

@@ -33,12 +33,13 @@ from pydantic import ValidationError
 
 from tusk.client import RepoClient
 from tusk.errors import InvalidArgument, NotFound
-from tusk.worker.process import DatumLog, run_command
+from tusk.worker.process import CommandResult, DatumLog, run_command
 from tusk.worker.protocol import (
     DatumInputSpec,
     DatumResult,
     DatumSpec,
     OutputFile,
+    SecretSpec,
     ShardSpec,
     log_path,
     parse_results_batch,
@@ -46,6 +47,7 @@ from tusk.worker.protocol import (
     results_dir,
     shard_path,
 )
+from tusk.worker.sandbox import PFS, Mount, Sandbox
 from tusk.worker.transfer import (
     DatumError,
     RetryPolicy,
@@ -177,6 +179,8 @@ async def run_shard(
     kill_grace: float = KILL_GRACE,
     base_env: Mapping[str, str] | None = None,
     already_done: set[str] | None = None,
+    sandbox: Sandbox | None = None,
+    secrets_dir: Path | None = None,
 ) -> ShardOutcome:
     """Run every datum of the shard that has no successful result yet.
 
@@ -188,6 +192,12 @@ async def run_shard(
     :mod:`tusk.errors` exceptions for worker-level failures (the repo service unreachable
     after retries, a commit gone or finished); a datum that fails is not an exception but a
     failed result.
+
+    ``sandbox``: how each command is wrapped (default: not at all); an active sandbox shows
+    the datum at ``/pfs``. ``secrets_dir``: where ``transform.secrets`` are read, one directory
+    per secret holding a file per key (as Kubernetes mounts them); None: the platform provides
+    them (the Kubernetes runner does), so a shard that names secrets must not run here
+    otherwise.
     """
     runner = _ShardRunner(
         client=client,
@@ -199,6 +209,8 @@ async def run_shard(
         kill_grace=kill_grace,
         base_env=dict(os.environ if base_env is None else base_env),
         log=logger.bind(job=spec.job, shard=spec.shard),
+        sandbox=sandbox or Sandbox(None),
+        secrets_dir=secrets_dir,
     )
     return await runner.run()
 
@@ -214,6 +226,8 @@ class _ShardRunner:
     kill_grace: float
     base_env: dict[str, str]
     log: structlog.typing.FilteringBoundLogger
+    sandbox: Sandbox = field(default_factory=lambda: Sandbox(None))
+    secrets_dir: Path | None = None
 
     async def run(self) -> ShardOutcome:
         _check_spec(self.spec)
@@ -278,12 +292,14 @@ class _ShardRunner:
                     )
                     break
                 log.line(f"=== tusk: attempt {attempt} failed: {failure} ({took}) ===")
+            recovered = failure is not None and await self._recover(datum, root, log, failure)
         log_bytes = log.getvalue()
+        state = "success" if failure is None else "recovered" if recovered else "failed"
         result = DatumResult(
             datum=datum.id,
             job=spec.job,
             shard=spec.shard,
-            state="success" if failure is None else "failed",
+            state=state,
             attempts=attempt,
             outputs=tuple(outputs) if failure is None else (),
             error=failure,
@@ -315,16 +331,19 @@ class _ShardRunner:
             return str(e), []
         except OSError as e:
             return f"cannot stage the inputs: {e}", []
-        command = await run_command(
-            spec.transform.cmd,
-            stdin_lines=spec.transform.stdin,
-            env=self._env(datum, root),
-            log=log,
-            time_limit=spec.datum_timeout_seconds,
-            kill_grace=self.kill_grace,
+        try:
+            env, mounts = self._secrets(self._env(datum, root))
+        except DatumError as e:
+            return str(e), []
+        command = await self._run(
+            spec.transform.cmd, spec.transform.stdin, datum, root, env, mounts, log
         )
-        if command.failure is not None:
-            return command.failure, []
+        failure = command.failure
+        if command.exit_code in spec.transform.accept_return_code:
+            log.line(f"tusk: exit code {command.exit_code} is accepted (accept_return_code)")
+            failure = None
+        if failure is not None:
+            return failure, []
         try:
             files, notes = await asyncio.to_thread(scan_outputs, root / "out")
             for note in notes:
@@ -338,21 +357,125 @@ class _ShardRunner:
             return f"cannot read the outputs: {e}", []
         return None, uploaded
 
+    async def _run(
+        self,
+        cmd: tuple[str, ...],
+        stdin: tuple[str, ...],
+        datum: DatumSpec,
+        root: Path,
+        env: dict[str, str],
+        mounts: list[Mount],
+        log: DatumLog,
+    ) -> CommandResult:
+        argv = self.sandbox.wrap(
+            cmd, root=root, inputs={p.name for p in datum.inputs}, cwd=Path.cwd(), extra=mounts
+        )
+        return await run_command(
+            argv,
+            stdin_lines=stdin,
+            env=env,
+            log=log,
+            time_limit=self.spec.datum_timeout_seconds,
+            kill_grace=self.kill_grace,
+        )
+
+    async def _recover(self, datum: DatumSpec, root: Path, log: DatumLog, failure: str) -> bool:
+        """Pachyderm's ``err_cmd``: run once a datum has failed every try; if it succeeds the
+        datum is ``recovered`` (it does not fail the job, and writes no output)."""
+        transform = self.spec.transform
+        if not transform.err_cmd:
+            return False
+        log.line("=== tusk: running err_cmd ===")
+        try:
+            env, mounts = self._secrets(self._env(datum, root))
+        except DatumError as e:
+            log.line(f"=== tusk: err_cmd cannot run: {e} ===")
+            return False
+        command = await self._run(
+            transform.err_cmd, transform.err_stdin, datum, root, env, mounts, log
+        )
+        if command.failure is None:
+            log.line(
+                f"=== tusk: err_cmd succeeded; the datum is recovered (it failed: {failure}) ==="
+            )
+            return True
+        log.line(f"=== tusk: err_cmd failed: {command.failure} ===")
+        return False
+
+    def _secrets(self, env: dict[str, str]) -> tuple[dict[str, str], list[Mount]]:
+        """``transform.secrets`` read from the secrets directory: keys into the environment,
+        whole secrets mounted (in the sandbox only: outside it there is nowhere to mount)."""
+        secrets = self.spec.transform.secrets
+        if not secrets:
+            return env, []
+        if self.secrets_dir is None:
+            # The platform provides them (a Kubernetes pod): check, never assume.
+            for i, secret in enumerate(secrets):
+                missing = (secret.env_var is not None and secret.env_var not in env) or (
+                    secret.mount_path is not None and not Path(secret.mount_path).is_dir()
+                )
+                if missing:
+                    raise DatumError(
+                        f"transform.secrets[{i}]: secret {secret.name!r} was not provided; set "
+                        "TUSK_WORKER_SECRETS_DIR to a directory of <name>/<key> files"
+                    )
+            return env, []
+        mounts: list[Mount] = []
+        for i, secret in enumerate(secrets):
+            where = self.secrets_dir / secret.name
+            if not where.is_dir():
+                raise DatumError(
+                    f"transform.secrets[{i}]: secret {secret.name!r} not found: the local runner "
+                    f"reads secrets from {self.secrets_dir}/<name>/<key> files "
+                    "(TUSK_WORKER_SECRETS_DIR)"
+                )
+            if secret.env_var is not None and secret.key is not None:
+                env[secret.env_var] = _read_secret_key(where, secret, i)
+            if secret.mount_path is not None:
+                if not self.sandbox.active:
+                    raise DatumError(
+                        f"transform.secrets[{i}].mount_path: the secret cannot be mounted at "
+                        f"{secret.mount_path} without the sandbox (install bubblewrap)"
+                    )
+                mounts.append(Mount(where, Path(secret.mount_path)))
+        return env, mounts
+
     def _env(self, datum: DatumSpec, root: Path) -> dict[str, str]:
         spec = self.spec
         env = {**self.base_env, **spec.transform.env}
+        # Inside the sandbox the command sees the datum at /pfs, as in Pachyderm's containers.
+        view = PFS if self.sandbox.active else root
         by_name: dict[str, list[DatumInputSpec]] = {}
         for part in datum.inputs:
             by_name.setdefault(part.name, []).append(part)
         for name, parts in by_name.items():
             # Pachyderm's convention: the variable names the datum's file or directory; an
             # input with several parts (group, join) names its directory instead.
-            staged = root / name
+            staged = view / name
             if len(parts) == 1:
                 staged = staged.joinpath(*Path(parts[0].path).parts[1:])
             env[f"PFS_{_ENV_UNSAFE.sub('_', name).upper()}"] = str(staged)
+            # Pachyderm's own: <input>=<path of the part> (the last, as its worker appends
+            # them in order), <input>_COMMIT, and the datum's join and group keys.
+            last = parts[-1]
+            env[name] = str(view.joinpath(name, *Path(last.path).parts[1:]))
+            env[f"{name}_COMMIT"] = last.commit
+            for part in parts:
+                if part.join_on is not None:
+                    env[f"PACH_DATUM_{name}_JOIN_ON"] = part.join_on
+                if part.group_by is not None:
+                    env[f"PACH_DATUM_{name}_GROUP_BY"] = part.group_by
         env.update(
-            TUSK_PFS_ROOT=str(root),
+            PACH_JOB_ID=spec.job,
+            PACH_DATUM_ID=datum.id,
+            PACH_OUTPUT_COMMIT_ID=spec.output_commit,
+            PPS_PIPELINE_NAME=spec.pipeline,
+            PPS_PROJECT_NAME="default",
+        )
+        if self.sandbox.active:
+            env["HOME"] = "/tmp"  # noqa: S108 - the sandbox's private /tmp: the host's home is not there
+        env.update(
+            TUSK_PFS_ROOT=str(view),
             TUSK_JOB=spec.job,
             TUSK_PIPELINE=spec.pipeline,
             TUSK_SHARD=str(spec.shard),
@@ -492,6 +615,20 @@ class _Queued:
     result: DatumResult
     log: bytes
     since: float  # time.monotonic() when it was queued
+
+
+def _read_secret_key(where: Path, secret: SecretSpec, index: int) -> str:
+    assert secret.key is not None
+    path = where / secret.key
+    try:
+        return path.read_text().rstrip("\n")
+    except FileNotFoundError:
+        raise DatumError(
+            f"transform.secrets[{index}].key: secret {secret.name!r} has no key {secret.key!r} "
+            f"(no file {path})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatumError(f"transform.secrets[{index}]: cannot read {path}: {e}") from None
 
 
 def _tail(log: bytes, size: int) -> str:

@@ -118,8 +118,17 @@ async def stage_inputs(
                 _local(base, info.path).mkdir(parents=True, exist_ok=True)
             else:
                 downloads.append((spec, info.path, _local(base, info.path)))
+    # Pachyderm's pfs.empty_files: the files are there, empty (the command needs only names).
+    for spec, _, local in downloads:
+        if spec.empty_files:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.touch()
     await bounded(
-        [_download_job(client, spec, path, local, retry) for spec, path, local in downloads],
+        [
+            _download_job(client, spec, path, local, retry)
+            for spec, path, local in downloads
+            if not spec.empty_files
+        ],
         PARALLEL,
         pick=_worker_level_first,
     )

@@ -154,16 +154,17 @@ async def update_shard(session: AsyncSession, job: str, shard: int, **values: An
 
 
 async def processed_outputs(
-    session: AsyncSession, pipeline: str, version: int, datums: Sequence[str]
+    session: AsyncSession, pipeline: str, identity: str, datums: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """The outputs of those ``datums`` that a job of this pipeline version processed."""
+    """The outputs of those ``datums`` that a job of this pipeline processed with the same
+    datum identity (``PipelineSpec.datum_identity()``), whichever version it ran."""
     found: dict[str, list[dict[str, Any]]] = {}
     t = ProcessedDatumRow
     for start in range(0, len(datums), _IN_CHUNK):
         rows = await session.execute(
             select(t.datum, t.outputs).where(
                 t.pipeline == pipeline,
-                t.version == version,
+                t.identity == identity,
                 t.datum.in_(datums[start : start + _IN_CHUNK]),
             )
         )
@@ -175,6 +176,7 @@ async def record_processed(
     session: AsyncSession,
     pipeline: str,
     version: int,
+    identity: str,
     job: str,
     outputs: Mapping[str, list[dict[str, Any]]],
 ) -> None:
@@ -184,12 +186,23 @@ async def record_processed(
     stmt = insert_for(session, ProcessedDatumRow.__table__)
     stmt = stmt.on_conflict_do_update(
         index_elements=["pipeline", "version", "datum"],
-        set_={"outputs": stmt.excluded.outputs, "job": stmt.excluded.job},
+        set_={
+            "outputs": stmt.excluded.outputs,
+            "job": stmt.excluded.job,
+            "identity": stmt.excluded.identity,
+        },
     )
     await session.execute(
         stmt,
         [
-            {"pipeline": pipeline, "version": version, "datum": datum, "outputs": files, "job": job}
+            {
+                "pipeline": pipeline,
+                "version": version,
+                "identity": identity,
+                "datum": datum,
+                "outputs": files,
+                "job": job,
+            }
             for datum, files in outputs.items()
         ],
     )

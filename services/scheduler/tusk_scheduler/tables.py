@@ -98,15 +98,20 @@ class ShardRow(Base):
 
 
 class ProcessedDatumRow(Base):
-    """A datum a job of this pipeline version processed successfully, and what it wrote."""
+    """A datum a job of this pipeline version processed successfully, and what it wrote.
+    Later jobs look it up by ``identity`` (what the output depends on), not by version."""
 
     __tablename__ = "scheduler_processed_datums"
+    __table_args__ = (
+        Index("ix_scheduler_processed_datums_identity", "pipeline", "identity", "datum"),
+    )
 
     pipeline: Mapped[str] = mapped_column(String(63), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     datum: Mapped[str] = mapped_column(String(64), primary_key=True)
     outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     job: Mapped[str] = mapped_column(String(32))
+    identity: Mapped[str] = mapped_column(String(64), server_default="")
 
 
 outbox = outbox_table("scheduler", Base.metadata)

@@ -28,6 +28,10 @@ class PipelineInfo(Model):
     updated_at: datetime
     last_job: str | None = None
     last_job_state: JobState | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Fields of the spec that have no effect here, each with the reason",
+    )
 
 
 class InputCommitInfo(Model):

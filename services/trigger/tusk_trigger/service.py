@@ -32,6 +32,7 @@ from tusk.events.types import (
     JobStarted,
     JobSucceeded,
 )
+from tusk.pipelines.compat import spec_warnings
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
 from tusk_trigger.cron import commit_tick
 from tusk_trigger.job_spec import check_job_spec_size, job_spec
@@ -63,6 +64,16 @@ def input_branches(spec: PipelineSpec) -> list[InputBranch]:
     return branches
 
 
+def _runnable(spec: PipelineSpec) -> PipelineSpec:
+    """Refuse what tusk cannot run at all (rather than store a pipeline that never runs)."""
+    if spec.spout is not None:
+        raise InvalidArgument(
+            "spout: spout pipelines (a long-running command committing by itself) are not "
+            "supported yet; run the command yourself and `tusk put` into a repo"
+        )
+    return spec
+
+
 def input_key(inputs: Sequence[InputCommit]) -> str:
     pairs = sorted((i.name, i.repo, i.commit) for i in inputs)
     return blake3.blake3(json.dumps(pairs).encode()).hexdigest()
@@ -79,7 +90,7 @@ class TriggerService:
     async def create_pipeline(self, text: str | bytes) -> PipelineInfo:
         """Validate the spec, make the output repo (and cron repos), store version 1 and run
         a first job if every input already has a commit."""
-        spec = load_spec(text)
+        spec = _runnable(load_spec(text))
         name = spec.pipeline.name
         async with self.db.session(write=False) as session:
             if await session.get(PipelineRow, name) is not None:
@@ -118,7 +129,7 @@ class TriggerService:
     ) -> PipelineInfo:
         """Store a new version. It applies to input commits from now on; with ``reprocess`` a
         job of the new version also runs at once on the latest input commits."""
-        spec = load_spec(text)
+        spec = _runnable(load_spec(text))
         if spec.pipeline.name != name:
             raise InvalidArgument(
                 f"pipeline.name: the spec names {spec.pipeline.name!r}, not {name!r}"
@@ -133,6 +144,13 @@ class TriggerService:
         now = _now()
         async with self.db.session() as session:
             row = await self._pipeline(session, name, lock=True)
+            # A datum's identity survives the update unless the user asks to reprocess: the
+            # salt is kept (a spec that sets its own wins), or made anew.
+            if reprocess:
+                spec = spec.model_copy(update={"salt": uuid.uuid4().hex})
+            elif spec.salt is None and row.spec.get("salt") is not None:
+                spec = spec.model_copy(update={"salt": row.spec["salt"]})
+            document = spec.to_dict()
             row.version += 1
             row.spec = document
             row.updated_at = now
@@ -218,6 +236,7 @@ class TriggerService:
             updated_at=row.updated_at,
             last_job=last.id if last else None,
             last_job_state=last.state if last else None,
+            warnings=spec_warnings(spec),
         )
 
     # --- jobs --------------------------------------------------------------------------------

@@ -513,6 +513,7 @@ class JobExecution:
             spec.resource_requests.model_dump(exclude_none=True) if spec.resource_requests else {}
         )
         limits = spec.resource_limits.model_dump(exclude_none=True) if spec.resource_limits else {}
+        scheduling = spec.scheduling_spec
         handle = await deps.runner.start(
             ShardLaunch(
                 job=job.id,
@@ -526,6 +527,9 @@ class JobExecution:
                 resource_limits=limits,
                 env=dict(spec.transform.env),
                 secrets=spec.transform.secrets,
+                node_selector=dict(scheduling.node_selector) if scheduling else {},
+                priority_class_name=scheduling.priority_class_name if scheduling else None,
+                image_pull_secrets=spec.transform.image_pull_secrets,
                 version=job.version,
                 spec=fresh.model_dump_json() if fresh is not None else None,
                 fresh=fresh is not None,
@@ -632,7 +636,7 @@ class JobExecution:
         datums = await job_datums(spec, commits, self.deps.repos)
         async with self.deps.db.session(write=False) as session:
             processed = await store.processed_outputs(
-                session, job.pipeline, job.version, [d.id for d in datums]
+                session, job.pipeline, spec.datum_identity(), [d.id for d in datums]
             )
         return make_plan(spec, datums, processed, max_shards=self.deps.runner.max_shards)
 
@@ -798,6 +802,7 @@ class JobExecution:
                 session,
                 job.pipeline,
                 job.version,
+                _identity(job),
                 job.id,
                 {d.datum: d.outputs for d in datums if d.state in (DATUM_SUCCESS, RECOVERED)},
             )
@@ -916,6 +921,10 @@ def _spec(job: JobRow) -> PipelineSpec:
         raise JobFailure(f"the job's pipeline spec is not valid: {e}") from None
 
 
+def _identity(job: JobRow) -> str:
+    return _spec(job).datum_identity()
+
+
 def _description(job: JobRow, kind: str) -> str:
     """What the job's output or meta commit says it is: how a restarted start knows it."""
     return f"tusk job {job.id} ({kind})"
@@ -975,7 +984,7 @@ def _result_values(job: str, collected: Collected) -> dict[str, Any]:
     return {
         "job": job,
         "datum": r.datum,
-        "state": DATUM_SUCCESS if r.state == "success" else FAILED,
+        "state": {"success": DATUM_SUCCESS, "recovered": RECOVERED}.get(r.state, FAILED),
         "attempts": r.attempts,
         "outputs": [o.model_dump() for o in r.outputs],
         "error": r.error,

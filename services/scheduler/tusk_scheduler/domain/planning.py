@@ -16,7 +16,15 @@ from tusk.pipelines import (
     plan_datums,
     split_into_shards,
 )
-from tusk.worker.protocol import DatumInputSpec, DatumSpec, ShardSpec, TransformSpec
+from tusk.pipelines.glob import expand_key
+from tusk.pipelines.spec import PfsInput
+from tusk.worker.protocol import (
+    DatumInputSpec,
+    DatumSpec,
+    SecretSpec,
+    ShardSpec,
+    TransformSpec,
+)
 
 
 class RepoLister:
@@ -100,14 +108,70 @@ def shard_spec(
         output_repo=output_repo,
         output_commit=output_commit,
         meta_commit=meta_commit,
-        transform=TransformSpec(cmd=transform.cmd, stdin=transform.stdin, env=transform.env),
+        transform=TransformSpec(
+            cmd=transform.cmd,
+            stdin=transform.stdin,
+            env=transform.env,
+            secrets=tuple(SecretSpec.model_validate(s.model_dump()) for s in transform.secrets),
+            accept_return_code=transform.accept_return_code,
+            err_cmd=transform.err_cmd,
+            err_stdin=transform.err_stdin,
+        ),
         datum_tries=spec.datum_tries,
         datum_timeout_seconds=(
             spec.datum_timeout.total_seconds() if spec.datum_timeout is not None else None
         ),
         log_tail_bytes=log_tail_bytes,
-        datums=tuple(datums),
+        datums=tuple(
+            with_empty_files(with_keys(d, keyed_inputs(spec)), empty_inputs(spec)) for d in datums
+        ),
     )
+
+
+def empty_inputs(spec: PipelineSpec) -> frozenset[str]:
+    """The names of the pfs inputs with ``empty_files``."""
+    return frozenset(p.name for p in spec.pfs_inputs() if p.empty_files)
+
+
+def with_empty_files(datum: DatumSpec, empty: frozenset[str]) -> DatumSpec:
+    if not empty:
+        return datum
+    parts = tuple(
+        p.model_copy(update={"empty_files": True}) if p.name in empty else p for p in datum.inputs
+    )
+    return datum.model_copy(update={"inputs": parts})
+
+
+def keyed_inputs(spec: PipelineSpec) -> dict[str, tuple[PfsInput, str]]:
+    """The pfs inputs of joins and groups by name, with ``join_on`` or ``group_by``."""
+    found: dict[str, tuple[PfsInput, str]] = {}
+    if spec.input is None:
+        return found
+    for _, node in spec.resolved_input().walk():
+        if node.join is not None or node.group is not None:
+            kind = "join_on" if node.join is not None else "group_by"
+            for child in node.children:
+                if child.pfs is not None:
+                    found[child.pfs.name] = (child.pfs, kind)
+    return found
+
+
+def with_keys(datum: DatumSpec, keyed: Mapping[str, tuple[PfsInput, str]]) -> DatumSpec:
+    """The datum with each part's join or group key, which the command gets as
+    ``PACH_DATUM_<input>_JOIN_ON`` / ``_GROUP_BY``."""
+    if not keyed:
+        return datum
+    parts = []
+    for part in datum.inputs:
+        entry = keyed.get(part.name)
+        groups = entry[0].parsed_glob.groups(part.path) if entry is not None else None
+        if entry is None or groups is None:
+            parts.append(part)
+            continue
+        pfs, kind = entry
+        key = expand_key(getattr(pfs, kind) or "", groups)
+        parts.append(part.model_copy(update={kind: key}))
+    return datum.model_copy(update={"inputs": tuple(parts)})
 
 
 def describe_inputs(inputs: Sequence[Mapping[str, Any]]) -> str:

@@ -35,6 +35,10 @@ class ShardLaunch:
     # worker passes its environment on to the pipeline's command).
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[Secret, ...] = ()
+    # scheduling_spec and transform.image_pull_secrets (Kubernetes only).
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    priority_class_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
     version: int | None = None  # the pipeline version the job runs
     # For runners that can hand these to the worker directly (the local runner), each saving it
     # a request: the shard spec as written to the meta commit, and whether the job's datums

@@ -219,8 +219,12 @@ def pod_manifest(launch: ShardLaunch, template: PodTemplate) -> dict[str, Any]:
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         }
-    if template.node_selector:
-        spec["nodeSelector"] = dict(template.node_selector)
+    # The spec's scheduling_spec and image pull secrets add to the scheduler's own.
+    node_selector = {**template.node_selector, **launch.node_selector}
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if launch.priority_class_name:
+        spec["priorityClassName"] = launch.priority_class_name
     tolerations = [dict(t) for t in template.tolerations]
     if template.node_lost_after is not None:
         # Evicted sooner than the default 300 s from a node that stopped answering: the
@@ -238,8 +242,9 @@ def pod_manifest(launch: ShardLaunch, template: PodTemplate) -> dict[str, Any]:
         ]
     if tolerations:
         spec["tolerations"] = tolerations
-    if template.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": n} for n in template.image_pull_secrets]
+    pull_secrets = list(dict.fromkeys([*template.image_pull_secrets, *launch.image_pull_secrets]))
+    if pull_secrets:
+        spec["imagePullSecrets"] = [{"name": n} for n in pull_secrets]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -253,11 +258,15 @@ def pod_manifest(launch: ShardLaunch, template: PodTemplate) -> dict[str, Any]:
 
 
 def _resources(values: Mapping[str, Any]) -> dict[str, str]:
+    """Spec resources as Kubernetes names them: ``gpu`` under its device plugin's name
+    (``gpu_type``, default nvidia.com/gpu), ``disk`` as ``ephemeral-storage``."""
     out: dict[str, str] = {}
+    gpu_name = str(values.get("gpu_type") or GPU_RESOURCE)
     for key, value in values.items():
-        if value is None:
+        if value is None or key == "gpu_type":
             continue
-        out[GPU_RESOURCE if key == "gpu" else key] = str(value)
+        name = {"gpu": gpu_name, "disk": "ephemeral-storage"}.get(key, key)
+        out[name] = str(value)
     return out
 
 

@@ -93,6 +93,10 @@ class LocalRunner:
             if not k.startswith("TUSK_") or k.startswith(_PASSED_SETTINGS)
         }
         self._environ["TUSK_REPO_URL"] = repo_url
+        # transform.secrets, as <name>/<key> files: beside the workspace unless set.
+        self._environ.setdefault(
+            "TUSK_WORKER_SECRETS_DIR", str(self.workspace.parent / "secrets")
+        )
         if token:
             self._environ["TUSK_TOKEN"] = token
         # Workers this process started: polled, so that they are reaped when they end.

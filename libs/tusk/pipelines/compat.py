@@ -1,0 +1,103 @@
+"""Pachyderm fields tusk accepts but cannot apply (yet, or at all), each with the reason: shown
+when a pipeline is created or updated, so nothing in a spec is silently ignored.
+
+Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged empty),
+``pfs.lazy`` (the files are staged before the command starts: what it reads is the same),
+``autoscaling`` (workers exist only while a job has datums), GPUs in both forms,
+``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``."""
+
+from __future__ import annotations
+
+from tusk.pipelines.spec import PipelineSpec, format_loc
+
+DEFAULT_PROJECT = "default"
+
+
+def spec_warnings(spec: PipelineSpec) -> list[str]:
+    """``"<field>: <why it has no effect>"`` for each such field the spec sets."""
+    warnings: list[str] = []
+
+    def warn(field: str, why: str) -> None:
+        warnings.append(f"{field}: {why}")
+
+    project = spec.pipeline.project
+    if project is not None and project.name != DEFAULT_PROJECT:
+        warn(
+            "pipeline.project",
+            f"tusk has one namespace of repos and pipelines; project {project.name!r} is "
+            "recorded but the pipeline and its output repo are named without it",
+        )
+    if spec.input is not None:
+        for loc, node in spec.input.walk():
+            pfs = node.pfs
+            if pfs is None:
+                continue
+            here = format_loc((*loc, "pfs"))
+            if pfs.project not in (None, DEFAULT_PROJECT):
+                warn(
+                    f"{here}.project",
+                    f"tusk has one namespace of repos; repo {pfs.repo!r} is read without "
+                    f"project {pfs.project!r}",
+                )
+            if pfs.s3:
+                warn(
+                    f"{here}.s3",
+                    "tusk has no S3 gateway for inputs yet; the input is staged as files at "
+                    f"/pfs/{pfs.name}",
+                )
+            if pfs.trigger is not None:
+                warn(
+                    f"{here}.trigger",
+                    "branch triggers are not implemented yet: the pipeline runs on every commit "
+                    f"to {pfs.repo}@{pfs.branch}",
+                )
+    if spec.egress is not None:
+        field = "egress.sql_database" if spec.egress.sql_database is not None else "egress.URL"
+        warn(field, "egress is not implemented yet: output commits stay in the output repo only")
+    if spec.s3_out:
+        warn(
+            "s3_out",
+            "tusk has no S3 gateway for outputs yet; the command writes files to /pfs/out",
+        )
+    if spec.service is not None:
+        warn(
+            "service",
+            "service pipelines are not implemented yet: the command runs once per datum",
+        )
+    if spec.transform.datum_batching:
+        warn(
+            "transform.datum_batching",
+            "datum batching is not implemented yet: each datum runs the command once",
+        )
+    if spec.scheduling_spec is not None:
+        warn(
+            "scheduling_spec",
+            "applies on the Kubernetes runner only (TUSK_RUNNER=kubernetes: the pods' "
+            "nodeSelector and priorityClassName); the local runner runs on this machine",
+        )
+    if spec.transform.image_pull_secrets:
+        warn(
+            "transform.image_pull_secrets",
+            "applies on the Kubernetes runner only (the pods' imagePullSecrets); the local "
+            "runner pulls no image",
+        )
+    if spec.determined is not None:
+        warn("determined", "tusk has no Determined integration; the field has no effect")
+    if spec.metadata is not None:
+        warn("metadata", "labels and annotations apply to Kubernetes pods only")
+    if spec.transform.user is not None:
+        warn("transform.user", "the local runner runs the command as the worker's user")
+    if spec.transform.debug:
+        warn("transform.debug", "tusk's workers log at TUSK_LOG_LEVEL; the field has no effect")
+    if spec.reprocess_spec == "every_job":
+        warn(
+            "reprocess_spec",
+            "every_job is not implemented yet: datums an earlier job processed are skipped",
+        )
+    resources = [spec.resource_requests, spec.resource_limits]
+    if any(r is not None and r.disk is not None for r in resources):
+        warn(
+            "resource_limits.disk",
+            "ephemeral-storage is requested on the Kubernetes runner only",
+        )
+    return warnings

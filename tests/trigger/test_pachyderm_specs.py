@@ -1,0 +1,67 @@
+"""Pachyderm's dialect through the trigger's API: camelCase specs stored in snake_case, fields
+tusk cannot apply named in warnings, spouts refused, and datum identity kept across updates
+unless the update asks to reprocess."""
+
+from __future__ import annotations
+
+import json
+
+from tests.repo.helpers import error, ok
+from tests.trigger.conftest import Harness
+
+CAMEL = {
+    "pipeline": {"name": "edges", "project": {"name": "vision"}},
+    "input": {"pfs": {"repo": "images", "glob": "/*", "emptyFiles": True}},
+    "transform": {"cmd": ["python3", "/edges.py"], "imagePullSecrets": ["regcred"]},
+    "parallelismSpec": {"constant": 2},
+    "egress": {"URL": "s3://bucket/dir"},
+}
+
+
+async def test_a_camel_case_spec_is_stored_in_snake_case_with_its_warnings(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.repos.create_repo("images")
+    created = ok(await h.api.post("/v1/pipelines", content=json.dumps(CAMEL)), 201)
+    assert created["spec"]["parallelism_spec"] == {"constant": 2}
+    assert created["spec"]["input"]["pfs"]["empty_files"] is True
+    assert created["spec"]["egress"] == {"url": "s3://bucket/dir"}
+    fields = [w.split(":")[0] for w in created["warnings"]]
+    assert fields == ["pipeline.project", "egress.URL", "transform.image_pull_secrets"]
+    shown = ok(await h.api.get("/v1/pipelines/edges"))
+    assert shown["warnings"] == created["warnings"]
+
+
+async def test_a_spout_is_refused_naming_the_field(harness: Harness) -> None:
+    spout = {
+        "pipeline": {"name": "feed"},
+        "spout": {},
+        "transform": {"cmd": ["python3", "/consume.py"]},
+    }
+    error(await harness.api.post("/v1/pipelines", content=json.dumps(spout)), 400, "spout:")
+
+
+async def test_updates_keep_the_salt_unless_they_reprocess(harness: Harness) -> None:
+    h = harness
+    await h.repos.create_repo("images")
+    spec = {k: v for k, v in CAMEL.items() if k != "egress"}
+    first = ok(await h.api.post("/v1/pipelines", content=json.dumps(spec)), 201)
+    assert "salt" not in first["spec"]
+    resized = {**spec, "parallelismSpec": {"constant": 5}}
+    kept = ok(await h.api.put("/v1/pipelines/edges", content=json.dumps(resized)))
+    assert "salt" not in kept["spec"]
+    salted = ok(
+        await h.api.put(
+            "/v1/pipelines/edges", content=json.dumps(resized), params={"reprocess": "true"}
+        )
+    )
+    salt = salted["spec"]["salt"]
+    again = ok(await h.api.put("/v1/pipelines/edges", content=json.dumps(spec)))
+    assert again["spec"]["salt"] == salt  # kept: the datums processed since stay processed
+    fresh = ok(
+        await h.api.put(
+            "/v1/pipelines/edges", content=json.dumps(spec), params={"reprocess": "true"}
+        )
+    )
+    assert fresh["spec"]["salt"] not in (None, salt)
