@@ -94,8 +94,11 @@ def start_stack(tmp: Path, *extra_args: str, port: int | None = None) -> Stack:
     others = {
         f"TUSK_{name}_PORT": str(free_port()) for name in ("TRIGGER", "SCHEDULER", "INFERENCE")
     }
+    urls = {
+        name.replace("_PORT", "_URL"): f"http://127.0.0.1:{value}" for name, value in others.items()
+    }
     env = clean_env(
-        TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url, **others
+        TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url, **others, **urls
     )
     log = tmp / "up.log"
     with log.open("wb") as out:
