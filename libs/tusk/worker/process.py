@@ -21,6 +21,7 @@ READ_SIZE = 64 * 1024
 STDERR_TAIL_LINES = 5
 STDERR_TAIL_CHARS = 800
 """How much of the end of a failed command's stderr its failure reason quotes."""
+STDERR_QUOTE = "; stderr ends:\n"
 DRAIN_TIMEOUT = 2.0
 """How long to wait for the output pipe to close once the command's process group is gone
 (a process that left the group may hold it open)."""
@@ -125,7 +126,7 @@ def quote_tail(stderr: bytes) -> str:
         return ""
     if len(text) > STDERR_TAIL_CHARS:
         text = "…" + text[-STDERR_TAIL_CHARS:]
-    return f"; stderr ends:\n{text}"
+    return f"{STDERR_QUOTE}{text}"
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):

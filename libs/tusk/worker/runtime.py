@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from tusk.client import RepoClient
 from tusk.errors import InvalidArgument, NotFound
-from tusk.worker.process import DatumLog, run_command
+from tusk.worker.process import STDERR_QUOTE, DatumLog, run_command
 from tusk.worker.protocol import (
     DatumInputSpec,
     DatumResult,
@@ -277,7 +277,9 @@ class _ShardRunner:
                         "outputs) ==="
                     )
                     break
-                log.line(f"=== tusk: attempt {attempt} failed: {failure} ({took}) ===")
+                # The stderr a failure quotes is just above in the log: not twice.
+                why = failure.partition(STDERR_QUOTE)[0]
+                log.line(f"=== tusk: attempt {attempt} failed: {why} ({took}) ===")
         log_bytes = log.getvalue()
         result = DatumResult(
             datum=datum.id,
