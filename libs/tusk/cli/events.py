@@ -13,7 +13,7 @@ import functools
 import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -24,9 +24,9 @@ from rich.markup import escape
 from tusk.cli.common import load_settings, note, run, settings_error
 from tusk.client.http import ServiceClient
 from tusk.errors import InvalidArgument
-from tusk.events.bus import Record, decode
-from tusk.events.types import DLQ_TOPIC, TOPICS
-from tusk.events.wire import record_from_json
+
+if TYPE_CHECKING:
+    from tusk.events.bus import Record
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown")
 
@@ -68,6 +68,9 @@ def tail(
     ] = None,
 ) -> None:
     """Print events as they arrive, until Ctrl-C (or --count events)."""
+    # The event types are many models: built only by the command that shows events.
+    from tusk.events.types import DLQ_TOPIC, TOPICS
+
     run(_tail(topic or [*TOPICS, DLQ_TOPIC], from_beginning, as_json, count, bootstrap))
 
 
@@ -124,6 +127,8 @@ class _FeedClient(ServiceClient):
 async def _tail_feed(
     topics: list[str], from_beginning: bool, count: int | None, show: Callable[[Record], None]
 ) -> None:
+    from tusk.events.wire import record_from_json
+
     settings = load_settings()
     shown = 0
     async with (
@@ -146,6 +151,8 @@ async def _tail_feed(
 
 def as_dict(record: Record) -> dict[str, Any]:
     """The record as JSON: where it is, and the event (or why it is not one)."""
+    from tusk.events.bus import decode
+
     where: dict[str, Any] = {
         "topic": record.topic,
         "partition": record.partition,
@@ -164,6 +171,8 @@ def as_dict(record: Record) -> dict[str, Any]:
 
 
 def as_line(record: Record) -> str:
+    from tusk.events.bus import decode
+
     where = f"{record.topic}[{record.partition}]@{record.offset}"
     reason = record.header("dlq_reason")
     suffix = f"  (dead letter: {reason.decode(errors='replace')})" if reason else ""
