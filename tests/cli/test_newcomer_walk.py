@@ -69,6 +69,10 @@ def test_a_failed_datum_says_what_its_command_wrote_to_stderr(
     assert "bad row 7: price is not a number" in err
     job = as_json(stack.tusk("job", "list", "-p", "price", "--json"))[0]
     assert job["state"] == "failure"
+    # tusk up's log says so at warning level, not among the info lines.
+    failed_lines = [line for line in stack.log_text().splitlines() if "job failed" in line]
+    assert failed_lines
+    assert all("warning" in line for line in failed_lines), failed_lines
     assert "bad row 7" in job["reason"]
     # Short ids, as the tables print them.
     assert as_json(stack.tusk("job", "inspect", job["id"][:8], "--json"))["id"] == job["id"]
