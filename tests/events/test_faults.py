@@ -51,7 +51,7 @@ class RepoServiceProcess:
 
     def start(self) -> None:
         self.process.start()
-        wait_until(self._ready, 60, "the repo service to answer /readyz", self.process)
+        wait_until(self._ready, 300, "the repo service to answer /readyz", self.process)
 
     def _ready(self) -> bool:
         if not port_open(LOOPBACK, self.port):

@@ -166,7 +166,7 @@ def executions(markers: Path) -> dict[str, int]:
     }
 
 
-async def wait_until(condition: Any, within: float = 60.0, what: str = "condition") -> None:
+async def wait_until(condition: Any, within: float = 300.0, what: str = "condition") -> None:
     deadline = time.monotonic() + within
     while not await condition():
         if time.monotonic() > deadline:

@@ -251,7 +251,7 @@ async def test_cancel_kills_the_workers(
     async def both_running() -> bool:
         return all((markers / f"slow{i}.txt.pid").exists() for i in (1, 2))
 
-    await wait_until(both_running, 60, "both datums to start")
+    await wait_until(both_running, 300, "both datums to start")
     commands = [int((markers / f"slow{i}.txt.pid").read_text()) for i in (1, 2)]
     job = (await scheduler.api.get(f"/v1/jobs/{created.job}")).json()
     workers = [int(s["handle"]) for s in job["shards"]]
