@@ -54,7 +54,8 @@ def up(
 
     Metadata goes to SQLite and file contents to a directory, both under the data directory,
     unless TUSK_DATABASE_URL / TUSK_OBJECT_STORE_URL say otherwise. Other shells reach it
-    with the default TUSK_REPO_URL (http://127.0.0.1:8081).
+    with the default TUSK_REPO_URL (http://127.0.0.1:8081). The S3 gateway listens on
+    TUSK_S3_GATEWAY_PORT (default 8085; 0: none).
     """
     from tusk.logging import configure_logging
     from tusk_inference.config import InferenceSettings
@@ -95,6 +96,7 @@ def up(
             trigger=trigger.model_copy(update={**shared, "host": repo.host}),
             scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
             inference=inference.model_copy(update={**shared, "host": repo.host}),
+            s3_gateway=True,
         )))
     except TuskError as e:
         fail(e.message)

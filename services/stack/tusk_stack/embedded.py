@@ -20,10 +20,10 @@ from typing import IO
 
 import structlog
 import uvicorn
-from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
-from tusk.cli.common import DEFAULT_REPO_URL
+from tusk.client.config import DEFAULT_REPO_URL
 from tusk.errors import TuskError, Unavailable
 from tusk.events.bus import open_event_bus
 from tusk.events.feed import event_feed_router
@@ -33,6 +33,7 @@ from tusk_inference.context import build_context as build_inference_context
 from tusk_repo.app import create_app as create_repo_app
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import build_context as build_repo_context
+from tusk_repo.s3.app import create_gateway_app
 from tusk_scheduler.app import create_app as create_scheduler_app
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.context import build_context as build_scheduler_context
@@ -53,6 +54,8 @@ class EmbeddedSettings:
     trigger: TriggerSettings
     scheduler: SchedulerSettings
     inference: InferenceSettings
+    s3_gateway: bool = False
+    """Serve the S3 gateway on the repo settings' ``s3_gateway_port`` (`tusk up` does)."""
 
     @property
     def data_dir(self) -> Path:
@@ -105,6 +108,11 @@ async def run_embedded(
                 "TUSK_REPO_PORT", debug=repo.log_level.upper() == "DEBUG",
             )
             listeners.append(repo_listener)
+            if settings.s3_gateway and repo.s3_gateway_port:
+                listeners.append(_listener(
+                    "s3", create_gateway_app(repo_context), repo.host, repo.s3_gateway_port,
+                    "TUSK_S3_GATEWAY_PORT", debug=repo.log_level.upper() == "DEBUG",
+                ))
             # The others reach the repo service over HTTP, like separate deployments do.
             trigger = settings.trigger.model_copy(update={"repo_url": repo_listener.url})
             trigger_context = await stack.enter_async_context(build_trigger_context(trigger, bus))
@@ -145,7 +153,7 @@ async def run_embedded(
 
 
 def _listener(
-    name: str, app: FastAPI, host: str, port: int, variable: str, *, debug: bool
+    name: str, app: ASGIApp, host: str, port: int, variable: str, *, debug: bool
 ) -> _Listener:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named, not left 0: asyncio sets TCP_NODELAY only on sockets that say they
