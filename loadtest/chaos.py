@@ -183,10 +183,15 @@ async def one_commit(repos: RepoClient, tally: Tally, i: int) -> None:
             finish = functools.partial(repos.finish_commit, REPO, commit.id)
             await patiently(tally, finish, "finish")
         except (NotFound, Conflict):
-            # The finish may have gone through before its answer was lost.
-            info = await patiently(
-                tally, functools.partial(repos.inspect_commit, REPO, commit.id), "look"
-            )
+            # The finish may have gone through before its answer was lost; or the commit is
+            # gone (the test PostgreSQL runs with synchronous_commit=off, so a SIGKILL can
+            # drop its last transactions): then it was never acknowledged, so try again.
+            try:
+                info = await patiently(
+                    tally, functools.partial(repos.inspect_commit, REPO, commit.id), "look"
+                )
+            except NotFound:
+                continue
             if info.state != "finished":
                 continue
         tally.acknowledged[i] = commit.id
