@@ -21,7 +21,7 @@ from tusk_repo.config import RepoSettings
 from tusk_repo.context import build_context
 
 TUSK = Path(sys.executable).with_name("tusk")
-START_TIMEOUT = 60.0
+START_TIMEOUT = 300.0  # a bound for a hang: tusk up starts in seconds, slower on a loaded machine
 
 
 @pytest.fixture
@@ -95,8 +95,11 @@ def start_stack(tmp: Path, *extra_args: str, port: int | None = None) -> Stack:
         f"TUSK_{name}_PORT": str(free_port())
         for name in ("TRIGGER", "SCHEDULER", "INFERENCE", "CONSOLE", "S3_GATEWAY")
     }
+    urls = {
+        name.replace("_PORT", "_URL"): f"http://127.0.0.1:{value}" for name, value in others.items()
+    }
     env = clean_env(
-        TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url, **others
+        TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url, **others, **urls
     )
     log = tmp / "up.log"
     with log.open("wb") as out:

@@ -88,14 +88,14 @@ def test_round_trip(stack: Stack, tmp_path: Path) -> None:
     globbed = as_json(tusk("glob", "raw@master", "/tree/**/*.json", "--json"))
     assert [e["path"] for e in globbed] == ["/tree/a/b/deep.json"]
 
-    # A second commit, opened by hand: put writes into it and leaves it open.
+    # A second commit, opened by hand: puts named to it write into it and leave it open.
     commit_id = tusk("commit", "start", "raw@master", "-d", "second").stdout.decode().strip()
     assert len(commit_id) == 32
     hello.write_bytes(b"hello again\n")
-    put = tusk("put", "raw@master:/hello.txt", "-f", hello)
+    put = tusk("put", "raw@master:/hello.txt", "-f", hello, "--commit", commit_id[:8])
     assert "still open" in put.stderr.decode()
-    tusk("rm", "raw@master:/tree/many")
-    tusk("put", "raw@master:/new.txt", "-f", "-", input=b"from stdin")
+    tusk("rm", "raw@master:/tree/many", "--commit", commit_id)
+    tusk("put", f"raw@{commit_id}:/new.txt", "-f", "-", input=b"from stdin")
     open_commits = as_json(tusk("commit", "list", "raw", "--state", "open", "--json"))
     assert [c["id"] for c in open_commits] == [commit_id]
     tusk("commit", "finish", "raw@master")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from tests.events.helpers import Buses, collect, drain, ping, seqs
+from tests.events.helpers import Buses, collect, drain, ping, seqs, wait_for
 from tusk.events.bus import Record, decode, encode
 
 
@@ -119,7 +119,13 @@ async def test_members_of_a_group_share_the_partitions(buses: Buses, topic: str)
             if all(received):
                 break
             await asyncio.sleep(0.2)
-        await asyncio.sleep(1.5)
+        expected = {(f"k{j}", s) for j in range(12) for s in range(sent)}
+        # Until the members have read everything: a condition, not a guess at how long.
+        await wait_for(
+            lambda: {pair for r in received for pair in seqs(r)} >= expected,
+            within=120,
+            what="the members to read everything published",
+        )
     finally:
         stop.set()
         await asyncio.gather(*tasks)

@@ -51,7 +51,7 @@ class RepoServiceProcess:
 
     def start(self) -> None:
         self.process.start()
-        wait_until(self._ready, 60, "the repo service to answer /readyz", self.process)
+        wait_until(self._ready, 300, "the repo service to answer /readyz", self.process)
 
     def _ready(self) -> bool:
         if not port_open(LOOPBACK, self.port):
@@ -186,6 +186,8 @@ async def test_repo_service_killed_after_commit_before_publish(
     service.kill()
 
 
+# 1000 commits, a broker stop and a start: minutes on a machine under a load of 30 or more.
+@pytest.mark.timeout(1800)
 async def test_broker_restart_in_the_middle_of_1000_commits(
     kafka: KafkaBroker, pg_database: str, tmp_path: Path, effects_of: type[CommitEffects]
 ) -> None:
@@ -219,7 +221,8 @@ async def test_broker_restart_in_the_middle_of_1000_commits(
             made[name].append(commit.id)
         assert starting is not None
         await starting
-        done = await effects.wait_for(1000, within=120)
+        # A bound for a hang, not a speed target: on a loaded machine this takes minutes.
+        done = await effects.wait_for(1000, within=900)
     seen: dict[str, list[str]] = defaultdict(list)
     for name, commit_id in done:
         seen[name].append(commit_id)

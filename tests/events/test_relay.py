@@ -71,9 +71,11 @@ async def test_a_commit_wakes_the_relay(outbox_db: tuple[str, Table]) -> None:
         for seq in range(20):
             started = time.monotonic()
             await write(db, writer, Ping(name="a", seq=seq))
-            assert len(await collect(sub, 1, within=5)) == 1
+            assert len(await collect(sub, 1, within=30)) == 1
             latencies.append(time.monotonic() - started)
-        assert max(latencies) < 1.0, latencies
+        # Woken, not polled: well inside the 60 s poll however loaded the machine (the speed
+        # itself is measured by loadtest/bench_events.py, not here).
+        assert max(latencies) < 30, latencies
 
         # A transaction that rolls back publishes nothing.
         async def rolled_back() -> None:
@@ -84,7 +86,7 @@ async def test_a_commit_wakes_the_relay(outbox_db: tuple[str, Table]) -> None:
         with pytest.raises(RuntimeError):
             await rolled_back()
         await write(db, writer, Ping(name="a", seq=20))
-        assert seqs(await collect(sub, 1, within=5)) == [("a", 20)]
+        assert seqs(await collect(sub, 1, within=30)) == [("a", 20)]
         assert await drain(sub, quiet=0.3) == []
     finally:
         await relay.stop()
@@ -118,7 +120,7 @@ async def test_a_new_relay_publishes_what_was_left(outbox_db: tuple[str, Table])
     sub = await bus.subscribe([TOPIC], group=None)
     relay.start()
     try:
-        records = await collect(sub, 5, within=5)
+        records = await collect(sub, 5, within=60)
     finally:
         await relay.stop()
         await sub.close()
@@ -153,7 +155,7 @@ async def test_the_relay_backs_off_and_retries_while_the_bus_is_down(
     try:
         for seq in range(30):  # commits go on while the bus is down
             await write(db, writer, Ping(name="k", seq=seq))
-        records = await collect(sub, 30, within=10)
+        records = await collect(sub, 30, within=60)
     finally:
         await relay.stop()
         await sub.close()

@@ -46,7 +46,7 @@ def repo_server(tmp_path: Path):  # type: ignore[no-untyped-def]
             return False
 
     try:
-        wait_until(ready, 30, "repo service")
+        wait_until(ready, 300, "repo service")
         # Something for the generated requests to find: a repo with a finished commit.
         httpx.post(f"{url}/v1/repos", json={"name": "seed"}).raise_for_status()
         httpx.post(f"{url}/v1/repos/seed/commits", json={}).raise_for_status()

@@ -66,7 +66,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], what: str) -> None:
         except httpx.HTTPError:
             return False
 
-    wait_until(ready, 60, what)
+    wait_until(ready, 300, what)
 
 
 @pytest.fixture(scope="session")

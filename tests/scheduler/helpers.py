@@ -31,7 +31,10 @@ markers = os.environ.get("MARKERS")
 if markers:
     with open(os.path.join(markers, src.name), "a") as f:
         f.write(os.environ["TUSK_DATUM"] + "\n")
-    pathlib.Path(markers, src.name + ".pid").write_text(str(os.getpid()))
+    # Renamed into place, so that a reader never finds it empty.
+    pid_file = pathlib.Path(markers, src.name + ".pid")
+    pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
+    pid_file.with_suffix(".tmp").rename(pid_file)
 data = src.read_text()
 print("processing", src.name, "for", os.environ["TUSK_JOB"])
 for word in data.split():
@@ -159,16 +162,32 @@ def executions(markers: Path) -> dict[str, int]:
     return {
         p.name: len(p.read_text().splitlines())
         for p in markers.iterdir()
-        if not p.name.endswith(".pid")
+        if not p.name.endswith((".pid", ".tmp"))
     }
 
 
-async def wait_until(condition: Any, within: float = 60.0, what: str = "condition") -> None:
+async def wait_until(condition: Any, within: float = 300.0, what: str = "condition") -> None:
     deadline = time.monotonic() + within
     while not await condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+def processes_of_job(job: str) -> list[int]:
+    """The live processes whose environment says they run for ``job`` (its commands)."""
+    found = []
+    marker = f"TUSK_JOB={job}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or not ours to read
+            continue
+        if marker in environ.split(b"\0") and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def pid_alive(pid: int) -> bool:

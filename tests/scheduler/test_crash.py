@@ -95,7 +95,7 @@ async def test_a_scheduler_killed_mid_job_resumes_it_and_runs_every_datum_once(
             async def some_done() -> bool:
                 return _job(url, created.job)["counts"]["processed"] >= 2
 
-            await wait_until(some_done, 60, "two datums to finish")
+            await wait_until(some_done, 300, "two datums to finish")
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
@@ -109,7 +109,7 @@ async def test_a_scheduler_killed_mid_job_resumes_it_and_runs_every_datum_once(
             async def workers_gone() -> bool:
                 return not any(pid_alive(pid) for pid in workers)
 
-            await wait_until(workers_gone, 60, "the orphaned workers to finish")
+            await wait_until(workers_gone, 300, "the orphaned workers to finish")
             assert sum(executions(markers).values()) == DATUMS
 
         second = _start_scheduler(data, repo_url, port)
@@ -121,7 +121,7 @@ async def test_a_scheduler_killed_mid_job_resumes_it_and_runs_every_datum_once(
                     metrics = httpx.get(f"{url}/metrics", timeout=5).text
                     return "tusk_scheduler_shards_adopted_total 2.0" in metrics
 
-                await wait_until(adopted, 60, "the restarted scheduler to adopt both workers")
+                await wait_until(adopted, 300, "the restarted scheduler to adopt both workers")
                 gate.touch()
 
             async def finished() -> bool:
@@ -192,9 +192,9 @@ async def test_a_lost_worker_is_replaced_for_its_unfinished_datums(
         datums = (await scheduler.api.get(f"/v1/jobs/{created.job}/datums")).json()["items"]
         return any(d["inputs"][0]["path"] == "/g0.txt" and d["state"] == "success" for d in datums)
 
-    await wait_until(second_running, 60, "the second datum to start")
+    await wait_until(second_running, 300, "the second datum to start")
     # Results are written in batches: until then a finished datum counts as unfinished.
-    await wait_until(first_recorded, 60, "the first datum's result")
+    await wait_until(first_recorded, 300, "the first datum's result")
     # The worker dies; the command it was running (in a session of its own) is left behind,
     # and must be stopped before the shard runs again.
     job = (await scheduler.api.get(f"/v1/jobs/{created.job}")).json()

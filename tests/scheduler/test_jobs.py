@@ -18,6 +18,7 @@ from tests.scheduler.helpers import (
     output_files,
     pid_alive,
     pipeline_spec,
+    processes_of_job,
     unique,
     wait_until,
 )
@@ -219,7 +220,9 @@ async def test_a_failing_datum_fails_the_job_and_marks_the_output_commit(
         if d["state"] == "failed"
     ]
     assert len(bad) == 1
-    assert bad[0]["error"] == "exit code 3"
+    assert bad[0]["error"] == (
+        "exit code 3; stderr ends:\nrefusing input bad.txt because it says FAIL"
+    )
     assert bad[0]["attempts"] == 2
     log = (await scheduler.api.get(f"/v1/jobs/{created.job}/datums/{bad[0]['datum']}/logs")).json()
     assert "refusing input bad.txt because it says FAIL" in log["log"]
@@ -271,7 +274,7 @@ async def test_cancel_kills_the_workers(
     async def both_running() -> bool:
         return all((markers / f"slow{i}.txt.pid").exists() for i in (1, 2))
 
-    await wait_until(both_running, 60, "both datums to start")
+    await wait_until(both_running, 300, "both datums to start")
     commands = [int((markers / f"slow{i}.txt.pid").read_text()) for i in (1, 2)]
     job = (await scheduler.api.get(f"/v1/jobs/{created.job}")).json()
     workers = [int(s["handle"]) for s in job["shards"]]
@@ -383,16 +386,19 @@ async def test_unknown_jobs_and_datums_answer_404(scheduler: Scheduler) -> None:
 async def test_job_timeout_fails_the_job_and_stops_its_workers(
     scheduler: Scheduler, repos: RepoClient, markers: Path
 ) -> None:
-    source, pipeline, commit, global_id = await _setup(repos, {"/a.txt": b"SLEEP=60"})
-    spec = pipeline_spec(pipeline, source, markers=markers, job_timeout="2s", datum_timeout="1m")
+    source, pipeline, commit, global_id = await _setup(repos, {"/a.txt": b"SLEEP=600"})
+    spec = pipeline_spec(pipeline, source, markers=markers, job_timeout="5s", datum_timeout="1h")
     created = job_created(spec, source, commit, global_id)
     await scheduler.send(created)
 
-    failed = await scheduler.events.wait_for(created.job, "failed", within=60)
+    failed = await scheduler.events.wait_for(created.job, "failed", within=300)
     assert failed["killed"] is False
-    assert failed["reason"] == "the job timed out (job_timeout 2s)"
-    command = int((markers / "a.txt.pid").read_text())
-    assert not pid_alive(command)
+    assert failed["reason"] == "the job timed out (job_timeout 5s)"
+    # On a loaded machine the command may not have started within 5 s: whether it ran or not,
+    # nothing of the job may be left running.
+    assert processes_of_job(created.job) == []
+    if (markers / "a.txt.pid").exists():
+        assert not pid_alive(int((markers / "a.txt.pid").read_text()))
     assert (await repos.inspect_commit(pipeline, failed["output_commit"])).error
 
 

@@ -74,7 +74,7 @@ def test_uvicorn_factory_logs_json_lines(tmp_path: Path) -> None:
     )
     try:
         # The lifespan logs "repo service ready" before the port opens.
-        wait_until(lambda: port_open("127.0.0.1", port), 60, "the repo service")
+        wait_until(lambda: port_open("127.0.0.1", port), 300, "the repo service")
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=20)

@@ -50,7 +50,7 @@ def repo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             return False
 
     try:
-        wait_until(ready, 60, "repo service")
+        wait_until(ready, 300, "repo service")  # a bound for a hang, loaded machines included
         yield url
     finally:
         process.terminate()

@@ -78,6 +78,24 @@ async def test_command_failures_say_why() -> None:
     assert failure.startswith("cannot start '/no/such/program'")
 
 
+async def test_a_failure_quotes_the_end_of_stderr_only() -> None:
+    script = (
+        "import sys\n"
+        "print('progress on stdout')\n"
+        "for i in range(20): print(f'warning {i}', file=sys.stderr)\n"
+        "print('fatal: the input has no header', file=sys.stderr)\n"
+        "sys.exit(2)\n"
+    )
+    failure, output = await run([PY, "-c", script])
+    assert failure == (
+        "exit code 2; stderr ends:\n"
+        "warning 16\nwarning 17\nwarning 18\nwarning 19\nfatal: the input has no header"
+    )
+    # Both streams are in the log.
+    assert b"progress on stdout" in output
+    assert b"warning 0" in output
+
+
 async def test_timeout_stops_a_command_that_ignores_sigterm() -> None:
     script = "trap '' TERM; echo ready; sleep 30"
     started = time.monotonic()

@@ -18,7 +18,7 @@ WORKER = [str(Path(sys.executable).parent / "tusk-worker")]
 
 def standby(stdin: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [*WORKER, "--standby"], input=stdin, capture_output=True, timeout=60, check=False
+        [*WORKER, "--standby"], input=stdin, capture_output=True, timeout=300, check=False
     )
 
 

@@ -156,7 +156,9 @@ async def test_failing_datum_is_retried_and_recorded(
 
     assert code == 1, stderr
     bad = await job.result("bad")
-    assert (bad.state, bad.attempts, bad.error, bad.outputs) == ("failed", 3, "exit code 3", ())
+    # The reason quotes the end of the command's stderr.
+    assert (bad.state, bad.attempts, bad.outputs) == ("failed", 3, ())
+    assert bad.error == "exit code 3; stderr ends:\nboom, no good"
     log = await job.log("bad")
     assert log.count("boom, no good") == 3
     for attempt in (1, 2, 3):

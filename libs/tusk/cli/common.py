@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tusk.client import RepoClient
 from tusk.client.config import ClientSettings
@@ -134,16 +135,40 @@ def print_json(data: BaseModel | Iterable[BaseModel]) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-WRAPPING_COLUMNS = frozenset({"DESCRIPTION", "BRANCHES", ""})
+WRAPPING_COLUMNS = frozenset(
+    {"DESCRIPTION", "BRANCHES", "REASON", "ERROR", "LAST ERROR", "INPUTS", ""}
+)
+"""Free text: wrapped to fit the terminal. Every other column (ids, names, states) is printed
+whole, however narrow the terminal."""
+MIN_FREE_TEXT = 12
 
 
 def show(renderable: Table) -> None:
-    """Print a table to stdout; piped, without the padding at line ends."""
+    """Print a table to stdout; piped, without the padding at line ends.
+
+    Identifiers and states keep their full width; free-text columns share what is left (at
+    least ``MIN_FREE_TEXT`` each), and a table that still does not fit is printed wider than
+    the terminal (its lines wrap) rather than cut.
+    """
+    fixed = 0
+    free = 0
+    for column in renderable.columns:
+        if column.no_wrap:
+            widest = max(
+                (Text.from_markup(c).cell_len if isinstance(c, str) else 0 for c in column.cells),
+                default=0,
+            )
+            column.min_width = max(column.min_width or 0, widest, len(str(column.header)))
+            fixed += column.min_width
+        else:
+            free += MIN_FREE_TEXT
+    needed = fixed + free + 2 * max(0, len(renderable.columns) - 1)
+    width = max(stdout.width, needed)
     if stdout.is_terminal:
-        stdout.print(renderable)
+        stdout.print(renderable, width=width)
         return
     with stdout.capture() as captured:
-        stdout.print(renderable)
+        stdout.print(renderable, width=width)
     typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
@@ -151,11 +176,8 @@ def table(*columns: str) -> Table:
     """A borderless table; only free-text columns wrap, so ids and paths stay whole."""
     grid = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     for column in columns:
-        grid.add_column(
-            column,
-            no_wrap=column not in WRAPPING_COLUMNS,
-            min_width=32 if column in ("ID", "COMMIT", "HEAD") else None,  # ids are copied whole
-        )
+        wraps = column in WRAPPING_COLUMNS
+        grid.add_column(column, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
     return grid
 
 

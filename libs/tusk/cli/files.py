@@ -21,7 +21,13 @@ from tusk.cli.common import (
     table,
     when,
 )
-from tusk.cli.writing import left_open_hint, writable_commit
+from tusk.cli.writing import (
+    DEFAULT_WAIT,
+    CommitOption,
+    WaitOption,
+    left_open_hint,
+    writable_commit,
+)
 from tusk.client import FileInfo
 from tusk.errors import InvalidArgument
 from tusk.paths import parse_address, parse_ref
@@ -188,19 +194,27 @@ def rm(
             help="The file or directory to delete, on a branch or an open commit's id.",
         ),
     ],
+    commit: CommitOption = None,
+    wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
     """Delete a file, or a directory with everything below it.
 
-    Like put, it writes into the branch's open commit, or opens and finishes one.
+    Like put, it opens a commit of its own and finishes it, or writes into the open commit
+    given with `--commit` and leaves it open.
     """
 
     async def main() -> None:
         parsed = parse_address(address)
         if not parsed.path or parsed.path == "/":
             raise InvalidArgument("rm needs a path below the root: REPO@BRANCH:/PATH")
+        async with connect() as client:
+            # A missing path is the user's mistake: say so before any commit is opened.
+            await client.stat(parsed.repo, commit or ref_of(parsed), parsed.path)
         async with (
             connect() as client,
-            writable_commit(client, parsed, f"tusk rm {address}") as target,
+            writable_commit(
+                client, parsed, f"tusk rm {address}", join=commit, wait=wait
+            ) as target,
         ):
             await client.delete_file(target.repo, target.commit, parsed.path)
             note(f"deleted {escape(parsed.path)} in {escape(target.where)}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from tusk import __version__
 from tusk.cli import (
     branches,
     commits,
@@ -44,6 +47,28 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tusk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version of tusk and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Versioned data repos and pipelines."""
+
 
 app.add_typer(repos.app, name="repo", rich_help_panel="Metadata")
 app.add_typer(branches.app, name="branch", rich_help_panel="Metadata")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tusk.cli import jobwait
 from tusk.cli.common import (
     JsonOption,
     connect,
@@ -35,8 +34,7 @@ from tusk.cli.specs import (
     read_specs,
 )
 from tusk.client.models import CommitInfo, CommitRef, JobInfo
-from tusk.client.pipelines import TriggerClient
-from tusk.errors import InvalidArgument
+from tusk.errors import InvalidArgument, TuskError
 from tusk.paths import parse_address
 
 pipeline_app = typer.Typer(
@@ -102,8 +100,30 @@ def create_pipeline(
                     f"{escape(info.output_repo)}"
                 )
                 _warn(info.warnings)
+                note(await where_commands_run(info.spec))
 
     run(main())
+
+
+async def where_commands_run(spec: dict[str, object]) -> str:
+    """Where the scheduler runs the pipeline's command, so that relative paths in ``cmd`` are
+    understood (they resolve in the local runner's directory, or in the image)."""
+    transform = spec.get("transform")
+    image = transform.get("image") if isinstance(transform, dict) else None
+    try:
+        async with connect_scheduler() as scheduler:
+            runner = await scheduler.runner()
+    except TuskError as e:
+        return f"[yellow]could not ask the scheduler where commands run: {escape(e.message)}[/]"
+    if runner.get("kind") == "kubernetes":
+        return (
+            f"its command runs in pods of image {escape(str(image or 'the default worker image'))} "
+            f"in namespace {escape(str(runner.get('namespace')))}"
+        )
+    return (
+        f"its command runs in {escape(str(runner.get('code_dir')))} on the scheduler's machine "
+        "(relative paths in cmd resolve there; TUSK_SCHEDULER_CODE_DIR changes it)"
+    )
 
 
 @pipeline_app.command("update")
@@ -350,63 +370,17 @@ def wait_job(
 ) -> None:
     """Wait for a job to end, showing datums done / total; exit 1 unless it succeeded.
 
+    With --pipeline and --global-id it first waits for the job that change makes, and stops
+    at once (exit 1, saying why) when that job cannot come: the pipeline does not exist, the
+    change is not upstream of it, the pipeline was created after it, or an upstream job failed.
+
     Example: `tusk job wait -p train -g $(tusk commit inspect raw@master --json | jq -r .id)`
     """
     if (job is None) == (pipeline is None or global_id is None):
         raise typer.BadParameter("give a JOB, or both --pipeline and --global-id")
-    info = run(_wait(job, pipeline, global_id, timeout))
+    info = run(jobwait.wait(job, pipeline, global_id, timeout))
     if info.state != "success":
         raise typer.Exit(1)
-
-
-async def _find_job(client: TriggerClient, pipeline: str, global_id: str, deadline: float) -> str:
-    loop = asyncio.get_running_loop()
-    while True:
-        async for candidate in client.list_jobs(pipeline=pipeline):
-            if candidate.global_id == global_id:
-                return candidate.id
-        if loop.time() >= deadline:
-            raise InvalidArgument(f"no job of {pipeline} for change {global_id} appeared in time")
-        await asyncio.sleep(0.2)
-
-
-async def _wait(
-    job: str | None, pipeline: str | None, global_id: str | None, seconds: float
-) -> JobInfo:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    async with connect_trigger() as client:
-        if job is None:
-            assert pipeline is not None
-            assert global_id is not None
-            job = await _find_job(client, pipeline, global_id, deadline)
-        info = await client.inspect_job(job)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=stderr,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"job {job[:8]} {info.state}", total=info.counts.total or None)
-            while not info.ended and loop.time() < deadline:
-                info = await client.wait_job(
-                    job, seconds=min(2.0, max(0.0, deadline - loop.time()))
-                )
-                progress.update(
-                    task,
-                    description=f"job {job[:8]} {info.state}",
-                    total=info.counts.total or None,
-                    completed=info.counts.done,
-                )
-    note(
-        f"job {info.id} {info.state}"
-        + (f": {escape(info.reason)}" if info.reason else "")
-        + f" ({info.counts.processed} processed, {info.counts.skipped} skipped, "
-        f"{info.counts.failed} failed)"
-    )
-    return info
 
 
 @job_app.command("logs")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from tusk.cli.common import JsonOption, connect, note, print_json, run, show, size, table, when
+from tusk.errors import Conflict, InvalidArgument
 from tusk.paths import validate_name
 
 app = typer.Typer(
@@ -111,12 +113,40 @@ def delete(
             help="Delete even if commits of other repos name it in their provenance.",
         ),
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts)."),
+    ] = False,
 ) -> None:
-    """Delete a repo with all its branches and commits. This cannot be undone."""
+    """Delete a repo with all its branches and commits. This cannot be undone: it asks first
+    unless given --yes.
+    """
 
     async def main() -> None:
+        name = _repo(repo)
         async with connect() as client:
-            await client.delete_repo(_repo(repo), force=force)
+            info = await client.inspect_repo(name)
+            if not yes:
+                confirm_deletion(info.name, info.commit_count)
+            try:
+                await client.delete_repo(name, force=force)
+            except Conflict as e:
+                dependents = e.details.get("dependents")
+                if not dependents:
+                    raise
+                raise Conflict(
+                    f"commits in {', '.join(dependents)} were derived from repo {name}; "
+                    "delete those first, or delete it anyway with --force"
+                ) from None
         note(f"deleted repo [bold]{escape(repo)}[/]")
 
     run(main())
+
+
+def confirm_deletion(name: str, commits: int) -> None:
+    """Ask at a terminal; refuse elsewhere, since nobody can answer."""
+    what = f"repo {name} and its {commits} commit{'' if commits == 1 else 's'}"
+    if not sys.stdin.isatty():
+        raise InvalidArgument(f"not deleting {what} without confirmation: pass --yes")
+    if not typer.confirm(f"Delete {what}? This cannot be undone", default=False):
+        raise InvalidArgument("nothing deleted")

@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Annotated
@@ -32,7 +32,14 @@ from rich.progress import (
 
 from tusk.cli.common import ADDRESS_HELP, connect, note, run, size, stderr
 from tusk.cli.download import get_tree
-from tusk.cli.writing import Target, left_open_hint, writable_commit
+from tusk.cli.writing import (
+    DEFAULT_WAIT,
+    CommitOption,
+    Target,
+    WaitOption,
+    left_open_hint,
+    writable_commit,
+)
 from tusk.client import FileInfo, RepoClient
 from tusk.concurrency import bounded
 from tusk.errors import InvalidArgument
@@ -151,12 +158,16 @@ def put(
             show_default=False,
         ),
     ] = None,
+    commit: CommitOption = None,
+    wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
     """Upload a file or a directory tree into a commit.
 
-    When the branch has an open commit, the files go into it and it stays open. Otherwise a
-    commit is opened, and finished when everything is uploaded (or abandoned on failure), so
-    that the upload is all or nothing.
+    The upload opens a commit of its own on the branch and finishes it when everything is
+    uploaded (or abandons it on failure), so that it is all or nothing. Uploads to one branch
+    at once land one after the other: each waits for the previous one's commit to be finished.
+    To group several puts into one commit, open it with `tusk commit start` and pass its id
+    with `--commit`; it stays open until you finish it.
 
     Examples:
 
@@ -164,15 +175,32 @@ def put(
 
     `tusk put raw@master:/images -r -f ./images`
     """
-    run(_put(address, file, recursive=recursive, parallel=parallel, admin_override=admin_override))
+    run(_put(
+        address, file, recursive=recursive, parallel=parallel, join=commit, wait=wait,
+        admin_override=admin_override,
+    ))
 
 
 async def _put(
-    text: str, local: str, *, recursive: bool, parallel: int, admin_override: str | None = None
+    text: str,
+    local: str,
+    *,
+    recursive: bool,
+    parallel: int,
+    join: str | None = None,
+    wait: float = DEFAULT_WAIT,
+    admin_override: str | None = None,
 ) -> None:
     address = parse_address(text)
+    into = functools.partial(
+        writable_commit,
+        description=f"tusk put {text}",
+        join=join,
+        wait=wait,
+        admin_override=admin_override,
+    )
     if local == STDIN:
-        await _put_stdin(text, address, admin_override)
+        await _put_stdin(text, address, into)
         return
     source = Path(local)
     info = await anyio.Path(source).stat()
@@ -188,10 +216,7 @@ async def _put(
         remote = _file_destination(text, address, source.name, into=recursive)
         files = [LocalFile(source, remote, info.st_size)]
     total = sum(f.size for f in files)
-    async with (
-        connect() as client,
-        writable_commit(client, address, f"tusk put {text}", admin_override) as target,
-    ):
+    async with connect() as client, into(client, address) as target:
         with Meter("uploading", total, len(files)) as meter:
             await bounded(_upload_jobs(client, target, files, meter), parallel)
         plural = "" if len(files) == 1 else "s"
@@ -200,7 +225,11 @@ async def _put(
             note(left_open_hint(target))
 
 
-async def _put_stdin(text: str, address: Address, admin_override: str | None) -> None:
+async def _put_stdin(
+    text: str,
+    address: Address,
+    into: Callable[[RepoClient, Address], AbstractAsyncContextManager[Target]],
+) -> None:
     if address.path in (None, "/") or text.endswith("/"):
         raise InvalidArgument("reading stdin (-f -) needs a file path: REPO@BRANCH:/PATH")
     assert address.path is not None
@@ -209,10 +238,7 @@ async def _put_stdin(text: str, address: Address, admin_override: str | None) ->
         while piece := await asyncio.to_thread(sys.stdin.buffer.read, 1 << 20):
             yield piece
 
-    async with (
-        connect() as client,
-        writable_commit(client, address, f"tusk put {text}", admin_override) as target,
-    ):
+    async with connect() as client, into(client, address) as target:
         result = await client.put_file(target.repo, target.commit, address.path, pieces())
         note(f"put {size(result.files[0].size_bytes)} from stdin into {escape(target.where)}")
         if not target.owned:

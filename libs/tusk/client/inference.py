@@ -16,7 +16,7 @@ Parameters = dict[str, str | int | float | bool]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)  # see ApiModel
 
 
 class TensorMetadata(_Model):

@@ -15,7 +15,8 @@ T = TypeVar("T")
 
 
 class ApiModel(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built at first use: a command uses a few of these, and `tusk` starts on every call.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class RepoInfo(ApiModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from tusk.client.http import ServiceClient, params, seg
 from tusk.client.models import DatumInfo, DatumLog, JobInfo, Page, PipelineInfo
@@ -106,6 +107,11 @@ class SchedulerClient(ServiceClient):
 
     async def job_logs(self, job: str) -> list[DatumLog]:
         return self._parse_list(DatumLog, await self._request("GET", f"/v1/jobs/{seg(job)}/logs"))
+
+    async def runner(self) -> dict[str, Any]:
+        """How the scheduler runs commands: ``kind``, and ``code_dir`` or ``namespace``."""
+        body: dict[str, Any] = (await self._request("GET", "/v1/runner")).json()
+        return body
 
     async def datum_logs(self, job: str, datum: str) -> DatumLog:
         response = await self._request("GET", f"/v1/jobs/{seg(job)}/datums/{seg(datum)}/logs")

@@ -9,9 +9,10 @@ One consumer group per service. For each record, in order:
   table and the handler runs: a redelivered event finds its id there and is skipped, so a
   handler whose effects are SQL has them exactly once. (Effects outside the database must be
   idempotent by a natural key.)
-- a handler that raises ``Unavailable`` or a connection error is retried with exponential backoff,
-  as long as it takes: later events of the partition wait, so order holds. Any other exception
-  is a poison event: it goes to the dead-letter topic and the consumer goes on.
+- a handler that raises ``Unavailable`` or a connection error (``tusk.transient``: including a
+  database that is restarting) is retried with exponential backoff, as long as it takes:
+  later events of the partition wait, so order holds. Any other exception is a poison event:
+  it goes to the dead-letter topic and the consumer goes on.
 
 Offsets are committed after each fetched batch has been handled (in the background, while the
 next batch is handled); a crash before the commit redelivers the batch, and the
@@ -35,6 +36,7 @@ from tusk.errors import InvalidArgument, Unavailable
 from tusk.events.bus import EventBus, Record, Subscription, decode
 from tusk.events.envelope import Envelope, EventData
 from tusk.events.types import DLQ_TOPIC
+from tusk.transient import is_transient
 
 log = structlog.get_logger()
 
@@ -187,7 +189,12 @@ class EventConsumer:
                 try:
                     await self._apply(envelope, data)
                     return True
-                except TRANSIENT_ERRORS as e:
+                except Exception as e:
+                    if not is_transient(e):
+                        log.exception(
+                            "consumer: handler failed on a poison event", group=self.group
+                        )
+                        return await self._dead_letter(record, f"handler failed: {e!r}")
                     if self._stopped.is_set():
                         return False
                     log.warning(
@@ -197,9 +204,6 @@ class EventConsumer:
                         retry_in=backoff,
                     )
                     backoff = await self._backoff(backoff)
-                except Exception as e:
-                    log.exception("consumer: handler failed on a poison event", group=self.group)
-                    return await self._dead_letter(record, f"handler failed: {e!r}")
 
     async def _apply(self, envelope: Envelope, data: EventData) -> None:
         async with self.db.session() as session:

@@ -9,11 +9,19 @@ Connecting is lazy, so that a service starts (and keeps writing its outbox) whil
 is down; the first publish or subscribe connects and creates the topics.
 
 A publish that is not acknowledged within ``publish_timeout`` fails with ``Unavailable`` and
-the producer is dropped (a new one connects on the next publish). aiokafka's producer retries a
-partition without a leader in a tight loop, so one left waiting for a broker that is down burns
-a CPU; dropping it bounds that to its ``request_timeout_ms``. The records it still held may be
-delivered late: duplicates, which consumers drop by event id, and never out of order, since the
-relay publishes again from the oldest unmarked row.
+the producer is dropped (a new one connects on the next publish). Connecting is bounded by the
+same timeout: aiokafka's ``start()`` of an idempotent producer asks the broker for a producer
+id and retries that forever, so against a broker that is up but not yet serving (just
+restarted, or starved of CPU) it never returns, and the caller (the outbox relay, holding its
+lock and its transaction) hung with it instead of backing off and trying again.
+
+aiokafka's producer retries a partition without a leader in a tight loop, and a partition
+whose leader it still believes in (a broker that went away) every 100 ms for as long as the
+broker is down. So a dropped producer's unsent records are failed at once and it is closed,
+rather than left retrying them in the background (each such producer takes CPU from a machine
+that is already struggling). Nothing is lost: the relay publishes again from the oldest
+unmarked row (records already on the wire may arrive twice, which consumers drop by event id,
+and never out of order).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
+    KafkaConnectionError,
     KafkaError,
     MessageSizeTooLargeError,
     RecordTooLargeError,
@@ -91,9 +100,10 @@ class KafkaBus:
                     request_timeout_ms=self.request_timeout_ms,
                 )
                 try:
-                    await producer.start()
-                except (KafkaError, OSError) as e:
-                    await producer.stop()
+                    async with asyncio.timeout(self.publish_timeout):
+                        await producer.start()
+                except (KafkaError, OSError, TimeoutError) as e:
+                    self._drop(producer)
                     raise _translate(e, "connecting the producer") from e
                 self._producer = producer
 
@@ -155,6 +165,8 @@ class KafkaBus:
     def _drop(self, producer: AIOKafkaProducer) -> None:
         if self._producer is producer:
             self._producer = None
+        # Fail what it still holds, so that stop() does not wait for a delivery (see above).
+        producer._message_accumulator.fail_all(KafkaConnectionError("producer dropped"))
         task = asyncio.create_task(producer.stop())
         self._dropped.add(task)
         task.add_done_callback(self._dropped.discard)
@@ -190,7 +202,7 @@ class KafkaBus:
             producer, self._producer = self._producer, None
             await producer.stop()
         if self._dropped:
-            await asyncio.wait(self._dropped)
+            await asyncio.wait(self._dropped, timeout=self.publish_timeout)
 
 
 class _KafkaSubscription:

@@ -154,6 +154,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = self.min_backoff
+        failures = 0
         try:
             parked = await self.count_parked()
         except Exception as e:  # the database may be down at start: the count is cosmetic
@@ -170,6 +171,7 @@ class OutboxRelay:
             try:
                 await self.publish_pending()
             except Exception as e:  # the relay must outlive any failure; the rows stay pending
+                failures += 1
                 delay = backoff * random.uniform(0.8, 1.2)
                 log.warning(
                     "outbox relay: publishing failed, retrying",
@@ -181,6 +183,9 @@ class OutboxRelay:
                 # Commits do not cut a backoff short (they keep coming while the broker is down).
                 await wait_event(self._stopped, delay)
                 continue
+            if failures:
+                log.info("outbox relay: publishing again", table=self.table.name, after=failures)
+                failures = 0
             backoff = self.min_backoff
             if not await wait_event(self._wakeup, self.poll_interval):
                 await self._prune_quietly()  # housekeeping when idle for a whole interval

@@ -161,6 +161,8 @@ class JobSucceeded(_JobEvent):
     output_commit: str
     counts: DatumCounts
     finished_at: datetime
+    warning: str | None = None
+    """Something the user should look at although nothing failed (say, no datums at all)."""
 
 
 @register

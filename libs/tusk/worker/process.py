@@ -18,6 +18,10 @@ from dataclasses import dataclass
 LOG_LIMIT = 1 << 20
 """How much of a datum's output is kept: the last MiB."""
 READ_SIZE = 64 * 1024
+STDERR_TAIL_LINES = 5
+STDERR_TAIL_CHARS = 800
+"""How much of the end of a failed command's stderr its failure reason quotes."""
+STDERR_QUOTE = "; stderr ends:\n"
 DRAIN_TIMEOUT = 2.0
 """How long to wait for the output pipe to close once the command's process group is gone
 (a process that left the group may hold it open)."""
@@ -84,7 +88,9 @@ async def run_command(
     except OSError as e:
         return CommandResult(f"cannot start {cmd[0]!r}: {e.strerror or e}", 0.0)
     assert process.stdout is not None
-    reader = asyncio.create_task(_pump(process.stdout, log))
+    assert process.stderr is not None
+    stderr_tail = bytearray()
+    reader = asyncio.create_task(_pump_both(process.stdout, process.stderr, log, stderr_tail))
     feeder = None
     if process.stdin is not None:
         # Pachyderm's convention: the lines, newline-terminated (often a script for a shell).
@@ -108,8 +114,21 @@ async def run_command(
     if code == 0:
         return CommandResult(None, duration)
     if code is not None and code < 0:
-        return CommandResult(f"killed by signal {signal.Signals(-code).name}", duration)
-    return CommandResult(f"exit code {code}", duration, exit_code=code)
+        reason, exit_code = f"killed by signal {signal.Signals(-code).name}", None
+    else:
+        reason, exit_code = f"exit code {code}", code
+    return CommandResult(reason + quote_tail(bytes(stderr_tail)), duration, exit_code=exit_code)
+
+
+def quote_tail(stderr: bytes) -> str:
+    """``; stderr ends: …`` with the last lines the command wrote to stderr, or nothing."""
+    lines = stderr.decode(errors="replace").rstrip().splitlines()[-STDERR_TAIL_LINES:]
+    text = "\n".join(line.rstrip() for line in lines).strip()
+    if not text:
+        return ""
+    if len(text) > STDERR_TAIL_CHARS:
+        text = "…" + text[-STDERR_TAIL_CHARS:]
+    return f"{STDERR_QUOTE}{text}"
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -136,16 +155,29 @@ async def _start(
         *cmd,
         stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
         env=dict(env),
         start_new_session=True,
     )
     return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
 
 
-async def _pump(stream: asyncio.StreamReader, log: DatumLog) -> None:
+async def _pump(
+    stream: asyncio.StreamReader, log: DatumLog, tail: bytearray | None = None
+) -> None:
     while piece := await stream.read(READ_SIZE):
         log.write(piece)
+        if tail is not None:
+            tail += piece
+            del tail[: max(0, len(tail) - 2 * STDERR_TAIL_CHARS)]
+
+
+async def _pump_both(
+    stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, log: DatumLog, tail: bytearray
+) -> None:
+    """Both streams into the one log, in the order they are read (stderr is also kept apart,
+    for the failure reason)."""
+    await asyncio.gather(_pump(stdout, log), _pump(stderr, log, tail))
 
 
 async def _feed(stream: asyncio.StreamWriter, text: str) -> None:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from tusk.client import RepoClient
 from tusk.errors import InvalidArgument, NotFound
-from tusk.worker.process import CommandResult, DatumLog, run_command
+from tusk.worker.process import STDERR_QUOTE, CommandResult, DatumLog, run_command
 from tusk.worker.protocol import (
     DatumInputSpec,
     DatumResult,
@@ -291,7 +291,9 @@ class _ShardRunner:
                         "outputs) ==="
                     )
                     break
-                log.line(f"=== tusk: attempt {attempt} failed: {failure} ({took}) ===")
+                # The stderr a failure quotes is just above in the log: not twice.
+                why = failure.partition(STDERR_QUOTE)[0]
+                log.line(f"=== tusk: attempt {attempt} failed: {why} ({took}) ===")
             recovered = failure is not None and await self._recover(datum, root, log, failure)
         log_bytes = log.getvalue()
         state = "success" if failure is None else "recovered" if recovered else "failed"

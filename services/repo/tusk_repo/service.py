@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tusk import shortid
 from tusk.db import insert_for, insert_if_absent
 from tusk.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tusk.events.outbox import OutboxWriter
@@ -39,6 +40,8 @@ from tusk_repo.schemas import (
 )
 from tusk_repo.store import TreeStore
 from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow, TagRow
+
+COMMIT_ID_LENGTH = 32
 
 OPEN = "open"
 FINISHED = "finished"
@@ -147,7 +150,7 @@ class RepoService:
         if dependents and not force:
             raise Conflict(
                 f"repo {name!r} is in the provenance of commits in {', '.join(sorted(dependents))};"
-                " delete those first or pass force",
+                " delete those first, or force it (`tusk repo delete --force`, `?force=true`)",
                 dependents=sorted(dependents),
             )
         await session.delete(repo)
@@ -243,6 +246,23 @@ class RepoService:
             raise NotFound(f"commit {cid} not found in repo {repo.name!r}")
         return commit
 
+    async def _commit_by_prefix(
+        self, session: AsyncSession, repo: RepoRow, ref: str
+    ) -> CommitRow | None:
+        """The commit a short id names, when ``ref`` is a hex prefix and no branch is called so
+        (a branch of that name wins, as git's do)."""
+        if not shortid.is_prefix(ref, COMMIT_ID_LENGTH):
+            return None
+        branch = await session.scalar(
+            select(BranchRow.name).where(BranchRow.repo_id == repo.id, BranchRow.name == ref)
+        )
+        if branch is not None:
+            return None
+        found = await shortid.expand(
+            session, CommitRow.id, ref, CommitRow.repo_id == repo.id, kind="commit"
+        )
+        return None if found is None else await self._commit_by_id(session, repo, found)
+
     async def _open_commit_on(
         self, session: AsyncSession, repo: RepoRow, branch: str
     ) -> CommitRow | None:
@@ -258,7 +278,10 @@ class RepoService:
         """The commit a ref names: a commit id, or a branch's head (its last finished commit),
         then ``ancestry`` generations back."""
         ref = parse_ref(ref_text) if isinstance(ref_text, str) else ref_text
-        if ref.is_commit_id:
+        short = await self._commit_by_prefix(session, repo, ref.base)
+        if short is not None:
+            commit = short
+        elif ref.is_commit_id:
             commit = await self._commit_by_id(session, repo, ref.base)
         elif (tagged := await self._tagged(session, repo, ref.base)) is not None:
             commit = await self._commit_by_id(session, repo, tagged)
@@ -300,7 +323,10 @@ class RepoService:
         if ref.ancestry:
             raise InvalidArgument(f"cannot write to {ref_text!r}: an ancestor is always finished")
         query = select(CommitRow).where(CommitRow.repo_id == repo.id)
-        if ref.is_commit_id:
+        short = await self._commit_by_prefix(session, repo, ref.base)
+        if short is not None:
+            query = query.where(CommitRow.id == short.id)
+        elif ref.is_commit_id:
             query = query.where(CommitRow.id == ref.base)
         else:
             await self.get_branch(session, repo, ref.base)

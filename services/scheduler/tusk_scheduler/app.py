@@ -23,6 +23,7 @@ from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
 from tusk_scheduler import store
 from tusk_scheduler.api import jobs
+from tusk_scheduler.api import runner as runner_api
 from tusk_scheduler.api.deps import ContextDep
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.context import Context, build_context
@@ -89,6 +90,7 @@ def create_app(
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(jobs.router, prefix="/v1")
+    app.include_router(runner_api.router, prefix="/v1")
     return app
 
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tusk import shortid
 from tusk.db import insert_for
 from tusk.errors import NotFound
 from tusk.events.types import DatumCounts
@@ -22,6 +23,8 @@ from tusk_scheduler.tables import (
     ShardRow,
 )
 
+JOB_ID_LENGTH = 32
+DATUM_ID_LENGTH = 64
 _IN_CHUNK = 1000  # ids per IN (...) list: well below every dialect's bound-parameter limit
 
 
@@ -34,6 +37,9 @@ class ActiveJob:
 
 
 async def get_job(session: AsyncSession, job: str) -> JobRow:
+    """A job by id or unique prefix (``shortid``)."""
+    if shortid.is_prefix(job, JOB_ID_LENGTH):
+        job = await shortid.expand(session, JobRow.id, job, kind="job") or job
     row = await session.scalar(select(JobRow).where(JobRow.id == job))
     if row is None:
         raise NotFound(f"job {job} not found (the scheduler knows the jobs it was given)")
@@ -107,6 +113,12 @@ async def datum_page(
 
 
 async def get_datum(session: AsyncSession, job: str, datum: str) -> DatumRow:
+    """A job's datum by id or unique prefix (the CLI shows 16 characters)."""
+    if shortid.is_prefix(datum, DATUM_ID_LENGTH):
+        datum = (
+            await shortid.expand(session, DatumRow.datum, datum, DatumRow.job == job, kind="datum")
+            or datum
+        )
     row = await session.get(DatumRow, (job, datum))
     if row is None:
         raise NotFound(f"datum {datum} not found in job {job}")

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 from tusk.client.config import DEFAULT_REPO_URL
 from tusk.errors import TuskError, Unavailable
 from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.feed import event_feed_router
 from tusk_console.app import create_app as create_console_app
 from tusk_console.config import ConsoleSettings
 from tusk_console.context import build_context as build_console_context
@@ -103,8 +104,11 @@ async def run_embedded(
             # One bus for every service: the in-process MemoryBus, or Kafka when configured.
             bus = await stack.enter_async_context(open_event_bus(repo))
             repo_context = await stack.enter_async_context(build_repo_context(repo, bus=bus))
+            repo_app = create_repo_app(context=repo_context)
+            # Another process cannot read the in-process bus: `tusk events tail` reads this.
+            repo_app.include_router(event_feed_router(bus), prefix="/v1")
             repo_listener = _listener(
-                "repo", create_repo_app(context=repo_context), repo.host, repo.port,
+                "repo", repo_app, repo.host, repo.port,
                 "TUSK_REPO_PORT", debug=repo.log_level.upper() == "DEBUG",
             )
             listeners.append(repo_listener)

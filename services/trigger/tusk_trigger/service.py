@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tusk import shortid
 from tusk.client.repo import RepoClient
 from tusk.db import Database, insert_if_absent
 from tusk.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
@@ -38,6 +39,8 @@ from tusk_trigger.cron import commit_tick
 from tusk_trigger.job_spec import check_job_spec_size, job_spec
 from tusk_trigger.schemas import TERMINAL_STATES, JobInfo, PipelineInfo
 from tusk_trigger.tables import CronRow, JobRow, PipelineRow, PipelineVersionRow
+
+JOB_ID_LENGTH = 32
 
 log = structlog.get_logger()
 
@@ -361,6 +364,7 @@ class TriggerService:
                 event.output_commit,
                 event.finished_at,
             )
+            job.reason = event.warning
         elif isinstance(event, JobFailed):
             job.state = "killed" if event.killed else "failure"
             job.reason, job.finished_at = event.reason, event.finished_at
@@ -410,6 +414,7 @@ class TriggerService:
     async def wait_job(self, job_id: str, seconds: float) -> JobInfo:
         """The job once it has ended, or as it is when ``seconds`` have passed."""
         job = await self.inspect_job(job_id)
+        job_id = job.id  # a short id is looked up once
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 while job.state not in TERMINAL_STATES:
@@ -524,6 +529,8 @@ class TriggerService:
         return list((await session.scalars(select(PipelineRow).order_by(PipelineRow.name))).all())
 
     async def _job(self, session: AsyncSession, job_id: str) -> JobRow:
+        if shortid.is_prefix(job_id, JOB_ID_LENGTH):
+            job_id = await shortid.expand(session, JobRow.id, job_id, kind="job") or job_id
         job = await session.get(JobRow, job_id)
         if job is None:
             raise NotFound(f"job {job_id!r} not found")

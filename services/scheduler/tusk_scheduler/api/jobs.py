@@ -26,7 +26,7 @@ async def inspect_job(job: JobId, ctx: ContextDep) -> JobInfo:
     """A job's execution: state, datum counts, output and meta commits, shards."""
     async with ctx.db.session(write=False) as session:
         row = await store.get_job(session, job)
-        shards = await store.shards_of(session, job)
+        shards = await store.shards_of(session, row.id)
     return _job_info(row, shards)
 
 
@@ -42,7 +42,7 @@ async def list_datums(
 ) -> DatumPage:
     """A job's datums by id, with state, attempts, inputs and outputs."""
     async with ctx.db.session(write=False) as session:
-        await store.get_job(session, job)
+        job = (await store.get_job(session, job)).id
         rows = await store.datum_page(session, job, state=state, after=cursor, limit=limit + 1)
     page = rows[:limit]
     return DatumPage(
@@ -54,6 +54,7 @@ async def list_datums(
 @router.get("/jobs/{job}/datums/{datum}", response_model=DatumInfo)
 async def inspect_datum(job: JobId, datum: DatumId, ctx: ContextDep) -> DatumInfo:
     async with ctx.db.session(write=False) as session:
+        job = (await store.get_job(session, job)).id
         return _datum_info(await store.get_datum(session, job, datum))
 
 
@@ -62,7 +63,7 @@ async def job_logs(job: JobId, ctx: ContextDep) -> list[DatumLog]:
     """The logs of every datum the job ran (skipped datums have none), by datum id."""
     async with ctx.db.session(write=False) as session:
         row = await store.get_job(session, job)
-        datums = await store.datums_of(session, job)
+        datums = await store.datums_of(session, row.id)
     limit = ctx.settings.log_tail_bytes
     return [_datum_log(row, d, limit) for d in datums if d.log_tail is not None]
 
@@ -71,7 +72,7 @@ async def job_logs(job: JobId, ctx: ContextDep) -> list[DatumLog]:
 async def datum_logs(job: JobId, datum: DatumId, ctx: ContextDep) -> DatumLog:
     async with ctx.db.session(write=False) as session:
         row = await store.get_job(session, job)
-        found = await store.get_datum(session, job, datum)
+        found = await store.get_datum(session, row.id, datum)
     return _datum_log(row, found, ctx.settings.log_tail_bytes)
 
 

@@ -692,22 +692,46 @@ class JobExecution:
             await self._reconcile_outputs(job, datums)
             await self._finish_commit(repo, job.meta_commit)
             await self._finish_commit(repo, job.output_commit)
+        warning = None if datums else await self._why_no_datums(job)
         counts = await self._end(
             job,
             datums,
             state=SUCCESS,
             expect=[FINISHING],
+            reason=warning,
             event=lambda counts, now: JobSucceeded(
                 job=job.id,
                 pipeline=job.pipeline,
                 output_commit=job.output_commit,
                 counts=counts,
                 finished_at=now,
+                warning=warning,
             ),
         )
-        if counts is not None:
+        if counts is not None and warning is not None:
+            self.log.warning("job succeeded without datums", reason=warning)
+        elif counts is not None:
             self.log.info("job succeeded", output_commit=job.output_commit, **counts.model_dump())
             await deps.runner.cleanup(job.id)
+
+    async def _why_no_datums(self, job: JobRow) -> str:
+        """A warning naming the globs that matched nothing, for a job that had no datums."""
+        commits = {i["name"]: i["commit"] for i in job.inputs}
+        empty = []
+        for pfs in _spec(job).resolved_input().pfs_inputs():
+            commit = commits.get(pfs.name)
+            if commit is None:
+                empty.append(f"input {pfs.name} has no commit yet")
+                continue
+            try:
+                matched = await self.deps.repos.glob(pfs.repo, commit, pfs.glob)
+            except TuskError as e:  # only a warning: say what is known
+                empty.append(f"input {pfs.name}: {e.message}")
+                continue
+            if not matched:
+                empty.append(f"glob {pfs.glob!r} of input {pfs.name} matched nothing in "
+                              f"{pfs.repo}@{commit}")
+        return "no datums: " + ("; ".join(empty) or "the inputs' combination is empty")
 
     async def _reconcile_outputs(self, job: JobRow, datums: Sequence[Any]) -> None:
         """Make the output commit hold exactly the recorded outputs: an attempt interrupted
@@ -780,7 +804,11 @@ class JobExecution:
             ),
         )
         if ended is not None:
-            self.log.info("job killed" if killed else "job failed", reason=reason)
+            # A failure is what an operator watching the logs must see; a kill was asked for.
+            if killed:
+                self.log.info("job killed", reason=reason)
+            else:
+                self.log.warning("job failed", reason=reason)
             await deps.runner.cleanup(job.id)
 
     async def _end(

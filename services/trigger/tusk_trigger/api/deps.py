@@ -15,4 +15,7 @@ def get_context(request: Request) -> Context:
 
 ContextDep = Annotated[Context, Depends(get_context)]
 PipelineName = Annotated[str, Path(pattern=NAME_RE.pattern, description="Pipeline name")]
-JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Job id")]
+JobId = Annotated[
+    str,
+    Path(pattern=r"^[0-9a-f]{8,32}$", description="Job id, or a unique prefix of 8 or more"),
+]
