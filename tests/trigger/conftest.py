@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tusk.client.repo import RepoClient
+from tusk.db import Database
 from tusk.events.bus import decode
 from tusk.events.envelope import Envelope, EventData
 from tusk.events.memory import MemoryBus
@@ -26,6 +27,7 @@ class Harness:
     api: httpx.AsyncClient  # the trigger's API
     repos: RepoClient  # the repo service's
     bus: MemoryBus
+    db: Database  # the trigger's own
 
     async def commit(
         self,
@@ -92,4 +94,4 @@ async def harness(repo_ctx: RepoContext, tmp_path: Path) -> AsyncIterator[Harnes
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://trigger"
         ) as api:
-            yield Harness(api, repos, bus)
+            yield Harness(api, repos, bus, context.db)

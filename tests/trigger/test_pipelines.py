@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import event
 
 from tests.repo.helpers import error, ok
 from tests.trigger.conftest import Harness
@@ -254,3 +255,31 @@ async def test_cron_ticks_trigger_jobs(harness: Harness) -> None:
     inputs = {i["name"]: i["commit"] for i in jobs[0]["inputs"]}
     assert inputs["features"] == features
     assert inputs["tick"] != features
+
+
+async def test_listing_pipelines_takes_a_bounded_number_of_queries(harness: Harness) -> None:
+    h = harness
+    await h.repos.create_repo("raw")
+    await h.commit("raw", {"/a.csv": b"1"})
+    names = [f"p{i:02d}" for i in range(12)]
+    for name in names:
+        ok(await h.api.post("/v1/pipelines", content=spec(name)), 201)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        # Queries, not transaction control; the outbox relay runs beside the request.
+        if statement.lstrip().upper().startswith("SELECT") and "outbox" not in statement:
+            statements.append(statement)
+
+    event.listen(h.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        listed = ok(await h.api.get("/v1/pipelines"))
+    finally:
+        event.remove(h.db.engine.sync_engine, "before_cursor_execute", count)
+    assert [p["name"] for p in listed] == names
+    # Each pipeline's first job, made at creation on the existing data, is its last job.
+    for pipeline in listed:
+        jobs = await _jobs(h, pipeline["name"])
+        assert pipeline["last_job"] == jobs[0]["id"]
+        assert pipeline["last_job_state"] == jobs[0]["state"]
+    assert len(statements) <= 3, statements

@@ -14,7 +14,7 @@ from typing import Any
 
 import blake3
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk import shortid
@@ -210,22 +210,25 @@ class TriggerService:
 
     async def list_pipelines(self) -> list[PipelineInfo]:
         async with self.db.session(write=False) as session:
-            return [
-                await self.pipeline_info(session, p) for p in await self._all_pipelines(session)
-            ]
+            rows = await self._all_pipelines(session)
+            newest = await _newest_jobs(session)
+            return [self._info(row, newest.get(row.name)) for row in rows]
 
     async def inspect_pipeline(self, name: str) -> PipelineInfo:
         async with self.db.session(write=False) as session:
             return await self.pipeline_info(session, await self._pipeline(session, name))
 
     async def pipeline_info(self, session: AsyncSession, row: PipelineRow) -> PipelineInfo:
-        spec = self._spec(row)
         last = await session.scalar(
             select(JobRow)
             .where(JobRow.pipeline == row.name)
             .order_by(JobRow.created_at.desc())
             .limit(1)
         )
+        return self._info(row, last)
+
+    def _info(self, row: PipelineRow, last: JobRow | None) -> PipelineInfo:
+        spec = self._spec(row)
         return PipelineInfo(
             name=row.name,
             version=row.version,
@@ -562,3 +565,17 @@ def job_info(job: JobRow) -> JobInfo:
         )
     }
     return JobInfo.model_validate(data)
+
+
+async def _newest_jobs(session: AsyncSession) -> dict[str, JobRow]:
+    """Each pipeline's newest job, in one query rather than one per pipeline."""
+    ranked = select(
+        JobRow.id,
+        func.row_number()
+        .over(partition_by=JobRow.pipeline, order_by=JobRow.created_at.desc())
+        .label("rank"),
+    ).subquery()
+    jobs = await session.scalars(
+        select(JobRow).join(ranked, JobRow.id == ranked.c.id).where(ranked.c.rank == 1)
+    )
+    return {job.pipeline: job for job in jobs}
