@@ -35,6 +35,13 @@ class Unauthorized(TuskError):
     code = "unauthorized"
 
 
+class Forbidden(TuskError):
+    """The caller is known but lacks the role the request needs."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(TuskError):
     status_code = 404
     code = "not_found"

@@ -21,6 +21,7 @@ from tusk import __version__
 from tusk.errors import (
     AlreadyExists,
     Conflict,
+    Forbidden,
     InvalidArgument,
     NotFound,
     PayloadTooLarge,
@@ -37,6 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 _ERRORS: tuple[type[TuskError], ...] = (
     InvalidArgument,
     Unauthorized,
+    Forbidden,
     NotFound,
     AlreadyExists,
     Conflict,
@@ -49,7 +51,7 @@ _BY_CODE = {cls.code: cls for cls in _ERRORS}
 _BY_STATUS: dict[int, type[TuskError]] = {
     400: InvalidArgument,
     401: Unauthorized,
-    403: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,

@@ -13,7 +13,10 @@ from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
-from tusk_repo.api import branches, commits, files, repos
+from tusk_repo.api import auth, branches, commits, files, repos
+from tusk_repo.api.access import RepoAccess
+from tusk_repo.audit import AuditMiddleware
+from tusk_repo.auth_verifier import repo_verifier
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import Context, build_context
 
@@ -64,10 +67,22 @@ def create_app(
     if context is not None:
         app.state.context = context
     install_error_handlers(app)
-    add_common_middleware(app, settings.api_tokens)
+    verifier = repo_verifier(app, settings)
+    app.state.verifier = verifier
+    app.add_middleware(
+        AuditMiddleware, db=lambda: app.state.context.db, enabled=verifier.enabled
+    )
+    add_common_middleware(
+        app,
+        settings.api_tokens,
+        verifier=verifier,
+        metrics_public=settings.auth_metrics_public,
+        docs_public=settings.auth_docs_public,
+    )
 
     add_health_routes(app)
 
     for module in (repos, branches, commits, files):
-        app.include_router(module.router, prefix="/v1")
+        app.include_router(module.router, prefix="/v1", dependencies=[RepoAccess])
+    app.include_router(auth.router, prefix="/v1")
     return app

@@ -50,6 +50,7 @@ from tusk.pipelines.units import format_duration
 from tusk.worker.protocol import META_BRANCH, ShardSpec, shard_path
 from tusk_scheduler import store
 from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.domain.credentials import WorkerCredentials
 from tusk_scheduler.domain.planning import (
     JobPlan,
     datum_spec,
@@ -135,6 +136,7 @@ class JobExecution:
         self._fresh_specs: dict[int, ShardSpec] = {}
         # The results batch files of the meta commit already read: they never change.
         self._seen_results: set[str] = set()
+        self._credentials = WorkerCredentials(deps.repos, enabled=deps.settings.token is not None)
         self.log = log.bind(job=job)
 
     def poke(self) -> None:
@@ -511,6 +513,7 @@ class JobExecution:
             spec.resource_requests.model_dump(exclude_none=True) if spec.resource_requests else {}
         )
         limits = spec.resource_limits.model_dump(exclude_none=True) if spec.resource_limits else {}
+        token = await self._credentials.issue(job, spec)
         handle = await deps.runner.start(
             ShardLaunch(
                 job=job.id,
@@ -527,6 +530,7 @@ class JobExecution:
                 version=job.version,
                 spec=fresh.model_dump_json() if fresh is not None else None,
                 fresh=fresh is not None,
+                token=token,
             )
         )
         deps.metrics.shard_starts.labels(deps.runner.kind, str(attempt > 0).lower()).inc()
@@ -702,6 +706,7 @@ class JobExecution:
         if counts is not None:
             self.log.info("job succeeded", output_commit=job.output_commit, **counts.model_dump())
             await deps.runner.cleanup(job.id)
+            await self._credentials.revoke(job.id)
 
     async def _reconcile_outputs(self, job: JobRow, datums: Sequence[Any]) -> None:
         """Make the output commit hold exactly the recorded outputs: an attempt interrupted
@@ -776,6 +781,7 @@ class JobExecution:
         if ended is not None:
             self.log.info("job killed" if killed else "job failed", reason=reason)
             await deps.runner.cleanup(job.id)
+            await self._credentials.revoke(job.id)
 
     async def _end(
         self,

@@ -133,7 +133,9 @@ def pod_manifest(launch: ShardLaunch, template: PodTemplate) -> dict[str, Any]:
         {"name": "TUSK_PFS_ROOT", "value": PFS_ROOT},
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 (an emptyDir: the root fs is read-only)
     ]
-    if template.token_secret:
+    if launch.token:  # the job's own credential, revoked when it ends
+        env.append({"name": "TUSK_TOKEN", "value": launch.token})
+    elif template.token_secret:
         env.append(
             {
                 "name": "TUSK_TOKEN",
