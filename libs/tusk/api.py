@@ -19,6 +19,7 @@ from tusk.errors import TuskError
 
 log = structlog.get_logger()
 
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TuskError)
     async def _tusk_error(_request: Request, exc: TuskError) -> JSONResponse:

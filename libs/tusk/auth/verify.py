@@ -8,17 +8,16 @@ within that time (at once on the repo service, which forgets its answers on ever
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-import httpx
 import structlog
 
 from tusk.auth.principal import Principal
 from tusk.auth.tokens import StaticTokens, hash_token
-from tusk.errors import Unavailable
+from tusk.client.auth import AuthApi
+from tusk.errors import TuskError, Unauthorized, Unavailable
 
 log = structlog.get_logger()
 
@@ -80,42 +79,26 @@ class CachingVerifier:
 
 
 class RemoteVerifier(CachingVerifier):
-    """Asks the repo service who holds a token."""
+    """Asks the repo service who holds a token, through the service's own repo client."""
 
-    def __init__(self, static: StaticTokens, repo_url: str, ttl: float) -> None:
+    def __init__(self, static: StaticTokens, client: Callable[[], AuthApi], ttl: float) -> None:
         super().__init__(static, self._whoami, ttl)
-        self.repo_url = repo_url.rstrip("/")
-        self._http: httpx.AsyncClient | None = None
-        self._lock = asyncio.Lock()
-
-    async def _client(self) -> httpx.AsyncClient:
-        async with self._lock:
-            if self._http is None:
-                self._http = httpx.AsyncClient(
-                    base_url=self.repo_url, timeout=httpx.Timeout(10.0, connect=5.0)
-                )
-            return self._http
+        self._client = client
 
     async def _whoami(self, token: str) -> Principal | None:
-        http = await self._client()
         try:
-            response = await http.get(
-                "/v1/auth/whoami", headers={"Authorization": f"Bearer {token}"}
-            )
-        except httpx.TransportError as e:
-            raise Unavailable(
-                f"cannot check the token: the repo service at {self.repo_url} does not answer "
-                f"({type(e).__name__}); set TUSK_REPO_URL"
-            ) from e
-        if response.status_code == 401:
+            return await self._client().whoami(token=token)
+        except Unauthorized:
             return None
-        if response.status_code != 200:
-            raise Unavailable(
-                f"cannot check the token: the repo service answered {response.status_code}"
-            )
-        return Principal.model_validate_json(response.content)
+        except TuskError as e:
+            if isinstance(e, Unavailable):
+                raise
+            raise Unavailable(f"cannot check the token with the repo service: {e.message}") from e
 
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+
+def remote_verifier(
+    tokens: Iterable[str], client: Callable[[], AuthApi], ttl: float
+) -> RemoteVerifier:
+    """The verifier of a service other than the repo service; ``client``: its repo client
+    (looked up when a token is first checked, as it is made in the app's lifespan)."""
+    return RemoteVerifier(StaticTokens(tokens), client, ttl)

@@ -55,8 +55,11 @@ class AuditEntry(_Model):
 
 
 class AuthApi(ServiceClient):
-    async def whoami(self) -> Principal:
-        return self._parse(Principal, await self._request("GET", "/v1/auth/whoami"))
+    async def whoami(self, *, token: str | None = None) -> Principal:
+        """Who the client's token (or ``token``) belongs to."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else None
+        response = await self._request("GET", "/v1/auth/whoami", headers=headers)
+        return self._parse(Principal, response)
 
     async def create_token(
         self, identity: str, *, description: str = "", expires_in_seconds: int | None = None

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tusk import __version__
 from tusk.api import add_common_middleware, install_error_handlers
+from tusk.auth.http import PrincipalDep, public
+from tusk.auth.verify import remote_verifier
 from tusk.client.repo import RepoClient
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
@@ -82,18 +84,28 @@ def create_app(
     if context is not None:
         app.state.context = context
     install_error_handlers(app)
-    add_common_middleware(app, settings.api_tokens, public_paths=PROBES)
+    verifier = remote_verifier(
+        settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
+    )
+    add_common_middleware(
+        app,
+        settings.api_tokens,
+        public_paths=PROBES,
+        verifier=verifier,
+        metrics_public=settings.auth_metrics_public,
+        docs_public=settings.auth_docs_public,
+    )
 
     # The hot path first (routes are matched in order), as plain Starlette routes: FastAPI's
     # per-request dependency and parameter machinery would cost more than most models.
     app.router.routes[:0] = infer.fast_routes()
     app.include_router(infer.router)  # the same paths, for the OpenAPI schema only
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], dependencies=[Depends(public)])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], dependencies=[Depends(public)])
     async def readyz(ctx: ContextDep) -> Response:
         ready = ctx.registry.ready
         return Response(
@@ -103,7 +115,7 @@ def create_app(
         )
 
     @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics(ctx: ContextDep) -> Response:
+    async def metrics(ctx: ContextDep, _: PrincipalDep) -> Response:
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v2.router)

@@ -69,9 +69,7 @@ def create_app(
     install_error_handlers(app)
     verifier = repo_verifier(app, settings)
     app.state.verifier = verifier
-    app.add_middleware(
-        AuditMiddleware, db=lambda: app.state.context.db, enabled=verifier.enabled
-    )
+    app.add_middleware(AuditMiddleware, db=lambda: app.state.context.db, enabled=verifier.enabled)
     add_common_middleware(
         app,
         settings.api_tokens,

@@ -15,6 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.auth.http import PrincipalDep
+from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
 from tusk_scheduler import store
@@ -70,12 +72,21 @@ def create_app(
     if context is not None:
         app.state.context = context
     install_error_handlers(app)
-    add_common_middleware(app, settings.api_tokens)
+    verifier = remote_verifier(
+        settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
+    )
+    add_common_middleware(
+        app,
+        settings.api_tokens,
+        verifier=verifier,
+        metrics_public=settings.auth_metrics_public,
+        docs_public=settings.auth_docs_public,
+    )
 
     add_health_routes(app)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics(ctx: ContextDep) -> Response:
+    async def metrics(ctx: ContextDep, _: PrincipalDep) -> Response:
         async with ctx.db.session(write=False) as session:
             ctx.metrics.set_jobs(await store.jobs_by_state(session))
         ctx.metrics.leader.set(1 if ctx.leadership.leading else 0)

@@ -22,11 +22,16 @@ from tusk.errors import InvalidArgument, TuskError
 
 SERVICES = "Services"
 
-DataDirOption = Annotated[Path | None, typer.Option(
-    "--data-dir", metavar="DIR", show_default=False,
-    help="Where the SQLite database and the file contents live "
-    "(default: TUSK_DATA_DIR, else ~/.local/share/tusk).",
-)]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        metavar="DIR",
+        show_default=False,
+        help="Where the SQLite database and the file contents live "
+        "(default: TUSK_DATA_DIR, else ~/.local/share/tusk).",
+    ),
+]
 
 
 def _overrides(data_dir: Path | None) -> dict[str, object]:
@@ -36,19 +41,34 @@ def _overrides(data_dir: Path | None) -> dict[str, object]:
 @app.command(rich_help_panel=SERVICES)
 def up(
     data_dir: DataDirOption = None,
-    port: Annotated[int | None, typer.Option(
-        "--port", min=0, max=65535, show_default=False,
-        help="Port of the repo service (default: TUSK_REPO_PORT, else 8081).",
-    )] = None,
-    host: Annotated[str | None, typer.Option(
-        "--host", show_default=False,
-        help="Address to listen on (default: TUSK_HOST, else 127.0.0.1; 0.0.0.0 for all).",
-    )] = None,
-    model: Annotated[list[str] | None, typer.Option(
-        "--model", metavar="NAME=REPO@BRANCH:/PATH", show_default=False,
-        help="Serve an ONNX model from the repos on the inference service (port 8080), "
-        "following the branch's new commits; repeatable, added to TUSK_MODELS.",
-    )] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            min=0,
+            max=65535,
+            show_default=False,
+            help="Port of the repo service (default: TUSK_REPO_PORT, else 8081).",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            show_default=False,
+            help="Address to listen on (default: TUSK_HOST, else 127.0.0.1; 0.0.0.0 for all).",
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="NAME=REPO@BRANCH:/PATH",
+            show_default=False,
+            help="Serve an ONNX model from the repos on the inference service (port 8080), "
+            "following the branch's new commits; repeatable, added to TUSK_MODELS.",
+        ),
+    ] = None,
 ) -> None:
     """Run tusk's services in this process until Ctrl-C (embedded mode).
 
@@ -90,12 +110,16 @@ def up(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         shared = _overrides(data_dir)
-        asyncio.run(run_embedded(EmbeddedSettings(
-            repo=repo,
-            trigger=trigger.model_copy(update={**shared, "host": repo.host}),
-            scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
-            inference=inference.model_copy(update={**shared, "host": repo.host}),
-        )))
+        asyncio.run(
+            run_embedded(
+                EmbeddedSettings(
+                    repo=repo,
+                    trigger=trigger.model_copy(update={**shared, "host": repo.host}),
+                    scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
+                    inference=inference.model_copy(update={**shared, "host": repo.host}),
+                )
+            )
+        )
     except TuskError as e:
         fail(e.message)
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
 from tusk_trigger.api import jobs, pipelines
@@ -55,7 +56,16 @@ def create_app(
     if context is not None:
         app.state.context = context
     install_error_handlers(app)
-    add_common_middleware(app, settings.api_tokens)
+    verifier = remote_verifier(
+        settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
+    )
+    add_common_middleware(
+        app,
+        settings.api_tokens,
+        verifier=verifier,
+        metrics_public=settings.auth_metrics_public,
+        docs_public=settings.auth_docs_public,
+    )
 
     add_health_routes(app)
 

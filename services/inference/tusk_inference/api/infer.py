@@ -16,7 +16,9 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
+from tusk.auth.http import principal_of
 from tusk.errors import PayloadTooLarge, TuskError
+from tusk_inference.api.deps import ModelReader
 from tusk_inference.context import Context
 from tusk_inference.domain.tensors import decode_request, encode_response
 from tusk_inference.schemas import ErrorBody, InferenceRequest, InferenceResponse
@@ -32,6 +34,9 @@ _DOC: dict[str, Any] = {
         }
     },
     "response_model": InferenceResponse,
+    # The fast routes run instead (and check the same role in _infer); this keeps the role
+    # on these routes should they ever be reached.
+    "dependencies": [ModelReader],
     "responses": {
         400: {"model": ErrorBody, "description": "Wrong input: name, datatype, shape or data"},
         404: {"model": ErrorBody, "description": "Unknown model, or version not loaded"},
@@ -63,6 +68,9 @@ def fast_routes() -> list[Route]:
 async def _infer(request: Request, version: str | None) -> Response:
     context: Context = request.app.state.context
     slot = context.registry.slot(request.path_params["model"])
+    principal = principal_of(request)  # a plain route: no dependencies check it
+    if not principal.admin:
+        principal.require("repo", slot.spec.repo, "reader")
     metrics = context.metrics.model(slot.name)
     started = time.perf_counter()
     try:

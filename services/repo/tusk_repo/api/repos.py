@@ -60,4 +60,3 @@ async def delete_repo(
         await access.forget_resource(session, f"repo:{repo}")
     forget_roles(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
