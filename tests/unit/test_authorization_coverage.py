@@ -40,7 +40,8 @@ def test_every_route_checks_who_calls_it(service: str, tmp_path: Path) -> None:
         if route.path in DOCS:
             continue
         if route.dependant is None:  # a plain Starlette route: the inference hot path
-            assert service == "inference" and route.path.endswith("/infer"), route.path
+            assert service == "inference", route.path
+            assert route.path.endswith("/infer"), route.path
             continue
         documented += 1
         if not authorized(route.dependant):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tusk.cli import branches, commits, events, files, models, pipelines, repos, transfer
+from tusk.cli import auth, branches, commits, events, files, models, pipelines, repos, transfer
 
 DATA = "Data"
 HELP = """Versioned data repos and pipelines.
@@ -50,3 +50,4 @@ app.command(rich_help_panel="Pipelines")(pipelines.lineage)
 app.add_typer(events.app, name="events", rich_help_panel="Debugging")
 app.add_typer(models.app, name="model", rich_help_panel="Inference")
 app.command(rich_help_panel="Inference")(models.predict)
+app.add_typer(auth.app, name="auth", rich_help_panel="Access")

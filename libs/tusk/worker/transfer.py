@@ -192,11 +192,13 @@ class LocalFile:
 def scan_outputs(out: Path) -> tuple[list[LocalFile], list[str]]:
     """The regular files below ``out``, and notes about what was left out (fifos, sockets).
 
-    A symbolic link fails the datum: following one would upload whatever it points to on the
-    worker's machine (``/etc/passwd``, a host directory), and a link is not a file the output
-    repo can hold."""
+    A symbolic link to a file of the datum's own pfs root (``out``'s parent: its staged inputs
+    or other outputs) is uploaded as that file, as Pachyderm does. Any other link fails the
+    datum: following it would upload whatever it points to on the worker's machine
+    (``/etc/passwd``, a host directory)."""
     files: list[LocalFile] = []
     notes: list[str] = []
+    root = out.parent.resolve()
     for directory, subdirs, names in os.walk(out, followlinks=False):
         here = Path(directory)
         subdirs.sort()
@@ -205,10 +207,7 @@ def scan_outputs(out: Path) -> tuple[list[LocalFile], list[str]]:
             info = os.lstat(path)
             relative = PurePosixPath(*path.relative_to(out).parts)
             if stat.S_ISLNK(info.st_mode):
-                raise DatumError(
-                    f"output {relative} is a symbolic link (to {os.readlink(path)}); links are "
-                    "not uploaded: write the file itself into the output directory"
-                )
+                path, info = _followed(path, relative, root)
             if stat.S_ISDIR(info.st_mode):
                 continue
             if not stat.S_ISREG(info.st_mode):
@@ -220,6 +219,27 @@ def scan_outputs(out: Path) -> tuple[list[LocalFile], list[str]]:
                 raise DatumError(f"output {relative}: {e.message}") from e
             files.append(LocalFile(path, remote, info.st_size, (info.st_dev, info.st_ino)))
     return files, notes
+
+
+def _followed(link: Path, relative: PurePosixPath, root: Path) -> tuple[Path, os.stat_result]:
+    """The file a link in the output names, if it is a regular file of the datum's pfs root."""
+    target = os.readlink(link)
+    resolved = Path(os.path.realpath(link))
+    where = f"output {relative} is a symbolic link to {target}"
+    if not resolved.is_relative_to(root):
+        raise DatumError(
+            f"{where}, outside the datum's directory; links are followed only to the datum's "
+            "inputs and outputs: write the file itself into the output directory"
+        )
+    try:
+        info = os.stat(resolved, follow_symlinks=False)
+    except OSError as e:
+        raise DatumError(f"{where}, which cannot be read: {e.strerror or e}") from e
+    if not stat.S_ISREG(info.st_mode):
+        raise DatumError(
+            f"{where}, which is not a regular file (links to directories are not followed)"
+        )
+    return resolved, info
 
 
 def _open_scanned(file: LocalFile) -> int:
@@ -236,7 +256,7 @@ def _open_scanned(file: LocalFile) -> int:
     return fd
 
 
-def _read_scanned(file: LocalFile) -> bytes:
+def read_scanned(file: LocalFile) -> bytes:
     fd = _open_scanned(file)
     with os.fdopen(fd, "rb") as handle:
         return handle.read()
@@ -273,7 +293,7 @@ async def upload_outputs(
 
     def put_batch(batch: list[LocalFile]) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
-            contents = await asyncio.to_thread(lambda: [_read_scanned(f) for f in batch])
+            contents = await asyncio.to_thread(lambda: [read_scanned(f) for f in batch])
             pairs = [(f.remote, data) for f, data in zip(batch, contents, strict=True)]
             result = await _put(
                 retry,

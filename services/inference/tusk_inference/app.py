@@ -18,6 +18,7 @@ from tusk.auth.verify import remote_verifier
 from tusk.client.repo import RepoClient
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
+from tusk.openapi import add_component_schemas
 from tusk_inference.api import infer, v2
 from tusk_inference.api.deps import ContextDep
 from tusk_inference.config import InferenceSettings
@@ -100,6 +101,7 @@ def create_app(
     # per-request dependency and parameter machinery would cost more than most models.
     app.router.routes[:0] = infer.fast_routes()
     app.include_router(infer.router)  # the same paths, for the OpenAPI schema only
+    add_component_schemas(app, infer.REQUEST_DEFS)
 
     @app.get("/healthz", tags=["health"], dependencies=[Depends(public)])
     async def healthz() -> dict[str, str]:

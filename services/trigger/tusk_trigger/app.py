@@ -13,6 +13,7 @@ from tusk.api import add_common_middleware, add_health_routes, install_error_han
 from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
+from tusk.openapi import add_component_schemas
 from tusk_trigger.api import jobs, pipelines
 from tusk_trigger.config import TriggerSettings
 from tusk_trigger.context import Context, build_context
@@ -70,5 +71,6 @@ def create_app(
     add_health_routes(app)
 
     app.include_router(pipelines.router, prefix="/v1")
+    add_component_schemas(app, pipelines.SPEC_DEFS)
     app.include_router(jobs.router, prefix="/v1")
     return app

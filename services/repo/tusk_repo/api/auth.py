@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from tusk.auth.http import AdminDep, PrincipalDep
 from tusk.auth.principal import Principal, WorkerScope, parse_resource
@@ -86,7 +86,10 @@ async def list_tokens(
     "/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
 )
 async def revoke_token(
-    request: Request, principal: PrincipalDep, ctx: ContextDep, token_id: str
+    request: Request,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    token_id: str = Path(pattern=r"^[0-9a-f]{16}$", description="From GET /v1/auth/tokens"),
 ) -> Response:
     """Revoke a token: admins any, others their own. Revoking twice is no error."""
     async with ctx.db.session() as session:
@@ -105,12 +108,12 @@ async def grant_role(
 ) -> RoleInfo:
     """Give an identity a role: on a repo or pipeline (its owners and admins may), or admin
     (admins may). A new grant on the same resource replaces the old one."""
+    _audit_resource(request, body.resource or "admin")
     _check_may_grant(principal, body.resource)
     async with ctx.db.session() as session:
         row = await access.grant(
             session, body.identity, body.role, body.resource, by=principal.name
         )
-    _audit_resource(request, body.resource or "admin")
     forget_roles(request)
     return _role_info(row)
 
@@ -125,10 +128,10 @@ async def revoke_role(
 ) -> Response:
     """Take an identity's role on a resource (its admin role without ``resource``). Taking a
     role it does not hold is no error."""
+    _audit_resource(request, resource or "admin")
     _check_may_grant(principal, resource)
     async with ctx.db.session() as session:
         await access.revoke_role(session, identity, resource)
-    _audit_resource(request, resource or "admin")
     forget_roles(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -183,7 +186,10 @@ async def create_worker_token(
     "/worker-tokens/{job}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
 )
 async def revoke_worker_tokens(
-    request: Request, _: AdminDep, ctx: ContextDep, job: str
+    request: Request,
+    _: AdminDep,
+    ctx: ContextDep,
+    job: str = Path(pattern=r"^[0-9a-f]{32}$", description="The job's id"),
 ) -> Response:
     """Revoke every worker token of a job (when it ends). Idempotent."""
     async with ctx.db.session() as session:

@@ -20,6 +20,7 @@ async def create_repo(
     body: RepoCreate, request: Request, ctx: ContextDep, principal: RepoReaderDep
 ) -> RepoInfo:
     """Create a repo. Names are 1-63 letters, digits, '_' or '-'. Its creator owns it."""
+    request.scope.setdefault("state", {})["audit_resource"] = f"repo:{body.name}"[:80]
     async with ctx.db.session() as session:
         repo = await ctx.service.create_repo(session, body.name, body.description)
         if not principal.admin:

@@ -7,6 +7,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from tusk.auth.http import PrincipalDep, require_role
 from tusk.auth.principal import Principal
 from tusk.errors import PayloadTooLarge
+from tusk.openapi import body_schema
+from tusk.pipelines.spec import PipelineSpec
 from tusk_trigger.api.access import check_may_define, make_owner
 from tusk_trigger.api.deps import ContextDep, PipelineName
 from tusk_trigger.schemas import ErrorBody, PipelineInfo
@@ -21,11 +23,12 @@ Writer = Depends(require_role("pipeline", "writer", "name"))
 Owner = Depends(require_role("pipeline", "owner", "name"))
 
 _MAX_SPEC_BYTES = 1 << 20
+SPEC_SCHEMA, SPEC_DEFS = body_schema(PipelineSpec)
 _SPEC_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "object"}},
+            "application/json": {"schema": SPEC_SCHEMA},
             "application/yaml": {"schema": {"type": "string"}},
         },
         "description": "A pipeline spec (Pachyderm's field names), as JSON or YAML",
