@@ -21,15 +21,39 @@ def body_schema(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]
 
 def add_component_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
     """Make the app's OpenAPI document hold ``schemas`` among its components."""
+
+    def add(document: dict[str, Any]) -> None:
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in schemas.items():
+            if components.setdefault(name, schema) != schema:
+                raise AssertionError(f"two different schemas are named {name!r}")
+
+    _amend(app, add)
+
+
+def add_links(app: FastAPI, links: list[tuple[str, str, str, str, str, dict[str, str]]]) -> None:
+    """Declare OpenAPI links: what an answer's fields are good for in later requests (clients
+    and stateful testing follow them). Each link: (method, path, status) of the answer, the
+    link's name, the operationId it leads to, and that operation's parameters as runtime
+    expressions such as ``$response.body#/name``."""
+
+    def add(document: dict[str, Any]) -> None:
+        for method, path, status, name, operation, parameters in links:
+            response = document["paths"][path][method]["responses"][status]
+            response.setdefault("links", {})[name] = {
+                "operationId": operation,
+                "parameters": parameters,
+            }
+
+    _amend(app, add)
+
+
+def _amend(app: FastAPI, change: Callable[[dict[str, Any]], None]) -> None:
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = generate()
-            components = document.setdefault("components", {}).setdefault("schemas", {})
-            for name, schema in schemas.items():
-                if components.setdefault(name, schema) != schema:
-                    raise AssertionError(f"two different schemas are named {name!r}")
+            change(generate())
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -13,8 +13,10 @@ from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
+from tusk.openapi import add_links
 from tusk_repo.api import auth, branches, commits, files, repos
 from tusk_repo.api.access import RepoAccess
+from tusk_repo.api.links import LINKS
 from tusk_repo.audit import AuditMiddleware
 from tusk_repo.auth_verifier import repo_verifier
 from tusk_repo.config import RepoSettings
@@ -83,4 +85,5 @@ def create_app(
     for module in (repos, branches, commits, files):
         app.include_router(module.router, prefix="/v1", dependencies=[RepoAccess])
     app.include_router(auth.router, prefix="/v1")
+    add_links(app, LINKS)
     return app
