@@ -28,6 +28,13 @@ CHECKS = ",".join(
 )
 # Enough cases per operation to find what the probe found, few enough for the suite.
 MAX_EXAMPLES = 25
+# The stateful phase follows OpenAPI links: only the repo API declares them.
+PHASES = {
+    "repo": "examples,coverage,fuzzing,stateful",
+    "trigger": "examples,coverage,fuzzing",
+    "scheduler": "examples,coverage,fuzzing",
+    "inference": "examples,coverage,fuzzing",
+}
 
 
 @dataclass
@@ -111,6 +118,8 @@ def test_no_server_errors_and_no_schema_violations(
             CHECKS,
             "--max-examples",
             str(MAX_EXAMPLES),
+            "--phases",
+            PHASES[service],
             "--seed",
             "7",
             "--request-timeout",

@@ -89,3 +89,13 @@ async def test_pipeline_roles(secured: Secured) -> None:
     await root.revoke_token(bob_tokens[0].id)
     assert (await api.get("/v1/pipelines/edges", headers=bob)).status_code == 401
     assert (await api.delete("/v1/pipelines/edges", headers=alice)).status_code == 204
+
+    # Pipeline writes are in the audit log the repo service keeps, refused ones too.
+    logged = [(e.identity, e.action, e.target, e.status) for e in await root.audit(limit=1000)]
+    assert ("alice", "POST", "/v1/pipelines", 403) in logged
+    assert ("alice", "POST", "/v1/pipelines", 201) in logged
+    assert ("bob", "DELETE", "/v1/pipelines/edges", 403) in logged
+    assert ("alice", "POST", "/v1/pipelines/edges/stop", 200) in logged
+    assert ("alice", "DELETE", "/v1/pipelines/edges", 204) in logged
+    by_resource = await root.audit(resource="pipeline:edges", limit=1000)
+    assert {e.identity for e in by_resource} >= {"alice", "bob"}

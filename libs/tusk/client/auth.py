@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from tusk.auth.audit import AuditRecord
 from tusk.auth.principal import Principal, Role, WorkerScope
 from tusk.client.http import ServiceClient, params, seg
 
@@ -123,6 +125,10 @@ class AuthApi(ServiceClient):
 
     async def revoke_worker_tokens(self, job: str) -> None:
         await self._request("DELETE", f"/v1/auth/worker-tokens/{seg(job)}")
+
+    async def record_audit(self, record: AuditRecord) -> None:
+        """Add an entry to the audit log (services record their own writes so)."""
+        await self._request("POST", "/v1/auth/audit", json=dataclasses.asdict(record))
 
     async def audit(
         self,

@@ -11,14 +11,14 @@ from fastapi import FastAPI
 
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.auth.audit import AuditMiddleware
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
 from tusk.openapi import add_links
 from tusk_repo.api import auth, branches, commits, files, repos
 from tusk_repo.api.access import RepoAccess
 from tusk_repo.api.links import LINKS
-from tusk_repo.audit import AuditMiddleware
-from tusk_repo.auth_verifier import repo_verifier
+from tusk_repo.auth_verifier import audit_sink, repo_verifier
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import Context, build_context
 
@@ -71,7 +71,7 @@ def create_app(
     install_error_handlers(app)
     verifier = repo_verifier(app, settings)
     app.state.verifier = verifier
-    app.add_middleware(AuditMiddleware, db=lambda: app.state.context.db, enabled=verifier.enabled)
+    app.add_middleware(AuditMiddleware, sink=audit_sink(app), enabled=verifier.enabled)
     add_common_middleware(
         app,
         settings.api_tokens,

@@ -82,6 +82,17 @@ class WorkerTokenCreated(_Model):
     scope: WorkerScope
 
 
+class AuditRecordCreate(_Model):
+    """An entry another service records (one of its own writes)."""
+
+    identity: str = Field(max_length=128)
+    action: str = Field(pattern=r"^[A-Z]{1,16}$")
+    target: str = Field(max_length=4000)
+    resource: str | None = Field(default=None, max_length=80)
+    status: int = Field(ge=100, le=599)
+    request_id: str | None = Field(default=None, max_length=64)
+
+
 class AuditEntry(_Model):
     seq: int
     at: datetime

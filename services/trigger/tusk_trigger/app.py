@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from tusk import __version__
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.auth.audit import AuditMiddleware
 from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
@@ -59,6 +60,12 @@ def create_app(
     install_error_handlers(app)
     verifier = remote_verifier(
         settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
+    )
+    # Pipeline and job writes go to the audit log the repo service keeps.
+    app.add_middleware(
+        AuditMiddleware,
+        sink=lambda record: app.state.context.repos.record_audit(record),
+        enabled=verifier.enabled,
     )
     add_common_middleware(
         app,

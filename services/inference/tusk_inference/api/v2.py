@@ -105,7 +105,11 @@ async def version_ready(ctx: ContextDep, model: str, version: str) -> Any:
     return _ready(model, slot.has(version), slot)
 
 
-@router.post("/v2/repository/index", response_model=list[RepositoryEntry])
+@router.post(
+    "/v2/repository/index",
+    response_model=list[RepositoryEntry],
+    responses={400: {"model": ErrorBody, "description": "The body is not a JSON object"}},
+)
 async def repository_index(
     ctx: ContextDep, principal: PrincipalDep, body: dict[str, Any] | None = Body(default=None)
 ) -> list[RepositoryEntry]:

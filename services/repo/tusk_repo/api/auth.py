@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
+from tusk.auth.audit import set_audit_resource
 from tusk.auth.http import AdminDep, PrincipalDep
 from tusk.auth.principal import Principal, WorkerScope, parse_resource
 from tusk.errors import Forbidden, InvalidArgument
@@ -18,6 +19,7 @@ from tusk_repo.api.access import forget_roles
 from tusk_repo.api.deps import ContextDep
 from tusk_repo.auth_schemas import (
     AuditEntry,
+    AuditRecordCreate,
     RoleGrant,
     RoleInfo,
     TokenCreate,
@@ -65,7 +67,7 @@ async def create_token(
             description=body.description,
             expires_in=expires,
         )
-    _audit_resource(request, f"identity:{body.identity}")
+    set_audit_resource(request.scope, f"identity:{body.identity}")
     return TokenCreated(token=token, **_token_fields(row))
 
 
@@ -97,7 +99,7 @@ async def revoke_token(
         if not principal.admin and (principal.worker is not None or row.identity != principal.name):
             raise Forbidden(f"{principal.name} may revoke only its own tokens")
         await access.revoke_token(session, token_id)
-    _audit_resource(request, f"identity:{row.identity}")
+    set_audit_resource(request.scope, f"identity:{row.identity}")
     forget_roles(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -108,7 +110,7 @@ async def grant_role(
 ) -> RoleInfo:
     """Give an identity a role: on a repo or pipeline (its owners and admins may), or admin
     (admins may). A new grant on the same resource replaces the old one."""
-    _audit_resource(request, body.resource or "admin")
+    set_audit_resource(request.scope, body.resource or "admin")
     _check_may_grant(principal, body.resource)
     async with ctx.db.session() as session:
         row = await access.grant(
@@ -128,7 +130,7 @@ async def revoke_role(
 ) -> Response:
     """Take an identity's role on a resource (its admin role without ``resource``). Taking a
     role it does not hold is no error."""
-    _audit_resource(request, resource or "admin")
+    set_audit_resource(request.scope, resource or "admin")
     _check_may_grant(principal, resource)
     async with ctx.db.session() as session:
         await access.revoke_role(session, identity, resource)
@@ -178,7 +180,7 @@ async def create_worker_token(
             job=body.job,
             scope=scope,
         )
-    _audit_resource(request, f"pipeline:{body.pipeline}")
+    set_audit_resource(request.scope, f"pipeline:{body.pipeline}")
     return WorkerTokenCreated(id=row.id, token=token, scope=scope)
 
 
@@ -196,6 +198,15 @@ async def revoke_worker_tokens(
         await access.revoke_job_tokens(session, job)
     forget_roles(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/audit", status_code=status.HTTP_201_CREATED, response_class=Response)
+async def record_audit(body: AuditRecordCreate, _: AdminDep, ctx: ContextDep) -> Response:
+    """Add an entry: the other services record their writes (pipelines, jobs) here, so one
+    log holds every write (administrators: the services' own tokens)."""
+    async with ctx.db.session() as session:
+        await access.record(session, **body.model_dump())
+    return Response(status_code=status.HTTP_201_CREATED)
 
 
 @router.get("/audit", response_model=list[AuditEntry])
@@ -269,7 +280,3 @@ def _role_info(row: RoleRow) -> RoleInfo:
         granted_by=row.granted_by,
         granted_at=row.granted_at,
     )
-
-
-def _audit_resource(request: Request, resource: str) -> None:
-    request.scope.setdefault("state", {})["audit_resource"] = resource

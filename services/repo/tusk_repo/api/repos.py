@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from tusk.auth.audit import set_audit_resource
 from tusk_repo import access
 from tusk_repo.api.access import RepoOwnerDep, RepoReaderDep, forget_roles
 from tusk_repo.api.deps import ContextDep, RepoName
@@ -20,7 +21,7 @@ async def create_repo(
     body: RepoCreate, request: Request, ctx: ContextDep, principal: RepoReaderDep
 ) -> RepoInfo:
     """Create a repo. Names are 1-63 letters, digits, '_' or '-'. Its creator owns it."""
-    request.scope.setdefault("state", {})["audit_resource"] = f"repo:{body.name}"[:80]
+    set_audit_resource(request.scope, f"repo:{body.name}")
     async with ctx.db.session() as session:
         repo = await ctx.service.create_repo(session, body.name, body.description)
         if not principal.admin:

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from tusk.auth.audit import set_audit_resource
 from tusk.auth.http import PrincipalDep, require_role
 from tusk.auth.principal import Principal
 from tusk.errors import PayloadTooLarge
@@ -58,6 +59,7 @@ async def create_pipeline(
     text = await _spec_text(request)
     check_may_define(principal, text)
     info = await ctx.service.create_pipeline(text)
+    set_audit_resource(request.scope, f"pipeline:{info.name}")
     await make_owner(ctx, principal, info.name, info.output_repo)
     return info
 
