@@ -15,6 +15,8 @@ from sqlalchemy import text
 
 from tests.repo.helpers import commit_files, error, ok
 from tests.routes import routes
+from tusk.auth import tokens
+from tusk.auth.principal import Principal
 from tusk_repo.app import create_app
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import Context
@@ -312,3 +314,30 @@ async def test_writes_and_grants_are_in_the_audit_log(as_token: ClientFactory) -
         page = ok(await root.get("/v1/auth/audit", params={"limit": 2}))
         older = ok(await root.get("/v1/auth/audit", params={"before": page[-1]["seq"]}))
         assert all(e["seq"] < page[-1]["seq"] for e in older)
+
+
+async def test_docs_and_metrics_can_be_closed_or_opened(repo_ctx: Context) -> None:
+    settings = repo_ctx.settings.model_copy(
+        update={"api_tokens": frozenset({ROOT}), "auth_docs_public": False}
+    )
+    app = create_app(settings, context=repo_ctx)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://repo"
+    ) as c:
+        error(await c.get("/openapi.json"), 401)
+        error(await c.get("/docs"), 401)
+        ok(await c.get("/healthz"))
+        assert (
+            await c.get("/openapi.json", headers={"Authorization": f"Bearer {ROOT}"})
+        ).is_success
+
+
+def test_static_tokens_keep_no_secret_and_name_their_holder() -> None:
+    static = tokens.StaticTokens(["first-secret", "second-secret"])
+    assert "secret" not in repr(vars(static))
+    assert static.match("second-secret") == Principal(name="admin-token-2", admin=True)
+    assert static.match("second-secre") is None
+    assert static.match("") is None
+    token, token_id = tokens.new_token()
+    assert tokens.token_id_of(token) == token_id
+    assert tokens.token_id_of("tusk_" + token_id) is None
