@@ -5,7 +5,8 @@ role (a token looked up in the table, roles checked, each write recorded in the 
 
     python -m loadtest.bench_auth [--reads 500] [--writes 200]
 
-Figures are per request, sequential (one client, no concurrency), median and p99.
+Figures are per request, sequential (one client per service, no concurrency), median and
+p99; requests alternate between the two services so that other load weighs on both alike.
 """
 
 from __future__ import annotations
@@ -74,71 +75,88 @@ def user_headers(url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.json()['token']}"}
 
 
-def measure(url: str, headers: dict[str, str], reads: int, writes: int) -> dict[str, list[float]]:
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-        if client.get("/v1/repos/bench").status_code == 404:
-            admin = {"Authorization": f"Bearer {ROOT}"}
-            client.post("/v1/repos", json={"name": "bench"}, headers=admin).raise_for_status()
-        commit = client.post("/v1/repos/bench/commits", json={}).json()["id"]
-        client.put(f"/v1/repos/bench/commits/{commit}/file", params={"path": "/f"}, content=b"x")
+def prepare(client: httpx.Client) -> str:
+    """An open commit of the benchmark's repo holding one file; its id."""
+    commit = client.post("/v1/repos/bench/commits", json={})
+    commit.raise_for_status()
+    commit_id = str(commit.json()["id"])
+    client.put(
+        f"/v1/repos/bench/commits/{commit_id}/file", params={"path": "/f"}, content=b"x"
+    ).raise_for_status()
+    return commit_id
 
-        def timed(call: Callable[[int], httpx.Response], n: int) -> list[float]:
-            times = []
-            for i in range(n):
+
+def measure(
+    clients: dict[str, httpx.Client], reads: int, writes: int, warmup: int
+) -> dict[str, dict[str, list[float]]]:
+    """Requests alternate between the services (which goes first alternates too), so that
+    whatever else loads the machine weighs on both alike."""
+    commits = {name: prepare(client) for name, client in clients.items()}
+    times: dict[str, dict[str, list[float]]] = {n: {} for n in clients}
+
+    def run(kind: str, n: int, call: Callable[[httpx.Client, str, int], httpx.Response]) -> None:
+        order = list(clients)
+        for i in range(warmup + n):
+            for name in order if i % 2 else reversed(order):
                 started = time.perf_counter()
-                response = call(i)
-                times.append(time.perf_counter() - started)
+                response = call(clients[name], commits[name], i)
+                elapsed = time.perf_counter() - started
                 response.raise_for_status()
-            return times
+                if i >= warmup:
+                    times[name].setdefault(kind, []).append(elapsed)
 
-        stat = timed(
-            lambda _: client.get(f"/v1/repos/bench/commits/{commit}/stat", params={"path": "/f"}),
-            reads,
-        )
-        put = timed(
-            lambda i: client.put(
-                f"/v1/repos/bench/commits/{commit}/file", params={"path": f"/w/{i}"}, content=b"y"
-            ),
-            writes,
-        )
-    return {"read (stat)": stat, "write (put)": put}
+    run(
+        "read (stat)",
+        reads,
+        lambda c, commit, _: c.get(f"/v1/repos/bench/commits/{commit}/stat", params={"path": "/f"}),
+    )
+    run(
+        "write (put)",
+        writes,
+        lambda c, commit, i: c.put(
+            f"/v1/repos/bench/commits/{commit}/file", params={"path": f"/w/{i}"}, content=b"y"
+        ),
+    )
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reads", type=int, default=500)
     parser.add_argument("--writes", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=50)
     args = parser.parse_args(argv)
     report = Report(environment=environment())
-    results: dict[str, dict[str, list[float]]] = {}
+    admin = {"Authorization": f"Bearer {ROOT}"}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, tokens in (("off", None), ("on", ROOT)):
-            data = Path(tmp) / name
-            data.mkdir()
-            with repo_service(data, tokens) as url:
-                if tokens:
-                    # The repo is the admin's; the user holds writer on it.
-                    headers = {"Authorization": f"Bearer {ROOT}"}
-                    httpx.post(f"{url}/v1/repos", json={"name": "bench"}, headers=headers)
-                    headers = user_headers(url)
-                else:
-                    headers = {}
-                say(f"auth {name}: {args.reads} reads, {args.writes} writes")
-                results[name] = measure(url, headers, args.reads, args.writes)
+        (Path(tmp) / "off").mkdir()
+        (Path(tmp) / "on").mkdir()
+        with (
+            repo_service(Path(tmp) / "off", None) as off_url,
+            repo_service(Path(tmp) / "on", ROOT) as on_url,
+        ):
+            for url in (off_url, on_url):
+                httpx.post(f"{url}/v1/repos", json={"name": "bench"}, headers=admin)
+            with (
+                httpx.Client(base_url=off_url, timeout=60) as off,
+                httpx.Client(base_url=on_url, headers=user_headers(on_url), timeout=60) as on,
+            ):
+                say(f"{args.reads} reads and {args.writes} writes on each, alternating")
+                results = measure({"off": off, "on": on}, args.reads, args.writes, args.warmup)
     for kind in ("read (stat)", "write (put)"):
         for p in (50, 99):
-            off = percentile(results["off"][kind], p) * 1000
-            on = percentile(results["on"][kind], p) * 1000
+            baseline = percentile(results["off"][kind], p) * 1000
+            value = percentile(results["on"][kind], p) * 1000
             report.add(
                 Figure(
                     name=f"{kind} p{p}, auth on",
-                    value=on,
+                    value=value,
                     unit="ms",
                     target="-",
                     met=None,
                     baseline_name="auth off",
-                    baseline=off,
-                    ratio=on / off,
+                    baseline=baseline,
+                    ratio=value / baseline,
                 )
             )
     report.environment["load_average_after"] = os.getloadavg()

@@ -16,6 +16,7 @@ from tusk.auth.http import DOCS_PATHS, HEALTH_PATHS, METRICS_PATHS, AuthMiddlewa
 from tusk.auth.tokens import StaticTokens
 from tusk.auth.verify import CachingVerifier, Verifier
 from tusk.errors import TuskError
+from tusk.openapi import add_auth_responses
 from tusk.routing import AllowMiddleware
 
 log = structlog.get_logger()
@@ -97,6 +98,7 @@ def add_common_middleware(
     if docs_public:
         public |= DOCS_PATHS
     app.state.public_paths = public
+    add_auth_responses(app, public)
     app.add_middleware(AllowMiddleware, routed=app)
     app.add_middleware(AuthMiddleware, verifier=verifier, public_paths=public)
     app.add_middleware(RequestContextMiddleware)

@@ -57,3 +57,20 @@ def _amend(app: FastAPI, change: Callable[[dict[str, Any]], None]) -> None:
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def add_auth_responses(app: FastAPI, public_paths: frozenset[str]) -> None:
+    """Document the 401 and 403 every operation but the public ones may answer."""
+
+    def add(document: dict[str, Any]) -> None:
+        for path, operations in document.get("paths", {}).items():
+            if path in public_paths:
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.setdefault(
+                    "401", {"description": "Missing, invalid, revoked or expired bearer token"}
+                )
+                responses.setdefault("403", {"description": "The caller lacks the role needed"})
+
+    _amend(app, add)

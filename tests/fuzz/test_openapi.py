@@ -28,10 +28,10 @@ CHECKS = ",".join(
 )
 # Enough cases per operation to find what the probe found, few enough for the suite.
 MAX_EXAMPLES = 25
-# The stateful phase follows OpenAPI links: only the repo API declares them.
+# The stateful phase follows OpenAPI links: the repo and trigger APIs declare them.
 PHASES = {
     "repo": "examples,coverage,fuzzing,stateful",
-    "trigger": "examples,coverage,fuzzing",
+    "trigger": "examples,coverage,fuzzing,stateful",
     "scheduler": "examples,coverage,fuzzing",
     "inference": "examples,coverage,fuzzing",
 }

@@ -14,7 +14,7 @@ from tusk.auth.audit import AuditMiddleware
 from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
-from tusk.openapi import add_component_schemas
+from tusk.openapi import add_component_schemas, add_links
 from tusk_trigger.api import jobs, pipelines
 from tusk_trigger.config import TriggerSettings
 from tusk_trigger.context import Context, build_context
@@ -79,5 +79,6 @@ def create_app(
 
     app.include_router(pipelines.router, prefix="/v1")
     add_component_schemas(app, pipelines.SPEC_DEFS)
+    add_links(app, pipelines.LINKS)
     app.include_router(jobs.router, prefix="/v1")
     return app

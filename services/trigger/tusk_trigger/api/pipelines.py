@@ -113,3 +113,16 @@ async def stop_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
 async def start_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     """Resume triggering; a job runs on the latest inputs if they changed while stopped."""
     return await ctx.service.set_state(name, "running")
+
+
+_NAME = {"name": "$response.body#/name"}
+LINKS: list[tuple[str, str, str, str, str, dict[str, str]]] = [
+    ("post", "/v1/pipelines", "201", name, operation, _NAME)
+    for name, operation in (
+        ("InspectPipeline", "inspect_pipeline_v1_pipelines__name__get"),
+        ("StopPipeline", "stop_pipeline_v1_pipelines__name__stop_post"),
+        ("StartPipeline", "start_pipeline_v1_pipelines__name__start_post"),
+        ("DeletePipeline", "delete_pipeline_v1_pipelines__name__delete"),
+    )
+]
+"""What a created pipeline leads to (OpenAPI links)."""
