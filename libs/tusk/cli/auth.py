@@ -20,7 +20,12 @@ from tusk.cli.common import JsonOption, connect, note, print_json, run, show, st
 from tusk.errors import InvalidArgument
 
 app = typer.Typer(
-    help="Who you are, tokens, roles on repos and pipelines, and the audit log.",
+    help="Who you are, tokens, roles on repos and pipelines, and the audit log.\n\n"
+    "Authentication is on when the services have TUSK_API_TOKENS (administrators' tokens). "
+    "Roles on a repo or pipeline: **reader** sees it; **writer** also changes it (commits, "
+    "puts; updates, stops and starts a pipeline); **owner** also deletes it and grants roles "
+    "on it; **admin** may do anything, and makes tokens. Whoever creates a repo or pipeline "
+    "owns it.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
