@@ -87,6 +87,7 @@ class Stack:
             "TUSK_TRIGGER_PORT": str(self.ports["trigger"]),
             "TUSK_SCHEDULER_PORT": str(self.ports["scheduler"]),
             "TUSK_INFERENCE_PORT": str(self.ports["inference"]),
+            "TUSK_S3_GATEWAY_PORT": str(free_port()),
             "TUSK_LOG_LEVEL": "WARNING",
         }
         self.process = ManagedProcess(

@@ -92,7 +92,8 @@ def start_stack(tmp: Path, *extra_args: str, port: int | None = None) -> Stack:
     url = f"http://127.0.0.1:{port}"
     # The other services tusk up runs get free ports too, so stacks never collide.
     others = {
-        f"TUSK_{name}_PORT": str(free_port()) for name in ("TRIGGER", "SCHEDULER", "INFERENCE")
+        f"TUSK_{name}_PORT": str(free_port())
+        for name in ("TRIGGER", "SCHEDULER", "INFERENCE", "S3_GATEWAY")
     }
     env = clean_env(
         TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url, **others

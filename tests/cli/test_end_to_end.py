@@ -70,8 +70,7 @@ def test_round_trip(stack: Stack, tmp_path: Path) -> None:
     assert root["/tree"]["size_bytes"] == sum(map(len, files.values()))
     listed = as_json(tusk("ls", "raw@master:/tree/a", "--json"))
     assert [(e["path"], e["type"]) for e in listed] == [
-        ("/tree/a/b", "dir"),
-        ("/tree/a/one.csv", "file"),
+        ("/tree/a/b", "dir"), ("/tree/a/one.csv", "file"),
     ]
     assert "/tree/big/" in tusk("ls", "raw@master:/tree").stdout.decode()
 
@@ -180,17 +179,13 @@ def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         # A second stack on the same port, or on the same data directory, says why it cannot.
         clash = subprocess.run(
             [TUSK, "up", "--data-dir", tmp_path / "other"],
-            env=own.env,
-            capture_output=True,
-            timeout=60,
+            env=own.env, capture_output=True, timeout=60,
         )
         assert clash.returncode == 1
         assert b"cannot listen" in clash.stderr
         locked = subprocess.run(
             [TUSK, "up", "--port", str(free_port())],
-            env=own.env,
-            capture_output=True,
-            timeout=60,
+            env=own.env, capture_output=True, timeout=60,
         )
         assert locked.returncode == 1
         assert b"another `tusk up`" in locked.stderr
@@ -265,8 +260,7 @@ def test_failed_upload_abandons_the_commit_it_opened(
         (tree / name).write_bytes(b"x" * transfer.SMALL_FILE)
     stack.tusk("repo", "create", "abandoned")
     result = CliRunner().invoke(
-        app,
-        ["put", "abandoned@master", "-r", "-p", "1", "-f", str(tree)],
+        app, ["put", "abandoned@master", "-r", "-p", "1", "-f", str(tree)],
         env={"TUSK_REPO_URL": stack.url},
     )
     assert result.exit_code == 1
@@ -291,10 +285,8 @@ def test_local_names_the_server_would_refuse_fail_before_any_commit(
 def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
     def tusk(*args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            [TUSK, *args],
-            env=clean_env(TUSK_DATA_DIR=str(tmp_path), **env),
-            capture_output=True,
-            timeout=60,
+            [TUSK, *args], env=clean_env(TUSK_DATA_DIR=str(tmp_path), **env),
+            capture_output=True, timeout=60,
         )
 
     assert "TUSK_REPO_PORT" in error_line(tusk("up", TUSK_REPO_PORT="eighty"))
@@ -304,10 +296,8 @@ def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
 
 def test_migrate_creates_the_embedded_database(tmp_path: Path) -> None:
     result = subprocess.run(
-        [TUSK, "migrate", "--data-dir", tmp_path / "fresh"],
-        env=clean_env(),
-        capture_output=True,
-        timeout=120,
+        [TUSK, "migrate", "--data-dir", tmp_path / "fresh"], env=clean_env(),
+        capture_output=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr.decode()
     assert "up to date" in result.stderr.decode()

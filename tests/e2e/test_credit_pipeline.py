@@ -46,7 +46,9 @@ def _env_for(settings: dict[str, object]) -> dict[str, str]:
 
 @pytest.fixture(params=["embedded", "real"])
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
-    ports = {name: free_port() for name in ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE")}
+    ports = {
+        name: free_port() for name in ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "S3_GATEWAY")
+    }
     env = {**os.environ, **{f"TUSK_{n}_PORT": str(p) for n, p in ports.items()}}
     # As a user runs it: from the project's environment, so the specs' python3 is that one.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

@@ -58,7 +58,9 @@ class Buses:
             await bus.close()
 
 
-async def collect(subscription: Subscription, count: int, *, within: float = 30.0) -> list[Record]:
+async def collect(
+    subscription: Subscription, count: int, *, within: float = 30.0
+) -> list[Record]:
     """Fetch until ``count`` records arrived or ``within`` seconds passed."""
     records: list[Record] = []
     deadline = time.monotonic() + within
@@ -98,7 +100,9 @@ def effects_table(metadata: MetaData) -> Table:
 async def record_effect(
     session: AsyncSession, table: Table, envelope: Envelope, data: Ping
 ) -> None:
-    await session.execute(table.insert().values(event_id=envelope.id, name=data.name, seq=data.seq))
+    await session.execute(
+        table.insert().values(event_id=envelope.id, name=data.name, seq=data.seq)
+    )
 
 
 async def effect_counts(db: Database, table: Table) -> dict[str, int]:

@@ -40,15 +40,9 @@ def make_consumer(
         await record_effect(session, effects, envelope, data)
 
     return EventConsumer(
-        buses.new(),
-        db,
-        metadata.tables["test_processed_events"],
-        group=group,
-        topics=[topic],
+        buses.new(), db, metadata.tables["test_processed_events"], group=group, topics=[topic],
         handler=handler or default,  # type: ignore[arg-type]
-        min_backoff=0.01,
-        max_backoff=0.1,
-        dlq_topic=f"{topic}.dlq",
+        min_backoff=0.01, max_backoff=0.1, dlq_topic=f"{topic}.dlq",
     )
 
 
@@ -76,12 +70,9 @@ async def test_bad_events_go_to_the_dead_letter_topic(
     good = [ping(topic, "k", 0), ping(topic, "k", 2), ping(topic, "k", 5)]
     unknown = encode(ping(topic, "k", 3))
     unknown = Record(
-        topic=topic,
-        key=b"k",
-        value=unknown.value,
-        headers=tuple(
-            (n, b"io.tusk.nothing.v9" if n == "ce_type" else v) for n, v in unknown.headers
-        ),
+        topic=topic, key=b"k", value=unknown.value,
+        headers=tuple((n, b"io.tusk.nothing.v9" if n == "ce_type" else v)
+                      for n, v in unknown.headers),
     )
     bad_data = encode(ping(topic, "k", 4))
     bad_data = Record(topic=topic, key=b"k", value=b'{"name": "k"}', headers=bad_data.headers)

@@ -45,19 +45,8 @@ class RepoServiceProcess:
     def __init__(self, run_dir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tusk_repo.app:create_app",
-            "--factory",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-        ]
+        argv = [sys.executable, "-m", "uvicorn", "tusk_repo.app:create_app", "--factory",
+                "--host", LOOPBACK, "--port", str(self.port), "--log-level", "warning"]
         self.process = ManagedProcess(f"repo-{self.port}", argv, run_dir, env=env)
 
     def start(self) -> None:
@@ -79,8 +68,7 @@ class CommitEffects:
     def __init__(self, bootstrap: str, url: str, repos: set[str]) -> None:
         self.metadata = MetaData()
         self.effects = Table(
-            "test_commit_effects",
-            self.metadata,
+            "test_commit_effects", self.metadata,
             Column("id", Integer, primary_key=True, autoincrement=True),
             Column("repo", String(64), nullable=False),
             Column("commit", String(64), nullable=False),
@@ -88,12 +76,8 @@ class CommitEffects:
         self.db = Database.from_url(url)
         self.repos = repos
         self.consumer = EventConsumer(
-            KafkaBus(bootstrap),
-            self.db,
-            processed_events_table("test", self.metadata),
-            group=f"effects-{uuid.uuid4().hex[:8]}",
-            topics=[COMMITS_TOPIC],
-            handler=self.handle,
+            KafkaBus(bootstrap), self.db, processed_events_table("test", self.metadata),
+            group=f"effects-{uuid.uuid4().hex[:8]}", topics=[COMMITS_TOPIC], handler=self.handle,
         )
 
     async def handle(self, session: AsyncSession, envelope: Envelope, data: EventData) -> None:
@@ -128,7 +112,9 @@ class CommitEffects:
 
 
 @pytest.fixture
-async def effects_of(kafka: KafkaBroker, pg_database: str) -> AsyncIterator[type[CommitEffects]]:
+async def effects_of(
+    kafka: KafkaBroker, pg_database: str
+) -> AsyncIterator[type[CommitEffects]]:
     made: list[CommitEffects] = []
 
     class Started(CommitEffects):
@@ -171,10 +157,8 @@ async def test_repo_service_killed_after_commit_before_publish(
         first = await commit_files(client, repo, {"data.csv": b"1,2,3\n"})
     service.kill()
     assert await unpublished(pg_database, repo) == [
-        "io.tusk.repo.created.v1",
-        "io.tusk.commit.started.v1",
-        "io.tusk.commit.finished.v1",
-        "io.tusk.branch.moved.v1",
+        "io.tusk.repo.created.v1", "io.tusk.commit.started.v1",
+        "io.tusk.commit.finished.v1", "io.tusk.branch.moved.v1",
     ]
     effects = effects_of({repo})
     await effects.start()
@@ -277,19 +261,10 @@ async def test_consumer_killed_mid_batch_resumes_from_its_committed_offset(
             return {}
 
     def consumer() -> ManagedProcess:
-        argv = [
-            sys.executable,
-            "-m",
-            "tests.events.consumer_proc",
-            kafka.bootstrap,
-            pg_database,
-            topic,
-            group,
-            "0.004",
-        ]
-        return ManagedProcess(
-            f"consumer-{uuid.uuid4().hex[:6]}", argv, tmp_path, cwd=Path(__file__).parents[2]
-        )
+        argv = [sys.executable, "-m", "tests.events.consumer_proc", kafka.bootstrap, pg_database,
+                topic, group, "0.004"]
+        return ManagedProcess(f"consumer-{uuid.uuid4().hex[:6]}", argv, tmp_path,
+                              cwd=Path(__file__).parents[2])
 
     first = consumer()
     first.start()
@@ -325,22 +300,13 @@ async def test_malformed_and_unknown_events_land_in_the_dlq(
     bus = KafkaBus(kafka.bootstrap)  # creates tusk.dlq among its topics
     await bus.create_topics([topic])
     await bus.start()
-    await bus.publish_records(
-        [
-            Record(topic=topic, key=b"k", value=b"not json", headers=(("ce_id", b"1"),)),
-            Record(
-                topic=topic,
-                key=b"k",
-                value=b"{}",
-                headers=(
-                    ("ce_specversion", b"1.0"),
-                    ("ce_id", b"2"),
-                    ("ce_source", b"x"),
-                    ("ce_type", b"io.tusk.unheard.of.v1"),
-                ),
-            ),
-        ]
-    )
+    await bus.publish_records([
+        Record(topic=topic, key=b"k", value=b"not json", headers=(("ce_id", b"1"),)),
+        Record(topic=topic, key=b"k", value=b"{}", headers=(
+            ("ce_specversion", b"1.0"), ("ce_id", b"2"), ("ce_source", b"x"),
+            ("ce_type", b"io.tusk.unheard.of.v1"),
+        )),
+    ])
     await bus.publish([ping(topic, "k", 1)])
     metadata = MetaData()
     db = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")

@@ -38,9 +38,7 @@ async def test_repo_service_events_on_a_shared_memory_bus(tmp_path: Path) -> Non
             ok(await client.post("/v1/repos", json={"name": "out"}), 201)
             first = await commit_files(client, "raw", {"a.csv": b"1,2\n", "b.csv": b"3\n"})
             derived = await commit_files(
-                client,
-                "out",
-                {"x": b"x"},
+                client, "out", {"x": b"x"},
                 provenance=[{"repo": "raw", "commit": first["id"]}],
             )
             ok(await client.delete("/v1/repos/out"), 204)
@@ -70,11 +68,7 @@ async def test_repo_service_events_on_a_shared_memory_bus(tmp_path: Path) -> Non
     [moved] = [e for e in events if isinstance(e, BranchMoved) and e.repo == "raw"]
     assert (moved.branch, moved.head, moved.previous) == ("master", first["id"], None)
     assert {type(e) for e in events} == {
-        RepoCreated,
-        CommitStarted,
-        CommitFinished,
-        BranchMoved,
-        RepoDeleted,
+        RepoCreated, CommitStarted, CommitFinished, BranchMoved, RepoDeleted
     }
     envelope = decode(records[0])
     assert (envelope.source, envelope.subject, envelope.key) == ("tusk/repo", "raw", "raw")

@@ -16,20 +16,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from tusk.client import RepoClient
+from tusk.client.config import ClientSettings
 from tusk.client.pipelines import SchedulerClient, TriggerClient
 from tusk.errors import InvalidArgument, TuskError
 from tusk.paths import Address
 
 T = TypeVar("T")
 
-DEFAULT_REPO_URL = "http://127.0.0.1:8081"
 
 ADDRESS_HELP = (
     "REPO@REF:/PATH. REF is a branch or commit id, optionally followed by ^N or ~N for "
@@ -47,27 +46,8 @@ if not stdout.is_terminal:
     stdout.width = 10_000
 
 
-class CliSettings(BaseSettings):
-    """Where the CLI finds the services; ``TUSK_*`` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="TUSK_", extra="ignore", frozen=True)
-
-    repo_url: str = Field(default=DEFAULT_REPO_URL, description="The repo service.")
-    trigger_url: str = Field(
-        default="http://127.0.0.1:8082", description="The trigger service (pipelines, jobs)."
-    )
-    scheduler_url: str = Field(
-        default="http://127.0.0.1:8083", description="The scheduler (datums, logs)."
-    )
-    token: str | None = Field(default=None, description="Bearer token for the services.")
-    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for an answer.")
-
-    @field_validator("repo_url", "trigger_url", "scheduler_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+# Where the CLI finds the services: TUSK_* variables, else the current context (`tusk context`).
+CliSettings = ClientSettings
 
 
 def settings_error(error: ValidationError, prefix: str = "TUSK_") -> InvalidArgument:
@@ -80,9 +60,9 @@ def settings_error(error: ValidationError, prefix: str = "TUSK_") -> InvalidArgu
     return InvalidArgument("invalid configuration: " + "; ".join(problems))
 
 
-def load_settings() -> CliSettings:
+def load_settings() -> ClientSettings:
     try:
-        return CliSettings()
+        return ClientSettings()
     except ValidationError as e:
         raise settings_error(e) from None
 

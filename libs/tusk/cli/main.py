@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from tusk.cli import auth, branches, commits, events, files, models, pipelines, repos, transfer
+from tusk.cli import (
+    auth,
+    branches,
+    commits,
+    contexts,
+    events,
+    files,
+    models,
+    pipelines,
+    registry,
+    repos,
+    transfer,
+)
 
 DATA = "Data"
 HELP = """Versioned data repos and pipelines.
@@ -18,7 +30,8 @@ head). REF defaults to master, PATH to the root.
 
 The services are found through TUSK_REPO_URL (default http://127.0.0.1:8081),
 TUSK_TRIGGER_URL (8082), TUSK_SCHEDULER_URL (8083) and TUSK_INFERENCE_URL (8080), with the
-bearer token TUSK_TOKEN if they need one.
+bearer token TUSK_TOKEN if they need one; else through the current context (`tusk context
+use NAME`). `tusk status` shows which answer.
 """
 
 app = typer.Typer(
@@ -50,4 +63,9 @@ app.command(rich_help_panel="Pipelines")(pipelines.lineage)
 app.add_typer(events.app, name="events", rich_help_panel="Debugging")
 app.add_typer(models.app, name="model", rich_help_panel="Inference")
 app.command(rich_help_panel="Inference")(models.predict)
+models.app.command("add")(registry.add)
+models.app.command("remove")(registry.remove)
+models.app.command("sources")(registry.sources)
+app.add_typer(contexts.app, name="context", rich_help_panel="Settings")
+app.command(rich_help_panel="Settings")(contexts.status)
 app.add_typer(auth.app, name="auth", rich_help_panel="Access")

@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.markup import escape
 
-from tusk.cli.common import JsonOption, load_settings, note, run, settings_error, show, table
+from tusk.cli.common import JsonOption, load_settings, note, run, show, table
 from tusk.client.inference import InferenceClient, InferResponse, ModelMetadata, TensorMetadata
 from tusk.errors import InvalidArgument
 
-DEFAULT_INFERENCE_URL = "http://127.0.0.1:8080"
 CSV_BATCH_ROWS = 1000
 
 app = typer.Typer(
@@ -46,27 +43,12 @@ VersionOption = Annotated[
 ]
 
 
-class _InferenceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TUSK_", extra="ignore", frozen=True)
-
-    inference_url: str = Field(default=DEFAULT_INFERENCE_URL)
-
-    @field_validator("inference_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-
 @asynccontextmanager
 async def connect_inference() -> AsyncIterator[InferenceClient]:
-    common = load_settings()
-    try:
-        url = _InferenceSettings().inference_url
-    except ValidationError as e:
-        raise settings_error(e) from None
-    async with InferenceClient(url, common.token, timeout=common.timeout) as client:
+    settings = load_settings()
+    async with InferenceClient(
+        settings.inference_url, settings.token, timeout=settings.timeout
+    ) as client:
         yield client
 
 

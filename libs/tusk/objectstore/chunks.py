@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -174,16 +175,23 @@ class ChunkStore:
         return digest
 
     def read_file(
-        self, file: ChunkedFile, start: int = 0, end: int | None = None
+        self, file: ChunkedFile, start: int = 0, end: int | None = None, *, ahead: int = 1
     ) -> AsyncIterator[bytes]:
-        """Yield bytes ``[start, end)`` of a stored file."""
+        """Yield bytes ``[start, end)`` of a stored file, with ``ahead`` chunks fetched
+        while one is sent."""
         stop = file.size if end is None else min(end, file.size)
-        return self.read(file.chunks, file.offset + start, file.offset + stop)
+        return self.read(file.chunks, file.offset + start, file.offset + stop, ahead=ahead)
 
     async def read(
-        self, chunks: tuple[tuple[str, int], ...], start: int = 0, end: int | None = None
+        self,
+        chunks: tuple[tuple[str, int], ...],
+        start: int = 0,
+        end: int | None = None,
+        *,
+        ahead: int = 1,
     ) -> AsyncIterator[bytes]:
-        """Yield bytes ``[start, end)`` of a file, fetching the next chunk while one is sent."""
+        """Yield bytes ``[start, end)`` of a file, fetching the next ``ahead`` chunks while one
+        is sent."""
         wanted = []
         offset = 0
         for digest, length in chunks:
@@ -202,16 +210,18 @@ class ChunkStore:
                 self.store.get(key) if whole else self.store.get(key, lo, hi)
             )
 
-        pending: asyncio.Task[bytes] | None = fetch(wanted[0]) if wanted else None
+        pending: deque[asyncio.Task[bytes]] = deque(fetch(w) for w in wanted[: ahead + 1])
+        following = ahead + 1
         try:
-            for i in range(len(wanted)):
-                assert pending is not None
-                current = pending
-                pending = fetch(wanted[i + 1]) if i + 1 < len(wanted) else None
+            while pending:
+                current = pending.popleft()
+                if following < len(wanted):
+                    pending.append(fetch(wanted[following]))
+                    following += 1
                 yield await current
         finally:
-            if pending is not None:
-                pending.cancel()
+            for task in pending:
+                task.cancel()
 
 
 async def _hash(data: bytes) -> str:

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tusk import __version__
+from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, install_error_handlers
 from tusk.auth.http import PrincipalDep, public
 from tusk.auth.verify import remote_verifier
@@ -19,7 +20,7 @@ from tusk.client.repo import RepoClient
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
 from tusk.openapi import add_component_schemas
-from tusk_inference.api import infer, v2
+from tusk_inference.api import infer, models, v2
 from tusk_inference.api.deps import ContextDep
 from tusk_inference.config import InferenceSettings
 from tusk_inference.context import Context, build_context
@@ -121,6 +122,8 @@ def create_app(
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v2.router)
+    app.include_router(models.router)
+    add_about_route(app, describe("inference", settings, uses_database=False))
     return app
 
 

@@ -32,6 +32,13 @@ class InferenceSettings(CommonSettings):
         alias="TUSK_MODELS_FILE",
         description="A YAML file of models (added to TUSK_MODELS).",
     )
+    models_state: Path | None = Field(
+        default=None,
+        alias="TUSK_INFERENCE_MODELS_STATE",
+        description="The JSON file keeping the models added at runtime (`tusk model add`) "
+        "across restarts; default: inference-models.json in the data directory. Give every "
+        "replica the same file (a shared volume) for them to serve the same models.",
+    )
     max_versions: int = Field(
         default=3,
         ge=1,
@@ -136,3 +143,7 @@ class InferenceSettings(CommonSettings):
             if names.count(name) > 1:
                 raise ValueError(f"model {name!r} is configured twice (TUSK_MODELS and file)")
         return tuple(specs)
+
+    @property
+    def resolved_models_state(self) -> Path:
+        return self.models_state or self.data_dir / "inference-models.json"

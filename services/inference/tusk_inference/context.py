@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import structlog
 
 from tusk.client.repo import RepoClient
 from tusk.events.bus import EventBus, open_event_bus
 from tusk_inference.config import InferenceSettings
 from tusk_inference.domain.registry import Registry
+from tusk_inference.domain.runtime_models import RuntimeModels
 from tusk_inference.events import CommitWatcher
 from tusk_inference.metrics import Metrics
 from tusk_inference.service import ModelService
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class Context:
     metrics: Metrics
     repos: RepoClient
     bus: EventBus
+    runtime_models: RuntimeModels
+    changing_models: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @asynccontextmanager
@@ -50,7 +58,17 @@ async def build_context(
         work_dir = Path(tempfile.mkdtemp(prefix="tusk-inference-"))
         stack.callback(shutil.rmtree, work_dir, ignore_errors=True)
         metrics = Metrics()
-        registry = Registry(settings.all_models(), settings.max_versions)
+        runtime_models = RuntimeModels(settings.resolved_models_state)
+        configured = settings.all_models()
+        names = {spec.name for spec in configured}
+        added = []
+        for spec in runtime_models.load():
+            if spec.name in names:
+                log.warning("a model added at runtime is now configured in the settings; "
+                            "the settings win", model=spec.name)
+                continue
+            added.append(spec)
+        registry = Registry((*configured, *added), settings.max_versions)
         service = ModelService(settings, repos, registry, metrics, work_dir)
         watcher = CommitWatcher(bus, service)
         # Subscribed before the heads are read, so that no commit falls in between.
@@ -58,4 +76,4 @@ async def build_context(
         stack.push_async_callback(service.stop, settings.drain_seconds)
         stack.push_async_callback(watcher.stop)
         service.start()
-        yield Context(settings, registry, service, metrics, repos, bus)
+        yield Context(settings, registry, service, metrics, repos, bus, runtime_models)

@@ -33,6 +33,7 @@ from tusk_inference.domain.engine import Engine, EngineOptions, ModelLoadError
 from tusk_inference.domain.lineage import Lineage, upstream
 from tusk_inference.domain.registry import LoadFailure, Registry, Slot, Version
 from tusk_inference.domain.runner import Runner
+from tusk_inference.domain.specs import ModelSpec
 from tusk_inference.metrics import Metrics
 
 log = structlog.get_logger()
@@ -67,6 +68,7 @@ class ModelService:
         self._resync: asyncio.Task[None] | None = None
         self._stopping = False
         self._changed = asyncio.Event()  # replaced on each change; waiters hold the old one
+        self._adding: set[asyncio.Task[None]] = set()
 
     # --- what to load ------------------------------------------------------------------------
 
@@ -103,6 +105,8 @@ class ModelService:
 
     def want(self, slot: Slot, commit: str) -> None:
         """Make ``commit`` the model's served version as soon as it is loaded."""
+        if self.registry.slots.get(slot.name) is not slot:  # removed or replaced meanwhile
+            return
         if self._stopping or commit in self._settled[slot.name]:
             return
         if slot.latest is not None and slot.latest.commit == commit:
@@ -123,7 +127,7 @@ class ModelService:
         """Want the newest commit of the model's branch that did not fail."""
         spec = slot.spec
         # An event that arrives while the head is being read is newer than what we read.
-        wants = self._wants[slot.name]
+        wants = self._wants.get(slot.name)
         try:
             info: CommitInfo | None = await self.repos.inspect_commit(spec.repo, spec.branch)
         except NotFound:
@@ -135,7 +139,7 @@ class ModelService:
                 break
             self._settle(slot, info.id, "failed commit")
             info = await self.repos.inspect_commit(spec.repo, info.parent) if info.parent else None
-        if info is not None and info.error is None and self._wants[slot.name] == wants:
+        if info is not None and info.error is None and self._wants.get(slot.name) == wants:
             self.want(slot, info.id)
 
     async def _resync_loop(self) -> None:
@@ -144,7 +148,7 @@ class ModelService:
         delay = 0.5
         while True:
             failed = False
-            for slot in self.registry.slots.values():
+            for slot in list(self.registry.slots.values()):
                 try:
                     await self.sync_head(slot)
                 except TuskError as e:
@@ -311,17 +315,58 @@ class ModelService:
         )
 
     def _settle(self, slot: Slot, commit: str, outcome: str) -> None:
-        settled = self._settled[slot.name]
+        settled = self._settled.get(slot.name)
+        if settled is None:  # the model was removed meanwhile
+            return
         settled[commit] = outcome
         while len(settled) > REMEMBERED_OUTCOMES:
             settled.popitem(last=False)
+
+    # --- models added and removed at runtime -------------------------------------------------
+
+    def add_model(self, spec: ModelSpec) -> Slot:
+        """Serve a new model (or a new source under a served name): its branch head is loaded
+        at once, then its new commits as they finish."""
+        if spec.name in self.registry.slots:
+            self.remove_model(spec.name)
+        slot = Slot(spec, self.settings.max_versions)
+        self.registry.slots[spec.name] = slot
+        self._settled[spec.name] = OrderedDict()
+        self._wants[spec.name] = 0
+        task = asyncio.create_task(self._first_sync(slot), name=f"inference add {spec.name}")
+        self._adding.add(task)
+        task.add_done_callback(self._adding.discard)
+        self._notify()
+        log.info("model added", model=spec.name, source=spec.source)
+        return slot
+
+    async def _first_sync(self, slot: Slot) -> None:
+        try:
+            await self.sync_head(slot)
+        except TuskError as e:  # the resync loop tries again
+            log.warning("cannot check the model's branch", model=slot.name, error=e.message)
+
+    def remove_model(self, name: str) -> None:
+        """Stop serving a model: requests already running on it finish, new ones get 404."""
+        self.registry.slot(name)  # NotFound, naming the served ones
+        del self.registry.slots[name]
+        self._wanted.pop(name, None)
+        loader = self._loaders.pop(name, None)
+        if loader is not None:
+            loader.cancel()
+        self._settled.pop(name, None)
+        self._wants.pop(name, None)
+        self._notify()
+        log.info("model removed", model=name)
 
     # --- shutdown ----------------------------------------------------------------------------
 
     async def stop(self, drain_seconds: float) -> None:
         """Stop loading, then let queued batches finish (up to ``drain_seconds``)."""
         self._stopping = True
-        tasks = [t for t in (self._resync, *self._loaders.values()) if t is not None]
+        tasks = [
+            t for t in (self._resync, *self._loaders.values(), *self._adding) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from tusk import __version__
+from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.auth.audit import AuditMiddleware
 from tusk.events.bus import EventBus
@@ -81,6 +82,7 @@ def create_app(
     )
 
     add_health_routes(app)
+    add_about_route(app, describe("repo", settings, uses_objects=True))
 
     for module in (repos, branches, commits, files):
         app.include_router(module.router, prefix="/v1", dependencies=[RepoAccess])

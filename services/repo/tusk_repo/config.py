@@ -9,6 +9,13 @@ from tusk.settings import CommonSettings
 class RepoSettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8081, alias="TUSK_REPO_PORT")
+    s3_gateway_port: int = Field(
+        default=8085,
+        ge=0,
+        le=65535,
+        alias="TUSK_S3_GATEWAY_PORT",
+        description="Port of the S3 gateway that `tusk up` serves beside the repo API.",
+    )
     chunk_size: int = Field(
         default=DEFAULT_CHUNK_SIZE,
         ge=64 * 1024,

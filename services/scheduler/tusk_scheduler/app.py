@@ -14,6 +14,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tusk import __version__
+from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.auth.http import PrincipalDep
 from tusk.auth.verify import remote_verifier
@@ -84,6 +85,7 @@ def create_app(
     )
 
     add_health_routes(app)
+    add_about_route(app, describe("scheduler", settings, extra={"runner": settings.runner}))
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics(ctx: ContextDep, _: PrincipalDep) -> Response:

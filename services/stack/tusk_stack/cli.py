@@ -22,16 +22,11 @@ from tusk.errors import InvalidArgument, TuskError
 
 SERVICES = "Services"
 
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        metavar="DIR",
-        show_default=False,
-        help="Where the SQLite database and the file contents live "
-        "(default: TUSK_DATA_DIR, else ~/.local/share/tusk).",
-    ),
-]
+DataDirOption = Annotated[Path | None, typer.Option(
+    "--data-dir", metavar="DIR", show_default=False,
+    help="Where the SQLite database and the file contents live "
+    "(default: TUSK_DATA_DIR, else ~/.local/share/tusk).",
+)]
 
 
 def _overrides(data_dir: Path | None) -> dict[str, object]:
@@ -41,40 +36,26 @@ def _overrides(data_dir: Path | None) -> dict[str, object]:
 @app.command(rich_help_panel=SERVICES)
 def up(
     data_dir: DataDirOption = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            "--port",
-            min=0,
-            max=65535,
-            show_default=False,
-            help="Port of the repo service (default: TUSK_REPO_PORT, else 8081).",
-        ),
-    ] = None,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            "--host",
-            show_default=False,
-            help="Address to listen on (default: TUSK_HOST, else 127.0.0.1; 0.0.0.0 for all).",
-        ),
-    ] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            metavar="NAME=REPO@BRANCH:/PATH",
-            show_default=False,
-            help="Serve an ONNX model from the repos on the inference service (port 8080), "
-            "following the branch's new commits; repeatable, added to TUSK_MODELS.",
-        ),
-    ] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", min=0, max=65535, show_default=False,
+        help="Port of the repo service (default: TUSK_REPO_PORT, else 8081).",
+    )] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", show_default=False,
+        help="Address to listen on (default: TUSK_HOST, else 127.0.0.1; 0.0.0.0 for all).",
+    )] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", metavar="NAME=REPO@BRANCH:/PATH", show_default=False,
+        help="Serve an ONNX model from the repos on the inference service (port 8080), "
+        "following the branch's new commits; repeatable, added to TUSK_MODELS.",
+    )] = None,
 ) -> None:
     """Run tusk's services in this process until Ctrl-C (embedded mode).
 
     Metadata goes to SQLite and file contents to a directory, both under the data directory,
     unless TUSK_DATABASE_URL / TUSK_OBJECT_STORE_URL say otherwise. Other shells reach it
-    with the default TUSK_REPO_URL (http://127.0.0.1:8081).
+    with the default TUSK_REPO_URL (http://127.0.0.1:8081). The S3 gateway listens on
+    TUSK_S3_GATEWAY_PORT (default 8085; 0: none).
     """
     from tusk.logging import configure_logging
     from tusk_inference.config import InferenceSettings
@@ -110,16 +91,13 @@ def up(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         shared = _overrides(data_dir)
-        asyncio.run(
-            run_embedded(
-                EmbeddedSettings(
-                    repo=repo,
-                    trigger=trigger.model_copy(update={**shared, "host": repo.host}),
-                    scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
-                    inference=inference.model_copy(update={**shared, "host": repo.host}),
-                )
-            )
-        )
+        asyncio.run(run_embedded(EmbeddedSettings(
+            repo=repo,
+            trigger=trigger.model_copy(update={**shared, "host": repo.host}),
+            scheduler=scheduler.model_copy(update={**shared, "host": repo.host}),
+            inference=inference.model_copy(update={**shared, "host": repo.host}),
+            s3_gateway=True,
+        )))
     except TuskError as e:
         fail(e.message)
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place

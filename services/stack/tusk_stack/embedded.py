@@ -20,10 +20,10 @@ from typing import IO
 
 import structlog
 import uvicorn
-from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
-from tusk.cli.common import DEFAULT_REPO_URL
+from tusk.client.config import DEFAULT_REPO_URL
 from tusk.errors import TuskError, Unavailable
 from tusk.events.bus import open_event_bus
 from tusk_inference.app import create_app as create_inference_app
@@ -32,6 +32,7 @@ from tusk_inference.context import build_context as build_inference_context
 from tusk_repo.app import create_app as create_repo_app
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import build_context as build_repo_context
+from tusk_repo.s3.app import create_gateway_app
 from tusk_scheduler.app import create_app as create_scheduler_app
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.context import build_context as build_scheduler_context
@@ -52,6 +53,8 @@ class EmbeddedSettings:
     trigger: TriggerSettings
     scheduler: SchedulerSettings
     inference: InferenceSettings
+    s3_gateway: bool = False
+    """Serve the S3 gateway on the repo settings' ``s3_gateway_port`` (`tusk up` does)."""
 
     @property
     def data_dir(self) -> Path:
@@ -97,75 +100,56 @@ async def run_embedded(
             bus = await stack.enter_async_context(open_event_bus(repo))
             repo_context = await stack.enter_async_context(build_repo_context(repo, bus=bus))
             repo_listener = _listener(
-                "repo",
-                create_repo_app(context=repo_context),
-                repo.host,
-                repo.port,
-                "TUSK_REPO_PORT",
-                debug=repo.log_level.upper() == "DEBUG",
+                "repo", create_repo_app(context=repo_context), repo.host, repo.port,
+                "TUSK_REPO_PORT", debug=repo.log_level.upper() == "DEBUG",
             )
             listeners.append(repo_listener)
+            if settings.s3_gateway and repo.s3_gateway_port:
+                listeners.append(_listener(
+                    "s3", create_gateway_app(repo_context), repo.host, repo.s3_gateway_port,
+                    "TUSK_S3_GATEWAY_PORT", debug=repo.log_level.upper() == "DEBUG",
+                ))
             # The others reach the repo service over HTTP, like separate deployments do.
             trigger = settings.trigger.model_copy(update={"repo_url": repo_listener.url})
             trigger_context = await stack.enter_async_context(build_trigger_context(trigger, bus))
-            listeners.append(
-                _listener(
-                    "trigger",
-                    create_trigger_app(context=trigger_context),
-                    trigger.host,
-                    trigger.port,
-                    "TUSK_TRIGGER_PORT",
-                    debug=repo.log_level.upper() == "DEBUG",
-                )
-            )
+            listeners.append(_listener(
+                "trigger", create_trigger_app(context=trigger_context), trigger.host,
+                trigger.port, "TUSK_TRIGGER_PORT", debug=repo.log_level.upper() == "DEBUG",
+            ))
             scheduler = settings.scheduler.model_copy(update={"repo_url": repo_listener.url})
             scheduler_context = await stack.enter_async_context(
                 build_scheduler_context(scheduler, bus=bus)
             )
-            listeners.append(
-                _listener(
-                    "scheduler",
-                    create_scheduler_app(context=scheduler_context),
-                    scheduler.host,
-                    scheduler.port,
-                    "TUSK_SCHEDULER_PORT",
-                    debug=repo.log_level.upper() == "DEBUG",
-                )
-            )
+            listeners.append(_listener(
+                "scheduler", create_scheduler_app(context=scheduler_context), scheduler.host,
+                scheduler.port, "TUSK_SCHEDULER_PORT", debug=repo.log_level.upper() == "DEBUG",
+            ))
             inference = settings.inference.model_copy(update={"repo_url": repo_listener.url})
             inference_context = await stack.enter_async_context(
                 build_inference_context(inference, bus=bus)
             )
-            listeners.append(
-                _listener(
-                    "inference",
-                    create_inference_app(context=inference_context),
-                    inference.host,
-                    inference.port,
-                    "TUSK_INFERENCE_PORT",
-                    debug=repo.log_level.upper() == "DEBUG",
-                )
-            )
+            listeners.append(_listener(
+                "inference", create_inference_app(context=inference_context), inference.host,
+                inference.port, "TUSK_INFERENCE_PORT", debug=repo.log_level.upper() == "DEBUG",
+            ))
             if stop.is_set():  # a signal arrived while starting
                 return
             log.info(
-                "tusk is up",
-                data_dir=str(settings.data_dir),
+                "tusk is up", data_dir=str(settings.data_dir),
                 database=make_url(repo.resolved_database_url).render_as_string(),
                 objects=repo.resolved_object_store_url,
                 **{f"{item.name}_url": item.url for item in listeners},
             )
             if repo_listener.url != DEFAULT_REPO_URL:
-                log.info(
-                    "point the CLI at it",
-                    run=" ".join(f"TUSK_{item.name.upper()}_URL={item.url}" for item in listeners),
-                )
+                log.info("point the CLI at it", run=" ".join(
+                    f"TUSK_{item.name.upper()}_URL={item.url}" for item in listeners
+                ))
             await _serve(listeners, stop)
     log.info("tusk stopped")
 
 
 def _listener(
-    name: str, app: FastAPI, host: str, port: int, variable: str, *, debug: bool
+    name: str, app: ASGIApp, host: str, port: int, variable: str, *, debug: bool
 ) -> _Listener:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named, not left 0: asyncio sets TCP_NODELAY only on sockets that say they
@@ -185,10 +169,7 @@ def _listener(
     # server runs (the scheduler resuming jobs) wait in the backlog instead of being refused.
     sock.listen(2048)
     config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=debug,
-        lifespan="on",
+        app, log_config=None, access_log=debug, lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return _Listener(name, _Server(config), sock)

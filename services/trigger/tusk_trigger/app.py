@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from tusk import __version__
+from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
 from tusk.auth.audit import AuditMiddleware
 from tusk.auth.verify import remote_verifier
@@ -76,6 +77,7 @@ def create_app(
     )
 
     add_health_routes(app)
+    add_about_route(app, describe("trigger", settings))
 
     app.include_router(pipelines.router, prefix="/v1")
     add_component_schemas(app, pipelines.SPEC_DEFS)

@@ -1,0 +1,244 @@
+"""The S3 gateway's and tusk://'s speed targets (issue 17), each against a baseline of the run.
+
+    .venv/bin/python -m loadtest.bench_sdk [--quick] [--json OUT]
+
+Starts versitygw (``tests.backing``) and ``tusk up`` as its own process, with file contents in
+versitygw (the real object store) and metadata in SQLite, and measures:
+
+1. ``get``: GetObject of a 1 GiB file through the gateway vs GetObject of the same bytes
+   straight from versitygw, both with boto3 (target: the gateway ≥ 80 % of versitygw);
+2. ``puts``: 10,000 PutObject of 4 KiB through the gateway into one open commit, finished at
+   the end (target ≥ 1,000 objects/s), vs the same PUTs straight to versitygw;
+3. ``csv``: ``pd.read_csv("tusk://…")`` of a 100 MB file vs ``pd.read_csv`` of a local copy
+   (target: within 1.3x).
+
+Each figure is the best of its rounds, the baseline's likewise, rounds alternating between the
+two. ``--quick`` uses 256 MiB, 2,000 objects and 25 MB. The exit status is 1 when a target is
+missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import numpy as np
+import pandas as pd
+from botocore.client import Config
+
+from loadtest.report import Figure, Report, environment, print_table, say
+from tests.backing.common import free_port
+from tests.backing.s3 import S3Server
+from tusk import Client
+
+BIN = Path(sys.executable).parent
+PUT_PROCESSES = 4
+PUT_THREADS = 16
+
+
+def s3_client(endpoint: str, key: str, secret: str, pool: int = 32) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=pool),
+    )
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def read_all(client: Any, bucket: str, key: str) -> int:
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    total = 0
+    while piece := body.read(8 << 20):
+        total += len(piece)
+    return total
+
+
+def put_many(args: tuple[str, str, str, str, list[str]]) -> None:
+    """One process's share of the PUTs, over threads (a process per share: boto3 signs each
+    request in Python, and one interpreter would be the bottleneck, not the server)."""
+    endpoint, key, secret, bucket, keys = args
+    client = s3_client(endpoint, key, secret, pool=PUT_THREADS)
+    body = os.urandom(4096)
+    with ThreadPoolExecutor(PUT_THREADS) as pool:
+        list(pool.map(lambda k: client.put_object(Bucket=bucket, Key=k, Body=body), keys))
+
+
+def put_all(pool: ProcessPoolExecutor, endpoint: str, key: str, secret: str, bucket: str,
+            keys: list[str]) -> None:
+    shares = [keys[i::PUT_PROCESSES] for i in range(PUT_PROCESSES)]
+    list(pool.map(put_many, [(endpoint, key, secret, bucket, s) for s in shares]))
+
+
+class Stack:
+    """``tusk up`` with contents in versitygw; its repo API and S3 gateway URLs."""
+
+    def __init__(self, work: Path, s3: S3Server, bucket: str) -> None:
+        ports = {name: free_port() for name in
+                 ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "S3_GATEWAY")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+        env.update({f"TUSK_{n}_PORT": str(p) for n, p in ports.items()})
+        env.update({
+            "TUSK_OBJECT_STORE_URL": f"s3://{bucket}/objects",
+            "TUSK_S3_ENDPOINT_URL": s3.endpoint_url, "TUSK_S3_ACCESS_KEY_ID": s3.access_key,
+            "TUSK_S3_SECRET_ACCESS_KEY": s3.secret_key, "TUSK_S3_REGION": s3.region,
+            "TUSK_LOG_LEVEL": "WARNING",
+        })
+        self.repo = f"http://127.0.0.1:{ports['REPO']}"
+        self.s3 = f"http://127.0.0.1:{ports['S3_GATEWAY']}"
+        self.log = (work / "tusk-up.log").open("wb")
+        self.process = subprocess.Popen(
+            [str(BIN / "tusk"), "up", "--data-dir", str(work / "data")],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"tusk up exited; see {work / 'tusk-up.log'}")
+            try:
+                httpx.get(f"{self.repo}/healthz", timeout=2)
+                httpx.get(self.s3, timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("tusk up did not answer in 120 s") from None
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+        self.log.close()
+
+
+def bench_get(report: Report, stack: Stack, s3: S3Server, work: Path, size: int,
+              rounds: int) -> None:
+    say(f"get: {size >> 20} MiB")
+    data = work / "big.bin"
+    with data.open("wb") as out:
+        for _ in range(size // (64 << 20) or 1):
+            out.write(os.urandom(min(size, 64 << 20)))
+    direct_bucket = f"direct-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(direct_bucket)
+    direct = s3_client(s3.endpoint_url, s3.access_key, s3.secret_key)
+    direct.upload_file(str(data), direct_bucket, "big.bin")
+    with Client(stack.repo) as client:
+        client.create_repo("bench-get")
+        client.write_file("bench-get@master:/big.bin", data)
+    gateway = s3_client(stack.s3, "tusk", "unused")
+    size = data.stat().st_size
+    assert read_all(gateway, "bench-get", "master/big.bin") == size  # warm, and correct
+    direct_times, gateway_times = [], []
+    for _ in range(rounds):
+        direct_times.append(timed(lambda: read_all(direct, direct_bucket, "big.bin")))
+        gateway_times.append(timed(lambda: read_all(gateway, "bench-get", "master/big.bin")))
+    via, raw = size / min(gateway_times) / 1e6, size / min(direct_times) / 1e6
+    report.add(Figure("GetObject 1 GiB through the gateway", via, "MB/s",
+                      "≥ 80 % of versitygw", via >= 0.8 * raw, "GetObject from versitygw",
+                      raw, via / raw))
+    data.unlink()
+
+
+def bench_puts(report: Report, stack: Stack, s3: S3Server, count: int, rounds: int) -> None:
+    say(f"puts: {count} x 4 KiB")
+    direct_bucket = f"puts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(direct_bucket)
+    gateway_rates, direct_rates = [], []
+    # Started and warmed before timing: what is measured is the PUTs, not interpreter starts.
+    with Client(stack.repo) as client, ProcessPoolExecutor(PUT_PROCESSES) as pool:
+        put_all(pool, s3.endpoint_url, s3.access_key, s3.secret_key, direct_bucket,
+                [f"warm/{i}" for i in range(PUT_PROCESSES * PUT_THREADS)])
+        client.create_repo("bench-puts")
+        for r in range(rounds):
+            keys = [f"b{r}/{i:05d}.bin" for i in range(count)]
+            direct_rates.append(count / timed(lambda k=keys: put_all(
+                pool, s3.endpoint_url, s3.access_key, s3.secret_key, direct_bucket, k)))
+            client.start_commit("bench-puts@master")
+            gateway_keys = [f"master/{k}" for k in keys]
+
+            def through_gateway(k: list[str] = gateway_keys) -> None:
+                put_all(pool, stack.s3, "tusk", "unused", "bench-puts", k)
+                client.finish_commit("bench-puts@master")
+
+            gateway_rates.append(count / timed(through_gateway))
+            assert len(client.list_files(f"bench-puts@master:/b{r}")) == count
+    via, raw = max(gateway_rates), max(direct_rates)
+    report.add(Figure(f"{count} x 4 KiB PutObject into one commit", via, "objects/s",
+                      "≥ 1,000 objects/s", via >= 1000, "PutObject to versitygw", raw,
+                      via / raw))
+
+
+def bench_csv(report: Report, stack: Stack, work: Path, size: int, rounds: int) -> None:
+    say(f"csv: {size // 10**6} MB")
+    rows = size // 33  # about 33 bytes a row
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({
+        "id": np.arange(rows), "income": rng.normal(50_000, 15_000, rows).round(2),
+        "limit": rng.normal(8_000, 3_000, rows).round(2), "age": rng.integers(18, 90, rows),
+        "region": rng.choice(["north", "south", "east", "west"], rows),
+    })
+    local = work / "big.csv"
+    frame.to_csv(local, index=False)
+    with Client(stack.repo) as client:
+        client.create_repo("bench-csv")
+        client.write_file("bench-csv@master:/big.csv", local)
+    options = {"repo_url": stack.repo}
+    url = "tusk://bench-csv@master/big.csv"
+    assert len(pd.read_csv(url, storage_options=options)) == rows  # warm, and correct
+    local_times, tusk_times = [], []
+    for _ in range(rounds):
+        local_times.append(timed(lambda: pd.read_csv(local)))
+        tusk_times.append(timed(lambda: pd.read_csv(url, storage_options=options)))
+    via, raw = min(tusk_times), min(local_times)
+    report.add(Figure(f"pd.read_csv of {local.stat().st_size / 1e6:.0f} MB from tusk://", via,
+                      "s", "≤ 1.3 x local", via <= 1.3 * raw, "pd.read_csv of a local file",
+                      raw, via / raw))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    report = Report(environment=environment(boto3=boto3.__version__, pandas=pd.__version__))
+    s3 = S3Server()
+    s3.start()
+    bucket = f"tusk-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(bucket)
+    with tempfile.TemporaryDirectory(prefix="bench-sdk-") as tmp:
+        work = Path(tmp)
+        stack = Stack(work, s3, bucket)
+        try:
+            bench_get(report, stack, s3, work, (256 if args.quick else 1024) << 20, 3)
+            bench_puts(report, stack, s3, 2000 if args.quick else 10_000, 2)
+            bench_csv(report, stack, work, (25 if args.quick else 100) * 10**6, 3)
+        finally:
+            stack.close()
+            s3.stop()
+    report.environment["load_average_after"] = os.getloadavg()
+    print_table(report, "tusk up (SQLite metadata, contents in versitygw), boto3, pandas")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "figures": [vars(f) for f in report.figures], "environment": report.environment,
+        }, indent=2, default=str))
+    if any(f.met is False for f in report.figures):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""S3 gateway onto the repos: bucket = repo, key = REF/PATH."""
