@@ -13,7 +13,15 @@ from tusk_inference.context import Context
 from tusk_inference.domain.runtime_models import same_source
 from tusk_inference.domain.specs import ModelSpec, parse_source
 
-router = APIRouter(prefix="/v1/models", tags=["model registry"])
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["model registry"],
+    responses={
+        400: {"description": "An invalid name or source"},
+        404: {"description": "No such model"},
+        409: {"description": "The model is configured by the settings, or serves another source"},
+    },
+)
 
 
 def _configured(ctx: Context) -> set[str]:
