@@ -57,7 +57,12 @@ def _repo_of(ctx: Context, name: str) -> str:
     return ctx.registry.slot(name).spec.repo
 
 
-@router.put("/{name}", response_model=ModelSource, status_code=status.HTTP_201_CREATED)
+@router.put(
+    "/{name}",
+    response_model=ModelSource,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ModelSource, "description": "Already served from that source"}},
+)
 async def add_model(
     name: str,
     body: ModelSourceRequest,
