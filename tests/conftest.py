@@ -120,6 +120,9 @@ async def repo_ctx(repo_context: Context) -> AsyncIterator[Context]:
             "repo_branches",
             "repo_repos",
             "repo_outbox",
+            "repo_auth_tokens",
+            "repo_auth_roles",
+            "repo_auth_audit",
         ):
             await session.execute(text(f"DELETE FROM {table}"))
 

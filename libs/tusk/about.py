@@ -6,11 +6,12 @@ others, or with a different database or bus than expected, shows up at a glance.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import make_url
 
 from tusk import __version__
+from tusk.auth.http import authenticated
 from tusk.settings import CommonSettings
 
 
@@ -46,6 +47,12 @@ def describe(
 
 
 def add_about_route(app: FastAPI, about: ServiceAbout) -> None:
-    @app.get("/v1/about", tags=["health"], response_model=ServiceAbout)
+    # It names the database and brokers: for callers with a token, when tokens are on.
+    @app.get(
+        "/v1/about",
+        tags=["health"],
+        response_model=ServiceAbout,
+        dependencies=[Depends(authenticated)],
+    )
     async def service_about() -> ServiceAbout:
         return about

@@ -1,26 +1,27 @@
-"""HTTP plumbing every service shares: error bodies, request ids, bearer-token auth."""
+"""HTTP plumbing every service shares: error bodies, request ids, authentication."""
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from collections.abc import Iterable
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tusk.auth.http import DOCS_PATHS, HEALTH_PATHS, METRICS_PATHS, AuthMiddleware, public
+from tusk.auth.tokens import StaticTokens
+from tusk.auth.verify import CachingVerifier, Verifier
 from tusk.errors import TooManyRequests, TuskError, Unavailable
+from tusk.openapi import add_auth_responses
 from tusk.outages import translate_backend_error
+from tusk.routing import AllowMiddleware
 
 log = structlog.get_logger()
-
-# Health and metrics answer without a token so that probes and scrapers need no secret.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 _HTTP_CODES = {413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
@@ -100,43 +101,28 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
 
 
-class BearerAuthMiddleware:
-    """When tokens are configured, every request but health and metrics needs one of them."""
-
-    def __init__(
-        self, app: ASGIApp, tokens: Iterable[str], public_paths: Iterable[str] = ()
-    ) -> None:
-        self.app = app
-        self.tokens = [t.encode() for t in tokens]
-        self.public_paths = PUBLIC_PATHS | frozenset(public_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.tokens or scope["path"] in self.public_paths:
-            await self.app(scope, receive, send)
-            return
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not any(
-            hmac.compare_digest(token.strip(), t) for t in self.tokens
-        ):
-            response = JSONResponse(
-                {
-                    "error": "missing or invalid bearer token (set TUSK_TOKEN for the CLI)",
-                    "code": "unauthorized",
-                },
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
 def add_common_middleware(
-    app: FastAPI, tokens: Iterable[str], public_paths: Iterable[str] = ()
+    app: FastAPI,
+    tokens: Iterable[str],
+    public_paths: Iterable[str] = (),
+    *,
+    verifier: Verifier | None = None,
+    metrics_public: bool = False,
+    docs_public: bool = True,
 ) -> None:
-    """``public_paths``: more paths than health and metrics that need no token (probes)."""
-    app.add_middleware(BearerAuthMiddleware, tokens=list(tokens), public_paths=list(public_paths))
+    """Request ids and authentication. ``verifier``: how tokens beyond ``tokens`` (the static
+    administrators' of ``TUSK_API_TOKENS``) are recognised; ``public_paths``: more paths than
+    the health checks that need no token (probes). Auth is off when ``tokens`` is empty."""
+    verifier = verifier or CachingVerifier(StaticTokens(tokens), None, ttl=0)
+    public = HEALTH_PATHS | frozenset(public_paths)
+    if metrics_public:
+        public |= METRICS_PATHS
+    if docs_public:
+        public |= DOCS_PATHS
+    app.state.public_paths = public
+    add_auth_responses(app, public)
+    app.add_middleware(AllowMiddleware, routed=app)
+    app.add_middleware(AuthMiddleware, verifier=verifier, public_paths=public)
     app.add_middleware(RequestContextMiddleware)
 
 
@@ -144,11 +130,11 @@ def add_health_routes(app: FastAPI) -> None:
     """``/healthz``: the process answers; ``/readyz``: its database answers too. The app's
     ``state.context`` must have a ``db`` (:class:`tusk.db.Database`)."""
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], dependencies=[Depends(public)])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], dependencies=[Depends(public)])
     async def readyz(request: Request) -> dict[str, str]:
         from sqlalchemy import text
 

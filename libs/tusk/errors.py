@@ -36,7 +36,8 @@ class Unauthorized(TuskError):
 
 
 class Forbidden(TuskError):
-    """The caller may not do this (e.g. write to a pipeline's output repo)."""
+    """The caller may not do this: it lacks the role the request needs, or writes to a
+    pipeline's output repo."""
 
     status_code = 403
     code = "forbidden"

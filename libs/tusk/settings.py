@@ -48,7 +48,22 @@ class CommonSettings(BaseSettings):
     )
     api_tokens: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(),
-        description="Comma-separated bearer tokens; when set, every API request needs one.",
+        description="Comma-separated bearer tokens of administrators (operators and the "
+        "services themselves); when set, every API request needs a token: one of these, or one "
+        "made with `tusk auth token create`.",
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a service keeps what the repo service said about a token: a "
+        "revoked token may work this long on the other services.",
+    )
+    auth_metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without a token (it names models, pipelines and commits).",
+    )
+    auth_docs_public: bool = Field(
+        default=True, description="Serve /docs and /openapi.json without a token."
     )
     migrate_on_start: bool = Field(
         default=True, description="Apply database migrations when a service starts."
@@ -89,7 +104,14 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
-            return frozenset(t.strip() for t in value.split(",") if t.strip())
+            tokens = frozenset(t.strip() for t in value.split(",") if t.strip())
+            if value and not tokens:
+                # Set but empty (" , "): turning auth off here would be a silent surprise.
+                raise ValueError(
+                    "TUSK_API_TOKENS is set but holds no token; unset it to run without "
+                    "authentication, or give at least one token"
+                )
+            return tokens
         return value
 
     @field_validator("database_url")

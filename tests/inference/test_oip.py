@@ -297,15 +297,17 @@ async def test_metrics(oip: Serving) -> None:
     assert "tusk_inference_batch_rows" in text
 
 
-async def test_probes_need_no_token_but_inference_does(
+async def test_probes_need_no_token_but_inference_and_metrics_do(
     repo_ctx: RepoContext, repos: RepoClient
 ) -> None:
     await commit_files(repos, "zoo", {"/affine.onnx": models.affine()})
     async with serving(
         repo_ctx, repos, "affine=zoo@master:/affine.onnx", api_tokens="s3cret"
     ) as secured:
-        for path in ("/v2/health/live", "/v2/health/ready", "/metrics"):
+        for path in ("/v2/health/live", "/v2/health/ready"):
             assert (await secured.http.get(path)).status_code == 200, path
+        for path in ("/metrics", "/v2", "/v2/models/affine", "//metrics"):
+            assert (await secured.http.get(path)).status_code == 401, path
         assert (await secured.infer("affine", affine_request([[1, 2, 3, 4]]))).status_code == 401
         response = await secured.http.post(
             "/v2/models/affine/infer",

@@ -402,7 +402,7 @@ async def test_job_timeout_fails_the_job_and_stops_its_workers(
     assert (await repos.inspect_commit(pipeline, failed["output_commit"])).error
 
 
-async def test_the_api_needs_a_token_when_tokens_are_set(scheduler: Scheduler) -> None:
+async def test_the_api_and_metrics_need_a_token_when_tokens_are_set(scheduler: Scheduler) -> None:
     settings = scheduler.context.settings.model_copy(update={"api_tokens": frozenset({"s3cret"})})
     app = create_app(settings, context=scheduler.context)
     transport = httpx.ASGITransport(app=app)
@@ -411,7 +411,9 @@ async def test_the_api_needs_a_token_when_tokens_are_set(scheduler: Scheduler) -
         assert denied.status_code == 401
         assert "bearer token" in denied.json()["error"]
         assert (await api.get("/healthz")).status_code == 200
-        assert (await api.get("/metrics")).status_code == 200
+        assert (await api.get("/metrics")).status_code == 401
+        metrics = await api.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert metrics.status_code == 200
         allowed = await api.get("/v1/jobs/nope", headers={"Authorization": "Bearer s3cret"})
         assert allowed.status_code == 404
         bad = await api.get("/v1/jobs/no%20pe", headers={"Authorization": "Bearer s3cret"})

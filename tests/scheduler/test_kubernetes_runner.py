@@ -22,7 +22,6 @@ from tusk_scheduler.runners.kubernetes import KubernetesRunner, PodTemplate, lab
 
 TEMPLATE = PodTemplate(
     repo_url="http://repo.tusk:8081",
-    token="s3cret",
     node_selector={"pool": "batch"},
     tolerations=[{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
     image_pull_secrets=["regcred"],
@@ -38,6 +37,7 @@ def launch(job: str | None = None, shard: int = 0, attempt: int = 0) -> ShardLau
         attempt=attempt,
         output_repo="edges",
         meta_commit="c" * 32,
+        token="job-credential",
         image="registry.example/edges:1",
         resource_requests={"cpu": "500m", "memory": "1Gi"},
         resource_limits={"memory": "2Gi", "gpu": 1},
@@ -124,7 +124,7 @@ async def test_the_pod_is_made_as_the_spec_says(
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["MODE"] == "fast"
     assert env["TUSK_REPO_URL"] == "http://repo.tusk:8081"
-    assert env["TUSK_TOKEN"] == "s3cret"
+    assert env["TUSK_TOKEN"] == "job-credential"  # the job's own, not the scheduler's
     assert env["TUSK_PFS_ROOT"] == "/pfs"
     assert env["DB_PASSWORD"] == {"secretKeyRef": {"name": "db", "key": "password"}}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}

@@ -19,7 +19,7 @@ from tusk.worker import runtime
 from tusk.worker.process import DatumLog, run_command
 from tusk.worker.protocol import DatumSpec, results_batch_path
 from tusk.worker.runtime import load_shard_spec, run_shard
-from tusk.worker.transfer import DatumError, RetryPolicy, scan_outputs
+from tusk.worker.transfer import DatumError, RetryPolicy, read_scanned, scan_outputs
 
 # --- the datum log ---------------------------------------------------------------------------
 
@@ -127,22 +127,73 @@ async def test_cancelling_kills_the_process_group(tmp_path: Path) -> None:
 # --- outputs ---------------------------------------------------------------------------------
 
 
-def test_scan_follows_links_and_skips_what_is_not_a_file(tmp_path: Path) -> None:
+def test_scan_skips_what_is_not_a_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "a" / "b").mkdir(parents=True)
     (out / "a" / "b" / "f.txt").write_text("f")
-    (tmp_path / "outside.txt").write_text("o")
-    (out / "link.txt").symlink_to(tmp_path / "outside.txt")
-    (out / "a" / "b" / "loop").symlink_to(out / "a")
-    (out / "dangling").symlink_to(tmp_path / "missing")
     os.mkfifo(out / "fifo")
 
     files, notes = scan_outputs(out)
 
-    assert sorted((f.remote, f.size) for f in files) == [("/a/b/f.txt", 1), ("/link.txt", 1)]
-    assert any("loop" in n for n in notes)
-    assert any("dangling" in n for n in notes)
+    assert sorted((f.remote, f.size) for f in files) == [("/a/b/f.txt", 1)]
     assert any("fifo" in n and "not a regular file" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "why"),
+    [
+        ("passwd", "/etc/passwd", "outside the datum's directory"),  # a host file
+        ("hostdir", "/etc", "outside the datum's directory"),  # a host directory
+        ("up", "../../outside.txt", "outside the datum's directory"),
+        ("dangling", "../in/missing", "cannot be read"),
+        ("a/b/loop", "..", "links to directories are not followed"),
+        ("indir", "../in", "links to directories are not followed"),
+    ],
+)
+def test_scan_refuses_a_link_out_of_the_datum(
+    tmp_path: Path, name: str, target: str, why: str
+) -> None:
+    out = tmp_path / "pfs" / "out"
+    (out / "a" / "b").mkdir(parents=True)
+    (tmp_path / "pfs" / "in").mkdir()
+    (tmp_path / "outside.txt").write_text("host")
+    (out / name).symlink_to(target)
+    with pytest.raises(DatumError, match=f"output {name} is a symbolic link to {target}, .*{why}"):
+        scan_outputs(out)
+
+
+def test_scan_follows_a_link_to_an_input_of_the_datum(tmp_path: Path) -> None:
+    root = tmp_path / "pfs"
+    (root / "in").mkdir(parents=True)
+    (root / "out").mkdir()
+    (root / "in" / "x.csv").write_text("input")
+    (root / "out" / "x.csv").symlink_to(root / "in" / "x.csv")
+    files, _ = scan_outputs(root / "out")
+    assert [(f.remote, f.size) for f in files] == [("/x.csv", 5)]
+    assert read_scanned(files[0]) == b"input"
+
+
+def test_a_file_replaced_by_a_link_after_the_scan_is_not_read(tmp_path: Path) -> None:
+    out = tmp_path / "pfs" / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "f.txt").write_text("mine")
+    (tmp_path / "host.txt").write_text("host secret")
+    files, _ = scan_outputs(out)
+    assert read_scanned(files[0]) == b"mine"
+
+    (out / "sub" / "f.txt").unlink()
+    (out / "sub" / "f.txt").symlink_to(tmp_path / "host.txt")
+    with pytest.raises(DatumError, match=r"f\.txt"):
+        read_scanned(files[0])
+
+    # A directory above it swapped for a link to one holding a file of that name
+    (out / "sub" / "f.txt").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "f.txt").write_text("host secret")
+    (out / "sub").rmdir()
+    (out / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(DatumError, match="replaced"):
+        read_scanned(files[0])
 
 
 def test_scan_refuses_names_the_repo_cannot_hold(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import typer
 
 from tusk import __version__
 from tusk.cli import (
+    auth,
     branches,
     commits,
     contexts,
@@ -98,3 +99,4 @@ models.app.command("remove")(registry.remove)
 models.app.command("sources")(registry.sources)
 app.add_typer(contexts.app, name="context", rich_help_panel="Settings")
 app.command(rich_help_panel="Settings")(contexts.status)
+app.add_typer(auth.app, name="auth", rich_help_panel="Access")

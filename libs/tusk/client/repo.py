@@ -17,7 +17,8 @@ import anyio
 import httpx
 from pydantic import BaseModel
 
-from tusk.client.http import ServiceClient, params, seg
+from tusk.client.auth import AuthApi
+from tusk.client.http import params, seg
 from tusk.client.models import (
     BranchInfo,
     CommitInfo,
@@ -51,7 +52,7 @@ M = TypeVar("M", bound=BaseModel)
 _TAR_BLOCK = 512
 
 
-class RepoClient(ServiceClient):
+class RepoClient(AuthApi):
     """The repo service's API. Use as ``async with RepoClient(url) as client: ...``.
 
     Refs name a commit: a commit id or a branch (its head), optionally followed by ``^``,

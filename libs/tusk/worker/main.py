@@ -168,6 +168,8 @@ def _configured(prog: str) -> WorkerSettings | None:
     except TuskError as e:
         sys.stderr.write(f"{prog}: {e.message}\n")
         return None
+    # The pipeline's command inherits this environment: the credential stays with the worker.
+    os.environ.pop("TUSK_TOKEN", None)
     configure_logging(settings.log_level, json=settings.log_json)
     return settings
 

@@ -16,7 +16,7 @@ import asyncio
 import os
 import shutil
 import stat
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,6 +25,7 @@ from typing import TypeVar
 import structlog
 
 from tusk.client import FileInfo, PutResult, RepoClient
+from tusk.client.repo import READ_SIZE
 from tusk.concurrency import bounded
 from tusk.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
 from tusk.paths import normalize_path
@@ -194,40 +195,87 @@ class LocalFile:
     path: Path
     remote: str
     size: int
+    identity: tuple[int, int]  # (st_dev, st_ino) when scanned: read only if still that file
 
 
 def scan_outputs(out: Path) -> tuple[list[LocalFile], list[str]]:
-    """The regular files below ``out`` (symbolic links followed, loops skipped), and notes
-    about what was left out."""
+    """The regular files below ``out``, and notes about what was left out (fifos, sockets).
+
+    A symbolic link to a file of the datum's own pfs root (``out``'s parent: its staged inputs
+    or other outputs) is uploaded as that file, as Pachyderm does. Any other link fails the
+    datum: following it would upload whatever it points to on the worker's machine
+    (``/etc/passwd``, a host directory)."""
     files: list[LocalFile] = []
     notes: list[str] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    for directory, subdirs, names in os.walk(out, followlinks=True):
-        info = os.stat(directory)
-        if (info.st_dev, info.st_ino) in seen_dirs:
-            notes.append(f"skipped {directory}: a directory link loop")
-            subdirs.clear()
-            continue
-        seen_dirs.add((info.st_dev, info.st_ino))
-        subdirs.sort()
+    root = out.parent.resolve()
+    for directory, subdirs, names in os.walk(out, followlinks=False):
         here = Path(directory)
-        for name in sorted(names):
+        subdirs.sort()
+        for name in sorted([*subdirs, *names]):
             path = here / name
-            try:
-                file_info = path.stat()
-            except OSError as e:
-                notes.append(f"skipped {path}: {e.strerror or e}")
+            info = os.lstat(path)
+            relative = PurePosixPath(*path.relative_to(out).parts)
+            if stat.S_ISLNK(info.st_mode):
+                path, info = _followed(path, relative, root)
+            if stat.S_ISDIR(info.st_mode):
                 continue
-            if not stat.S_ISREG(file_info.st_mode):
+            if not stat.S_ISREG(info.st_mode):
                 notes.append(f"skipped {path}: not a regular file")
                 continue
-            relative = PurePosixPath(*path.relative_to(out).parts)
             try:
                 remote = normalize_path(f"/{relative}", allow_root=False)
             except InvalidArgument as e:
                 raise DatumError(f"output {relative}: {e.message}") from e
-            files.append(LocalFile(path, remote, file_info.st_size))
+            files.append(LocalFile(path, remote, info.st_size, (info.st_dev, info.st_ino)))
     return files, notes
+
+
+def _followed(link: Path, relative: PurePosixPath, root: Path) -> tuple[Path, os.stat_result]:
+    """The file a link in the output names, if it is a regular file of the datum's pfs root."""
+    target = os.readlink(link)
+    resolved = Path(os.path.realpath(link))
+    where = f"output {relative} is a symbolic link to {target}"
+    if not resolved.is_relative_to(root):
+        raise DatumError(
+            f"{where}, outside the datum's directory; links are followed only to the datum's "
+            "inputs and outputs: write the file itself into the output directory"
+        )
+    try:
+        info = os.stat(resolved, follow_symlinks=False)
+    except OSError as e:
+        raise DatumError(f"{where}, which cannot be read: {e.strerror or e}") from e
+    if not stat.S_ISREG(info.st_mode):
+        raise DatumError(
+            f"{where}, which is not a regular file (links to directories are not followed)"
+        )
+    return resolved, info
+
+
+def _open_scanned(file: LocalFile) -> int:
+    """A descriptor of the file as scanned. ``O_NOFOLLOW`` and the identity check refuse a
+    file swapped for a link (or a directory above it for a link) since the scan."""
+    try:
+        fd = os.open(file.path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise DatumError(f"cannot read output {file.remote}: {e.strerror or e}") from e
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) != file.identity or not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise DatumError(f"output {file.remote} was replaced while it was being uploaded")
+    return fd
+
+
+def read_scanned(file: LocalFile) -> bytes:
+    fd = _open_scanned(file)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+async def _stream_scanned(file: LocalFile) -> AsyncIterator[bytes]:
+    fd = await asyncio.to_thread(_open_scanned, file)
+    with os.fdopen(fd, "rb") as handle:
+        while piece := await asyncio.to_thread(handle.read, READ_SIZE):
+            yield piece
 
 
 async def upload_outputs(
@@ -242,7 +290,11 @@ async def upload_outputs(
     def put_one(file: LocalFile) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
             result = await _put(
-                retry, lambda: client.put_file(repo, commit, file.remote, file.path), file.remote
+                retry,
+                lambda: client.put_file(
+                    repo, commit, file.remote, _stream_scanned(file), size=file.size
+                ),
+                file.remote,
             )
             collect(result)
 
@@ -250,7 +302,8 @@ async def upload_outputs(
 
     def put_batch(batch: list[LocalFile]) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
-            pairs = [(f.remote, f.path) for f in batch]
+            contents = await asyncio.to_thread(lambda: [read_scanned(f) for f in batch])
+            pairs = [(f.remote, data) for f, data in zip(batch, contents, strict=True)]
             result = await _put(
                 retry,
                 lambda: client.put_files(repo, commit, pairs),

@@ -7,17 +7,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, install_error_handlers
+from tusk.auth.http import PrincipalDep, public
+from tusk.auth.verify import remote_verifier
 from tusk.client.repo import RepoClient
 from tusk.events.bus import EventBus
 from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
+from tusk.openapi import add_component_schemas
 from tusk_inference.api import infer, models, v2
 from tusk_inference.api.deps import ContextDep
 from tusk_inference.config import InferenceSettings
@@ -84,7 +87,17 @@ def create_app(
     if context is not None:
         app.state.context = context
     install_error_handlers(app)
-    add_common_middleware(app, settings.api_tokens, public_paths=PROBES)
+    verifier = remote_verifier(
+        settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
+    )
+    add_common_middleware(
+        app,
+        settings.api_tokens,
+        public_paths=PROBES,
+        verifier=verifier,
+        metrics_public=settings.auth_metrics_public,
+        docs_public=settings.auth_docs_public,
+    )
     add_request_limits(app, settings)
 
     # The hot path first (routes are matched in order), as plain Starlette routes: FastAPI's
@@ -93,13 +106,19 @@ def create_app(
     # call, so a busy replica is never restarted for being slow to say it is alive.
     app.router.routes[:0] = [*infer.fast_routes(), *v2.fast_probe_routes()]
     app.include_router(infer.router)  # the same paths, for the OpenAPI schema only
+    add_component_schemas(app, infer.REQUEST_DEFS)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], dependencies=[Depends(public)])
     async def healthz() -> dict[str, str]:
         """200 while the process serves HTTP (the liveness probe): never depends on a model."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        dependencies=[Depends(public)],
+        responses={503: {"description": "a model's branch is unread or its first version loads"}},
+    )
     async def readyz(ctx: ContextDep) -> Response:
         """The readiness probe: 200 once this replica has done what it can for every model
         (serves it, found no version of it yet, or failed to load it, each visible at
@@ -117,7 +136,7 @@ def create_app(
         )
 
     @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics(ctx: ContextDep) -> Response:
+    async def metrics(ctx: ContextDep, _: PrincipalDep) -> Response:
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v2.router)

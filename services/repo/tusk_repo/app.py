@@ -12,12 +12,17 @@ from fastapi import FastAPI, Request
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.auth.audit import AuditMiddleware
 from tusk.events.bus import EventBus
 from tusk.events.parking import add_outbox_routes
 from tusk.events.relay import OutboxRelay
 from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
-from tusk_repo.api import branches, commits, files, lifecycle, repos
+from tusk.openapi import add_links
+from tusk_repo.api import auth, branches, commits, files, lifecycle, repos
+from tusk_repo.api.access import RepoAccess
+from tusk_repo.api.links import LINKS
+from tusk_repo.auth_verifier import audit_sink, repo_verifier
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import Context, build_context
 
@@ -68,7 +73,16 @@ def create_app(
     if context is not None:
         app.state.context = context
     install_error_handlers(app)
-    add_common_middleware(app, settings.api_tokens)
+    verifier = repo_verifier(app, settings)
+    app.state.verifier = verifier
+    app.add_middleware(AuditMiddleware, sink=audit_sink(app), enabled=verifier.enabled)
+    add_common_middleware(
+        app,
+        settings.api_tokens,
+        verifier=verifier,
+        metrics_public=settings.auth_metrics_public,
+        docs_public=settings.auth_docs_public,
+    )
     add_request_limits(app, settings, streaming_paths=[r"/v1/repos/[^/]+/commits/[^/]+/files?"])
 
     add_health_routes(app)
@@ -76,7 +90,9 @@ def create_app(
     add_outbox_routes(app, _relay, serve_metrics=True)
 
     for module in (repos, branches, commits, files, lifecycle):
-        app.include_router(module.router, prefix="/v1")
+        app.include_router(module.router, prefix="/v1", dependencies=[RepoAccess])
+    app.include_router(auth.router, prefix="/v1")
+    add_links(app, LINKS)
     return app
 
 

@@ -6,8 +6,15 @@ from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from tusk.paths import NAME_RE, REF_RE
 
 T = TypeVar("T")
+
+# Documented in the schema; checked by the service, whose messages say what a name may be.
+_NAME: JsonDict = {"pattern": NAME_RE.pattern}
+_REF: JsonDict = {"pattern": REF_RE.pattern}
 
 
 class Model(BaseModel):
@@ -19,7 +26,9 @@ _NO_NUL = r"^[^\x00]*$"
 
 
 class RepoCreate(Model):
-    name: str = Field(description="1-63 letters, digits, '_' or '-'", examples=["raw"])
+    name: str = Field(
+        description="1-63 letters, digits, '_' or '-'", examples=["raw"], json_schema_extra=_NAME
+    )
     description: str = Field(default="", max_length=10_000, pattern=_NO_NUL)
     pipeline: str | None = Field(
         default=None,
@@ -42,14 +51,19 @@ class RepoInfo(Model):
 
 
 class BranchCreate(Model):
-    name: str
+    name: str = Field(json_schema_extra=_NAME)
     head: str | None = Field(
-        default=None, description="Branch or commit (with optional ^N) the branch starts at"
+        default=None,
+        description="Branch or commit (with optional ^N) the branch starts at",
+        json_schema_extra=_REF,
     )
 
 
 class BranchMove(Model):
-    head: str = Field(description="Branch or commit (with optional ^N) to move the head to")
+    head: str = Field(
+        description="Branch or commit (with optional ^N) to move the head to",
+        json_schema_extra=_REF,
+    )
 
 
 class BranchInfo(Model):
@@ -61,12 +75,14 @@ class BranchInfo(Model):
 
 
 class CommitRefModel(Model):
-    repo: str
-    commit: str = Field(description="A commit id, or a branch (resolved to its head)")
+    repo: str = Field(json_schema_extra=_NAME)
+    commit: str = Field(
+        description="A commit id, or a branch (resolved to its head)", json_schema_extra=_REF
+    )
 
 
 class CommitStart(Model):
-    branch: str = "master"
+    branch: str = Field(default="master", json_schema_extra=_NAME)
     description: str = Field(default="", max_length=10_000, pattern=_NO_NUL)
     provenance: list[CommitRefModel] = Field(
         default_factory=list, max_length=1000, description="Input commits this one derives from"

@@ -156,3 +156,4 @@ class TagRow(Base):
 
 
 outbox = outbox_table("repo", Base.metadata)
+from tusk_repo.auth_tables import AuditRow, RoleRow, TokenRow  # noqa: E402,F401  (registered with the metadata)

@@ -16,6 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.auth.http import PrincipalDep
+from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
 from tusk.events.parking import add_outbox_routes
 from tusk.events.relay import OutboxRelay
@@ -75,7 +77,16 @@ def create_app(
     if context is not None:
         app.state.context = context
     install_error_handlers(app)
-    add_common_middleware(app, settings.api_tokens)
+    verifier = remote_verifier(
+        settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
+    )
+    add_common_middleware(
+        app,
+        settings.api_tokens,
+        verifier=verifier,
+        metrics_public=settings.auth_metrics_public,
+        docs_public=settings.auth_docs_public,
+    )
     add_request_limits(app, settings)
 
     add_health_routes(app)
@@ -83,7 +94,7 @@ def create_app(
     add_outbox_routes(app, _relay, serve_metrics=False)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics(ctx: ContextDep) -> Response:
+    async def metrics(ctx: ContextDep, _: PrincipalDep) -> Response:
         async with ctx.db.session(write=False) as session:
             ctx.metrics.set_jobs(await store.jobs_by_state(session))
         ctx.metrics.leader.set(1 if ctx.leadership.leading else 0)

@@ -20,7 +20,8 @@ class SchedulerSettings(CommonSettings):
     token: str | None = Field(
         default=None,
         alias="TUSK_TOKEN",
-        description="Bearer token for the repo API; workers are given it too.",
+        description="Bearer token for the repo API (an admin's: it asks for each job's worker "
+        "credential). Workers never get it.",
     )
     runner: Literal["local", "kubernetes"] = Field(
         default="local",

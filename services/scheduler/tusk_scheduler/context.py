@@ -50,7 +50,6 @@ def make_runner(settings: SchedulerSettings) -> Runner:
         return LocalRunner(
             settings.resolved_workspace_dir,
             repo_url=settings.repo_url,
-            token=settings.token,
             worker_command=settings.worker_command,
             cancel_grace=settings.cancel_grace,
             code_dir=settings.code_dir,
@@ -63,7 +62,6 @@ def make_runner(settings: SchedulerSettings) -> Runner:
 
         template = PodTemplate(
             repo_url=settings.kube_worker_repo_url or settings.repo_url,
-            token=settings.token,
             token_secret=settings.kube_worker_token_secret,
             default_image=settings.kube_worker_image,
             image_pull_policy=settings.kube_worker_image_pull_policy,

@@ -11,11 +11,14 @@ from fastapi import FastAPI, Request
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.auth.audit import AuditMiddleware
+from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
 from tusk.events.parking import add_outbox_routes
 from tusk.events.relay import OutboxRelay
 from tusk.limits import add_request_limits
 from tusk.logging import configure_logging
+from tusk.openapi import add_component_schemas, add_links
 from tusk_trigger.api import jobs, pipelines
 from tusk_trigger.config import TriggerSettings
 from tusk_trigger.context import Context, build_context
@@ -59,7 +62,22 @@ def create_app(
     if context is not None:
         app.state.context = context
     install_error_handlers(app)
-    add_common_middleware(app, settings.api_tokens)
+    verifier = remote_verifier(
+        settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
+    )
+    # Pipeline and job writes go to the audit log the repo service keeps.
+    app.add_middleware(
+        AuditMiddleware,
+        sink=lambda record: app.state.context.repos.record_audit(record),
+        enabled=verifier.enabled,
+    )
+    add_common_middleware(
+        app,
+        settings.api_tokens,
+        verifier=verifier,
+        metrics_public=settings.auth_metrics_public,
+        docs_public=settings.auth_docs_public,
+    )
     add_request_limits(app, settings)
 
     add_health_routes(app)
@@ -67,6 +85,8 @@ def create_app(
     add_outbox_routes(app, _relay, serve_metrics=True)
 
     app.include_router(pipelines.router, prefix="/v1")
+    add_component_schemas(app, pipelines.SPEC_DEFS)
+    add_links(app, pipelines.LINKS)
     app.include_router(jobs.router, prefix="/v1")
     return app
 

@@ -18,7 +18,11 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
+from tusk.auth.http import principal_of
 from tusk.errors import InvalidArgument, PayloadTooLarge, TuskError, UnsupportedMediaType
+from tusk.openapi import body_schema
+from tusk.paths import NAME_RE
+from tusk_inference.api.deps import ModelReader
 from tusk_inference.context import Context
 from tusk_inference.domain.tensors import RequestedOutput, decode_request, encode_response
 from tusk_inference.schemas import ErrorBody, InferenceRequest, InferenceResponse
@@ -26,14 +30,37 @@ from tusk_inference.schemas import ErrorBody, InferenceRequest, InferenceRespons
 router = APIRouter(tags=["Open Inference Protocol v2"])
 
 HEADER_LENGTH = "inference-header-content-length"
-_DOC: dict[str, Any] = {
-    "openapi_extra": {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}},
-        }
+REQUEST_SCHEMA, REQUEST_DEFS = body_schema(InferenceRequest)
+_MODEL_PARAMETER = {
+    "name": "model",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": NAME_RE.pattern},
+    "description": "The model's name",
+}
+_VERSION_PARAMETER = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": r"^[0-9a-f]{8,32}$"},
+    "description": "A loaded version: its commit id, or a prefix of at least 8 digits",
+}
+_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": REQUEST_SCHEMA},
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "Binary tensor data extension: the JSON header (its length in "
+            "Inference-Header-Content-Length) followed by the tensors' bytes",
+        },
     },
+}
+_DOC: dict[str, Any] = {
     "response_model": InferenceResponse,
+    # The fast routes run instead (and check the same role in _infer); this keeps the role
+    # on these routes should they ever be reached.
+    "dependencies": [ModelReader],
     "responses": {
         400: {"model": ErrorBody, "description": "Wrong input: name, datatype, shape or data"},
         404: {"model": ErrorBody, "description": "Unknown model, or version not loaded"},
@@ -42,14 +69,22 @@ _DOC: dict[str, Any] = {
 }
 
 
-@router.post("/v2/models/{model}/infer", **_DOC)
+@router.post(
+    "/v2/models/{model}/infer",
+    openapi_extra={"requestBody": _BODY, "parameters": [_MODEL_PARAMETER]},
+    **_DOC,
+)
 async def infer(request: Request) -> Response:
     """Run the model's latest version. ``parameters`` in the answer carry the lineage: the
     model's commit, its global id, and the data commits upstream (``repo@commit``, …)."""
     return await _infer(request, None)
 
 
-@router.post("/v2/models/{model}/versions/{version}/infer", **_DOC)
+@router.post(
+    "/v2/models/{model}/versions/{version}/infer",
+    openapi_extra={"requestBody": _BODY, "parameters": [_MODEL_PARAMETER, _VERSION_PARAMETER]},
+    **_DOC,
+)
 async def infer_version(request: Request) -> Response:
     """Run one loaded version (a commit id, or a prefix of at least 8 of its digits)."""
     return await _infer(request, request.path_params["version"])
@@ -65,6 +100,9 @@ def fast_routes() -> list[Route]:
 async def _infer(request: Request, version: str | None) -> Response:
     context: Context = request.app.state.context
     slot = context.registry.slot(request.path_params["model"])
+    principal = principal_of(request)  # a plain route: no dependencies check it
+    if not principal.admin:
+        principal.require("repo", slot.spec.repo, "reader")
     metrics = context.metrics.model(slot.name)
     started = time.perf_counter()
     try:

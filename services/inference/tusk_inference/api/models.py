@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response, status
 
+from tusk.auth.http import PrincipalDep
 from tusk.client.registry import ModelSource, ModelSourceRequest
 from tusk.errors import AlreadyExists, Conflict
 from tusk_inference.api.deps import ContextDep
@@ -12,7 +13,15 @@ from tusk_inference.context import Context
 from tusk_inference.domain.runtime_models import same_source
 from tusk_inference.domain.specs import ModelSpec, parse_source
 
-router = APIRouter(prefix="/v1/models", tags=["model registry"])
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["model registry"],
+    responses={
+        400: {"description": "An invalid name or source"},
+        404: {"description": "No such model"},
+        409: {"description": "The model is configured by the settings, or serves another source"},
+    },
+)
 
 
 def _configured(ctx: Context) -> set[str]:
@@ -38,23 +47,36 @@ def _runtime_specs(ctx: Context) -> list[ModelSpec]:
 
 
 @router.get("", response_model=list[ModelSource])
-async def list_models(ctx: ContextDep) -> list[ModelSource]:
-    """Every served model and where it is configured."""
-    return _listed(ctx)
+async def list_models(ctx: ContextDep, principal: PrincipalDep) -> list[ModelSource]:
+    """Every served model the caller may read (reader on its repo), and where it is
+    configured."""
+    return [m for m in _listed(ctx) if principal.can("repo", _repo_of(ctx, m.name), "reader")]
 
 
-@router.put("/{name}", response_model=ModelSource, status_code=status.HTTP_201_CREATED)
+def _repo_of(ctx: Context, name: str) -> str:
+    return ctx.registry.slot(name).spec.repo
+
+
+@router.put(
+    "/{name}",
+    response_model=ModelSource,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ModelSource, "description": "Already served from that source"}},
+)
 async def add_model(
     name: str,
     body: ModelSourceRequest,
     ctx: ContextDep,
     response: Response,
+    principal: PrincipalDep,
     replace: bool = Query(False, description="Replace a runtime model of that name"),
 ) -> ModelSource:
     """Serve a model from a repo branch, at once and after restarts. Adding the same source
     again answers 200 and changes nothing; another source under a served name needs
     ``replace=true``."""
     spec = parse_source(name, body.source, body.batching)
+    # Whoever owns the data decides who serves it.
+    principal.require("repo", spec.repo, "owner")
     async with ctx.changing_models:
         if name in _configured(ctx):
             raise Conflict(
@@ -79,8 +101,10 @@ async def add_model(
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_model(name: str, ctx: ContextDep) -> Response:
-    """Stop serving a model added at runtime; requests already running finish."""
+async def remove_model(name: str, ctx: ContextDep, principal: PrincipalDep) -> Response:
+    """Stop serving a model added at runtime; requests already running finish (owners of the
+    model's repo)."""
+    principal.require("repo", _repo_of(ctx, name), "owner")
     async with ctx.changing_models:
         if name in _configured(ctx):
             raise Conflict(

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tusk import __version__
-from tusk_inference.api.deps import ContextDep
+from tusk.auth.http import PrincipalDep
+from tusk_inference.api.deps import ContextDep, ModelReader, Public
 from tusk_inference.domain.registry import Slot, Version
 from tusk_inference.schemas import (
     ErrorBody,
@@ -53,7 +54,7 @@ async def _healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-@router.get("/v2/health/live", response_model=ServerLive)
+@router.get("/v2/health/live", response_model=ServerLive, dependencies=[Public])
 async def live() -> dict[str, bool]:
     """200 while the process serves HTTP: never depends on a model (the liveness probe)."""
     return {"live": True}
@@ -62,6 +63,7 @@ async def live() -> dict[str, bool]:
 @router.get(
     "/v2/health/ready",
     response_model=ServerReady,
+    dependencies=[Public],
     responses={400: {"description": "Some model has no version loaded"}},
 )
 async def ready(ctx: ContextDep) -> Any:
@@ -72,11 +74,16 @@ async def ready(ctx: ContextDep) -> Any:
 
 
 @router.get("/v2", response_model=ServerMetadata)
-async def server_metadata() -> ServerMetadata:
+async def server_metadata(_: PrincipalDep) -> ServerMetadata:
     return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
 
 
-@router.get("/v2/models/{model}", response_model=ModelMetadata, responses=NOT_FOUND)
+@router.get(
+    "/v2/models/{model}",
+    response_model=ModelMetadata,
+    responses=NOT_FOUND,
+    dependencies=[ModelReader],
+)
 async def model_metadata(ctx: ContextDep, model: str) -> ModelMetadata:
     """The latest version's inputs and outputs; ``parameters`` has its lineage, how it runs,
     and the last load failure if there was one since."""
@@ -85,14 +92,22 @@ async def model_metadata(ctx: ContextDep, model: str) -> ModelMetadata:
 
 
 @router.get(
-    "/v2/models/{model}/versions/{version}", response_model=ModelMetadata, responses=NOT_FOUND
+    "/v2/models/{model}/versions/{version}",
+    response_model=ModelMetadata,
+    responses=NOT_FOUND,
+    dependencies=[ModelReader],
 )
 async def version_metadata(ctx: ContextDep, model: str, version: str) -> ModelMetadata:
     slot = ctx.registry.slot(model)
     return _metadata(slot, slot.resolve(version))
 
 
-@router.get("/v2/models/{model}/ready", response_model=ModelReady, responses=NOT_READY)
+@router.get(
+    "/v2/models/{model}/ready",
+    response_model=ModelReady,
+    responses=NOT_READY,
+    dependencies=[ModelReader],
+)
 async def model_ready(ctx: ContextDep, model: str) -> Any:
     slot = ctx.registry.slot(model)
     return _ready(model, slot.latest is not None, slot)
@@ -102,21 +117,28 @@ async def model_ready(ctx: ContextDep, model: str) -> Any:
     "/v2/models/{model}/versions/{version}/ready",
     response_model=ModelReady,
     responses=NOT_READY,
+    dependencies=[ModelReader],
 )
 async def version_ready(ctx: ContextDep, model: str, version: str) -> Any:
     slot = ctx.registry.slot(model)
     return _ready(model, slot.has(version), slot)
 
 
-@router.post("/v2/repository/index", response_model=list[RepositoryEntry])
+@router.post(
+    "/v2/repository/index",
+    response_model=list[RepositoryEntry],
+    responses={400: {"model": ErrorBody, "description": "The body is not a JSON object"}},
+)
 async def repository_index(
-    ctx: ContextDep, body: dict[str, Any] | None = Body(default=None)
+    ctx: ContextDep, principal: PrincipalDep, body: dict[str, Any] | None = Body(default=None)
 ) -> list[RepositoryEntry]:
     """Every model version held in memory, latest first, and each model that has none
     (Triton's model repository extension; ``{"ready": true}`` lists only loaded ones)."""
     only_ready = bool(body and body.get("ready"))
     entries = []
     for slot in ctx.registry.slots.values():
+        if not principal.can("repo", slot.spec.repo, "reader"):
+            continue
         if not slot.versions and not only_ready:
             entries.append(
                 RepositoryEntry(

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import PurePosixPath
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
+from tusk.auth.http import require_admin
 from tusk.errors import NotFound
 from tusk.paths import normalize_path
 from tusk_repo import store, trees
@@ -42,7 +43,7 @@ router = APIRouter(
 )
 
 
-@router.post("/gc", response_model=GcReport)
+@router.post("/gc", response_model=GcReport, dependencies=[Depends(require_admin)])
 async def collect_garbage(
     ctx: ContextDep,
     dry_run: bool = Query(False, description="Count what would be freed; delete nothing"),

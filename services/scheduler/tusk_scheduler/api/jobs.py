@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from tusk.worker.protocol import log_path
 from tusk_scheduler import store
-from tusk_scheduler.api.deps import ContextDep, DatumId, JobId
+from tusk_scheduler.api.deps import ContextDep, DatumId, JobId, job_reader
 from tusk_scheduler.schemas import (
     DatumInfo,
     DatumLog,
@@ -18,7 +18,11 @@ from tusk_scheduler.schemas import (
 )
 from tusk_scheduler.tables import DatumRow, JobRow, ShardRow
 
-router = APIRouter(tags=["jobs"], responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}})
+router = APIRouter(
+    tags=["jobs"],
+    responses={400: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    dependencies=[Depends(job_reader)],
+)
 
 
 @router.get("/jobs/{job}", response_model=JobInfo)

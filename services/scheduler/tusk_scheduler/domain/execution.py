@@ -50,6 +50,7 @@ from tusk.pipelines.units import format_duration
 from tusk.worker.protocol import META_BRANCH, ShardSpec, shard_path
 from tusk_scheduler import store
 from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.domain.credentials import WorkerCredentials
 from tusk_scheduler.domain.planning import (
     JobPlan,
     datum_spec,
@@ -135,6 +136,7 @@ class JobExecution:
         self._fresh_specs: dict[int, ShardSpec] = {}
         # The results batch files of the meta commit already read: they never change.
         self._seen_results: set[str] = set()
+        self._credentials = WorkerCredentials(deps.repos, enabled=deps.settings.token is not None)
         self.log = log.bind(job=job)
 
     def poke(self) -> None:
@@ -514,6 +516,7 @@ class JobExecution:
         )
         limits = spec.resource_limits.model_dump(exclude_none=True) if spec.resource_limits else {}
         scheduling = spec.scheduling_spec
+        token = await self._credentials.issue(job, spec)
         handle = await deps.runner.start(
             ShardLaunch(
                 job=job.id,
@@ -533,6 +536,7 @@ class JobExecution:
                 version=job.version,
                 spec=fresh.model_dump_json() if fresh is not None else None,
                 fresh=fresh is not None,
+                token=token,
             )
         )
         deps.metrics.shard_starts.labels(deps.runner.kind, str(attempt > 0).lower()).inc()
@@ -713,6 +717,7 @@ class JobExecution:
         elif counts is not None:
             self.log.info("job succeeded", output_commit=job.output_commit, **counts.model_dump())
             await deps.runner.cleanup(job.id)
+            await self._credentials.revoke(job.id)
 
     async def _why_no_datums(self, job: JobRow) -> str:
         """A warning naming the globs that matched nothing, for a job that had no datums."""
@@ -810,6 +815,7 @@ class JobExecution:
             else:
                 self.log.warning("job failed", reason=reason)
             await deps.runner.cleanup(job.id)
+            await self._credentials.revoke(job.id)
 
     async def _end(
         self,

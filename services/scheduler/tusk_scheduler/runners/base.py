@@ -45,6 +45,9 @@ class ShardLaunch:
     # have no results yet (its first start), so that there are none to look for.
     spec: str | None = None
     fresh: bool = False
+    # The job's own credential for the repo service (None: it checks no tokens): the worker's
+    # TUSK_TOKEN, never the scheduler's.
+    token: str | None = None
 
 
 @dataclass(frozen=True)

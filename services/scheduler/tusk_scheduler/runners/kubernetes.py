@@ -98,8 +98,9 @@ class PodTemplate:
     """How worker pods are shaped beyond what a launch says; from the scheduler's settings."""
 
     repo_url: str
-    token: str | None = None
-    token_secret: str | None = None  # a Secret whose key ``token`` holds TUSK_TOKEN
+    # A Secret whose key ``token`` workers get as TUSK_TOKEN when a launch brings no job
+    # credential (the scheduler has no token of its own: the repo service checks none).
+    token_secret: str | None = None
     default_image: str = "tusk-worker:latest"
     worker_command: tuple[str, ...] = ("tusk-worker",)
     service_account: str | None = "tusk-worker"
@@ -133,15 +134,15 @@ def pod_manifest(launch: ShardLaunch, template: PodTemplate) -> dict[str, Any]:
         {"name": "TUSK_PFS_ROOT", "value": PFS_ROOT},
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 (an emptyDir: the root fs is read-only)
     ]
-    if template.token_secret:
+    if launch.token:  # the job's own credential, revoked when it ends
+        env.append({"name": "TUSK_TOKEN", "value": launch.token})
+    elif template.token_secret:  # never the scheduler's own token
         env.append(
             {
                 "name": "TUSK_TOKEN",
                 "valueFrom": {"secretKeyRef": {"name": template.token_secret, "key": "token"}},
             }
         )
-    elif template.token:
-        env.append({"name": "TUSK_TOKEN", "value": template.token})
     volumes: list[dict[str, Any]] = [
         {"name": "pfs", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},

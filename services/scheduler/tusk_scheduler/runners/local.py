@@ -69,7 +69,6 @@ class LocalRunner:
         workspace: Path,
         *,
         repo_url: str,
-        token: str | None = None,
         worker_command: Sequence[str] | None = None,
         cancel_grace: float = 10.0,
         environ: Mapping[str, str] | None = None,
@@ -97,8 +96,6 @@ class LocalRunner:
         self._environ.setdefault(
             "TUSK_WORKER_SECRETS_DIR", str(self.workspace.parent / "secrets")
         )
-        if token:
-            self._environ["TUSK_TOKEN"] = token
         # Workers this process started: polled, so that they are reaped when they end.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._standby: list[subprocess.Popen[bytes]] = []
@@ -153,6 +150,9 @@ class LocalRunner:
         pfs.mkdir(parents=True, exist_ok=True)
         exit_file = self.exit_file(job, shard, attempt)
         exit_file.unlink(missing_ok=True)
+        env = {"TUSK_PFS_ROOT": str(pfs)}
+        if launch.token:  # the job's own credential, never the scheduler's token
+            env["TUSK_TOKEN"] = launch.token
         assignment = {
             "argv": [
                 "--output-repo",
@@ -164,7 +164,7 @@ class LocalRunner:
                 "--shard",
                 str(shard),
             ],
-            "env": {"TUSK_PFS_ROOT": str(pfs)},
+            "env": env,
             "log_file": str(self.log_file(job, shard, attempt)),
             "exit_file": str(exit_file),
             "shard_spec": launch.spec,

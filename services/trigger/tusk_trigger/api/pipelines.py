@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response, status
+from typing import Annotated
 
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from tusk.auth.audit import set_audit_resource
+from tusk.auth.http import PrincipalDep, require_role
+from tusk.auth.principal import Principal
 from tusk.errors import PayloadTooLarge
+from tusk.openapi import body_schema
+from tusk.pipelines.spec import PipelineSpec
+from tusk_trigger.api.access import check_may_define, make_owner
 from tusk_trigger.api.deps import ContextDep, PipelineName
 from tusk_trigger.schemas import ErrorBody, PipelineInfo
 
@@ -11,12 +19,17 @@ router = APIRouter(
     responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
 
+Reader = Depends(require_role("pipeline", "reader", "name"))
+Writer = Depends(require_role("pipeline", "writer", "name"))
+Owner = Depends(require_role("pipeline", "owner", "name"))
+
 _MAX_SPEC_BYTES = 1 << 20
+SPEC_SCHEMA, SPEC_DEFS = body_schema(PipelineSpec)
 _SPEC_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "object"}},
+            "application/json": {"schema": SPEC_SCHEMA},
             "application/yaml": {"schema": {"type": "string"}},
         },
         "description": "A pipeline spec (Pachyderm's field names), as JSON or YAML",
@@ -37,10 +50,18 @@ async def _spec_text(request: Request) -> bytes:
     response_model=PipelineInfo,
     openapi_extra=_SPEC_BODY,
 )
-async def create_pipeline(request: Request, ctx: ContextDep) -> PipelineInfo:
+async def create_pipeline(
+    request: Request, ctx: ContextDep, principal: PrincipalDep
+) -> PipelineInfo:
     """Create a pipeline and its output repo (named after it). If every input already has a
-    commit, a first job runs at once."""
-    return await ctx.service.create_pipeline(await _spec_text(request))
+    commit, a first job runs at once. The caller must read every input repo, and owns the
+    pipeline and its output repo."""
+    text = await _spec_text(request)
+    check_may_define(principal, text)
+    info = await ctx.service.create_pipeline(text)
+    set_audit_resource(request.scope, f"pipeline:{info.name}")
+    await make_owner(ctx, principal, info.name, info.output_repo)
+    return info
 
 
 @router.put("/pipelines/{name}", response_model=PipelineInfo, openapi_extra=_SPEC_BODY)
@@ -48,23 +69,29 @@ async def update_pipeline(
     name: PipelineName,
     request: Request,
     ctx: ContextDep,
+    principal: Annotated[Principal, Depends(require_role("pipeline", "writer", "name"))],
     reprocess: bool = Query(False, description="Also run the new version on the latest inputs"),
 ) -> PipelineInfo:
-    """Store a new version of the pipeline."""
-    return await ctx.service.update_pipeline(name, await _spec_text(request), reprocess=reprocess)
+    """Store a new version of the pipeline (writers of the pipeline who read its inputs)."""
+    text = await _spec_text(request)
+    check_may_define(principal, text)
+    return await ctx.service.update_pipeline(name, text, reprocess=reprocess)
 
 
 @router.get("/pipelines", response_model=list[PipelineInfo])
-async def list_pipelines(ctx: ContextDep) -> list[PipelineInfo]:
-    return await ctx.service.list_pipelines()
+async def list_pipelines(ctx: ContextDep, principal: PrincipalDep) -> list[PipelineInfo]:
+    """The pipelines the caller may read."""
+    return [
+        p for p in await ctx.service.list_pipelines() if principal.can("pipeline", p.name, "reader")
+    ]
 
 
-@router.get("/pipelines/{name}", response_model=PipelineInfo)
+@router.get("/pipelines/{name}", response_model=PipelineInfo, dependencies=[Reader])
 async def inspect_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     return await ctx.service.inspect_pipeline(name)
 
 
-@router.delete("/pipelines/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/pipelines/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Owner])
 async def delete_pipeline(
     name: PipelineName,
     ctx: ContextDep,
@@ -76,13 +103,26 @@ async def delete_pipeline(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/pipelines/{name}/stop", response_model=PipelineInfo)
+@router.post("/pipelines/{name}/stop", response_model=PipelineInfo, dependencies=[Writer])
 async def stop_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     """Stop triggering jobs; running jobs are cancelled."""
     return await ctx.service.set_state(name, "stopped")
 
 
-@router.post("/pipelines/{name}/start", response_model=PipelineInfo)
+@router.post("/pipelines/{name}/start", response_model=PipelineInfo, dependencies=[Writer])
 async def start_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     """Resume triggering; a job runs on the latest inputs if they changed while stopped."""
     return await ctx.service.set_state(name, "running")
+
+
+_NAME = {"name": "$response.body#/name"}
+LINKS: list[tuple[str, str, str, str, str, dict[str, str]]] = [
+    ("post", "/v1/pipelines", "201", name, operation, _NAME)
+    for name, operation in (
+        ("InspectPipeline", "inspect_pipeline_v1_pipelines__name__get"),
+        ("StopPipeline", "stop_pipeline_v1_pipelines__name__stop_post"),
+        ("StartPipeline", "start_pipeline_v1_pipelines__name__start_post"),
+        ("DeletePipeline", "delete_pipeline_v1_pipelines__name__delete"),
+    )
+]
+"""What a created pipeline leads to (OpenAPI links)."""
