@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from tusk.auth.http import PrincipalDep, require_admin
 from tusk.errors import NotFound
 from tusk.events.relay import OutboxRelay
 
@@ -40,7 +41,10 @@ def add_outbox_routes(
 ) -> None:
     """``/v1/outbox/parked`` (and, with ``serve_metrics``, ``/metrics`` with the relay's
     gauges, for services that have no metrics of their own)."""
-    router = APIRouter(prefix="/v1/outbox", tags=["outbox"])
+    # Replaying events is an operator's repair: administrators only.
+    router = APIRouter(
+        prefix="/v1/outbox", tags=["outbox"], dependencies=[Depends(require_admin)]
+    )
 
     @router.get("/parked", response_model=ParkedEvents)
     async def list_parked(
@@ -72,7 +76,7 @@ def add_outbox_routes(
     if serve_metrics:
 
         @app.get("/metrics", tags=["health"], response_class=Response)
-        async def metrics(request: Request) -> Response:
+        async def metrics(request: Request, _: PrincipalDep) -> Response:
             relay = relay_of(request)
             await relay.count_parked()
             return Response(generate_latest(relay.registry), media_type=CONTENT_TYPE_LATEST)

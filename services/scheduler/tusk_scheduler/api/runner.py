@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from tusk.auth.http import PrincipalDep
 from tusk_scheduler.api.deps import ContextDep
 
 router = APIRouter(tags=["runner"])
@@ -22,7 +23,7 @@ class RunnerInfo(BaseModel):
 
 
 @router.get("/runner", response_model=RunnerInfo)
-async def runner(ctx: ContextDep) -> RunnerInfo:
+async def runner(ctx: ContextDep, _: PrincipalDep) -> RunnerInfo:
     """How this scheduler runs pipeline commands, and where."""
     settings = ctx.settings
     if settings.runner == "kubernetes":
