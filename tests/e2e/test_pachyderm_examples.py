@@ -54,7 +54,9 @@ class Stack:
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     ensure_installed()  # bubblewrap: the commands run sandboxed, as in a container
-    ports = {name: free_port() for name in ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE")}
+    ports = {
+        name: free_port() for name in ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "CONSOLE")
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
     env.update({f"TUSK_{n}_PORT": str(p) for n, p in ports.items()})
     env.update({f"TUSK_{n}_URL": f"http://127.0.0.1:{p}" for n, p in ports.items()})

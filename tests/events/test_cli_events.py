@@ -8,6 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from tests.backing.common import free_port
 from tests.backing.kafka import KafkaBroker
 from tests.events.helpers import ping
 from tusk.cli.events import app
@@ -48,7 +49,11 @@ def test_tail_shows_events_and_bad_records(kafka: KafkaBroker, topic: str) -> No
     assert "not an event" in human[2]
 
 
-def test_tail_needs_kafka() -> None:
-    result = CliRunner().invoke(app, ["tail"], env={"TUSK_KAFKA_BOOTSTRAP": ""})
+def test_tail_without_kafka_follows_the_repo_service_and_says_when_it_cannot() -> None:
+    # Without Kafka the feed comes from `tusk up`'s repo service; none listens here.
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(
+        app, ["tail"], env={"TUSK_KAFKA_BOOTSTRAP": "", "TUSK_REPO_URL": url}
+    )
     assert result.exit_code == 1
-    assert "TUSK_KAFKA_BOOTSTRAP is not set" in result.output
+    assert f"cannot reach the repo service at {url}" in result.output

@@ -15,7 +15,7 @@ from sqlalchemy import Table
 from tests.backing.kafka import KafkaBroker
 from tests.events.helpers import Ping, collect, drain, seqs
 from tests.events.test_relay import outbox_db, write  # noqa: F401 (fixture)
-from tusk.api import install_error_handlers
+from tusk.api import add_common_middleware, install_error_handlers
 from tusk.db import Database
 from tusk.events.bus import EventBus
 from tusk.events.envelope import Envelope
@@ -92,6 +92,7 @@ async def test_parked_rows_are_served_and_replayed_over_http(
     await relay.publish_pending()
     app = FastAPI()
     install_error_handlers(app)
+    add_common_middleware(app, [])  # auth off: the caller is an administrator
 
     def relay_of(_request: Request) -> OutboxRelay:
         return relay
