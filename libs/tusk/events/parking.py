@@ -43,7 +43,13 @@ def add_outbox_routes(
     gauges, for services that have no metrics of their own)."""
     # Replaying events is an operator's repair: administrators only.
     router = APIRouter(
-        prefix="/v1/outbox", tags=["outbox"], dependencies=[Depends(require_admin)]
+        prefix="/v1/outbox",
+        tags=["outbox"],
+        dependencies=[Depends(require_admin)],
+        responses={
+            400: {"description": "a parameter out of range"},
+            404: {"description": "no parked row of that id"},
+        },
     )
 
     @router.get("/parked", response_model=ParkedEvents)

@@ -43,6 +43,9 @@ router = APIRouter(
 )
 
 
+_TEN_YEARS = 10 * 365 * 24 * 3600.0  # a grace longer than this is a mistake
+
+
 @router.post("/gc", response_model=GcReport, dependencies=[Depends(require_admin)])
 async def collect_garbage(
     ctx: ContextDep,
@@ -50,6 +53,7 @@ async def collect_garbage(
     grace_seconds: float | None = Query(
         None,
         ge=0,
+        le=_TEN_YEARS,
         description="Spare unreferenced chunks younger than this (default: the service's "
         "TUSK_REPO_GC_GRACE_SECONDS); uploads in flight rely on them",
     ),
