@@ -755,3 +755,10 @@ def test_datum_identity_ignores_what_does_not_change_outputs() -> None:
     assert other_image.datum_identity() != spec.datum_identity()
     salted = load({**base_spec(), "salt": "fresh"})
     assert salted.datum_identity() != spec.datum_identity()
+
+
+def test_a_lone_surrogate_is_refused_with_a_400_not_a_crash() -> None:
+    text = '{"pipeline": {"name": "p"}, "input": {"pfs": {"repo": "r"}}, ' \
+        '"transform": {"cmd": ["x"], "env": {"\\udb31": "v"}}}'
+    with pytest.raises(InvalidArgument, match="lone surrogate"):
+        load_spec(text)

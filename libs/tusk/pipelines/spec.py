@@ -966,6 +966,10 @@ def validate_spec(data: Any, *, filename: str | None = None) -> PipelineSpec:
         raise InvalidArgument(
             prefix(filename) + f"input: nested too deep (at most {MAX_INPUT_DEPTH} levels)"
         ) from None
+    except UnicodeEncodeError:  # a JSON escape of half a UTF-16 pair ("\ud800")
+        raise InvalidArgument(
+            prefix(filename) + "the spec holds text that is not valid Unicode (a lone surrogate)"
+        ) from None
     lines = [f"{field}: {message}" for field, message in errors]
     raise InvalidArgument(
         prefix(filename) + "; ".join(lines),
