@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, async_playwright
+from playwright.async_api import BrowserContext, async_playwright, expect
 
 from tests.backing.browser import CHROMIUM_ARGS, ensure_installed
 
@@ -36,6 +36,10 @@ async def chromium() -> AsyncIterator[BrowserContext]:
                 args=list(CHROMIUM_ARGS),
                 viewport={"width": 1280, "height": 860},
             )
+            # Waits are for conditions; these bounds only end a hang. Playwright's own
+            # defaults (5 s for an expectation) are deadlines a loaded machine misses.
+            context.set_default_timeout(120_000)
+            expect.set_options(timeout=120_000)
             try:
                 yield context
             finally:

@@ -74,7 +74,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         )
     try:
         async with httpx.AsyncClient() as probe:
-            for _ in range(600):
+            for _ in range(3000):  # up to 300 s: a loaded machine starts slowly
                 try:
                     url = env["TUSK_SCHEDULER_URL"]
                     if (await probe.get(f"{url}/healthz")).status_code == 200:
