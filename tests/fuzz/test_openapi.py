@@ -29,6 +29,11 @@ CHECKS = ",".join(
 # Enough cases per operation to find what the probe found, few enough for the suite.
 MAX_EXAMPLES = 25
 # The stateful phase follows OpenAPI links: the repo and trigger APIs declare them.
+# Adding a model (PUT /v1/models/NAME) with a made-up source is valid, and that model then
+# answers 503 ("no version loaded yet", with Retry-After) until its branch has one, which the
+# 5xx check cannot tell from a fault; the runtime registry has its own tests
+# (tests/inference/test_runtime_models.py).
+EXCLUDED = {"inference": ["--exclude-name", "PUT /v1/models/{name}"]}
 PHASES = {
     "repo": "examples,coverage,fuzzing,stateful",
     "trigger": "examples,coverage,fuzzing,stateful",
@@ -127,6 +132,7 @@ def test_no_server_errors_and_no_schema_violations(
             "--generation-database",
             "none",
             "--no-color",
+            *EXCLUDED.get(service, []),
         ],
         capture_output=True,
         text=True,
