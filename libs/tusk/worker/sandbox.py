@@ -128,13 +128,19 @@ def readable_dirs(environ: Mapping[str, str], cwd: Path) -> tuple[Path, ...]:
     installation the worker runs from (a venv's interpreter for ``python3 …``) and PATH's
     directories; never a temporary directory, where other datums are staged."""
     found: list[Path] = []
+    # The Python installation is read wherever it lies, even in a temporary directory (a
+    # checkout under /tmp with its venv): it holds no staged data.
+    installation = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
     candidates = [cwd, Path(sys.prefix), Path(sys.base_prefix)]
     candidates += [Path(p) for p in environ.get("PATH", "").split(os.pathsep) if p]
     for path in candidates:
         if not path.is_absolute() or not path.is_dir():
             continue
         resolved = path.resolve()
-        if any(_under(resolved, Path(d)) for d in (*_SYSTEM_DIRS, *_PRIVATE_DIRS)):
+        if any(_under(resolved, Path(d)) for d in _SYSTEM_DIRS):
+            continue
+        private = any(_under(resolved, Path(d)) for d in _PRIVATE_DIRS)
+        if private and resolved not in installation:
             continue
         if resolved == Path("/") or resolved in found:
             continue
