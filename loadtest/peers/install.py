@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Install the peers tusk's benchmarks compare against, each in its own "
         "virtualenv under the tusk cache.",
         epilog="\n".join(f"{name}: {' '.join(reqs)}" for name, reqs in PEERS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help="default: all of them")
     args = parser.parse_args(argv)
