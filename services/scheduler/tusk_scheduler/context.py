@@ -10,8 +10,9 @@ import structlog
 
 from tusk.client import RepoClient
 from tusk.db import Database, migrate
-from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.bus import EventBus
 from tusk.events.consumer import EventConsumer
+from tusk.events.factory import open_event_bus
 from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
 from tusk_scheduler.config import SchedulerSettings
