@@ -37,7 +37,6 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import update
 
 from tusk.client import CommitInfo, CommitRef, RepoClient
 from tusk.db import Database
@@ -50,6 +49,7 @@ from tusk.pipelines.units import format_duration
 from tusk.worker.protocol import META_BRANCH, ShardSpec, shard_path
 from tusk_scheduler import store
 from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.domain.counts import counts_from_states
 from tusk_scheduler.domain.credentials import WorkerCredentials
 from tusk_scheduler.domain.planning import (
     JobPlan,
@@ -80,7 +80,6 @@ from tusk_scheduler.tables import (
     SKIPPED,
     STARTING,
     SUCCESS,
-    DatumRow,
     JobRow,
     ShardRow,
 )
@@ -468,7 +467,7 @@ class JobExecution:
             if handles:
                 await self._sleep(deps.settings.poll_interval)
         async with deps.db.session() as session:
-            counts = await store.datum_counts(session, job.id)
+            counts = counts_from_states(await store.datum_states(session, job.id))
             await store.update_job(
                 session, job.id, expect=[RUNNING], state=FINISHING, counts=counts.model_dump()
             )
@@ -664,9 +663,8 @@ class JobExecution:
             return
         async with deps.db.session() as session:
             if found:
-                # An ORM bulk UPDATE by primary key (job, datum): one statement, many rows.
-                await session.execute(update(DatumRow), [_result_values(job.id, c) for c in found])
-            counts = await store.datum_counts(session, job.id)
+                await store.record_results(session, [_result_values(job.id, c) for c in found])
+            counts = counts_from_states(await store.datum_states(session, job.id))
             await store.update_job(session, job.id, counts=counts.model_dump())
             if progress.due(counts):
                 await deps.outbox.add(
@@ -831,7 +829,7 @@ class JobExecution:
         jobs to skip; the counts, or None when the job was no longer in an ``expect`` state."""
         now = datetime.now(UTC)
         async with self.deps.db.session() as session:
-            counts = await store.datum_counts(session, job.id)
+            counts = counts_from_states(await store.datum_states(session, job.id))
             await store.record_processed(
                 session,
                 job.pipeline,
