@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tusk_scheduler.runners.base import Runner, ShardHandle, ShardLaunch, ShardStatus
+from tusk_scheduler.runners.base import ShardHandle, ShardLaunch, ShardStatus
 
 RUNNING = ShardStatus("running")
 
@@ -72,6 +72,3 @@ class FakeRunner:
     async def close(self) -> None:
         pass
 
-
-def _is_a_runner(runner: FakeRunner) -> Runner:
-    return runner  # mypy checks that the fake keeps to the protocol

@@ -9,7 +9,7 @@ import pytest
 
 from tests.scheduler.fakes import RUNNING, FakeRunner, exited, lost
 from tusk_scheduler.domain.job import JobFailure
-from tusk_scheduler.domain.shards import ShardCalls, watch_shards
+from tusk_scheduler.domain.shards import ShardCalls, resume_shards, watch_shards
 from tusk_scheduler.runners.base import ShardHandle, ShardLaunch, ShardStatus
 
 JOB = "0" * 32
@@ -149,3 +149,43 @@ async def test_a_check_that_raises_ends_the_watch() -> None:
             attempts=3,
             poll_interval=1,
         )
+
+
+@dataclass
+class Row:
+    state: str
+    attempt: int = 0
+    handle: str | None = None
+
+
+async def test_resuming_adopts_live_workers_judges_ended_ones_and_starts_the_rest() -> None:
+    """As after a scheduler restart: the runner still runs shard 0's second attempt (started
+    just before the crash, so its row still says the first), shard 1's worker ended while
+    nobody watched, shard 2 was never started and shard 3 is done."""
+    runner = FakeRunner(script={(1, 0): [lost("node gone")], (1, 1): [exited(0)]})
+    job = Job(runner, {"a": 0, "b": 1, "c": 2})
+    job.completes.update({(0, 1): {"a"}, (1, 1): {"b"}, (2, 0): {"c"}})
+    await job.start(0, attempt=1)  # a previous scheduler process started these
+    await job.start(1, attempt=0)
+    await runner.cancel(ShardHandle(JOB, 1, 0, "fake-1-0"))  # ... and this one has ended
+    runner.cancelled.clear()
+    rows = {
+        0: Row("pending", attempt=0),
+        1: Row("started", attempt=0, handle="fake-1-0"),
+        2: Row("pending"),
+        3: Row("done", attempt=2, handle="fake-3-2"),
+    }
+    live = {h.shard: h for h in await runner.find_running(JOB)}
+
+    resumed = resume_shards(JOB, rows, live)
+
+    assert resumed.adopted == {0: ShardHandle(JOB, 0, 1, "fake-0-1")}
+    assert resumed.to_record == [0]
+    assert resumed.ended == {1: ShardHandle(JOB, 1, 0, "fake-1-0")}
+    assert resumed.to_start == [2]
+    # Watching them: the ended worker with a datum left is started again, the rest finish.
+    handles = {**resumed.adopted, **resumed.ended, 2: await job.start(2)}
+    await watch_shards(runner, handles, job.unfinished, job.calls(), attempts=3, poll_interval=1)
+    assert job.restarts == [(1, 1)]
+    assert sorted(n for n, _ in job.done) == [0, 1, 2]
+    assert job.unfinished == {}

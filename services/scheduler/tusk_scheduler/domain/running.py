@@ -30,7 +30,7 @@ from tusk_scheduler.domain.job import (
 )
 from tusk_scheduler.domain.planning import datum_spec, shard_spec
 from tusk_scheduler.domain.results import Collected
-from tusk_scheduler.domain.shards import ShardCalls, describe, watch_shards
+from tusk_scheduler.domain.shards import ShardCalls, describe, resume_shards, watch_shards
 from tusk_scheduler.domain.starting import Started, link, plan_job, put_specs, record_carried
 from tusk_scheduler.runners.base import ShardHandle, ShardLaunch, ShardStatus
 from tusk_scheduler.tables import (
@@ -74,22 +74,17 @@ async def run(x: Scope, job: JobView, started: Started | None) -> None:
         await _ensure_carried(x, job, spec)
         await collect(x, job, unfinished, progress)
         live = {h.shard: h for h in await deps.runner.find_running(job.id)}
-    handles: dict[int, ShardHandle] = {}
-    for n, row in shards.items():
-        if row.state == SHARD_DONE:
-            continue
-        if n in live:
-            handles[n] = live[n]
-            if (row.handle, row.attempt) != (live[n].ref, live[n].attempt):
-                await _shard_started(x, job, live[n])
-            deps.metrics.shards_adopted.inc()
-            x.log.info("worker adopted", shard=n, ref=live[n].ref)
-        elif row.state == SHARD_STARTED and row.handle is not None:
-            handles[n] = ShardHandle(job.id, n, row.attempt, row.handle)  # ended meanwhile
-        else:
-            handle = await _start_shard(x, job, spec, n, row.attempt, unfinished, fresh.get(n))
-            if handle is not None:
-                handles[n] = handle
+    resumed = resume_shards(job.id, shards, live)
+    for n, handle in resumed.adopted.items():
+        if n in resumed.to_record:
+            await _shard_started(x, job, handle)
+        deps.metrics.shards_adopted.inc()
+        x.log.info("worker adopted", shard=n, ref=handle.ref)
+    handles = {**resumed.adopted, **resumed.ended}
+    for n in resumed.to_start:
+        new = await _start_shard(x, job, spec, n, shards[n].attempt, unfinished, fresh.get(n))
+        if new is not None:
+            handles[n] = new
     if started is not None:
         # Once the workers are under way (a poll interval: they have no results sooner),
         # since recording thousands of skipped datums would compete with their start for the

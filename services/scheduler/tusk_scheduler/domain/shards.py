@@ -10,16 +10,64 @@ every recovery branch can be tried against a fake runner in milliseconds.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
 from tusk_scheduler.domain.job import JobFailure
 from tusk_scheduler.runners.base import Runner, ShardHandle, ShardStatus
+from tusk_scheduler.tables import SHARD_DONE, SHARD_STARTED
 
 log = structlog.get_logger()
 
 OUTPUT_BYTES = 2000  # of a lost worker's own output, quoted in the job's reason
+
+
+class ShardRecord(Protocol):
+    """A shard's row, as far as resuming it goes."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def handle(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What becomes of each of a job's shards as its running phase begins."""
+
+    # A worker of the shard still runs (the runner found it): watched, not started again.
+    adopted: dict[int, ShardHandle] = field(default_factory=dict)
+    # Adopted shards whose row names another worker or attempt (one started just before a
+    # crash, recorded only now).
+    to_record: list[int] = field(default_factory=list)
+    # Recorded as started, no longer running: its worker's status says how it ended.
+    ended: dict[int, ShardHandle] = field(default_factory=dict)
+    # Never started, or its start was never recorded: started now.
+    to_start: list[int] = field(default_factory=list)
+
+
+def resume_shards(
+    job: str, rows: Mapping[int, ShardRecord], live: Mapping[int, ShardHandle]
+) -> Resumed:
+    """Sort a job's shards (their rows; ``live``: the workers the runner finds running) into
+    those to adopt, to judge by how their worker ended, and to start. Done shards are left."""
+    resumed = Resumed()
+    for n, row in sorted(rows.items()):
+        if row.state == SHARD_DONE:
+            continue
+        if n in live:
+            resumed.adopted[n] = live[n]
+            if (row.handle, row.attempt) != (live[n].ref, live[n].attempt):
+                resumed.to_record.append(n)
+        elif row.state == SHARD_STARTED and row.handle is not None:
+            resumed.ended[n] = ShardHandle(job, n, row.attempt, row.handle)
+        else:
+            resumed.to_start.append(n)
+    return resumed
 
 
 @dataclass(frozen=True)
