@@ -67,7 +67,8 @@ from tusk_scheduler.runners.kubernetes import (
 )
 
 ROLE_POD_VERBS = ["create", "get", "list", "watch", "delete"]
-TEMPLATE = PodTemplate(repo_url="http://repo.tusk:8081", token="t" * 32)
+# Workers would get their token from this Secret (the pods never start: no kubelet).
+TEMPLATE = PodTemplate(repo_url="http://repo.tusk:8081", token_secret="tusk-worker-token")
 
 
 def grant(kube: KubeApiServer, namespace: str) -> None:

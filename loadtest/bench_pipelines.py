@@ -75,6 +75,13 @@ async def wait_lines(path: Path, count: int, within: float = 120) -> list[int]:
 # --- the stack ---------------------------------------------------------------------------------
 
 
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz").is_success
+    except httpx.HTTPError:  # a server busy starting (a loaded machine) is not ready yet
+        return False
+
+
 class Stack:
     """``tusk up``: every service in one process (SQLite, a local object store)."""
 
@@ -92,6 +99,9 @@ class Stack:
             "TUSK_CONSOLE_PORT": str(self.ports["console"]),
             "TUSK_S3_GATEWAY_PORT": str(free_port()),
             "TUSK_LOG_LEVEL": "WARNING",
+            # The measured commands append to a stamps file outside /pfs/out, which the
+            # worker's sandbox (bubblewrap, where installed) would hide from them.
+            "TUSK_WORKER_SANDBOX": "off",
         }
         self.process = ManagedProcess(
             "tusk-up", [str(BIN / "tusk"), "up", "--data-dir", str(work / "data")], work, env=env
@@ -105,9 +115,7 @@ class Stack:
         for name in ("repo", "trigger", "scheduler"):
             port = self.ports[name]
             wait_until(
-                lambda port=port, name=name: (
-                    port_open(LOOPBACK, port) and httpx.get(f"{self.url(name)}/readyz").is_success
-                ),
+                lambda port=port, name=name: port_open(LOOPBACK, port) and _ready(self.url(name)),
                 90,
                 f"tusk up ({name})",
                 self.process,
@@ -132,6 +140,9 @@ class ServicesStack(Stack):
             "TUSK_REPO_URL": self.url("repo"),
             "TUSK_MIGRATE_ON_START": "false",
             "TUSK_LOG_LEVEL": "WARNING",
+            # The measured commands append to a stamps file outside /pfs/out, which the
+            # worker's sandbox (bubblewrap, where installed) would hide from them.
+            "TUSK_WORKER_SANDBOX": "off",
         }
         self.processes = [
             ManagedProcess(
@@ -160,7 +171,7 @@ class ServicesStack(Stack):
             port = self.ports[process.name]
             wait_until(
                 lambda port=port, name=process.name: (
-                    port_open(LOOPBACK, port) and httpx.get(f"{self.url(name)}/readyz").is_success
+                    port_open(LOOPBACK, port) and _ready(self.url(name))
                 ),
                 90,
                 process.name,

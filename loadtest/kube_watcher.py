@@ -42,7 +42,7 @@ async def watcher(kubeconfig: Path, ns: str) -> None:
     while command := await line():
         if command[0] == "count":
             want, started = int(command[1]), time.monotonic()
-            while len(runner._pods) < want:
+            while len(runner.pod_watch.pods) < want:
                 await asyncio.sleep(0.01)
             synced = time.monotonic() - started
             await asyncio.sleep(1.0)  # let the allocator settle

@@ -8,7 +8,8 @@ import httpx
 
 from tests.events.helpers import collect, drain
 from tests.repo.helpers import commit_files, ok
-from tusk.events.bus import decode, open_event_bus
+from tusk.events.bus import decode
+from tusk.events.factory import open_event_bus
 from tusk.events.kafka import KafkaBus
 from tusk.events.memory import MemoryBus
 from tusk.events.types import (

@@ -521,6 +521,9 @@ def test_a_list_of_bad_inputs_is_not_also_too_short() -> None:
         ('{"pipeline": [}', None, "invalid YAML at line 1"),
         ("pipeline: {name: a", "spec.json", "invalid YAML"),
         ("gpu: {number: 1", None, "invalid YAML"),
+        # A complex key (a list or a mapping) cannot be a spec's field name.
+        ("? [a, b]\n: 1\n", None, "mapping key"),
+        ("pipeline:\n  ? {name: a}\n  : 1\n", "spec.yaml", "mapping key"),
     ],
 )
 def test_unreadable_documents(text: str | bytes, filename: str | None, fragment: str) -> None:

@@ -30,7 +30,7 @@ from tusk.client import RepoClient
 from tusk.db import Database, migrate
 from tusk.errors import Unavailable
 from tusk_scheduler.config import SchedulerSettings
-from tusk_scheduler.domain.execution import JobExecution
+from tusk_scheduler.domain import ending, running, starting
 from tusk_scheduler.events import record_job
 from tusk_scheduler.tables import ShardRow, outbox
 
@@ -237,22 +237,25 @@ async def test_carrying_forward_interrupted_after_the_start_is_repaired(
     await scheduler.events.wait_for(job1.job, "succeeded")
 
     calls = {"record": 0, "link": 0}
-    record, link = JobExecution._record_carried, JobExecution._link
+    record, link = starting.record_carried, starting.link
 
-    async def failing_record(self: JobExecution, *args: Any) -> None:
+    async def failing_record(*args: Any) -> None:
         calls["record"] += 1
         if calls["record"] == 1:
             raise Unavailable("lost the database for a moment")
-        await record(self, *args)
+        await record(*args)
 
-    async def failing_link(self: JobExecution, *args: Any) -> None:
+    async def failing_link(*args: Any) -> None:
         calls["link"] += 1
         if calls["link"] == 1:
             raise Unavailable("lost the repo service for a moment")
-        await link(self, *args)
+        await link(*args)
 
-    monkeypatch.setattr(JobExecution, "_record_carried", failing_record)
-    monkeypatch.setattr(JobExecution, "_link", failing_link)
+    # Where running (carrying forward after the start) and ending (linking what is missing)
+    # call them.
+    monkeypatch.setattr(running, "record_carried", failing_record)
+    monkeypatch.setattr(running, "link", failing_link)
+    monkeypatch.setattr(ending, "link", failing_link)
     second = await commit_files(repos, source, {"/new.txt": b"new"})
     job2 = job_created(spec, source, second, (await repos.inspect_commit(source, second)).global_id)
     await scheduler.send(job2)

@@ -229,7 +229,7 @@ async def test_the_watch_lists_again_when_its_version_expired(
     handle = await runner.start(launch())
     await runner.status(handle)
     relists = runner.relists
-    apply = runner._apply
+    apply = runner.pod_watch.apply
     expired = []
 
     def gone_once(kind: str, pod: dict[str, Any]) -> None:
@@ -238,7 +238,7 @@ async def test_the_watch_lists_again_when_its_version_expired(
             raise ApiException(status=410, reason="Gone: too old resource version")
         apply(kind, pod)
 
-    monkeypatch.setattr(runner, "_apply", gone_once)
+    monkeypatch.setattr(runner.pod_watch, "apply", gone_once)
     kube.patch_pod_status(namespace, handle.ref, {"phase": "Running"})
     kube.patch_pod_status(
         namespace, handle.ref, {"phase": "Succeeded", "containerStatuses": [terminated(0)]}

@@ -17,8 +17,8 @@ from tests.conftest import fresh_postgres_database
 from tests.scheduler.conftest import scheduler_settings
 from tusk.db import Database
 from tusk.events.memory import MemoryBus
+from tusk_scheduler.background.leadership import Leadership
 from tusk_scheduler.context import build_context
-from tusk_scheduler.leadership import Leadership
 
 pytestmark = pytest.mark.postgres
 

@@ -51,6 +51,13 @@ async def test_create_validates_and_makes_output_repo(harness: Harness) -> None:
     assert names == ["clean", "other"]
 
 
+async def test_unhashable_yaml_key_is_a_bad_request(harness: Harness) -> None:
+    response = await harness.api.post(
+        "/v1/pipelines", content="? [a, b]\n: 1\n", headers={"Content-Type": "application/yaml"}
+    )
+    error(response, 400, "line 1", "mapping key")
+
+
 async def test_cycles_are_refused(harness: Harness) -> None:
     h = harness
     await h.repos.create_repo("raw")

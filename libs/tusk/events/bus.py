@@ -9,13 +9,15 @@ partition after a restart or a rebalance): delivery is at-least-once, never at-m
 Every bus stores the same bytes: the envelope's CloudEvents attributes as ``ce_*`` headers and
 its ``data`` as JSON in the value (binary content mode), so a malformed record looks the same
 whether it sits in Kafka or in memory.
+
+The implementations import this module, never the other way round; choosing one from the
+settings is :mod:`tusk.events.factory`'s business.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +25,6 @@ from pydantic import ValidationError
 
 from tusk.errors import InvalidArgument
 from tusk.events.envelope import Envelope
-from tusk.settings import CommonSettings
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -147,25 +148,3 @@ def decode(record: Record) -> Envelope:
         )
     except ValidationError as e:
         raise InvalidArgument(f"invalid CloudEvent attributes: {e}") from None
-
-
-@asynccontextmanager
-async def open_event_bus(settings: CommonSettings) -> AsyncIterator[EventBus]:
-    """``KafkaBus`` when ``TUSK_KAFKA_BOOTSTRAP`` is set, else a new (private) ``MemoryBus``."""
-    bus: EventBus
-    if settings.kafka_bootstrap:
-        from tusk.events.kafka import KafkaBus
-
-        bus = KafkaBus(
-            settings.kafka_bootstrap,
-            partitions=settings.kafka_partitions,
-            replication_factor=settings.kafka_replication_factor,
-        )
-    else:
-        from tusk.events.memory import MemoryBus
-
-        bus = MemoryBus(settings.kafka_partitions)
-    try:
-        yield bus
-    finally:
-        await bus.close()

@@ -8,7 +8,7 @@ Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged em
 
 from __future__ import annotations
 
-from tusk.pipelines.spec import PipelineSpec, format_loc
+from tusk.pipelines.models import PipelineSpec, format_loc
 
 DEFAULT_PROJECT = "default"
 

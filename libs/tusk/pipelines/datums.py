@@ -18,7 +18,7 @@ import blake3
 from tusk.errors import InvalidArgument, TuskError
 from tusk.paths import parent_path
 from tusk.pipelines.glob import expand_key
-from tusk.pipelines.spec import Input, PfsInput
+from tusk.pipelines.models import Input, PfsInput
 
 MatchType = Literal["file", "dir"]
 

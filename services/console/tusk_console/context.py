@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.bus import EventBus
+from tusk.events.factory import open_event_bus
 from tusk_console.config import ConsoleSettings
 from tusk_console.domain.metrics import RateTracker
 from tusk_console.live import LiveFeed

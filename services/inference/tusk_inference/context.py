@@ -13,7 +13,8 @@ from pathlib import Path
 import structlog
 
 from tusk.client.repo import RepoClient
-from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.bus import EventBus
+from tusk.events.factory import open_event_bus
 from tusk_inference.config import InferenceSettings
 from tusk_inference.domain.registry import Registry
 from tusk_inference.domain.runtime_models import RuntimeModels

@@ -12,7 +12,8 @@ from datetime import timedelta
 import structlog
 
 from tusk.db import Database, migrate
-from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.bus import EventBus
+from tusk.events.factory import open_event_bus
 from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
 from tusk.objectstore import ChunkStore, ObjectStore, open_object_store

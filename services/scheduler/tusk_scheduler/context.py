@@ -10,16 +10,17 @@ import structlog
 
 from tusk.client import RepoClient
 from tusk.db import Database, migrate
-from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.bus import EventBus
 from tusk.events.consumer import EventConsumer
+from tusk.events.factory import open_event_bus
 from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
+from tusk_scheduler.background.dispatcher import Dispatcher
+from tusk_scheduler.background.leadership import Leadership
 from tusk_scheduler.config import SchedulerSettings
-from tusk_scheduler.domain.dispatcher import Dispatcher
 from tusk_scheduler.domain.execution import Deps
 from tusk_scheduler.domain.results import ResultReader
 from tusk_scheduler.events import GROUP, TOPICS, TYPES, make_handler
-from tusk_scheduler.leadership import Leadership
 from tusk_scheduler.metrics import Metrics
 from tusk_scheduler.runners.base import Runner
 from tusk_scheduler.runners.local import LocalRunner

@@ -12,15 +12,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tusk.db import insert_if_absent
 from tusk.events.envelope import Envelope, EventData
 from tusk.events.outbox import call_after_commit
 from tusk.events.types import JOBS_TOPIC, JobCancel, JobCreated
+from tusk_scheduler import store
 from tusk_scheduler.domain.counts import empty_counts
-from tusk_scheduler.tables import ACTIVE_STATES, CREATED, JobRow
+from tusk_scheduler.tables import CREATED
 
 log = structlog.get_logger()
 
@@ -47,9 +46,8 @@ def make_handler(wake: Callable[[], None]) -> Handler:
 
 async def record_job(session: AsyncSession, data: JobCreated) -> bool:
     """Insert the job unless it is known; whether it was new."""
-    inserted = await insert_if_absent(
+    inserted = await store.insert_job(
         session,
-        JobRow.__table__,
         {
             "id": data.job,
             "pipeline": data.pipeline,
@@ -72,14 +70,7 @@ async def record_job(session: AsyncSession, data: JobCreated) -> bool:
 
 async def request_cancel(session: AsyncSession, data: JobCancel) -> bool:
     """Mark an unfinished job for cancelling; whether there was such a job."""
-    result = await session.execute(
-        update(JobRow)
-        .where(
-            JobRow.id == data.job, JobRow.state.in_(ACTIVE_STATES), JobRow.cancel_reason.is_(None)
-        )
-        .values(cancel_reason=data.reason or "stopped")
-    )
-    found = bool(getattr(result, "rowcount", 0))
+    found = await store.request_cancel(session, data.job, data.reason or "stopped")
     log.info(
         "job cancel requested" if found else "job cancel ignored (unknown or finished)",
         job=data.job,

@@ -1,5 +1,6 @@
 """SQL for the scheduler's tables. Functions take the caller's session and only flush; the
-unit of work that opened the session commits."""
+unit of work that opened the session commits. Rows and plain values in, rows and plain values
+out: what they mean is the domain's business (this module imports nothing above ``tables``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk import shortid
-from tusk.db import insert_for
+from tusk.db import insert_for, insert_if_absent
 from tusk.errors import NotFound
-from tusk.events.types import DatumCounts
-from tusk_scheduler.domain.counts import counts_from_states
 from tusk_scheduler.tables import (
     ACTIVE_STATES,
     DatumRow,
@@ -54,6 +53,21 @@ async def active_jobs(session: AsyncSession) -> list[ActiveJob]:
         .order_by(JobRow.seq)
     )
     return [ActiveJob(*row) for row in rows.all()]
+
+
+async def insert_job(session: AsyncSession, values: Mapping[str, Any]) -> bool:
+    """Insert a job row unless one with its id exists; whether it was inserted."""
+    return await insert_if_absent(session, JobRow.__table__, dict(values))
+
+
+async def request_cancel(session: AsyncSession, job: str, reason: str) -> bool:
+    """Mark an unfinished job not yet marked for cancelling; whether there was such a job."""
+    result = await session.execute(
+        update(JobRow)
+        .where(JobRow.id == job, JobRow.state.in_(ACTIVE_STATES), JobRow.cancel_reason.is_(None))
+        .values(cancel_reason=reason)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def update_job(
@@ -139,8 +153,11 @@ async def datum_states(session: AsyncSession, job: str) -> dict[str, int]:
     return {state: int(n) for state, n in rows.all()}
 
 
-async def datum_counts(session: AsyncSession, job: str) -> DatumCounts:
-    return counts_from_states(await datum_states(session, job))
+async def record_results(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Update datum rows from worker results; each row names its ``job`` and ``datum``."""
+    if rows:
+        # An ORM bulk UPDATE by primary key (job, datum): one statement, many rows.
+        await session.execute(update(DatumRow), list(rows))
 
 
 # --- shards ----------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from starlette.types import ASGIApp
 
 from tusk.client.config import DEFAULT_REPO_URL
 from tusk.errors import TuskError, Unavailable
-from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.bus import EventBus
+from tusk.events.factory import open_event_bus
 from tusk.events.feed import event_feed_router
 from tusk_console.app import create_app as create_console_app
 from tusk_console.config import ConsoleSettings

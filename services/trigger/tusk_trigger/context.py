@@ -14,8 +14,9 @@ import structlog
 from tusk.client.repo import RepoClient
 from tusk.db import Database, migrate
 from tusk.errors import TuskError
-from tusk.events.bus import EventBus, open_event_bus
+from tusk.events.bus import EventBus
 from tusk.events.consumer import EventConsumer
+from tusk.events.factory import open_event_bus
 from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
 from tusk_trigger.config import TriggerSettings

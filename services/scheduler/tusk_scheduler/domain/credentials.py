@@ -24,11 +24,16 @@ _WITHOUT_TIMEOUT = timedelta(days=7)
 
 
 class _Job(Protocol):
-    id: str
-    pipeline: str
-    output_repo: str
-    output_commit: str | None
-    meta_commit: str | None
+    @property
+    def id(self) -> str: ...
+    @property
+    def pipeline(self) -> str: ...
+    @property
+    def output_repo(self) -> str: ...
+    @property
+    def output_commit(self) -> str | None: ...
+    @property
+    def meta_commit(self) -> str | None: ...
 
 
 class WorkerCredentials:

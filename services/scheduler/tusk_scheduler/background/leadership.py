@@ -7,7 +7,7 @@ connection of its own and held for as long as that connection lives. The other s
 stand by: they record events and answer the API, and try for the lock every
 ``retry_interval`` seconds. When the leader stops, or its process or connection dies,
 PostgreSQL releases the lock and a standby takes over, adopting the jobs in flight as after a
-restart (see :mod:`tusk_scheduler.domain.dispatcher`).
+restart (see :mod:`tusk_scheduler.background.dispatcher`).
 
 The leader checks its connection every ``check_interval`` seconds; when it is gone (the lock
 with it) it stops dispatching at once and goes back to trying for the lock. A standby that

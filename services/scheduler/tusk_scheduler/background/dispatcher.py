@@ -7,7 +7,7 @@ waiting for its turn.
 
 The dispatcher looks at the jobs table whenever it is woken (a job was recorded or a cancel
 requested, a job finished) and every few seconds anyway. It runs in one scheduler at a time
-(see :mod:`tusk_scheduler.leadership`); its first look once started picks up the jobs a
+(see :mod:`tusk_scheduler.background.leadership`); its first look once started picks up the jobs a
 previous process left unfinished: that is how jobs resume after a restart or a hand-over.
 """
 
