@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tusk.cli import transfer
-from tusk.cli.main import app
 from tusk.client import RepoClient
 from tusk.errors import Unavailable
+from tusk_cli import transfer
+from tusk_cli.main import build_app
 
 from .conftest import TUSK, Stack, clean_env, free_port, start_stack
 
@@ -229,7 +229,9 @@ def test_put_batches_small_files_and_streams_large_ones(
 
     stack.tusk("repo", "create", "batches")
     result = CliRunner().invoke(
-        app, ["put", "batches@master:/t", "-r", "-f", str(tree)], env={"TUSK_REPO_URL": stack.url}
+        build_app(),
+        ["put", "batches@master:/t", "-r", "-f", str(tree)],
+        env={"TUSK_REPO_URL": stack.url},
     )
     assert result.exit_code == 0, result.output
     assert sorted(requests) == [("batch", 7), ("batch", 7), ("batch", 7), ("single", 1)]
@@ -260,7 +262,7 @@ def test_failed_upload_abandons_the_commit_it_opened(
         (tree / name).write_bytes(b"x" * transfer.SMALL_FILE)
     stack.tusk("repo", "create", "abandoned")
     result = CliRunner().invoke(
-        app, ["put", "abandoned@master", "-r", "-p", "1", "-f", str(tree)],
+        build_app(), ["put", "abandoned@master", "-r", "-p", "1", "-f", str(tree)],
         env={"TUSK_REPO_URL": stack.url},
     )
     assert result.exit_code == 1

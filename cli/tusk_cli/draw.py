@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 from rich.markup import escape
 
-from tusk.cli.common import JsonOption, connect_trigger, run, stdout
 from tusk.pipelines.spec import validate_spec
+from tusk_cli.common import JsonOption, connect_trigger, run, stdout
 
 
 def draw_pipelines(as_json: JsonOption = False) -> None:

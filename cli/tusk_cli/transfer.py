@@ -30,9 +30,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from tusk.cli.common import ADDRESS_HELP, connect, note, run, size, stderr
-from tusk.cli.download import get_tree
-from tusk.cli.writing import (
+from tusk.client import FileInfo, RepoClient
+from tusk.concurrency import bounded
+from tusk.errors import InvalidArgument
+from tusk.paths import Address, normalize_path, parse_address
+from tusk_cli.common import ADDRESS_HELP, connect, note, run, size, stderr
+from tusk_cli.download import get_tree
+from tusk_cli.writing import (
     DEFAULT_WAIT,
     CommitOption,
     Target,
@@ -40,10 +44,6 @@ from tusk.cli.writing import (
     left_open_hint,
     writable_commit,
 )
-from tusk.client import FileInfo, RepoClient
-from tusk.concurrency import bounded
-from tusk.errors import InvalidArgument
-from tusk.paths import Address, normalize_path, parse_address
 
 SMALL_FILE = 1 << 20
 """Files below this size travel in batches; larger ones are streamed one per request."""

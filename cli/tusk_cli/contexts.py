@@ -13,9 +13,9 @@ from rich.markup import escape
 
 from tusk import __version__
 from tusk.about import ServiceAbout
-from tusk.cli.common import JsonOption, load_settings, note, run, settings_error, show, table
 from tusk.client.config import ClientSettings, Context, ContextStore
 from tusk.errors import InvalidArgument
+from tusk_cli.common import JsonOption, load_settings, note, run, settings_error, show, table
 
 app = typer.Typer(
     help="Named deployments: the services' addresses (and a token) saved under a name, so "
