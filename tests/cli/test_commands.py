@@ -62,8 +62,11 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 # What no quick command may import: the services' frameworks, the data libraries, Kafka.
-HEAVY = ("fastapi", "sqlalchemy", "uvicorn", "aiokafka", "numpy", "pandas", "onnxruntime",
-         "tusk_repo", "tusk_trigger", "tusk_scheduler", "tusk_inference", "tusk_console")
+HEAVY = (
+    "fastapi", "starlette", "sqlalchemy", "uvicorn", "structlog", "aiokafka", "numpy", "pandas",
+    "onnxruntime", "yaml",
+    "tusk_repo", "tusk_trigger", "tusk_scheduler", "tusk_inference", "tusk_console",
+)
 
 
 def imported_by(*args: str) -> set[str]:
