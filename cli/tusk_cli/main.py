@@ -12,6 +12,7 @@ root, ``tusk_stack``, passes them to :func:`build_app` as entries of its own.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -252,3 +253,11 @@ def build_app(extra: Sequence[Entry] = ()) -> typer.Typer:
     )
     app.callback()(_options)
     return app
+
+
+def run(extra: Sequence[Entry] = ()) -> None:
+    """Run the ``tusk`` command on the process's arguments (a console script's body)."""
+    # httpx imports its own command line client whenever click and pygments are installed
+    # (uvicorn brings click): half of httpx's import time, for code tusk never runs.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    build_app(extra)()

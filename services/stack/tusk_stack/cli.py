@@ -7,7 +7,7 @@ FastAPI, SQLAlchemy and uvicorn, nor `tusk up` for the data commands.
 
 from __future__ import annotations
 
-from tusk_cli.main import Entry, build_app
+from tusk_cli.main import Entry, run
 
 SERVICES = "Services"
 
@@ -22,4 +22,4 @@ STACK_COMMANDS = (
 
 
 def main() -> None:
-    build_app(STACK_COMMANDS)()
+    run(STACK_COMMANDS)
