@@ -279,7 +279,7 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(work: Path) -> AsyncIterator[Stack]:
+async def running_stack(work: Path, python: str = sys.executable) -> AsyncIterator[Stack]:
     postgres, s3 = PostgresServer(), S3Server()
     say("starting PostgreSQL and versitygw ...")
     postgres.start()
@@ -305,7 +305,7 @@ async def running_stack(work: Path) -> AsyncIterator[Stack]:
         with log_path.open("ab") as log:
             service = subprocess.Popen(
                 [
-                    sys.executable,
+                    python,
                     "-m",
                     "uvicorn",
                     "--factory",

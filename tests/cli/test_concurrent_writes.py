@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tusk.cli.main import app
 from tusk.client import RepoClient
 from tusk.errors import Unavailable
+from tusk_cli.main import build_app
 
 from .conftest import TUSK, Stack
 
@@ -80,7 +80,7 @@ def test_a_failing_put_never_drops_another_puts_file(
     a_source = tmp_path / "a.txt"
     a_source.write_text("from A\n")
     result = CliRunner().invoke(
-        app, ["put", "survivor@master:/a.txt", "-f", str(a_source)],
+        build_app(), ["put", "survivor@master:/a.txt", "-f", str(a_source)],
         env={"TUSK_REPO_URL": stack.url},
     )
     assert result.exit_code == 1

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tusk.cli import transfer
-from tusk.cli.main import app
-from tusk.client import RepoClient
+from tusk.client import RepoClient, batches
 from tusk.errors import Unavailable
+from tusk_cli.main import build_app
 
 from .conftest import TUSK, Stack, clean_env, free_port, start_stack
 
@@ -204,7 +203,7 @@ def test_put_batches_small_files_and_streams_large_ones(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process CLI (to count requests) against the running stack."""
-    monkeypatch.setattr(transfer, "BATCH_FILES", 7)
+    monkeypatch.setattr(batches, "BATCH_FILES", 7)
     requests: list[tuple[str, int]] = []
     put_files, put_file = RepoClient.put_files, RepoClient.put_file
 
@@ -221,15 +220,17 @@ def test_put_batches_small_files_and_streams_large_ones(
     monkeypatch.setattr(RepoClient, "put_file", count_single)
     tree = tmp_path / "tree"
     expected = {f"s/{i:02}": b"s" * i for i in range(20)}
-    expected["edge/just-under"] = b"u" * (transfer.SMALL_FILE - 1)
-    expected["edge/at-limit"] = b"l" * transfer.SMALL_FILE
+    expected["edge/just-under"] = b"u" * (batches.SMALL_FILE - 1)
+    expected["edge/at-limit"] = b"l" * batches.SMALL_FILE
     for name, content in expected.items():
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_bytes(content)
 
     stack.tusk("repo", "create", "batches")
     result = CliRunner().invoke(
-        app, ["put", "batches@master:/t", "-r", "-f", str(tree)], env={"TUSK_REPO_URL": stack.url}
+        build_app(),
+        ["put", "batches@master:/t", "-r", "-f", str(tree)],
+        env={"TUSK_REPO_URL": stack.url},
     )
     assert result.exit_code == 0, result.output
     assert sorted(requests) == [("batch", 7), ("batch", 7), ("batch", 7), ("single", 1)]
@@ -257,10 +258,10 @@ def test_failed_upload_abandons_the_commit_it_opened(
     tree = tmp_path / "tree"
     tree.mkdir()
     for name in ("a", "b", "c"):
-        (tree / name).write_bytes(b"x" * transfer.SMALL_FILE)
+        (tree / name).write_bytes(b"x" * batches.SMALL_FILE)
     stack.tusk("repo", "create", "abandoned")
     result = CliRunner().invoke(
-        app, ["put", "abandoned@master", "-r", "-p", "1", "-f", str(tree)],
+        build_app(), ["put", "abandoned@master", "-r", "-p", "1", "-f", str(tree)],
         env={"TUSK_REPO_URL": stack.url},
     )
     assert result.exit_code == 1

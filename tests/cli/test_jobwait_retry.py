@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from tusk.cli.jobwait import retrying
 from tusk.errors import NotFound, TuskError, Unavailable
+from tusk_cli.jobwait import retrying
 
 
 async def test_transient_failures_are_retried() -> None:

@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from tusk.cli import common
+from tusk_cli import common
 
 JOB = "9aaf5c00e1d34b6fa0b4c7d5e8f91234"
 REASON = "datum 1f2e failed: exit code 1; stderr ends: " + "a long explanation " * 30

@@ -11,9 +11,9 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from tests.deploy.tools import helm
-from tusk.cli.common import CliSettings
 from tusk.settings import CommonSettings
 from tusk.worker.config import WorkerSettings
+from tusk_cli.common import CliSettings
 from tusk_console.config import ConsoleSettings
 from tusk_inference.config import InferenceSettings
 from tusk_repo.config import RepoSettings

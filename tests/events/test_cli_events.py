@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from tests.backing.common import free_port
 from tests.backing.kafka import KafkaBroker
 from tests.events.helpers import ping
-from tusk.cli.events import app
 from tusk.events.bus import Record
 from tusk.events.kafka import KafkaBus
+from tusk_cli.events import app
 
 
 async def _publish(bootstrap: str, topic: str) -> list[str]:

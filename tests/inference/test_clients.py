@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from tests.inference import models
 from tests.inference.conftest import Serving, commit_files, http_server, serving
-from tusk.cli import models as model_cli
 from tusk.client import RepoClient
+from tusk_cli import models as model_cli
 from tusk_repo.context import Context as RepoContext
 
 pytestmark = pytest.mark.parametrize("repo_context", ["embedded"], indirect=True)

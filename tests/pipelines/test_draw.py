@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tusk.cli.draw import layer, render
+from tusk_cli.draw import layer, render
 
 
 def test_layers_put_each_pipeline_after_what_it_reads() -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from tusk.auth.audit import AuditRecord
 from tusk.auth.principal import Principal, Role, WorkerScope
 from tusk.client.http import ServiceClient, params, seg
+
+if TYPE_CHECKING:  # the audit middleware's module imports structlog and starlette
+    from tusk.auth.audit import AuditRecord
 
 
 class _Model(BaseModel):

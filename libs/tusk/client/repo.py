@@ -7,9 +7,7 @@ Uploads and downloads are streamed, so a file of any size costs bounded memory.
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -17,6 +15,7 @@ import anyio
 import httpx
 from pydantic import BaseModel
 
+from tusk.client import batches
 from tusk.client.auth import AuthApi
 from tusk.client.http import params, seg
 from tusk.client.models import (
@@ -48,8 +47,6 @@ ProgressCallback = Callable[[int], None]
 FileSource = bytes | Path | AsyncIterable[bytes]
 
 M = TypeVar("M", bound=BaseModel)
-
-_TAR_BLOCK = 512
 
 
 class RepoClient(AuthApi):
@@ -380,16 +377,22 @@ class RepoClient(AuthApi):
         """Put many (small) files in one request, all or none: ``files`` are (path, content or
         local file) pairs, paths relative to ``prefix``. The tar archive the server takes is
         generated while it is sent, so nothing is read ahead or spooled."""
-        members = [await _TarMember.of(path, data) for path, data in files]
-        if not members:
+        pairs = list(files)
+        if not pairs:
             raise InvalidArgument("put_files needs at least one file")
-        length = sum(m.length for m in members) + 2 * _TAR_BLOCK
+        if all(isinstance(content, bytes) for _, content in pairs):
+            batch = batches.members(pairs)
+        else:
+            batch = await anyio.to_thread.run_sync(batches.members, pairs)
         response = await self._request(
             "POST",
             f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/files",
             params={"prefix": prefix},
-            content=_tar_stream(members, progress),
-            headers={"Content-Type": "application/x-tar", "Content-Length": str(length)},
+            content=batches.tar_stream(batch, progress),
+            headers={
+                "Content-Type": "application/x-tar",
+                "Content-Length": str(batches.stream_length(batch)),
+            },
         )
         return self._parse(PutResult, response)
 
@@ -522,43 +525,3 @@ async def _read_file(
             f"{path} changed size while it was being uploaded ({size} bytes announced, "
             f"{'more' if sent > size else sent} read); nothing was written"
         )
-
-
-@dataclass(frozen=True)
-class _TarMember:
-    path: str
-    header: bytes
-    content: bytes | Path
-    size: int
-
-    @property
-    def length(self) -> int:
-        return len(self.header) + self.size + (-self.size) % _TAR_BLOCK
-
-    @classmethod
-    async def of(cls, path: str, content: bytes | Path) -> _TarMember:
-        if isinstance(content, Path):
-            size = (await anyio.Path(content).stat()).st_size
-        else:
-            size = len(content)
-        info = tarfile.TarInfo(path.lstrip("/"))
-        info.size, info.mode, info.type = size, 0o644, tarfile.REGTYPE
-        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        return cls(path, header, content, size)
-
-
-async def _tar_stream(
-    members: list[_TarMember], progress: ProgressCallback | None
-) -> AsyncIterator[bytes]:
-    for member in members:
-        yield member.header
-        if isinstance(member.content, Path):
-            async for piece in _read_file(member.content, member.size, progress):
-                yield piece
-        elif member.content:
-            yield member.content
-            if progress is not None:
-                progress(member.size)
-        if padding := (-member.size) % _TAR_BLOCK:
-            yield bytes(padding)
-    yield bytes(2 * _TAR_BLOCK)

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import structlog
 
-from tusk.client import FileInfo, PutResult, RepoClient
+from tusk.client import FileInfo, PutResult, RepoClient, batches
 from tusk.client.repo import READ_SIZE
 from tusk.concurrency import bounded
 from tusk.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
@@ -33,10 +33,6 @@ from tusk.worker.protocol import DatumInputSpec, OutputFile
 
 T = TypeVar("T")
 
-SMALL_FILE = 1 << 20
-"""Outputs below this size travel in batches (one tar per request); larger ones are streamed."""
-BATCH_FILES = 1000
-BATCH_BYTES = 64 << 20
 PARALLEL = 4
 """Requests a datum's transfers run at once."""
 _GLOB_SPECIAL = frozenset("*?[")
@@ -313,20 +309,8 @@ async def upload_outputs(
 
         return job
 
-    jobs: list[Callable[[], Awaitable[None]]] = []
-    batch: list[LocalFile] = []
-    batch_bytes = 0
-    for file in files:
-        if file.size >= SMALL_FILE:
-            jobs.append(put_one(file))
-            continue
-        if len(batch) >= BATCH_FILES or batch_bytes + file.size > BATCH_BYTES:
-            jobs.append(put_batch(batch))
-            batch, batch_bytes = [], 0
-        batch.append(file)
-        batch_bytes += file.size
-    if batch:
-        jobs.append(put_batch(batch))
+    alone, batched = batches.split(files, lambda f: f.size)
+    jobs = [put_one(file) for file in alone] + [put_batch(batch) for batch in batched]
     await bounded(jobs, PARALLEL, pick=_worker_level_first)
     return sorted(results, key=lambda f: f.path)
 

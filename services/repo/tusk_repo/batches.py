@@ -73,47 +73,45 @@ async def store_archive(
     except _ARCHIVE_ERRORS as e:
         raise InvalidArgument(f"body is not a valid tar archive: {e}") from None
     with archive:
-        while True:
-            member = await _read(archive.next)
-            if member is None:
-                break
-            if member.isdir():
-                continue
-            name = _checked_name(member)
-            if not member.isreg():
-                raise InvalidArgument(
-                    f"archive entry {name!r} is not a regular file (links and devices are refused)"
-                )
-            if member.size > limits.max_member_bytes:
-                raise PayloadTooLarge(
-                    f"archive entry {name!r} is {member.size} bytes, over the "
-                    f"{limits.max_member_bytes}-byte limit for files in a batch "
-                    "(TUSK_REPO_MAX_BATCH_MEMBER_BYTES); put it on its own"
-                )
-            expanded += member.size
-            if expanded > limits.max_expanded_bytes:
-                raise PayloadTooLarge(
-                    f"the archive expands to more than {limits.max_expanded_bytes} bytes "
-                    "(TUSK_REPO_MAX_BATCH_EXPANDED_BYTES); split it into several batches"
-                )
-            if len(stored) >= limits.max_files:
-                raise PayloadTooLarge(
-                    f"the archive holds more than {limits.max_files} files "
-                    "(TUSK_REPO_MAX_BATCH_FILES); split it into several batches"
-                )
-            path = normalize_path(f"{prefix}/{name}", allow_root=False)
-            extracted = await _read(archive.extractfile, member)
-            assert extracted is not None
-            if member.size < pack_below:
-                data = await _read(extracted.read)
-                if len(data) != member.size:
-                    raise InvalidArgument(f"archive entry {name!r} is cut short")
-                if packed + len(data) > chunks.chunk_size:
-                    await flush()
-                stored.append((path, _PLACEHOLDER))
-                pack.append((len(stored) - 1, hash_bytes(data), data))
-                packed += len(data)
-            else:
+        ended = False
+        while not ended:
+            run, ended = await _read(_read_run, archive, pack_below)
+            for member, small in run:
+                name = _checked_name(member)
+                if not member.isreg():
+                    raise InvalidArgument(
+                        f"archive entry {name!r} is not a regular file (links and devices are "
+                        "refused)"
+                    )
+                if member.size > limits.max_member_bytes:
+                    raise PayloadTooLarge(
+                        f"archive entry {name!r} is {member.size} bytes, over the "
+                        f"{limits.max_member_bytes}-byte limit for files in a batch "
+                        "(TUSK_REPO_MAX_BATCH_MEMBER_BYTES); put it on its own"
+                    )
+                expanded += member.size
+                if expanded > limits.max_expanded_bytes:
+                    raise PayloadTooLarge(
+                        f"the archive expands to more than {limits.max_expanded_bytes} bytes "
+                        "(TUSK_REPO_MAX_BATCH_EXPANDED_BYTES); split it into several batches"
+                    )
+                if len(stored) >= limits.max_files:
+                    raise PayloadTooLarge(
+                        f"the archive holds more than {limits.max_files} files "
+                        "(TUSK_REPO_MAX_BATCH_FILES); split it into several batches"
+                    )
+                path = normalize_path(f"{prefix}/{name}", allow_root=False)
+                if small is not None:
+                    if len(small) != member.size:
+                        raise InvalidArgument(f"archive entry {name!r} is cut short")
+                    if packed + len(small) > chunks.chunk_size:
+                        await flush()
+                    stored.append((path, _PLACEHOLDER))
+                    pack.append((len(stored) - 1, hash_bytes(small), small))
+                    packed += len(small)
+                    continue
+                extracted = await _read(archive.extractfile, member)
+                assert extracted is not None
                 file = await chunks.write_stream(_pieces(extracted, chunks.chunk_size))
                 if file.size != member.size:
                     raise InvalidArgument(f"archive entry {name!r} is cut short")
@@ -127,6 +125,35 @@ async def store_archive(
 
 
 _PLACEHOLDER = ChunkedFile("", 0, ())
+_RUN_BYTES = 1 << 20
+
+
+def _read_run(
+    archive: tarfile.TarFile, small_below: int
+) -> tuple[list[tuple[tarfile.TarInfo, bytes | None]], bool]:
+    """The next members (directories left out) with the contents of the small regular ones,
+    up to about ``_RUN_BYTES`` of them, and whether the archive ended. A run stops after any
+    other member, whose contents are left to be streamed once it has been checked.
+
+    One thread hop per run, not three per member: for an archive of thousands of small files
+    the hops cost more than reading the files."""
+    run: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    read = 0
+    while read < _RUN_BYTES:
+        member = archive.next()
+        if member is None:
+            return run, True
+        if member.isdir():
+            continue
+        if not (member.isreg() and member.size < small_below):
+            run.append((member, None))
+            break
+        extracted = archive.extractfile(member)
+        assert extracted is not None
+        data = extracted.read()
+        run.append((member, data))
+        read += len(data) + tarfile.BLOCKSIZE
+    return run, False
 
 
 async def _read(read: Callable[..., T], *args: object) -> T:

@@ -19,11 +19,11 @@ from typing import TypeVar
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tusk.cli.common import connect, connect_trigger, note, stderr
 from tusk.client import RepoClient
 from tusk.client.models import CommitInfo, JobInfo, PipelineInfo
 from tusk.client.pipelines import TriggerClient
 from tusk.errors import InvalidArgument, NotFound, TuskError, Unavailable
+from tusk_cli.common import connect, connect_trigger, note, stderr
 
 T = TypeVar("T")
 

@@ -12,10 +12,9 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from tusk import __version__
-from tusk.about import ServiceAbout
-from tusk.cli.common import JsonOption, load_settings, note, run, settings_error, show, table
 from tusk.client.config import ClientSettings, Context, ContextStore
 from tusk.errors import InvalidArgument
+from tusk_cli.common import JsonOption, load_settings, note, run, settings_error, show, table
 
 app = typer.Typer(
     help="Named deployments: the services' addresses (and a token) saved under a name, so "
@@ -154,6 +153,9 @@ async def _probe(client: httpx.AsyncClient, name: str, url: str) -> dict[str, ob
         row["error"] = f"HTTP {response.status_code} from /v1/about; is it a tusk {name} service?"
         return row
     try:
+        # The service's own model, from a module that imports FastAPI: only when asked.
+        from tusk.about import ServiceAbout
+
         about = ServiceAbout.model_validate_json(response.content)
     except ValidationError:
         row["error"] = "the answer is not a tusk service's"

@@ -9,8 +9,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tusk.cli import jobwait
-from tusk.cli.common import (
+from tusk.client.models import CommitInfo, CommitRef, JobInfo
+from tusk.errors import InvalidArgument, TuskError
+from tusk.paths import parse_address
+from tusk_cli import jobwait
+from tusk_cli.common import (
     JsonOption,
     connect,
     connect_scheduler,
@@ -24,7 +27,8 @@ from tusk.cli.common import (
     table,
     when,
 )
-from tusk.cli.specs import (
+from tusk_cli.draw import draw_pipelines
+from tusk_cli.specs import (
     ArgOption,
     Change,
     DryRunOption,
@@ -33,9 +37,6 @@ from tusk.cli.specs import (
     plan_changes,
     read_specs,
 )
-from tusk.client.models import CommitInfo, CommitRef, JobInfo
-from tusk.errors import InvalidArgument, TuskError
-from tusk.paths import parse_address
 
 pipeline_app = typer.Typer(
     help="Create and manage pipelines: commands that run over datums of their input repos "
@@ -536,3 +537,7 @@ def lineage(
         show(grid)
 
     run(main())
+
+
+
+pipeline_app.command("draw")(draw_pipelines)

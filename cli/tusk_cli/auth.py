@@ -16,8 +16,8 @@ import typer
 from rich.markup import escape
 
 from tusk.auth.principal import parse_resource
-from tusk.cli.common import JsonOption, connect, note, print_json, run, show, stdout, table, when
 from tusk.errors import InvalidArgument
+from tusk_cli.common import JsonOption, connect, note, print_json, run, show, stdout, table, when
 
 app = typer.Typer(
     help="Who you are, tokens, roles on repos and pipelines, and the audit log.\n\n"

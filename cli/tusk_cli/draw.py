@@ -6,8 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from rich.markup import escape
 
-from tusk.cli.common import JsonOption, connect_trigger, run, stdout
-from tusk.pipelines.spec import validate_spec
+from tusk_cli.common import JsonOption, connect_trigger, run, stdout
 
 
 def draw_pipelines(as_json: JsonOption = False) -> None:
@@ -34,6 +33,8 @@ def draw_pipelines(as_json: JsonOption = False) -> None:
 
 
 def _reads(spec: Mapping[str, object]) -> list[str]:
+    from tusk.pipelines.spec import validate_spec  # the spec models: only when drawing
+
     parsed = validate_spec(dict(spec))
     return sorted({*parsed.input_repos(), *parsed.cron_repos()})
 

@@ -17,9 +17,10 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from tusk.cli.common import JsonOption, load_settings, note, run, show, table
 from tusk.client.inference import InferenceClient, InferResponse, ModelMetadata, TensorMetadata
 from tusk.errors import InvalidArgument
+from tusk_cli.common import JsonOption, load_settings, note, run, show, table
+from tusk_cli.registry import add, remove, sources
 
 CSV_BATCH_ROWS = 1000
 
@@ -322,3 +323,10 @@ def _note_lineage(answer: InferResponse) -> None:
         f":{escape(str(p.get('model_path', '?')))}), global id "
         f"{escape(str(p.get('global_id', '-')))}\ntrained on: {escape(data.replace(',', ', '))}"
     )
+
+
+# The inference service's model registry (its own client); listed with the model commands.
+
+app.command("add")(add)
+app.command("remove")(remove)
+app.command("sources")(sources)

@@ -22,10 +22,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tusk.cli.common import note, size
 from tusk.client import CommitInfo, RepoClient
 from tusk.errors import Conflict, InvalidArgument, NotFound, TuskError
 from tusk.paths import Address, Ref
+from tusk_cli.common import note, size
 
 _ABANDON_TIMEOUT = 10.0
 OWNED_PREFIXES = ("tusk put ", "tusk rm ")

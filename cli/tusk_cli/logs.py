@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from tusk.cli.common import connect_scheduler, connect_trigger, note, run
 from tusk.client.models import DatumLog
 from tusk.client.pipelines import TriggerClient
 from tusk.errors import NotFound
+from tusk_cli.common import connect_scheduler, connect_trigger, note, run
 
 POLL_SECONDS = 1.0
 

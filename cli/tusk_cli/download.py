@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from tusk.cli.common import note, size
 from tusk.client import RepoClient
+from tusk_cli.common import note, size
 
 
 async def get_tree(

@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tusk.cli.common import JsonOption, connect, note, print_json, run, show, size, table, when
 from tusk.errors import Conflict, InvalidArgument
 from tusk.paths import validate_name
+from tusk_cli.common import JsonOption, connect, note, print_json, run, show, size, table, when
+from tusk_cli.lifecycle import repo_retention
 
 app = typer.Typer(
     help="Create, list, inspect and delete repos (versioned collections of files).",
@@ -150,3 +151,8 @@ def confirm_deletion(name: str, commits: int) -> None:
         raise InvalidArgument(f"not deleting {what} without confirmation: pass --yes")
     if not typer.confirm(f"Delete {what}? This cannot be undone", default=False):
         raise InvalidArgument("nothing deleted")
+
+
+# Defined with the other commands of a repo's later life; listed here with the repo commands.
+
+app.command("retention")(repo_retention)

@@ -8,7 +8,10 @@ from typing import Annotated, Literal
 import typer
 from rich.markup import escape
 
-from tusk.cli.common import (
+from tusk.client.models import DroppedCommits
+from tusk.errors import Conflict, InvalidArgument
+from tusk.paths import parse_address, parse_ref
+from tusk_cli.common import (
     JsonOption,
     connect,
     need_branch,
@@ -20,9 +23,6 @@ from tusk.cli.common import (
     table,
     when,
 )
-from tusk.client.models import DroppedCommits
-from tusk.errors import Conflict, InvalidArgument
-from tusk.paths import parse_address, parse_ref
 
 tag_app = typer.Typer(
     help="Immutable names for commits, usable wherever a ref is (`train@v1:/model.onnx`).",
@@ -377,16 +377,3 @@ def repo_retention(
             )
 
     run(main())
-
-
-def register(
-    app: typer.Typer, branches: typer.Typer, commits: typer.Typer, repos: typer.Typer
-) -> None:
-    """Add these commands to the top-level app and its groups."""
-    app.command(rich_help_panel="Data")(merge)
-    app.command(rich_help_panel="Maintenance")(gc)
-    app.add_typer(tag_app, name="tag", rich_help_panel="Metadata")
-    branches.command("protect")(branch_protect)
-    commits.command("delete")(commit_delete)
-    commits.command("squash")(commit_squash)
-    repos.command("retention")(repo_retention)

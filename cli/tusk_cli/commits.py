@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tusk.cli.common import (
+from tusk.client import CommitInfo, CommitRef
+from tusk.errors import InvalidArgument
+from tusk.paths import Address, parse_address
+from tusk_cli.common import (
     ADDRESS_HELP,
     JsonOption,
     connect,
@@ -23,9 +26,7 @@ from tusk.cli.common import (
     table,
     when,
 )
-from tusk.client import CommitInfo, CommitRef
-from tusk.errors import InvalidArgument
-from tusk.paths import Address, parse_address
+from tusk_cli.lifecycle import commit_delete, commit_squash
 
 app = typer.Typer(
     help="Open, finish, abandon, list and inspect commits. A commit is a snapshot of a repo's "
@@ -274,3 +275,9 @@ def log(
             print_commits(commits)
 
     run(main())
+
+
+# Defined with the other commands of a repo's later life; listed here with the commit commands.
+
+app.command("delete")(commit_delete)
+app.command("squash")(commit_squash)

@@ -8,8 +8,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tusk.cli.commits import ref_of
-from tusk.cli.common import (
+from tusk.client import FileInfo
+from tusk.errors import InvalidArgument
+from tusk.paths import parse_address, parse_ref
+from tusk_cli.commits import ref_of
+from tusk_cli.common import (
     ADDRESS_HELP,
     JsonOption,
     connect,
@@ -21,16 +24,13 @@ from tusk.cli.common import (
     table,
     when,
 )
-from tusk.cli.writing import (
+from tusk_cli.writing import (
     DEFAULT_WAIT,
     CommitOption,
     WaitOption,
     left_open_hint,
     writable_commit,
 )
-from tusk.client import FileInfo
-from tusk.errors import InvalidArgument
-from tusk.paths import parse_address, parse_ref
 
 AddressArg = Annotated[
     str, typer.Argument(metavar="REPO@REF:/PATH", help=ADDRESS_HELP, show_default=False)

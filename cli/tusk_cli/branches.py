@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tusk.cli.common import (
+from tusk.client import BranchInfo
+from tusk.paths import parse_address, parse_ref, validate_name
+from tusk_cli.common import (
     JsonOption,
     connect,
     need_branch,
@@ -18,8 +20,7 @@ from tusk.cli.common import (
     table,
     when,
 )
-from tusk.client import BranchInfo
-from tusk.paths import parse_address, parse_ref, validate_name
+from tusk_cli.lifecycle import branch_protect
 
 app = typer.Typer(
     help="Create, list, move and delete branches. A branch's head is its last finished commit.",
@@ -152,3 +153,8 @@ def delete(branch: BranchArg) -> None:
         note(f"deleted branch [bold]{escape(repo)}@{escape(name)}[/]")
 
     run(main())
+
+
+# Defined with the other commands of a repo's later life; listed here with the branch commands.
+
+app.command("protect")(branch_protect)

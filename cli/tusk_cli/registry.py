@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tusk.cli.common import JsonOption, load_settings, note, run, show, table
 from tusk.client.registry import ModelRegistryClient
+from tusk_cli.common import JsonOption, load_settings, note, run, show, table
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
@@ -30,9 +30,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from tusk.cli.common import ADDRESS_HELP, connect, note, run, size, stderr
-from tusk.cli.download import get_tree
-from tusk.cli.writing import (
+from tusk.client import FileInfo, RepoClient, batches
+from tusk.concurrency import bounded
+from tusk.errors import InvalidArgument
+from tusk.paths import Address, normalize_path, parse_address
+from tusk_cli.common import ADDRESS_HELP, connect, note, run, size, stderr
+from tusk_cli.download import get_tree
+from tusk_cli.writing import (
     DEFAULT_WAIT,
     CommitOption,
     Target,
@@ -40,15 +44,7 @@ from tusk.cli.writing import (
     left_open_hint,
     writable_commit,
 )
-from tusk.client import FileInfo, RepoClient
-from tusk.concurrency import bounded
-from tusk.errors import InvalidArgument
-from tusk.paths import Address, normalize_path, parse_address
 
-SMALL_FILE = 1 << 20
-"""Files below this size travel in batches; larger ones are streamed one per request."""
-BATCH_FILES = 1000
-BATCH_BYTES = 64 << 20
 STDIN = "-"
 
 ParallelOption = Annotated[
@@ -68,12 +64,6 @@ class LocalFile:
     path: Path
     remote: str
     size: int
-
-
-@dataclass
-class Batch:
-    files: list[LocalFile] = field(default_factory=list)
-    size: int = 0
 
 
 class Meter:
@@ -281,24 +271,11 @@ def _scan(root: Path, destination: str) -> tuple[list[LocalFile], list[Path]]:
 def _upload_jobs(
     client: RepoClient, target: Target, files: list[LocalFile], meter: Meter
 ) -> list[Callable[[], Awaitable[None]]]:
-    jobs: list[Callable[[], Awaitable[None]]] = []
-    batch = Batch()
-
-    def close_batch() -> None:
-        nonlocal batch
-        if batch.files:
-            jobs.append(functools.partial(_put_batch, client, target, batch, meter))
-        batch = Batch()
-
-    for file in files:
-        if file.size >= SMALL_FILE:
-            jobs.append(functools.partial(_put_one, client, target, file, meter))
-            continue
-        if len(batch.files) >= BATCH_FILES or batch.size + file.size > BATCH_BYTES:
-            close_batch()
-        batch.files.append(file)
-        batch.size += file.size
-    close_batch()
+    alone, batched = batches.split(files, lambda f: f.size)
+    jobs: list[Callable[[], Awaitable[None]]] = [
+        functools.partial(_put_one, client, target, file, meter) for file in alone
+    ]
+    jobs += [functools.partial(_put_batch, client, target, batch, meter) for batch in batched]
     return jobs
 
 
@@ -309,14 +286,16 @@ async def _put_one(client: RepoClient, target: Target, file: LocalFile, meter: M
     meter.add_files(1)
 
 
-async def _put_batch(client: RepoClient, target: Target, batch: Batch, meter: Meter) -> None:
+async def _put_batch(
+    client: RepoClient, target: Target, batch: list[LocalFile], meter: Meter
+) -> None:
     await client.put_files(
         target.repo,
         target.commit,
-        [(f.remote, f.path) for f in batch.files],
+        [(f.remote, f.path) for f in batch],
         progress=meter.add_bytes,
     )
-    meter.add_files(len(batch.files))
+    meter.add_files(len(batch))
 
 
 # --- get -------------------------------------------------------------------------------------

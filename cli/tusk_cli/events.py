@@ -21,9 +21,9 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.markup import escape
 
-from tusk.cli.common import load_settings, note, run, settings_error
 from tusk.client.http import ServiceClient
 from tusk.errors import InvalidArgument
+from tusk_cli.common import load_settings, note, run, settings_error
 
 if TYPE_CHECKING:
     from tusk.events.bus import Record
