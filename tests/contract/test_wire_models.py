@@ -195,6 +195,9 @@ def operation(document: dict[str, Any], method: str, path: str) -> dict[str, Any
     return best[1] if best else None
 
 
+IGNORED = ("title", "default")
+
+
 def inline(schema: Any, definitions: dict[str, Any]) -> Any:
     """The schema with every reference replaced by what it names, without titles (FastAPI and
     pydantic name generic models differently: `Page_CommitInfo_`, `Page[CommitInfo]`) and
@@ -203,7 +206,7 @@ def inline(schema: Any, definitions: dict[str, Any]) -> Any:
     if isinstance(schema, dict):
         if "$ref" in schema:
             return inline(definitions[schema["$ref"].rsplit("/", 1)[-1]], definitions)
-        return {k: inline(v, definitions) for k, v in schema.items() if k not in ("title", "default")}
+        return {k: inline(v, definitions) for k, v in schema.items() if k not in IGNORED}
     if isinstance(schema, list):
         return [inline(v, definitions) for v in schema]
     return schema

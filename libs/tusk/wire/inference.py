@@ -6,9 +6,9 @@ client validates them so), which is why lineage travels as ``repo@commit`` strin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tusk.wire.base import WireModel
 
@@ -62,3 +62,30 @@ class InferenceError(WireModel):
     """The protocol's error answer."""
 
     error: str
+
+
+class ModelSourceRequest(BaseModel):
+    """What `PUT /v1/models/{name}` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        description="REPO@BRANCH:/path/model.onnx; the branch's new commits are served as "
+        "they arrive",
+        examples=["train@master:/model.onnx"],
+    )
+    batching: Literal["auto", "always", "never"] | None = Field(
+        default=None, description="Micro-batching; default: the service's setting"
+    )
+
+
+class ModelSource(WireModel):
+    """A model the service serves, and where its versions come from (`/v1/models`)."""
+
+    name: str
+    source: str
+    batching: Literal["auto", "always", "never"] | None = None
+    origin: Literal["settings", "runtime"] = Field(
+        description="settings: from TUSK_MODELS / TUSK_MODELS_FILE (removed only there); "
+        "runtime: added through this API, kept across restarts"
+    )
