@@ -155,9 +155,7 @@ def record_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Call]:
                 except Exception as e:  # an answer `{}` does not satisfy every call
                     failure = e
                 assert failure is None or name in NOT_JSON, f"{cls.__name__}.{name}: {failure!r}"
-                assert current or name == "healthy", (
-                    f"{cls.__name__}.{name} sent nothing"
-                )
+                assert current or name == "healthy", f"{cls.__name__}.{name} sent nothing"
                 assert name in NOT_JSON or current[-1].parsed is not None, (
                     f"{cls.__name__}.{name} parsed no model; if its answer is not JSON, add "
                     "it to NOT_JSON"
