@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint check-types services install clean e2e e2e-kube
+.PHONY: demo test lint check-types services install clean e2e e2e-kube peers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ services: $(STAMP)
 	$(BIN)/python -m tests.deploy.tools install
 	$(BIN)/python -m tests.backing.browser install
 
+## peers: install (or reuse) the peers the benchmarks measure tusk against, each in its own
+## virtualenv under ~/.cache/tusk/peers: DVC (S3), KServe, MLServer, tritonclient. Not part of
+## make test; loadtest/bench_peers_*.py install what they need themselves.
+peers: $(STAMP)
+	$(BIN)/python -m loadtest.peers.install
+
 ## lint: ruff, import-linter contracts and mypy (strict on libs and services)
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,13 +41,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## test: everything: lint, then the whole suite against real PostgreSQL, Kafka and S3
-# Three pytest processes: tests/e2e and tests/sdk/test_s3_gateway.py pass alone but fail
-# after other tests in the same process (an isolation fault not yet found; see the notes).
-PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 test: lint services
-	$(PYTEST) --ignore=tests/e2e --ignore=tests/sdk/test_s3_gateway.py
-	$(PYTEST) tests/sdk/test_s3_gateway.py
-	$(PYTEST) tests/e2e
+	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 ## e2e: every image built from the Dockerfiles, then docker compose for real (root)
 e2e: $(STAMP)
