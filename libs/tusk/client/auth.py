@@ -6,57 +6,21 @@ import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
-
-from tusk.auth.principal import Principal, Role, WorkerScope
+from tusk.auth.principal import Principal, Role
 from tusk.client.http import ServiceClient, params, seg
+from tusk.wire.auth import AuditEntry, RoleInfo, TokenCreated, TokenInfo, WorkerTokenCreated
 
 if TYPE_CHECKING:  # the audit middleware's module imports structlog and starlette
     from tusk.auth.audit import AuditRecord
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class TokenInfo(_Model):
-    id: str
-    identity: str
-    description: str
-    created_by: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    job: str | None = None
-
-
-class TokenCreated(TokenInfo):
-    token: str
-
-
-class RoleInfo(_Model):
-    identity: str
-    role: Role
-    resource: str | None
-    granted_by: str
-    granted_at: datetime
-
-
-class WorkerToken(_Model):
-    id: str
-    token: str
-    scope: WorkerScope
-
-
-class AuditEntry(_Model):
-    seq: int
-    at: datetime
-    identity: str
-    action: str
-    target: str
-    resource: str | None
-    status: int
-    request_id: str | None
+__all__ = [
+    "AuditEntry",
+    "AuthApi",
+    "RoleInfo",
+    "TokenCreated",
+    "TokenInfo",
+    "WorkerTokenCreated",
+]
 
 
 class AuthApi(ServiceClient):
@@ -113,7 +77,7 @@ class AuthApi(ServiceClient):
         read_repos: list[str],
         write_commits: list[str],
         expires_in_seconds: int | None = None,
-    ) -> WorkerToken:
+    ) -> WorkerTokenCreated:
         body: dict[str, object] = {
             "job": job,
             "pipeline": pipeline,
@@ -124,7 +88,7 @@ class AuthApi(ServiceClient):
         if expires_in_seconds is not None:
             body["expires_in_seconds"] = expires_in_seconds
         response = await self._request("POST", "/v1/auth/worker-tokens", json=body)
-        return self._parse(WorkerToken, response)
+        return self._parse(WorkerTokenCreated, response)
 
     async def revoke_worker_tokens(self, job: str) -> None:
         await self._request("DELETE", f"/v1/auth/worker-tokens/{seg(job)}")

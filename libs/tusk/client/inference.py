@@ -8,53 +8,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from tusk.client.http import ServiceClient, seg
+from tusk.wire.inference import (
+    InferenceResponse,
+    MetadataTensor,
+    ModelMetadata,
+    Parameters,
+    RepositoryEntry,
+    ResponseTensor,
+)
 
-Parameters = dict[str, str | int | float | bool]
+# The names these models had here before they moved to :mod:`tusk.wire`.
+TensorMetadata = MetadataTensor
+OutputTensor = ResponseTensor
+InferResponse = InferenceResponse
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)  # see ApiModel
-
-
-class TensorMetadata(_Model):
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class ModelMetadata(_Model):
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-    parameters: Parameters = Field(default_factory=dict)
-
-
-class RepositoryEntry(_Model):
-    name: str
-    version: str = ""
-    state: str
-    reason: str = ""
-
-
-class OutputTensor(_Model):
-    name: str
-    datatype: str
-    shape: list[int]
-    data: list[Any] | None = None
-    parameters: Parameters | None = None
-
-
-class InferResponse(_Model):
-    model_name: str
-    model_version: str | None = None
-    id: str | None = None
-    parameters: Parameters = Field(default_factory=dict)
-    outputs: list[OutputTensor]
+__all__ = [
+    "InferResponse",
+    "InferenceClient",
+    "InferenceResponse",
+    "MetadataTensor",
+    "ModelMetadata",
+    "OutputTensor",
+    "Parameters",
+    "RepositoryEntry",
+    "ResponseTensor",
+    "TensorMetadata",
+]
 
 
 class InferenceClient(ServiceClient):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tusk.client.http import ServiceClient, params, seg
-from tusk.client.models import DatumInfo, DatumLog, JobInfo, Page, PipelineInfo
+from tusk.wire.jobs import DatumInfo, DatumLog, DatumPage, JobInfo, JobPage, PipelineInfo
 
 
 class TriggerClient(ServiceClient):
@@ -63,7 +63,7 @@ class TriggerClient(ServiceClient):
                 "/v1/jobs",
                 params=params(pipeline=pipeline, state=state, limit=limit, cursor=cursor),
             )
-            page = self._parse(Page[JobInfo], response)
+            page = self._parse(JobPage, response)
             for job in page.items:
                 yield job
             cursor = page.next_cursor
@@ -94,7 +94,7 @@ class SchedulerClient(ServiceClient):
             response = await self._request(
                 "GET", f"/v1/jobs/{seg(job)}/datums", params=params(state=state, cursor=cursor)
             )
-            page = self._parse(Page[DatumInfo], response)
+            page = self._parse(DatumPage, response)
             for datum in page.items:
                 yield datum
             cursor = page.next_cursor

@@ -3,41 +3,15 @@
 ``/v1/models`` is tusk's own API beside the Open Inference Protocol (which has no call to add
 a model): ``PUT /v1/models/{name}`` serves a model from a repo branch, ``DELETE`` stops
 serving it, ``GET /v1/models`` lists the configured models. The service keeps the list across
-restarts. These are the wire models both the service and its clients use.
+restarts. Its request and answer are wire models (:mod:`tusk.wire.inference`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
 from tusk.client.http import ServiceClient, seg
+from tusk.wire.inference import ModelSource, ModelSourceRequest
 
-
-class ModelSourceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = Field(
-        description="REPO@BRANCH:/path/model.onnx; the branch's new commits are served as "
-        "they arrive",
-        examples=["train@master:/model.onnx"],
-    )
-    batching: Literal["auto", "always", "never"] | None = Field(
-        default=None, description="Micro-batching; default: the service's setting"
-    )
-
-
-class ModelSource(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    name: str
-    source: str
-    batching: Literal["auto", "always", "never"] | None = None
-    origin: Literal["settings", "runtime"] = Field(
-        description="settings: from TUSK_MODELS / TUSK_MODELS_FILE (removed only there); "
-        "runtime: added through this API, kept across restarts"
-    )
+__all__ = ["ModelRegistryClient", "ModelSource", "ModelSourceRequest"]
 
 
 class ModelRegistryClient(ServiceClient):

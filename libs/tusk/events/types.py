@@ -6,19 +6,36 @@ from datetime import datetime
 from typing import Any
 
 from tusk.events.envelope import EventData, register
+from tusk.wire.jobs import DatumCounts, InputCommit
+from tusk.wire.repo import CommitRef
+
+__all__ = [
+    "COMMITS_TOPIC",
+    "DLQ_TOPIC",
+    "JOBS_TOPIC",
+    "REPOS_TOPIC",
+    "TOPICS",
+    "BranchMoved",
+    "CommitFinished",
+    "CommitRef",
+    "CommitStarted",
+    "DatumCounts",
+    "InputCommit",
+    "JobCancel",
+    "JobCreated",
+    "JobFailed",
+    "JobProgress",
+    "JobStarted",
+    "JobSucceeded",
+    "RepoCreated",
+    "RepoDeleted",
+]
 
 REPOS_TOPIC = "tusk.repos"
 COMMITS_TOPIC = "tusk.commits"
 JOBS_TOPIC = "tusk.jobs"
 DLQ_TOPIC = "tusk.dlq"
 TOPICS = (REPOS_TOPIC, COMMITS_TOPIC, JOBS_TOPIC)
-
-
-class CommitRef(EventData):
-    """A commit named by its repo and id (not itself an event)."""
-
-    repo: str
-    commit: str
 
 
 @register
@@ -92,15 +109,6 @@ class BranchMoved(EventData):
 # --- jobs: emitted by the trigger (created, cancel) and the scheduler (the rest) -------------
 
 
-class InputCommit(EventData):
-    """One input of a job: the pfs input ``name`` reads ``repo@branch`` at ``commit``."""
-
-    name: str
-    repo: str
-    branch: str
-    commit: str
-
-
 class _JobEvent(EventData):
     topic = JOBS_TOPIC
     job: str
@@ -111,14 +119,6 @@ class _JobEvent(EventData):
 
     def subject(self) -> str:
         return f"{self.pipeline}/{self.job}"
-
-
-class DatumCounts(EventData):
-    total: int = 0
-    processed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    recovered: int = 0
 
 
 @register

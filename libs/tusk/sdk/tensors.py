@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tusk.client.inference import InferResponse
 from tusk.errors import InvalidArgument
+from tusk.wire.inference import InferenceResponse
 
 TensorInput = npt.ArrayLike | Mapping[str, npt.ArrayLike]
 
@@ -61,7 +61,7 @@ def encode_request(inputs: Mapping[str, npt.ArrayLike]) -> dict[str, Any]:
     return {"inputs": tensors}
 
 
-def prediction(response: InferResponse) -> Prediction:
+def prediction(response: InferenceResponse) -> Prediction:
     outputs: dict[str, npt.NDArray[Any]] = {}
     for tensor in response.outputs:
         dtype = _NUMPY.get(tensor.datatype, "object")

@@ -29,6 +29,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tusk.wire.jobs import OutputFile as OutputFile  # re-exported: part of the protocol
+
 META_BRANCH = "meta"
 
 # A worker's exit status. Killed by a signal (SIGTERM from the runner): 128 + the signal number.
@@ -101,12 +103,6 @@ class ShardSpec(_Model):
     log_tail_bytes: int = 16 * 1024
     """How much of the end of each datum's log goes into its result, as ``log_tail``."""
     datums: tuple[DatumSpec, ...]
-
-
-class OutputFile(_Model):
-    path: str
-    hash: str
-    size: int
 
 
 class DatumResult(_Model):

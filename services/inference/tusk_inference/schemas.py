@@ -1,4 +1,5 @@
-"""The Open Inference Protocol v2 documents, for the metadata routes and the OpenAPI schema.
+"""The Open Inference Protocol v2 documents, for the metadata routes and the OpenAPI schema;
+those clients read too are the wire models of :mod:`tusk.wire.inference`.
 
 Parameters are flat, with string, number or boolean values, as OIP requires (KServe's own
 client validates them so), which is why lineage travels as ``repo@commit`` strings.
@@ -10,7 +11,36 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-Parameters = dict[str, str | int | float | bool]
+from tusk.wire.inference import (
+    InferenceError,
+    InferenceResponse,
+    MetadataTensor,
+    ModelMetadata,
+    Parameters,
+    RepositoryEntry,
+    ResponseTensor,
+)
+
+# The protocol's error answer, which has no `code` (unlike the /v1 APIs' ErrorBody).
+ErrorBody = InferenceError
+
+__all__ = [
+    "ErrorBody",
+    "InferenceError",
+    "InferenceRequest",
+    "InferenceResponse",
+    "MetadataTensor",
+    "ModelMetadata",
+    "ModelReady",
+    "Parameters",
+    "RepositoryEntry",
+    "RequestTensor",
+    "RequestedOutput",
+    "ResponseTensor",
+    "ServerLive",
+    "ServerMetadata",
+    "ServerReady",
+]
 
 
 class ServerLive(BaseModel):
@@ -27,33 +57,9 @@ class ServerMetadata(BaseModel):
     extensions: list[str]
 
 
-class MetadataTensor(BaseModel):
-    name: str
-    datatype: str
-    shape: list[int] = Field(description="-1 where any size goes")
-
-
-class ModelMetadata(BaseModel):
-    name: str
-    versions: list[str] = Field(description="Loaded versions (commit ids), the latest first")
-    platform: str
-    inputs: list[MetadataTensor]
-    outputs: list[MetadataTensor]
-    parameters: Parameters = Field(default_factory=dict)
-
-
 class ModelReady(BaseModel):
     name: str
     ready: bool
-
-
-class RepositoryEntry(BaseModel):
-    """One model version, as Triton's model repository index lists them."""
-
-    name: str
-    version: str = ""
-    state: str
-    reason: str = ""
 
 
 class RequestTensor(BaseModel):
@@ -76,26 +82,3 @@ class InferenceRequest(BaseModel):
     parameters: Parameters | None = None
     inputs: list[RequestTensor]
     outputs: list[RequestedOutput] | None = None
-
-
-class ResponseTensor(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: Parameters | None = None
-    data: list[Any] | None = None
-
-
-class InferenceResponse(BaseModel):
-    model_name: str
-    model_version: str | None = None
-    id: str | None = None
-    parameters: Parameters = Field(
-        description="Lineage: model_commit, global_id, data_commits (repo@commit, …) and "
-        "where the model file is (model_repo, model_branch, model_path)"
-    )
-    outputs: list[ResponseTensor]
-
-
-class ErrorBody(BaseModel):
-    error: str

@@ -1,13 +1,25 @@
-"""Request and response models of ``/v1/auth``."""
+"""Request models of ``/v1/auth``, and its answers: the wire models of :mod:`tusk.wire.auth`."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from tusk.auth.principal import IDENTITY_PATTERN, Role, WorkerScope
+from tusk.auth.principal import IDENTITY_PATTERN, Role
 from tusk.paths import NAME_RE
+from tusk.wire.auth import AuditEntry, RoleInfo, TokenCreated, TokenInfo, WorkerTokenCreated
+
+__all__ = [
+    "AuditEntry",
+    "AuditRecordCreate",
+    "RoleGrant",
+    "RoleInfo",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenInfo",
+    "WorkerCommit",
+    "WorkerTokenCreate",
+    "WorkerTokenCreated",
+]
 
 
 class _Model(BaseModel):
@@ -25,21 +37,6 @@ class TokenCreate(_Model):
     )
 
 
-class TokenInfo(_Model):
-    id: str
-    identity: str
-    description: str
-    created_by: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    job: str | None = None
-
-
-class TokenCreated(TokenInfo):
-    token: str = Field(description="The secret: shown once, stored only as a hash")
-
-
 class RoleGrant(_Model):
     identity: str = Identity
     role: Role
@@ -48,14 +45,6 @@ class RoleGrant(_Model):
         pattern=r"^(repo|pipeline):([A-Za-z0-9_-]{1,63}|\*)$",
         description="repo:NAME or pipeline:NAME (NAME may be *); none for admin",
     )
-
-
-class RoleInfo(_Model):
-    identity: str
-    role: Role
-    resource: str | None
-    granted_by: str
-    granted_at: datetime
 
 
 class WorkerCommit(_Model):
@@ -76,12 +65,6 @@ class WorkerTokenCreate(_Model):
     )
 
 
-class WorkerTokenCreated(_Model):
-    id: str
-    token: str
-    scope: WorkerScope
-
-
 class AuditRecordCreate(_Model):
     """An entry another service records (one of its own writes)."""
 
@@ -91,14 +74,3 @@ class AuditRecordCreate(_Model):
     resource: str | None = Field(default=None, max_length=80)
     status: int = Field(ge=100, le=599)
     request_id: str | None = Field(default=None, max_length=64)
-
-
-class AuditEntry(_Model):
-    seq: int
-    at: datetime
-    identity: str
-    action: str = Field(description="The HTTP method")
-    target: str = Field(description="The path and query")
-    resource: str | None
-    status: int
-    request_id: str | None

@@ -1,23 +1,77 @@
-"""The repo API's request and response models (kept apart from the SQL rows)."""
+"""The repo API's request models, and its answers: the wire models of :mod:`tusk.wire.repo`,
+which the clients read too (all kept apart from the SQL rows)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.config import JsonDict
 
-from tusk.paths import NAME_RE, REF_RE
+from tusk.wire.base import ErrorBody
+from tusk.wire.repo import NAME_SCHEMA as _NAME
+from tusk.wire.repo import REF_SCHEMA as _REF
+from tusk.wire.repo import (
+    BranchInfo,
+    CommitInfo,
+    CommitRef,
+    DiffEntry,
+    DiffResult,
+    DroppedCommits,
+    FileInfo,
+    GcReport,
+    HistoryEntry,
+    MergeConflict,
+    MergeInfo,
+    Page,
+    PutResult,
+    RepoInfo,
+    TagInfo,
+)
 
-T = TypeVar("T")
-
-# Documented in the schema; checked by the service, whose messages say what a name may be.
-_NAME: JsonDict = {"pattern": NAME_RE.pattern}
-_REF: JsonDict = {"pattern": REF_RE.pattern}
+__all__ = [
+    "BranchCreate",
+    "BranchInfo",
+    "BranchMove",
+    "CommitFinish",
+    "CommitInfo",
+    "CommitRef",
+    "CommitRefInput",
+    "CommitRefModel",
+    "CommitStart",
+    "DiffEntry",
+    "DiffResult",
+    "DroppedCommits",
+    "ErrorBody",
+    "FileInfo",
+    "GcReport",
+    "HistoryEntry",
+    "LinkFile",
+    "LinkRequest",
+    "MergeConflict",
+    "MergeInfo",
+    "MergeRequest",
+    "Page",
+    "PutResult",
+    "RepoCreate",
+    "RepoInfo",
+    "RetentionRules",
+    "SquashRequest",
+    "TagCreate",
+    "TagInfo",
+]
 
 
 class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# The name the service's code gives the wire model.
+CommitRefModel = CommitRef
+
+
+class CommitRefInput(CommitRef):
+    """A commit in a request body, where an unknown field is refused as everywhere else."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -36,20 +90,6 @@ class RepoCreate(Model):
     )
 
 
-class RepoInfo(Model):
-    name: str
-    description: str
-    created_at: datetime
-    branches: list[str]
-    size_bytes: int = Field(description="Size of the master branch's head commit")
-    commit_count: int
-    owner_pipeline: str | None = Field(
-        default=None, description="The pipeline whose output this repo is, if any"
-    )
-    keep_days: int | None = None
-    keep_last: int | None = None
-
-
 class BranchCreate(Model):
     name: str = Field(json_schema_extra=_NAME)
     head: str | None = Field(
@@ -66,25 +106,10 @@ class BranchMove(Model):
     )
 
 
-class BranchInfo(Model):
-    repo: str
-    name: str
-    head: str | None
-    created_at: datetime
-    protected: bool = False
-
-
-class CommitRefModel(Model):
-    repo: str = Field(json_schema_extra=_NAME)
-    commit: str = Field(
-        description="A commit id, or a branch (resolved to its head)", json_schema_extra=_REF
-    )
-
-
 class CommitStart(Model):
     branch: str = Field(default="master", json_schema_extra=_NAME)
     description: str = Field(default="", max_length=10_000, pattern=_NO_NUL)
-    provenance: list[CommitRefModel] = Field(
+    provenance: list[CommitRefInput] = Field(
         default_factory=list, max_length=1000, description="Input commits this one derives from"
     )
     global_id: str | None = Field(
@@ -120,73 +145,6 @@ class CommitFinish(Model):
     )
 
 
-class CommitInfo(Model):
-    id: str
-    repo: str
-    branch: str | None
-    parent: str | None
-    merge_parent: str | None = Field(
-        default=None, description="A merge commit's second parent: the head merged in"
-    )
-    opened_by: str | None = Field(
-        default=None, description="'pipeline:NAME' for a job's commit, 'admin: REASON' for a repair"
-    )
-    state: Literal["open", "finished"]
-    error: str | None
-    global_id: str
-    provenance: list[CommitRefModel]
-    description: str
-    size_bytes: int | None
-    file_count: int | None
-    started_at: datetime
-    finished_at: datetime | None
-
-
-class FileInfo(Model):
-    path: str
-    type: Literal["file", "dir"]
-    size_bytes: int
-    hash: str
-    file_count: int
-
-
-class PutResult(Model):
-    commit: str
-    files: list[FileInfo]
-
-
-class DiffEntry(Model):
-    path: str
-    change: Literal["added", "deleted", "modified"]
-    size_before: int | None
-    size_after: int | None
-
-
-class DiffResult(Model):
-    from_commit: str | None
-    to_commit: str
-    changes: list[DiffEntry]
-
-
-class HistoryEntry(Model):
-    commit: str
-    change: Literal["added", "deleted", "modified"]
-    size_bytes: int | None
-    hash: str | None
-    finished_at: datetime | None
-
-
-class Page(Model, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = Field(description="Pass as ?cursor= to get the next page")
-
-
-class ErrorBody(Model):
-    error: str
-    code: str
-    details: dict[str, object] | None = None
-
-
 class LinkFile(Model):
     path: str
     hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="Content hash of a stored file")
@@ -202,13 +160,6 @@ class LinkRequest(Model):
 class TagCreate(Model):
     name: str = Field(description="1-63 letters, digits, '_' or '-'", examples=["v1"])
     ref: str = Field(description="The commit to name: a branch, a commit id or another tag")
-
-
-class TagInfo(Model):
-    repo: str
-    name: str
-    commit: str
-    created_at: datetime
 
 
 class MergeRequest(Model):
@@ -228,29 +179,6 @@ class MergeRequest(Model):
     )
 
 
-class MergeConflict(Model):
-    path: str
-    reason: str
-
-
-class MergeInfo(Model):
-    outcome: Literal["fast-forward", "merged", "up-to-date"]
-    commit: str | None = Field(description="The branch's head after the merge")
-    branch: str
-    source: str = Field(description="The commit merged in")
-    changed_paths: int = Field(default=0, description="Paths that differ from the old head")
-    resolved_conflicts: list[MergeConflict] = Field(
-        default_factory=list, description="Paths both sides changed, settled by the strategy"
-    )
-
-
-class DroppedCommits(Model):
-    dropped: list[CommitRefModel]
-    moved_branches: list[str] = Field(
-        default_factory=list, description="'repo@branch' whose head moved to a parent"
-    )
-
-
 class SquashRequest(Model):
     oldest: str = Field(description="The first commit of the range (a ref)")
     newest: str = Field(description="The last commit of the range, which keeps its id")
@@ -264,21 +192,3 @@ class RetentionRules(Model):
     keep_last: int | None = Field(
         default=None, ge=1, description="Keep at least this many newest commits per branch"
     )
-
-
-class GcReport(Model):
-    dry_run: bool
-    retention_commits: list[CommitRefModel] = Field(
-        description="Commits dropped by retention rules (with a dry run: that would be)"
-    )
-    tree_nodes: int = Field(description="Directory nodes no commit reaches, deleted")
-    files: int = Field(description="File records no commit reaches, deleted")
-    chunks: int = Field(description="Chunks deleted from the object store")
-    bytes: int = Field(description="Bytes those chunks held")
-    kept_recent_chunks: int = Field(
-        description="Unreferenced chunks younger than the grace period, kept for uploads in "
-        "flight; a later run frees them"
-    )
-    referenced_chunks: int
-    referenced_bytes: int
-    seconds: float

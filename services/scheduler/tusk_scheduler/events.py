@@ -9,11 +9,12 @@ handling an event never waits on a job and never blocks the partition.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tusk.events.consumer import Handler
 from tusk.events.envelope import Envelope, EventData
 from tusk.events.outbox import call_after_commit
 from tusk.events.types import JOBS_TOPIC, JobCancel, JobCreated
@@ -26,8 +27,6 @@ log = structlog.get_logger()
 GROUP = "tusk-scheduler"
 TOPICS = (JOBS_TOPIC,)
 TYPES = (JobCreated, JobCancel)  # the scheduler's own job events share the topic
-
-Handler = Callable[[AsyncSession, Envelope, EventData], Awaitable[None]]
 
 
 def make_handler(wake: Callable[[], None]) -> Handler:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 
 from tusk.auth.http import PrincipalDep
-from tusk.client.registry import ModelSource, ModelSourceRequest
 from tusk.errors import AlreadyExists, Conflict
+from tusk.wire.inference import ModelSource, ModelSourceRequest
 from tusk_inference.api.deps import ContextDep
 from tusk_inference.context import Context
 from tusk_inference.domain.runtime_models import same_source

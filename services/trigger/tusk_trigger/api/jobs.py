@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Query
 
 from tusk.auth.http import PrincipalDep
 from tusk_trigger.api.deps import ContextDep, JobId
 from tusk_trigger.schemas import ErrorBody, JobInfo, JobPage
+from tusk_trigger.schemas import JobState as StateFilter
 
 router = APIRouter(tags=["jobs"], responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}})
-
-StateFilter = Literal["created", "starting", "running", "finishing", "success", "failure", "killed"]
 
 
 @router.get("/jobs", response_model=JobPage)
