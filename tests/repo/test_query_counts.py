@@ -129,3 +129,28 @@ async def test_listing_a_thousand_commits_runs_a_bounded_number_of_queries(
         for item in items
     )
     assert len(statements) <= BOUND, f"{len(statements)} queries to list {MANY} commits"
+
+    # A thousand generations of one commit's ancestry, and the history of a path along them.
+    head = commits[-1]["id"]
+    with counted(repo_ctx) as statements:
+        response = await client.get(f"/v1/repos/many/commits/{head}/log", params={"limit": MANY})
+    assert response.status_code == 200, response.text
+    log = response.json()
+    assert [c["id"] for c in log["items"]] == [c["id"] for c in reversed(commits)]
+    assert log["next_cursor"] is None
+    assert len(statements) <= BOUND, f"{len(statements)} queries for {MANY} generations"
+    with counted(repo_ctx) as statements:
+        response = await client.get(
+            f"/v1/repos/many/commits/{head}/history", params={"path": "/a", "limit": MANY}
+        )
+    assert response.status_code == 200, response.text
+    assert response.json() == []
+    assert len(statements) <= BOUND, f"{len(statements)} queries for a path's history"
+    # Paged: the cursor continues where the page ended.
+    page = (await client.get(f"/v1/repos/many/commits/{head}/log", params={"limit": 10})).json()
+    assert page["next_cursor"] == commits[-11]["id"]
+    rest = await client.get(
+        f"/v1/repos/many/commits/{head}/log",
+        params={"limit": MANY, "cursor": page["next_cursor"]},
+    )
+    assert len(rest.json()["items"]) == MANY - 10

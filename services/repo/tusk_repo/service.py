@@ -460,18 +460,13 @@ class RepoService:
         cursor: str | None = None,
     ) -> tuple[list[CommitRow], str | None]:
         """A ref's ancestry, newest first; ``cursor`` is the commit to continue from."""
-        commit: CommitRow | None = (
+        start = (
             await self._commit_by_id(session, repo, cursor)
             if cursor
             else await self.resolve_commit(session, repo, ref)
         )
-        rows: list[CommitRow] = []
-        while commit is not None and len(rows) < limit:
-            rows.append(commit)
-            commit = (
-                await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
-            )
-        return rows, (commit.id if commit is not None else None)
+        rows = await commit_store.ancestry(session, repo.id, start.id, limit + 1)
+        return rows[:limit], (rows[limit].id if len(rows) > limit else None)
 
     # --- files -------------------------------------------------------------------------------
 
@@ -584,7 +579,10 @@ class RepoService:
     ) -> list[HistoryEntry]:
         """The commits among ``ref``'s last ``limit`` ancestors where ``path`` changed."""
         path = normalize_path(path, allow_root=False)
-        commits, _ = await self.log(session, repo, ref, limit=limit)
+        start = await self.resolve_commit(session, repo, ref)
+        # One more than asked: the last one's parent, read with the rest.
+        chain = await commit_store.ancestry(session, repo.id, start.id, limit + 1)
+        commits = chain[:limit]
         load = self.trees.loader(session)
 
         async def entry_in(commit: CommitRow | None) -> trees.Entry | None:
@@ -593,10 +591,8 @@ class RepoService:
             return await trees.lookup(load, commit.root_tree, path)
 
         out: list[HistoryEntry] = []
-        for commit in commits:
-            parent = (
-                await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
-            )
+        for n, commit in enumerate(commits):
+            parent = chain[n + 1] if n + 1 < len(chain) else None
             entry, before = await entry_in(commit), await entry_in(parent)
             if entry == before:
                 continue

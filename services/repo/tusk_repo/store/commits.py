@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from tusk import shortid
 from tusk.db import insert_for
@@ -157,6 +158,26 @@ async def existing(
         .where(tuple_(RepoRow.name, CommitRow.id).in_(pairs))
     )
     return {(name, cid) for name, cid in rows.all()}
+
+
+async def ancestry(session: AsyncSession, repo_id: int, start: str, limit: int) -> list[CommitRow]:
+    """``start`` and its (first-parent) ancestors, newest first, at most ``limit`` of them, in
+    one recursive query rather than one per generation."""
+    chain = (
+        select(CommitRow.id, CommitRow.parent, literal(0).label("depth"))
+        .where(CommitRow.id == start, CommitRow.repo_id == repo_id)
+        .cte("chain", recursive=True)
+    )
+    older = aliased(CommitRow)
+    chain = chain.union_all(
+        select(older.id, older.parent, chain.c.depth + 1)
+        .join(chain, older.id == chain.c.parent)
+        .where(older.repo_id == repo_id, chain.c.depth < limit - 1)
+    )
+    rows = await session.scalars(
+        select(CommitRow).join(chain, CommitRow.id == chain.c.id).order_by(chain.c.depth)
+    )
+    return list(rows.all())
 
 
 async def page(
