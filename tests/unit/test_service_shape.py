@@ -14,6 +14,7 @@ NO_SQL = [
     *sorted((ROOT / "repo/tusk_repo/api").glob("*.py")),
     *sorted((ROOT / "repo/tusk_repo/s3").glob("*.py")),
     ROOT / "repo/tusk_repo/service.py",
+    ROOT / "repo/tusk_repo/lifecycle.py",
     *sorted((ROOT / "trigger/tusk_trigger/api").glob("*.py")),
     ROOT / "trigger/tusk_trigger/service.py",
     ROOT / "trigger/tusk_trigger/events.py",

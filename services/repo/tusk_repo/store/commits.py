@@ -112,6 +112,27 @@ async def add_provenance(
     await session.flush()
 
 
+async def add_finished(
+    session: AsyncSession, commit: CommitRow, inputs: Iterable[tuple[str, str]]
+) -> None:
+    """A commit made finished at once (a merge), with its provenance."""
+    session.add(commit)
+    await session.flush()
+    await add_provenance(session, commit.id, inputs)
+
+
+async def graph(
+    session: AsyncSession, repo_id: int, state: str
+) -> dict[str, tuple[str | None, str | None]]:
+    """Each commit of the repo in that state: its (parent, merge parent)."""
+    rows = await session.execute(
+        select(CommitRow.id, CommitRow.parent, CommitRow.merge_parent).where(
+            CommitRow.repo_id == repo_id, CommitRow.state == state
+        )
+    )
+    return {cid: (parent, merge_parent) for cid, parent, merge_parent in rows.all()}
+
+
 async def delete_commit(session: AsyncSession, commit_id: str) -> None:
     await session.execute(delete(CommitRow).where(CommitRow.id == commit_id))
 

@@ -150,8 +150,44 @@ async def set_branch_head(session: AsyncSession, repo_id: int, name: str, head: 
     )
 
 
+async def lock_branch(session: AsyncSession, row: BranchRow) -> None:
+    """Lock the branch's row and reload it: two merges into one branch must not both read the
+    same head."""
+    await session.refresh(row, with_for_update=True)
+
+
+async def branches_heading_at(
+    session: AsyncSession, repo_id: int, commit_ids: Collection[str]
+) -> list[str]:
+    """The names of the repo's branches whose head is one of these commits."""
+    rows = await session.scalars(
+        select(BranchRow.name).where(
+            BranchRow.repo_id == repo_id, BranchRow.head.in_(sorted(commit_ids))
+        )
+    )
+    return sorted(rows.all())
+
+
 # --- tags ----------------------------------------------------------------------------------
 
 
 async def tag(session: AsyncSession, repo_id: int, name: str) -> TagRow | None:
     return await session.get(TagRow, (repo_id, name))
+
+
+async def tags(session: AsyncSession, repo_id: int) -> list[TagRow]:
+    rows = await session.scalars(
+        select(TagRow).where(TagRow.repo_id == repo_id).order_by(TagRow.name)
+    )
+    return list(rows.all())
+
+
+async def insert_tag(
+    session: AsyncSession, repo_id: int, name: str, commit_id: str, created_at: datetime
+) -> bool:
+    """False when the repo has a tag of that name (tags are immutable)."""
+    return await insert_if_absent(
+        session,
+        TagRow.__table__,
+        {"repo_id": repo_id, "name": name, "commit_id": commit_id, "created_at": created_at},
+    )
