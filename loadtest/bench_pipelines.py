@@ -106,7 +106,10 @@ class Stack:
             port = self.ports[name]
             wait_until(
                 lambda port=port, name=name: (
-                    port_open(LOOPBACK, port) and httpx.get(f"{self.url(name)}/readyz").is_success
+                    # Listening comes before serving: on a loaded machine the first answer can
+                    # take longer than httpx's default 5 s, which is no reason to give up.
+                    port_open(LOOPBACK, port)
+                    and httpx.get(f"{self.url(name)}/readyz", timeout=60).is_success
                 ),
                 90,
                 f"tusk up ({name})",
@@ -160,7 +163,10 @@ class ServicesStack(Stack):
             port = self.ports[process.name]
             wait_until(
                 lambda port=port, name=process.name: (
-                    port_open(LOOPBACK, port) and httpx.get(f"{self.url(name)}/readyz").is_success
+                    # Listening comes before serving: on a loaded machine the first answer can
+                    # take longer than httpx's default 5 s, which is no reason to give up.
+                    port_open(LOOPBACK, port)
+                    and httpx.get(f"{self.url(name)}/readyz", timeout=60).is_success
                 ),
                 90,
                 process.name,
