@@ -35,13 +35,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## test: everything: lint, then the whole suite against real PostgreSQL, Kafka and S3
-# Three pytest processes: tests/e2e and tests/sdk/test_s3_gateway.py pass alone but fail
-# after other tests in the same process (an isolation fault not yet found; see the notes).
-PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 test: lint services
-	$(PYTEST) --ignore=tests/e2e --ignore=tests/sdk/test_s3_gateway.py
-	$(PYTEST) tests/sdk/test_s3_gateway.py
-	$(PYTEST) tests/e2e
+	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 ## e2e: every image built from the Dockerfiles, then docker compose for real (root)
 e2e: $(STAMP)

@@ -222,6 +222,7 @@ CORE
     wait_for "kubelet$n" 180 "$bin/kubectl" wait --for=condition=Ready "node/tusk-node$n" --timeout=5s
   done
   wait_for "default-serviceaccount" 120 "$bin/kubectl" get serviceaccount default
+  load "$PAUSE_IMAGE"  # every pod's sandbox; nothing can pull it
   say "cluster: tusk-node1 and tusk-node2 Ready (KUBECONFIG=$KUBECONFIG)"
 }
 
@@ -247,13 +248,24 @@ start_node() {  # node ip
     --cert-dir="$VAR/node$n/pki"
 }
 
-load() {  # images...
-  local tar
+reference() {  # image: the full name containerd lists for it (postgres:15 -> docker.io/library/postgres:15)
+  local first=${1%%/*}
+  if [[ $1 != */* ]]; then echo "docker.io/library/$1"
+  elif [[ $first == *.* || $first == *:* || $first == localhost ]]; then echo "$1"
+  else echo "docker.io/$1"; fi
+}
+
+load() {  # images...: one at a time (ctr kept only some images of a multi-image archive)
+  local tar image n
   tar=$(mktemp "$CACHE/e2e/images.XXXXXX.tar")
-  docker save -o "$tar" "$@"
-  for n in "${NODES[@]}"; do
-    alive "$RUN/containerd$n.pid" || continue
-    ctr --address "$RUN/containerd$n.sock" -n k8s.io images import --no-unpack=false "$tar" >/dev/null
+  for image in "$@"; do
+    docker save -o "$tar" "$image"
+    for n in "${NODES[@]}"; do
+      alive "$RUN/containerd$n.pid" || continue
+      ctr --address "$RUN/containerd$n.sock" -n k8s.io images import --no-unpack=false "$tar" >/dev/null
+      ctr --address "$RUN/containerd$n.sock" -n k8s.io images ls -q | grep -qxF "$(reference "$image")" \
+        || { rm -f "$tar"; die "$image is not in tusk-node$n's containerd after its import"; }
+    done
   done
   rm -f "$tar"
 }

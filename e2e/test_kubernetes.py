@@ -54,8 +54,9 @@ def chart_images() -> list[str]:
     defaults = yaml.safe_load((ROOT / "charts" / "tusk" / "values.yaml").read_text())
     for values in (defaults.get("dev", {}), dev.get("dev", {})):
         for backing in values.values():
-            if isinstance(backing, dict) and isinstance(backing.get("image"), str):
-                images.add(backing["image"])
+            if isinstance(backing, dict):
+                images.update(backing[k] for k in ("image", "initImage")
+                              if isinstance(backing.get(k), str))
     return sorted(images)
 
 

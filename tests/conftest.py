@@ -7,6 +7,7 @@ versitygw). The same repo-service tests run on both.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -44,15 +45,7 @@ def kafka() -> Iterator[KafkaBroker]:
 
 async def fresh_postgres_database(server: PostgresServer) -> str:
     """A new, empty database on the session's server; its SQLAlchemy URL."""
-    import asyncpg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(server.url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return server.url.rsplit("/", 1)[0] + f"/{name}"
+    return await asyncio.to_thread(server.new_database)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +73,7 @@ def real_settings(
     s3.create_bucket(bucket)
     return RepoSettings(  # type: ignore[call-arg]
         data_dir=tmp,
-        database_url=postgres.url,
+        database_url=postgres.new_database(),  # a bucket of its own needs a database of its own
         **s3_settings(s3, bucket),
         TUSK_REPO_CHUNK_SIZE=TEST_CHUNK_SIZE,
         **extra,

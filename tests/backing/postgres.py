@@ -12,6 +12,8 @@ import pwd
 import shutil
 import signal
 import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .common import (
@@ -112,6 +114,29 @@ class PostgresServer:
         if self.port is None:
             raise ServiceError("PostgresServer.url used before start()")
         return f"postgresql+asyncpg://{DB_USER}@{LOOPBACK}:{self.port}/{DB_NAME}"
+
+    def new_database(self) -> str:
+        """A new, empty database on this server; its SQLAlchemy URL. Each object store a test
+        makes needs its own: the chunk records in one database say which chunks its store holds,
+        so two stores sharing a database would skip uploads the other one has."""
+        import asyncio
+
+        import asyncpg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+
+        async def create() -> None:
+            connection = await asyncpg.connect(self.url.replace("postgresql+asyncpg://",
+                                                                "postgresql://"))
+            try:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await connection.close()
+
+        # A thread of its own, so that sync fixtures and running event loops can both call it.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, create()).result()
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def start(self) -> None:
         if self.external_url:

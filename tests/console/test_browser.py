@@ -142,11 +142,6 @@ async def test_every_page_renders(page: Page, credit: Credit) -> None:
     await expect(page.locator("table#models")).to_contain_text(version)
 
 
-@pytest.mark.xfail(
-    reason="the rate column stayed empty in a fresh clone under /tmp (passes in the main "
-    "checkout); not yet understood, see the session notes",
-    strict=False,
-)
 async def test_a_prediction_from_the_model_page(page: Page, credit: Credit) -> None:
     await page.goto(credit.stack.console + "/models")  # the first reading of the metrics
     await page.goto(credit.stack.console + "/models/credit")
@@ -158,13 +153,25 @@ async def test_a_prediction_from_the_model_page(page: Page, credit: Credit) -> N
     await page.get_by_label("Open Inference Protocol v2 request (JSON)").fill('{"inputs": 3}')
     await page.get_by_role("button", name="Predict").click()
     await expect(page.locator("#predict-error")).to_contain_text('"inputs" list')
-    # The traffic since the first reading: a rate and the latency of the one prediction.
-    await page.goto(credit.stack.console + "/models")
+    # The traffic since the first reading: a rate and the latency of the one prediction. A rate
+    # needs readings at least a second apart (MIN_WINDOW_SECONDS); on a quick machine all of the
+    # above fits in less, so the page is read again until the window has opened.
     row = page.locator("table#models tbody tr").first
-    await expect(row.locator("td").nth(5)).to_have_text(re.compile(r"^[\d.e+-]+$"))
-    assert float(await row.locator("td").nth(5).inner_text()) > 0
+    rate = await _rate_once_the_window_opens(page, credit.stack.console + "/models")
+    assert rate > 0
     await expect(row.locator("td").nth(6)).to_have_text(re.compile(r"^[\d.]+ / [\d.]+ ms$"))
     await shot(page, "models")
+
+
+async def _rate_once_the_window_opens(page: Page, url: str) -> float:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 120  # ends a hang only; the window opens one second after /models
+    while True:
+        await page.goto(url)
+        text = await page.locator("table#models tbody tr").first.locator("td").nth(5).inner_text()
+        if re.fullmatch(r"[\d.e+-]+", text.strip()):
+            return float(text)
+        assert loop.time() < give_up, f"no request rate on the models page: {text!r}"
 
 
 async def test_a_failing_datums_log_is_two_clicks_from_the_dag(
