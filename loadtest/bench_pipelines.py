@@ -92,6 +92,9 @@ class Stack:
             "TUSK_CONSOLE_PORT": str(self.ports["console"]),
             "TUSK_S3_GATEWAY_PORT": str(free_port()),
             "TUSK_LOG_LEVEL": "WARNING",
+            # The measured commands append to files in the bench's directory, which the
+            # sandbox (read-only outside /pfs) would refuse; the figures predate the sandbox.
+            "TUSK_WORKER_SANDBOX": "off",
         }
         self.process = ManagedProcess(
             "tusk-up", [str(BIN / "tusk"), "up", "--data-dir", str(work / "data")], work, env=env
@@ -135,6 +138,9 @@ class ServicesStack(Stack):
             "TUSK_REPO_URL": self.url("repo"),
             "TUSK_MIGRATE_ON_START": "false",
             "TUSK_LOG_LEVEL": "WARNING",
+            # The measured commands append to files in the bench's directory, which the
+            # sandbox (read-only outside /pfs) would refuse; the figures predate the sandbox.
+            "TUSK_WORKER_SANDBOX": "off",
         }
         self.processes = [
             ManagedProcess(
