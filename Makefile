@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint check-types services install clean e2e e2e-kube
+.PHONY: demo test lint check-types services install clean e2e e2e-kube peers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ services: $(STAMP)
 	$(BIN)/python -m tests.backing.kube install
 	$(BIN)/python -m tests.deploy.tools install
 	$(BIN)/python -m tests.backing.browser install
+
+## peers: install (or reuse) the peers the benchmarks measure tusk against, each in its own
+## virtualenv under ~/.cache/tusk/peers: DVC (S3), KServe, MLServer, tritonclient. Not part of
+## make test; loadtest/bench_peers_*.py install what they need themselves.
+peers: $(STAMP)
+	$(BIN)/python -m loadtest.peers.install
 
 ## lint: ruff, import-linter contracts and mypy (strict on libs and services)
 lint: $(STAMP)

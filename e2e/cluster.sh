@@ -255,7 +255,9 @@ reference() {  # image: the full name containerd lists for it (postgres:15 -> do
   else echo "docker.io/$1"; fi
 }
 
-load() {  # images...: one at a time (ctr kept only some images of a multi-image archive)
+# One at a time (ctr kept only some images of a multi-image archive); not grep -q, which would
+# end the listing early and fail the pipeline (pipefail).
+load() {  # images...
   local tar image n
   tar=$(mktemp "$CACHE/e2e/images.XXXXXX.tar")
   for image in "$@"; do
@@ -263,7 +265,7 @@ load() {  # images...: one at a time (ctr kept only some images of a multi-image
     for n in "${NODES[@]}"; do
       alive "$RUN/containerd$n.pid" || continue
       ctr --address "$RUN/containerd$n.sock" -n k8s.io images import --no-unpack=false "$tar" >/dev/null
-      ctr --address "$RUN/containerd$n.sock" -n k8s.io images ls -q | grep -qxF "$(reference "$image")" \
+      ctr --address "$RUN/containerd$n.sock" -n k8s.io images ls -q | grep -xF "$(reference "$image")" >/dev/null \
         || { rm -f "$tar"; die "$image is not in tusk-node$n's containerd after its import"; }
     done
   done
