@@ -5,7 +5,10 @@ One consumer group per service. For each record, in order:
 - a record that is not a valid event (not a CloudEvent, bad JSON, unknown type, data that does
   not fit its type) goes to ``tusk.dlq`` with the reason in its headers, and the consumer goes on;
 - an event of a type the consumer does not take (``types``) is passed over: no transaction;
-- otherwise, in one SQL transaction, the event id is inserted into the service's processed-events
+- otherwise ``prepare`` (when given) runs first, outside any transaction: it fetches what the
+  handler needs from other services, so that no network call waits under the transaction's
+  locks, and may return the handler to run with it;
+- then, in one SQL transaction, the event id is inserted into the service's processed-events
   table and the handler runs: a redelivered event finds its id there and is skipped, so a
   handler whose effects are SQL has them exactly once. (Effects outside the database must be
   idempotent by a natural key.)
@@ -41,6 +44,9 @@ from tusk.transient import is_transient
 log = structlog.get_logger()
 
 Handler = Callable[[AsyncSession, Envelope, EventData], Awaitable[None]]
+# Before the transaction: the handler for this event (holding what was fetched), or None for
+# the consumer's own.
+Prepare = Callable[[Envelope, EventData], Awaitable[Handler | None]]
 # Worth retrying: the database, the broker or another service did not answer.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (Unavailable, OSError, TimeoutError)
 
@@ -74,6 +80,7 @@ class EventConsumer:
         min_backoff: float = 0.1,
         max_backoff: float = 10.0,
         dlq_topic: str = DLQ_TOPIC,
+        prepare: Prepare | None = None,
     ) -> None:
         self.bus = bus
         self.db = db
@@ -81,6 +88,7 @@ class EventConsumer:
         self.group = group
         self.topics = tuple(topics)
         self.handler = handler
+        self.prepare = prepare
         # None: every type. Others share the topics (a service's own job events, say).
         self.types = tuple(types) if types is not None else None
         self.batch_size = batch_size
@@ -206,6 +214,8 @@ class EventConsumer:
                     backoff = await self._backoff(backoff)
 
     async def _apply(self, envelope: Envelope, data: EventData) -> None:
+        prepared = await self.prepare(envelope, data) if self.prepare is not None else None
+        handler = prepared or self.handler
         async with self.db.session() as session:
             claimed = await session.execute(
                 insert_for(session, self.processed)
@@ -218,7 +228,7 @@ class EventConsumer:
                 self.duplicates += 1
                 log.debug("consumer: already processed", group=self.group)
                 return
-            await self.handler(session, envelope, data)
+            await handler(session, envelope, data)
         self.handled += 1
 
     async def _dead_letter(self, record: Record, reason: str) -> bool:

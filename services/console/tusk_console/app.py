@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +10,9 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from tusk import __version__
 from tusk.api import RequestContextMiddleware
+from tusk.app import ServiceDefinition, service_app
 from tusk.events.bus import EventBus
-from tusk.logging import configure_logging
 from tusk_console.api import auth, dag, lineage, live, models, pipelines, repos
 from tusk_console.api.errors import install_page_errors
 from tusk_console.config import ConsoleSettings
@@ -41,29 +38,21 @@ def create_app(
     bus: EventBus | None = None,
 ) -> FastAPI:
     settings = settings or (context.settings if context else ConsoleSettings())
-    if context is None and bus is None:  # a process of its own (`uvicorn --factory`)
-        configure_logging(settings.log_level, json=settings.log_json)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if context is not None:
-            app.state.context = context
-            yield
-            return
-        async with build_context(settings, bus) as built:
-            app.state.context = built
-            log.info("console ready", repo_url=settings.repo_url,
-                     trigger_url=settings.trigger_url, inference_url=settings.inference_url)
-            yield
-        log.info("console stopped")
-
-    # Pages only: the console's API is the other services' (no OpenAPI of its own).
-    app = FastAPI(
-        title="tusk console", version=__version__, lifespan=lifespan,
+    app = service_app(
+        "console",
+        settings,
+        context,
+        lambda: build_context(settings, bus),
+        alone=context is None and bus is None,  # a process of its own (`uvicorn --factory`)
+        ready=lambda _: {
+            "repo_url": settings.repo_url,
+            "trigger_url": settings.trigger_url,
+            "inference_url": settings.inference_url,
+        },
+        title="tusk console",
+        # Pages only: the console's API is the other services' (no OpenAPI of its own).
         docs_url=None, redoc_url=None, openapi_url=None,
     )
-    if context is not None:
-        app.state.context = context
     install_page_errors(app)
     app.add_middleware(RequestContextMiddleware)
 
@@ -81,3 +70,11 @@ def create_app(
     for module in (auth, dag, repos, pipelines, lineage, models, live):
         app.include_router(module.router)
     return app
+
+
+SERVICE = ServiceDefinition(
+    name="console",
+    build_context=build_context,
+    create_app=create_app,
+    port_variable="TUSK_CONSOLE_PORT",
+)

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import structlog
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, install_error_handlers
+from tusk.app import ServiceDefinition, service_app
 from tusk.auth.http import PrincipalDep, public
 from tusk.auth.verify import remote_verifier
 from tusk.client.repo import RepoClient
 from tusk.events.bus import EventBus
 from tusk.limits import add_request_limits
-from tusk.logging import configure_logging
 from tusk.openapi import add_component_schemas
 from tusk_inference.api import infer, models, v2
 from tusk_inference.api.deps import ContextDep
@@ -53,39 +48,24 @@ def create_app(
     ``bus`` an event bus shared with the other services of the process (embedded mode), with
     ``repos`` a client of the repo service to use (tests)."""
     settings = settings or (context.settings if context else InferenceSettings())
-    if context is None and bus is None:  # a process of its own (`uvicorn --factory`)
-        configure_logging(settings.log_level, json=settings.log_json)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if context is not None:
-            app.state.context = context
-            yield
-            return
-        async with build_context(settings, bus=bus, repos=repos) as built:
-            app.state.context = built
-            # Start-up objects live as long as the process: out of the collector's sight,
-            # full collections stay short and so does the latency tail.
-            gc.freeze()
-            log.info(
-                "inference service ready",
-                repo_url=settings.repo_url,
-                models={s.name: s.spec.source for s in built.registry.slots.values()},
-            )
-            yield
-            log.info("inference service stopping: draining queued requests")
-        log.info("inference service stopped")
-
-    app = FastAPI(
+    app = service_app(
+        "inference service",
+        settings,
+        context,
+        lambda: build_context(settings, bus=bus, repos=repos),
+        alone=context is None and bus is None,  # a process of its own (`uvicorn --factory`)
+        ready=lambda built: {
+            "repo_url": settings.repo_url,
+            "models": {s.name: s.spec.source for s in built.registry.slots.values()},
+        },
+        # Out of the collector's sight, full collections stay short and so does the tail.
+        freeze_gc=True,
+        stopping="draining queued requests",
         title="tusk inference service",
-        version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
         # No OpenTelemetry here (metrics are Prometheus): skip FastAPI's per-request check.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    if context is not None:
-        app.state.context = context
     install_error_handlers(app)
     verifier = remote_verifier(
         settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
@@ -143,6 +123,14 @@ def create_app(
     app.include_router(models.router)
     add_about_route(app, describe("inference", settings, uses_database=False))
     return app
+
+
+SERVICE = ServiceDefinition(
+    name="inference",
+    build_context=build_context,
+    create_app=create_app,
+    port_variable="TUSK_INFERENCE_PORT",
+)
 
 
 def main() -> None:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import structlog
 from fastapi import FastAPI, Request
 
-from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.app import ServiceDefinition, service_app
 from tusk.auth.audit import AuditMiddleware
 from tusk.events.bus import EventBus
 from tusk.events.parking import add_outbox_routes
 from tusk.events.relay import OutboxRelay
 from tusk.limits import add_request_limits
-from tusk.logging import configure_logging
 from tusk.openapi import add_links
 from tusk_repo.api import auth, branches, commits, files, lifecycle, repos
 from tusk_repo.api.access import RepoAccess
@@ -45,33 +40,21 @@ def create_app(
     """The app; with ``context`` it uses those clients instead of building its own, with
     ``bus`` an event bus shared with other services of the process (embedded mode)."""
     settings = settings or (context.settings if context else RepoSettings())
-    if context is None and bus is None:  # a process of its own (`uvicorn --factory`)
-        configure_logging(settings.log_level, json=settings.log_json)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if context is not None:
-            app.state.context = context
-            yield
-            return
-        async with build_context(settings, bus=bus) as built:
-            app.state.context = built
-            # What start-up made lives as long as the process. Frozen, it is left out of full
-            # garbage collections, which otherwise rescan it after every few large requests.
-            gc.freeze()
-            log.info(
-                "repo service ready",
-                database=built.db.engine.url.render_as_string(),
-                objects=settings.resolved_object_store_url,
-            )
-            yield
-        log.info("repo service stopped")
-
-    app = FastAPI(
-        title="tusk repo service", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    app = service_app(
+        "repo service",
+        settings,
+        context,
+        lambda: build_context(settings, bus=bus),
+        alone=context is None and bus is None,  # a process of its own (`uvicorn --factory`)
+        ready=lambda built: {
+            "database": built.db.engine.url.render_as_string(),
+            "objects": settings.resolved_object_store_url,
+        },
+        # Large requests would otherwise make full collections rescan start-up's objects.
+        freeze_gc=True,
+        title="tusk repo service",
+        description=DESCRIPTION,
     )
-    if context is not None:
-        app.state.context = context
     install_error_handlers(app)
     verifier = repo_verifier(app, settings)
     app.state.verifier = verifier
@@ -99,3 +82,11 @@ def create_app(
 def _relay(request: Request) -> OutboxRelay:
     relay: OutboxRelay = request.app.state.context.relay
     return relay
+
+
+SERVICE = ServiceDefinition(
+    name="repo",
+    build_context=build_context,
+    create_app=create_app,
+    port_variable="TUSK_REPO_PORT",
+)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tusk.db import insert_if_absent
 from tusk.errors import AlreadyExists, Conflict
 from tusk.events.outbox import OutboxWriter
 from tusk.events.types import BranchMoved, CommitFinished, CommitRef, CommitStarted
@@ -26,7 +24,9 @@ from tusk_repo.schemas import (
     TagInfo,
 )
 from tusk_repo.service import FINISHED, RepoService
-from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow, TagRow
+from tusk_repo.store import commits as commit_store
+from tusk_repo.store import repos as repo_store
+from tusk_repo.tables import BranchRow, CommitRow, RepoRow
 
 
 def _now() -> datetime:
@@ -44,18 +44,14 @@ class LifecycleService:
         self, session: AsyncSession, repo: RepoRow, name: str, ref: str
     ) -> TagInfo:
         validate_branch_name(name)
-        if await session.get(BranchRow, (repo.id, name)) is not None:
+        if await repo_store.branch(session, repo.id, name) is not None:
             raise AlreadyExists(
                 f"repo {repo.name!r} has a branch named {name!r}; a tag needs another name"
             )
         commit = await self.repos.resolve_commit(session, repo, ref, finished=True)
         created = _now()
-        if not await insert_if_absent(
-            session,
-            TagRow.__table__,
-            {"repo_id": repo.id, "name": name, "commit_id": commit.id, "created_at": created},
-        ):
-            existing = await session.get(TagRow, (repo.id, name))
+        if not await repo_store.insert_tag(session, repo.id, name, commit.id, created):
+            existing = await repo_store.tag(session, repo.id, name)
             target = existing.commit_id if existing else "another commit"
             raise AlreadyExists(
                 f"tag {name!r} of repo {repo.name!r} already names {target}; tags are immutable",
@@ -64,9 +60,7 @@ class LifecycleService:
         return TagInfo(repo=repo.name, name=name, commit=commit.id, created_at=created)
 
     async def list_tags(self, session: AsyncSession, repo: RepoRow) -> list[TagInfo]:
-        rows = await session.scalars(
-            select(TagRow).where(TagRow.repo_id == repo.id).order_by(TagRow.name)
-        )
+        rows = await repo_store.tags(session, repo.id)
         return [
             TagInfo(repo=repo.name, name=t.name, commit=t.commit_id, created_at=t.created_at)
             for t in rows
@@ -102,7 +96,7 @@ class LifecycleService:
         source = await self.repos.resolve_commit(session, repo, request.source, finished=True)
         branch = await self.repos.get_branch(session, repo, request.into)
         # The row lock keeps two merges into one branch from both reading the same head.
-        await session.refresh(branch, with_for_update=True)
+        await repo_store.lock_branch(session, branch)
         if await self.repos._open_commit_on(session, repo, branch.name) is not None:
             raise Conflict(
                 f"branch {branch.name!r} of repo {repo.name!r} has an open commit; finish or "
@@ -229,12 +223,7 @@ class LifecycleService:
             started_at=now,
             finished_at=now,
         )
-        session.add(commit)
-        await session.flush()
-        session.add_all(
-            ProvenanceRow(commit_id=commit_id, input_commit=c.commit, input_repo=c.repo)
-            for c in inputs.values()
-        )
+        await commit_store.add_finished(session, commit, inputs.keys())
         previous = branch.head
         branch.head = commit_id
         await session.flush()
@@ -284,13 +273,7 @@ class LifecycleService:
         first = await self.repos.resolve_commit(session, repo, oldest, finished=True)
         last = await self.repos.resolve_commit(session, repo, newest, finished=True)
         chain = await history.squash_range(session, repo, first, last)
-        heads = (
-            await session.scalars(
-                select(BranchRow.name).where(
-                    BranchRow.repo_id == repo.id, BranchRow.head.in_(chain)
-                )
-            )
-        ).all()
+        heads = await repo_store.branches_heading_at(session, repo.id, chain)
         if heads:
             # Moving those branches back would drop files from them without anyone asking.
             raise Conflict(
@@ -307,12 +290,7 @@ Graph = dict[str, tuple[str | None, str | None]]
 
 
 async def _commit_graph(session: AsyncSession, repo: RepoRow) -> Graph:
-    rows = await session.execute(
-        select(CommitRow.id, CommitRow.parent, CommitRow.merge_parent).where(
-            CommitRow.repo_id == repo.id, CommitRow.state == FINISHED
-        )
-    )
-    return {cid: (parent, merge_parent) for cid, parent, merge_parent in rows.all()}
+    return await commit_store.graph(session, repo.id, FINISHED)
 
 
 def _ancestors(graph: Graph, start: str) -> set[str]:

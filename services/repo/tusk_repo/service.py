@@ -10,11 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk import shortid
-from tusk.db import insert_for, insert_if_absent
 from tusk.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tusk.events.outbox import OutboxWriter
 from tusk.events.types import (
@@ -39,7 +37,9 @@ from tusk_repo.schemas import (
     RepoInfo,
 )
 from tusk_repo.store import TreeStore
-from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow, TagRow
+from tusk_repo.store import commits as commit_store
+from tusk_repo.store import repos as repo_store
+from tusk_repo.tables import BranchRow, CommitRow, RepoRow
 
 COMMIT_ID_LENGTH = 32
 
@@ -74,18 +74,7 @@ class RepoService:
         validate_name("repo", name)
         if pipeline is not None:
             validate_name("pipeline", pipeline)
-        created_at = _now()
-        inserted = await insert_if_absent(
-            session,
-            RepoRow.__table__,
-            {
-                "name": name,
-                "description": description,
-                "created_at": created_at,
-                "owner_pipeline": pipeline,
-            },
-        )
-        if not inserted:
+        if not await repo_store.insert_repo(session, name, description, _now(), pipeline):
             raise AlreadyExists(f"repo {name!r} already exists")
         repo = await self.get_repo(session, name)
         await self.outbox.add(session, RepoCreated(repo=name, created_at=repo.created_at))
@@ -93,74 +82,37 @@ class RepoService:
 
     async def get_repo(self, session: AsyncSession, name: str) -> RepoRow:
         validate_name("repo", name)
-        repo = await session.scalar(select(RepoRow).where(RepoRow.name == name))
+        repo = await repo_store.repo_named(session, name)
         if repo is None:
             raise NotFound(f"repo {name!r} not found")
         return repo
 
     async def list_repos(self, session: AsyncSession) -> list[RepoInfo]:
-        repos = (await session.scalars(select(RepoRow).order_by(RepoRow.name))).all()
-        return [await self.repo_info(session, r) for r in repos]
+        """Every repo, in a fixed number of queries whatever their number."""
+        repos = await repo_store.all_repos(session)
+        summaries = await repo_store.summaries(session)
+        return [_repo_info(r, summaries.get(r.id)) for r in repos]
 
     async def repo_info(self, session: AsyncSession, repo: RepoRow) -> RepoInfo:
-        branches = (
-            await session.scalars(
-                select(BranchRow).where(BranchRow.repo_id == repo.id).order_by(BranchRow.name)
-            )
-        ).all()
-        size = 0
-        master = next((b for b in branches if b.name == "master"), None)
-        if master is not None and master.head is not None:
-            size = (
-                await session.scalar(
-                    select(CommitRow.size_bytes).where(CommitRow.id == master.head)
-                )
-                or 0
-            )
-        count = await session.scalar(
-            select(func.count()).select_from(CommitRow).where(CommitRow.repo_id == repo.id)
-        )
-        return RepoInfo(
-            name=repo.name,
-            description=repo.description,
-            created_at=repo.created_at,
-            branches=[b.name for b in branches],
-            size_bytes=size,
-            commit_count=count or 0,
-            owner_pipeline=repo.owner_pipeline,
-            keep_days=repo.keep_days,
-            keep_last=repo.keep_last,
-        )
+        summaries = await repo_store.summaries(session, [repo.id])
+        return _repo_info(repo, summaries.get(repo.id))
 
     async def delete_repo(self, session: AsyncSession, name: str, *, force: bool) -> None:
         repo = await self.get_repo(session, name)
-        dependents = (
-            (
-                await session.execute(
-                    select(RepoRow.name)
-                    .join(CommitRow, CommitRow.repo_id == RepoRow.id)
-                    .join(ProvenanceRow, ProvenanceRow.commit_id == CommitRow.id)
-                    .where(ProvenanceRow.input_repo == name, RepoRow.id != repo.id)
-                    .distinct()
-                )
-            )
-            .scalars()
-            .all()
-        )
+        dependents = await repo_store.dependent_repos(session, repo)
         if dependents and not force:
             raise Conflict(
-                f"repo {name!r} is in the provenance of commits in {', '.join(sorted(dependents))};"
+                f"repo {name!r} is in the provenance of commits in {', '.join(dependents)};"
                 " delete those first, or force it (`tusk repo delete --force`, `?force=true`)",
-                dependents=sorted(dependents),
+                dependents=dependents,
             )
-        await session.delete(repo)
-        await session.flush()
+        await repo_store.delete_repo(session, repo)
         await self.outbox.add(session, RepoDeleted(repo=name))
 
     # --- branches ----------------------------------------------------------------------------
 
     async def _branch(self, session: AsyncSession, repo: RepoRow, name: str) -> BranchRow | None:
-        return await session.get(BranchRow, (repo.id, name))
+        return await repo_store.branch(session, repo.id, name)
 
     async def get_branch(self, session: AsyncSession, repo: RepoRow, name: str) -> BranchRow:
         validate_branch_name(name)
@@ -170,10 +122,7 @@ class RepoService:
         return branch
 
     async def list_branches(self, session: AsyncSession, repo: RepoRow) -> list[BranchInfo]:
-        rows = await session.scalars(
-            select(BranchRow).where(BranchRow.repo_id == repo.id).order_by(BranchRow.name)
-        )
-        return [self.branch_info(repo, b) for b in rows]
+        return [self.branch_info(repo, b) for b in await repo_store.branches(session, repo.id)]
 
     @staticmethod
     def branch_info(repo: RepoRow, branch: BranchRow) -> BranchInfo:
@@ -191,19 +140,14 @@ class RepoService:
         validate_branch_name(name)
         if await self._branch(session, repo, name) is not None:
             raise AlreadyExists(f"branch {name!r} already exists in repo {repo.name!r}")
-        if await session.get(TagRow, (repo.id, name)) is not None:
+        if await repo_store.tag(session, repo.id, name) is not None:
             raise AlreadyExists(
                 f"repo {repo.name!r} has a tag named {name!r}; a branch needs another name"
             )
         head_id = None
         if head is not None:
             head_id = (await self.resolve_commit(session, repo, head, finished=True)).id
-        inserted = await insert_if_absent(
-            session,
-            BranchRow.__table__,
-            {"repo_id": repo.id, "name": name, "head": head_id, "created_at": _now()},
-        )
-        if not inserted:
+        if not await repo_store.insert_branch(session, repo.id, name, head_id, _now()):
             raise AlreadyExists(f"branch {name!r} already exists in repo {repo.name!r}")
         branch = await self.get_branch(session, repo, name)
         if head_id is not None:
@@ -233,15 +177,12 @@ class RepoService:
             raise Conflict(
                 f"branch {name!r} has open commit {open_commit.id}; finish or abandon it first"
             )
-        await session.delete(branch)
-        await session.flush()
+        await repo_store.delete_branch(session, branch)
 
     # --- commits -----------------------------------------------------------------------------
 
     async def _commit_by_id(self, session: AsyncSession, repo: RepoRow, cid: str) -> CommitRow:
-        commit = await session.scalar(
-            select(CommitRow).where(CommitRow.id == cid, CommitRow.repo_id == repo.id)
-        )
+        commit = await commit_store.by_id(session, repo.id, cid)
         if commit is None:
             raise NotFound(f"commit {cid} not found in repo {repo.name!r}")
         return commit
@@ -253,24 +194,15 @@ class RepoService:
         (a branch of that name wins, as git's do)."""
         if not shortid.is_prefix(ref, COMMIT_ID_LENGTH):
             return None
-        branch = await session.scalar(
-            select(BranchRow.name).where(BranchRow.repo_id == repo.id, BranchRow.name == ref)
-        )
-        if branch is not None:
+        if await repo_store.has_branch_named(session, repo.id, ref):
             return None
-        found = await shortid.expand(
-            session, CommitRow.id, ref, CommitRow.repo_id == repo.id, kind="commit"
-        )
+        found = await commit_store.expand_prefix(session, repo.id, ref)
         return None if found is None else await self._commit_by_id(session, repo, found)
 
     async def _open_commit_on(
         self, session: AsyncSession, repo: RepoRow, branch: str
     ) -> CommitRow | None:
-        return await session.scalar(
-            select(CommitRow).where(
-                CommitRow.repo_id == repo.id, CommitRow.branch == branch, CommitRow.state == OPEN
-            )
-        )
+        return await commit_store.open_on(session, repo.id, branch)
 
     async def resolve_commit(
         self, session: AsyncSession, repo: RepoRow, ref_text: str | Ref, *, finished: bool = False
@@ -308,7 +240,7 @@ class RepoService:
         """The commit a tag names, unless a branch has that name (branches come first)."""
         if await self._branch(session, repo, name) is not None:
             return None
-        tag = await session.get(TagRow, (repo.id, name))
+        tag = await repo_store.tag(session, repo.id, name)
         return tag.commit_id if tag is not None else None
 
     async def resolve_open_commit(
@@ -322,18 +254,20 @@ class RepoService:
         ref = parse_ref(ref_text)
         if ref.ancestry:
             raise InvalidArgument(f"cannot write to {ref_text!r}: an ancestor is always finished")
-        query = select(CommitRow).where(CommitRow.repo_id == repo.id)
         short = await self._commit_by_prefix(session, repo, ref.base)
         if short is not None:
-            query = query.where(CommitRow.id == short.id)
+            commit = await commit_store.for_write(
+                session, repo.id, commit_id=short.id, share_lock=lock
+            )
         elif ref.is_commit_id:
-            query = query.where(CommitRow.id == ref.base)
+            commit = await commit_store.for_write(
+                session, repo.id, commit_id=ref.base, share_lock=lock
+            )
         else:
             await self.get_branch(session, repo, ref.base)
-            query = query.where(CommitRow.branch == ref.base, CommitRow.state == OPEN)
-        if lock:
-            query = query.with_for_update(read=True)
-        commit = await session.scalar(query)
+            commit = await commit_store.for_write(
+                session, repo.id, open_on_branch=ref.base, share_lock=lock
+            )
         if commit is None:
             if ref.is_commit_id:
                 raise NotFound(f"commit {ref.base} not found in repo {repo.name!r}")
@@ -366,11 +300,7 @@ class RepoService:
             description = f"{description} [admin override: {writer.admin_override}]".strip()
         if branch is None:
             # Racing starts on a new branch may both create it; either way it exists afterwards.
-            await insert_if_absent(
-                session,
-                BranchRow.__table__,
-                {"repo_id": repo.id, "name": branch_name, "head": None, "created_at": _now()},
-            )
+            await repo_store.insert_branch(session, repo.id, branch_name, None, _now())
             branch = await self.get_branch(session, repo, branch_name)
         inputs = await self._resolve_inputs(session, provenance)
         base_tree = trees.EMPTY_TREE
@@ -380,25 +310,18 @@ class RepoService:
             ).root_tree or base_tree
         commit_id = uuid.uuid4().hex
         # The unique index on a branch's open commit turns a second start into no row.
-        commit: CommitRow | None = (
-            await session.scalars(
-                insert_for(session, CommitRow)
-                .values(
-                    id=commit_id,
-                    repo_id=repo.id,
-                    branch=branch_name,
-                    parent=branch.head,
-                    state=OPEN,
-                    base_tree=base_tree,
-                    global_id=global_id or commit_id,
-                    description=description,
-                    started_at=_now(),
-                    opened_by=writer.label(),
-                )
-                .on_conflict_do_nothing()
-                .returning(CommitRow)
-            )
-        ).first()
+        commit = await commit_store.insert_open(
+            session,
+            commit_id=commit_id,
+            repo_id=repo.id,
+            branch=branch_name,
+            parent=branch.head,
+            base_tree=base_tree,
+            global_id=global_id or commit_id,
+            description=description,
+            started_at=_now(),
+            opened_by=writer.label(),
+        )
         if commit is None:
             existing = await self._open_commit_on(session, repo, branch_name)
             raise Conflict(
@@ -407,11 +330,7 @@ class RepoService:
                 + "; finish or abandon it first",
                 **({"open_commit": existing.id} if existing else {}),
             )
-        session.add_all(
-            ProvenanceRow(commit_id=commit_id, input_commit=c.commit, input_repo=c.repo)
-            for c in {(i.repo, i.commit): i for i in inputs}.values()
-        )
-        await session.flush()
+        await commit_store.add_provenance(session, commit_id, ((i.repo, i.commit) for i in inputs))
         await self.outbox.add(
             session,
             CommitStarted(
@@ -431,14 +350,7 @@ class RepoService:
     ) -> list[CommitRef]:
         """Provenance as given: commit ids (found in one query) or branch refs."""
         by_id = {(r.repo, r.commit) for r in refs if parse_ref(r.commit).is_commit_id}
-        found: set[tuple[str, str]] = set()
-        if by_id:
-            rows = await session.execute(
-                select(RepoRow.name, CommitRow.id)
-                .join(CommitRow, CommitRow.repo_id == RepoRow.id)
-                .where(tuple_(RepoRow.name, CommitRow.id).in_(by_id))
-            )
-            found = {(name, cid) for name, cid in rows.all()}
+        found = await commit_store.existing(session, by_id)
         resolved = []
         for ref in refs:
             if (ref.repo, ref.commit) in found:
@@ -456,10 +368,7 @@ class RepoService:
         await store.hold_off_collection(session)
         commit = await self.resolve_open_commit(session, repo, ref)
         # Exclusive lock: waits for puts holding the share lock, and later puts see "finished".
-        await session.execute(
-            select(CommitRow.seq).where(CommitRow.id == commit.id).with_for_update()
-        )
-        await session.refresh(commit)
+        await commit_store.lock(session, commit)
         if commit.state != OPEN:
             raise Conflict(f"commit {commit.id} is already finished")
         deletes, puts = await store.staged_changes(session, commit.id)
@@ -489,16 +398,8 @@ class RepoService:
             )
         ]
         if commit.branch is not None:
-            previous = await session.scalar(
-                select(BranchRow.head).where(
-                    BranchRow.repo_id == repo.id, BranchRow.name == commit.branch
-                )
-            )
-            await session.execute(
-                update(BranchRow)
-                .where(BranchRow.repo_id == repo.id, BranchRow.name == commit.branch)
-                .values(head=commit.id)
-            )
+            previous = await repo_store.branch_head(session, repo.id, commit.branch)
+            await repo_store.set_branch_head(session, repo.id, commit.branch, commit.id)
             events.append(
                 BranchMoved(repo=repo.name, branch=commit.branch, head=commit.id, previous=previous)
             )
@@ -507,50 +408,29 @@ class RepoService:
 
     async def abandon_commit(self, session: AsyncSession, repo: RepoRow, ref: str) -> None:
         commit = await self.resolve_open_commit(session, repo, ref)
-        await session.execute(
-            select(CommitRow.seq).where(CommitRow.id == commit.id).with_for_update()
-        )
-        await session.execute(delete(CommitRow).where(CommitRow.id == commit.id))
+        await commit_store.lock(session, commit)
+        await commit_store.delete_commit(session, commit.id)
 
     async def provenance(self, session: AsyncSession, commit: CommitRow) -> list[CommitRefModel]:
-        rows = await session.execute(
-            select(ProvenanceRow.input_repo, ProvenanceRow.input_commit)
-            .where(ProvenanceRow.commit_id == commit.id)
-            .order_by(ProvenanceRow.input_repo, ProvenanceRow.input_commit)
-        )
-        return [CommitRefModel(repo=r, commit=c) for r, c in rows.all()]
+        found = await commit_store.provenance(session, [commit.id])
+        return [CommitRefModel(repo=r, commit=c) for r, c in found[commit.id]]
 
     async def subvenance(self, session: AsyncSession, commit: CommitRow) -> list[CommitRefModel]:
         """The commits, in any repo, that name ``commit`` in their provenance (lineage down)."""
-        rows = await session.execute(
-            select(RepoRow.name, CommitRow.id)
-            .join(CommitRow, CommitRow.repo_id == RepoRow.id)
-            .join(ProvenanceRow, ProvenanceRow.commit_id == CommitRow.id)
-            .where(ProvenanceRow.input_commit == commit.id)
-            .order_by(CommitRow.seq)
-        )
-        return [CommitRefModel(repo=r, commit=c) for r, c in rows.all()]
+        found = await commit_store.subvenance(session, commit.id)
+        return [CommitRefModel(repo=r, commit=c) for r, c in found]
 
     async def commit_info(
         self, session: AsyncSession, repo: RepoRow, commit: CommitRow
     ) -> CommitInfo:
-        return CommitInfo(
-            id=commit.id,
-            repo=repo.name,
-            branch=commit.branch,
-            parent=commit.parent,
-            merge_parent=commit.merge_parent,
-            opened_by=commit.opened_by,
-            state=OPEN if commit.state == OPEN else FINISHED,
-            error=commit.error,
-            global_id=commit.global_id,
-            provenance=await self.provenance(session, commit),
-            description=commit.description,
-            size_bytes=commit.size_bytes,
-            file_count=commit.file_count,
-            started_at=commit.started_at,
-            finished_at=commit.finished_at,
-        )
+        return (await self.commit_infos(session, repo, [commit]))[0]
+
+    async def commit_infos(
+        self, session: AsyncSession, repo: RepoRow, commits: Sequence[CommitRow]
+    ) -> list[CommitInfo]:
+        """Several commits' details, their provenance read in one query rather than one each."""
+        provenance = await commit_store.provenance(session, [c.id for c in commits])
+        return [_commit_info(repo, c, provenance[c.id]) for c in commits]
 
     async def list_commits(
         self,
@@ -563,15 +443,8 @@ class RepoService:
         cursor: int | None = None,
     ) -> tuple[list[CommitRow], int | None]:
         """Commits newest first; ``cursor`` is the last page's smallest sequence number."""
-        query = select(CommitRow).where(CommitRow.repo_id == repo.id)
-        if branch is not None:
-            query = query.where(CommitRow.branch == branch)
-        if state is not None:
-            query = query.where(CommitRow.state == state)
-        if cursor is not None:
-            query = query.where(CommitRow.seq < cursor)
-        rows = list(
-            (await session.scalars(query.order_by(CommitRow.seq.desc()).limit(limit + 1))).all()
+        rows = await commit_store.page(
+            session, repo.id, branch=branch, state=state, limit=limit + 1, before_seq=cursor
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -587,18 +460,13 @@ class RepoService:
         cursor: str | None = None,
     ) -> tuple[list[CommitRow], str | None]:
         """A ref's ancestry, newest first; ``cursor`` is the commit to continue from."""
-        commit: CommitRow | None = (
+        start = (
             await self._commit_by_id(session, repo, cursor)
             if cursor
             else await self.resolve_commit(session, repo, ref)
         )
-        rows: list[CommitRow] = []
-        while commit is not None and len(rows) < limit:
-            rows.append(commit)
-            commit = (
-                await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
-            )
-        return rows, (commit.id if commit is not None else None)
+        rows = await commit_store.ancestry(session, repo.id, start.id, limit + 1)
+        return rows[:limit], (rows[limit].id if len(rows) > limit else None)
 
     # --- files -------------------------------------------------------------------------------
 
@@ -711,7 +579,10 @@ class RepoService:
     ) -> list[HistoryEntry]:
         """The commits among ``ref``'s last ``limit`` ancestors where ``path`` changed."""
         path = normalize_path(path, allow_root=False)
-        commits, _ = await self.log(session, repo, ref, limit=limit)
+        start = await self.resolve_commit(session, repo, ref)
+        # One more than asked: the last one's parent, read with the rest.
+        chain = await commit_store.ancestry(session, repo.id, start.id, limit + 1)
+        commits = chain[:limit]
         load = self.trees.loader(session)
 
         async def entry_in(commit: CommitRow | None) -> trees.Entry | None:
@@ -720,10 +591,8 @@ class RepoService:
             return await trees.lookup(load, commit.root_tree, path)
 
         out: list[HistoryEntry] = []
-        for commit in commits:
-            parent = (
-                await self._commit_by_id(session, repo, commit.parent) if commit.parent else None
-            )
+        for n, commit in enumerate(commits):
+            parent = chain[n + 1] if n + 1 < len(chain) else None
             entry, before = await entry_in(commit), await entry_in(parent)
             if entry == before:
                 continue
@@ -766,6 +635,43 @@ class RepoService:
                 for c in changes
             ],
         )
+
+
+def _commit_info(
+    repo: RepoRow, commit: CommitRow, provenance: Sequence[tuple[str, str]]
+) -> CommitInfo:
+    return CommitInfo(
+        id=commit.id,
+        repo=repo.name,
+        branch=commit.branch,
+        parent=commit.parent,
+        merge_parent=commit.merge_parent,
+        opened_by=commit.opened_by,
+        state=OPEN if commit.state == OPEN else FINISHED,
+        error=commit.error,
+        global_id=commit.global_id,
+        provenance=[CommitRefModel(repo=r, commit=c) for r, c in provenance],
+        description=commit.description,
+        size_bytes=commit.size_bytes,
+        file_count=commit.file_count,
+        started_at=commit.started_at,
+        finished_at=commit.finished_at,
+    )
+
+
+def _repo_info(repo: RepoRow, summary: repo_store.RepoSummary | None) -> RepoInfo:
+    summary = summary or repo_store.RepoSummary()
+    return RepoInfo(
+        name=repo.name,
+        description=repo.description,
+        created_at=repo.created_at,
+        branches=summary.branches,
+        size_bytes=summary.size_bytes,
+        commit_count=summary.commit_count,
+        owner_pipeline=repo.owner_pipeline,
+        keep_days=repo.keep_days,
+        keep_last=repo.keep_last,
+    )
 
 
 def file_info(path: str, entry: trees.Entry) -> FileInfo:

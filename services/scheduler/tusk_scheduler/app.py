@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.app import ServiceDefinition
 from tusk.auth.http import PrincipalDep
 from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
@@ -108,3 +109,11 @@ def create_app(
 def _relay(request: Request) -> OutboxRelay:
     relay: OutboxRelay = request.app.state.context.relay
     return relay
+
+
+SERVICE = ServiceDefinition(
+    name="scheduler",
+    build_context=build_context,
+    create_app=create_app,
+    port_variable="TUSK_SCHEDULER_PORT",
+)

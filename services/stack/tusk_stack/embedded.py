@@ -1,9 +1,11 @@
 """Embedded mode: every service in one process and one event loop (``tusk up``).
 
 Each service's context (database, object store, …) is built here and handed to its app, so
-that start-up failures surface as exceptions before anything listens, and so that services
-added later (trigger, scheduler, inference) can share in-process adapters such as the memory
-bus. Each app gets its own uvicorn server; signals are handled once, here, for all of them.
+that start-up failures surface as exceptions before anything listens, and so that the services
+share in-process adapters such as the memory bus. Every service is assembled the same way,
+from the ``SERVICE`` definition its ``app.py`` exports, in order: each reaches those started
+before it at the addresses they listen on. Each app gets its own uvicorn server; signals are
+handled once, here, for all of them.
 """
 
 from __future__ import annotations
@@ -16,38 +18,36 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 import uvicorn
 from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp
 
+from tusk.app import ServiceDefinition
 from tusk.client.config import DEFAULT_REPO_URL
 from tusk.errors import TuskError, Unavailable
-from tusk.events.bus import EventBus
 from tusk.events.factory import open_event_bus
 from tusk.events.feed import event_feed_router
-from tusk_console.app import create_app as create_console_app
+from tusk_console.app import SERVICE as CONSOLE
 from tusk_console.config import ConsoleSettings
-from tusk_console.context import build_context as build_console_context
-from tusk_inference.app import create_app as create_inference_app
+from tusk_inference.app import SERVICE as INFERENCE
 from tusk_inference.config import InferenceSettings
-from tusk_inference.context import build_context as build_inference_context
-from tusk_repo.app import create_app as create_repo_app
+from tusk_repo.app import SERVICE as REPO
 from tusk_repo.config import RepoSettings
-from tusk_repo.context import build_context as build_repo_context
 from tusk_repo.s3.app import create_gateway_app
-from tusk_scheduler.app import create_app as create_scheduler_app
+from tusk_scheduler.app import SERVICE as SCHEDULER
 from tusk_scheduler.config import SchedulerSettings
-from tusk_scheduler.context import build_context as build_scheduler_context
-from tusk_trigger.app import create_app as create_trigger_app
+from tusk_trigger.app import SERVICE as TRIGGER
 from tusk_trigger.config import TriggerSettings
-from tusk_trigger.context import build_context as build_trigger_context
 
 log = structlog.get_logger()
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
+# In start-up order: each service reaches those before it (the repo service first; the console,
+# which reads every other, last).
+SERVICES: tuple[ServiceDefinition[Any, Any], ...] = (REPO, TRIGGER, SCHEDULER, INFERENCE, CONSOLE)
 
 
 @dataclass(frozen=True)
@@ -102,49 +102,36 @@ async def run_embedded(
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(_close_sockets, listeners)
             repo = settings.repo
+            debug = repo.log_level.upper() == "DEBUG"
             # One bus for every service: the in-process MemoryBus, or Kafka when configured.
             bus = await stack.enter_async_context(open_event_bus(repo))
-            repo_context = await stack.enter_async_context(build_repo_context(repo, bus=bus))
-            repo_app = create_repo_app(context=repo_context)
-            # Another process cannot read the in-process bus: `tusk events tail` reads this.
-            repo_app.include_router(event_feed_router(bus), prefix="/v1")
-            repo_listener = _listener(
-                "repo", repo_app, repo.host, repo.port,
-                "TUSK_REPO_PORT", debug=repo.log_level.upper() == "DEBUG",
-            )
-            listeners.append(repo_listener)
-            if settings.s3_gateway and repo.s3_gateway_port:
-                listeners.append(_listener(
-                    "s3", create_gateway_app(repo_context), repo.host, repo.s3_gateway_port,
-                    "TUSK_S3_GATEWAY_PORT", debug=repo.log_level.upper() == "DEBUG",
-                ))
-            # The others reach the repo service over HTTP, like separate deployments do.
-            trigger = settings.trigger.model_copy(update={"repo_url": repo_listener.url})
-            trigger_context = await stack.enter_async_context(build_trigger_context(trigger, bus))
-            listeners.append(_listener(
-                "trigger", create_trigger_app(context=trigger_context), trigger.host,
-                trigger.port, "TUSK_TRIGGER_PORT", debug=repo.log_level.upper() == "DEBUG",
-            ))
-            scheduler = settings.scheduler.model_copy(update={"repo_url": repo_listener.url})
-            scheduler_context = await stack.enter_async_context(
-                build_scheduler_context(scheduler, bus=bus)
-            )
-            listeners.append(_listener(
-                "scheduler", create_scheduler_app(context=scheduler_context), scheduler.host,
-                scheduler.port, "TUSK_SCHEDULER_PORT", debug=repo.log_level.upper() == "DEBUG",
-            ))
-            inference = settings.inference.model_copy(update={"repo_url": repo_listener.url})
-            inference_context = await stack.enter_async_context(
-                build_inference_context(inference, bus=bus)
-            )
-            listeners.append(_listener(
-                "inference", create_inference_app(context=inference_context), inference.host,
-                inference.port, "TUSK_INFERENCE_PORT", debug=repo.log_level.upper() == "DEBUG",
-            ))
-            if settings.console is not None:
-                listeners.append(await _console_listener(
-                    stack, settings.console, listeners, bus, debug=repo.log_level.upper() == "DEBUG"
-                ))
+            urls: dict[str, str] = {}
+            for service in SERVICES:
+                own = getattr(settings, service.name)
+                if own is None:  # not run (the console, unless asked for)
+                    continue
+                # The others reach the services before them over HTTP, at the addresses they
+                # listen on, like separate deployments do.
+                own = own.model_copy(update={
+                    f"{name}_url": url for name, url in urls.items()
+                    if f"{name}_url" in type(own).model_fields
+                })
+                context = await stack.enter_async_context(service.build_context(own, bus=bus))
+                app = service.create_app(context=context)
+                if service is REPO:
+                    # Another process cannot read the in-process bus: `tusk events tail` reads
+                    # this.
+                    app.include_router(event_feed_router(bus), prefix="/v1")
+                listener = _listener(
+                    service.name, app, own.host, own.port, service.port_variable, debug=debug
+                )
+                listeners.append(listener)
+                urls[service.name] = listener.url
+                if service is REPO and settings.s3_gateway and repo.s3_gateway_port:
+                    listeners.append(_listener(
+                        "s3", create_gateway_app(context), repo.host, repo.s3_gateway_port,
+                        "TUSK_S3_GATEWAY_PORT", debug=debug,
+                    ))
             if stop.is_set():  # a signal arrived while starting
                 return
             log.info(
@@ -153,33 +140,12 @@ async def run_embedded(
                 objects=repo.resolved_object_store_url,
                 **{f"{item.name}_url": item.url for item in listeners},
             )
-            if repo_listener.url != DEFAULT_REPO_URL:
+            if urls["repo"] != DEFAULT_REPO_URL:
                 log.info("point the CLI at it", run=" ".join(
                     f"TUSK_{item.name.upper()}_URL={item.url}" for item in listeners
                 ))
             await _serve(listeners, stop)
     log.info("tusk stopped")
-
-
-async def _console_listener(
-    stack: contextlib.AsyncExitStack,
-    console: ConsoleSettings,
-    listeners: list[_Listener],
-    bus: EventBus,
-    *,
-    debug: bool,
-) -> _Listener:
-    """The console reads the others over HTTP at the addresses they listen on, and follows
-    the shared bus."""
-    urls = {item.name: item.url for item in listeners}
-    console = console.model_copy(update={
-        f"{name}_url": urls[name] for name in ("repo", "trigger", "scheduler", "inference")
-    })
-    context = await stack.enter_async_context(build_console_context(console, bus))
-    return _listener(
-        "console", create_console_app(context=context), console.host, console.port,
-        "TUSK_CONSOLE_PORT", debug=debug,
-    )
 
 
 def _listener(

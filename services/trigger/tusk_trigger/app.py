@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import structlog
 from fastapi import FastAPI, Request
 
-from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
+from tusk.app import ServiceDefinition, service_app
 from tusk.auth.audit import AuditMiddleware
 from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
 from tusk.events.parking import add_outbox_routes
 from tusk.events.relay import OutboxRelay
 from tusk.limits import add_request_limits
-from tusk.logging import configure_logging
 from tusk.openapi import add_component_schemas, add_links
 from tusk_trigger.api import jobs, pipelines
 from tusk_trigger.config import TriggerSettings
@@ -38,29 +34,16 @@ def create_app(
     bus: EventBus | None = None,
 ) -> FastAPI:
     settings = settings or (context.settings if context else TriggerSettings())
-    if context is None and bus is None:  # a process of its own (`uvicorn --factory`)
-        configure_logging(settings.log_level, json=settings.log_json)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if context is not None:
-            app.state.context = context
-            yield
-            return
-        async with build_context(settings, bus) as built:
-            app.state.context = built
-            log.info("trigger service ready", repo_url=settings.repo_url)
-            yield
-        log.info("trigger service stopped")
-
-    app = FastAPI(
+    app = service_app(
+        "trigger service",
+        settings,
+        context,
+        lambda: build_context(settings, bus),
+        alone=context is None and bus is None,  # a process of its own (`uvicorn --factory`)
+        ready=lambda _: {"repo_url": settings.repo_url},
         title="tusk trigger service",
-        version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
     )
-    if context is not None:
-        app.state.context = context
     install_error_handlers(app)
     verifier = remote_verifier(
         settings.api_tokens, lambda: app.state.context.repos, settings.auth_cache_seconds
@@ -94,3 +77,11 @@ def create_app(
 def _relay(request: Request) -> OutboxRelay:
     relay: OutboxRelay = request.app.state.context.relay
     return relay
+
+
+SERVICE = ServiceDefinition(
+    name="trigger",
+    build_context=build_context,
+    create_app=create_app,
+    port_variable="TUSK_TRIGGER_PORT",
+)

@@ -7,21 +7,19 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import structlog
 
 from tusk.client.repo import RepoClient
 from tusk.db import Database, migrate
-from tusk.errors import TuskError
 from tusk.events.bus import EventBus
 from tusk.events.consumer import EventConsumer
 from tusk.events.factory import open_event_bus
 from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
+from tusk_trigger.background import run_cron
 from tusk_trigger.config import TriggerSettings
-from tusk_trigger.cron import commit_tick
-from tusk_trigger.events import GROUP, TOPICS, TYPES, make_handler
+from tusk_trigger.events import GROUP, TOPICS, TYPES, make_handler, make_prepare
 from tusk_trigger.service import TriggerService
 from tusk_trigger.tables import outbox, processed_events
 
@@ -56,9 +54,7 @@ async def build_context(
                 RepoClient(settings.repo_url, token=settings.token)
             )
         relay = OutboxRelay(db, outbox, bus, max_record_bytes=settings.max_event_bytes)
-        service = TriggerService(
-            db, repos, OutboxWriter(outbox, "tusk/trigger", on_commit=relay.wake)
-        )
+        service = TriggerService(repos, OutboxWriter(outbox, "tusk/trigger", on_commit=relay.wake))
         consumer = EventConsumer(
             bus,
             db,
@@ -67,36 +63,15 @@ async def build_context(
             topics=TOPICS,
             types=TYPES,
             handler=make_handler(service),
+            prepare=make_prepare(service, db),
         )
         relay.start()
         stack.push_async_callback(relay.stop)
         consumer.start()
         stack.push_async_callback(consumer.stop)
-        ticker = asyncio.create_task(run_cron(service, repos, settings.cron_interval))
+        ticker = asyncio.create_task(run_cron(service, db, repos, settings.cron_interval))
         stack.push_async_callback(_cancel, ticker)
         yield Context(settings=settings, db=db, repos=repos, service=service, relay=relay)
-
-
-async def run_cron(service: TriggerService, repos: RepoClient, interval: float) -> None:
-    """Commit each due tick; a failed tick is logged and tried again on the next look."""
-    while True:
-        now = datetime.now(UTC)
-        try:
-            for row in await service.due_ticks(now):
-                if await service.claim_tick(row, now):
-                    commit = await commit_tick(
-                        repos, row.repo, row.next_tick_at, overwrite=row.overwrite
-                    )
-                    log.info(
-                        "cron tick",
-                        pipeline=row.pipeline,
-                        input=row.input_name,
-                        repo=row.repo,
-                        commit=commit,
-                    )
-        except TuskError as e:
-            log.warning("cron tick failed", error=e.message)
-        await asyncio.sleep(interval)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

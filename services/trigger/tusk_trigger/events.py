@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tusk.events.consumer import Handler
+from tusk.db import Database
+from tusk.events.consumer import Handler, Prepare
 from tusk.events.envelope import Envelope, EventData
 from tusk.events.types import (
     COMMITS_TOPIC,
@@ -24,10 +25,29 @@ TYPES = (CommitFinished, JobStarted, JobProgress, JobSucceeded, JobFailed)
 
 
 def make_handler(service: TriggerService) -> Handler:
+    """Job news, applied in the consumer's transaction."""
+
     async def handle(session: AsyncSession, _envelope: Envelope, data: EventData) -> None:
-        if isinstance(data, CommitFinished):
-            await service.on_commit_finished(session, data)
-        elif isinstance(data, JobStarted | JobProgress | JobSucceeded | JobFailed):
+        if isinstance(data, JobStarted | JobProgress | JobSucceeded | JobFailed):
             await service.on_job_event(session, data)
 
     return handle
+
+
+def make_prepare(service: TriggerService, db: Database) -> Prepare:
+    """A finished commit: the heads of the triggered pipelines' other inputs are read from the
+    repo service before the consumer's transaction opens, and the jobs created in it."""
+
+    async def prepare(_envelope: Envelope, data: EventData) -> Handler | None:
+        if not isinstance(data, CommitFinished):
+            return None
+        async with db.session(write=False) as session:
+            branches = await service.branches_to_read(session, data)
+        heads = await service.read_heads(branches)
+
+        async def handle(session: AsyncSession, _envelope: Envelope, _data: EventData) -> None:
+            await service.on_commit_finished(session, data, heads)
+
+        return handle
+
+    return prepare

@@ -1,25 +1,26 @@
 """Pipelines and jobs. Methods take the caller's session and only flush; events go through the
-outbox in the same transaction as the change they announce."""
+outbox in the same transaction as the change they announce. SQL is the store's.
+
+Nothing here calls another service inside a write transaction: what a change needs from the
+repo service (input repos checked, output and cron repos made, branch heads read) is fetched
+first, by the methods that take no session, and handed in."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import blake3
 import structlog
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk import shortid
 from tusk.client.repo import RepoClient
-from tusk.db import Database, insert_if_absent
 from tusk.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tusk.events.outbox import OutboxWriter
 from tusk.events.types import (
@@ -35,10 +36,11 @@ from tusk.events.types import (
 )
 from tusk.pipelines.compat import spec_warnings
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
+from tusk_trigger import store
 from tusk_trigger.cron import commit_tick
 from tusk_trigger.job_spec import check_job_spec_size, job_spec
 from tusk_trigger.schemas import TERMINAL_STATES, JobInfo, PipelineInfo
-from tusk_trigger.tables import CronRow, JobRow, PipelineRow, PipelineVersionRow
+from tusk_trigger.tables import CronRow, JobRow, PipelineRow
 
 JOB_ID_LENGTH = 32
 
@@ -67,6 +69,10 @@ def input_branches(spec: PipelineSpec) -> list[InputBranch]:
     return branches
 
 
+def load_runnable_spec(text: str | bytes) -> PipelineSpec:
+    return _runnable(load_spec(text))
+
+
 def _runnable(spec: PipelineSpec) -> PipelineSpec:
     """Refuse what tusk cannot run at all (rather than store a pipeline that never runs)."""
     if spec.spout is not None:
@@ -77,155 +83,162 @@ def _runnable(spec: PipelineSpec) -> PipelineSpec:
     return spec
 
 
+Heads = Mapping[tuple[str, str], str | None]
+"""The head commit of each (repo, branch) read, None when it has none or its head failed."""
+
+
 def input_key(inputs: Sequence[InputCommit]) -> str:
     pairs = sorted((i.name, i.repo, i.commit) for i in inputs)
     return blake3.blake3(json.dumps(pairs).encode()).hexdigest()
 
 
 class TriggerService:
-    def __init__(self, db: Database, repos: RepoClient, outbox: OutboxWriter) -> None:
-        self.db = db
+    def __init__(self, repos: RepoClient, outbox: OutboxWriter) -> None:
         self.repos = repos
         self.outbox = outbox
 
+    # --- what a change needs from the repo service (no session: never under a lock) ----------
+
+    async def read_heads(
+        self, branches: Iterable[InputBranch]
+    ) -> dict[tuple[str, str], str | None]:
+        """The head commit of each branch, for jobs to run on."""
+        heads: dict[tuple[str, str], str | None] = {}
+        for branch in branches:
+            key = (branch.repo, branch.branch)
+            if key in heads:
+                continue
+            try:
+                head = await self.repos.inspect_commit(branch.repo, branch.branch)
+            except NotFound:
+                heads[key] = None
+                continue
+            heads[key] = head.id if head.error is None else None
+        return heads
+
+    async def prepare_repos(self, spec: PipelineSpec, *, output: bool) -> None:
+        """Check that the inputs exist; make the cron repos (with a first tick) and, with
+        ``output``, the output repo."""
+        await self._check_inputs(spec)
+        if output:
+            name = spec.pipeline.name
+            await self._ensure_repo(
+                name, f"output of pipeline {name}", adopt_empty=True, owner=name
+            )
+        await self._ensure_cron_repos(spec)
+
+    async def delete_repos(self, repos: Iterable[str]) -> None:
+        for repo in repos:
+            with contextlib.suppress(NotFound):
+                await self.repos.delete_repo(repo, force=True)
+
     # --- pipelines ---------------------------------------------------------------------------
 
-    async def create_pipeline(self, text: str | bytes) -> PipelineInfo:
-        """Validate the spec, make the output repo (and cron repos), store version 1 and run
-        a first job if every input already has a commit."""
-        spec = _runnable(load_spec(text))
+    async def check_new(self, session: AsyncSession, spec: PipelineSpec) -> None:
         name = spec.pipeline.name
-        async with self.db.session(write=False) as session:
-            if await session.get(PipelineRow, name) is not None:
-                raise AlreadyExists(f"pipeline {name!r} already exists (use update)")
-            await self._check_graph(session, spec)
-        await self._check_inputs(spec)
-        await self._ensure_repo(name, f"output of pipeline {name}", adopt_empty=True, owner=name)
-        await self._ensure_cron_repos(spec)
-        document = spec.to_dict()
-        check_job_spec_size(document)
-        now = _now()
-        async with self.db.session() as session:
-            inserted = await insert_if_absent(
-                session,
-                PipelineRow.__table__,
-                {
-                    "name": name,
-                    "version": 1,
-                    "spec": document,
-                    "state": "running",
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-            if not inserted:
-                raise AlreadyExists(f"pipeline {name!r} already exists (use update)")
-            session.add(PipelineVersionRow(pipeline=name, version=1, spec=document, created_at=now))
-            self._schedule_crons(session, spec, now)
-            await session.flush()
-            await self.create_job_on_heads(session, name)
-            row = await self._pipeline(session, name)
-            return await self.pipeline_info(session, row)
+        if await store.pipeline(session, name) is not None:
+            raise AlreadyExists(f"pipeline {name!r} already exists (use update)")
+        await self._check_graph(session, spec)
 
-    async def update_pipeline(
-        self, name: str, text: str | bytes, *, reprocess: bool
-    ) -> PipelineInfo:
-        """Store a new version. It applies to input commits from now on; with ``reprocess`` a
-        job of the new version also runs at once on the latest input commits."""
-        spec = _runnable(load_spec(text))
+    async def check_update(self, session: AsyncSession, name: str, spec: PipelineSpec) -> None:
         if spec.pipeline.name != name:
             raise InvalidArgument(
                 f"pipeline.name: the spec names {spec.pipeline.name!r}, not {name!r}"
             )
-        async with self.db.session(write=False) as session:
-            await self._pipeline(session, name)
-            await self._check_graph(session, spec)
-        await self._check_inputs(spec)
-        await self._ensure_cron_repos(spec)
+        await self._pipeline(session, name)
+        await self._check_graph(session, spec)
+
+    async def create_pipeline(
+        self, session: AsyncSession, spec: PipelineSpec, heads: Heads
+    ) -> PipelineInfo:
+        """Store version 1 and run a first job if every input already has a commit."""
+        name = spec.pipeline.name
         document = spec.to_dict()
         check_job_spec_size(document)
         now = _now()
-        async with self.db.session() as session:
-            row = await self._pipeline(session, name, lock=True)
-            # A datum's identity survives the update unless the user asks to reprocess: the
-            # salt is kept (a spec that sets its own wins), or made anew.
-            if reprocess:
-                spec = spec.model_copy(update={"salt": uuid.uuid4().hex})
-            elif spec.salt is None and row.spec.get("salt") is not None:
-                spec = spec.model_copy(update={"salt": row.spec["salt"]})
-            document = spec.to_dict()
-            row.version += 1
-            row.spec = document
-            row.updated_at = now
-            session.add(
-                PipelineVersionRow(
-                    pipeline=name, version=row.version, spec=document, created_at=now
-                )
+        if not await store.insert_pipeline(session, name, document, now):
+            raise AlreadyExists(f"pipeline {name!r} already exists (use update)")
+        await store.replace_crons(session, name, _crons(spec, now))
+        await self.create_job(session, name, heads)
+        return await self.pipeline_info(session, await self._pipeline(session, name))
+
+    async def update_pipeline(
+        self,
+        session: AsyncSession,
+        name: str,
+        spec: PipelineSpec,
+        *,
+        reprocess: bool,
+        heads: Heads,
+    ) -> PipelineInfo:
+        """Store a new version. It applies to input commits from now on; with ``reprocess`` a
+        job of the new version also runs at once on ``heads``."""
+        check_job_spec_size(spec.to_dict())
+        now = _now()
+        row = await self._pipeline(session, name, lock=True)
+        # A datum's identity survives the update unless the user asks to reprocess: the
+        # salt is kept (a spec that sets its own wins), or made anew.
+        if reprocess:
+            spec = spec.model_copy(update={"salt": uuid.uuid4().hex})
+        elif spec.salt is None and row.spec.get("salt") is not None:
+            spec = spec.model_copy(update={"salt": row.spec["salt"]})
+        document = spec.to_dict()
+        row.version += 1
+        row.spec = document
+        row.updated_at = now
+        store.add_version(session, name, row.version, document, now)
+        await store.replace_crons(session, name, _crons(spec, now))
+        if reprocess:
+            await self.create_job(session, name, heads)
+        return await self.pipeline_info(session, row)
+
+    async def delete_pipeline(self, session: AsyncSession, name: str) -> list[str]:
+        """Delete the pipeline (refused while others read its output) and cancel its jobs;
+        the repos that were its own (output and cron repos), for the caller to delete."""
+        row = await self._pipeline(session, name, lock=True)
+        readers = [
+            p.name
+            for p in await store.all_pipelines(session)
+            if p.name != name and any(b.repo == name for b in input_branches(self._spec(p)))
+        ]
+        if readers:
+            raise Conflict(
+                f"pipeline {name!r} feeds {', '.join(sorted(readers))}; delete those first"
             )
-            for old in (
-                await session.scalars(select(CronRow).where(CronRow.pipeline == name))
-            ).all():
-                await session.delete(old)
+        spec = self._spec(row)
+        await self._cancel_active_jobs(session, name, "pipeline deleted")
+        await store.delete_pipeline(session, row)
+        return [name, *(cron_repo_name(name, c.name) for c in spec.cron_inputs())]
+
+    async def input_branches_of(self, session: AsyncSession, name: str) -> list[InputBranch]:
+        return input_branches(self._spec(await self._pipeline(session, name)))
+
+    async def set_state(
+        self, session: AsyncSession, name: str, state: str, heads: Heads
+    ) -> PipelineInfo:
+        """``stopped``: no new jobs, running ones are cancelled; ``running``: a job runs on
+        ``heads`` (the latest input commits)."""
+        row = await self._pipeline(session, name, lock=True)
+        if row.state != state:
+            row.state = state
+            row.updated_at = _now()
             await session.flush()
-            self._schedule_crons(session, spec, now)
-            await session.flush()
-            if reprocess:
-                await self.create_job_on_heads(session, name)
-            return await self.pipeline_info(session, row)
+            if state == "stopped":
+                await self._cancel_active_jobs(session, name, "pipeline stopped")
+            else:
+                await self.create_job(session, name, heads)
+        return await self.pipeline_info(session, row)
 
-    async def delete_pipeline(self, name: str, *, keep_repo: bool) -> None:
-        async with self.db.session() as session:
-            row = await self._pipeline(session, name, lock=True)
-            readers = [
-                p.name
-                for p in await self._all_pipelines(session)
-                if p.name != name and any(b.repo == name for b in input_branches(self._spec(p)))
-            ]
-            if readers:
-                raise Conflict(
-                    f"pipeline {name!r} feeds {', '.join(sorted(readers))}; delete those first"
-                )
-            spec = self._spec(row)
-            await self._cancel_active_jobs(session, name, "pipeline deleted")
-            await session.delete(row)
-        if not keep_repo:
-            for repo in [name, *(cron_repo_name(name, c.name) for c in spec.cron_inputs())]:
-                with contextlib.suppress(NotFound):
-                    await self.repos.delete_repo(repo, force=True)
+    async def list_pipelines(self, session: AsyncSession) -> list[PipelineInfo]:
+        rows = await store.all_pipelines(session)
+        newest = await store.newest_jobs(session)
+        return [self._info(row, newest.get(row.name)) for row in rows]
 
-    async def set_state(self, name: str, state: str) -> PipelineInfo:
-        """``stopped``: no new jobs, running ones are cancelled; ``running``: jobs resume on
-        the latest input commits."""
-        async with self.db.session() as session:
-            row = await self._pipeline(session, name, lock=True)
-            if row.state != state:
-                row.state = state
-                row.updated_at = _now()
-                await session.flush()
-                if state == "stopped":
-                    await self._cancel_active_jobs(session, name, "pipeline stopped")
-                else:
-                    await self.create_job_on_heads(session, name)
-            return await self.pipeline_info(session, row)
-
-    async def list_pipelines(self) -> list[PipelineInfo]:
-        async with self.db.session(write=False) as session:
-            rows = await self._all_pipelines(session)
-            newest = await _newest_jobs(session)
-            return [self._info(row, newest.get(row.name)) for row in rows]
-
-    async def inspect_pipeline(self, name: str) -> PipelineInfo:
-        async with self.db.session(write=False) as session:
-            return await self.pipeline_info(session, await self._pipeline(session, name))
+    async def inspect_pipeline(self, session: AsyncSession, name: str) -> PipelineInfo:
+        return await self.pipeline_info(session, await self._pipeline(session, name))
 
     async def pipeline_info(self, session: AsyncSession, row: PipelineRow) -> PipelineInfo:
-        last = await session.scalar(
-            select(JobRow)
-            .where(JobRow.pipeline == row.name)
-            .order_by(JobRow.created_at.desc())
-            .limit(1)
-        )
-        return self._info(row, last)
+        return self._info(row, await store.last_job(session, row.name))
 
     def _info(self, row: PipelineRow, last: JobRow | None) -> PipelineInfo:
         spec = self._spec(row)
@@ -247,63 +260,88 @@ class TriggerService:
 
     # --- jobs --------------------------------------------------------------------------------
 
-    async def on_commit_finished(self, session: AsyncSession, event: CommitFinished) -> None:
-        """Create a job for every running pipeline that reads the commit's branch."""
+    async def branches_to_read(
+        self, session: AsyncSession, event: CommitFinished
+    ) -> list[InputBranch]:
+        """The branches whose heads :meth:`on_commit_finished` needs: the other inputs of
+        every running pipeline that reads the commit's branch."""
+        if event.branch is None or event.error is not None:
+            return []
+        return [
+            branch
+            for _, reads, others in await self._readers(session, event)
+            if reads
+            for branch in others
+        ]
+
+    async def on_commit_finished(
+        self, session: AsyncSession, event: CommitFinished, heads: Heads
+    ) -> None:
+        """Create a job for every running pipeline that reads the commit's branch, on the
+        commit and ``heads`` for its other inputs."""
         if event.branch is None:
             return
         if event.error is not None:
             log.info("not triggering on a failed commit", repo=event.repo, commit=event.commit)
             return
-        for row in await self._all_pipelines(session):
-            if row.state != "running":
-                continue
-            reads = [
-                b
-                for b in input_branches(self._spec(row))
-                if (b.repo, b.branch) == (event.repo, event.branch)
-            ]
+        for row, reads, _ in await self._readers(session, event):
             if reads:
-                await self.create_job_on_heads(
+                await self.create_job(
                     session,
                     row.name,
+                    heads,
                     pinned={b.name: event.commit for b in reads},
                     global_id=event.global_id,
                 )
 
-    async def create_job_on_heads(
+    async def _readers(
+        self, session: AsyncSession, event: CommitFinished
+    ) -> list[tuple[PipelineRow, list[InputBranch], list[InputBranch]]]:
+        """Each running pipeline with its inputs on the event's branch and its other inputs."""
+        out = []
+        for row in await store.all_pipelines(session):
+            if row.state != "running":
+                continue
+            branches = input_branches(self._spec(row))
+            on_it = [b for b in branches if (b.repo, b.branch) == (event.repo, event.branch)]
+            out.append((row, on_it, [b for b in branches if b not in on_it]))
+        return out
+
+    async def create_job(
         self,
         session: AsyncSession,
         pipeline: str,
+        heads: Heads,
         *,
         pinned: dict[str, str] | None = None,
         global_id: str | None = None,
     ) -> JobRow | None:
-        """One job of the pipeline's current version on its inputs' latest commits (``pinned``
-        inputs at the given commits). Nothing when an input has no commit yet or its head
-        failed, and nothing new when that version already has a job on those commits."""
+        """One job of the pipeline's current version on ``heads`` (``pinned`` inputs at the
+        given commits). Nothing when an input has no commit yet or its head failed, and
+        nothing new when that version already has a job on those commits."""
         row = await self._pipeline(session, pipeline)
         spec = self._spec(row)
         inputs: list[InputCommit] = []
         for branch in input_branches(spec):
             commit = (pinned or {}).get(branch.name)
             if commit is None:
-                try:
-                    head = await self.repos.inspect_commit(branch.repo, branch.branch)
-                except NotFound:
+                key = (branch.repo, branch.branch)
+                if key not in heads:
+                    # The spec changed between reading the heads and now; the change's own
+                    # job (or the next commit) runs the new inputs.
+                    log.info("inputs changed meanwhile; no job", pipeline=pipeline)
+                    return None
+                commit = heads[key]
+                if commit is None:
                     log.info("job waits for input", pipeline=pipeline, input=branch.name)
                     return None
-                if head.error is not None:
-                    log.info("input head failed; no job", pipeline=pipeline, input=branch.name)
-                    return None
-                commit = head.id
             inputs.append(
                 InputCommit(name=branch.name, repo=branch.repo, branch=branch.branch, commit=commit)
             )
         job_id = uuid.uuid4().hex
         now = _now()
-        created = await insert_if_absent(
+        job = await store.insert_job(
             session,
-            JobRow.__table__,
             {
                 "id": job_id,
                 "pipeline": pipeline,
@@ -322,9 +360,8 @@ class TriggerService:
                 "finished_at": None,
             },
         )
-        if not created:
+        if job is None:
             return None
-        job = await self._job(session, job_id)
         await self.outbox.add(
             session,
             JobCreated(
@@ -351,7 +388,7 @@ class TriggerService:
     async def on_job_event(
         self, session: AsyncSession, event: JobStarted | JobProgress | JobSucceeded | JobFailed
     ) -> None:
-        job = await session.get(JobRow, event.job, with_for_update=True)
+        job = await store.job(session, event.job, lock=True)
         if job is None or job.state in TERMINAL_STATES:
             return  # unknown (deleted pipeline) or already ended: later news changes nothing
         job.counts = event.counts.model_dump()
@@ -374,101 +411,62 @@ class TriggerService:
             job.output_commit = event.output_commit or job.output_commit
         await session.flush()
 
-    async def stop_job(self, job_id: str) -> JobInfo:
-        async with self.db.session() as session:
-            job = await self._job(session, job_id)
-            if job.state not in TERMINAL_STATES:
-                await self.outbox.add(
-                    session, JobCancel(job=job.id, pipeline=job.pipeline, reason="stopped by user")
-                )
-            return job_info(job)
+    async def stop_job(self, session: AsyncSession, job_id: str) -> JobInfo:
+        job = await self._job(session, job_id)
+        if job.state not in TERMINAL_STATES:
+            await self.outbox.add(
+                session, JobCancel(job=job.id, pipeline=job.pipeline, reason="stopped by user")
+            )
+        return job_info(job)
 
     async def list_jobs(
-        self, *, pipeline: str | None, state: str | None, limit: int, cursor: str | None
+        self,
+        session: AsyncSession,
+        *,
+        pipeline: str | None,
+        state: str | None,
+        limit: int,
+        cursor: str | None,
     ) -> tuple[list[JobInfo], str | None]:
-        async with self.db.session(write=False) as session:
-            query = select(JobRow)
-            if pipeline is not None:
-                query = query.where(JobRow.pipeline == pipeline)
-            if state is not None:
-                query = query.where(JobRow.state == state)
-            if cursor is not None:
-                when, _, last_id = cursor.partition("_")
-                try:
-                    at = datetime.fromisoformat(when)
-                except ValueError:
-                    raise InvalidArgument(f"invalid cursor {cursor!r}") from None
-                query = query.where(
-                    (JobRow.created_at < at) | ((JobRow.created_at == at) & (JobRow.id < last_id))
-                )
-            rows = (
-                await session.scalars(
-                    query.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit + 1)
-                )
-            ).all()
+        after = None
+        if cursor is not None:
+            when, _, last_id = cursor.partition("_")
+            try:
+                after = (datetime.fromisoformat(when), last_id)
+            except ValueError:
+                raise InvalidArgument(f"invalid cursor {cursor!r}") from None
+        rows = await store.jobs_page(
+            session, pipeline=pipeline, state=state, limit=limit + 1, after=after
+        )
         page = rows[:limit]
         nxt = f"{page[-1].created_at.isoformat()}_{page[-1].id}" if len(rows) > limit else None
         return [job_info(j) for j in page], nxt
 
-    async def inspect_job(self, job_id: str) -> JobInfo:
-        async with self.db.session(write=False) as session:
-            return job_info(await self._job(session, job_id))
-
-    async def wait_job(self, job_id: str, seconds: float) -> JobInfo:
-        """The job once it has ended, or as it is when ``seconds`` have passed."""
-        job = await self.inspect_job(job_id)
-        job_id = job.id  # a short id is looked up once
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                while job.state not in TERMINAL_STATES:
-                    await asyncio.sleep(0.1)
-                    job = await self.inspect_job(job_id)
-        return job
+    async def inspect_job(self, session: AsyncSession, job_id: str) -> JobInfo:
+        return job_info(await self._job(session, job_id))
 
     # --- cron --------------------------------------------------------------------------------
 
-    async def due_ticks(self, now: datetime) -> list[CronRow]:
-        async with self.db.session(write=False) as session:
-            rows = await session.scalars(
-                select(CronRow)
-                .join(PipelineRow, PipelineRow.name == CronRow.pipeline)
-                .where(CronRow.next_tick_at <= now, PipelineRow.state == "running")
-            )
-            return list(rows.all())
+    async def due_ticks(self, session: AsyncSession, now: datetime) -> list[CronRow]:
+        return await store.due_crons(session, now)
 
-    async def claim_tick(self, row: CronRow, now: datetime) -> bool:
+    async def claim_tick(self, session: AsyncSession, row: CronRow, now: datetime) -> bool:
         """Move the schedule past ``now``; False if another replica already did."""
-        async with self.db.session() as session:
-            current = await session.get(
-                CronRow, (row.pipeline, row.input_name), with_for_update=True
-            )
-            if current is None or current.next_tick_at != row.next_tick_at:
-                return False
-            pipeline = await self._pipeline(session, row.pipeline)
-            cron = next(c for c in self._spec(pipeline).cron_inputs() if c.name == row.input_name)
-            # Ticks missed while nothing ran are not replayed: one tick, then the next future one.
-            current.next_tick_at = cron.next_tick(max(now, row.next_tick_at))
-            return True
+        current = await store.cron_for_update(session, row.pipeline, row.input_name)
+        if current is None or current.next_tick_at != row.next_tick_at:
+            return False
+        pipeline = await self._pipeline(session, row.pipeline)
+        cron = next(c for c in self._spec(pipeline).cron_inputs() if c.name == row.input_name)
+        # Ticks missed while nothing ran are not replayed: one tick, then the next future one.
+        current.next_tick_at = cron.next_tick(max(now, row.next_tick_at))
+        return True
 
     # --- helpers -----------------------------------------------------------------------------
-
-    def _schedule_crons(self, session: AsyncSession, spec: PipelineSpec, now: datetime) -> None:
-        for cron in spec.cron_inputs():
-            session.add(
-                CronRow(
-                    pipeline=spec.name,
-                    input_name=cron.name,
-                    repo=cron_repo_name(spec.name, cron.name),
-                    spec=cron.spec,
-                    overwrite=cron.overwrite,
-                    next_tick_at=cron.next_tick(now),
-                )
-            )
 
     async def _check_graph(self, session: AsyncSession, spec: PipelineSpec) -> None:
         graph = {
             p.name: [b.repo for b in input_branches(self._spec(p))]
-            for p in await self._all_pipelines(session)
+            for p in await store.all_pipelines(session)
         }
         graph[spec.pipeline.name] = [b.repo for b in input_branches(spec)]
         cycle = find_cycle(graph)
@@ -514,27 +512,21 @@ class TriggerService:
                 await self.repos.set_repo_owner(name, owner)
 
     async def _cancel_active_jobs(self, session: AsyncSession, pipeline: str, reason: str) -> None:
-        active = await session.scalars(
-            select(JobRow).where(JobRow.pipeline == pipeline, JobRow.state.not_in(TERMINAL_STATES))
-        )
-        for job in active:
+        for job in await store.active_jobs(session, pipeline):
             await self.outbox.add(session, JobCancel(job=job.id, pipeline=pipeline, reason=reason))
 
     async def _pipeline(
         self, session: AsyncSession, name: str, *, lock: bool = False
     ) -> PipelineRow:
-        row = await session.get(PipelineRow, name, with_for_update=lock or None)
+        row = await store.pipeline(session, name, lock=lock)
         if row is None:
             raise NotFound(f"pipeline {name!r} not found")
         return row
 
-    async def _all_pipelines(self, session: AsyncSession) -> list[PipelineRow]:
-        return list((await session.scalars(select(PipelineRow).order_by(PipelineRow.name))).all())
-
     async def _job(self, session: AsyncSession, job_id: str) -> JobRow:
         if shortid.is_prefix(job_id, JOB_ID_LENGTH):
-            job_id = await shortid.expand(session, JobRow.id, job_id, kind="job") or job_id
-        job = await session.get(JobRow, job_id)
+            job_id = await store.expand_job_id(session, job_id) or job_id
+        job = await store.job(session, job_id)
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
         return job
@@ -542,6 +534,20 @@ class TriggerService:
     @staticmethod
     def _spec(row: PipelineRow) -> PipelineSpec:
         return PipelineSpec.model_validate(row.spec)
+
+
+def _crons(spec: PipelineSpec, now: datetime) -> list[CronRow]:
+    return [
+        CronRow(
+            pipeline=spec.name,
+            input_name=cron.name,
+            repo=cron_repo_name(spec.name, cron.name),
+            spec=cron.spec,
+            overwrite=cron.overwrite,
+            next_tick_at=cron.next_tick(now),
+        )
+        for cron in spec.cron_inputs()
+    ]
 
 
 def job_info(job: JobRow) -> JobInfo:
@@ -565,17 +571,3 @@ def job_info(job: JobRow) -> JobInfo:
         )
     }
     return JobInfo.model_validate(data)
-
-
-async def _newest_jobs(session: AsyncSession) -> dict[str, JobRow]:
-    """Each pipeline's newest job, in one query rather than one per pipeline."""
-    ranked = select(
-        JobRow.id,
-        func.row_number()
-        .over(partition_by=JobRow.pipeline, order_by=JobRow.created_at.desc())
-        .label("rank"),
-    ).subquery()
-    jobs = await session.scalars(
-        select(JobRow).join(ranked, JobRow.id == ranked.c.id).where(ranked.c.rank == 1)
-    )
-    return {job.pipeline: job for job in jobs}

@@ -66,7 +66,7 @@ async def list_commits(
             limit=limit,
             cursor=int(cursor) if cursor else None,
         )
-        items = [await ctx.service.commit_info(session, row, c) for c in commits]
+        items = await ctx.service.commit_infos(session, row, commits)
         return Page[CommitInfo](items=items, next_cursor=str(nxt) if nxt is not None else None)
 
 
@@ -91,7 +91,7 @@ async def log(
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         commits, nxt = await ctx.service.log(session, row, ref, limit=limit, cursor=cursor)
-        items = [await ctx.service.commit_info(session, row, c) for c in commits]
+        items = await ctx.service.commit_infos(session, row, commits)
         return Page[CommitInfo](items=items, next_cursor=nxt)
 
 

@@ -13,7 +13,7 @@ from pydantic import Field
 from tusk.auth.http import require_admin
 from tusk.errors import NotFound
 from tusk.paths import normalize_path
-from tusk_repo import store, trees
+from tusk_repo import trees
 from tusk_repo.api.deps import BranchName, CommitRef, ContextDep, RepoName
 from tusk_repo.archive import Member, tar_stream
 from tusk_repo.context import Context
@@ -209,7 +209,7 @@ async def _tar(ctx: Context, repo: str, ref: str, request: TarRequest) -> Stream
                 (p[prefix:], e.hash) async for p, e in trees.walk_files(view.load, view.root, path)
             ]
         wanted = [(name, digest) for name, digest in found if request.skip.get(name) != digest]
-        files = await store.load_files(session, {digest for _, digest in wanted})
+        files = await ctx.service.stored_files(session, {digest for _, digest in wanted})
     members = [Member(name, files[digest]) for name, digest in wanted]
     moment = view.commit.finished_at or view.commit.started_at
     return StreamingResponse(

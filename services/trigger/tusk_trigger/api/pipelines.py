@@ -13,6 +13,7 @@ from tusk.pipelines.spec import PipelineSpec
 from tusk_trigger.api.access import check_may_define, make_owner
 from tusk_trigger.api.deps import ContextDep, PipelineName
 from tusk_trigger.schemas import ErrorBody, PipelineInfo
+from tusk_trigger.service import input_branches, load_runnable_spec
 
 router = APIRouter(
     tags=["pipelines"],
@@ -58,7 +59,14 @@ async def create_pipeline(
     pipeline and its output repo."""
     text = await _spec_text(request)
     check_may_define(principal, text)
-    info = await ctx.service.create_pipeline(text)
+    spec = load_runnable_spec(text)
+    async with ctx.db.session(write=False) as session:
+        await ctx.service.check_new(session, spec)
+    # What the repo service must do or tell comes first, outside the transaction below.
+    await ctx.service.prepare_repos(spec, output=True)
+    heads = await ctx.service.read_heads(input_branches(spec))
+    async with ctx.db.session() as session:
+        info = await ctx.service.create_pipeline(session, spec, heads)
     set_audit_resource(request.scope, f"pipeline:{info.name}")
     await make_owner(ctx, principal, info.name, info.output_repo)
     return info
@@ -75,20 +83,29 @@ async def update_pipeline(
     """Store a new version of the pipeline (writers of the pipeline who read its inputs)."""
     text = await _spec_text(request)
     check_may_define(principal, text)
-    return await ctx.service.update_pipeline(name, text, reprocess=reprocess)
+    spec = load_runnable_spec(text)
+    async with ctx.db.session(write=False) as session:
+        await ctx.service.check_update(session, name, spec)
+    await ctx.service.prepare_repos(spec, output=False)
+    heads = await ctx.service.read_heads(input_branches(spec)) if reprocess else {}
+    async with ctx.db.session() as session:
+        return await ctx.service.update_pipeline(
+            session, name, spec, reprocess=reprocess, heads=heads
+        )
 
 
 @router.get("/pipelines", response_model=list[PipelineInfo])
 async def list_pipelines(ctx: ContextDep, principal: PrincipalDep) -> list[PipelineInfo]:
     """The pipelines the caller may read."""
-    return [
-        p for p in await ctx.service.list_pipelines() if principal.can("pipeline", p.name, "reader")
-    ]
+    async with ctx.db.session(write=False) as session:
+        pipelines = await ctx.service.list_pipelines(session)
+    return [p for p in pipelines if principal.can("pipeline", p.name, "reader")]
 
 
 @router.get("/pipelines/{name}", response_model=PipelineInfo, dependencies=[Reader])
 async def inspect_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
-    return await ctx.service.inspect_pipeline(name)
+    async with ctx.db.session(write=False) as session:
+        return await ctx.service.inspect_pipeline(session, name)
 
 
 @router.delete("/pipelines/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Owner])
@@ -99,20 +116,28 @@ async def delete_pipeline(
 ) -> Response:
     """Delete a pipeline (refused while other pipelines read its output); its running jobs
     are stopped and its output repo deleted unless ``keep_repo``."""
-    await ctx.service.delete_pipeline(name, keep_repo=keep_repo)
+    async with ctx.db.session() as session:
+        repos = await ctx.service.delete_pipeline(session, name)
+    if not keep_repo:
+        await ctx.service.delete_repos(repos)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/pipelines/{name}/stop", response_model=PipelineInfo, dependencies=[Writer])
 async def stop_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     """Stop triggering jobs; running jobs are cancelled."""
-    return await ctx.service.set_state(name, "stopped")
+    async with ctx.db.session() as session:
+        return await ctx.service.set_state(session, name, "stopped", heads={})
 
 
 @router.post("/pipelines/{name}/start", response_model=PipelineInfo, dependencies=[Writer])
 async def start_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     """Resume triggering; a job runs on the latest inputs if they changed while stopped."""
-    return await ctx.service.set_state(name, "running")
+    async with ctx.db.session(write=False) as session:
+        branches = await ctx.service.input_branches_of(session, name)
+    heads = await ctx.service.read_heads(branches)
+    async with ctx.db.session() as session:
+        return await ctx.service.set_state(session, name, "running", heads)
 
 
 _NAME = {"name": "$response.body#/name"}
