@@ -1,4 +1,5 @@
-"""Identities, tokens, roles and the audit log: the SQL behind ``/v1/auth``.
+"""Identities, tokens, roles and the audit log: the logic behind ``/v1/auth`` (its SQL is in
+``tusk_repo.store.access``).
 
 Like :class:`tusk_repo.service.RepoService`, every method takes the session explicitly and
 only flushes; the request's session commits.
@@ -6,16 +7,32 @@ only flushes; the request's session commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk.auth.principal import Grant, Principal, Role, WorkerScope
 from tusk.auth.tokens import hash_token, new_token, same_hash, token_id_of
 from tusk.errors import InvalidArgument, NotFound
 from tusk_repo.auth_tables import AuditRow, RoleRow, TokenRow
+from tusk_repo.store import access as store
+from tusk_repo.store.access import list_audit, list_roles, list_tokens
+
+__all__ = [
+    "ADMIN_RESOURCE",
+    "create_token",
+    "forget_resource",
+    "get_token",
+    "grant",
+    "list_audit",
+    "list_roles",
+    "list_tokens",
+    "principal_for",
+    "record",
+    "revoke_job_tokens",
+    "revoke_role",
+    "revoke_token",
+]
 
 ADMIN_RESOURCE = "*"  # the resource column of an admin grant
 
@@ -25,7 +42,7 @@ async def principal_for(session: AsyncSession, token: str) -> Principal | None:
     token_id = token_id_of(token)
     if token_id is None:
         return None
-    row = await session.get(TokenRow, token_id)
+    row = await store.token_by_id(session, token_id)
     # The hash is compared even for an unknown id, so both cases take the same time.
     known = row.hash if row is not None else "0" * 64
     if not same_hash(hash_token(token), known) or row is None:
@@ -67,24 +84,12 @@ async def create_token(
         job=job,
         scope=scope.model_dump(mode="json") if scope is not None else None,
     )
-    session.add(row)
-    await session.flush()
+    await store.add_token(session, row)
     return token, row
 
 
-async def list_tokens(
-    session: AsyncSession, *, identity: str | None = None, include_revoked: bool = False
-) -> Sequence[TokenRow]:
-    query = select(TokenRow).where(TokenRow.job.is_(None)).order_by(TokenRow.created_at)
-    if identity is not None:
-        query = query.where(TokenRow.identity == identity)
-    if not include_revoked:
-        query = query.where(TokenRow.revoked_at.is_(None))
-    return (await session.scalars(query)).all()
-
-
 async def get_token(session: AsyncSession, token_id: str) -> TokenRow:
-    row = await session.get(TokenRow, token_id)
+    row = await store.token_by_id(session, token_id)
     if row is None:
         raise NotFound(f"no token {token_id!r} (tusk auth token list shows them)")
     return row
@@ -101,12 +106,7 @@ async def revoke_token(session: AsyncSession, token_id: str) -> TokenRow:
 
 async def revoke_job_tokens(session: AsyncSession, job: str) -> int:
     """Revoke every worker token of a job; the number revoked now."""
-    result = await session.execute(
-        update(TokenRow)
-        .where(TokenRow.job == job, TokenRow.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return await store.revoke_job_tokens(session, job, datetime.now(UTC))
 
 
 async def grant(
@@ -118,41 +118,25 @@ async def grant(
             "(repo:NAME or pipeline:NAME)"
         )
     key = resource or ADMIN_RESOURCE
-    row = await session.get(RoleRow, (identity, key))
+    row = await store.role_of(session, identity, key)
     now = datetime.now(UTC)
     if row is None:
         row = RoleRow(identity=identity, resource=key, role=role, granted_by=by, granted_at=now)
-        session.add(row)
+        await store.add_role(session, row)
     else:
         row.role, row.granted_by, row.granted_at = role, by, now
-    await session.flush()
+        await session.flush()
     return row
 
 
 async def revoke_role(session: AsyncSession, identity: str, resource: str | None) -> bool:
     """Take ``identity``'s role on ``resource`` (its admin role when None); whether it had one."""
-    result = await session.execute(
-        delete(RoleRow).where(
-            RoleRow.identity == identity, RoleRow.resource == (resource or ADMIN_RESOURCE)
-        )
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await store.delete_role(session, identity, resource or ADMIN_RESOURCE)
 
 
 async def forget_resource(session: AsyncSession, resource: str) -> None:
     """Drop every grant on a deleted resource, so a new one of the same name starts clean."""
-    await session.execute(delete(RoleRow).where(RoleRow.resource == resource))
-
-
-async def list_roles(
-    session: AsyncSession, *, identity: str | None = None, resource: str | None = None
-) -> Sequence[RoleRow]:
-    query = select(RoleRow).order_by(RoleRow.identity, RoleRow.resource)
-    if identity is not None:
-        query = query.where(RoleRow.identity == identity)
-    if resource is not None:
-        query = query.where(RoleRow.resource == resource)
-    return (await session.scalars(query)).all()
+    await store.delete_roles_on(session, resource)
 
 
 async def record(
@@ -165,7 +149,8 @@ async def record(
     status: int,
     request_id: str | None,
 ) -> None:
-    session.add(
+    await store.add_audit(
+        session,
         AuditRow(
             at=datetime.now(UTC),
             identity=identity,
@@ -174,28 +159,5 @@ async def record(
             resource=resource,
             status=status,
             request_id=request_id,
-        )
+        ),
     )
-    await session.flush()
-
-
-async def list_audit(
-    session: AsyncSession,
-    *,
-    identity: str | None = None,
-    resource: str | None = None,
-    since: datetime | None = None,
-    before: int | None = None,
-    limit: int = 100,
-) -> Sequence[AuditRow]:
-    """The newest entries first; ``before``: continue below this sequence number."""
-    query = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
-    if identity is not None:
-        query = query.where(AuditRow.identity == identity)
-    if resource is not None:
-        query = query.where(AuditRow.resource == resource)
-    if since is not None:
-        query = query.where(AuditRow.at >= since)
-    if before is not None:
-        query = query.where(AuditRow.seq < before)
-    return (await session.scalars(query)).all()

@@ -15,12 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk.db import Database
@@ -29,14 +27,15 @@ from tusk.objectstore import ObjectStore
 from tusk.objectstore.chunks import ChunkedFile
 from tusk_repo import history, store
 from tusk_repo.schemas import CommitRefModel, GcReport
-from tusk_repo.tables import BranchRow, CommitRow, FileRow, RepoRow, StagedRow, TagRow, TreeRow
+from tusk_repo.store import gc as gc_store
+from tusk_repo.store import history as history_store
+from tusk_repo.tables import RepoRow
 from tusk_repo.trees import EMPTY_TREE
 
 log = structlog.get_logger()
 
 CHUNK_PREFIX = "chunks/"
 DEFAULT_BRANCH = "master"
-_BATCH = 1000
 _DELETES_IN_FLIGHT = 32
 
 
@@ -102,48 +101,22 @@ class GarbageCollector:
     # --- retention -------------------------------------------------------------------------
 
     async def _apply_retention(self, session: AsyncSession, now: datetime) -> list[CommitRefModel]:
-        repos = (
-            await session.scalars(
-                select(RepoRow).where(
-                    or_(RepoRow.keep_days.is_not(None), RepoRow.keep_last.is_not(None))
-                )
-            )
-        ).all()
         dropped: list[CommitRefModel] = []
-        for repo in repos:
+        for repo in await gc_store.repos_with_retention(session):
             candidates = await self._expired(session, repo, now)
             if not candidates:
                 continue
             kept = await self._pinned(session, candidates)
-            rows = await history.plan_drop(session, candidates - kept, cascade=False)
-            if rows:
-                done, _ = await history.drop(session, self.outbox, rows)
+            planned = await history.plan_drop(session, candidates - kept, cascade=False)
+            if planned:
+                done, _ = await history.drop(session, self.outbox, planned)
                 dropped.extend(done)
         return dropped
 
     async def _expired(self, session: AsyncSession, repo: RepoRow, now: datetime) -> set[str]:
         """Commits of the repo's non-default branches that its retention rules let go."""
-        commits = {
-            row.id: row
-            for row in (
-                await session.execute(
-                    select(
-                        CommitRow.id,
-                        CommitRow.parent,
-                        CommitRow.branch,
-                        CommitRow.state,
-                        CommitRow.finished_at,
-                    ).where(CommitRow.repo_id == repo.id)
-                )
-            ).all()
-        }
-        branches = (
-            await session.scalars(
-                select(BranchRow).where(
-                    BranchRow.repo_id == repo.id, BranchRow.name != DEFAULT_BRANCH
-                )
-            )
-        ).all()
+        commits = {row.id: row for row in await gc_store.commit_links(session, repo.id)}
+        branches = await gc_store.branches_but(session, repo.id, DEFAULT_BRANCH)
         cutoff = now - timedelta(days=repo.keep_days) if repo.keep_days is not None else None
         expired: set[str] = set()
         for branch in branches:
@@ -165,54 +138,32 @@ class GarbageCollector:
     async def _pinned(self, session: AsyncSession, ids: set[str]) -> set[str]:
         """Among ``ids``, commits retention leaves alone: branch heads, tagged commits and
         inputs of other commits (provenance must not dangle)."""
-        ordered = sorted(ids)
-        pinned: set[str] = set()
-        for start in range(0, len(ordered), _BATCH):
-            batch = ordered[start : start + _BATCH]
-            pinned.update(
-                await session.scalars(select(BranchRow.head).where(BranchRow.head.in_(batch)))
-            )
-            pinned.update(
-                await session.scalars(select(TagRow.commit_id).where(TagRow.commit_id.in_(batch)))
-            )
-        pinned.update(commit for _, _, commit in await history._dependents(session, ids))
+        pinned = await gc_store.heads_or_tagged(session, ids)
+        pinned.update(commit for _, _, commit in await history_store.dependents(session, ids))
         return pinned
 
     # --- rows ------------------------------------------------------------------------------
 
     async def _mark_and_sweep_rows(self, session: AsyncSession, marked: _Marked) -> None:
-        connection = await session.connection()
         roots: set[str] = set()
         # An open commit needs the tree it started from; a finished one only its own.
-        for root, base, state in (
-            await connection.execute(
-                select(CommitRow.root_tree, CommitRow.base_tree, CommitRow.state)
-            )
-        ).all():
+        for root, base, state in await gc_store.commit_trees(session):
             tree = root if state == "finished" else base
             if tree:
                 roots.add(tree)
         reachable_trees, reachable_files = await _walk_trees(session, roots - {EMPTY_TREE})
-        reachable_files.update(
-            h
-            for h in await session.scalars(
-                select(StagedRow.file_hash).where(StagedRow.op == "put").distinct()
-            )
-            if h
-        )
+        reachable_files.update(await gc_store.staged_put_hashes(session))
         reachable_trees.add(EMPTY_TREE)
-        tree_garbage = [
-            h for h in await session.scalars(select(TreeRow.hash)) if h not in reachable_trees
-        ]
+        tree_garbage = [h for h in await gc_store.tree_hashes(session) if h not in reachable_trees]
         file_garbage: list[str] = []
-        for digest, blob in (await connection.execute(select(FileRow.hash, FileRow.chunks))).all():
+        for digest, blob in await gc_store.file_chunks(session):
             if digest in reachable_files:
                 marked.chunks.update(h for h, _ in ChunkedFile.decode_chunks(blob))
             else:
                 file_garbage.append(digest)
         marked.tree_nodes, marked.files = len(tree_garbage), len(file_garbage)
-        await _delete_in(session, TreeRow.__table__, tree_garbage)  # type: ignore[arg-type]
-        await _delete_in(session, FileRow.__table__, file_garbage)  # type: ignore[arg-type]
+        await gc_store.delete_trees(session, tree_garbage)
+        await gc_store.delete_files(session, file_garbage)
 
     # --- chunks ----------------------------------------------------------------------------
 
@@ -257,31 +208,17 @@ class GarbageCollector:
 async def _walk_trees(session: AsyncSession, roots: set[str]) -> tuple[set[str], set[str]]:
     """Every tree node reachable from ``roots`` and every file hash they hold; each node is
     read once, in batches, however many commits share it."""
-    connection = await session.connection()
     seen: set[str] = set(roots)
     files: set[str] = set()
     frontier = sorted(roots)
     while frontier:
         following: list[str] = []
-        for start in range(0, len(frontier), _BATCH):
-            rows = await connection.execute(
-                select(TreeRow.entries).where(TreeRow.hash.in_(frontier[start : start + _BATCH]))
-            )
-            for (blob,) in rows.all():
-                for _, kind, digest, _, _ in json.loads(blob):
-                    if kind == "f":
-                        files.add(digest)
-                    elif digest not in seen:
-                        seen.add(digest)
-                        following.append(digest)
+        for blob in await gc_store.tree_entries(session, frontier):
+            for _, kind, digest, _, _ in json.loads(blob):
+                if kind == "f":
+                    files.add(digest)
+                elif digest not in seen:
+                    seen.add(digest)
+                    following.append(digest)
         frontier = following
     return seen, files
-
-
-async def _delete_in(session: AsyncSession, table: Table, keys: Iterable[str]) -> None:
-    """Delete the rows whose ``hash`` is among ``keys``."""
-    ordered = list(keys)
-    for start in range(0, len(ordered), _BATCH):
-        await session.execute(
-            delete(table).where(table.c.hash.in_(ordered[start : start + _BATCH]))
-        )

@@ -11,31 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk.errors import Conflict, InvalidArgument
 from tusk.events.outbox import OutboxWriter
 from tusk.events.types import BranchMoved
 from tusk_repo.schemas import CommitRefModel
-from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow, TagRow
-
-_BATCH = 1000
-
-
-async def _dependents(session: AsyncSession, ids: Iterable[str]) -> list[tuple[str, str, str]]:
-    """(dependent commit, its repo, the input commit it names) for commits naming ``ids``."""
-    ordered = sorted(set(ids))
-    found: list[tuple[str, str, str]] = []
-    for start in range(0, len(ordered), _BATCH):
-        rows = await session.execute(
-            select(ProvenanceRow.commit_id, RepoRow.name, ProvenanceRow.input_commit)
-            .join(CommitRow, CommitRow.id == ProvenanceRow.commit_id)
-            .join(RepoRow, RepoRow.id == CommitRow.repo_id)
-            .where(ProvenanceRow.input_commit.in_(ordered[start : start + _BATCH]))
-        )
-        found.extend((c, r, i) for c, r, i in rows.all())
-    return found
+from tusk_repo.store import history as store
+from tusk_repo.tables import CommitRow, RepoRow
 
 
 async def plan_drop(
@@ -46,7 +29,7 @@ async def plan_drop(
     wanted = set(commits)
     frontier = set(wanted)
     while frontier:
-        dependents = [d for d in await _dependents(session, frontier) if d[0] not in wanted]
+        dependents = [d for d in await store.dependents(session, frontier) if d[0] not in wanted]
         if dependents and not cascade:
             listed = sorted({f"{repo}@{commit}" for commit, repo, _ in dependents})
             raise Conflict(
@@ -58,22 +41,14 @@ async def plan_drop(
             )
         frontier = {commit for commit, _, _ in dependents}
         wanted |= frontier
-    rows = list(
-        (await session.scalars(select(CommitRow).where(CommitRow.id.in_(sorted(wanted))))).all()
-    )
+    rows = await store.commits_by_id(session, wanted)
     still_open = sorted(r.id for r in rows if r.state != "finished")
     if still_open:
         raise Conflict(
             f"commit(s) {', '.join(still_open[:10])} are still open: finish or abandon them first",
             open_commits=still_open[:100],
         )
-    tags = (
-        await session.execute(
-            select(RepoRow.name, TagRow.name, TagRow.commit_id)
-            .join(RepoRow, RepoRow.id == TagRow.repo_id)
-            .where(TagRow.commit_id.in_(sorted(wanted)))
-        )
-    ).all()
+    tags = await store.tags_on(session, wanted)
     if tags:
         listed = sorted(f"{repo}@{tag} ({commit})" for repo, tag, commit in tags)
         raise Conflict(
@@ -88,30 +63,12 @@ async def drop(
 ) -> tuple[list[CommitRefModel], list[str]]:
     """Drop planned commits: children re-parented, branch heads moved to the parent. Returns
     the dropped commits and the branches that moved ("repo@branch")."""
-    repo_names = dict(
-        (
-            await session.execute(
-                select(RepoRow.id, RepoRow.name).where(RepoRow.id.in_({r.repo_id for r in rows}))
-            )
-        ).all()
-    )
+    repo_names = await store.repo_names(session, {r.repo_id for r in rows})
     moved: list[str] = []
     # Newest first, so a run of dropped commits hands its oldest parent down step by step.
     for row in sorted(rows, key=lambda r: r.seq, reverse=True):
-        await session.execute(
-            update(CommitRow).where(CommitRow.parent == row.id).values(parent=row.parent)
-        )
-        await session.execute(
-            update(CommitRow)
-            .where(CommitRow.merge_parent == row.id)
-            .values(merge_parent=row.parent)
-        )
-        heads = (
-            await session.scalars(
-                select(BranchRow).where(BranchRow.repo_id == row.repo_id, BranchRow.head == row.id)
-            )
-        ).all()
-        for branch in heads:
+        await store.reparent_children(session, row.id, row.parent)
+        for branch in await store.branches_at(session, row.repo_id, row.id):
             branch.head = row.parent
             name = repo_names[row.repo_id]
             moved.append(f"{name}@{branch.name}")
@@ -119,8 +76,7 @@ async def drop(
                 session,
                 BranchMoved(repo=name, branch=branch.name, head=row.parent, previous=row.id),
             )
-        await session.delete(row)
-        await session.flush()
+        await store.delete_commit(session, row)
     dropped = [CommitRefModel(repo=repo_names[r.repo_id], commit=r.id) for r in rows]
     return dropped, moved
 
@@ -135,9 +91,7 @@ async def squash_range(
     chain: list[str] = []
     current = newest
     while current.parent is not None:
-        parent = await session.scalar(
-            select(CommitRow).where(CommitRow.id == current.parent, CommitRow.repo_id == repo.id)
-        )
+        parent = await store.commit_in(session, repo.id, current.parent)
         if parent is None:
             break
         chain.append(parent.id)

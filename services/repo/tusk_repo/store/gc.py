@@ -1,0 +1,125 @@
+"""SQL for garbage collection: what retention may drop, what is reachable, what is deleted.
+
+The scans over every commit, tree node and file record read through the session's connection
+rather than the ORM: they only need a few columns, and there may be millions of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Row, Table, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tusk_repo.tables import BranchRow, CommitRow, FileRow, RepoRow, StagedRow, TagRow, TreeRow
+
+# Ids per IN list: well under SQLite's and asyncpg's limits on bound parameters.
+_BATCH = 1000
+
+
+async def repos_with_retention(session: AsyncSession) -> Sequence[RepoRow]:
+    return (
+        await session.scalars(
+            select(RepoRow).where(
+                or_(RepoRow.keep_days.is_not(None), RepoRow.keep_last.is_not(None))
+            )
+        )
+    ).all()
+
+
+async def commit_links(
+    session: AsyncSession, repo_id: int
+) -> Sequence[Row[str, str | None, str | None, str, datetime | None]]:
+    """(id, parent, branch, state, finished_at) of every commit of the repo."""
+    return (
+        await session.execute(
+            select(
+                CommitRow.id,
+                CommitRow.parent,
+                CommitRow.branch,
+                CommitRow.state,
+                CommitRow.finished_at,
+            ).where(CommitRow.repo_id == repo_id)
+        )
+    ).all()
+
+
+async def branches_but(session: AsyncSession, repo_id: int, name: str) -> Sequence[BranchRow]:
+    """The repo's branches other than ``name``."""
+    return (
+        await session.scalars(
+            select(BranchRow).where(BranchRow.repo_id == repo_id, BranchRow.name != name)
+        )
+    ).all()
+
+
+async def heads_or_tagged(session: AsyncSession, ids: Iterable[str]) -> set[str]:
+    """Among ``ids``, the commits that are a branch's head or carry a tag."""
+    ordered = sorted(ids)
+    found: set[str] = set()
+    for start in range(0, len(ordered), _BATCH):
+        batch = ordered[start : start + _BATCH]
+        found.update(await session.scalars(select(BranchRow.head).where(BranchRow.head.in_(batch))))
+        found.update(
+            await session.scalars(select(TagRow.commit_id).where(TagRow.commit_id.in_(batch)))
+        )
+    return found
+
+
+async def commit_trees(session: AsyncSession) -> Sequence[Row[str | None, str, str]]:
+    """(root_tree, base_tree, state) of every commit."""
+    connection = await session.connection()
+    return (
+        await connection.execute(select(CommitRow.root_tree, CommitRow.base_tree, CommitRow.state))
+    ).all()
+
+
+async def tree_entries(session: AsyncSession, hashes: Sequence[str]) -> list[bytes]:
+    """The encoded entries (JSON) of the tree nodes ``hashes``."""
+    connection = await session.connection()
+    blobs: list[bytes] = []
+    for start in range(0, len(hashes), _BATCH):
+        rows = await connection.execute(
+            select(TreeRow.entries).where(TreeRow.hash.in_(hashes[start : start + _BATCH]))
+        )
+        blobs.extend(blob for (blob,) in rows.all())
+    return blobs
+
+
+async def staged_put_hashes(session: AsyncSession) -> set[str]:
+    """The file hashes staged (to be put) in open commits."""
+    return {
+        h
+        for h in await session.scalars(
+            select(StagedRow.file_hash).where(StagedRow.op == "put").distinct()
+        )
+        if h
+    }
+
+
+async def tree_hashes(session: AsyncSession) -> Sequence[str]:
+    return (await session.scalars(select(TreeRow.hash))).all()
+
+
+async def file_chunks(session: AsyncSession) -> Sequence[Row[str, bytes]]:
+    """(hash, encoded chunk list) of every file record."""
+    connection = await session.connection()
+    return (await connection.execute(select(FileRow.hash, FileRow.chunks))).all()
+
+
+async def delete_trees(session: AsyncSession, hashes: Iterable[str]) -> None:
+    await _delete_in(session, TreeRow.__table__, hashes)  # type: ignore[arg-type]
+
+
+async def delete_files(session: AsyncSession, hashes: Iterable[str]) -> None:
+    await _delete_in(session, FileRow.__table__, hashes)  # type: ignore[arg-type]
+
+
+async def _delete_in(session: AsyncSession, table: Table, keys: Iterable[str]) -> None:
+    """Delete the rows whose ``hash`` is among ``keys``."""
+    ordered = list(keys)
+    for start in range(0, len(ordered), _BATCH):
+        await session.execute(
+            delete(table).where(table.c.hash.in_(ordered[start : start + _BATCH]))
+        )
