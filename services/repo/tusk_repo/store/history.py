@@ -49,7 +49,7 @@ async def repo_names(session: AsyncSession, repo_ids: Iterable[int]) -> dict[int
     rows = await session.execute(
         select(RepoRow.id, RepoRow.name).where(RepoRow.id.in_(set(repo_ids)))
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 async def reparent_children(session: AsyncSession, commit: str, parent: str | None) -> None:
