@@ -142,6 +142,11 @@ start() {
   need_root
   alive "$RUN/containerd1.pid" || die "the engine is not running (e2e/engine.sh start)"
   if alive "$K/kube-apiserver.pid"; then echo "cluster.sh: already running" >&2; return 0; fi
+  # Below a few GiB free the kubelets reclaim disk by deleting "unused" images, the pause
+  # image and the backing services' among them, and pods then wait for images nothing can pull.
+  local free_gib
+  free_gib=$(( $(df -Pk "$CACHE" | awk 'NR == 2 { print $4 }') / 1024 / 1024 ))
+  (( free_gib >= 20 )) || die "only $free_gib GiB free under $CACHE; the cluster needs 20 GiB"
   local bin ip port etcd_port peer_port
   bin=$(bins)
   ip=$(host_ip)
