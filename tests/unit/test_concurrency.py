@@ -1,13 +1,15 @@
-"""``tusk.concurrency.bounded``: at most ``parallel`` at once; a failure cancels the rest."""
+"""``tusk.concurrency``: at most ``parallel`` at once, a failure cancels the rest; a thread
+that outlives no caller."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
 
-from tusk.concurrency import bounded, wait_event
+from tusk.concurrency import bounded, in_thread_to_the_end, wait_event
 
 
 async def test_at_most_parallel_jobs_run_at_once() -> None:
@@ -52,3 +54,26 @@ async def test_wait_event_returns_when_set_or_after_the_timeout() -> None:
     started = time.monotonic()
     assert await wait_event(event, 10) is True
     assert time.monotonic() - started < 5
+
+
+async def test_a_cancelled_caller_still_waits_for_its_thread_to_end() -> None:
+    started, release = threading.Event(), threading.Event()
+    ended: list[bool] = []
+
+    def work() -> None:
+        started.set()
+        release.wait()
+        ended.append(True)
+
+    task = asyncio.create_task(in_thread_to_the_end(work))
+    await asyncio.to_thread(started.wait)
+    task.cancel()
+    try:
+        for _ in range(20):  # turns of the loop, not time: a plain to_thread is done after one
+            await asyncio.sleep(0)
+        assert not task.done()
+    finally:
+        release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended == [True]

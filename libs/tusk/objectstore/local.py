@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tusk.concurrency import in_thread_to_the_end
 from tusk.errors import InsufficientStorage, InvalidArgument, NotFound
 from tusk.objectstore.base import ObjectInfo
 
@@ -25,7 +26,9 @@ class LocalObjectStore:
         return self.root / key
 
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._put_sync, self._path(key), data)
+        # A put cancelled beside a failed one (a TaskGroup of chunk writes) still ends its
+        # write, or undoes it, before the request answers: no partial outlives a 507.
+        await in_thread_to_the_end(self._put_sync, self._path(key), data)
 
     async def modified_at(self, key: str) -> datetime | None:
         return await asyncio.to_thread(self._modified_sync, self._path(key))
