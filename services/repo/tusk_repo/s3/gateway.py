@@ -30,7 +30,7 @@ from tusk_repo.tables import RepoRow
 
 PACK_SMALLER_THAN = 1 << 20
 """Objects up to this size are packed with the others staged together."""
-READ_AHEAD = 3
+READ_AHEAD = 4
 """Chunks fetched from the object store while one is sent (each up to the chunk size)."""
 
 Stage = Callable[[AsyncSession, RepoRow, str], Awaitable[None]]
