@@ -223,16 +223,20 @@ class Gateway:
             return finished.id
 
     async def put_object(
-        self, bucket: str, key: str, body: AsyncIterable[bytes]
+        self, bucket: str, key: str, body: AsyncIterable[bytes], *, length: int | None = None
     ) -> tuple[str, str]:
         """Store and stage one object; its content hash and the commit it went into.
 
         A small object is held until it is staged: the objects staged together are written
         packed into shared chunks (as a batch put is), so ten thousand small PUTs cost a few
-        object-store writes, not ten thousand."""
+        object-store writes, not ten thousand. ``length``: the size the request announced."""
         ref, path = split_key(bucket, key)
-        async with self.ctx.db.session(write=False) as session:
-            await self._repo(session, bucket)  # before reading a possibly large body
+        if length is None or length > PACK_SMALLER_THAN:
+            # Before reading a possibly large body. A small one is read first: its batch
+            # looks the repo up once for all its puts, where a look-up per put cost more than
+            # the rest of the put.
+            async with self.ctx.db.session(write=False) as session:
+                await self._repo(session, bucket)
         stream = aiter(body)
         head = bytearray()
         async for piece in stream:
