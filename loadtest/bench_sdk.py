@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import os
 import subprocess
@@ -45,9 +46,11 @@ from loadtest.report import Figure, Report, environment, print_table, say
 from tests.backing.common import free_port
 from tests.backing.s3 import S3Server
 from tusk import Client
+from tusk.sdk.fs import TuskFileSystem
 
 BIN = Path(sys.executable).parent
 PUT_PROCESSES = 2
+TEARDOWN_TIMEOUT = 180
 PUT_CONCURRENCY = 32
 
 
@@ -159,7 +162,12 @@ class Stack:
 
     def close(self) -> None:
         self.process.terminate()
-        self.process.wait(60)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            say("tusk up did not stop in 60 s after SIGTERM; killed")
+            self.process.kill()
+            self.process.wait()
         self.log.close()
 
 
@@ -261,6 +269,15 @@ def bench_csv(report: Report, stack: Stack, work: Path, size: int, rounds: int) 
                       raw, via / raw))
 
 
+def write_report(report: Report, json_path: Path | None) -> None:
+    report.environment["load_average_after"] = os.getloadavg()
+    print_table(report, "tusk up (SQLite metadata, contents in versitygw), boto3, pandas")
+    if json_path:
+        json_path.write_text(json.dumps({
+            "figures": [vars(f) for f in report.figures], "environment": report.environment,
+        }, indent=2, default=str))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -284,15 +301,21 @@ def main() -> None:
                 bench_puts(report, stack, s3, 2000 if args.quick else 10_000, 2)
             if "csv" in only:
                 bench_csv(report, stack, work, (25 if args.quick else 100) * 10**6, 3)
+            # Written before anything is stopped: the full run once measured everything and
+            # never got here, its figures lost in a teardown that did not end.
+            write_report(report, args.json)
         finally:
+            # pandas' tusk:// filesystems are cached by fsspec, each with a client (a loop
+            # thread and connections to tusk up): closed here, not left to interpreter exit.
+            for fs in list(TuskFileSystem._cache.values()):
+                fs.client.close()
+            TuskFileSystem.clear_instance_cache()
+            # Whatever still holds the process (a thread, a child) is shown, and not waited
+            # for without end.
+            faulthandler.dump_traceback_later(TEARDOWN_TIMEOUT, exit=True)
             stack.close()
             s3.stop()
-    report.environment["load_average_after"] = os.getloadavg()
-    print_table(report, "tusk up (SQLite metadata, contents in versitygw), boto3, pandas")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "figures": [vars(f) for f in report.figures], "environment": report.environment,
-        }, indent=2, default=str))
+    faulthandler.cancel_dump_traceback_later()
     if any(f.met is False for f in report.figures):
         raise SystemExit(1)
 
