@@ -50,7 +50,7 @@ from tusk.sdk.fs import TuskFileSystem
 
 BIN = Path(sys.executable).parent
 PUT_PROCESSES = 2
-TEARDOWN_TIMEOUT = 180
+TEARDOWN_TIMEOUT = 1800
 PUT_CONCURRENCY = 32
 
 
@@ -301,17 +301,21 @@ def main() -> None:
                 bench_puts(report, stack, s3, 2000 if args.quick else 10_000, 2)
             if "csv" in only:
                 bench_csv(report, stack, work, (25 if args.quick else 100) * 10**6, 3)
-            # Written before anything is stopped: the full run once measured everything and
-            # never got here, its figures lost in a teardown that did not end.
+            # Written before anything is stopped: removing versitygw's data after the full
+            # run (some 100,000 files: 30,000 objects, each with sidecar metadata files) took
+            # minutes on a loaded machine, and the run was taken for hung and stopped before
+            # its table was printed.
             write_report(report, args.json)
+            say("stopping tusk up and versitygw and removing their data (minutes after "
+                "the full run)")
         finally:
             # pandas' tusk:// filesystems are cached by fsspec, each with a client (a loop
             # thread and connections to tusk up): closed here, not left to interpreter exit.
             for fs in list(TuskFileSystem._cache.values()):
                 fs.client.close()
             TuskFileSystem.clear_instance_cache()
-            # Whatever still holds the process (a thread, a child) is shown, and not waited
-            # for without end.
+            # Whatever still holds the process then (a thread, a child) is shown, and not
+            # waited for without end.
             faulthandler.dump_traceback_later(TEARDOWN_TIMEOUT, exit=True)
             stack.close()
             s3.stop()
