@@ -294,6 +294,10 @@ class Gateway:
         try:
             while batch := self._pending.pop((bucket, ref), None):
                 try:
+                    # Small puts come here unchecked (their own look-up cost more than the
+                    # rest): a batch for a missing repo stores nothing.
+                    async with self.ctx.db.session(write=False) as session:
+                        await self._repo(session, bucket)
                     files, written = await self._store_small(batch)
 
                     async def stage(session: AsyncSession, row: RepoRow, commit: str,

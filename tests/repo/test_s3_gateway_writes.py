@@ -1,6 +1,8 @@
-"""Multipart uploads through the S3 gateway, on both backends: a part goes to the object store
-as chunks while it arrives, so an upload of any size holds a few chunks in memory, never its
-parts; an aborted upload leaves no commit, and nothing its collection does not remove."""
+"""Writes through the S3 gateway's domain, on both backends. Multipart: a part goes to the
+object store as chunks while it arrives, so an upload of any size holds a few chunks in
+memory, never its parts; an aborted upload leaves no commit, and nothing its collection does
+not remove. Small puts: read before their repo is looked up, and still refused, with nothing
+stored, when it is missing."""
 
 from __future__ import annotations
 
@@ -95,3 +97,18 @@ async def test_an_aborted_upload_leaves_nothing_behind(ctx: Context) -> None:
     # service, once they are older than the grace period).
     await ctx.collector.run(grace=timedelta(0))
     assert await _chunk_keys(ctx) == []
+
+
+async def test_a_small_put_to_a_missing_repo_stores_nothing(ctx: Context) -> None:
+    gateway = Gateway(ctx)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"hello"
+
+    with pytest.raises(S3Error) as refused:
+        await gateway.put_object("no-such-repo", "master/a.txt", body(), length=5)
+    assert (refused.value.status_code, refused.value.code) == (404, "NoSuchBucket")
+    assert await _chunk_keys(ctx) == []
+    digest, _ = await gateway.put_object("up", "master/a.txt", body(), length=5)
+    assert await _chunk_keys(ctx), "a put to the repo that exists stored nothing"
+    assert digest == blake3.blake3(b"hello").hexdigest()
