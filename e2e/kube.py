@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +130,88 @@ def kubelet_events(env: dict[str, str], pod_prefix: str) -> str:
         if e["involvedObject"]["kind"] == "Pod"
         and e["involvedObject"]["name"].startswith(pod_prefix)
     )
+
+
+def install_release(env: dict[str, str]) -> None:
+    """The chart with the development values (``upgrade --install``, ``--wait``)."""
+    from tests.deploy.tools import helm
+
+    run(
+        [
+            str(helm()),
+            "upgrade",
+            "--install",
+            "tusk",
+            str(ROOT / "charts" / "tusk"),
+            "-n",
+            NAMESPACE,
+            "--create-namespace",
+            "-f",
+            str(ROOT / "charts" / "tusk" / "values-dev.yaml"),
+            # The platform on node 1, workers on either: node 2 is the one a scenario takes
+            # away, and the release's own pods (and its in-cluster database) must outlive it.
+            "--set-json",
+            'nodeSelector={"kubernetes.io/hostname":"tusk-node1"}',
+            "--wait",
+            "--timeout",
+            "15m",
+        ],
+        env=env,
+        timeout=1200,
+    )
+
+
+@contextlib.contextmanager
+def release(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The release installed, its four APIs forwarded to the ports the CLI defaults to."""
+    install_release(env)
+    forwards = [
+        subprocess.Popen(
+            ["kubectl", "-n", NAMESPACE, "port-forward", f"svc/{svc}", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for svc, port in PORTS.items()
+    ]
+    try:
+        wait_until(
+            "the APIs through port-forward",
+            lambda: tusk_json("repo", "list", env=env) is not None,
+            120,
+            every=2,
+        )
+        yield env
+    finally:
+        for forward in forwards:
+            forward.terminate()
+            forward.wait(30)
+        kubectl("get", "pods", "-o", "wide", env=env, check=False)
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[dict[str, str]]:
+    """The cluster of e2e/cluster.sh with the chart's images in both nodes. One already up
+    (started by hand to iterate on a scenario) is used and left running: whoever started it
+    stops it."""
+    started_here = not running()
+    if started_here:
+        run([*CLUSTER, "start"], env=os.environ.copy(), timeout=1800)
+    try:
+        env = kube_env()
+        run([*CLUSTER, "load", *chart_images()], env=os.environ.copy(), timeout=1800)
+        yield env
+    finally:
+        if started_here:
+            run([*CLUSTER, "stop"], env=os.environ.copy(), check=False)
+
+
+def pods_scheduled(env: dict[str, str]) -> dict[str, str]:
+    """Pod -> node of every pod the kube-scheduler placed, from the namespace's events."""
+    events = json.loads(kubectl("get", "events", "-o", "json", env=env))["items"]
+    placed: dict[str, str] = {}
+    for event in events:
+        found = re.search(r"to (\S+)$", event.get("message", ""))
+        if event["involvedObject"]["kind"] == "Pod" and event["reason"] == "Scheduled" and found:
+            placed[event["involvedObject"]["name"]] = found.group(1)
+    return placed

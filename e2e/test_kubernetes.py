@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from e2e import kube
 from e2e.common import ROOT, readme_block, run, tusk_json, wait_until
 from e2e.kube import (
     CLUSTER,
@@ -148,20 +149,9 @@ def test_a_node_lost_mid_job(release: dict[str, str], tmp_path: Path) -> None:
     listing = run(["tusk", "ls", "lost@master:/"], env=env).stdout
     assert sum(f"{i:03}.txt" in listing for i in range(datums)) == datums
     # The lost pods' shards ran again on node 1, as a later attempt.
-    placed = pods_scheduled(env)
+    placed = kube.pods_scheduled(env)
     for name in lost:
         prefix = name.rsplit("-", 1)[0]
         retried = [p for p in placed if p.startswith(f"{prefix}-") and p != name]
         assert retried, (name, placed)
         assert all(placed[p] == "tusk-node1" for p in retried), placed
-
-
-def pods_scheduled(env: dict[str, str]) -> dict[str, str]:
-    """Pod -> node of every pod the kube-scheduler placed, from the namespace's events."""
-    events = json.loads(kubectl("get", "events", "-o", "json", env=env))["items"]
-    placed: dict[str, str] = {}
-    for event in events:
-        found = re.search(r"to (\S+)$", event.get("message", ""))
-        if event["involvedObject"]["kind"] == "Pod" and event["reason"] == "Scheduled" and found:
-            placed[event["involvedObject"]["name"]] = found.group(1)
-    return placed
