@@ -188,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         base = kubectl_run(env, args.runs)
         say(f"{args.datums} datums, parallelism 4, two nodes")
         kube_rate = many_datums(env, work, args.datums, "kube")
-        placed = {
-            p["spec"].get("nodeName") for p in kube.pods(env, "app.kubernetes.io/component=worker")
+        placed = {  # the runner deletes each pod once its shard is recorded; events stay
+            node
+            for pod, node in kube.pods_scheduled(env).items()
+            if pod.startswith("tusk-bench-many-kube-")
         }
         say(f"{args.datums} datums, parallelism 4, LocalRunner (baseline)")
         local_rate = local_datums(work, args.datums)
