@@ -31,6 +31,9 @@ def test_skaffold_builds_renders_and_deploys_without_a_registry(
 ) -> None:
     env = {**release, "SKAFFOLD_UPDATE_CHECK": "false", "SKAFFOLD_INTERACTIVE": "false"}
     env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+    from tests.deploy.tools import helm
+
+    env["PATH"] = f"{helm().parent}{os.pathsep}{env['PATH']}"  # skaffold's deployer runs helm
     built = tmp_path / "build.json"
     common = ["-p", "no-registry", "--kube-context", "tusk-e2e"]
     run([skaffold, "build", *common, "--file-output", str(built)], env=env, timeout=3600)
