@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint check-types services install clean e2e e2e-kube peers
+.PHONY: demo test lint check-types services install clean e2e e2e-kube e2e-all bench-pods peers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,7 +50,16 @@ e2e: $(STAMP)
 
 ## e2e-kube: the chart on a real two-node Kubernetes cluster: shards as pods, a node lost (root)
 e2e-kube: $(STAMP)
-	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS=e2e/test_kubernetes.py E2E_IMAGES="base standins tusk" bash e2e/run.sh
+	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_kubernetes.py e2e/test_kube_faults.py e2e/test_skaffold.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
+
+## e2e-all: both of the above in one run, one engine, one cluster (what CI would run)
+e2e-all: $(STAMP)
+	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_compose.py e2e/test_kubernetes.py e2e/test_kube_faults.py e2e/test_skaffold.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
+
+## bench-pods: commit -> first datum in a pod vs `kubectl run`, 100 datums on two nodes vs the
+## LocalRunner (loadtest/bench_pods.py, on the cluster of e2e-kube; root)
+bench-pods: $(STAMP)
+	PYTHON=$(CURDIR)/$(BIN)/python E2E_RUN=loadtest.bench_pods E2E_IMAGES="base standins tusk" bash e2e/run.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

@@ -35,9 +35,14 @@ step engine bash "$here/engine.sh" start
 # E2E_IMAGES: compose builds tusk's images itself (`up --build`); the cluster needs them built.
 read -r -a groups <<<"${E2E_IMAGES:-base standins}"
 step images "$PYTHON" "$here/images.py" "${groups[@]/#/--only=}"
-# E2E_TESTS: which scenarios (make e2e: compose; make e2e-kube: the Kubernetes cluster).
-read -r -a tests <<<"${E2E_TESTS:-$here/test_compose.py}"
-step scenarios "$PYTHON" -m pytest -p no:cacheprovider -o testpaths=e2e --timeout 3600 -x -v \
-  "${tests[@]}" "$@"
+if [ -n "${E2E_RUN:-}" ]; then
+  # E2E_RUN: a module to run instead of the scenarios (make bench-pods: loadtest.bench_pods).
+  step "$E2E_RUN" "$PYTHON" -m "$E2E_RUN" "$@"
+else
+  # E2E_TESTS: which scenarios (make e2e: compose; make e2e-kube: the Kubernetes cluster).
+  read -r -a tests <<<"${E2E_TESTS:-$here/test_compose.py}"
+  step scenarios "$PYTHON" -m pytest -p no:cacheprovider -o testpaths=e2e --timeout 3600 -x -v \
+    "${tests[@]}" "$@"
+fi
 echo "total $(( $(date +%s) - t_start ))s" | tee -a "$timings" >&2
 say "every scenario passed; timings in $timings"

@@ -18,7 +18,9 @@ tool=${1:?usage: tools.sh compose|coredns|skaffold}
 case "$tool" in
   compose) version=$COMPOSE_VERSION; pkg=github.com/docker/compose/v2/cmd; built=cmd; name=docker-compose ;;
   coredns) version=$COREDNS_VERSION; pkg=github.com/coredns/coredns; built=coredns; name=coredns ;;
-  skaffold) version=$SKAFFOLD_VERSION; pkg=github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold; built=skaffold; name=skaffold ;;
+  # skaffold's go.mod has replace directives, which `go install pkg@version` refuses: it is
+  # built as the main module, in its own directory of the module cache.
+  skaffold) version=$SKAFFOLD_VERSION; module=github.com/GoogleContainerTools/skaffold/v2; pkg=./cmd/skaffold; built=skaffold; name=skaffold ;;
   *) echo "tools.sh: unknown tool $tool" >&2; exit 2 ;;
 esac
 dir="$CACHE/tools/$tool-$version"
@@ -32,8 +34,17 @@ log="$CACHE/logs/$tool-build.log"
 t0=$(date +%s)
 echo "tools.sh: $(date -u +%FT%TZ) building $tool $version (log: $log)" >&2
 gobin=$(mktemp -d "$dir/.gobin.XXXXXX")
-if ! GOBIN="$gobin" GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-p=${TUSK_GO_JOBS:-2} -trimpath" \
-    nice -n 10 go install -ldflags "-s -w" "$pkg@$version" >"$log" 2>&1; then
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-p=${TUSK_GO_JOBS:-2} -trimpath"
+build() {
+  if [ -n "${module:-}" ]; then
+    local src
+    src=$(go mod download -json "$module@$version" | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+    (cd "$src" && nice -n 10 go build -ldflags "-s -w" -o "$gobin/$built" "$pkg")
+  else
+    GOBIN="$gobin" nice -n 10 go install -ldflags "-s -w" "$pkg@$version"
+  fi
+}
+if ! build >"$log" 2>&1; then
   tail -30 "$log" >&2
   echo "tools.sh: building $tool $version failed; full log in $log" >&2
   exit 1

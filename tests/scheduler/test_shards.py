@@ -109,6 +109,17 @@ async def test_a_worker_exiting_with_datums_left_is_named_by_its_status() -> Non
         await job.watch(attempts=1)
 
 
+async def test_a_worker_that_never_started_is_not_called_lost() -> None:
+    cannot = ShardStatus("exited", None, "the image could not be pulled (ErrImagePull)")
+    job = Job(FakeRunner(script={(0, a): [cannot] for a in range(2)}), {"a": 0})
+    with pytest.raises(JobFailure) as failed:
+        await job.watch(attempts=2)
+    assert failed.value.reason == (
+        "shard 0 (1 datums unfinished) could not start 2 times; "
+        "last: the image could not be pulled (ErrImagePull)"
+    )
+
+
 async def test_a_restart_with_nothing_left_drops_the_shard() -> None:
     job = Job(FakeRunner(script={(0, 0): [lost()]}), {"a": 0}, left_for_restart=False)
     await job.watch()

@@ -15,6 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tusk.worker.oom import memory_limit, oom_kills
+
 LOG_LIMIT = 1 << 20
 """How much of a datum's output is kept: the last MiB."""
 READ_SIZE = 64 * 1024
@@ -83,6 +85,7 @@ async def run_command(
     """Run ``cmd`` to its end, or until ``time_limit`` seconds have passed. If the calling task
     is cancelled (the worker is shutting down), the command's process group is stopped first."""
     started = time.monotonic()
+    kills_before = oom_kills()
     try:
         process, exited = await _start(cmd, bool(stdin_lines), env)
     except OSError as e:
@@ -115,9 +118,18 @@ async def run_command(
         return CommandResult(None, duration)
     if code is not None and code < 0:
         reason, exit_code = f"killed by signal {signal.Signals(-code).name}", None
+        if -code == signal.SIGKILL and _oom_killed(kills_before):
+            limit = memory_limit()
+            reason += ": out of memory" + (f" (the memory limit is {limit})" if limit else "")
     else:
         reason, exit_code = f"exit code {code}", code
     return CommandResult(reason + quote_tail(bytes(stderr_tail)), duration, exit_code=exit_code)
+
+
+def _oom_killed(kills_before: int | None) -> bool:
+    """Whether the kernel's OOM killer struck in this cgroup since the command started."""
+    kills_after = oom_kills()
+    return kills_before is not None and kills_after is not None and kills_after > kills_before
 
 
 def quote_tail(stderr: bytes) -> str:
@@ -162,9 +174,7 @@ async def _start(
     return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
 
 
-async def _pump(
-    stream: asyncio.StreamReader, log: DatumLog, tail: bytearray | None = None
-) -> None:
+async def _pump(stream: asyncio.StreamReader, log: DatumLog, tail: bytearray | None = None) -> None:
     while piece := await stream.read(READ_SIZE):
         log.write(piece)
         if tail is not None:

@@ -113,8 +113,10 @@ async def watch_shards(
             attempt = handles[n].attempt + 1
             output = await runner.output(handles[n], OUTPUT_BYTES)
             if attempt >= attempts:
+                # A worker that never started (its image, a Secret, no node) was not lost.
+                ended = "could not start" if never_started(status) else "was lost"
                 raise JobFailure(
-                    f"shard {n} ({remaining} datums unfinished) was lost {attempt} "
+                    f"shard {n} ({remaining} datums unfinished) {ended} {attempt} "
                     f"times; last: {describe(status)}" + quoted(output)
                 )
             await runner.cancel(handles[n])  # whatever the lost worker left running
@@ -132,6 +134,11 @@ async def watch_shards(
                 handles[n] = handle
         if handles:
             await calls.sleep(poll_interval)
+
+
+def never_started(status: ShardStatus) -> bool:
+    """The runner's word for a worker that could not start: ended, no exit code, a reason."""
+    return status.state == "exited" and status.exit_code is None and bool(status.detail)
 
 
 def describe(status: ShardStatus | None) -> str:

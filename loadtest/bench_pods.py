@@ -1,0 +1,225 @@
+"""Pipelines as pods on the real two-node cluster of e2e/cluster.sh (issue 12), each figure
+against a baseline measured in the same run.
+
+    make bench-pods                      # engine, images, cluster, chart, then this (root)
+    .venv/bin/python -m loadtest.bench_pods [--runs N] [--datums N] [--json OUT]
+                                         # with the engine already up (e2e/engine.sh start)
+
+1. commit finish -> first datum's command running in a pod (warm node, image present): a
+   one-datum pipeline on ``tusk/worker`` whose command writes ``date +%s.%N`` to its output;
+   the commit's ``finished_at`` (repo service) to that stamp. Baseline: ``kubectl run`` of the
+   same image with the same command, from the call to the stamp in its log. p50 of ``--runs``.
+2. ``--datums`` datums (default 100), ``parallelism_spec: {constant: 4}``, pods spread over
+   both nodes: datums/s from the commit's ``finished_at`` to the job's ``finished_at``.
+   Baseline: the same pipeline and data on the LocalRunner (``tusk up`` on this host).
+
+All clocks are this host's (the pods share its kernel clock). A cluster already up is used
+and left up; one started here is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml
+
+from e2e import kube
+from e2e.common import host_env, run, tusk_json, wait_until
+from loadtest.report import say
+
+IMAGE = "tusk/worker:0.1.0"
+STAMP_CMD = ["sh", "-c", "date +%s.%N > /pfs/out/started"]
+
+
+def stamp(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def pipeline(workdir: Path, name: str, cmd: list[str], glob: str, parallelism: int) -> Path:
+    spec = {
+        "pipeline": {"name": name},
+        "input": {"pfs": {"repo": f"{name}-in", "branch": "master", "glob": glob}},
+        "transform": {"image": IMAGE, "cmd": cmd},
+        "parallelism_spec": {"constant": parallelism},
+    }
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def put_and_wait(env: dict[str, str], name: str, files: Path) -> tuple[dict[str, Any], float]:
+    """Commit ``files`` to ``<name>-in`` and wait for the job; (the job, commit finished_at)."""
+    run(["tusk", "put", f"{name}-in@master:/", "-f", str(files), "-r"], env=env)
+    commit = tusk_json("commit", "inspect", f"{name}-in@master", env=env)
+    run(["tusk", "job", "wait", "-p", name, "-g", commit["id"]], env=env, timeout=1800)
+    job = tusk_json("job", "list", "-p", name, env=env)[0]  # the newest
+    return job, stamp(commit["finished_at"])
+
+
+def first_datum(env: dict[str, str], workdir: Path, runs: int) -> list[float]:
+    name = "bench-first"
+    run(["tusk", "repo", "create", f"{name}-in"], env=env)
+    run(
+        ["tusk", "pipeline", "create", "-f", str(pipeline(workdir, name, STAMP_CMD, "/", 1))],
+        env=env,
+    )
+    latencies = []
+    for i in range(runs + 1):
+        data = workdir / f"first-{i}"
+        data.mkdir()
+        (data / f"{i}.txt").write_text(f"{i}\n")
+        job, finished = put_and_wait(env, name, data)
+        assert job["state"] == "success", job
+        started = float(run(["tusk", "get", f"{name}@master:/started"], env=env).stdout.split()[-1])
+        if i > 0:  # the first run warms the node (image unpacked, scheduler connected)
+            latencies.append(started - finished)
+    return latencies
+
+
+def kubectl_run(env: dict[str, str], runs: int) -> list[float]:
+    latencies = []
+    for i in range(runs + 1):
+        pod = f"bench-baseline-{os.getpid()}-{i}"
+        t0 = time.time()
+        kube.kubectl(
+            "run",
+            pod,
+            f"--image={IMAGE}",
+            "--restart=Never",
+            "--image-pull-policy=IfNotPresent",
+            "--command",
+            "--",
+            *STAMP_CMD[:2],
+            "date +%s.%N",
+            env=env,
+        )
+
+        def succeeded(pod: str = pod) -> bool:
+            phase = kube.kubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}", env=env)
+            return phase == "Succeeded"
+
+        wait_until(f"pod {pod} to succeed", succeeded, 300, every=0.2)
+        started = float(kube.kubectl("logs", pod, env=env).split()[-1])
+        kube.kubectl("delete", "pod", pod, "--wait=false", env=env)
+        if i > 0:
+            latencies.append(started - t0)
+    return latencies
+
+
+def many_datums(env: dict[str, str], workdir: Path, datums: int, tag: str) -> float:
+    name = f"bench-many-{tag}"
+    cmd = ["sh", "-c", f"cp /pfs/{name}-in/* /pfs/out/"]
+    run(["tusk", "repo", "create", f"{name}-in"], env=env)
+    run(["tusk", "pipeline", "create", "-f", str(pipeline(workdir, name, cmd, "/*", 4))], env=env)
+    data = workdir / f"many-{tag}"
+    data.mkdir()
+    for i in range(datums):
+        (data / f"{i:04}.txt").write_text(f"{i}\n")
+    job, finished = put_and_wait(env, name, data)
+    assert job["state"] == "success", job
+    assert job["counts"]["processed"] == datums, job
+    return datums / (stamp(job["finished_at"]) - finished)
+
+
+def local_datums(workdir: Path, datums: int) -> float:
+    """The same job on the LocalRunner: ``tusk up`` on this host, on ports of its own."""
+    base = int(os.environ.get("TUSK_BENCH_PORT_BASE", "18940"))
+    ports = {n: base + i for i, n in enumerate(("repo", "trigger", "scheduler", "inference"))}
+    env = host_env(
+        TUSK_DATA_DIR=str(workdir / "local"),
+        TUSK_REPO_PORT=str(ports["repo"]),
+        TUSK_TRIGGER_PORT=str(ports["trigger"]),
+        TUSK_SCHEDULER_PORT=str(ports["scheduler"]),
+        TUSK_INFERENCE_PORT=str(ports["inference"]),
+        TUSK_CONSOLE_PORT=str(base + 4),
+        TUSK_S3_GATEWAY_PORT="0",
+        TUSK_REPO_URL=f"http://127.0.0.1:{ports['repo']}",
+        TUSK_TRIGGER_URL=f"http://127.0.0.1:{ports['trigger']}",
+        TUSK_SCHEDULER_URL=f"http://127.0.0.1:{ports['scheduler']}",
+        TUSK_INFERENCE_URL=f"http://127.0.0.1:{ports['inference']}",
+        TUSK_LOG_LEVEL="WARNING",
+    )
+    log = (workdir / "tusk-up.log").open("w")
+    up = subprocess.Popen(["tusk", "up"], env=env, cwd=workdir, stdout=log, stderr=log)
+    try:
+        wait_until("tusk up", lambda: tusk_json("repo", "list", env=env) is not None, 300, 1)
+        return many_datums(env, workdir, datums, "local")
+    finally:
+        up.terminate()
+        up.wait(60)
+        log.close()
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=7, help="runs of the latency figure")
+    parser.add_argument("--datums", type=int, default=100)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    figures: dict[str, Any] = {"load_before": load_average()}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        kube.cluster() as cluster,
+        kube.release(cluster) as env,
+    ):
+        work = Path(tmp)
+        say("commit finish -> first datum's command in a pod")
+        pod = first_datum(env, work, args.runs)
+        say("kubectl run of the same image and command (baseline)")
+        base = kubectl_run(env, args.runs)
+        say(f"{args.datums} datums, parallelism 4, two nodes")
+        kube_rate = many_datums(env, work, args.datums, "kube")
+        placed = {  # the runner deletes each pod once its shard is recorded; events stay
+            node
+            for pod, node in kube.pods_scheduled(env).items()
+            if pod.startswith("tusk-bench-many-kube-")
+        }
+        say(f"{args.datums} datums, parallelism 4, LocalRunner (baseline)")
+        local_rate = local_datums(work, args.datums)
+    figures.update(
+        first_datum_p50_s=statistics.median(pod),
+        first_datum_runs_s=pod,
+        kubectl_run_p50_s=statistics.median(base),
+        kubectl_run_runs_s=base,
+        first_datum_ratio=statistics.median(pod) / statistics.median(base),
+        kube_datums_per_s=kube_rate,
+        local_datums_per_s=local_rate,
+        kube_vs_local=kube_rate / local_rate,
+        worker_nodes_seen=sorted(placed),
+        load_after=load_average(),
+    )
+    print(json.dumps(figures, indent=2))
+    print(
+        f"\ncommit -> first datum in a pod  p50 {figures['first_datum_p50_s']:.2f} s"
+        f"   kubectl run p50 {figures['kubectl_run_p50_s']:.2f} s"
+        f"   ratio {figures['first_datum_ratio']:.2f}\n"
+        f"{args.datums} datums, parallelism 4: pods {kube_rate:.2f} datums/s"
+        f"   LocalRunner {local_rate:.2f} datums/s   ratio {figures['kube_vs_local']:.2f}\n"
+        f"load average {figures['load_before']} -> {figures['load_after']}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
