@@ -131,8 +131,9 @@ class SchedulerSettings(CommonSettings):
         default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)),
         ge=1,
         alias="TUSK_SCHEDULER_MAX_LOCAL_WORKERS",
-        description="Local runner: the most worker processes one job starts at once (its "
-        "shards); a larger parallelism_spec.constant is cut to it. Default: twice the CPUs.",
+        description="Local runner: the most worker processes at once, across all jobs "
+        "(running, starting and warm ones); a shard beyond it waits for a worker to end, and "
+        "a larger parallelism_spec.constant is cut to it. Default: twice the CPUs, at least 2.",
     )
     code_dir: Path | None = Field(
         default=None,
