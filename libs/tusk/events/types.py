@@ -23,6 +23,7 @@ __all__ = [
     "InputCommit",
     "JobCancel",
     "JobCreated",
+    "JobCreatedV1",
     "JobFailed",
     "JobProgress",
     "JobStarted",
@@ -122,12 +123,31 @@ class _JobEvent(EventData):
 
 
 @register
-class JobCreated(_JobEvent):
-    """A pipeline version must run on a set of input commits (exactly one job per such set)."""
+class JobCreatedV1(_JobEvent):
+    """``job.created`` with the spec inline, as triggers wrote it before v2; still run, so
+    that an upgrade loses none in flight."""
 
     type = "io.tusk.job.created.v1"
     version: int
     spec: dict[str, Any]
+    inputs: tuple[InputCommit, ...]
+    global_id: str
+    output_repo: str
+    output_branch: str
+    created_at: datetime
+
+
+@register
+class JobCreated(_JobEvent):
+    """A pipeline version must run on a set of input commits (exactly one job per such set).
+
+    The spec is named, not carried: ``pipeline``, ``version`` and ``spec_digest``
+    (``tusk.wire.specs.spec_digest``); the scheduler reads it by those. Every field is bounded,
+    so the event fits a broker record whatever the spec holds."""
+
+    type = "io.tusk.job.created.v2"
+    version: int
+    spec_digest: str
     inputs: tuple[InputCommit, ...]
     global_id: str
     output_repo: str

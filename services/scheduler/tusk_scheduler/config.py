@@ -17,11 +17,17 @@ class SchedulerSettings(CommonSettings):
         alias="TUSK_REPO_URL",
         description="The repo service: inputs, output commits and meta commits.",
     )
+    trigger_url: str = Field(
+        default="http://127.0.0.1:8082",
+        alias="TUSK_TRIGGER_URL",
+        description="The trigger service: the pipeline spec a job.created names, read once "
+        "per pipeline version.",
+    )
     token: str | None = Field(
         default=None,
         alias="TUSK_TOKEN",
-        description="Bearer token for the repo API (an admin's: it asks for each job's worker "
-        "credential). Workers never get it.",
+        description="Bearer token for the repo and trigger APIs (an admin's: it asks for each "
+        "job's worker credential). Workers never get it.",
     )
     runner: Literal["local", "kubernetes"] = Field(
         default="local",
