@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from tusk.events.envelope import EventData, register
 from tusk.wire.jobs import DatumCounts, InputCommit
@@ -31,6 +33,19 @@ __all__ = [
     "RepoCreated",
     "RepoDeleted",
 ]
+
+MAX_EVENT_TEXT = 16 * 1024
+"""Characters of free text (a commit's error, a job's reason) an event carries; the rest stays
+with the commit or job, so that no message a user writes can make an event unpublishable."""
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_EVENT_TEXT:
+        return text
+    return text[:MAX_EVENT_TEXT] + f" … ({len(text) - MAX_EVENT_TEXT} more characters not shown)"
+
+
+BoundedText = Annotated[str, AfterValidator(_bounded)]
 
 REPOS_TOPIC = "tusk.repos"
 COMMITS_TOPIC = "tusk.commits"
@@ -88,7 +103,7 @@ class CommitFinished(_CommitEvent):
     finished_at: datetime
     size_bytes: int
     file_count: int
-    error: str | None = None
+    error: BoundedText | None = None
 
 
 @register
@@ -158,7 +173,7 @@ class JobCreated(_JobEvent):
 @register
 class JobCancel(_JobEvent):
     type = "io.tusk.job.cancel.v1"
-    reason: str
+    reason: BoundedText
 
 
 @register
@@ -181,7 +196,7 @@ class JobSucceeded(_JobEvent):
     output_commit: str
     counts: DatumCounts
     finished_at: datetime
-    warning: str | None = None
+    warning: BoundedText | None = None
     """Something the user should look at although nothing failed (say, no datums at all)."""
 
 
@@ -191,7 +206,7 @@ class JobFailed(_JobEvent):
 
     type = "io.tusk.job.failed.v1"
     output_commit: str | None
-    reason: str
+    reason: BoundedText
     killed: bool = False
     counts: DatumCounts
     finished_at: datetime
