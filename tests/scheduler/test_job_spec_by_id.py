@@ -96,7 +96,7 @@ async def test_the_spec_is_read_from_the_trigger_once_per_version(
         job2 = created(version, source, second)
         await bus.publish([envelope(job2)])
         await events.wait_for(job2.job, "succeeded")
-        assert reads == [(pipeline, 1)]  # the second job's spec came from the first's row
+        assert reads == [(pipeline, 1)]  # the second job's spec was at hand: no request
     assert executions(markers) == {"a.txt": 1, "b.txt": 1}
 
 

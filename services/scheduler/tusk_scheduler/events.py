@@ -7,9 +7,10 @@ the job is the dispatcher's business, woken once the transaction has committed, 
 handling an event never waits on a job and never blocks the partition.
 
 ``job.created`` names its spec (pipeline, version, digest) instead of carrying it. Before the
-transaction (the consumer's ``prepare``) the spec is found among the jobs already stored (the
-earlier jobs of the same version ran it), else read from the trigger: one request per pipeline
-version, none on the warm path. A spec that is gone (the pipeline deleted, or deleted and made
+transaction (the consumer's ``prepare``) the spec is taken from those of recent versions kept in
+memory, else found among the jobs already stored (the earlier jobs of the same version ran it),
+else read from the trigger: one request per pipeline version, and on the warm path neither a
+request nor a query. A spec that is gone (the pipeline deleted, or deleted and made
 again with another spec under that version) fails the job, with that reason, instead of
 running something else.
 """
@@ -41,6 +42,7 @@ log = structlog.get_logger()
 GROUP = "tusk-scheduler"
 TOPICS = (JOBS_TOPIC,)
 TYPES = (JobCreated, JobCreatedV1, JobCancel)  # the scheduler's own job events share the topic
+KNOWN_SPECS = 256  # pipeline versions whose spec the consumer keeps at hand
 
 
 def make_handler(wake: Callable[[], None]) -> Handler:
@@ -63,15 +65,26 @@ def make_prepare(
     """For ``job.created``: find the spec it names (before the transaction), and the handler
     that records the job with it."""
 
+    # The specs of recent versions, by (pipeline, version, digest): the warm path (another job
+    # of a version seen before) costs no query and no request.
+    known: dict[tuple[str, int, str], dict[str, Any]] = {}
+
     async def prepare(_envelope: Envelope, data: EventData) -> Handler | None:
         if not isinstance(data, JobCreated):
             return None
-        async with db.session(write=False) as session:
-            if await store.job_known(session, data.job):
-                return _known
-            spec = await store.newest_spec_of_version(session, data.pipeline, data.version)
-        if spec is None or spec_digest(spec) != data.spec_digest:
-            spec = await read_spec(triggers, data)
+        key = (data.pipeline, data.version, data.spec_digest)
+        spec = known.get(key)
+        if spec is None:
+            async with db.session(write=False) as session:
+                if await store.job_known(session, data.job):
+                    return _known
+                spec = await store.newest_spec_of_version(session, data.pipeline, data.version)
+            if spec is None or spec_digest(spec) != data.spec_digest:
+                spec = await read_spec(triggers, data)
+            if spec is not None:
+                if len(known) >= KNOWN_SPECS:
+                    del known[next(iter(known))]  # the oldest
+                known[key] = spec
 
         async def handle(session: AsyncSession, _envelope: Envelope, _data: EventData) -> None:
             if spec is None:
