@@ -208,3 +208,34 @@ async def test_several_jobs_on_the_scheduler_stay_under_the_cap(
                     assert done["counts"]["processed"] == 4
         assert sampler.peak <= cap, f"{sampler.peak} workers alive at once, over the cap {cap}"
         assert sampler.peak >= 1
+
+
+async def test_the_warm_pool_refills_once_capped_workers_end(tmp_path: Path, gates: Path) -> None:
+    """Workers that filled the cap kept the warm pool empty; once they end, the pool is topped
+    up again, so the next job's shard starts on a warm worker, not a cold one."""
+    runner = LocalRunner(
+        tmp_path / "workspace",
+        repo_url="http://127.0.0.1:9",
+        worker_command=[sys.executable, "-c", GATED_WORKER],
+        environ={**os.environ, "GATES": str(gates)},
+        warm_workers=2,
+        max_workers=2,
+    )
+    try:
+        await runner.warm_up()
+        handles = [await runner.start(launch("first", n)) for n in range(2)]
+        assert runner.standing_by == 0  # the cap is full of running workers
+        (gates / "first").touch()
+
+        async def ended_and_refilled() -> None:
+            while True:
+                statuses = [await runner.status(h) for h in handles]
+                if all(s.state == "exited" for s in statuses) and runner.standing_by == 2:
+                    return
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(ended_and_refilled(), 120)
+        assert live_children() == 2  # the two warm ones, within the cap
+    finally:
+        (gates / "first").touch()
+        await runner.close()

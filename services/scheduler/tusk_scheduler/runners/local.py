@@ -194,9 +194,12 @@ class LocalRunner:
             with self._standby_lock:
                 self._starting -= 1
         self._last_start = time.monotonic()
+        self._schedule_refill()
+        return handle
+
+    def _schedule_refill(self) -> None:
         if self._refill is None or self._refill.done():
             self._refill = asyncio.create_task(self._refill_when_quiet())
-        return handle
 
     async def _refill_when_quiet(self) -> None:
         """Top the pool up once starts have paused for ``REFILL_AFTER`` seconds."""
@@ -323,6 +326,9 @@ class LocalRunner:
             if child.poll() is None:
                 return ShardStatus("running")
             del self._children[pid]
+            # Its slot is free: a pool the cap had kept short is topped up again, or the
+            # next shard would wait for a cold worker's start-up.
+            self._schedule_refill()
             signalled = -child.returncode if child.returncode < 0 else None
         else:
             if self._alive(handle):
