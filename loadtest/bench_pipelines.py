@@ -138,6 +138,7 @@ class ServicesStack(Stack):
             "TUSK_OBJECT_STORE_URL": f"file://{work / 'objects'}",
             "TUSK_DATA_DIR": str(work / "data"),
             "TUSK_REPO_URL": self.url("repo"),
+            "TUSK_TRIGGER_URL": self.url("trigger"),
             "TUSK_MIGRATE_ON_START": "false",
             "TUSK_LOG_LEVEL": "WARNING",
             # The measured commands append to a stamps file outside /pfs/out, which the

@@ -32,6 +32,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -56,6 +57,8 @@ from tusk.client import RepoClient
 from tusk.client.pipelines import TriggerClient
 from tusk.db import Database
 from tusk.errors import Conflict, NotFound, TuskError
+from tusk.events.kafka import KafkaBus
+from tusk.events.types import DLQ_TOPIC
 
 T = TypeVar("T")
 REPO, PIPELINE, BUCKET = "chaos-in", "chaos-copy", "tusk-chaos"
@@ -90,6 +93,8 @@ class ChaosStack(ServicesStack):
             TUSK_TRIGGER_URL=self.url("trigger"),
             TUSK_SCHEDULER_URL=self.url("scheduler"),
             TUSK_SCHEDULER_CODE_DIR=str(work),
+            # What each service did (events handled, jobs made), for the logs kept on a loss.
+            TUSK_LOG_LEVEL="INFO",
         )
 
     def process(self, name: str) -> ManagedProcess:
@@ -265,6 +270,37 @@ async def check(
     return Counter(runs.read_text().split()) if runs.exists() else Counter()
 
 
+async def dead_letters(kafka: KafkaBroker) -> list[str]:
+    """What the consumers dead-lettered (each a lost effect unless replayed), with reasons."""
+    bus = KafkaBus(kafka.bootstrap)
+    try:
+        subscription = await bus.subscribe([DLQ_TOPIC], group=None)
+        try:
+            records = await subscription.fetch(max_records=1000, max_wait=2)
+        finally:
+            await subscription.close()
+    finally:
+        await bus.close()
+    letters = []
+    for record in records:
+        headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        letters.append(
+            f"{headers.get('ce_type', '?')} id {headers.get('ce_id', '?')} dead-lettered by "
+            f"{headers.get('dlq_group', '?')}: {headers.get('dlq_reason', '?')}"
+        )
+    return letters
+
+
+def keep_logs(work: Path) -> Path:
+    """The services' and backing servers' logs, copied where they outlive the run."""
+    kept = Path(tempfile.mkdtemp(prefix="tusk-chaos-logs-"))
+    for log in work.rglob("*.log"):
+        target = kept / log.relative_to(work)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(log, target)
+    return kept
+
+
 async def run(work: Path, commits: int, rounds: int, settle: float) -> Tally:
     tally = Tally()
     kafka, postgres, s3 = KafkaBroker(num_partitions=3), PostgresServer(), S3Server()
@@ -321,12 +357,15 @@ async def run(work: Path, commits: int, rounds: int, settle: float) -> Tally:
             await chaos  # a restart that failed stops the run here
             say(f"{made} commits in {time.monotonic() - started:.0f} s; checking")
             runs_per_datum = await check(repos, trigger, postgres, work, tally, settle)
+            tally.losses.extend(f"event {letter}" for letter in await dead_letters(kafka))
             repeated = sum(1 for n in runs_per_datum.values() if n > 1)
             say(f"datums run more than once: {repeated} of {len(runs_per_datum)}")
     finally:
         await asyncio.to_thread(stack.stop)
         for server in (kafka, s3, postgres):
             await asyncio.to_thread(server.close if server is kafka else server.stop)
+        if tally.losses:
+            say(f"logs kept in {keep_logs(work)}")
     return tally
 
 

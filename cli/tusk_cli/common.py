@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -25,9 +25,11 @@ from rich.text import Text
 
 from tusk.client import RepoClient
 from tusk.client.config import ClientSettings
-from tusk.client.pipelines import SchedulerClient, TriggerClient
 from tusk.errors import InvalidArgument, TuskError
 from tusk.paths import Address
+
+if TYPE_CHECKING:  # imported by the commands that use them: `tusk ls` needs no job models
+    from tusk.client.pipelines import SchedulerClient, TriggerClient
 
 T = TypeVar("T")
 
@@ -78,6 +80,8 @@ async def connect() -> AsyncIterator[RepoClient]:
 
 @asynccontextmanager
 async def connect_trigger() -> AsyncIterator[TriggerClient]:
+    from tusk.client.pipelines import TriggerClient
+
     settings = load_settings()
     async with TriggerClient(
         settings.trigger_url, settings.token, timeout=settings.timeout
@@ -87,6 +91,8 @@ async def connect_trigger() -> AsyncIterator[TriggerClient]:
 
 @asynccontextmanager
 async def connect_scheduler() -> AsyncIterator[SchedulerClient]:
+    from tusk.client.pipelines import SchedulerClient
+
     settings = load_settings()
     async with SchedulerClient(
         settings.scheduler_url, settings.token, timeout=settings.timeout

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 import typer
 from rich.markup import escape
 
-from tusk.client.models import DroppedCommits
 from tusk.errors import Conflict, InvalidArgument
 from tusk.paths import parse_address, parse_ref
+from tusk.wire.repo import DroppedCommits  # (tusk.client.models would load the job models)
 from tusk_cli.common import (
     JsonOption,
     connect,

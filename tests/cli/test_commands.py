@@ -94,3 +94,5 @@ def test_ls_imports_its_own_module_and_nothing_heavy() -> None:
     assert "tusk_stack.commands" not in modules
     assert not {m for m in modules if m.split(".")[0] in HEAVY}
     assert not {m for m in modules if m.split(".")[0] in ("click", "pygments")}  # httpx's CLI
+    # The job models and the trigger's client are the pipeline commands' business.
+    assert not {"tusk.wire.jobs", "tusk.client.pipelines", "tusk.client.models"} & modules

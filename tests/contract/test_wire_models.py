@@ -64,6 +64,7 @@ NOT_JSON = {
 STRINGS = {"path": "/a.csv", "pattern": "/*", "spec": "pipeline: {name: p}\n"}
 VALUES: dict[str, Callable[[Path], object]] = {
     "str": lambda _: "x1",
+    "int": lambda _: 1,
     "str | None": lambda _: "p1",
     "str | bytes": lambda _: STRINGS["spec"],
     "list[str]": lambda _: ["x1"],

@@ -84,7 +84,7 @@ async def test_a_scheduler_killed_mid_job_resumes_it_and_runs_every_datum_once(
     db = Database.from_url(url_db)
     try:
         async with db.session() as session:
-            assert await record_job(session, created)
+            assert await record_job(session, created, created.spec)
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"

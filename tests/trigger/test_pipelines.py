@@ -95,7 +95,9 @@ async def test_one_job_per_input_commit_whatever_is_redelivered(harness: Harness
     )
     created = await h.eventually(lambda: _created(h))
     assert len(created) == 1
-    assert created[0].spec["pipeline"]["name"] == "clean"
+    assert created[0].pipeline == "clean"
+    version = ok(await h.api.get("/v1/pipelines/clean/versions/1"))
+    assert created[0].spec_digest == version["digest"]
     assert len(await _jobs(h, "clean")) == 1
 
 

@@ -1,7 +1,8 @@
 """Python clients for tusk's services (the same REST APIs the CLI and workers use)."""
 
 from tusk.client.http import error_from_response
-from tusk.client.models import (
+from tusk.client.repo import RepoClient
+from tusk.wire.repo import (  # the same classes as tusk.client.models, without the job models
     BranchInfo,
     CommitInfo,
     CommitRef,
@@ -13,7 +14,6 @@ from tusk.client.models import (
     PutResult,
     RepoInfo,
 )
-from tusk.client.repo import RepoClient
 
 __all__ = [
     "BranchInfo",

@@ -7,6 +7,7 @@ from typing import Any
 
 from tusk.client.http import ServiceClient, params, seg
 from tusk.wire.jobs import DatumInfo, DatumLog, DatumPage, JobInfo, JobPage, PipelineInfo
+from tusk.wire.specs import PipelineVersionSpec
 
 
 class TriggerClient(ServiceClient):
@@ -38,6 +39,11 @@ class TriggerClient(ServiceClient):
     async def inspect_pipeline(self, name: str) -> PipelineInfo:
         response = await self._request("GET", f"/v1/pipelines/{seg(name)}")
         return self._parse(PipelineInfo, response)
+
+    async def pipeline_version(self, name: str, version: int) -> PipelineVersionSpec:
+        """One version of a pipeline's spec, with the digest its jobs name it by."""
+        response = await self._request("GET", f"/v1/pipelines/{seg(name)}/versions/{version}")
+        return self._parse(PipelineVersionSpec, response)
 
     async def delete_pipeline(self, name: str, *, keep_repo: bool = False) -> None:
         await self._request(

@@ -18,7 +18,11 @@ from pydantic import BaseModel
 from tusk.client import batches
 from tusk.client.auth import AuthApi
 from tusk.client.http import params, seg
-from tusk.client.models import (
+from tusk.client.tarstream import Extracted, extract, local_hashes
+from tusk.errors import (
+    InvalidArgument,
+)
+from tusk.wire.repo import (  # not tusk.client.models: that loads the job models too
     BranchInfo,
     CommitInfo,
     CommitRef,
@@ -32,10 +36,6 @@ from tusk.client.models import (
     PutResult,
     RepoInfo,
     TagInfo,
-)
-from tusk.client.tarstream import Extracted, extract, local_hashes
-from tusk.errors import (
-    InvalidArgument,
 )
 
 READ_SIZE = 1 << 20

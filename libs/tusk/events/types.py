@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from tusk.events.envelope import EventData, register
 from tusk.wire.jobs import DatumCounts, InputCommit
@@ -23,6 +25,7 @@ __all__ = [
     "InputCommit",
     "JobCancel",
     "JobCreated",
+    "JobCreatedV1",
     "JobFailed",
     "JobProgress",
     "JobStarted",
@@ -30,6 +33,19 @@ __all__ = [
     "RepoCreated",
     "RepoDeleted",
 ]
+
+MAX_EVENT_TEXT = 16 * 1024
+"""Characters of free text (a commit's error, a job's reason) an event carries; the rest stays
+with the commit or job, so that no message a user writes can make an event unpublishable."""
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_EVENT_TEXT:
+        return text
+    return text[:MAX_EVENT_TEXT] + f" … ({len(text) - MAX_EVENT_TEXT} more characters not shown)"
+
+
+BoundedText = Annotated[str, AfterValidator(_bounded)]
 
 REPOS_TOPIC = "tusk.repos"
 COMMITS_TOPIC = "tusk.commits"
@@ -87,7 +103,7 @@ class CommitFinished(_CommitEvent):
     finished_at: datetime
     size_bytes: int
     file_count: int
-    error: str | None = None
+    error: BoundedText | None = None
 
 
 @register
@@ -122,8 +138,9 @@ class _JobEvent(EventData):
 
 
 @register
-class JobCreated(_JobEvent):
-    """A pipeline version must run on a set of input commits (exactly one job per such set)."""
+class JobCreatedV1(_JobEvent):
+    """``job.created`` with the spec inline, as triggers wrote it before v2; still run, so
+    that an upgrade loses none in flight."""
 
     type = "io.tusk.job.created.v1"
     version: int
@@ -136,9 +153,27 @@ class JobCreated(_JobEvent):
 
 
 @register
+class JobCreated(_JobEvent):
+    """A pipeline version must run on a set of input commits (exactly one job per such set).
+
+    The spec is named, not carried: ``pipeline``, ``version`` and ``spec_digest``
+    (``tusk.wire.specs.spec_digest``); the scheduler reads it by those. Every field is bounded,
+    so the event fits a broker record whatever the spec holds."""
+
+    type = "io.tusk.job.created.v2"
+    version: int
+    spec_digest: str
+    inputs: tuple[InputCommit, ...]
+    global_id: str
+    output_repo: str
+    output_branch: str
+    created_at: datetime
+
+
+@register
 class JobCancel(_JobEvent):
     type = "io.tusk.job.cancel.v1"
-    reason: str
+    reason: BoundedText
 
 
 @register
@@ -161,7 +196,7 @@ class JobSucceeded(_JobEvent):
     output_commit: str
     counts: DatumCounts
     finished_at: datetime
-    warning: str | None = None
+    warning: BoundedText | None = None
     """Something the user should look at although nothing failed (say, no datums at all)."""
 
 
@@ -171,7 +206,7 @@ class JobFailed(_JobEvent):
 
     type = "io.tusk.job.failed.v1"
     output_commit: str | None
-    reason: str
+    reason: BoundedText
     killed: bool = False
     counts: DatumCounts
     finished_at: datetime

@@ -27,6 +27,7 @@ QUEUE_SIZE = 1000
 # Job event type -> the job state it means for the DAG's colours.
 JOB_STATES = {
     "io.tusk.job.created.v1": "created",
+    "io.tusk.job.created.v2": "created",
     "io.tusk.job.started.v1": "running",
     "io.tusk.job.progress.v1": "running",
     "io.tusk.job.succeeded.v1": "success",

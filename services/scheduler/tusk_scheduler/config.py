@@ -17,11 +17,17 @@ class SchedulerSettings(CommonSettings):
         alias="TUSK_REPO_URL",
         description="The repo service: inputs, output commits and meta commits.",
     )
+    trigger_url: str = Field(
+        default="http://127.0.0.1:8082",
+        alias="TUSK_TRIGGER_URL",
+        description="The trigger service: the pipeline spec a job.created names, read once "
+        "per pipeline version.",
+    )
     token: str | None = Field(
         default=None,
         alias="TUSK_TOKEN",
-        description="Bearer token for the repo API (an admin's: it asks for each job's worker "
-        "credential). Workers never get it.",
+        description="Bearer token for the repo and trigger APIs (an admin's: it asks for each "
+        "job's worker credential). Workers never get it.",
     )
     runner: Literal["local", "kubernetes"] = Field(
         default="local",
@@ -131,8 +137,9 @@ class SchedulerSettings(CommonSettings):
         default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)),
         ge=1,
         alias="TUSK_SCHEDULER_MAX_LOCAL_WORKERS",
-        description="Local runner: the most worker processes one job starts at once (its "
-        "shards); a larger parallelism_spec.constant is cut to it. Default: twice the CPUs.",
+        description="Local runner: the most worker processes at once, across all jobs "
+        "(running, starting and warm ones); a shard beyond it waits for a worker to end, and "
+        "a larger parallelism_spec.constant is cut to it. Default: twice the CPUs, at least 2.",
     )
     code_dir: Path | None = Field(
         default=None,

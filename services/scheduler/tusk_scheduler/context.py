@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import structlog
 
 from tusk.client import RepoClient
+from tusk.client.pipelines import TriggerClient
 from tusk.db import Database, migrate
 from tusk.events.bus import EventBus
 from tusk.events.consumer import EventConsumer
@@ -20,7 +21,7 @@ from tusk_scheduler.background.leadership import Leadership
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.domain.execution import Deps
 from tusk_scheduler.domain.results import ResultReader
-from tusk_scheduler.events import GROUP, TOPICS, TYPES, make_handler
+from tusk_scheduler.events import GROUP, TOPICS, TYPES, make_handler, make_prepare
 from tusk_scheduler.metrics import Metrics
 from tusk_scheduler.runners.base import Runner
 from tusk_scheduler.runners.local import LocalRunner
@@ -37,6 +38,7 @@ class Context:
     db: Database
     bus: EventBus
     repos: RepoClient
+    triggers: TriggerClient
     runner: Runner
     results: ResultReader
     dispatcher: Dispatcher
@@ -105,6 +107,9 @@ async def build_context(
         if bus is None:
             bus = await stack.enter_async_context(open_event_bus(settings))
         repos = await stack.enter_async_context(RepoClient(settings.repo_url, token=settings.token))
+        triggers = await stack.enter_async_context(
+            TriggerClient(settings.trigger_url, token=settings.token)
+        )
         runner = runner or make_runner(settings)
         stack.push_async_callback(runner.close)
         if isinstance(runner, LocalRunner):
@@ -136,6 +141,7 @@ async def build_context(
             topics=TOPICS,
             types=TYPES,
             handler=make_handler(dispatcher.wake),
+            prepare=make_prepare(db, triggers, deps.outbox, dispatcher.wake),
         )
         relay.start()
         stack.push_async_callback(relay.stop)
@@ -149,6 +155,7 @@ async def build_context(
             db=db,
             bus=bus,
             repos=repos,
+            triggers=triggers,
             runner=runner,
             results=results,
             dispatcher=dispatcher,

@@ -61,6 +61,24 @@ async def insert_job(session: AsyncSession, values: Mapping[str, Any]) -> bool:
     return await insert_if_absent(session, JobRow.__table__, dict(values))
 
 
+async def job_known(session: AsyncSession, job: str) -> bool:
+    return (await session.scalar(select(JobRow.seq).where(JobRow.id == job))) is not None
+
+
+async def newest_spec_of_version(
+    session: AsyncSession, pipeline: str, version: int
+) -> dict[str, Any] | None:
+    """The spec of the newest job of that pipeline version (its earlier jobs ran the same one,
+    unless the pipeline was deleted and created again meanwhile: the caller checks)."""
+    spec = await session.scalar(
+        select(JobRow.spec)
+        .where(JobRow.pipeline == pipeline, JobRow.version == version)
+        .order_by(JobRow.seq.desc())
+        .limit(1)
+    )
+    return cast("dict[str, Any] | None", spec)
+
+
 async def request_cancel(session: AsyncSession, job: str, reason: str) -> bool:
     """Mark an unfinished job not yet marked for cancelling; whether there was such a job."""
     result = await session.execute(

@@ -1,6 +1,8 @@
-"""What of a pipeline spec travels in ``job.created``: everything the scheduler runs, nothing
-it does not (free text such as the description), under a size bound checked when the spec is
-stored, so that every job event of a pipeline fits in one broker record."""
+"""What of a pipeline spec a job runs: everything but free text such as the description,
+under a size bound checked when the spec is stored. ``job.created`` names it by digest (the
+scheduler reads it by id); the bound keeps what the scheduler stores and reads per job small,
+and lets an older scheduler, which takes the spec inline (``job.created.v1``), still fit it in
+one broker record."""
 
 from __future__ import annotations
 
@@ -8,14 +10,12 @@ import json
 from typing import Any
 
 from tusk.errors import PayloadTooLarge
+from tusk.wire.specs import runnable_spec as job_spec
+
+__all__ = ["MAX_JOB_SPEC_BYTES", "check_job_spec_size", "job_spec"]
 
 # Well under the 1 MB of a Kafka record, leaving room for the job's inputs and attributes.
 MAX_JOB_SPEC_BYTES = 256 * 1024
-_NOT_FOR_THE_SCHEDULER = frozenset({"description"})
-
-
-def job_spec(document: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in document.items() if k not in _NOT_FOR_THE_SCHEDULER}
 
 
 def check_job_spec_size(document: dict[str, Any]) -> None:

@@ -36,9 +36,10 @@ from tusk.events.types import (
 )
 from tusk.pipelines.compat import spec_warnings
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
+from tusk.wire.specs import PipelineVersionSpec, spec_digest
 from tusk_trigger import store
 from tusk_trigger.cron import commit_tick
-from tusk_trigger.job_spec import check_job_spec_size, job_spec
+from tusk_trigger.job_spec import check_job_spec_size
 from tusk_trigger.schemas import TERMINAL_STATES, JobInfo, PipelineInfo
 from tusk_trigger.tables import CronRow, JobRow, PipelineRow
 
@@ -237,6 +238,26 @@ class TriggerService:
     async def inspect_pipeline(self, session: AsyncSession, name: str) -> PipelineInfo:
         return await self.pipeline_info(session, await self._pipeline(session, name))
 
+    async def pipeline_version(
+        self, session: AsyncSession, name: str, version: int
+    ) -> PipelineVersionSpec:
+        """The spec of one version of the pipeline, as its jobs run it."""
+        row = await store.pipeline_version(session, name, version)
+        if row is None:
+            latest = await store.pipeline(session, name)
+            raise NotFound(
+                f"pipeline {name!r} not found"
+                if latest is None
+                else f"pipeline {name!r} has no version {version} (versions 1 to {latest.version})"
+            )
+        return PipelineVersionSpec(
+            pipeline=name,
+            version=version,
+            digest=spec_digest(row.spec),
+            spec=row.spec,
+            created_at=row.created_at,
+        )
+
     async def pipeline_info(self, session: AsyncSession, row: PipelineRow) -> PipelineInfo:
         return self._info(row, await store.last_job(session, row.name))
 
@@ -368,7 +389,7 @@ class TriggerService:
                 job=job.id,
                 pipeline=pipeline,
                 version=row.version,
-                spec=job_spec(row.spec),
+                spec_digest=spec_digest(row.spec),
                 inputs=tuple(inputs),
                 global_id=job.global_id,
                 output_repo=pipeline,

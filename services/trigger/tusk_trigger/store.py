@@ -51,6 +51,12 @@ def add_version(
     session.add(PipelineVersionRow(pipeline=name, version=version, spec=document, created_at=now))
 
 
+async def pipeline_version(
+    session: AsyncSession, name: str, version: int
+) -> PipelineVersionRow | None:
+    return await session.get(PipelineVersionRow, (name, version))
+
+
 async def delete_pipeline(session: AsyncSession, row: PipelineRow) -> None:
     await session.delete(row)
 

@@ -22,6 +22,11 @@ Scratch space per shard: ``<workspace>/<job>/shard-<n>/`` holds the staged input
 the worker's ``TUSK_PFS_ROOT``), the worker's own output per attempt (``attempt-<a>.log``), its
 pid file and its exit status. What warm workers print before they have a shard goes to
 ``<workspace>/standby.log``.
+
+**One cap for all jobs.** ``max_workers`` bounds the worker processes of the runner at once,
+whatever the number of jobs: running shards (adopted ones included), shards being started and
+warm workers together. A start beyond it waits until a worker has ended; one job is also
+never split into more shards than the cap, so a job's own shards never wait on each other.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ _PID_FILE = re.compile(r"attempt-(\d+)\.pid$")
 # Passed on to workers; the other TUSK_* variables are the scheduler's own business.
 _PASSED_SETTINGS = ("TUSK_LOG_LEVEL", "TUSK_LOG_JSON", "TUSK_WORKER_")
 REFILL_AFTER = 0.2  # seconds without a shard start before the warm pool is topped up
+SLOT_POLL = 0.05  # seconds between looks for an ended worker while every slot is taken
 
 
 def default_worker_command() -> tuple[str, ...]:
@@ -77,6 +83,7 @@ class LocalRunner:
         max_workers: int | None = None,
     ) -> None:
         self.workspace = workspace.resolve()
+        self.max_workers = max_workers
         self.max_shards = max_workers
         # Where user commands run, as a pod runs in its image's WORKDIR: relative paths in a
         # spec's cmd (python3 examples/credit/train.py) resolve here.
@@ -100,6 +107,10 @@ class LocalRunner:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._standby: list[subprocess.Popen[bytes]] = []
         self._standby_lock = threading.Lock()  # starts run in threads, several at once
+        # Counted against max_workers with the children and the warm pool (under the lock):
+        self._starting = 0  # starts holding a slot whose worker is not among the children yet
+        self._filling = 0  # warm workers being spawned
+        self._adopted: dict[int, ShardHandle] = {}  # running workers a previous process started
         self._refill: asyncio.Task[None] | None = None
         self._last_start = 0.0  # time.monotonic() of the last hand-over
         self._closed = asyncio.Event()
@@ -126,12 +137,69 @@ class LocalRunner:
 
     # --- Runner -----------------------------------------------------------------------------
 
+    def live_workers(self) -> int:
+        """Worker processes of this runner now, as counted against ``max_workers``."""
+        with self._standby_lock:
+            return self._busy() + len(self._standby) + self._filling
+
+    def _busy(self) -> int:
+        """Workers running or being handed a shard (the caller holds the lock)."""
+        running = sum(1 for child in list(self._children.values()) if child.poll() is None)
+        for pid, handle in list(self._adopted.items()):
+            if pid in self._children or not self._alive(handle):
+                del self._adopted[pid]
+        return running + len(self._adopted) + self._starting
+
+    def _reserve(self) -> tuple[bool, subprocess.Popen[bytes] | None]:
+        """Take a slot for a shard if one is free, with a warm worker when one is at hand."""
+        with self._standby_lock:
+            busy = self._busy()
+            if self.max_workers is not None and busy >= self.max_workers:
+                return False, None
+            while self._standby:
+                process = self._standby.pop(0)
+                if process.poll() is None:
+                    self._starting += 1  # a warm worker changes roles: no new process
+                    return True, process
+            total = busy + self._filling
+            if self.max_workers is not None and total >= self.max_workers:
+                return False, None
+            self._starting += 1
+            return True, None
+
+    async def _take_slot(self, launch: ShardLaunch) -> subprocess.Popen[bytes] | None:
+        reserved, warm = self._reserve()
+        if not reserved:
+            log.info(
+                "shard waits for a worker to end",
+                job=launch.job,
+                shard=launch.shard,
+                max_workers=self.max_workers,
+            )
+        while not reserved:
+            await asyncio.sleep(SLOT_POLL)
+            reserved, warm = self._reserve()
+        return warm
+
     async def start(self, launch: ShardLaunch) -> ShardHandle:
-        handle = await asyncio.to_thread(self._start, launch)
+        warm = await self._take_slot(launch)
+        try:
+            handle = await asyncio.to_thread(self._start, launch, warm)
+        except BaseException:
+            if warm is not None and warm.pid not in self._children:
+                with self._standby_lock:  # not handed over: still warm
+                    self._standby.append(warm)
+            raise
+        finally:
+            with self._standby_lock:
+                self._starting -= 1
         self._last_start = time.monotonic()
+        self._schedule_refill()
+        return handle
+
+    def _schedule_refill(self) -> None:
         if self._refill is None or self._refill.done():
             self._refill = asyncio.create_task(self._refill_when_quiet())
-        return handle
 
     async def _refill_when_quiet(self) -> None:
         """Top the pool up once starts have paused for ``REFILL_AFTER`` seconds."""
@@ -144,7 +212,9 @@ class LocalRunner:
         """Top the pool of warm workers up to ``warm_workers``."""
         await asyncio.to_thread(self._fill_pool)
 
-    def _start(self, launch: ShardLaunch) -> ShardHandle:
+    def _start(
+        self, launch: ShardLaunch, warm_worker: subprocess.Popen[bytes] | None = None
+    ) -> ShardHandle:
         job, shard, attempt = launch.job, launch.shard, launch.attempt
         pfs = self.shard_dir(job, shard) / "pfs"
         pfs.mkdir(parents=True, exist_ok=True)
@@ -172,7 +242,7 @@ class LocalRunner:
         }
         line = json.dumps(assignment).encode() + b"\n"
         while True:
-            process = self._take_standby()
+            process, warm_worker = warm_worker or self._take_standby(), None
             warm = process is not None
             if process is None:  # none at hand: a new one, its output already the shard's
                 process = self._spawn(self.log_file(job, shard, attempt))
@@ -202,11 +272,20 @@ class LocalRunner:
     def _fill_pool(self) -> None:
         while True:
             with self._standby_lock:
-                if len(self._standby) >= self.warm_workers:
+                warm = len(self._standby) + self._filling
+                if warm >= self.warm_workers or (
+                    self.max_workers is not None and self._busy() + warm >= self.max_workers
+                ):
                     return
-            process = self._spawn(self.workspace / "standby.log")
-            with self._standby_lock:
-                self._standby.append(process)
+                self._filling += 1
+            process = None
+            try:
+                process = self._spawn(self.workspace / "standby.log")
+            finally:
+                with self._standby_lock:
+                    self._filling -= 1
+                    if process is not None:
+                        self._standby.append(process)
 
     def _take_standby(self) -> subprocess.Popen[bytes] | None:
         while True:
@@ -247,6 +326,9 @@ class LocalRunner:
             if child.poll() is None:
                 return ShardStatus("running")
             del self._children[pid]
+            # Its slot is free: a pool the cap had kept short is topped up again, or the
+            # next shard would wait for a cold worker's start-up.
+            self._schedule_refill()
             signalled = -child.returncode if child.returncode < 0 else None
         else:
             if self._alive(handle):
@@ -339,6 +421,10 @@ class LocalRunner:
             running = child.poll() is None if child is not None else self._alive(handle)
             if running and (shard not in found or found[shard].attempt < handle.attempt):
                 found[shard] = handle
+        with self._standby_lock:  # another process's workers take slots as long as they run
+            for handle in found.values():
+                if int(handle.ref) not in self._children:
+                    self._adopted[int(handle.ref)] = handle
         return sorted(found.values(), key=lambda h: h.shard)
 
     async def output(self, handle: ShardHandle, max_bytes: int) -> str:

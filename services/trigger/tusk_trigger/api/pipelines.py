@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from tusk.auth.audit import set_audit_resource
 from tusk.auth.http import PrincipalDep, require_role
@@ -10,6 +10,7 @@ from tusk.auth.principal import Principal
 from tusk.errors import PayloadTooLarge
 from tusk.openapi import body_schema
 from tusk.pipelines.spec import PipelineSpec
+from tusk.wire.specs import PipelineVersionSpec
 from tusk_trigger.api.access import check_may_define, make_owner
 from tusk_trigger.api.deps import ContextDep, PipelineName
 from tusk_trigger.schemas import ErrorBody, PipelineInfo
@@ -106,6 +107,22 @@ async def list_pipelines(ctx: ContextDep, principal: PrincipalDep) -> list[Pipel
 async def inspect_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     async with ctx.db.session(write=False) as session:
         return await ctx.service.inspect_pipeline(session, name)
+
+
+@router.get(
+    "/pipelines/{name}/versions/{version}",
+    response_model=PipelineVersionSpec,
+    dependencies=[Reader],
+)
+async def inspect_pipeline_version(
+    name: PipelineName,
+    ctx: ContextDep,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1, description="The pipeline version")],
+) -> PipelineVersionSpec:
+    """One version of the pipeline's spec, as stored when it was created or updated, with the
+    digest its jobs name it by (the scheduler reads a job's spec here)."""
+    async with ctx.db.session(write=False) as session:
+        return await ctx.service.pipeline_version(session, name, version)
 
 
 @router.delete("/pipelines/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Owner])
