@@ -4,7 +4,8 @@ when a pipeline is created or updated, so nothing in a spec is silently ignored.
 Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged empty),
 ``pfs.lazy`` (the files are staged before the command starts: what it reads is the same),
 ``autoscaling`` (workers exist only while a job has datums), GPUs in both forms,
-``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``."""
+``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``,
+``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``)."""
 
 from __future__ import annotations
 
@@ -63,11 +64,6 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
         warn(
             "service",
             "service pipelines are not implemented yet: the command runs once per datum",
-        )
-    if spec.transform.datum_batching:
-        warn(
-            "transform.datum_batching",
-            "datum batching is not implemented yet: each datum runs the command once",
         )
     if spec.scheduling_spec is not None:
         warn(
