@@ -210,9 +210,7 @@ while True:
 """
 
 
-async def test_in_the_sandbox_each_datum_is_at_pfs(
-    repo: RepoClient, repo_url: str, tmp_path: Path
-):
+async def test_in_the_sandbox_each_datum_is_at_pfs(repo: RepoClient, repo_url: str, tmp_path: Path):
     ensure_installed()
     datums = await _words(repo, {"a": "alpha", "b": "beta"})
     job = await Job.open(repo, repo_url)

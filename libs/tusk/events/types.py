@@ -23,6 +23,7 @@ __all__ = [
     "InputCommit",
     "JobCancel",
     "JobCreated",
+    "JobDeleted",
     "JobFailed",
     "JobProgress",
     "JobStarted",
@@ -139,6 +140,15 @@ class JobCreated(_JobEvent):
 class JobCancel(_JobEvent):
     type = "io.tusk.job.cancel.v1"
     reason: str
+
+
+@register
+class JobDeleted(_JobEvent):
+    """An ended job was deleted with its output commit: what it processed no longer counts
+    as processed (its outputs are gone), and its execution records go."""
+
+    type = "io.tusk.job.deleted.v1"
+    output_commit: str | None
 
 
 @register

@@ -125,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "`while true; do tusk-worker next-datum; transform; done`. When no datum is left it "
         f"exits with status {EXIT_NO_MORE_DATUMS} and the worker stops the command.",
         epilog="The datum's variables (PACH_DATUM_ID, <input>=<path>, PACH_DATUM_<input>_JOIN_ON "
-        "…) cannot reach the calling shell by themselves: `eval \"$(tusk-worker next-datum "
-        "--export)\"` sets them. From Python use tusk.worker.nextdatum.next_datum() or the "
+        '…) cannot reach the calling shell by themselves: `eval "$(tusk-worker next-datum '
+        '--export)"` sets them. From Python use tusk.worker.nextdatum.next_datum() or the '
         "@batch_all_datums decorator, which need no process per datum.",
     )
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""What the scheduler consumes (``job.created``, ``job.cancel``) and how it is recorded.
+"""What the scheduler consumes (``job.created``, ``job.cancel``, ``job.deleted``) and how it
+is recorded.
 
 The handler runs in the consumer's transaction, together with the processed-event insert, and
 only records: a new job row (idempotent by job id, so a redelivered ``job.created`` is
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tusk.events.consumer import Handler
 from tusk.events.envelope import Envelope, EventData
 from tusk.events.outbox import call_after_commit
-from tusk.events.types import JOBS_TOPIC, JobCancel, JobCreated
+from tusk.events.types import JOBS_TOPIC, JobCancel, JobCreated, JobDeleted
 from tusk_scheduler import store
 from tusk_scheduler.domain.counts import empty_counts
 from tusk_scheduler.tables import CREATED
@@ -26,7 +27,7 @@ log = structlog.get_logger()
 
 GROUP = "tusk-scheduler"
 TOPICS = (JOBS_TOPIC,)
-TYPES = (JobCreated, JobCancel)  # the scheduler's own job events share the topic
+TYPES = (JobCreated, JobCancel, JobDeleted)  # the scheduler's own job events share the topic
 
 
 def make_handler(wake: Callable[[], None]) -> Handler:
@@ -39,6 +40,13 @@ def make_handler(wake: Callable[[], None]) -> Handler:
                 call_after_commit(session, wake)
         elif isinstance(data, JobCancel) and await request_cancel(session, data):
             call_after_commit(session, wake)
+        elif isinstance(data, JobDeleted):
+            forgotten = await store.forget_job(session, data.job)
+            log.info(
+                "deleted job forgotten" if forgotten else "deleted job unknown here or running",
+                job=data.job,
+                pipeline=data.pipeline,
+            )
 
     return handle
 
