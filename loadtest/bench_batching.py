@@ -13,8 +13,11 @@ blocks) and then writes each datum's file upper-cased to its output:
   each of the two worker processes loads it once.
 
 Each figure is datums/s from the commit's finish returning to the job's success. The baseline
-is the unbatched pipeline; the ratio is the speed-up. Also printed: the floor of the unbatched
-run (N loads, two at a time) that batching removes.
+is the unbatched pipeline; the ratio is the speed-up. A second baseline runs the same datums
+unbatched with no model at all (``--load 0``): the platform's own cost per datum (staging,
+upload, results), which batching cannot remove; the closer the batched run comes to it, the
+more of the model's cost batching removed. Also printed: the floor of the unbatched run (N
+loads, two at a time).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ async def one_run(
     repos: RepoClient, trigger: TriggerClient, model: Path, n: int, load: float, batched: bool
 ) -> float:
     """Seconds from the input commit's finish to the job's success."""
-    kind = "batched" if batched else "unbatched"
+    kind = ("batched" if batched else "unbatched") + ("" if load else "-no-model")
     say(f"{kind}: {n:,} datums, model load {load} s, parallelism {PARALLELISM}")
     repo, pipeline = f"in-{kind}", f"model-{kind}"
     await repos.create_repo(repo)
@@ -108,6 +111,7 @@ async def run(work: Path, n: int, load: float) -> Report:
         ):
             unbatched = await one_run(repos, trigger, model, n, load, batched=False)
             batched = await one_run(repos, trigger, model, n, load, batched=True)
+            no_model = await one_run(repos, trigger, model, n, 0.0, batched=False)
     finally:
         await asyncio.to_thread(stack.stop)
         await asyncio.to_thread(kafka.close)
@@ -124,6 +128,18 @@ async def run(work: Path, n: int, load: float) -> Report:
             speedup,
         )
     )
+    report.add(
+        Figure(
+            f"{n:,} datums, model load {load:g} s, datum_batching",
+            n / batched,
+            "datums/s",
+            "-",
+            None,
+            "the same datums, no model at all (each datum's own cost)",
+            n / no_model,
+            no_model / batched,
+        )
+    )
     floor = n * load / PARALLELISM
     report.details = {
         "datums": n,
@@ -131,6 +147,7 @@ async def run(work: Path, n: int, load: float) -> Report:
         "parallelism": PARALLELISM,
         "unbatched_s": unbatched,
         "batched_s": batched,
+        "no_model_s": no_model,
         "speedup": speedup,
         "unbatched_floor_s": floor,
     }
