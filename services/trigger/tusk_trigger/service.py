@@ -36,6 +36,7 @@ from tusk.events.types import (
     JobSucceeded,
 )
 from tusk.pipelines.compat import spec_warnings
+from tusk.pipelines.models import BranchTrigger
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
 from tusk_trigger import store
 from tusk_trigger.cron import commit_tick
@@ -298,6 +299,75 @@ class TriggerService:
                     pinned={b.name: event.commit for b in reads},
                     global_id=event.global_id,
                 )
+
+    # --- branch triggers (Pachyderm's pfs.trigger) ---------------------------------------
+
+    async def trigger_watches(
+        self, session: AsyncSession, event: CommitFinished
+    ) -> list[tuple[str, str, BranchTrigger]]:
+        """(repo, input branch, trigger) of each running pipeline's input whose trigger
+        watches the event's branch: the input branch moves to it when the trigger fires."""
+        if event.branch is None or event.error is not None:
+            return []
+        found: dict[tuple[str, str], BranchTrigger] = {}
+        for row in await store.all_pipelines(session):
+            if row.state != "running":
+                continue
+            for pfs in self._spec(row).pfs_inputs():
+                watched = pfs.trigger.branch if pfs.trigger is not None else None
+                if pfs.trigger is None or pfs.repo != event.repo:
+                    continue
+                if (watched or "master") == event.branch and pfs.branch != event.branch:
+                    found.setdefault((pfs.repo, pfs.branch), pfs.trigger)
+        return [(repo, branch, trigger) for (repo, branch), trigger in found.items()]
+
+    async def fire_triggers(
+        self, event: CommitFinished, watches: Sequence[tuple[str, str, BranchTrigger]]
+    ) -> list[CommitFinished]:
+        """Move each watching branch to the event's commit where its trigger's condition holds
+        (what was added since the branch's head: ``size`` bytes, ``commits`` commits; any of
+        them, or with ``all`` every one); for each branch moved (or already there: a redelivered
+        event), the event as if the commit had been finished on that branch."""
+        fired: list[CommitFinished] = []
+        for repo, branch, trigger in watches:
+            try:
+                head = (await self.repos.inspect_branch(repo, branch)).head
+            except NotFound:
+                head = None
+            if head != event.commit:
+                if not await self._condition_holds(repo, head, event.commit, trigger):
+                    continue
+                if head is None:
+                    await self.repos.create_branch(repo, branch, head=event.commit)
+                else:
+                    await self.repos.move_branch(repo, branch, event.commit)
+                log.info(
+                    "branch trigger fired", repo=repo, branch=branch, head=event.commit,
+                    watched=event.branch,
+                )  # fmt: skip
+            fired.append(event.model_copy(update={"branch": branch}))
+        return fired
+
+    async def _condition_holds(
+        self, repo: str, head: str | None, new: str, trigger: BranchTrigger
+    ) -> bool:
+        checks: list[bool] = []
+        if trigger.commits is not None:
+            added = 0
+            async for commit in self.repos.log(repo, new):
+                if commit.id == head or added >= trigger.commits:
+                    break
+                added += 1
+            checks.append(added >= trigger.commits)
+        if trigger.size is not None:
+            now = (await self.repos.inspect_commit(repo, new)).size_bytes or 0
+            before = 0
+            if head is not None:
+                before = (await self.repos.inspect_commit(repo, head)).size_bytes or 0
+            checks.append(now - before >= trigger.size)
+        if not checks:  # only a cron_spec: it fires on its schedule, not on commits
+            return False
+        return all(checks) if trigger.all else any(checks)
 
     async def _readers(
         self, session: AsyncSession, event: CommitFinished
