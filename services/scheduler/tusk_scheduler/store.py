@@ -4,12 +4,13 @@ out: what they mean is the domain's business (this module imports nothing above 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tusk import shortid
 from tusk.db import insert_for, insert_if_absent
@@ -248,3 +249,21 @@ async def forget_job(session: AsyncSession, job: str) -> bool:
         await session.execute(delete(table).where(table.job == job))
     await session.execute(delete(JobRow).where(JobRow.id == job))
     return True
+
+
+# The leader's lease (background/leadership.py): a PostgreSQL advisory lock held by one
+# connection's session, so it ends when that connection does.
+LEADER_LOCK_KEY = zlib.crc32(b"tusk scheduler leader")
+
+
+async def try_leader_lock(connection: AsyncConnection) -> bool:
+    """Take the leader's lock on this connection if no other session holds it."""
+    got = await connection.scalar(select(func.pg_try_advisory_lock(LEADER_LOCK_KEY)))
+    await connection.commit()  # the lock is the session's, not the transaction's
+    return bool(got)
+
+
+async def check_connection(connection: AsyncConnection) -> None:
+    """Raise if the connection (and with it the lock it holds) is gone."""
+    await connection.scalar(select(1))
+    await connection.commit()
