@@ -27,6 +27,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,8 @@ exec {python} -m tusk.worker.entry "$@"
 class _Request:
     error: str | None
     answer: asyncio.Future[dict[str, object]]
+    accepted: float
+    """When its connection was accepted (``time.monotonic()``)."""
 
 
 @dataclass
@@ -107,6 +110,9 @@ class _Running:
     process: asyncio.subprocess.Process
     exited: asyncio.Future[None]
     pumps: asyncio.Future[tuple[None, None]]
+    started: float
+    """Before the process was started (``time.monotonic()``): a request accepted earlier
+    came from a process stopped since."""
     took_a_datum: bool = False
 
 
@@ -174,6 +180,7 @@ class BatchedShard:
             self.spec.transform.cmd, root=self.root, inputs=self.inputs, cwd=Path.cwd(),
             extra=mounts,
         )  # fmt: skip
+        started = time.monotonic()
         try:
             process, exited = await start_command(
                 argv, stdin_lines=self.spec.transform.stdin, env=env
@@ -188,7 +195,7 @@ class BatchedShard:
             _pump(process.stdout, self.sink), _pump(process.stderr, self.sink, stderr=True)
         )
         self.log.info("batching command started", pid=process.pid, datums_left=len(self.queue))
-        return _Running(process, exited, pumps)
+        return _Running(process, exited, pumps, started)
 
     def _command_env(self, control: Path) -> dict[str, str]:
         """The command's environment: the pipeline's, without any one datum's variables (each
@@ -235,8 +242,13 @@ class BatchedShard:
             if not request.done():
                 request.cancel()
         if request in done:
+            asked = request.result()
+            if asked.accepted < running.started:
+                # From a command stopped since (its datum has been dealt with): not ours.
+                _answer(asked, {"done": True})
+                return running
             running.took_a_datum = True
-            if not await self._answer(request.result()):
+            if not await self._answer(asked):
                 await self._stop(running)
                 return None
             return running
@@ -389,6 +401,7 @@ class BatchedShard:
     # --- the socket -----------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted = time.monotonic()
         try:
             line = await reader.readline()
             try:
@@ -399,6 +412,7 @@ class BatchedShard:
             request = _Request(
                 str(error) if error is not None else None,
                 asyncio.get_running_loop().create_future(),
+                accepted,
             )
             await self.requests.put(request)
             answer = await request.answer
