@@ -155,6 +155,9 @@ class S3Server:
                 "--region",
                 self.region,
                 "--quiet",
+                # Off by default in versitygw: every response would close its connection, and a
+                # client reading many chunks would open one per chunk (S3 itself keeps them).
+                "--keep-alive",
                 "posix",
                 "--sidecar",
                 run_dir / "meta",

@@ -43,6 +43,16 @@ async def test_ranges(store: ObjectStore) -> None:
     assert await store.get("r", 5, 5) == b""
 
 
+async def test_pieces_are_the_same_bytes(store: ObjectStore) -> None:
+    data = os.urandom(3 << 20)  # more than one read of the connection, for S3
+    await store.put("p", data)
+    assert b"".join(await store.get_pieces("p")) == data
+    assert b"".join(await store.get_pieces("p", 100, 2 << 20)) == data[100 : 2 << 20]
+    assert b"".join(await store.get_pieces("p", 7, 7)) == b""
+    with pytest.raises(NotFound):
+        await store.get_pieces("missing")
+
+
 async def test_missing_object(store: ObjectStore) -> None:
     assert not await store.exists("nope")
     with pytest.raises(NotFound):

@@ -31,6 +31,11 @@ class ObjectStore(Protocol):
         """Bytes ``[start, end)`` of the object; raises ``NotFound`` when it does not exist."""
         ...
 
+    async def get_pieces(self, key: str, start: int = 0, end: int | None = None) -> list[bytes]:
+        """The same bytes as :meth:`get`, in the pieces they arrived in: joining them would
+        copy every byte once more, and a reader that sends them on does not need to."""
+        ...
+
     async def exists(self, key: str) -> bool: ...
 
     async def delete(self, key: str) -> None:

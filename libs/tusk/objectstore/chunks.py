@@ -192,7 +192,7 @@ class ChunkStore:
         return modified is not None and datetime.now(UTC) - modified < self.reuse_within
 
     def read_file(
-        self, file: ChunkedFile, start: int = 0, end: int | None = None, *, ahead: int = 1
+        self, file: ChunkedFile, start: int = 0, end: int | None = None, *, ahead: int = 3
     ) -> AsyncIterator[bytes]:
         """Yield bytes ``[start, end)`` of a stored file, with ``ahead`` chunks fetched
         while one is sent."""
@@ -220,14 +220,17 @@ class ChunkStore:
                 wanted.append((chunk_key(digest), lo - offset, hi - offset, length))
             offset += length
 
-        def fetch(item: tuple[str, int, int, int]) -> asyncio.Task[bytes]:
+        def fetch(item: tuple[str, int, int, int]) -> asyncio.Task[list[bytes]]:
             key, lo, hi, length = item
             whole = lo == 0 and hi == length
+            # Pieces as they arrived, sent on as they are: no copy to join them.
             return asyncio.ensure_future(
-                self.store.get(key) if whole else self.store.get(key, lo, hi)
+                self.store.get_pieces(key) if whole else self.store.get_pieces(key, lo, hi)
             )
 
-        pending: deque[asyncio.Task[bytes]] = deque(fetch(w) for w in wanted[: ahead + 1])
+        pending: deque[asyncio.Task[list[bytes]]] = deque(
+            fetch(w) for w in wanted[: ahead + 1]
+        )
         following = ahead + 1
         try:
             while pending:
@@ -235,11 +238,12 @@ class ChunkStore:
                 if following < len(wanted):
                     pending.append(fetch(wanted[following]))
                     following += 1
-                yield await current
+                for piece in await current:
+                    if piece:
+                        yield piece
         finally:
             for task in pending:
                 task.cancel()
-
 
 async def _hash(data: bytes) -> str:
     if len(data) >= _HASH_IN_THREAD_FROM:

@@ -78,6 +78,9 @@ class LocalObjectStore:
     async def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         return await asyncio.to_thread(self._get_sync, key, start, end)
 
+    async def get_pieces(self, key: str, start: int = 0, end: int | None = None) -> list[bytes]:
+        return [await self.get(key, start, end)]
+
     def _get_sync(self, key: str, start: int, end: int | None) -> bytes:
         try:
             with self._path(key).open("rb") as f:

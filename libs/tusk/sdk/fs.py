@@ -24,6 +24,7 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from tusk.client.models import FileInfo
 from tusk.errors import InvalidArgument, NotFound
 from tusk.paths import parse_address
+from tusk.sdk.prefetch import Prefetch
 from tusk.sdk.sync import Client
 
 DEFAULT_BLOCK_SIZE = 16 << 20
@@ -199,8 +200,41 @@ class TuskFile(AbstractBufferedFile):  # type: ignore[misc]
 
     fs: TuskFileSystem
 
+    _prefetch: Prefetch | None = None
+    _last_end = -1
+
     def _fetch_range(self, start: int, end: int) -> bytes:
-        return self.fs.cat_file(self.path, start, end)
+        end = min(end, self.size)
+        if start >= end:
+            return b""
+        stream = self._prefetch
+        if stream is None or stream.position != start:
+            if stream is not None:
+                stream.close()
+                self._prefetch = None
+            if start not in (0, self._last_end):
+                # A jump (a Parquet footer, a column): just the range asked for.
+                self._last_end = end
+                return self.fs.cat_file(self.path, start, end)
+            # From the start, or on from the last read: a reader going through the file.
+            # One GET for the rest of it, read ahead while the caller works on this part.
+            self._prefetch = stream = Prefetch(
+                self.fs.client._loop,
+                self.fs.client.aio.stream_file(self.fs._address(self.path), offset=start),
+                start,
+            )
+        try:
+            data = stream.read(end - start)
+        except NotFound:
+            raise FileNotFoundError(self.path) from None
+        self._last_end = end
+        return data
+
+    def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
+        super().close()
 
     def _initiate_upload(self) -> None:
         self._spool: IO[bytes] = tempfile.NamedTemporaryFile(prefix="tusk-upload-")  # noqa: SIM115

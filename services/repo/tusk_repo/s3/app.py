@@ -283,7 +283,8 @@ async def _object(gateway: Gateway, call: Call, method: str) -> Response:
         source = call.request.headers.get("x-amz-copy-source")
         if source:
             return await _copy_object(gateway, call, source)
-        digest, commit = await gateway.put_object(call.bucket, call.key, call.body())
+        digest, commit = await gateway.put_object(call.bucket, call.key, call.body(),
+                                                  length=_announced_length(call))
         return Response(headers={"ETag": f'"{digest}"', "x-tusk-commit": commit})
     if method == "POST":
         if "uploads" in q:
@@ -302,6 +303,13 @@ async def _object(gateway: Gateway, call: Call, method: str) -> Response:
         await gateway.delete_object(call.bucket, call.key)
         return Response(status_code=204)
     raise S3Error(501, "NotImplemented", f"{method} {sorted(q)} is not served", call.resource)
+
+
+def _announced_length(call: Call) -> int | None:
+    """The object's size as the request announces it (aws-chunked bodies announce it apart)."""
+    headers = call.request.headers
+    text = headers.get("x-amz-decoded-content-length") or headers.get("content-length")
+    return int(text) if text and text.isdigit() else None
 
 
 async def _get_object(gateway: Gateway, call: Call, *, head: bool) -> Response:

@@ -30,7 +30,7 @@ from tusk_repo.tables import RepoRow
 
 PACK_SMALLER_THAN = 1 << 20
 """Objects up to this size are packed with the others staged together."""
-READ_AHEAD = 3
+READ_AHEAD = 4
 """Chunks fetched from the object store while one is sent (each up to the chunk size)."""
 
 Stage = Callable[[AsyncSession, RepoRow, str], Awaitable[None]]
@@ -223,16 +223,20 @@ class Gateway:
             return finished.id
 
     async def put_object(
-        self, bucket: str, key: str, body: AsyncIterable[bytes]
+        self, bucket: str, key: str, body: AsyncIterable[bytes], *, length: int | None = None
     ) -> tuple[str, str]:
         """Store and stage one object; its content hash and the commit it went into.
 
         A small object is held until it is staged: the objects staged together are written
         packed into shared chunks (as a batch put is), so ten thousand small PUTs cost a few
-        object-store writes, not ten thousand."""
+        object-store writes, not ten thousand. ``length``: the size the request announced."""
         ref, path = split_key(bucket, key)
-        async with self.ctx.db.session(write=False) as session:
-            await self._repo(session, bucket)  # before reading a possibly large body
+        if length is None or length > PACK_SMALLER_THAN:
+            # Before reading a possibly large body. A small one is read first: its batch
+            # looks the repo up once for all its puts, where a look-up per put cost more than
+            # the rest of the put.
+            async with self.ctx.db.session(write=False) as session:
+                await self._repo(session, bucket)
         stream = aiter(body)
         head = bytearray()
         async for piece in stream:
@@ -290,6 +294,10 @@ class Gateway:
         try:
             while batch := self._pending.pop((bucket, ref), None):
                 try:
+                    # Small puts come here unchecked (their own look-up cost more than the
+                    # rest): a batch for a missing repo stores nothing.
+                    async with self.ctx.db.session(write=False) as session:
+                        await self._repo(session, bucket)
                     files, written = await self._store_small(batch)
 
                     async def stage(session: AsyncSession, row: RepoRow, commit: str,

@@ -10,6 +10,7 @@ plugs in by implementing :class:`S3Credentials`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -98,8 +99,15 @@ def canonical_query(query_string: str) -> str:
 
 
 def _signing_key(secret: str, auth: Authorization) -> bytes:
-    key = hmac.digest(f"AWS4{secret}".encode(), auth.date.encode(), "sha256")
-    for part in (auth.region, auth.service, "aws4_request"):
+    return _derived_key(secret, auth.date, auth.region, auth.service)
+
+
+@functools.lru_cache(maxsize=256)
+def _derived_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """A day's signing key: four HMACs that every request of the day would repeat (clients
+    cache it too)."""
+    key = hmac.digest(f"AWS4{secret}".encode(), date.encode(), "sha256")
+    for part in (region, service, "aws4_request"):
         key = hmac.digest(key, part.encode(), "sha256")
     return key
 

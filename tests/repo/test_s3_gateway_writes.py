@@ -1,0 +1,114 @@
+"""Writes through the S3 gateway's domain, on both backends. Multipart: a part goes to the
+object store as chunks while it arrives, so an upload of any size holds a few chunks in
+memory, never its parts; an aborted upload leaves no commit, and nothing its collection does
+not remove. Small puts: read before their repo is looked up, and still refused, with nothing
+stored, when it is missing."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+
+from tests.conftest import TEST_CHUNK_SIZE
+from tests.repo.test_gc import isolated
+from tusk_repo.context import Context
+from tusk_repo.s3.gateway import Gateway
+from tusk_repo.s3.xml import S3Error
+
+PIECE = 16 * 1024  # what a client's connection delivers at a time
+PART = 32 * TEST_CHUNK_SIZE  # 2 MiB
+PARTS = 4
+
+
+@pytest.fixture(params=["embedded", "real"])
+async def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Context]:
+    servers: dict[str, Any] = {}
+    if request.param == "real":
+        servers = {"postgres": request.getfixturevalue("postgres"),
+                   "s3": request.getfixturevalue("s3")}
+    async with isolated(request.param, tmp_path, **servers) as (context, _):
+        async with context.db.session() as session:
+            await context.service.create_repo(session, "up", "")
+        yield context
+
+
+async def _body(size: int, hasher: Any) -> AsyncIterator[bytes]:
+    """``size`` random bytes in pieces, made as they are asked for (the test holds none)."""
+    for _ in range(size // PIECE):
+        piece = os.urandom(PIECE)
+        hasher.update(piece)
+        yield piece
+
+
+async def _chunk_keys(ctx: Context) -> list[str]:
+    return [key async for key in ctx.objects.list_keys("chunks/")]
+
+
+async def test_a_multipart_upload_holds_a_few_chunks_not_its_parts(ctx: Context) -> None:
+    gateway = Gateway(ctx)
+    upload_id = await gateway.create_upload("up", "master/big.bin")
+    upload = gateway.upload("up", "master/big.bin", upload_id)
+    whole = blake3.blake3()
+    tracemalloc.start()
+    try:
+        for number in range(1, PARTS + 1):
+            await gateway.upload_part(upload, number, _body(PART, whole))
+        stored, commit = await gateway.complete_upload(
+            upload_id, upload, list(range(1, PARTS + 1))
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert stored.size == PARTS * PART
+    assert stored.hash == whole.hexdigest()
+    # Chunks in flight and the one being filled, and the service's own bookkeeping: nowhere
+    # well under the 8 MiB that went through.
+    bound = (ctx.settings.upload_concurrency + 2) * TEST_CHUNK_SIZE + (2 << 20)
+    assert peak < bound, f"peak {peak} bytes traced for a {PARTS * PART}-byte upload"
+    info, _ = await gateway.head_object("up", f"{commit}/big.bin")
+    assert info.size == PARTS * PART
+    assert gateway.uploads == {}
+
+
+async def test_an_aborted_upload_leaves_nothing_behind(ctx: Context) -> None:
+    gateway = Gateway(ctx)
+    upload_id = await gateway.create_upload("up", "master/gone.bin")
+    upload = gateway.upload("up", "master/gone.bin", upload_id)
+    for number in (1, 2):
+        await gateway.upload_part(upload, number, _body(PART, blake3.blake3()))
+    assert await _chunk_keys(ctx), "the parts were not written to the object store"
+
+    gateway.abort_upload(upload_id)
+
+    with pytest.raises(S3Error) as refused:
+        gateway.upload("up", "master/gone.bin", upload_id)
+    assert refused.value.code == "NoSuchUpload"
+    async with ctx.db.session(write=False) as session:
+        row = await ctx.service.get_repo(session, "up")
+        assert await ctx.service.list_commits(session, row) == ([], None)
+    # The parts' chunks belong to no file: collection removes them (here at once; in
+    # service, once they are older than the grace period).
+    await ctx.collector.run(grace=timedelta(0))
+    assert await _chunk_keys(ctx) == []
+
+
+async def test_a_small_put_to_a_missing_repo_stores_nothing(ctx: Context) -> None:
+    gateway = Gateway(ctx)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"hello"
+
+    with pytest.raises(S3Error) as refused:
+        await gateway.put_object("no-such-repo", "master/a.txt", body(), length=5)
+    assert (refused.value.status_code, refused.value.code) == (404, "NoSuchBucket")
+    assert await _chunk_keys(ctx) == []
+    digest, _ = await gateway.put_object("up", "master/a.txt", body(), length=5)
+    assert await _chunk_keys(ctx), "a put to the repo that exists stored nothing"
+    assert digest == blake3.blake3(b"hello").hexdigest()
