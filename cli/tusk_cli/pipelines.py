@@ -12,7 +12,7 @@ from rich.markup import escape
 from tusk.client.models import CommitInfo, CommitRef, JobInfo
 from tusk.errors import InvalidArgument, TuskError
 from tusk.paths import parse_address
-from tusk_cli import jobwait
+from tusk_cli import jobwait, reruns
 from tusk_cli.common import (
     JsonOption,
     connect,
@@ -541,3 +541,7 @@ def lineage(
 
 
 pipeline_app.command("draw")(draw_pipelines)
+
+
+job_app.command("delete")(reruns.delete_job)
+datum_app.command("restart")(reruns.restart_datums)

@@ -11,6 +11,7 @@ import functools
 import os
 import stat
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from tusk.client import FileInfo, RepoClient, batches
 from tusk.concurrency import bounded
 from tusk.errors import InvalidArgument
 from tusk.paths import Address, normalize_path, parse_address
+from tusk_cli import sources
 from tusk_cli.common import ADDRESS_HELP, connect, note, run, size, stderr
 from tusk_cli.download import get_tree
 from tusk_cli.writing import (
@@ -150,6 +152,10 @@ def put(
     ] = None,
     commit: CommitOption = None,
     wait: WaitOption = DEFAULT_WAIT,
+    untar: sources.UntarOption = False,
+    split: sources.SplitOption = None,
+    target_file_datums: sources.TargetDatumsOption = 0,
+    target_file_bytes: sources.TargetBytesOption = 0,
 ) -> None:
     """Upload a file or a directory tree into a commit.
 
@@ -164,11 +170,36 @@ def put(
     `tusk put raw@master:/data/2024-03.csv -f march.csv`
 
     `tusk put raw@master:/images -r -f ./images`
+
+    `-f` also takes a URL, streamed into the commit: `http://`, `https://` or `s3://BUCKET/KEY`
+    (with the AWS credentials of the environment; `AWS_ENDPOINT_URL` for another S3 server):
+
+    `tusk put raw@master:/ -f https://example.com/data/day-001.csv`
+
+    As `pachctl put file`, `--untar` puts an archive's files instead of the archive, and
+    `--split line|json` cuts a file into numbered pieces for a glob to make datums of:
+
+    `tusk put raw@master:/images --untar -f https://example.com/images.tar.gz`
+
+    `tusk put raw@master:/users --split json --target-file-datums 100 -f users.jsonl`
     """
     run(_put(
         address, file, recursive=recursive, parallel=parallel, join=commit, wait=wait,
         admin_override=admin_override,
+        reshape=Reshape(untar, split, target_file_datums, target_file_bytes),
     ))
+
+
+@dataclass(frozen=True)
+class Reshape:
+    untar: bool = False
+    split: str | None = None
+    per_piece: int = 0
+    bytes_per_piece: int = 0
+
+    @property
+    def any(self) -> bool:
+        return self.untar or self.split is not None
 
 
 async def _put(
@@ -180,7 +211,12 @@ async def _put(
     join: str | None = None,
     wait: float = DEFAULT_WAIT,
     admin_override: str | None = None,
+    reshape: Reshape | None = None,
 ) -> None:
+    reshape = reshape or Reshape()
+    sources.check_options(
+        reshape.split, reshape.untar, recursive, reshape.per_piece, reshape.bytes_per_piece
+    )
     address = parse_address(text)
     into = functools.partial(
         writable_commit,
@@ -190,7 +226,16 @@ async def _put(
         admin_override=admin_override,
     )
     if local == STDIN:
+        if reshape.any:
+            raise InvalidArgument("--untar and --split read a file or a URL, not stdin")
         await _put_stdin(text, address, into)
+        return
+    if reshape.any:
+        with tempfile.TemporaryDirectory(prefix="tusk-put-") as scratch:
+            await _put_reshaped(text, address, local, reshape, Path(scratch), parallel, into)
+        return
+    if sources.is_url(local):
+        await _put_url(text, address, local, into)
         return
     source = Path(local)
     info = await anyio.Path(source).stat()
@@ -205,6 +250,15 @@ async def _put(
     else:
         remote = _file_destination(text, address, source.name, into=recursive)
         files = [LocalFile(source, remote, info.st_size)]
+    await _upload(files, address, parallel, into)
+
+
+async def _upload(
+    files: list[LocalFile],
+    address: Address,
+    parallel: int,
+    into: Callable[[RepoClient, Address], AbstractAsyncContextManager[Target]],
+) -> None:
     total = sum(f.size for f in files)
     async with connect() as client, into(client, address) as target:
         with Meter("uploading", total, len(files)) as meter:
@@ -213,6 +267,85 @@ async def _put(
         note(f"put {len(files)} file{plural} ({size(total)}) into {escape(target.where)}")
         if not target.owned:
             note(left_open_hint(target))
+
+
+async def _put_url(
+    text: str,
+    address: Address,
+    url: str,
+    into: Callable[[RepoClient, Address], AbstractAsyncContextManager[Target]],
+) -> None:
+    """Stream the URL's bytes into one file of the commit, never holding it whole."""
+    remote = _file_destination(text, address, sources.url_name(url), into=False)
+    # The source answers before a commit is opened: a URL that cannot be read opens none.
+    async with (
+        connect() as client,
+        sources.open_url(url) as opened,
+        into(client, address) as target,
+    ):
+        with Meter("uploading", opened.size, 1) as meter:
+            result = await client.put_file(
+                target.repo, target.commit, remote, _counted(opened.pieces, meter)
+            )
+            meter.add_files(1)
+        note(
+            f"put {escape(url)} ({size(result.files[0].size_bytes)}) as {escape(remote)} "
+            f"into {escape(target.where)}"
+        )
+        if not target.owned:
+            note(left_open_hint(target))
+
+
+async def _counted(pieces: AsyncIterator[bytes], meter: Meter) -> AsyncIterator[bytes]:
+    async for piece in pieces:
+        meter.add_bytes(len(piece))
+        yield piece
+
+
+async def _put_reshaped(
+    text: str,
+    address: Address,
+    local: str,
+    reshape: Reshape,
+    scratch: Path,
+    parallel: int,
+    into: Callable[[RepoClient, Address], AbstractAsyncContextManager[Target]],
+) -> None:
+    """--untar or --split: the file (a URL downloaded first) unpacked or cut into a tree of
+    files, which is uploaded as a tree."""
+    if sources.is_url(local):
+        name = sources.url_name(local)
+        source = scratch / "download"
+        with Meter("downloading", None, 1) as meter:
+            await sources.download(local, source, meter.add_bytes)
+    else:
+        source = Path(local)
+        name = source.name
+        if not source.is_file():
+            raise InvalidArgument(f"{local} is not a file: --untar and --split take one file")
+    pieces = scratch / "files"
+    pieces.mkdir()
+    if reshape.untar:
+        await asyncio.to_thread(sources.untar, source, pieces)
+        destination = address.path or "/"
+    else:
+        assert reshape.split is not None
+        count = await asyncio.to_thread(
+            sources.split,
+            source,
+            pieces,
+            reshape.split,
+            per_piece=reshape.per_piece,
+            bytes_per_piece=reshape.bytes_per_piece,
+        )
+        destination = _file_destination(text, address, name, into=False)
+        note(f"split {escape(name)} into {count} pieces under {escape(destination)}")
+    files, skipped = await asyncio.to_thread(_scan, pieces, destination)
+    for path in skipped:
+        note(f"[yellow]skipped {escape(str(path.relative_to(pieces)))}: not a regular file[/]")
+    if not files:
+        raise InvalidArgument(f"{local} holds no files to put")
+    await _upload(files, address, parallel, into)
 
 
 async def _put_stdin(

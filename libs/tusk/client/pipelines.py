@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tusk.client.http import ServiceClient, params, seg
-from tusk.wire.jobs import DatumInfo, DatumLog, DatumPage, JobInfo, JobPage, PipelineInfo
+from tusk.wire.jobs import (
+    DatumInfo,
+    DatumLog,
+    DatumPage,
+    JobInfo,
+    JobPage,
+    JobsDeleted,
+    PipelineInfo,
+)
 from tusk.wire.specs import PipelineVersionSpec
 
 
@@ -88,6 +96,17 @@ class TriggerClient(ServiceClient):
 
     async def stop_job(self, job: str) -> JobInfo:
         return self._parse(JobInfo, await self._request("POST", f"/v1/jobs/{seg(job)}/stop"))
+
+    async def restart_job(self, job: str) -> JobInfo:
+        """A new job running the ended job's failed datums again (the rest are skipped)."""
+        return self._parse(JobInfo, await self._request("POST", f"/v1/jobs/{seg(job)}/restart"))
+
+    async def delete_job(self, job: str, *, cascade: bool = False) -> JobsDeleted:
+        """Delete an ended job with its output commit (``cascade``: and what derives from it)."""
+        response = await self._request(
+            "DELETE", f"/v1/jobs/{seg(job)}", params={"cascade": "true" if cascade else "false"}
+        )
+        return self._parse(JobsDeleted, response)
 
 
 class SchedulerClient(ServiceClient):

@@ -26,6 +26,7 @@ __all__ = [
     "JobCancel",
     "JobCreated",
     "JobCreatedV1",
+    "JobDeleted",
     "JobFailed",
     "JobProgress",
     "JobStarted",
@@ -174,6 +175,15 @@ class JobCreated(_JobEvent):
 class JobCancel(_JobEvent):
     type = "io.tusk.job.cancel.v1"
     reason: BoundedText
+
+
+@register
+class JobDeleted(_JobEvent):
+    """An ended job was deleted with its output commit: what it processed no longer counts
+    as processed (its outputs are gone), and its execution records go."""
+
+    type = "io.tusk.job.deleted.v1"
+    output_commit: str | None
 
 
 @register

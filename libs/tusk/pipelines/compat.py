@@ -4,7 +4,9 @@ when a pipeline is created or updated, so nothing in a spec is silently ignored.
 Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged empty),
 ``pfs.lazy`` (the files are staged before the command starts: what it reads is the same),
 ``autoscaling`` (workers exist only while a job has datums), GPUs in both forms,
-``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``."""
+``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``,
+``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
+``pfs.trigger`` by ``size`` and ``commits`` (the trigger service moves the input branch)."""
 
 from __future__ import annotations
 
@@ -45,11 +47,25 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
                     "tusk has no S3 gateway for inputs yet; the input is staged as files at "
                     f"/pfs/{pfs.name}",
                 )
-            if pfs.trigger is not None:
+            trigger = pfs.trigger
+            if trigger is not None and (trigger.branch or "master") == pfs.branch:
                 warn(
-                    f"{here}.trigger",
-                    "branch triggers are not implemented yet: the pipeline runs on every commit "
-                    f"to {pfs.repo}@{pfs.branch}",
+                    f"{here}.trigger.branch",
+                    f"the trigger watches {pfs.branch!r}, the branch the pipeline reads, so the "
+                    "pipeline runs on every commit to it; commit to another branch and name it "
+                    "in trigger.branch to defer the pipeline until the condition holds",
+                )
+            if trigger is not None and trigger.cron_spec is not None:
+                warn(
+                    f"{here}.trigger.cron_spec",
+                    "cron branch triggers are not implemented yet: "
+                    f"{pfs.repo}@{pfs.branch} moves only on its size or commits conditions",
+                )
+            if trigger is not None and trigger.rate_limit_spec is not None:
+                warn(
+                    f"{here}.trigger.rate_limit_spec",
+                    "rate limits of branch triggers are not implemented: the trigger fires "
+                    "whenever its condition holds",
                 )
     if spec.egress is not None:
         field = "egress.sql_database" if spec.egress.sql_database is not None else "egress.URL"
@@ -63,11 +79,6 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
         warn(
             "service",
             "service pipelines are not implemented yet: the command runs once per datum",
-        )
-    if spec.transform.datum_batching:
-        warn(
-            "transform.datum_batching",
-            "datum batching is not implemented yet: each datum runs the command once",
         )
     if spec.scheduling_spec is not None:
         warn(

@@ -135,3 +135,14 @@ class DatumLog(WireModel):
     log: str = Field(description="The end of the datum's log (all attempts)")
     truncated: bool = Field(description="Whether the log was cut; `full_log` has all of it")
     full_log: str | None = Field(description="repo@commit:path of the whole log, if any")
+
+
+class JobsDeleted(WireModel):
+    """What deleting a job removed: the jobs (the one named, and with ``cascade`` those whose
+    output commits derived from its output) and their output commits."""
+
+    jobs: list[str]
+    dropped_commits: list[str] = Field(description="'repo@commit' of the deleted commits")
+    moved_branches: list[str] = Field(
+        default_factory=list, description="'repo@branch' whose head moved to a parent"
+    )

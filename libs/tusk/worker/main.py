@@ -56,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         "TUSK_WORKER_KILL_GRACE, TUSK_WORKER_REPO_ATTEMPTS, TUSK_LOG_LEVEL, TUSK_LOG_JSON. "
         "Exit status: 0 all datums succeeded, 1 some failed, 2 worker error, 128+N stopped by "
         "signal N. `tusk-worker --standby` (alone) starts warm and waits for its shard as a "
-        "line of JSON on stdin: how the local runner starts shards without start-up delay.",
+        "line of JSON on stdin: how the local runner starts shards without start-up delay. "
+        "`tusk-worker next-datum` is for pipeline commands with transform.datum_batching: it "
+        "asks the worker for the next datum (see `tusk-worker next-datum --help`).",
     )
     parser.add_argument("--output-repo", required=True, help="The pipeline's output repo.")
     parser.add_argument(

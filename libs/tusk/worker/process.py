@@ -231,3 +231,28 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     # The command leads its own session, so its process group id is its pid.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+# --- a command that outlives one datum (datum batching) -------------------------------------
+
+
+async def start_command(
+    cmd: Sequence[str], *, stdin_lines: Sequence[str], env: Mapping[str, str]
+) -> tuple[asyncio.subprocess.Process, asyncio.Future[None]]:
+    """Start ``cmd`` in a process group of its own, its stdin fed ``stdin_lines`` (then closed);
+    the process and a future done when it exits. Its stdout and stderr are the caller's to
+    read."""
+    process, exited = await _start(cmd, bool(stdin_lines), env)
+    if process.stdin is not None:
+        await _feed(process.stdin, "".join(f"{s}\n" for s in stdin_lines))
+    return process, exited
+
+
+async def stop_command(
+    process: asyncio.subprocess.Process, exited: asyncio.Future[None], grace: float
+) -> None:
+    """SIGTERM to the command's process group, SIGKILL after ``grace`` seconds, and whatever
+    is left of the group killed once the command is gone."""
+    if not exited.done():
+        await _stop(process, exited, grace)
+    _signal_group(process.pid, signal.SIGKILL)

@@ -88,6 +88,8 @@ class TransformSpec(_Model):
     err_cmd: tuple[str, ...] = ()
     """Run when a datum has failed every try; its success makes the datum ``recovered``."""
     err_stdin: tuple[str, ...] = ()
+    datum_batching: bool = False
+    """One process for the shard's datums, which it asks for in turn (``next-datum``)."""
 
 
 class ShardSpec(_Model):

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from tusk.client import RepoClient
 from tusk.errors import InvalidArgument, NotFound
+from tusk.worker.batching import BatchedShard
 from tusk.worker.process import STDERR_QUOTE, CommandResult, DatumLog, run_command
 from tusk.worker.protocol import (
     DatumInputSpec,
@@ -251,12 +252,19 @@ class _ShardRunner:
         )
         started = time.monotonic()
         async with _ResultBatcher(self.client, self.spec, self.retry, self.log) as batcher:
+            todo: list[DatumSpec] = []
             for datum in self.spec.datums:
                 if datum.id in done:
                     outcome.already_done.append(datum.id)
                     self.log.info("datum already done", datum=datum.id)
-                    continue
-                outcome.results.append(await self._run_datum(datum, batcher))
+                elif not spec.transform.datum_batching:
+                    outcome.results.append(await self._run_datum(datum, batcher))
+                else:
+                    todo.append(datum)
+            if todo:
+                async with self._datum_root() as root:
+                    shard = BatchedShard(self, todo, batcher, root)
+                    outcome.results.extend(await shard.run())
         self.log.info(
             "shard finished",
             succeeded=len(outcome.succeeded),

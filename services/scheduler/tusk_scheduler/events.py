@@ -1,4 +1,5 @@
-"""What the scheduler consumes (``job.created``, ``job.cancel``) and how it is recorded.
+"""What the scheduler consumes (``job.created``, ``job.cancel``, ``job.deleted``) and how it
+is recorded.
 
 The handler runs in the consumer's transaction, together with the processed-event insert, and
 only records: a new job row (idempotent by job id, so a redelivered ``job.created`` is
@@ -30,7 +31,14 @@ from tusk.errors import Forbidden, NotFound, Unauthorized, Unavailable
 from tusk.events.consumer import Handler, Prepare
 from tusk.events.envelope import Envelope, EventData
 from tusk.events.outbox import OutboxWriter, call_after_commit
-from tusk.events.types import JOBS_TOPIC, JobCancel, JobCreated, JobCreatedV1, JobFailed
+from tusk.events.types import (
+    JOBS_TOPIC,
+    JobCancel,
+    JobCreated,
+    JobCreatedV1,
+    JobDeleted,
+    JobFailed,
+)
 from tusk.wire.jobs import DatumCounts
 from tusk.wire.specs import runnable_spec, spec_digest
 from tusk_scheduler import store
@@ -41,7 +49,8 @@ log = structlog.get_logger()
 
 GROUP = "tusk-scheduler"
 TOPICS = (JOBS_TOPIC,)
-TYPES = (JobCreated, JobCreatedV1, JobCancel)  # the scheduler's own job events share the topic
+# the scheduler's own job events share the topic
+TYPES = (JobCreated, JobCreatedV1, JobCancel, JobDeleted)
 KNOWN_SPECS = 256  # pipeline versions whose spec the consumer keeps at hand
 
 
@@ -55,6 +64,13 @@ def make_handler(wake: Callable[[], None]) -> Handler:
                 call_after_commit(session, wake)
         elif isinstance(data, JobCancel) and await request_cancel(session, data):
             call_after_commit(session, wake)
+        elif isinstance(data, JobDeleted):
+            forgotten = await store.forget_job(session, data.job)
+            log.info(
+                "deleted job forgotten" if forgotten else "deleted job unknown here or running",
+                job=data.job,
+                pipeline=data.pipeline,
+            )
 
     return handle
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tusk import shortid
@@ -17,6 +17,7 @@ from tusk.db import insert_for, insert_if_absent
 from tusk.errors import NotFound
 from tusk_scheduler.tables import (
     ACTIVE_STATES,
+    FINAL_STATES,
     DatumRow,
     JobRow,
     ProcessedDatumRow,
@@ -254,6 +255,18 @@ async def record_processed(
             for datum, files in outputs.items()
         ],
     )
+
+
+async def forget_job(session: AsyncSession, job: str) -> bool:
+    """Delete the job's records and the datums counted as processed by it (its outputs are
+    gone); whether the job was known. A running job is left alone."""
+    row = await session.scalar(select(JobRow).where(JobRow.id == job))
+    if row is None or row.state not in FINAL_STATES:
+        return False
+    for table in (ProcessedDatumRow, DatumRow, ShardRow):
+        await session.execute(delete(table).where(table.job == job))
+    await session.execute(delete(JobRow).where(JobRow.id == job))
+    return True
 
 
 # The leader's lease (background/leadership.py): a PostgreSQL advisory lock held by one

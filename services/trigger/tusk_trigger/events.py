@@ -43,10 +43,19 @@ def make_prepare(service: TriggerService, db: Database) -> Prepare:
             return None
         async with db.session(write=False) as session:
             branches = await service.branches_to_read(session, data)
+            watches = await service.trigger_watches(session, data)
+        # Branch triggers move their branches here, before the transaction (no HTTP under a
+        # lock); a redelivered event finds them moved and still makes their jobs (once).
+        fired = await service.fire_triggers(data, watches) if watches else []
+        for moved in fired:
+            async with db.session(write=False) as session:
+                branches += await service.branches_to_read(session, moved)
         heads = await service.read_heads(branches)
 
         async def handle(session: AsyncSession, _envelope: Envelope, _data: EventData) -> None:
             await service.on_commit_finished(session, data, heads)
+            for moved in fired:
+                await service.on_commit_finished(session, moved, heads)
 
         return handle
 

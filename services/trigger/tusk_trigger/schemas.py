@@ -10,6 +10,7 @@ from tusk.wire.jobs import (
     InputCommit,
     JobInfo,
     JobPage,
+    JobsDeleted,
     JobState,
     PipelineInfo,
 )
@@ -22,5 +23,6 @@ __all__ = [
     "JobInfo",
     "JobPage",
     "JobState",
+    "JobsDeleted",
     "PipelineInfo",
 ]

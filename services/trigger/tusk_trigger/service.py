@@ -29,12 +29,14 @@ from tusk.events.types import (
     InputCommit,
     JobCancel,
     JobCreated,
+    JobDeleted,
     JobFailed,
     JobProgress,
     JobStarted,
     JobSucceeded,
 )
 from tusk.pipelines.compat import spec_warnings
+from tusk.pipelines.models import BranchTrigger
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
 from tusk.wire.specs import PipelineVersionSpec, spec_digest
 from tusk_trigger import store
@@ -88,8 +90,12 @@ Heads = Mapping[tuple[str, str], str | None]
 """The head commit of each (repo, branch) read, None when it has none or its head failed."""
 
 
-def input_key(inputs: Sequence[InputCommit]) -> str:
-    pairs = sorted((i.name, i.repo, i.commit) for i in inputs)
+def input_key(inputs: Sequence[InputCommit], restart_of: str | None = None) -> str:
+    """The natural key of a job among its pipeline version's: its input commits (and, for a
+    restart, the job restarted, so that it is a new job, made once)."""
+    pairs: list[Any] = sorted((i.name, i.repo, i.commit) for i in inputs)
+    if restart_of is not None:
+        pairs.append(["restart", restart_of])
     return blake3.blake3(json.dumps(pairs).encode()).hexdigest()
 
 
@@ -315,6 +321,75 @@ class TriggerService:
                     global_id=event.global_id,
                 )
 
+    # --- branch triggers (Pachyderm's pfs.trigger) ---------------------------------------
+
+    async def trigger_watches(
+        self, session: AsyncSession, event: CommitFinished
+    ) -> list[tuple[str, str, BranchTrigger]]:
+        """(repo, input branch, trigger) of each running pipeline's input whose trigger
+        watches the event's branch: the input branch moves to it when the trigger fires."""
+        if event.branch is None or event.error is not None:
+            return []
+        found: dict[tuple[str, str], BranchTrigger] = {}
+        for row in await store.all_pipelines(session):
+            if row.state != "running":
+                continue
+            for pfs in self._spec(row).pfs_inputs():
+                watched = pfs.trigger.branch if pfs.trigger is not None else None
+                if pfs.trigger is None or pfs.repo != event.repo:
+                    continue
+                if (watched or "master") == event.branch and pfs.branch != event.branch:
+                    found.setdefault((pfs.repo, pfs.branch), pfs.trigger)
+        return [(repo, branch, trigger) for (repo, branch), trigger in found.items()]
+
+    async def fire_triggers(
+        self, event: CommitFinished, watches: Sequence[tuple[str, str, BranchTrigger]]
+    ) -> list[CommitFinished]:
+        """Move each watching branch to the event's commit where its trigger's condition holds
+        (what was added since the branch's head: ``size`` bytes, ``commits`` commits; any of
+        them, or with ``all`` every one); for each branch moved (or already there: a redelivered
+        event), the event as if the commit had been finished on that branch."""
+        fired: list[CommitFinished] = []
+        for repo, branch, trigger in watches:
+            try:
+                head = (await self.repos.inspect_branch(repo, branch)).head
+            except NotFound:
+                head = None
+            if head != event.commit:
+                if not await self._condition_holds(repo, head, event.commit, trigger):
+                    continue
+                if head is None:
+                    await self.repos.create_branch(repo, branch, head=event.commit)
+                else:
+                    await self.repos.move_branch(repo, branch, event.commit)
+                log.info(
+                    "branch trigger fired", repo=repo, branch=branch, head=event.commit,
+                    watched=event.branch,
+                )  # fmt: skip
+            fired.append(event.model_copy(update={"branch": branch}))
+        return fired
+
+    async def _condition_holds(
+        self, repo: str, head: str | None, new: str, trigger: BranchTrigger
+    ) -> bool:
+        checks: list[bool] = []
+        if trigger.commits is not None:
+            added = 0
+            async for commit in self.repos.log(repo, new):
+                if commit.id == head or added >= trigger.commits:
+                    break
+                added += 1
+            checks.append(added >= trigger.commits)
+        if trigger.size is not None:
+            now = (await self.repos.inspect_commit(repo, new)).size_bytes or 0
+            before = 0
+            if head is not None:
+                before = (await self.repos.inspect_commit(repo, head)).size_bytes or 0
+            checks.append(now - before >= trigger.size)
+        if not checks:  # only a cron_spec: it fires on its schedule, not on commits
+            return False
+        return all(checks) if trigger.all else any(checks)
+
     async def _readers(
         self, session: AsyncSession, event: CommitFinished
     ) -> list[tuple[PipelineRow, list[InputBranch], list[InputBranch]]]:
@@ -336,6 +411,7 @@ class TriggerService:
         *,
         pinned: dict[str, str] | None = None,
         global_id: str | None = None,
+        restart_of: str | None = None,
     ) -> JobRow | None:
         """One job of the pipeline's current version on ``heads`` (``pinned`` inputs at the
         given commits). Nothing when an input has no commit yet or its head failed, and
@@ -367,7 +443,7 @@ class TriggerService:
                 "id": job_id,
                 "pipeline": pipeline,
                 "version": row.version,
-                "input_key": input_key(inputs),
+                "input_key": input_key(inputs, restart_of),
                 "inputs": [i.model_dump() for i in inputs],
                 "global_id": global_id or job_id,
                 "output_repo": pipeline,
@@ -431,6 +507,77 @@ class TriggerService:
             job.reason, job.finished_at = event.reason, event.finished_at
             job.output_commit = event.output_commit or job.output_commit
         await session.flush()
+
+    async def restart_job(self, session: AsyncSession, job_id: str) -> JobInfo:
+        """Run the job's failed datums again: a new job of the pipeline on the same input
+        commits, in which every datum the job (or an earlier one) processed is skipped and its
+        outputs carried forward, as for any job. Asking twice gives the same new job."""
+        job = await self._job(session, job_id)
+        if job.state not in TERMINAL_STATES:
+            raise Conflict(
+                f"job {job.id} is {job.state}: its datums are still being tried; wait for it to "
+                "end (tusk job wait) or stop it (tusk job stop) first"
+            )
+        counts = DatumCounts.model_validate(job.counts)
+        if job.state == "success" and not counts.failed:
+            raise Conflict(f"job {job.id} succeeded with no failed datum: nothing to restart")
+        row = await self._pipeline(session, job.pipeline, lock=True)
+        if row.state != "running":
+            raise Conflict(f"pipeline {job.pipeline!r} is stopped; start it first")
+        inputs = [InputCommit.model_validate(i) for i in job.inputs]
+        again = await store.job_by_key(
+            session, job.pipeline, row.version, input_key(inputs, job.id)
+        )
+        if again is not None:
+            return job_info(again)
+        last = await store.last_job(session, job.pipeline)
+        if last is not None and last.id != job.id:
+            raise Conflict(
+                f"job {job.id} is not pipeline {job.pipeline!r}'s latest (job {last.id} came "
+                "after it, on newer inputs): restarting it would put older results at the head "
+                f"of {job.output_repo}@{job.output_branch}; restart job {last.id} instead"
+            )
+        created = await self.create_job(
+            session,
+            job.pipeline,
+            {},
+            pinned={i.name: i.commit for i in inputs},
+            global_id=job.global_id,
+            restart_of=job.id,
+        )
+        if created is None:  # the spec's inputs changed since the job: they are not the same
+            raise Conflict(
+                f"pipeline {job.pipeline!r} no longer reads the inputs job {job.id} ran on; "
+                "update the pipeline with --reprocess to run it on its current inputs"
+            )
+        log.info("job restarted", job=job.id, new_job=created.id, failed=counts.failed)
+        return job_info(created)
+
+    async def deletable_job(self, session: AsyncSession, job_id: str) -> JobInfo:
+        """The job, if it has ended (a job that runs must be stopped before it is deleted)."""
+        job = await self._job(session, job_id)
+        if job.state not in TERMINAL_STATES:
+            raise Conflict(
+                f"job {job.id} is {job.state}; stop it first (tusk job stop {job.id[:8]})"
+            )
+        return job_info(job)
+
+    async def forget_jobs(
+        self, session: AsyncSession, job: JobInfo, dropped: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        """Delete the job and the jobs whose output commits were ``dropped`` with its output
+        (``(repo, commit)``); the scheduler is told, so what they processed is processed again
+        by later jobs. The ids deleted."""
+        rows = [await self._job(session, job.id)]
+        rows += [r for r in await store.jobs_with_output(session, dropped) if r.id != job.id]
+        for row in rows:
+            await store.delete_job(session, row.id)
+            await self.outbox.add(
+                session,
+                JobDeleted(job=row.id, pipeline=row.pipeline, output_commit=row.output_commit),
+            )
+        log.info("jobs deleted", jobs=[r.id for r in rows])
+        return [r.id for r in rows]
 
     async def stop_job(self, session: AsyncSession, job_id: str) -> JobInfo:
         job = await self._job(session, job_id)

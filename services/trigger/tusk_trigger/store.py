@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -101,6 +102,16 @@ async def expand_job_id(session: AsyncSession, prefix: str) -> str | None:
     return await shortid.expand(session, JobRow.id, prefix, kind="job")
 
 
+async def job_by_key(
+    session: AsyncSession, pipeline: str, version: int, key: str
+) -> JobRow | None:
+    return await session.scalar(
+        select(JobRow).where(
+            JobRow.pipeline == pipeline, JobRow.version == version, JobRow.input_key == key
+        )
+    )
+
+
 async def last_job(session: AsyncSession, pipeline: str) -> JobRow | None:
     return await session.scalar(
         select(JobRow)
@@ -154,3 +165,18 @@ async def jobs_page(
         query.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)
     )
     return list(rows.all())
+
+
+async def delete_job(session: AsyncSession, job_id: str) -> None:
+    await session.execute(delete(JobRow).where(JobRow.id == job_id))
+
+
+async def jobs_with_output(
+    session: AsyncSession, commits: Sequence[tuple[str, str]]
+) -> list[JobRow]:
+    """The jobs whose output commit is one of these (repo, commit) pairs."""
+    if not commits:
+        return []
+    ids = {commit for _, commit in commits}
+    rows = await session.scalars(select(JobRow).where(JobRow.output_commit.in_(ids)))
+    return [r for r in rows if (r.output_repo, r.output_commit) in set(commits)]

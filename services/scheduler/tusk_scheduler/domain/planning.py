@@ -116,6 +116,7 @@ def shard_spec(
             accept_return_code=transform.accept_return_code,
             err_cmd=transform.err_cmd,
             err_stdin=transform.err_stdin,
+            datum_batching=transform.datum_batching,
         ),
         datum_tries=spec.datum_tries,
         datum_timeout_seconds=(
