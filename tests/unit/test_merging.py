@@ -60,7 +60,7 @@ def test_merge_matches_the_model(
     async def check() -> None:
         mem = Memory()
         roots = [await mem.build(t) for t in (base, ours, theirs)]
-        result = await merging.merge_trees(mem.load, *roots, strategy)  # type: ignore[arg-type]
+        result = await merging.merge_trees(trees.one_by_one(mem.load), *roots, strategy)  # type: ignore[arg-type]
         mem.nodes.update(result.new_nodes)
         expected, conflicts = model(base, ours, theirs, strategy)
         found = {p for p, _ in (result.conflicts if strategy is None else result.resolved)}

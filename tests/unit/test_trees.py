@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tusk.errors import Conflict
-from tusk_repo import trees
+from tusk_repo import trees, treewalk
 
-NAMES = ["a", "b", "c"]
+NAMES = ["a", "b", "a-c"]  # "a-c" sorts before "a/…" as a string, after it in a walk
 paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(lambda p: "/" + "/".join(p))
 op = st.one_of(
     st.tuples(st.just("put"), paths, st.sampled_from(["h1", "h2", "h3"])),
@@ -92,10 +92,22 @@ def test_merge_matches_model(commits: list[list[tuple[str, str, str]]]) -> None:
             assert await files(mem, result.root) == expected
             assert result.count == len(expected)
             assert result.size == sum(len(v) for v in expected.values())
-            changes = await trees.diff(mem.load, root, result.root)
-            assert {c.path for c in changes} == {
-                p for p in model.keys() | expected.keys() if model.get(p) != expected.get(p)
-            }
+            changes = await treewalk.diff(trees.one_by_one(mem.load), root, result.root)
+            # In the order of a depth-first walk: /a/b before /a-c.
+            assert [c.path for c in changes] == sorted(
+                (p for p in model.keys() | expected.keys() if model.get(p) != expected.get(p)),
+                key=lambda p: p.split("/"),
+            )
+            for c in changes:
+                assert c.change == (
+                    "added"
+                    if c.path not in model
+                    else "deleted"
+                    if c.path not in expected
+                    else "modified"
+                )
+                assert (c.old.hash if c.old else None) == model.get(c.path)
+                assert (c.new.hash if c.new else None) == expected.get(c.path)
             root, model = result.root, expected
 
     asyncio.run(run())
