@@ -13,11 +13,11 @@ A dry run does everything but commit and delete, so it reports exactly what a ru
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -214,7 +214,7 @@ async def _walk_trees(session: AsyncSession, roots: set[str]) -> tuple[set[str],
     while frontier:
         following: list[str] = []
         for blob in await gc_store.tree_entries(session, frontier):
-            for _, kind, digest, _, _ in json.loads(blob):
+            for _, kind, digest, _, _ in orjson.loads(blob):
                 if kind == "f":
                     files.add(digest)
                 elif digest not in seen:

@@ -13,12 +13,11 @@ are ours as they are, in the order they already have.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, ManyLoader, Node, node_hash
+from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, ManyLoader, Node, encode_rows, node_hash
 from tusk_repo.treewalk import Sides, by_name, changed_names, walk
 
 Strategy = Literal["ours", "theirs"] | None
@@ -43,15 +42,6 @@ def _reason(base: Row | None, ours: Row | None, theirs: Row | None) -> str:
     if ours[1] != theirs[1]:
         return "a file on one side, a directory on the other"
     return "changed on both sides"
-
-
-def _encode(rows: list[Row]) -> bytes:
-    """The same encoding as ``trees.encode_node``, from tuples."""
-    return json.dumps(
-        [[n, "d" if k == _DIR else "f", h, s, c] for n, k, h, s, c in rows],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
 
 
 @dataclass(slots=True, eq=False)
@@ -146,7 +136,7 @@ async def merge_trees(
         assert len(finished) == len(at.entries), "a subdirectory was left unmerged"
         row: Row | None = None
         if finished:
-            blob = _encode(finished)
+            blob = encode_rows(finished)
             digest = node_hash(blob)
             result.new_nodes[digest] = blob
             row = (

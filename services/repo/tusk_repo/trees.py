@@ -10,13 +10,13 @@ Everything here is pure logic over a ``Loader`` (hash → node); the SQL lives i
 from __future__ import annotations
 
 import asyncio
-import json
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 import blake3
+import orjson
 
 from tusk.errors import Conflict, InvalidArgument, NotFound
 from tusk.paths import split_path
@@ -74,17 +74,24 @@ class Node:
         return None
 
 
+def encode_rows(rows: Iterable[_Row]) -> bytes:
+    """The encoding of a node's entries given as (name, kind, hash, size, count), in name order:
+    compact JSON in UTF-8, byte for byte what ``json.dumps(rows, separators=(",", ":"),
+    ensure_ascii=False)`` gives (node hashes depend on it), through orjson, which is tens of
+    times faster at it."""
+    return orjson.dumps([[n, "d" if k == DIR else "f", h, s, c] for n, k, h, s, c in rows])
+
+
 def encode_node(entries: tuple[Entry, ...]) -> bytes:
     """The node's encoding; ``entries`` must be in name order."""
-    rows = [[e.name, "d" if e.kind == DIR else "f", e.hash, e.size, e.count] for e in entries]
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_rows((e.name, e.kind, e.hash, e.size, e.count) for e in entries)
 
 
 def decode_node(blob: bytes) -> Node:
     # In name order already: encode_node is only given sorted entries.
     rows = [
         (name, DIR if kind == "d" else FILE, h, size, count)
-        for name, kind, h, size, count in json.loads(blob)
+        for name, kind, h, size, count in orjson.loads(blob)
     ]
     return Node(tuple(rows))
 
