@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +26,9 @@ class Memory:
 
     async def load(self, digest: str) -> trees.Node:
         return trees.decode_node(self.nodes[digest])
+
+    async def blobs(self, digests: Collection[str]) -> dict[str, bytes]:
+        return {d: self.nodes[d] for d in digests}
 
 
 def apply_model(model: dict[str, str], ops: list[tuple[str, str, str]]) -> dict[str, str] | None:
@@ -92,7 +96,7 @@ def test_merge_matches_model(commits: list[list[tuple[str, str, str]]]) -> None:
             assert await files(mem, result.root) == expected
             assert result.count == len(expected)
             assert result.size == sum(len(v) for v in expected.values())
-            changes = await treewalk.diff(trees.one_by_one(mem.load), root, result.root)
+            changes = await treewalk.diff(trees.one_by_one(mem.load), mem.blobs, root, result.root)
             # In the order of a depth-first walk: /a/b before /a-c.
             assert [c.path for c in changes] == sorted(
                 (p for p in model.keys() | expected.keys() if model.get(p) != expected.get(p)),

@@ -131,7 +131,7 @@ class LifecycleService:
         assert head.root_tree is not None
         assert source.root_tree is not None
         merged = await merging.merge_trees(
-            self.repos.trees.many_loader(session),
+            self.repos.trees.blob_loader(session),
             base_root,
             head.root_tree,
             source.root_tree,

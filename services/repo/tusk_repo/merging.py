@@ -13,12 +13,23 @@ are ours as they are, in the order they already have.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, ManyLoader, Node, encode_rows, node_hash
-from tusk_repo.treewalk import Sides, by_name, changed_names, walk
+from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, node_hash
+from tusk_repo.treewalk import (
+    BlobLoader,
+    Sides,
+    decode_row,
+    encode_row,
+    join_rows,
+    path_order,
+    raw_rows,
+    row_name,
+    walk,
+)
 
 Strategy = Literal["ours", "theirs"] | None
 Row = tuple[str, str, str, int, int]  # name, kind ("dir"/"file"), hash, size, count
@@ -46,20 +57,29 @@ def _reason(base: Row | None, ours: Row | None, theirs: Row | None) -> str:
 
 @dataclass(slots=True, eq=False)
 class _Dir:
-    """A directory both sides changed: its merged entries, where a subdirectory still being
-    merged holds its ``_Dir`` until that is finished (children finish before their parents)."""
+    """A directory both sides changed. Its merged rows are ours (``rows``, encoded) with
+    ``replaced`` (our row → the merged one, None: removed) and ``added`` applied; a
+    subdirectory still being merged stands as its ``_Dir`` until it is finished (children
+    finish before their parents). ``size`` and ``count`` start as ours and follow the
+    changes."""
 
     name: str
     path: str
-    parent: _Dir | None
-    entries: dict[str, Row | _Dir] = field(default_factory=dict)
-    reordered: bool = False  # names were added, so the entries are no longer in name order
+    size: int = 0
+    count: int = 0
+    rows: list[bytes] = field(default_factory=list)
+    replaced: dict[bytes, Row | _Dir | None] = field(default_factory=dict)
+    added: list[Row | _Dir] = field(default_factory=list)
+    merged: Row | None = None  # once finished: its row in the parent (None: nothing left)
 
 
 async def merge_trees(
-    load_many: ManyLoader, base: str, ours: str, theirs: str, strategy: Strategy = None
+    load_blobs: BlobLoader, base: str, ours: str, theirs: str, strategy: Strategy = None
 ) -> ThreeWay:
-    """Merge ``theirs`` into ``ours`` (root hashes) against their common ancestor ``base``."""
+    """Merge ``theirs`` into ``ours`` (root hashes) against their common ancestor ``base``.
+
+    Each directory is compared as sets of encoded rows: only the rows a side changed are
+    decoded, and the merged node is ours' rows with those changes, re-encoded row by row."""
     result = ThreeWay()
     if ours == theirs or base == theirs:
         result.root = ours
@@ -82,26 +102,32 @@ async def merge_trees(
 
     merged: list[_Dir] = []
 
-    def visit(at: _Dir, nodes: Sequence[Node | None]) -> list[tuple[_Dir, Sides]]:
-        b, o, t = nodes
-        bc, tc = by_name(b), by_name(t)
-        at.entries = dict(by_name(o))  # ours, then what theirs changed
-        ours_changed = changed_names(b, o)
+    def decoded(raws: set[bytes]) -> dict[str, tuple[Row, bytes]]:
+        return {row[0]: (row, raw) for raw in raws for row in (decode_row(raw),)}
+
+    def visit(at: _Dir, blobs: Sequence[bytes | None]) -> list[tuple[_Dir, Sides]]:
+        b_rows, at.rows, t_rows = (raw_rows(blob) if blob is not None else [] for blob in blobs)
+        b_set, o_set, t_set = set(b_rows), set(at.rows), set(t_rows)
+        ours_new, ours_old = decoded(o_set - b_set), decoded(b_set - o_set)
+        theirs_new, theirs_old = decoded(t_set - b_set), decoded(b_set - t_set)
         following: list[tuple[_Dir, Sides]] = []
-        for name in changed_names(b, t):
-            bn, on, tn = bc.get(name), at.entries.get(name), tc.get(name)
-            assert not isinstance(on, _Dir)
+        for name in theirs_new.keys() | theirs_old.keys():
+            b_pair, t_pair = theirs_old.get(name), theirs_new.get(name)
+            bn, tn = (b_pair[0] if b_pair else None), (t_pair[0] if t_pair else None)
+            ours_changed = name in ours_new or name in ours_old
+            o_pair = ours_new.get(name) if ours_changed else b_pair
+            on = o_pair[0] if o_pair else None
             chosen: Row | _Dir | None
-            if name not in ours_changed:
+            if not ours_changed:
                 chosen = tn  # changed on their side only
                 result.changed += 1
             elif (on is None and tn is None) or (
                 on is not None and tn is not None and on[1:3] == tn[1:3]
             ):
-                chosen = on  # changed the same way on both sides
+                continue  # changed the same way on both sides: ours stands
             elif (on is None or on[1] == _DIR) and (tn is None or tn[1] == _DIR):
                 # Directories (or a directory deleted on one side): decided file by file.
-                chosen = _Dir(name, f"{at.path}/{name}", at)
+                chosen = _Dir(name, f"{at.path}/{name}", on[3] if on else 0, on[4] if on else 0)
                 merged.append(chosen)
                 following.append(
                     (
@@ -115,45 +141,50 @@ async def merge_trees(
                 )
             else:
                 chosen = settle(f"{at.path}/{name}", bn, on, tn)
-            if chosen is None:
-                at.entries.pop(name, None)
-            else:
-                if name not in at.entries:
-                    at.reordered = True
-                at.entries[name] = chosen
+                if chosen is on:
+                    continue
+            if o_pair is not None:
+                at.replaced[o_pair[1]] = chosen
+            elif chosen is not None:
+                at.added.append(chosen)
         return following
 
-    top = _Dir("", "", None)
+    def finished(value: Row | _Dir | None) -> Row | None:
+        return value.merged if isinstance(value, _Dir) else value
+
+    top = _Dir("", "")
     merged.append(top)
-    await walk(load_many, [(top, (base, ours, theirs))], visit)
+    await walk(load_blobs, [(top, (base, ours, theirs))], visit)
+    # Listed in path order, as a depth-first walk would have found them.
+    result.conflicts.sort(key=lambda c: path_order(c[0]))
+    result.resolved.sort(key=lambda c: path_order(c[0]))
     # Deepest first: a directory is encoded once all the directories in it are.
-    root: Row | None = None
     for at in reversed(merged):
-        rows = (
-            at.entries.values() if not at.reordered else dict(sorted(at.entries.items())).values()
-        )
-        finished = [r for r in rows if not isinstance(r, _Dir)]
-        assert len(finished) == len(at.entries), "a subdirectory was left unmerged"
-        row: Row | None = None
-        if finished:
-            blob = encode_rows(finished)
+        rows: list[bytes] = []
+        for raw in at.rows:
+            if raw not in at.replaced:
+                rows.append(raw)
+                continue
+            old, new = decode_row(raw), finished(at.replaced[raw])
+            at.size -= old[3]
+            at.count -= old[4]
+            if new is not None:
+                rows.append(encode_row(new))
+                at.size += new[3]
+                at.count += new[4]
+        for value in at.added:
+            new = finished(value)
+            if new is not None:
+                insort(rows, encode_row(new), key=row_name)
+                at.size += new[3]
+                at.count += new[4]
+        if rows:
+            blob = join_rows(rows)
             digest = node_hash(blob)
             result.new_nodes[digest] = blob
-            row = (
-                at.name,
-                _DIR,
-                digest,
-                sum(r[3] for r in finished),
-                sum(r[4] for r in finished),
-            )
-        if at.parent is None:
-            root = row
-        elif row is None:
-            del at.parent.entries[at.name]
-        else:
-            at.parent.entries[at.name] = row
-    if root is None:
+            at.merged = (at.name, _DIR, digest, at.size, at.count)
+    if top.merged is None:
         result.new_nodes[EMPTY_TREE] = EMPTY_NODE
         return result
-    result.root = root[2]
+    result.root = top.merged[2]
     return result

@@ -59,6 +59,7 @@ class TreeView:
     root: str
     load: trees.Loader
     load_many: trees.ManyLoader
+    load_blobs: treewalk.BlobLoader
 
 
 class RepoService:
@@ -544,7 +545,11 @@ class RepoService:
             return await self.open_view(session, commit, path)
         assert commit.root_tree is not None
         return TreeView(
-            commit, commit.root_tree, self.trees.loader(session), self.trees.many_loader(session)
+            commit,
+            commit.root_tree,
+            self.trees.loader(session),
+            self.trees.many_loader(session),
+            self.trees.blob_loader(session),
         )
 
     async def open_view(
@@ -558,13 +563,20 @@ class RepoService:
         )
         base_loader = self.trees.loader(session)
         if not deletes and not puts:
-            return TreeView(commit, commit.base_tree, base_loader, self.trees.many_loader(session))
+            return TreeView(
+                commit,
+                commit.base_tree,
+                base_loader,
+                self.trees.many_loader(session),
+                self.trees.blob_loader(session),
+            )
         merged = await trees.merge(base_loader, commit.base_tree, deletes, puts)
         return TreeView(
             commit,
             merged.root,
             self.trees.loader(session, merged.new_nodes),
             self.trees.many_loader(session, merged.new_nodes),
+            self.trees.blob_loader(session, merged.new_nodes),
         )
 
     async def stat(self, session: AsyncSession, view: TreeView, path: str) -> FileInfo:
@@ -629,7 +641,7 @@ class RepoService:
         else:
             old_commit = None
         old_root = old_commit.root_tree if old_commit and old_commit.root_tree else trees.EMPTY_TREE
-        changes = await treewalk.diff(new.load_many, old_root, new.root, path)
+        changes = await treewalk.diff(new.load_many, new.load_blobs, old_root, new.root, path)
         return (
             old_commit,
             new.commit,

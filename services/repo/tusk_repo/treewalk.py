@@ -9,22 +9,61 @@ sides are visited at all: equal hashes are equal subtrees.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+import orjson
+
 from tusk.paths import split_path
-from tusk_repo.trees import DIR, FILE, Entry, ManyLoader, Node, lookup, single
+from tusk_repo.trees import (
+    DIR,
+    EMPTY_NODE,
+    FILE,
+    Entry,
+    ManyLoader,
+    Node,
+    encode_rows,
+    lookup,
+    single,
+)
 
 Row = tuple[str, str, str, int, int]  # name, kind, hash, size, count: a node's entry
 Sides = tuple[str | None, ...]  # each side's directory hash at a path (None: no directory there)
 K = TypeVar("K")
+V = TypeVar("V")
+# Encoded nodes by hash, as stored: compared as rows of bytes, decoded only where they differ.
+BlobLoader = Callable[[Collection[str]], Awaitable[Mapping[str, bytes]]]
+
+
+def raw_rows(blob: bytes) -> list[bytes]:
+    """A node's encoded rows, each without its brackets. The encoding is JSON of
+    ``[["name","f","hash",size,count],…]``; a row ends in a number, and a quote inside a name
+    is escaped, so ``],["`` occurs only between rows."""
+    return [] if blob == EMPTY_NODE else blob[3:-2].split(b'],["')
+
+
+def join_rows(rows: Sequence[bytes]) -> bytes:
+    return b'[["' + b'],["'.join(rows) + b"]]" if rows else EMPTY_NODE
+
+
+def decode_row(raw: bytes) -> Row:
+    name, kind, digest, size, count = orjson.loads(b'["' + raw + b"]")
+    return (name, DIR if kind == "d" else FILE, digest, size, count)
+
+
+def encode_row(row: Row) -> bytes:
+    return encode_rows((row,))[3:-2]
+
+
+def row_name(raw: bytes) -> str:
+    return decode_row(raw)[0]
 
 
 async def walk(
-    load_many: ManyLoader,
+    load_many: Callable[[Collection[str]], Awaitable[Mapping[str, V]]],
     start: Iterable[tuple[K, Sides]],
-    visit: Callable[[K, Sequence[Node | None]], Iterable[tuple[K, Sides]]],
+    visit: Callable[[K, Sequence[V | None]], Iterable[tuple[K, Sides]]],
 ) -> None:
     """Call ``visit(key, nodes)`` for every directory reached from ``start``, a level at a time;
     ``visit`` answers the child directories to visit next, with keys of its choosing."""
@@ -67,13 +106,17 @@ class Change:
 
 
 async def diff(
-    load_many: ManyLoader, old_root: str, new_root: str, path: str = "/"
+    load_many: ManyLoader,
+    load_blobs: BlobLoader,
+    old_root: str,
+    new_root: str,
+    path: str = "/",
 ) -> list[Change]:
-    """File-level changes from ``old_root`` to ``new_root`` under ``path``, in path order."""
+    """File-level changes from ``old_root`` to ``new_root`` under ``path``, in path order.
+    Directories are compared as sets of encoded rows: only the rows that differ are decoded."""
     load = single(load_many)
     old, new = await lookup(load, old_root, path), await lookup(load, new_root, path)
     changes: list[Change] = []
-    start: list[tuple[str, Sides]] = []
 
     def compare(where: str, o: Row | None, n: Row | None) -> Iterable[tuple[str, Sides]]:
         if o is not None and n is not None and o[1:3] == n[1:3]:
@@ -91,21 +134,21 @@ async def diff(
         )
         return ((where, sides),) if sides != (None, None) else ()
 
-    def visit(where: str, nodes: Sequence[Node | None]) -> Iterable[tuple[str, Sides]]:
-        old_node, new_node = nodes
+    def visit(where: str, blobs: Sequence[bytes | None]) -> Iterable[tuple[str, Sides]]:
+        old_rows, new_rows = (raw_rows(b) if b is not None else [] for b in blobs)
         prefix = where.rstrip("/")
-        olds, news = by_name(old_node), by_name(new_node)
+        olds = {r[0]: r for r in map(decode_row, set(old_rows).difference(new_rows))}
+        news = {r[0]: r for r in map(decode_row, set(new_rows).difference(old_rows))}
         following: list[tuple[str, Sides]] = []
-        for name in changed_names(old_node, new_node):
+        for name in olds.keys() | news.keys():
             following.extend(compare(f"{prefix}/{name}", olds.get(name), news.get(name)))
         return following
 
     def row(entry: Entry | None) -> Row | None:
-        return (
-            None if entry is None else (entry.name, entry.kind, entry.hash, entry.size, entry.count)
-        )
+        if entry is None:
+            return None
+        return (entry.name, entry.kind, entry.hash, entry.size, entry.count)
 
-    start.extend(compare(path, row(old), row(new)))
-    await walk(load_many, start, visit)
+    await walk(load_blobs, compare(path, row(old), row(new)), visit)
     changes.sort(key=lambda c: path_order(c.path))
     return changes

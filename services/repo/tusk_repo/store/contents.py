@@ -7,7 +7,7 @@ bounds memory by the number of entries it holds.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 
 from sqlalchemy import and_, any_, delete, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -17,7 +17,15 @@ from tusk.db import insert_for
 from tusk.errors import NotFound
 from tusk.objectstore.chunks import ChunkedFile
 from tusk_repo.tables import FileRow, StagedRow, TreeRow
-from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, Loader, ManyLoader, Node, decode_node
+from tusk_repo.trees import (
+    EMPTY_NODE,
+    EMPTY_TREE,
+    Loader,
+    ManyLoader,
+    Node,
+    decode_node,
+    encode_rows,
+)
 
 _INSERT_BATCH = 5000
 # Hashes per IN list on SQLite: below the 999 bound parameters of its older builds.
@@ -80,6 +88,51 @@ class TreeStore:
 
         return load_many
 
+    def blob_loader(
+        self, session: AsyncSession, overlay: dict[str, bytes] | None = None
+    ) -> Callable[[Collection[str]], Awaitable[Mapping[str, bytes]]]:
+        """Nodes as stored (encoded), many at once, for comparisons that decode only what
+        differs: read in one query per batch like ``many_loader``, and not decoded or cached."""
+
+        async def load_blobs(digests: Collection[str]) -> Mapping[str, bytes]:
+            found: dict[str, bytes] = {}
+            missing: list[str] = []
+            for digest in digests:
+                if overlay and digest in overlay:
+                    found[digest] = overlay[digest]
+                elif (node := self._cache.get(digest)) is not None:
+                    found[digest] = encode_rows(node.rows)
+                else:
+                    missing.append(digest)
+            found.update(await self._read_blobs(session, missing))
+            return found
+
+        return load_blobs
+
+    async def _read_blobs(self, session: AsyncSession, digests: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        if not digests:
+            return found
+        connection = await session.connection()
+        postgres = connection.dialect.name == "postgresql"
+        step = len(digests) if postgres else _SQLITE_IN_LIST
+        for start in range(0, len(digests), step):
+            batch = digests[start : start + step]
+            wanted = (
+                TreeRow.hash == any_(literal(batch, ARRAY(TreeRow.hash.type)))
+                if postgres
+                else TreeRow.hash.in_(batch)
+            )
+            rows = await connection.execute(select(TreeRow.hash, TreeRow.entries).where(wanted))
+            for digest, blob in rows.all():
+                found[digest] = blob
+        for digest in digests:
+            if digest not in found:
+                if digest != EMPTY_TREE:
+                    raise NotFound(f"tree node {digest} is missing")
+                found[digest] = EMPTY_NODE
+        return found
+
     async def load_many(self, session: AsyncSession, digests: Iterable[str]) -> dict[str, Node]:
         found: dict[str, Node] = {}
         missing: list[str] = []
@@ -90,29 +143,11 @@ class TreeStore:
                 found[digest] = node
             else:
                 missing.append(digest)
-        if not missing:
-            return found
         # Core, not the ORM, and only the two columns: a level may hold hundreds of nodes of
         # ten thousand entries each.
-        connection = await session.connection()
-        postgres = connection.dialect.name == "postgresql"
-        step = len(missing) if postgres else _SQLITE_IN_LIST
-        for start in range(0, len(missing), step):
-            batch = missing[start : start + step]
-            wanted = (
-                TreeRow.hash == any_(literal(batch, ARRAY(TreeRow.hash.type)))
-                if postgres
-                else TreeRow.hash.in_(batch)
-            )
-            rows = await connection.execute(select(TreeRow.hash, TreeRow.entries).where(wanted))
-            for digest, blob in rows.all():
-                node = found[digest] = decode_node(blob)
-                self._remember(digest, node)
-        for digest in missing:
-            if digest not in found:
-                if digest != EMPTY_TREE:
-                    raise NotFound(f"tree node {digest} is missing")
-                found[digest] = decode_node(EMPTY_NODE)
+        for digest, blob in (await self._read_blobs(session, missing)).items():
+            node = found[digest] = decode_node(blob)
+            self._remember(digest, node)
         return found
 
     async def load(self, session: AsyncSession, digest: str) -> Node:
