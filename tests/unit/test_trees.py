@@ -177,3 +177,30 @@ def test_nodes_encode_as_the_json_module_did(rows: list[tuple[str, str, str, int
     ).encode()
     assert trees.encode_rows(rows) == legacy
     assert trees.decode_node(legacy).rows == tuple(rows)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.sampled_from(['"', "\\", "]", ",", "[", "a", "\n", "é"]), min_size=1),
+            st.sampled_from([trees.DIR, trees.FILE]),
+            st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+            st.integers(0, 2**63 - 1),
+            st.integers(0, 2**40),
+        ),
+        max_size=12,
+        unique_by=lambda r: r[0],
+    )
+)
+def test_a_node_splits_into_its_rows_whatever_the_names(
+    rows: list[tuple[str, str, str, int, int]],
+) -> None:
+    """Comparisons split encoded nodes at '],["': names full of brackets, commas and quotes
+    must not split a row."""
+    rows.sort(key=lambda r: r[0])
+    blob = trees.encode_rows(rows)
+    raws = treewalk.raw_rows(blob)
+    assert [treewalk.decode_row(raw) for raw in raws] == rows
+    assert treewalk.join_rows(raws) == blob
+    assert [treewalk.encode_row(row) for row in rows] == raws

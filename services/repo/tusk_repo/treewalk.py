@@ -38,9 +38,23 @@ BlobLoader = Callable[[Collection[str]], Awaitable[Mapping[str, bytes]]]
 
 def raw_rows(blob: bytes) -> list[bytes]:
     """A node's encoded rows, each without its brackets. The encoding is JSON of
-    ``[["name","f","hash",size,count],…]``; a row ends in a number, and a quote inside a name
-    is escaped, so ``],["`` occurs only between rows."""
-    return [] if blob == EMPTY_NODE else blob[3:-2].split(b'],["')
+    ``[["name","f","hash",size,count],…]``, so rows are joined by ``],["``. Inside a row that
+    can only occur where a name ends in ``],[`` (a quote within a name is escaped, so the
+    quote is the name's end): the piece after such a split starts with ``,"f","`` or
+    ``,"d","`` (the rest of that row), which no row does (after a name's first character
+    ``,``, an unescaped quote ends the name), and is put back."""
+    if blob == EMPTY_NODE:
+        return []
+    pieces = blob[3:-2].split(b'],["')
+    if b'],[","' not in blob:
+        return pieces
+    rows: list[bytes] = []
+    for piece in pieces:
+        if rows and piece.startswith((b',"f","', b',"d","')):
+            rows[-1] += b'],["' + piece
+        else:
+            rows.append(piece)
+    return rows
 
 
 def join_rows(rows: Sequence[bytes]) -> bytes:
