@@ -30,3 +30,29 @@ def test_ids_and_states_survive_a_long_reason(
     assert "…" not in text
     # The reason is all there, wrapped over lines.
     assert "".join(text.split()).count("alongexplanation") == 30
+
+
+def test_a_long_table_prints_as_rich_would_without_laying_it_out(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``LONG_TABLE`` rows the plain printer takes over (rich took seconds for 10,000):
+    the same columns, the same alignment (by terminal cells: wide characters count twice),
+    markup gone and escaped brackets shown as they are."""
+    monkeypatch.setattr(common, "stdout", Console(file=io.StringIO(), width=80))
+    rows = common.LONG_TABLE + 1
+
+    def grid() -> common.Table:
+        t = common.table("PATH", "TYPE", "SIZE")
+        for i in range(rows):
+            name = common.escape(f"/d{i}/[x]") if i % 3 else f"/数据{i}.csv"
+            t.add_row(f"[bold blue]{name}[/]", "dir" if i % 3 else "file", f"{i} B")
+        return t
+
+    common.show(grid())
+    plain = capsys.readouterr().out
+    monkeypatch.setattr(common, "LONG_TABLE", 10**9)
+    common.show(grid())
+    laid_out = capsys.readouterr().out
+    assert len(plain.splitlines()) == rows + 1
+    assert plain.splitlines() == laid_out.splitlines()
+    assert "\n/d1/[x]       dir   1 B\n" in plain

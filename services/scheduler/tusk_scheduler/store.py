@@ -4,12 +4,13 @@ out: what they mean is the domain's business (this module imports nothing above 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tusk import shortid
 from tusk.db import insert_for, insert_if_absent
@@ -235,3 +236,21 @@ async def record_processed(
             for datum, files in outputs.items()
         ],
     )
+
+
+# The leader's lease (background/leadership.py): a PostgreSQL advisory lock held by one
+# connection's session, so it ends when that connection does.
+LEADER_LOCK_KEY = zlib.crc32(b"tusk scheduler leader")
+
+
+async def try_leader_lock(connection: AsyncConnection) -> bool:
+    """Take the leader's lock on this connection if no other session holds it."""
+    got = await connection.scalar(select(func.pg_try_advisory_lock(LEADER_LOCK_KEY)))
+    await connection.commit()  # the lock is the session's, not the transaction's
+    return bool(got)
+
+
+async def check_connection(connection: AsyncConnection) -> None:
+    """Raise if the connection (and with it the lock it holds) is gone."""
+    await connection.scalar(select(1))
+    await connection.commit()

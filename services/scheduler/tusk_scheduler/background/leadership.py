@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import zlib
 from collections.abc import Awaitable, Callable
 
 import structlog
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tusk.concurrency import wait_event
 from tusk.db import Database
+from tusk_scheduler import store
 
 log = structlog.get_logger()
-
-LOCK_KEY = zlib.crc32(b"tusk scheduler leader")
 
 
 class Leadership:
@@ -107,8 +104,7 @@ class Leadership:
             log.warning("leadership: cannot reach the database", error=str(e))
             return None
         try:
-            got = await connection.scalar(select(func.pg_try_advisory_lock(LOCK_KEY)))
-            await connection.commit()  # the lock is the session's, not the transaction's
+            got = await store.try_leader_lock(connection)
         except Exception as e:
             log.warning("leadership: cannot take the lock", error=str(e))
             got = False
@@ -128,8 +124,7 @@ class Leadership:
                 await wait_event(self._stopped, self.check_interval)
                 if connection is not None and not self._stopped.is_set():
                     try:
-                        await connection.scalar(select(1))
-                        await connection.commit()
+                        await store.check_connection(connection)
                     except Exception as e:
                         log.error(
                             "leadership lost: the connection holding the lock failed; "
