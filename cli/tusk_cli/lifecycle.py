@@ -54,6 +54,19 @@ def gc(
             show_default=False,
         ),
     ] = None,
+    compact_below: Annotated[
+        float | None,
+        typer.Option(
+            "--compact-below",
+            min=0,
+            max=1,
+            metavar="FRACTION",
+            help="Rewrite packs of small files used less than this fraction into new packs, "
+            "freeing the rest (default: the repo service's TUSK_REPO_GC_COMPACT_BELOW, 0.5; "
+            "0: no compaction).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Reclaim storage no commit uses any more: after repos, branches or commits were
@@ -66,7 +79,9 @@ def gc(
 
     async def main() -> None:
         async with connect() as client:
-            report = await client.collect_garbage(dry_run=dry_run, grace_seconds=grace)
+            report = await client.collect_garbage(
+                dry_run=dry_run, grace_seconds=grace, compact_below=compact_below
+            )
         if as_json:
             print_json(report)
             return
@@ -77,7 +92,15 @@ def gc(
         grid.add_row("file records", str(report.files))
         grid.add_row("chunks", str(report.chunks))
         grid.add_row("young chunks spared", str(report.kept_recent_chunks))
+        grid.add_row("packs compacted", str(report.packs_compacted))
         show(grid)
+        if report.packs_compacted:
+            note(
+                f"{'would reclaim' if report.dry_run else 'reclaimed'} "
+                f"[bold]{size(report.pack_bytes_reclaimed)}[/] unused in "
+                f"{report.packs_compacted} pack(s) of small files, by copying what they still "
+                "hold into new packs"
+            )
         note(
             f"{verb} [bold]{size(report.bytes)}[/] in {report.chunks} chunk(s); "
             f"{size(report.referenced_bytes)} in {report.referenced_chunks} chunk(s) remain in use "

@@ -28,7 +28,7 @@ from tests.conftest import (
 )
 from tests.repo.helpers import commit_files, error, ok, read, tar_of
 from tusk.errors import Conflict
-from tusk.objectstore.chunks import ChunkedFile
+from tusk.objectstore.chunks import ChunkedFile, chunk_key
 from tusk_repo.app import create_app
 from tusk_repo.config import RepoSettings
 from tusk_repo.context import Context, build_context
@@ -257,6 +257,82 @@ async def test_retention_drops_old_commits_of_other_branches(
     assert report["chunks"] == 2
 
 
+async def _chunk_use(ctx: Context) -> dict[str, int | None]:
+    """Per stored chunk: the bytes of it file records use (None: a file uses all of it)."""
+    used: dict[str, int | None] = {
+        key.rpartition("/")[2]: 0 async for key in ctx.objects.list_keys("chunks/")
+    }
+    async with ctx.db.session(write=False) as session:
+        for digest, size, blob in (
+            await session.execute(select(FileRow.hash, FileRow.size, FileRow.chunks))
+        ).all():
+            stored = ChunkedFile.decode(digest, size, blob)
+            for chunk, length in stored.chunks:
+                before = used.get(chunk, 0)
+                if len(stored.chunks) == 1 and size < length and before is not None:
+                    used[chunk] = before + size
+                else:
+                    used[chunk] = None
+    return used
+
+
+async def test_sparse_packs_are_compacted_and_their_unused_bytes_reclaimed(
+    gc_env: tuple[Context, httpx.AsyncClient],
+) -> None:
+    ctx, client = gc_env
+    # Two batches of ten small files, each stored as one pack; another repo then uses two
+    # files of the first batch and six of the second, and the first repo is deleted.
+    first = {f"/one/{i}": os.urandom(2000) for i in range(10)}
+    second = {f"/two/{i}": os.urandom(3000) for i in range(10)}
+    ok(await client.post("/v1/repos", json={"name": "batches"}), 201)
+    for batch in (first, second):
+        ok(await client.post("/v1/repos/batches/commits", json={}), 201)
+        ok(
+            await client.post("/v1/repos/batches/commits/master/files", content=tar_of(batch)),
+            201,
+        )
+        ok(await client.post("/v1/repos/batches/commits/master/finish"))
+    used = dict(list(first.items())[:2]) | dict(list(second.items())[:6])
+    ok(await client.post("/v1/repos", json={"name": "keep"}), 201)
+    ok(await client.post("/v1/repos/keep/commits", json={}), 201)
+    ok(await client.post("/v1/repos/keep/commits/master/files", content=tar_of(used)), 201)
+    ok(await client.post("/v1/repos/keep/commits/master/finish"))
+    ok(await client.delete("/v1/repos/batches"), 204)
+    plain = await gc(client, compact_below=0)  # the deleted repo's file records go, no more
+    assert (plain["packs_compacted"], plain["chunks"]) == (0, 0)
+    packs_before = await _chunk_use(ctx)
+    assert sorted(packs_before.values()) == [2 * 2000, 6 * 3000]  # 20% and 60% used
+
+    dry = await gc(client, dry_run="true")
+    # Only the pack below the default 50% is compacted; eight unused files of 2,000 bytes.
+    assert (dry["packs_compacted"], dry["pack_bytes_reclaimed"]) == (1, 8 * 2000)
+    assert await _chunk_use(ctx) == packs_before  # a dry run moves nothing
+
+    done = await gc(client)
+    assert (done["packs_compacted"], done["pack_bytes_reclaimed"]) == (1, 8 * 2000)
+    after = await _chunk_use(ctx)
+    assert sorted(after.values()) == [2 * 2000, 6 * 3000]
+    sparse = next(k for k, v in packs_before.items() if v == 2 * 2000)
+    assert sparse not in after  # the old pack is gone; its two files live in a new one
+    stored = {
+        key.rpartition("/")[2]: await ctx.objects.get(key)
+        async for key in ctx.objects.list_keys("chunks/")
+    }
+    new_pack = next(k for k, v in after.items() if v == 2 * 2000)
+    assert len(stored[new_pack]) == 2 * 2000  # nothing unused in it
+    assert done["referenced_bytes"] == 2 * 2000 + 10 * 3000
+    for path, data in used.items():
+        assert await read(client, "keep", "master", path) == data
+    again = await gc(client)
+    assert (again["packs_compacted"], again["chunks"]) == (0, 0)
+    # Compacting every pack with anything unused takes the other one too.
+    full = ok(await client.post("/v1/gc", params={"grace_seconds": 0, "compact_below": 1}))
+    assert (full["packs_compacted"], full["pack_bytes_reclaimed"]) == (1, 4 * 3000)
+    assert sorted((await _chunk_use(ctx)).values()) == [2 * 2000, 6 * 3000]
+    for path, data in used.items():
+        assert await read(client, "keep", "master", path) == data
+
+
 # --- the property: uploads, deletes and collection interleaved lose nothing referenced ------
 
 OPS = st.lists(
@@ -334,7 +410,9 @@ async def _interleave(
         elif op == "put_during_gc":
             # A collection that spares young chunks (as the service's grace period does) runs
             # while the upload is under way.
-            collect = asyncio.create_task(ctx.collector.run(grace=timedelta(minutes=10)))
+            collect = asyncio.create_task(
+                ctx.collector.run(grace=timedelta(minutes=10), compact_below=1.0)
+            )
             files = await _put(client, repo, picks)
             await collect
             previous = model.get(repo, [])[-1][1] if model.get(repo) else {}
@@ -346,12 +424,16 @@ async def _interleave(
         elif op == "delete_head" and model.get(repo):
             head, _ = model[repo].pop()
             ok(await client.post(f"/v1/repos/{repo}/commits/{head}/delete"))
-        elif op == "gc":
-            await ctx.collector.run(grace=timedelta(0))
+        elif op == "gc":  # without compaction, with the default, or of any sparse pack
+            await ctx.collector.run(grace=timedelta(0), compact_below=(0.0, 0.5, 1.0)[index])
         await _check(ctx, client, model)
-    # At rest, a collection without grace leaves exactly the chunks the remaining files use.
-    await ctx.collector.run(grace=timedelta(0))
+    # At rest, a collection without grace that compacts every sparse pack leaves exactly the
+    # chunks the remaining files use, and no unused byte in any of them.
+    await ctx.collector.run(grace=timedelta(0), compact_below=1.0)
     await _check(ctx, client, model)
+    for chunk, used in (await _chunk_use(ctx)).items():
+        if used is not None:
+            assert used == len(await ctx.objects.get(chunk_key(chunk))), chunk
     async with ctx.db.session(write=False) as session:
         referenced = {
             h

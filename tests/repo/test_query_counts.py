@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import event, insert, select
 
+from tests.repo.helpers import commit_files, read
 from tusk_repo.context import Context
 from tusk_repo.tables import BranchRow, CommitRow, ProvenanceRow, RepoRow
 from tusk_repo.trees import EMPTY_TREE
@@ -154,3 +155,57 @@ async def test_listing_a_thousand_commits_runs_a_bounded_number_of_queries(
         params={"limit": MANY, "cursor": page["next_cursor"]},
     )
     assert len(rest.json()["items"]) == MANY - 10
+
+
+# --- comparing trees: a batch of tree nodes per level, not a query per changed directory ----
+
+DIRECTORIES = 60
+
+
+def _tree_reads(statements: list[str]) -> int:
+    return sum(
+        1 for s in statements if s.lstrip().upper().startswith("SELECT") and "repo_trees" in s
+    )
+
+
+async def test_diff_and_merge_read_tree_nodes_once_per_level_not_per_directory(
+    repo_ctx: Context, client: httpx.AsyncClient
+) -> None:
+    """Two branches each change one file in every one of 60 directories three levels deep:
+    read one node at a time, a diff reads 120 nodes and a merge 180, each a query."""
+
+    def files(version: str, which: int | None) -> dict[str, bytes]:
+        return {
+            f"/d{i:02}/sub/f{j}": f"{version if j == which else 'base'} {i} {j}".encode()
+            for i in range(DIRECTORIES)
+            for j in range(3)
+        }
+
+    assert (await client.post("/v1/repos", json={"name": "wide"})).status_code == 201
+    await commit_files(client, "wide", files("base", None))
+    for branch, which in (("a", 0), ("b", 1)):
+        response = await client.post(
+            "/v1/repos/wide/branches", json={"name": branch, "head": "master"}
+        )
+        assert response.status_code == 201, response.text
+        changed = {p: d for p, d in files(branch, which).items() if p.endswith(f"/f{which}")}
+        await commit_files(client, "wide", changed, branch=branch)
+
+    with counted(repo_ctx) as statements:
+        response = await client.get("/v1/repos/wide/commits/b/diff", params={"from": "master"})
+    assert response.status_code == 200, response.text
+    changes = response.json()["changes"]
+    assert sorted(c["path"] for c in changes) == [f"/d{i:02}/sub/f1" for i in range(DIRECTORIES)]
+    # Depth 3 (root, d.., sub) plus the lookup of the compared path: bounded by depth.
+    assert _tree_reads(statements) <= 4, f"{_tree_reads(statements)} tree-node queries"
+
+    with counted(repo_ctx) as statements:
+        response = await client.post("/v1/repos/wide/merge", json={"source": "b", "into": "a"})
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "merged"
+    assert response.json()["changed_paths"] == DIRECTORIES
+    assert _tree_reads(statements) <= 4, f"{_tree_reads(statements)} tree-node queries"
+    for i in (0, DIRECTORIES - 1):
+        assert await read(client, "wide", "a", f"/d{i:02}/sub/f0") == f"a {i} 0".encode()
+        assert await read(client, "wide", "a", f"/d{i:02}/sub/f1") == f"b {i} 1".encode()
+        assert await read(client, "wide", "a", f"/d{i:02}/sub/f2") == f"base {i} 2".encode()

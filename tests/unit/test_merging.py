@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,9 @@ class Memory:
 
     async def load(self, digest: str) -> trees.Node:
         return trees.decode_node(self.nodes[digest])
+
+    async def blobs(self, digests: Collection[str]) -> dict[str, bytes]:
+        return {d: self.nodes[d] for d in digests}
 
     async def build(self, files: dict[str, str]) -> str:
         result = await trees.merge(
@@ -60,7 +64,7 @@ def test_merge_matches_the_model(
     async def check() -> None:
         mem = Memory()
         roots = [await mem.build(t) for t in (base, ours, theirs)]
-        result = await merging.merge_trees(mem.load, *roots, strategy)  # type: ignore[arg-type]
+        result = await merging.merge_trees(mem.blobs, *roots, strategy)  # type: ignore[arg-type]
         mem.nodes.update(result.new_nodes)
         expected, conflicts = model(base, ours, theirs, strategy)
         found = {p for p, _ in (result.conflicts if strategy is None else result.resolved)}

@@ -92,12 +92,19 @@ class RepoClient(AuthApi):
         return self._parse(RepoInfo, response)
 
     async def collect_garbage(
-        self, *, dry_run: bool = False, grace_seconds: float | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        grace_seconds: float | None = None,
+        compact_below: float | None = None,
     ) -> GcReport:
-        """Delete what no commit reaches (or, with ``dry_run``, count it)."""
+        """Delete what no commit reaches (or, with ``dry_run``, count it), and compact packs of
+        small files used less than ``compact_below`` (default: the service's setting)."""
         query: dict[str, str] = {"dry_run": "true" if dry_run else "false"}
         if grace_seconds is not None:
             query["grace_seconds"] = str(grace_seconds)
+        if compact_below is not None:
+            query["compact_below"] = str(compact_below)
         return self._parse(GcReport, await self._request("POST", "/v1/gc", params=query))
 
     # --- tags and merges ---------------------------------------------------------------------

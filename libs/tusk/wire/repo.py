@@ -158,4 +158,13 @@ class GcReport(WireModel):
     )
     referenced_chunks: int
     referenced_bytes: int
+    packs_compacted: int = Field(
+        default=0,
+        description="Packs of small files mostly unused, whose used pieces were rewritten into "
+        "new packs (with a dry run: that would be)",
+    )
+    pack_bytes_reclaimed: int = Field(
+        default=0,
+        description="Unused bytes those packs held, freed once the old packs are deleted",
+    )
     seconds: float

@@ -72,6 +72,15 @@ class RepoSettings(CommonSettings):
         "ago: an upload in flight relies on them. Uploads reuse a stored chunk only when it "
         "is younger than half of this, so an upload may last that long.",
     )
+    gc_compact_below: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        alias="TUSK_REPO_GC_COMPACT_BELOW",
+        description="Garbage collection rewrites a pack of small files whose live fraction "
+        "(bytes still used / bytes held) is below this into new packs and deletes the old "
+        "one (0: never compact; 1: compact every pack with anything unused in it).",
+    )
     gc_interval_seconds: float = Field(
         default=3600,
         ge=0,

@@ -61,21 +61,29 @@ async def build_context(
             writer = OutboxWriter(outbox, "tusk/repo", on_commit=relay.wake)
             grace = timedelta(seconds=settings.gc_grace_seconds)
             service = RepoService(TreeStore(settings.tree_cache_entries), writer)
+            chunks = ChunkStore(
+                objects,
+                chunk_size=settings.chunk_size,
+                max_in_flight=settings.upload_concurrency,
+                reuse_within=grace / 2,
+            )
             context = Context(
                 settings=settings,
                 db=db,
                 objects=objects,
-                chunks=ChunkStore(
-                    objects,
-                    chunk_size=settings.chunk_size,
-                    max_in_flight=settings.upload_concurrency,
-                    reuse_within=grace / 2,
-                ),
+                chunks=chunks,
                 service=service,
                 bus=event_bus,
                 relay=relay,
                 lifecycle=LifecycleService(service, writer),
-                collector=GarbageCollector(db, objects, writer, grace),
+                collector=GarbageCollector(
+                    db,
+                    objects,
+                    writer,
+                    grace,
+                    chunks=chunks,
+                    compact_below=settings.gc_compact_below,
+                ),
             )
             if settings.outbox_relay:
                 relay.start()

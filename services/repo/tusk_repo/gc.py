@@ -8,23 +8,30 @@ again, chunks no remaining file uses are deleted from the object store — but o
 written longer ago than the grace period: an upload in flight writes its chunks before it
 records its files, and relies only on chunks that young (see ``ChunkStore.reuse_within``).
 A dry run does everything but commit and delete, so it reports exactly what a run would free.
+
+Small files are packed several to a chunk, and a pack is freed only when none of its files is
+used any more. So the mark also weighs each pack: one whose used bytes are below
+``compact_below`` of its size has its used pieces copied into new packs and their file records
+re-pointed (each only if it still points at the old pack), after which the old pack is
+unreferenced and swept like any other chunk, grace period included.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk.db import Database
+from tusk.errors import NotFound
 from tusk.events.outbox import OutboxWriter
 from tusk.objectstore import ObjectStore
-from tusk.objectstore.chunks import ChunkedFile
+from tusk.objectstore.chunks import ChunkedFile, ChunkStore, chunk_key, hash_bytes
 from tusk_repo import history, store
 from tusk_repo.schemas import CommitRefModel, GcReport
 from tusk_repo.store import gc as gc_store
@@ -43,26 +50,60 @@ class _DryRun(Exception):
     """Raised inside the transaction of a dry run so that it rolls back."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """A used file packed in a shared chunk: its record as it is now."""
+
+    file_hash: str
+    offset: int
+    size: int
+    record: bytes
+
+
 @dataclass
 class _Marked:
     retention: list[CommitRefModel] = field(default_factory=list)
     tree_nodes: int = 0
     files: int = 0
     chunks: set[str] = field(default_factory=set)
+    # Packs mostly unused: pack hash → (its size, the pieces still used).
+    sparse_packs: dict[str, tuple[int, list[_Piece]]] = field(default_factory=dict)
+
+    @property
+    def sparse_bytes(self) -> int:
+        return sum(
+            size - sum(p.size for p in pieces) for size, pieces in self.sparse_packs.values()
+        )
 
 
 class GarbageCollector:
     def __init__(
-        self, db: Database, objects: ObjectStore, outbox: OutboxWriter, grace: timedelta
+        self,
+        db: Database,
+        objects: ObjectStore,
+        outbox: OutboxWriter,
+        grace: timedelta,
+        *,
+        chunks: ChunkStore | None = None,
+        compact_below: float = 0.5,
     ) -> None:
         self.db = db
         self.objects = objects
         self.outbox = outbox
         self.grace = grace
+        self.chunks = chunks if chunks is not None else ChunkStore(objects)
+        self.compact_below = compact_below
         self._running = asyncio.Lock()
 
-    async def run(self, *, dry_run: bool = False, grace: timedelta | None = None) -> GcReport:
+    async def run(
+        self,
+        *,
+        dry_run: bool = False,
+        grace: timedelta | None = None,
+        compact_below: float | None = None,
+    ) -> GcReport:
         grace = self.grace if grace is None else grace
+        compact_below = self.compact_below if compact_below is None else compact_below
         async with self._running:  # one run at a time per process; other processes wait on SQL
             began = time.perf_counter()
             started = datetime.now(UTC)
@@ -71,11 +112,14 @@ class GarbageCollector:
                 async with self.db.session() as session:
                     await store.exclude_writes(session)
                     marked.retention = await self._apply_retention(session, started)
-                    await self._mark_and_sweep_rows(session, marked)
+                    await self._mark_and_sweep_rows(session, marked, compact_below)
                     if dry_run:
                         raise _DryRun
             except _DryRun:
                 pass
+            packs, pack_bytes = len(marked.sparse_packs), marked.sparse_bytes
+            if not dry_run and marked.sparse_packs:
+                packs, pack_bytes = await self._compact(marked)
             freed, freed_bytes, recent, referenced_bytes = await self._sweep_chunks(
                 marked.chunks, started - grace, dry_run=dry_run
             )
@@ -89,6 +133,8 @@ class GarbageCollector:
                 kept_recent_chunks=recent,
                 referenced_chunks=len(marked.chunks),
                 referenced_bytes=referenced_bytes,
+                packs_compacted=packs,
+                pack_bytes_reclaimed=pack_bytes,
                 seconds=round(time.perf_counter() - began, 3),
             )
             log.info(
@@ -144,7 +190,9 @@ class GarbageCollector:
 
     # --- rows ------------------------------------------------------------------------------
 
-    async def _mark_and_sweep_rows(self, session: AsyncSession, marked: _Marked) -> None:
+    async def _mark_and_sweep_rows(
+        self, session: AsyncSession, marked: _Marked, compact_below: float
+    ) -> None:
         roots: set[str] = set()
         # An open commit needs the tree it started from; a finished one only its own.
         for root, base, state in await gc_store.commit_trees(session):
@@ -156,14 +204,81 @@ class GarbageCollector:
         reachable_trees.add(EMPTY_TREE)
         tree_garbage = [h for h in await gc_store.tree_hashes(session) if h not in reachable_trees]
         file_garbage: list[str] = []
-        for digest, blob in await gc_store.file_chunks(session):
-            if digest in reachable_files:
-                marked.chunks.update(h for h, _ in ChunkedFile.decode_chunks(blob))
-            else:
+        packs: dict[str, tuple[int, list[_Piece]]] = {}
+        whole: set[str] = set()  # chunks some file uses entirely: never compacted
+        for digest, size, blob in await gc_store.file_chunks(session):
+            if digest not in reachable_files:
                 file_garbage.append(digest)
+                continue
+            stored = ChunkedFile.decode(digest, size, blob)
+            marked.chunks.update(h for h, _ in stored.chunks)
+            if len(stored.chunks) == 1 and size < stored.chunks[0][1]:
+                pack, pack_size = stored.chunks[0]
+                packs.setdefault(pack, (pack_size, []))[1].append(
+                    _Piece(digest, stored.offset, size, blob)
+                )
+            else:
+                whole.update(h for h, _ in stored.chunks)
+        marked.sparse_packs = {
+            pack: (size, pieces)
+            for pack, (size, pieces) in packs.items()
+            if pack not in whole and sum(p.size for p in pieces) < compact_below * size
+        }
         marked.tree_nodes, marked.files = len(tree_garbage), len(file_garbage)
         await gc_store.delete_trees(session, tree_garbage)
         await gc_store.delete_files(session, file_garbage)
+
+    # --- compaction ------------------------------------------------------------------------
+
+    async def _compact(self, marked: _Marked) -> tuple[int, int]:
+        """Copy the used pieces of the sparse packs into new packs and re-point their files;
+        (packs no file points at any more, the unused bytes they held). Runs with writes
+        flowing: new packs are young, so no collection deletes them before they are used, and
+        a file is re-pointed only if it still points at the old pack."""
+        moved: dict[str, ChunkedFile] = {}
+        gathered: dict[str, bytes] = {}
+        gathered_bytes = 0
+        for pack, (_, pieces) in marked.sparse_packs.items():
+            try:
+                data = await self.objects.get(chunk_key(pack))
+            except NotFound:
+                log.warning("a pack to compact is missing from the object store", chunk=pack)
+                continue
+            for piece in pieces:
+                content = data[piece.offset : piece.offset + piece.size]
+                if hash_bytes(content) != piece.file_hash:
+                    log.error("a packed file does not match its hash", file=piece.file_hash)
+                    continue
+                gathered[piece.file_hash] = content
+                gathered_bytes += piece.size
+            if gathered_bytes >= self.chunks.chunk_size:  # memory stays about one pack's worth
+                moved.update(await self.chunks.write_many(gathered))
+                gathered, gathered_bytes = {}, 0
+        if gathered:
+            moved.update(await self.chunks.write_many(gathered))
+        changes = [
+            (piece.file_hash, piece.record, moved[piece.file_hash].encode_chunks())
+            for _, pieces in marked.sparse_packs.values()
+            for piece in pieces
+            if piece.file_hash in moved
+        ]
+        async with self.db.session() as session:
+            await gc_store.repoint_files(session, changes)
+            now = await gc_store.file_records(session, [h for h, _, _ in changes])
+        still_used: set[str] = set()
+        for blob in now.values():
+            hashes = [h for h, _ in ChunkedFile.decode_chunks(blob)]
+            still_used.update(hashes)
+            marked.chunks.update(hashes)  # the new packs, where the files went
+        freed = [pack for pack in marked.sparse_packs if pack not in still_used]
+        marked.chunks.difference_update(freed)
+        reclaimed = sum(
+            size - sum(p.size for p in pieces)
+            for pack, (size, pieces) in marked.sparse_packs.items()
+            if pack in freed
+        )
+        log.info("packs compacted", packs=len(freed), files=len(changes), bytes=reclaimed)
+        return len(freed), reclaimed
 
     # --- chunks ----------------------------------------------------------------------------
 
@@ -214,7 +329,7 @@ async def _walk_trees(session: AsyncSession, roots: set[str]) -> tuple[set[str],
     while frontier:
         following: list[str] = []
         for blob in await gc_store.tree_entries(session, frontier):
-            for _, kind, digest, _, _ in json.loads(blob):
+            for _, kind, digest, _, _ in orjson.loads(blob):
                 if kind == "f":
                     files.add(digest)
                 elif digest not in seen:

@@ -130,9 +130,12 @@ class LifecycleService:
             ).root_tree or base_root
         assert head.root_tree is not None
         assert source.root_tree is not None
-        load = self.repos.trees.loader(session)
         merged = await merging.merge_trees(
-            load, base_root, head.root_tree, source.root_tree, request.strategy
+            self.repos.trees.blob_loader(session),
+            base_root,
+            head.root_tree,
+            source.root_tree,
+            request.strategy,
         )
         if merged.conflicts:
             listed = [MergeConflict(path=p, reason=r) for p, r in merged.conflicts]

@@ -2,21 +2,34 @@
 
 Only subtrees whose hashes differ on the two sides are descended into, so merging branches
 that each changed a few thousand of a million files reads the directories on those paths and
-no others. A path is taken from the side that changed it relative to the merge base; a path
-both sides changed differently is a conflict, settled by a strategy or reported.
+no others, a level of the trees at a time (``treewalk``). A path is taken from the side that
+changed it relative to the merge base; a path both sides changed differently is a conflict,
+settled by a strategy or reported.
 
-Entries are handled as the nodes' plain tuples, and a directory's names are decided in one
-loop, recursing only where both sides changed a directory: a directory of ten thousand
-entries costs a few dictionary operations per entry.
+Entries are handled as the nodes' plain tuples. In a directory only the names their side
+changed are decided (found by comparing each side's rows with the base's as sets); the rest
+are ours as they are, in the order they already have.
 """
 
 from __future__ import annotations
 
-import json
+from bisect import insort
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, Loader, node_hash
+from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, node_hash
+from tusk_repo.treewalk import (
+    BlobLoader,
+    Sides,
+    decode_row,
+    encode_row,
+    join_rows,
+    path_order,
+    raw_rows,
+    row_name,
+    walk,
+)
 
 Strategy = Literal["ours", "theirs"] | None
 Row = tuple[str, str, str, int, int]  # name, kind ("dir"/"file"), hash, size, count
@@ -42,63 +55,39 @@ def _reason(base: Row | None, ours: Row | None, theirs: Row | None) -> str:
     return "changed on both sides"
 
 
-def _encode(rows: list[Row]) -> bytes:
-    """The same encoding as ``trees.encode_node``, from tuples."""
-    return json.dumps(
-        [[n, "d" if k == _DIR else "f", h, s, c] for n, k, h, s, c in rows],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+@dataclass(slots=True, eq=False)
+class _Dir:
+    """A directory both sides changed. Its merged rows are ours (``rows``, encoded) with
+    ``replaced`` (our row → the merged one, None: removed) and ``added`` applied; a
+    subdirectory still being merged stands as its ``_Dir`` until it is finished (children
+    finish before their parents). ``size`` and ``count`` start as ours and follow the
+    changes."""
+
+    name: str
+    path: str
+    size: int = 0
+    count: int = 0
+    rows: list[bytes] = field(default_factory=list)
+    replaced: dict[bytes, Row | _Dir | None] = field(default_factory=dict)
+    added: list[Row | _Dir] = field(default_factory=list)
+    merged: Row | None = None  # once finished: its row in the parent (None: nothing left)
 
 
 async def merge_trees(
-    load: Loader, base: str, ours: str, theirs: str, strategy: Strategy = None
+    load_blobs: BlobLoader, base: str, ours: str, theirs: str, strategy: Strategy = None
 ) -> ThreeWay:
-    """Merge ``theirs`` into ``ours`` (root hashes) against their common ancestor ``base``."""
+    """Merge ``theirs`` into ``ours`` (root hashes) against their common ancestor ``base``.
+
+    Each directory is compared as sets of encoded rows: only the rows a side changed are
+    decoded, and the merged node is ours' rows with those changes, re-encoded row by row."""
     result = ThreeWay()
-
-    async def rows_of(row: Row | None) -> dict[str, Row]:
-        if row is None or row[1] != _DIR:
-            return {}
-        return {r[0]: r for r in (await load(row[2])).rows}
-
-    async def merge_dir(
-        name: str, path: str, b: Row | None, o: Row | None, t: Row | None
-    ) -> Row | None:
-        """Merge directories (a missing side: deleted, or never there)."""
-        bc, oc, tc = await rows_of(b), await rows_of(o), await rows_of(t)
-        merged: list[Row] = []
-        for name in sorted(oc.keys() | tc.keys() | bc.keys()):
-            bn, on, tn = bc.get(name), oc.get(name), tc.get(name)
-            # The common cases decided inline: same on both sides, or changed on one only.
-            if (
-                on == tn
-                or (bn is not None and tn is not None and bn[1:3] == tn[1:3])
-                or (bn is None and tn is None)
-            ):
-                chosen = on
-            elif (bn is not None and on is not None and bn[1:3] == on[1:3]) or (
-                bn is None and on is None
-            ):
-                chosen = tn
-                result.changed += 1
-            elif on is not None and tn is not None and on[1:3] == tn[1:3]:
-                chosen = on
-            elif (on is None or on[1] == _DIR) and (tn is None or tn[1] == _DIR):
-                # Directories (or a directory deleted on one side): decided file by file.
-                chosen = await merge_dir(
-                    name, f"{path}/{name}", bn if bn is not None and bn[1] == _DIR else None, on, tn
-                )
-            else:
-                chosen = settle(f"{path}/{name}", bn, on, tn)
-            if chosen is not None:
-                merged.append((name, chosen[1], chosen[2], chosen[3], chosen[4]))
-        if not merged:
-            return None
-        blob = _encode(merged)
-        digest = node_hash(blob)
-        result.new_nodes[digest] = blob
-        return (name, _DIR, digest, sum(r[3] for r in merged), sum(r[4] for r in merged))
+    if ours == theirs or base == theirs:
+        result.root = ours
+        return result
+    if base == ours:
+        result.root = theirs
+        result.changed += 1
+        return result
 
     def settle(path: str, b: Row | None, o: Row | None, t: Row | None) -> Row | None:
         reason = _reason(b, o, t)
@@ -111,19 +100,91 @@ async def merge_trees(
             return t
         return o
 
-    def root(digest: str) -> Row:
-        return ("", _DIR, digest, 0, 0)
+    merged: list[_Dir] = []
 
-    if ours == theirs or base == theirs:
-        result.root = ours
-        return result
-    if base == ours:
-        result.root = theirs
-        result.changed += 1
-        return result
-    top = await merge_dir("", "", root(base), root(ours), root(theirs))
-    if top is None:
+    def decoded(raws: set[bytes]) -> dict[str, tuple[Row, bytes]]:
+        return {row[0]: (row, raw) for raw in raws for row in (decode_row(raw),)}
+
+    def visit(at: _Dir, blobs: Sequence[bytes | None]) -> list[tuple[_Dir, Sides]]:
+        b_rows, at.rows, t_rows = (raw_rows(blob) if blob is not None else [] for blob in blobs)
+        b_set, o_set, t_set = set(b_rows), set(at.rows), set(t_rows)
+        ours_new, ours_old = decoded(o_set - b_set), decoded(b_set - o_set)
+        theirs_new, theirs_old = decoded(t_set - b_set), decoded(b_set - t_set)
+        following: list[tuple[_Dir, Sides]] = []
+        for name in theirs_new.keys() | theirs_old.keys():
+            b_pair, t_pair = theirs_old.get(name), theirs_new.get(name)
+            bn, tn = (b_pair[0] if b_pair else None), (t_pair[0] if t_pair else None)
+            ours_changed = name in ours_new or name in ours_old
+            o_pair = ours_new.get(name) if ours_changed else b_pair
+            on = o_pair[0] if o_pair else None
+            chosen: Row | _Dir | None
+            if not ours_changed:
+                chosen = tn  # changed on their side only
+                result.changed += 1
+            elif (on is None and tn is None) or (
+                on is not None and tn is not None and on[1:3] == tn[1:3]
+            ):
+                continue  # changed the same way on both sides: ours stands
+            elif (on is None or on[1] == _DIR) and (tn is None or tn[1] == _DIR):
+                # Directories (or a directory deleted on one side): decided file by file.
+                chosen = _Dir(name, f"{at.path}/{name}", on[3] if on else 0, on[4] if on else 0)
+                merged.append(chosen)
+                following.append(
+                    (
+                        chosen,
+                        (
+                            bn[2] if bn is not None and bn[1] == _DIR else None,
+                            None if on is None else on[2],
+                            None if tn is None else tn[2],
+                        ),
+                    )
+                )
+            else:
+                chosen = settle(f"{at.path}/{name}", bn, on, tn)
+                if chosen is on:
+                    continue
+            if o_pair is not None:
+                at.replaced[o_pair[1]] = chosen
+            elif chosen is not None:
+                at.added.append(chosen)
+        return following
+
+    def finished(value: Row | _Dir | None) -> Row | None:
+        return value.merged if isinstance(value, _Dir) else value
+
+    top = _Dir("", "")
+    merged.append(top)
+    await walk(load_blobs, [(top, (base, ours, theirs))], visit)
+    # Listed in path order, as a depth-first walk would have found them.
+    result.conflicts.sort(key=lambda c: path_order(c[0]))
+    result.resolved.sort(key=lambda c: path_order(c[0]))
+    # Deepest first: a directory is encoded once all the directories in it are.
+    for at in reversed(merged):
+        rows: list[bytes] = []
+        for raw in at.rows:
+            if raw not in at.replaced:
+                rows.append(raw)
+                continue
+            old, new = decode_row(raw), finished(at.replaced[raw])
+            at.size -= old[3]
+            at.count -= old[4]
+            if new is not None:
+                rows.append(encode_row(new))
+                at.size += new[3]
+                at.count += new[4]
+        for value in at.added:
+            new = finished(value)
+            if new is not None:
+                insort(rows, encode_row(new), key=row_name)
+                at.size += new[3]
+                at.count += new[4]
+        if rows:
+            blob = join_rows(rows)
+            digest = node_hash(blob)
+            result.new_nodes[digest] = blob
+            at.merged = (at.name, _DIR, digest, at.size, at.count)
+    if top.merged is None:
         result.new_nodes[EMPTY_TREE] = EMPTY_NODE
         return result
-    result.root = top[2]
+    result.root = top.merged[2]
     return result

@@ -25,7 +25,7 @@ from tusk.events.types import (
 )
 from tusk.objectstore.chunks import ChunkedFile
 from tusk.paths import Ref, normalize_path, parse_ref, validate_branch_name, validate_name
-from tusk_repo import protection, store, trees
+from tusk_repo import protection, store, trees, treewalk
 from tusk_repo.protection import ANYONE, Writer
 from tusk_repo.schemas import (
     BranchInfo,
@@ -58,6 +58,8 @@ class TreeView:
     commit: CommitRow
     root: str
     load: trees.Loader
+    load_many: trees.ManyLoader
+    load_blobs: treewalk.BlobLoader
 
 
 class RepoService:
@@ -542,7 +544,13 @@ class RepoService:
         if commit.state == OPEN:
             return await self.open_view(session, commit, path)
         assert commit.root_tree is not None
-        return TreeView(commit, commit.root_tree, self.trees.loader(session))
+        return TreeView(
+            commit,
+            commit.root_tree,
+            self.trees.loader(session),
+            self.trees.many_loader(session),
+            self.trees.blob_loader(session),
+        )
 
     async def open_view(
         self, session: AsyncSession, commit: CommitRow, path: str = "/"
@@ -555,9 +563,21 @@ class RepoService:
         )
         base_loader = self.trees.loader(session)
         if not deletes and not puts:
-            return TreeView(commit, commit.base_tree, base_loader)
+            return TreeView(
+                commit,
+                commit.base_tree,
+                base_loader,
+                self.trees.many_loader(session),
+                self.trees.blob_loader(session),
+            )
         merged = await trees.merge(base_loader, commit.base_tree, deletes, puts)
-        return TreeView(commit, merged.root, self.trees.loader(session, merged.new_nodes))
+        return TreeView(
+            commit,
+            merged.root,
+            self.trees.loader(session, merged.new_nodes),
+            self.trees.many_loader(session, merged.new_nodes),
+            self.trees.blob_loader(session, merged.new_nodes),
+        )
 
     async def stat(self, session: AsyncSession, view: TreeView, path: str) -> FileInfo:
         path = normalize_path(path)
@@ -621,7 +641,7 @@ class RepoService:
         else:
             old_commit = None
         old_root = old_commit.root_tree if old_commit and old_commit.root_tree else trees.EMPTY_TREE
-        changes = await trees.diff(new.load, old_root, new.root, path)
+        changes = await treewalk.diff(new.load_many, new.load_blobs, old_root, new.root, path)
         return (
             old_commit,
             new.commit,

@@ -10,14 +10,13 @@ Everything here is pure logic over a ``Loader`` (hash → node); the SQL lives i
 from __future__ import annotations
 
 import asyncio
-import json
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Literal
 
 import blake3
+import orjson
 
 from tusk.errors import Conflict, InvalidArgument, NotFound
 from tusk.paths import split_path
@@ -75,17 +74,24 @@ class Node:
         return None
 
 
+def encode_rows(rows: Iterable[_Row]) -> bytes:
+    """The encoding of a node's entries given as (name, kind, hash, size, count), in name order:
+    compact JSON in UTF-8, byte for byte what ``json.dumps(rows, separators=(",", ":"),
+    ensure_ascii=False)`` gives (node hashes depend on it), through orjson, which is tens of
+    times faster at it."""
+    return orjson.dumps([[n, "d" if k == DIR else "f", h, s, c] for n, k, h, s, c in rows])
+
+
 def encode_node(entries: tuple[Entry, ...]) -> bytes:
     """The node's encoding; ``entries`` must be in name order."""
-    rows = [[e.name, "d" if e.kind == DIR else "f", e.hash, e.size, e.count] for e in entries]
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_rows((e.name, e.kind, e.hash, e.size, e.count) for e in entries)
 
 
 def decode_node(blob: bytes) -> Node:
     # In name order already: encode_node is only given sorted entries.
     rows = [
         (name, DIR if kind == "d" else FILE, h, size, count)
-        for name, kind, h, size, count in json.loads(blob)
+        for name, kind, h, size, count in orjson.loads(blob)
     ]
     return Node(tuple(rows))
 
@@ -98,6 +104,25 @@ EMPTY_NODE = encode_node(())
 EMPTY_TREE = node_hash(EMPTY_NODE)
 
 Loader = Callable[[str], Awaitable[Node]]
+# Many nodes at once (hash → node, every one asked for): comparing trees reads a whole level of
+# directories in one round trip instead of one per directory.
+ManyLoader = Callable[[Collection[str]], Awaitable[Mapping[str, Node]]]
+
+
+def one_by_one(load: Loader) -> ManyLoader:
+    """A ManyLoader over a loader of single nodes (in-memory trees, tests)."""
+
+    async def load_many(digests: Collection[str]) -> Mapping[str, Node]:
+        return {digest: await load(digest) for digest in digests}
+
+    return load_many
+
+
+def single(load_many: ManyLoader) -> Loader:
+    async def load(digest: str) -> Node:
+        return (await load_many((digest,)))[digest]
+
+    return load
 
 
 # --- merging staged changes into a tree -------------------------------------------------------
@@ -328,49 +353,3 @@ async def glob(load: Loader, root: str, pattern: str) -> list[tuple[str, Entry]]
             if following:
                 pending.append((f"{path}/{child.name}", child, frozenset(following)))
     return sorted(matches.items())
-
-
-# --- comparing two trees ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Change:
-    path: str
-    change: Literal["added", "deleted", "modified"]
-    old: Entry | None
-    new: Entry | None
-
-
-async def diff(load: Loader, old_root: str, new_root: str, path: str = "/") -> list[Change]:
-    """File-level changes from ``old_root`` to ``new_root`` under ``path``."""
-    old = await lookup(load, old_root, path)
-    new = await lookup(load, new_root, path)
-    changes: list[Change] = []
-    await _diff_entries(load, path, old, new, changes)
-    return changes
-
-
-async def _diff_entries(
-    load: Loader, path: str, old: Entry | None, new: Entry | None, out: list[Change]
-) -> None:
-    if old is not None and new is not None and old.hash == new.hash and old.kind == new.kind:
-        return
-    if old is not None and new is not None and old.kind == FILE and new.kind == FILE:
-        out.append(Change(path, "modified", old, new))
-        return
-    if old is not None and new is not None and old.kind == DIR and new.kind == DIR:
-        old_node, new_node = await load(old.hash), await load(new.hash)
-        prefix = path.rstrip("/")
-        old_entries = {e.name: e for e in old_node.entries}
-        new_entries = {e.name: e for e in new_node.entries}
-        for name in sorted(old_entries.keys() | new_entries.keys()):
-            await _diff_entries(
-                load, f"{prefix}/{name}", old_entries.get(name), new_entries.get(name), out
-            )
-        return
-    if old is not None:
-        async for p, e in _walk(load, path, old):
-            out.append(Change(p, "deleted", e, None))
-    if new is not None:
-        async for p, e in _walk(load, path, new):
-            out.append(Change(p, "added", None, e))

@@ -57,11 +57,19 @@ async def collect_garbage(
         description="Spare unreferenced chunks younger than this (default: the service's "
         "TUSK_REPO_GC_GRACE_SECONDS); uploads in flight rely on them",
     ),
+    compact_below: float | None = Query(
+        None,
+        ge=0,
+        le=1,
+        description="Rewrite packs of small files used less than this fraction (default: the "
+        "service's TUSK_REPO_GC_COMPACT_BELOW; 0: no compaction)",
+    ),
 ) -> GcReport:
     """Delete what no commit reaches any more (after repos, branches or commits were deleted
-    or squashed), applying each repo's retention rules first."""
+    or squashed), applying each repo's retention rules first, and compact packs of small files
+    that are mostly unused."""
     grace = None if grace_seconds is None else timedelta(seconds=grace_seconds)
-    return await ctx.collector.run(dry_run=dry_run, grace=grace)
+    return await ctx.collector.run(dry_run=dry_run, grace=grace, compact_below=compact_below)
 
 
 @router.post("/repos/{repo}/tags", status_code=status.HTTP_201_CREATED, response_model=TagInfo)

@@ -7,18 +7,29 @@ bounds memory by the number of entries it holds.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 
-from sqlalchemy import and_, delete, or_, select, text
+from sqlalchemy import and_, any_, delete, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk.db import insert_for
 from tusk.errors import NotFound
 from tusk.objectstore.chunks import ChunkedFile
 from tusk_repo.tables import FileRow, StagedRow, TreeRow
-from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, Loader, Node, decode_node
+from tusk_repo.trees import (
+    EMPTY_NODE,
+    EMPTY_TREE,
+    Loader,
+    ManyLoader,
+    Node,
+    decode_node,
+    encode_rows,
+)
 
 _INSERT_BATCH = 5000
+# Hashes per IN list on SQLite: below the 999 bound parameters of its older builds.
+_SQLITE_IN_LIST = 900
 # The key of the PostgreSQL advisory lock between garbage collection and writes.
 _COLLECTION_LOCK = 0x7475736B_6763  # "tuskgc"
 
@@ -57,6 +68,87 @@ class TreeStore:
             return await self.load(session, digest)
 
         return load
+
+    def many_loader(
+        self, session: AsyncSession, overlay: dict[str, bytes] | None = None
+    ) -> ManyLoader:
+        """As ``loader``, for many nodes at once: those not in the overlay or the cache are read
+        in one query (a few on SQLite, whose statements take a bounded number of parameters)."""
+
+        async def load_many(digests: Collection[str]) -> Mapping[str, Node]:
+            found: dict[str, Node] = {}
+            rest = []
+            for digest in digests:
+                if overlay and digest in overlay:
+                    found[digest] = decode_node(overlay[digest])
+                else:
+                    rest.append(digest)
+            found.update(await self.load_many(session, rest))
+            return found
+
+        return load_many
+
+    def blob_loader(
+        self, session: AsyncSession, overlay: dict[str, bytes] | None = None
+    ) -> Callable[[Collection[str]], Awaitable[Mapping[str, bytes]]]:
+        """Nodes as stored (encoded), many at once, for comparisons that decode only what
+        differs: read in one query per batch like ``many_loader``, and not decoded or cached."""
+
+        async def load_blobs(digests: Collection[str]) -> Mapping[str, bytes]:
+            found: dict[str, bytes] = {}
+            missing: list[str] = []
+            for digest in digests:
+                if overlay and digest in overlay:
+                    found[digest] = overlay[digest]
+                elif (node := self._cache.get(digest)) is not None:
+                    found[digest] = encode_rows(node.rows)
+                else:
+                    missing.append(digest)
+            found.update(await self._read_blobs(session, missing))
+            return found
+
+        return load_blobs
+
+    async def _read_blobs(self, session: AsyncSession, digests: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        if not digests:
+            return found
+        connection = await session.connection()
+        postgres = connection.dialect.name == "postgresql"
+        step = len(digests) if postgres else _SQLITE_IN_LIST
+        for start in range(0, len(digests), step):
+            batch = digests[start : start + step]
+            wanted = (
+                TreeRow.hash == any_(literal(batch, ARRAY(TreeRow.hash.type)))
+                if postgres
+                else TreeRow.hash.in_(batch)
+            )
+            rows = await connection.execute(select(TreeRow.hash, TreeRow.entries).where(wanted))
+            for digest, blob in rows.all():
+                found[digest] = blob
+        for digest in digests:
+            if digest not in found:
+                if digest != EMPTY_TREE:
+                    raise NotFound(f"tree node {digest} is missing")
+                found[digest] = EMPTY_NODE
+        return found
+
+    async def load_many(self, session: AsyncSession, digests: Iterable[str]) -> dict[str, Node]:
+        found: dict[str, Node] = {}
+        missing: list[str] = []
+        for digest in digests:
+            node = self._cache.get(digest)
+            if node is not None:
+                self._cache.move_to_end(digest)
+                found[digest] = node
+            else:
+                missing.append(digest)
+        # Core, not the ORM, and only the two columns: a level may hold hundreds of nodes of
+        # ten thousand entries each.
+        for digest, blob in (await self._read_blobs(session, missing)).items():
+            node = found[digest] = decode_node(blob)
+            self._remember(digest, node)
+        return found
 
     async def load(self, session: AsyncSession, digest: str) -> Node:
         node = self._cache.get(digest)

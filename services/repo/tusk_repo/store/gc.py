@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, Table, delete, or_, select
+from sqlalchemy import Row, Table, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk_repo.tables import BranchRow, CommitRow, FileRow, RepoRow, StagedRow, TagRow, TreeRow
@@ -102,10 +102,39 @@ async def tree_hashes(session: AsyncSession) -> Sequence[str]:
     return (await session.scalars(select(TreeRow.hash))).all()
 
 
-async def file_chunks(session: AsyncSession) -> Sequence[Row[str, bytes]]:
-    """(hash, encoded chunk list) of every file record."""
+async def file_chunks(session: AsyncSession) -> Sequence[Row[str, int, bytes]]:
+    """(hash, size, encoded chunk list) of every file record."""
     connection = await session.connection()
-    return (await connection.execute(select(FileRow.hash, FileRow.chunks))).all()
+    return (await connection.execute(select(FileRow.hash, FileRow.size, FileRow.chunks))).all()
+
+
+async def repoint_files(session: AsyncSession, changes: Sequence[tuple[str, bytes, bytes]]) -> None:
+    """For each (file hash, chunk list it had, chunk list it gets), change the record only if
+    it still has the first: a record changed or deleted meanwhile is left alone."""
+    statement = (
+        update(FileRow)
+        .where(FileRow.hash == bindparam("h"), FileRow.chunks == bindparam("old"))
+        .values(chunks=bindparam("new"))
+    )
+    rows = [{"h": h, "old": old, "new": new} for h, old, new in changes]
+    connection = await session.connection()
+    for start in range(0, len(rows), _BATCH):
+        await connection.execute(statement, rows[start : start + _BATCH])
+
+
+async def file_records(session: AsyncSession, hashes: Sequence[str]) -> dict[str, bytes]:
+    """The encoded chunk lists of the file records among ``hashes`` that exist."""
+    connection = await session.connection()
+    found: dict[str, bytes] = {}
+    for start in range(0, len(hashes), _BATCH):
+        rows = await connection.execute(
+            select(FileRow.hash, FileRow.chunks).where(
+                FileRow.hash.in_(hashes[start : start + _BATCH])
+            )
+        )
+        for digest, blob in rows.all():
+            found[digest] = blob
+    return found
 
 
 async def delete_trees(session: AsyncSession, hashes: Iterable[str]) -> None:
