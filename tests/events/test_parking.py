@@ -24,14 +24,16 @@ from tusk.events.memory import MemoryBus
 from tusk.events.outbox import OutboxWriter
 from tusk.events.parking import add_outbox_routes
 from tusk.events.relay import OutboxRelay
-from tusk.events.types import InputCommit, JobCreated
+from tusk.events.types import InputCommit, JobCreatedV1
 
 TOPIC = Ping.topic
 
 
-def job_created(description_chars: int) -> JobCreated:
-    """The job event of the probe's spec: a description of 'é' * n (non-ASCII, 2 bytes each)."""
-    return JobCreated(
+def job_created(description_chars: int) -> JobCreatedV1:
+    """The job event of the probe's spec: a description of 'é' * n (non-ASCII, 2 bytes each).
+    Today's ``job.created`` names its spec; the v1 event, which carried it, is the large
+    record these tests need (and one an older trigger may still have in its outbox)."""
+    return JobCreatedV1(
         job=uuid.uuid4().hex,
         pipeline="p",
         version=1,
