@@ -120,7 +120,7 @@ async def test_parked_rows_are_served_and_replayed_over_http(
 
 @pytest.fixture
 async def kafka_bus(kafka: KafkaBroker) -> AsyncIterator[EventBus]:
-    bus = KafkaBus(kafka.bootstrap, partitions=1, topics=(TOPIC, JobCreated.topic))
+    bus = KafkaBus(kafka.bootstrap, partitions=1, topics=(TOPIC, JobCreatedV1.topic))
     yield bus
     await bus.close()
 
@@ -145,7 +145,7 @@ async def test_the_probes_spec_on_kafka_flows_and_a_record_kafka_refuses_is_park
     # No size check of our own: Kafka itself refuses, and the relay finds the row that fails.
     relay = OutboxRelay(db, table, kafka_bus, max_record_bytes=50_000_000)
     # From the end: the topics are shared by every test on the session's broker.
-    jobs = await kafka_bus.subscribe([JobCreated.topic], group=None, from_beginning=False)
+    jobs = await kafka_bus.subscribe([JobCreatedV1.topic], group=None, from_beginning=False)
     pings = await kafka_bus.subscribe([TOPIC], group=None, from_beginning=False)
     try:
         assert await relay.publish_pending() == 3
