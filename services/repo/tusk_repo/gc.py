@@ -13,7 +13,8 @@ Small files are packed several to a chunk, and a pack is freed only when none of
 used any more. So the mark also weighs each pack: one whose used bytes are below
 ``compact_below`` of its size has its used pieces copied into new packs and their file records
 re-pointed (each only if it still points at the old pack), after which the old pack is
-unreferenced and swept like any other chunk, grace period included.
+unreferenced; it is kept until the next collection (a read that found the old record just
+before may still be fetching it) and then swept like any other chunk, grace period included.
 """
 
 from __future__ import annotations
@@ -270,8 +271,10 @@ class GarbageCollector:
             hashes = [h for h, _ in ChunkedFile.decode_chunks(blob)]
             still_used.update(hashes)
             marked.chunks.update(hashes)  # the new packs, where the files went
+        # The packs emptied stay in this run's marked set: a reader that loaded a file record
+        # just before it was re-pointed may still fetch the old pack. The next collection finds
+        # them unreferenced and deletes them.
         freed = [pack for pack in marked.sparse_packs if pack not in still_used]
-        marked.chunks.difference_update(freed)
         reclaimed = sum(
             size - sum(p.size for p in pieces)
             for pack, (size, pieces) in marked.sparse_packs.items()
