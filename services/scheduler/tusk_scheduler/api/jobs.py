@@ -52,7 +52,7 @@ async def list_datums(
     async with ctx.db.session(write=False) as session:
         row = await store.get_job(session, job)
         shards = await store.shards_of(session, row.id)
-    running = running_ids(await live_datums(ctx.runner, row, shards))
+    running = await running_ids(ctx.runner, row, shards)
     async with ctx.db.session(write=False) as session:
         if state == "running":
             return DatumPage(
@@ -77,7 +77,7 @@ async def inspect_datum(job: JobId, datum: DatumId, ctx: ContextDep) -> DatumInf
         row = await store.get_job(session, job)
         found = await store.get_datum(session, row.id, datum)
         shards = await store.shards_of(session, row.id)
-    return _datum_info(found, running_ids(await live_datums(ctx.runner, row, shards)))
+    return _datum_info(found, await running_ids(ctx.runner, row, shards))
 
 
 @router.get("/jobs/{job}/logs", response_model=list[DatumLog])

@@ -12,7 +12,9 @@ from tusk_scheduler.runners.base import Runner, ShardHandle
 from tusk_scheduler.tables import RUNNING, JobRow, ShardRow
 
 LIVE_BYTES = 1 << 20
-"""How much of the end of each worker's output is read."""
+"""How much of the end of each worker's output is read for the datums' lines."""
+STATE_BYTES = 64 << 10
+"""... and for which datums run: the last lines of a worker's output name its datum."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class ShardDatum:
 
 
 async def live_datums(
-    runner: Runner, job: JobRow, shards: Sequence[ShardRow]
+    runner: Runner, job: JobRow, shards: Sequence[ShardRow], max_bytes: int = LIVE_BYTES
 ) -> list[ShardDatum]:
     """What the output of each of the job's workers (its shards' latest attempts) shows; none
     unless the job is running."""
@@ -37,10 +39,12 @@ async def live_datums(
         if row.handle is None:  # not started yet
             continue
         handle = ShardHandle(job.id, row.shard, row.attempt, row.handle)
-        output = await runner.output(handle, LIVE_BYTES)
+        output = await runner.output(handle, max_bytes)
         found.extend(ShardDatum(row.shard, d) for d in datums_in_output(output))
     return found
 
 
-def running_ids(live: Sequence[ShardDatum]) -> set[str]:
+async def running_ids(runner: Runner, job: JobRow, shards: Sequence[ShardRow]) -> set[str]:
+    """The datums the job's workers are running now."""
+    live = await live_datums(runner, job, shards, STATE_BYTES)
     return {d.datum.datum for d in live if d.running}
