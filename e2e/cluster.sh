@@ -262,10 +262,11 @@ reference() {  # image: the full name containerd lists for it (postgres:15 -> do
 
 # One image at a time (ctr kept only some images of a multi-image archive), streamed from
 # `docker save` into every node's containerd at once. An image already imported with the same
-# Docker image id (the label below) is left as it is: warm runs import only what changed.
+# Docker image id (the label below) is left as it is: warm runs import only what changed. The
+# same image under another name (skaffold's tags of what images.py built) is only tagged.
 ID_LABEL=tusk.e2e/docker-image-id
 load() {  # images...
-  local image id ref n fifo pids failed
+  local image id ref n fifo pids failed same
   local dir
   dir=$(mktemp -d "$RUN/load.XXXXXX")
   for image in "$@"; do
@@ -274,9 +275,16 @@ load() {  # images...
     local targets=()
     for n in "${NODES[@]}"; do
       alive "$RUN/containerd$n.pid" || continue
+      local c=(ctr --address "$RUN/containerd$n.sock" -n k8s.io)
       # Not grep -q: it would end the listing early and fail the pipeline (pipefail).
-      ctr --address "$RUN/containerd$n.sock" -n k8s.io images ls "name==$ref" \
-        | grep -F "$ID_LABEL=$id" >/dev/null || targets+=("$n")
+      if "${c[@]}" images ls "name==$ref" | grep -F "$ID_LABEL=$id" >/dev/null; then continue; fi
+      same=$("${c[@]}" images ls | awk -v label="$ID_LABEL=$id" 'index($0, label) && !found { print $1; found = 1 }')
+      if [ -n "$same" ] && "${c[@]}" images tag --force "$same" "$ref" >/dev/null \
+        && "${c[@]}" images label "$ref" "$ID_LABEL=$id" >/dev/null; then
+        say "cluster: $image tagged in tusk-node$n (the same image as $same)"
+        continue
+      fi
+      targets+=("$n")
     done
     [ ${#targets[@]} -gt 0 ] || continue
     pids=()

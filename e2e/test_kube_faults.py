@@ -47,5 +47,6 @@ def test_a_missing_secret_fails_the_job_naming_it(release: dict[str, str], tmp_p
     job = run_to_end(env, tmp_path, spec, within=UNPULLABLE_WITHIN)
     assert job["state"] == "failure", job
     assert "tusk-no-such-secret" in job["reason"], job
+    assert "not retried" in job["reason"], job
     described = kubelet_events(env, job_pods_prefix("nosecret"))
     assert 'secret "tusk-no-such-secret" not found' in described, described

@@ -85,6 +85,8 @@ def test_an_image_that_does_not_exist_fails_the_job_within_a_minute(
     assert job["state"] == "failure", job
     assert "does-not-exist" in job["reason"], job
     assert "could not be pulled" in job["reason"], job
+    # No registry knows the name: a second pod would fail the same way, so none was made.
+    assert "not retried" in job["reason"], job
     described = kubelet_events(env, job_pods_prefix("noimage"))
     assert "does-not-exist" in described, described
 

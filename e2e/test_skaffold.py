@@ -50,8 +50,9 @@ def test_skaffold_builds_renders_and_deploys_without_a_registry(
     # No registry: what `push: false` built goes into each node's containerd by hand.
     run([*kube.CLUSTER, "load", *tags.values()], env=os.environ.copy(), timeout=1800)
 
+    # render is offline: it takes no --kube-context (only the profile).
     rendered = run(
-        [skaffold, "render", *common, "-a", str(built), "--digest-source", "local"], env=env
+        [skaffold, "render", *common[:2], "-a", str(built), "--digest-source", "local"], env=env
     ).stdout
     images = {
         c["image"]

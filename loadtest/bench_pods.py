@@ -20,12 +20,14 @@ and left up; one started here is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +44,69 @@ from loadtest.report import say
 
 IMAGE = "tusk/worker:0.1.0"
 STAMP_CMD = ["sh", "-c", "date +%s.%N > /pfs/out/started"]
+# The same, plus when the container's first process (the worker: PID 1 of the container's PID
+# namespace) was started, in clock ticks since boot, with the tick rate and the boot time: the
+# worker's own start-up (imports, its spec, staging) is the stamp minus that.
+BREAKDOWN_CMD = [
+    "sh",
+    "-c",
+    "date +%s.%N > /pfs/out/started; "
+    "echo $(cut -d' ' -f22 /proc/1/stat) $(getconf CLK_TCK) "
+    "$(awk '/^btime/ {print $2}' /proc/stat) > /pfs/out/proc1",
+]
+# Where the time from commit finish to the first datum's command goes, in order.
+STAGES = (
+    "commit finished -> job created",
+    "job created -> pod created",
+    "pod created -> pod scheduled",
+    "pod scheduled -> worker process started",
+    "worker process started -> datum command running",
+)
+
+
+class PodWatcher:
+    """``kubectl get pods --watch`` in the background: when this host first saw each worker
+    pod exist and bound to a node (the API's own timestamps are whole seconds)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.created: dict[str, float] = {}
+        self.scheduled: dict[str, float] = {}
+        template = '{.metadata.name} {.spec.nodeName}{"\\n"}'
+        self.proc = subprocess.Popen(
+            [
+                "kubectl",
+                "-n",
+                kube.NAMESPACE,
+                "get",
+                "pods",
+                "--watch",
+                "-l",
+                "app.kubernetes.io/component=worker",
+                "-o",
+                f"jsonpath={template}",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            seen = time.time()
+            fields = line.split()
+            if not fields:
+                continue
+            self.created.setdefault(fields[0], seen)
+            if len(fields) > 1:
+                self.scheduled.setdefault(fields[0], seen)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
 
 
 def stamp(value: str) -> float:
@@ -69,24 +134,57 @@ def put_and_wait(env: dict[str, str], name: str, files: Path) -> tuple[dict[str,
     return job, stamp(commit["finished_at"])
 
 
-def first_datum(env: dict[str, str], workdir: Path, runs: int) -> list[float]:
+def first_datum(
+    env: dict[str, str], workdir: Path, runs: int
+) -> tuple[list[float], dict[str, list[float]]]:
+    """p50 input: commit finish -> the first datum's command running, per run; and the same
+    broken down into :data:`STAGES`."""
     name = "bench-first"
     run(["tusk", "repo", "create", f"{name}-in"], env=env)
     run(
-        ["tusk", "pipeline", "create", "-f", str(pipeline(workdir, name, STAMP_CMD, "/", 1))],
+        ["tusk", "pipeline", "create", "-f", str(pipeline(workdir, name, BREAKDOWN_CMD, "/", 1))],
         env=env,
     )
     latencies = []
-    for i in range(runs + 1):
-        data = workdir / f"first-{i}"
-        data.mkdir()
-        (data / f"{i}.txt").write_text(f"{i}\n")
-        job, finished = put_and_wait(env, name, data)
-        assert job["state"] == "success", job
-        started = float(run(["tusk", "get", f"{name}@master:/started"], env=env).stdout.split()[-1])
-        if i > 0:  # the first run warms the node (image unpacked, scheduler connected)
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    watcher = PodWatcher(env)
+    used: set[str] = set()  # pods of earlier runs, which the watcher saw too
+    try:
+        for i in range(runs + 1):
+            data = workdir / f"first-{i}"
+            data.mkdir()
+            (data / f"{i}.txt").write_text(f"{i}\n")
+            job, finished = put_and_wait(env, name, data)
+            assert job["state"] == "success", job
+            started = float(
+                run(["tusk", "get", f"{name}@master:/started"], env=env).stdout.split()[-1]
+            )
+            ticks, hertz, boot = run(
+                ["tusk", "get", f"{name}@master:/proc1"], env=env
+            ).stdout.split()[-3:]
+            process = int(boot) + int(ticks) / int(hertz)
+            pod = next(
+                p
+                for p in list(watcher.created)
+                if p.startswith(kube.job_pods_prefix(name)) and p not in used
+            )
+            used.add(pod)
+            if i == 0:  # the first run warms the node (image unpacked, scheduler connected)
+                continue
             latencies.append(started - finished)
-    return latencies
+            points = [
+                finished,
+                stamp(job["created_at"]),
+                watcher.created[pod],
+                watcher.scheduled.get(pod, watcher.created[pod]),
+                process,
+                started,
+            ]
+            for stage, (a, b) in zip(STAGES, itertools.pairwise(points), strict=True):
+                stages[stage].append(b - a)
+    finally:
+        watcher.close()
+    return latencies, stages
 
 
 def kubectl_run(env: dict[str, str], runs: int) -> list[float]:
@@ -183,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         work = Path(tmp)
         say("commit finish -> first datum's command in a pod")
-        pod = first_datum(env, work, args.runs)
+        pod, stages = first_datum(env, work, args.runs)
         say("kubectl run of the same image and command (baseline)")
         base = kubectl_run(env, args.runs)
         say(f"{args.datums} datums, parallelism 4, two nodes")
@@ -204,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         kube_datums_per_s=kube_rate,
         local_datums_per_s=local_rate,
         kube_vs_local=kube_rate / local_rate,
+        first_datum_stages_p50_s={k: statistics.median(v) for k, v in stages.items()},
         worker_nodes_seen=sorted(placed),
         load_after=load_average(),
     )
@@ -216,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         f"   LocalRunner {local_rate:.2f} datums/s   ratio {figures['kube_vs_local']:.2f}\n"
         f"load average {figures['load_before']} -> {figures['load_after']}"
     )
+    print("\ncommit -> first datum, by stage (p50 of each):")
+    for stage, seconds in figures["first_datum_stages_p50_s"].items():
+        print(f"  {stage:<50} {seconds:6.2f} s")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

@@ -120,6 +120,26 @@ async def test_a_worker_that_never_started_is_not_called_lost() -> None:
     )
 
 
+async def test_a_worker_that_can_never_start_fails_the_job_at_once() -> None:
+    never = ShardStatus(
+        "exited",
+        None,
+        'the container could not be configured (CreateContainerConfigError: secret "s" not '
+        "found)",
+        permanent=True,
+    )
+    job = Job(FakeRunner(script={(0, 0): [never]}), {"a": 0})
+    with pytest.raises(JobFailure) as failed:
+        await job.watch(attempts=3)
+    assert failed.value.reason == (
+        "shard 0 (1 datums unfinished) could not start: the container could not be configured "
+        '(CreateContainerConfigError: secret "s" not found) (not retried: another attempt '
+        "would fail the same way)"
+    )
+    assert job.restarts == []
+    assert [(launch.shard, launch.attempt) for launch in job.runner.started] == [(0, 0)]
+
+
 async def test_a_restart_with_nothing_left_drops_the_shard() -> None:
     job = Job(FakeRunner(script={(0, 0): [lost()]}), {"a": 0}, left_for_restart=False)
     await job.watch()

@@ -112,6 +112,12 @@ async def watch_shards(
                 continue
             attempt = handles[n].attempt + 1
             output = await runner.output(handles[n], OUTPUT_BYTES)
+            if never_started(status) and status.permanent:
+                # Another pod of the same spec would meet the same wall: fail now, saying why.
+                raise JobFailure(
+                    f"shard {n} ({remaining} datums unfinished) could not start: "
+                    f"{describe(status)} (not retried: another attempt would fail the same way)"
+                )
             if attempt >= attempts:
                 # A worker that never started (its image, a Secret, no node) was not lost.
                 ended = "could not start" if never_started(status) else "was lost"

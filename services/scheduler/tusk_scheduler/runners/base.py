@@ -68,6 +68,10 @@ class ShardStatus:
     state: Literal["running", "exited", "lost"]
     exit_code: int | None = None
     detail: str = ""
+    # A worker that could not start for a reason that another attempt would meet again (an
+    # image that does not exist, a Secret that is missing): the job fails at once, not after
+    # every attempt has met the same wall.
+    permanent: bool = False
 
     @property
     def running(self) -> bool:

@@ -4,11 +4,13 @@ Without a kubelet's word, how a pod ended is read from its status: the container
 (``exited``); evicted, deleted, disrupted, or on a node that stopped answering (``lost``:
 its unfinished datums run again); an image that cannot be pulled, a missing secret, or no node
 to place it on for longer than ``unschedulable_timeout`` (``exited`` without an exit code and
-with the reason, rather than a job that waits forever).
+with the reason, rather than a job that waits forever; ``permanent`` when a new pod of the same
+spec would fail the same way: the scheduler then does not try again).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +32,24 @@ FATAL_WAITING = {
     "or key?)",
     "CreateContainerError": "the container could not be created",
 }
+# Of those, the ones a new pod of the same spec would meet again at once: no attempt is made.
+PERMANENT_WAITING = {"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
+# A pull that failed for one of these reasons fails the same way next time (the registry said
+# so, or its name does not resolve); timeouts, refused connections and 5xx are worth retrying.
+_PULL_NEVER = re.compile(
+    r"not found|manifest unknown|no such host|pull access denied|repository does not exist"
+    r"|unauthorized|authentication required|invalid reference format",
+    re.IGNORECASE,
+)
+
+
+def permanent_waiting(reason: str, message: str) -> bool:
+    """Whether a container waiting for ``reason`` can never start as its pod is specified."""
+    if reason in PERMANENT_WAITING:
+        return True
+    if reason in ("ErrImagePull", "ImagePullBackOff"):
+        return bool(_PULL_NEVER.search(message))
+    return False
 
 
 def container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -105,6 +125,7 @@ def pod_status(
             None,
             f"{FATAL_WAITING[reason]} ({reason}{': ' + message if message else ''})"
             + (f"; image {image}" if image and image not in message else ""),
+            permanent=permanent_waiting(reason, message),
         )
     scheduled = condition(pod, "PodScheduled")
     if (
@@ -142,4 +163,3 @@ def handle_of(pod: Mapping[str, Any]) -> ShardHandle | None:
     if job is None:
         return None
     return ShardHandle(job=job, shard=shard, attempt=attempt, ref=str(meta["name"]))
-
