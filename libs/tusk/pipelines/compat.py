@@ -6,7 +6,8 @@ Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged em
 ``autoscaling`` (workers exist only while a job has datums), GPUs in both forms,
 ``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``,
 ``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
-``pfs.trigger`` by ``size`` and ``commits`` (the trigger service moves the input branch)."""
+``pfs.trigger`` by ``size``, ``commits`` and ``cron_spec`` (the trigger service moves the input
+branch), ``egress`` to an ``s3://`` URL (the scheduler copies each finished output commit)."""
 
 from __future__ import annotations
 
@@ -55,21 +56,25 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
                     "pipeline runs on every commit to it; commit to another branch and name it "
                     "in trigger.branch to defer the pipeline until the condition holds",
                 )
-            if trigger is not None and trigger.cron_spec is not None:
-                warn(
-                    f"{here}.trigger.cron_spec",
-                    "cron branch triggers are not implemented yet: "
-                    f"{pfs.repo}@{pfs.branch} moves only on its size or commits conditions",
-                )
             if trigger is not None and trigger.rate_limit_spec is not None:
                 warn(
                     f"{here}.trigger.rate_limit_spec",
                     "rate limits of branch triggers are not implemented: the trigger fires "
                     "whenever its condition holds",
                 )
-    if spec.egress is not None:
-        field = "egress.sql_database" if spec.egress.sql_database is not None else "egress.URL"
-        warn(field, "egress is not implemented yet: output commits stay in the output repo only")
+    egress = spec.egress
+    if egress is not None and egress.sql_database is not None:
+        warn(
+            "egress.sql_database",
+            "SQL egress is not implemented yet: output commits stay in the output repo only",
+        )
+    elif egress is not None and egress.s3_target is None:
+        field = "egress.object_storage.url" if egress.object_storage else "egress.URL"
+        warn(
+            field,
+            f"only s3:// egress is implemented: {egress.target_url} is not written to; output "
+            "commits stay in the output repo only",
+        )
     if spec.s3_out:
         warn(
             "s3_out",
