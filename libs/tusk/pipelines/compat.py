@@ -7,7 +7,8 @@ Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged em
 ``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``,
 ``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
 ``pfs.trigger`` by ``size``, ``commits`` and ``cron_spec`` (the trigger service moves the input
-branch), ``egress`` to an ``s3://`` URL (the scheduler copies each finished output commit)."""
+branch), ``egress`` to an ``s3://`` URL (the scheduler copies each finished output commit),
+``pfs.s3`` and ``s3_out`` (the worker's S3 sidecar at ``S3_ENDPOINT`` serves the datum)."""
 
 from __future__ import annotations
 
@@ -42,12 +43,6 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
                     f"tusk has one namespace of repos; repo {pfs.repo!r} is read without "
                     f"project {pfs.project!r}",
                 )
-            if pfs.s3:
-                warn(
-                    f"{here}.s3",
-                    "tusk has no S3 gateway for inputs yet; the input is staged as files at "
-                    f"/pfs/{pfs.name}",
-                )
             trigger = pfs.trigger
             if trigger is not None and (trigger.branch or "master") == pfs.branch:
                 warn(
@@ -74,11 +69,6 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
             field,
             f"only s3:// egress is implemented: {egress.target_url} is not written to; output "
             "commits stay in the output repo only",
-        )
-    if spec.s3_out:
-        warn(
-            "s3_out",
-            "tusk has no S3 gateway for outputs yet; the command writes files to /pfs/out",
         )
     if spec.service is not None:
         warn(
