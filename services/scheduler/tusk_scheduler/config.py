@@ -185,6 +185,13 @@ class SchedulerSettings(CommonSettings):
         description="Seconds a worker gets after SIGTERM before SIGKILL (more than the "
         "worker's own TUSK_WORKER_KILL_GRACE, so that it can stop its command first).",
     )
+    spout_interval: float = Field(
+        default=2.0,
+        gt=0,
+        alias="TUSK_SCHEDULER_SPOUT_INTERVAL",
+        description="Seconds between looks at the spout pipelines (started, restarted when "
+        "they die, stopped when deleted).",
+    )
     # Egress (``egress: {URL: s3://…}``): the S3 server output commits are copied to. Unset,
     # botocore's own chain applies (AWS_* variables, profiles, instance roles, AWS_ENDPOINT_URL).
     egress_s3_endpoint_url: str | None = Field(

@@ -78,10 +78,10 @@ def load_runnable_spec(text: str | bytes) -> PipelineSpec:
 
 def _runnable(spec: PipelineSpec) -> PipelineSpec:
     """Refuse what tusk cannot run at all (rather than store a pipeline that never runs)."""
-    if spec.spout is not None:
+    if spec.spout is not None and spec.spout.service is not None:
         raise InvalidArgument(
-            "spout: spout pipelines (a long-running command committing by itself) are not "
-            "supported yet; run the command yourself and `tusk put` into a repo"
+            "spout.service: spouts that also serve on a port are not supported yet; leave "
+            "spout.service out (the spout still commits into its output repo)"
         )
     return spec
 
@@ -512,6 +512,8 @@ class TriggerService:
         nothing new when that version already has a job on those commits."""
         row = await self._pipeline(session, pipeline)
         spec = self._spec(row)
+        if spec.spout is not None:
+            return None  # a spout makes its own commits: the scheduler keeps it running
         inputs: list[InputCommit] = []
         for branch in input_branches(spec):
             commit = (pinned or {}).get(branch.name)

@@ -1,0 +1,167 @@
+"""Spouts: a pipeline with ``spout`` and no input runs one long-lived command that commits into
+its output repo by itself (Pachyderm's spout contract: each put it makes is a commit; in Python
+:func:`tusk.worker.spout.spout_commit`). The leading scheduler keeps each running spout's command
+running on this machine (local runner): started when the pipeline appears, started again
+(after a growing pause) when it dies, restarted when the pipeline's version changes, stopped
+when the pipeline is stopped or deleted.
+
+Which spouts exist is read from the trigger service every ``TUSK_SCHEDULER_SPOUT_INTERVAL``
+seconds (its API is where the scheduler reads pipeline specs); nothing else needs a spout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from tusk.client.pipelines import TriggerClient
+from tusk.errors import TuskError
+from tusk.pipelines import PipelineSpec
+from tusk_scheduler.config import SchedulerSettings
+
+log = structlog.get_logger()
+
+MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
+STOP_GRACE = 10.0
+
+
+@dataclass
+class _Spout:
+    pipeline: str
+    version: int
+    process: asyncio.subprocess.Process | None = None
+    log_file: IO[bytes] | None = None
+    restarts: int = 0
+    backoff: float = MIN_BACKOFF
+    next_start: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class SpoutSupervisor:
+    def __init__(self, settings: SchedulerSettings, triggers: TriggerClient) -> None:
+        self.settings = settings
+        self.triggers = triggers
+        self.spouts: dict[str, _Spout] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="spout supervisor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for name in list(self.spouts):
+            await self._stop(name, "the scheduler is stopping")
+
+    def pid(self, pipeline: str) -> int | None:
+        """The running command's process id (for status and tests)."""
+        spout = self.spouts.get(pipeline)
+        process = spout.process if spout else None
+        return process.pid if process is not None and process.returncode is None else None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except TuskError as e:  # the trigger is down: keep what runs, look again later
+                log.warning("spouts not read from the trigger", error=e.message)
+            await asyncio.sleep(self.settings.spout_interval)
+
+    async def reconcile(self) -> None:
+        wanted: dict[str, tuple[int, PipelineSpec]] = {}
+        for info in await self.triggers.list_pipelines():
+            if info.state != "running" or info.spec.get("spout") is None:
+                continue
+            wanted[info.name] = (info.version, PipelineSpec.model_validate(info.spec))
+        for name in list(self.spouts):
+            if name not in wanted:
+                await self._stop(name, "the pipeline was stopped or deleted")
+            elif self.spouts[name].version != wanted[name][0]:
+                await self._stop(name, "the pipeline was updated")
+        now = time.monotonic()
+        for name, (version, spec) in wanted.items():
+            spout = self.spouts.setdefault(name, _Spout(name, version))
+            process = spout.process
+            if process is not None and process.returncode is None:
+                continue
+            if process is not None:  # it died: say so once, then wait before starting again
+                log.warning(
+                    "spout exited; starting it again", pipeline=name,
+                    exit_code=process.returncode, retry_in=spout.backoff,
+                )  # fmt: skip
+                spout.process = None
+                spout.next_start = now + spout.backoff
+                if now - spout.started_at > MAX_BACKOFF:  # it ran a good while: not a crash loop
+                    spout.backoff = MIN_BACKOFF
+                spout.backoff = min(spout.backoff * 2, MAX_BACKOFF)
+                spout.restarts += 1
+            if now >= spout.next_start:
+                await self._start(spout, spec)
+
+    async def _start(self, spout: _Spout, spec: PipelineSpec) -> None:
+        directory = self.settings.resolved_workspace_dir / "spouts"
+        directory.mkdir(parents=True, exist_ok=True)
+        if spout.log_file is None:
+            spout.log_file = (directory / f"{spout.pipeline}.log").open("ab")
+        env = {
+            **os.environ,
+            **spec.transform.env,
+            "TUSK_REPO_URL": self.settings.repo_url,
+            "PPS_PIPELINE_NAME": spec.name,
+            "PPS_PROJECT_NAME": "default",
+            "TUSK_PIPELINE": spec.name,
+            "TUSK_OUTPUT_REPO": spec.name,
+            "TUSK_OUTPUT_BRANCH": spec.output_branch,
+            "TUSK_SPOUT": spec.name,
+        }
+        if self.settings.token is not None:
+            env["TUSK_TOKEN"] = self.settings.token
+        cwd = self.settings.code_dir or Path.cwd()
+        try:
+            spout.process = await asyncio.create_subprocess_exec(
+                *spec.transform.cmd,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=spout.log_file,
+                stderr=spout.log_file,
+                start_new_session=True,  # stopped as a group: its children go with it
+            )
+        except OSError as e:
+            log.warning("spout cannot start", pipeline=spout.pipeline, error=str(e))
+            spout.next_start = time.monotonic() + spout.backoff
+            spout.backoff = min(spout.backoff * 2, MAX_BACKOFF)
+            return
+        spout.started_at = time.monotonic()
+        log.info(
+            "spout started", pipeline=spout.pipeline, version=spout.version,
+            pid=spout.process.pid, restarts=spout.restarts,
+        )  # fmt: skip
+
+    async def _stop(self, name: str, why: str) -> None:
+        spout = self.spouts.pop(name)
+        process = spout.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_GRACE)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+            log.info("spout stopped", pipeline=name, why=why)
+        if spout.log_file is not None:
+            spout.log_file.close()
