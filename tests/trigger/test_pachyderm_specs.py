@@ -1,6 +1,6 @@
 """Pachyderm's dialect through the trigger's API: camelCase specs stored in snake_case, fields
-tusk cannot apply named in warnings, spouts accepted (without jobs), and datum identity kept across updates
-unless the update asks to reprocess."""
+tusk cannot apply named in warnings, spouts accepted (without jobs), and datum identity kept
+across updates unless the update asks to reprocess."""
 
 from __future__ import annotations
 
