@@ -151,8 +151,7 @@ async def build_context(
 
         def lead() -> None:
             dispatcher.start()
-            if settings.runner == "local":  # spouts run beside the local runner's workers
-                spouts.start()
+            spouts.start()
 
         async def step_down() -> None:
             await spouts.stop()

@@ -1,7 +1,8 @@
 """Spouts: a pipeline with ``spout`` and no input runs one long-lived command that commits into
 its output repo by itself (Pachyderm's spout contract: each put it makes is a commit; in Python
 :func:`tusk.worker.spout.spout_commit`). The leading scheduler keeps each running spout's command
-running on this machine (local runner): started when the pipeline appears, started again
+running on this machine (the local runner; on Kubernetes a spout is not started yet, and
+says so in the log): started when the pipeline appears, started again
 (after a growing pause) when it dies, restarted when the pipeline's version changes, stopped
 when the pipeline is stopped or deleted.
 
@@ -50,6 +51,7 @@ class SpoutSupervisor:
         self.settings = settings
         self.triggers = triggers
         self.spouts: dict[str, _Spout] = {}
+        self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -91,6 +93,14 @@ class SpoutSupervisor:
             elif self.spouts[name].version != wanted[name][0]:
                 await self._stop(name, "the pipeline was updated")
         now = time.monotonic()
+        if self.settings.runner != "local":
+            for name in sorted(set(wanted) - self._warned):
+                log.warning(
+                    "spout not started: spouts run beside the local runner only "
+                    "(TUSK_RUNNER=local), not on Kubernetes yet", pipeline=name,
+                )  # fmt: skip
+                self._warned.add(name)
+            return
         for name, (version, spec) in wanted.items():
             spout = self.spouts.setdefault(name, _Spout(name, version))
             process = spout.process
@@ -126,8 +136,14 @@ class SpoutSupervisor:
             "TUSK_OUTPUT_BRANCH": spec.output_branch,
             "TUSK_SPOUT": spec.name,
         }
-        if self.settings.token is not None:
-            env["TUSK_TOKEN"] = self.settings.token
+        if self.settings.token is not None and spout.restarts == 0:
+            # The scheduler's own token is an admin's, never given to user code; a spout's
+            # own credential is not issued yet, so with tokens checked its commits are refused.
+            log.warning(
+                "spout runs without a credential: with TUSK_API_TOKENS set its commits are "
+                "refused (spouts under access control are not supported yet)",
+                pipeline=spout.pipeline,
+            )
         cwd = self.settings.code_dir or Path.cwd()
         try:
             spout.process = await asyncio.create_subprocess_exec(
