@@ -8,7 +8,8 @@ Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged em
 ``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
 ``pfs.trigger`` by ``size``, ``commits`` and ``cron_spec`` (the trigger service moves the input
 branch), ``egress`` to an ``s3://`` URL (the scheduler copies each finished output commit),
-``pfs.s3`` and ``s3_out`` (the worker's S3 sidecar at ``S3_ENDPOINT`` serves the datum)."""
+``pfs.s3`` and ``s3_out`` (the worker's S3 sidecar at ``S3_ENDPOINT`` serves the datum),
+``spout`` and ``service`` (the scheduler keeps their commands running)."""
 
 from __future__ import annotations
 
@@ -69,11 +70,6 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
             field,
             f"only s3:// egress is implemented: {egress.target_url} is not written to; output "
             "commits stay in the output repo only",
-        )
-    if spec.service is not None:
-        warn(
-            "service",
-            "service pipelines are not implemented yet: the command runs once per datum",
         )
     if spec.scheduling_spec is not None:
         warn(

@@ -147,7 +147,7 @@ async def build_context(
         )
         relay.start()
         stack.push_async_callback(relay.stop)
-        spouts = SpoutSupervisor(settings, triggers)
+        spouts = SpoutSupervisor(settings, triggers, repos)
 
         def lead() -> None:
             dispatcher.start()

@@ -512,8 +512,10 @@ class TriggerService:
         nothing new when that version already has a job on those commits."""
         row = await self._pipeline(session, pipeline)
         spec = self._spec(row)
-        if spec.spout is not None:
-            return None  # a spout makes its own commits: the scheduler keeps it running
+        if spec.spout is not None or spec.service is not None:
+            # A spout makes its own commits and a service serves its inputs' latest commits:
+            # the scheduler keeps their commands running, with no jobs.
+            return None
         inputs: list[InputCommit] = []
         for branch in input_branches(spec):
             commit = (pinned or {}).get(branch.name)

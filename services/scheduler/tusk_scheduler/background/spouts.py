@@ -1,4 +1,6 @@
-"""Spouts: a pipeline with ``spout`` and no input runs one long-lived command that commits into
+"""Spouts and services, the pipelines whose command runs all the time.
+
+A spout (``spout`` and no input) runs one long-lived command that commits into
 its output repo by itself (Pachyderm's spout contract: each put it makes is a commit; in Python
 :func:`tusk.worker.spout.spout_commit`). The leading scheduler keeps each running spout's command
 running on this machine (the local runner; on Kubernetes a spout is not started yet, and
@@ -6,8 +8,13 @@ says so in the log): started when the pipeline appears, started again
 (after a growing pause) when it dies, restarted when the pipeline's version changes, stopped
 when the pipeline is stopped or deleted.
 
-Which spouts exist is read from the trigger service every ``TUSK_SCHEDULER_SPOUT_INTERVAL``
-seconds (its API is where the scheduler reads pipeline specs); nothing else needs a spout.
+A service (``service: {internal_port: …}``) runs one long-lived command on its inputs' latest
+commits, staged as a datum is (``/pfs/<input>`` in the sandbox, else ``$TUSK_PFS_ROOT/<input>``),
+listening on its port; when an input branch moves, the command is stopped and started again
+on the new commits.
+
+Which spouts and services exist is read from the trigger service every
+``TUSK_SCHEDULER_SPOUT_INTERVAL`` seconds (its API is where the scheduler reads pipeline specs).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -23,9 +31,11 @@ from typing import IO
 
 import structlog
 
+from tusk.client import RepoClient
 from tusk.client.pipelines import TriggerClient
-from tusk.errors import TuskError
+from tusk.errors import NotFound, TuskError
 from tusk.pipelines import PipelineSpec
+from tusk.worker.sandbox import PFS, Sandbox, make_sandbox
 from tusk_scheduler.config import SchedulerSettings
 
 log = structlog.get_logger()
@@ -44,12 +54,19 @@ class _Spout:
     backoff: float = MIN_BACKOFF
     next_start: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
+    inputs: tuple[tuple[str, str, str], ...] = ()
+    """A service's (input name, repo, commit) it was started on; () for a spout."""
+    staged: Path | None = None
 
 
 class SpoutSupervisor:
-    def __init__(self, settings: SchedulerSettings, triggers: TriggerClient) -> None:
+    def __init__(
+        self, settings: SchedulerSettings, triggers: TriggerClient, repos: RepoClient
+    ) -> None:
         self.settings = settings
         self.triggers = triggers
+        self.repos = repos
+        self._sandbox: Sandbox | None = None
         self.spouts: dict[str, _Spout] = {}
         self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -84,14 +101,19 @@ class SpoutSupervisor:
     async def reconcile(self) -> None:
         wanted: dict[str, tuple[int, PipelineSpec]] = {}
         for info in await self.triggers.list_pipelines():
-            if info.state != "running" or info.spec.get("spout") is None:
+            if info.state != "running" or (
+                info.spec.get("spout") is None and info.spec.get("service") is None
+            ):
                 continue
             wanted[info.name] = (info.version, PipelineSpec.model_validate(info.spec))
+        heads = {name: await self._heads(spec) for name, (_, spec) in wanted.items()}
         for name in list(self.spouts):
             if name not in wanted:
                 await self._stop(name, "the pipeline was stopped or deleted")
             elif self.spouts[name].version != wanted[name][0]:
                 await self._stop(name, "the pipeline was updated")
+            elif self.spouts[name].inputs != heads[name]:
+                await self._stop(name, "its input changed")
         now = time.monotonic()
         if self.settings.runner != "local":
             for name in sorted(set(wanted) - self._warned):
@@ -102,7 +124,9 @@ class SpoutSupervisor:
                 self._warned.add(name)
             return
         for name, (version, spec) in wanted.items():
-            spout = self.spouts.setdefault(name, _Spout(name, version))
+            if spec.service is not None and not heads[name]:
+                continue  # an input without a commit yet: nothing to serve
+            spout = self.spouts.setdefault(name, _Spout(name, version, inputs=heads[name]))
             process = spout.process
             if process is not None and process.returncode is None:
                 continue
@@ -119,6 +143,39 @@ class SpoutSupervisor:
                 spout.restarts += 1
             if now >= spout.next_start:
                 await self._start(spout, spec)
+
+    async def _heads(self, spec: PipelineSpec) -> tuple[tuple[str, str, str], ...]:
+        """A service's input commits (the heads of its input branches); () for a spout, or
+        while an input has no commit."""
+        if spec.service is None or spec.input is None:
+            return ()
+        found = []
+        for pfs in spec.resolved_input().pfs_inputs():
+            try:
+                head = (await self.repos.inspect_branch(pfs.repo, pfs.branch)).head
+            except NotFound:
+                head = None
+            if head is None:
+                return ()
+            found.append((pfs.name, pfs.repo, head))
+        return tuple(sorted(set(found)))
+
+    async def _stage(self, spout: _Spout) -> Path:
+        """A service's inputs downloaded into a directory of their own: <dir>/<input>/…"""
+        root = self.settings.resolved_workspace_dir / "services" / spout.pipeline
+        shutil.rmtree(root, ignore_errors=True)
+        for name, repo, commit in spout.inputs:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            await self.repos.get_tree(repo, commit, "/", root / name)
+        (root / "out").mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _wrap(self, spec: PipelineSpec, root: Path, names: list[str], cwd: Path) -> list[str]:
+        """A service's command in the datum sandbox (inputs at /pfs/<input>) where it can be
+        made, as the workers' commands are."""
+        if self._sandbox is None:
+            self._sandbox = make_sandbox("auto", os.environ, cwd)
+        return self._sandbox.wrap(spec.transform.cmd, root=root, inputs=names, cwd=cwd)
 
     async def _start(self, spout: _Spout, spec: PipelineSpec) -> None:
         directory = self.settings.resolved_workspace_dir / "spouts"
@@ -145,9 +202,25 @@ class SpoutSupervisor:
                 pipeline=spout.pipeline,
             )
         cwd = self.settings.code_dir or Path.cwd()
+        argv = list(spec.transform.cmd)
+        if spec.service is not None:
+            try:
+                root = spout.staged = await self._stage(spout)
+            except TuskError as e:
+                log.warning("service inputs not staged", pipeline=spout.pipeline, error=e.message)
+                spout.next_start = time.monotonic() + spout.backoff
+                return
+            names = [name for name, _, _ in spout.inputs]
+            argv = self._wrap(spec, root, names, cwd)
+            view = PFS if self._sandbox is not None and self._sandbox.active else root
+            env["TUSK_PFS_ROOT"] = str(view)
+            env["TUSK_SERVICE_PORT"] = str(spec.service.internal_port)
+            for name, _, commit in spout.inputs:
+                env[name] = str(view / name)
+                env[f"{name}_COMMIT"] = commit
         try:
             spout.process = await asyncio.create_subprocess_exec(
-                *spec.transform.cmd,
+                *argv,
                 cwd=cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -162,8 +235,9 @@ class SpoutSupervisor:
             return
         spout.started_at = time.monotonic()
         log.info(
-            "spout started", pipeline=spout.pipeline, version=spout.version,
-            pid=spout.process.pid, restarts=spout.restarts,
+            "service started" if spec.service else "spout started", pipeline=spout.pipeline,
+            version=spout.version, pid=spout.process.pid, restarts=spout.restarts,
+            inputs={name: commit for name, _, commit in spout.inputs} or None,
         )  # fmt: skip
 
     async def _stop(self, name: str, why: str) -> None:
@@ -178,6 +252,8 @@ class SpoutSupervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
-            log.info("spout stopped", pipeline=name, why=why)
+            log.info("spout or service stopped", pipeline=name, why=why)
         if spout.log_file is not None:
             spout.log_file.close()
+        if spout.staged is not None:
+            shutil.rmtree(spout.staged, ignore_errors=True)
