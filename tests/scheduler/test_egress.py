@@ -16,6 +16,7 @@ from tests.backing.s3 import S3Server
 from tests.scheduler.conftest import EventLog, Scheduler, scheduler_settings
 from tests.scheduler.helpers import commit_files, job_created, pipeline_spec, unique
 from tusk.client import RepoClient
+from tusk.events.envelope import Envelope
 from tusk.events.memory import MemoryBus
 from tusk.events.types import JOBS_TOPIC
 from tusk_scheduler.app import create_app
@@ -113,3 +114,35 @@ async def test_a_missing_bucket_fails_the_job_naming_it(
     assert job["state"] == "failure"
     assert job["egress"]["state"] == "failure"
     assert "the bucket does not exist" in job["egress"]["error"]
+
+
+async def test_without_credentials_the_job_fails_naming_the_settings(
+    tmp_path: Path,
+    repo_url: str,
+    repos: RepoClient,
+    s3: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    bus = MemoryBus(partitions=3)
+    settings = scheduler_settings(
+        tmp_path / "scheduler", repo_url, TUSK_EGRESS_S3_ENDPOINT_URL=s3.endpoint_url
+    )
+    source, pipeline = unique("raw"), unique("upper")
+    await repos.create_repo(source)
+    await repos.create_repo(pipeline)
+    commit = await commit_files(repos, source, {"/a.txt": b"alpha"})
+    global_id = (await repos.inspect_commit(source, commit)).global_id
+    spec = pipeline_spec(pipeline, source, egress={"URL": "s3://anywhere/dir"})
+    created = job_created(spec, source, commit, global_id)
+    async with build_context(settings, bus=bus) as context:
+        events = EventLog(await bus.subscribe([JOBS_TOPIC], group=None))
+        await bus.publish([Envelope.wrap(created, source="tests")])
+        failed = await events.wait_for(created.job, "failed", within=300)
+        assert "the scheduler has no S3 credentials" in failed["reason"]
+        assert "TUSK_EGRESS_S3_ACCESS_KEY_ID" in failed["reason"]
+        assert context.settings.egress_s3_access_key_id is None

@@ -16,7 +16,15 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from tusk.errors import Unavailable
 from tusk_scheduler import store
@@ -25,6 +33,12 @@ from tusk_scheduler.domain.job import JobFailure, JobView, Scope, spec_of
 
 PART_BYTES = 8 * 1024 * 1024  # S3's multipart parts are at least 5 MiB (but the last)
 RECORD_EVERY = 100  # files between progress records
+_UNREACHABLE = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+)
 
 
 async def egress(x: Scope, job: JobView, commit: str) -> None:
@@ -56,9 +70,20 @@ async def egress(x: Scope, job: JobView, commit: str) -> None:
         reason = f"egress to {url} failed: {_describe(e)}"
         await _record(x, job, {**record, "state": "failure", "error": reason, **_now()})
         raise JobFailure(reason) from None
-    except BotoCoreError as e:  # the server did not answer: worth trying again
+    except _UNREACHABLE as e:  # the server did not answer: worth trying again
         await _record(x, job, {**record, "error": str(e)})
         raise Unavailable(f"egress to {url}: {e}") from e
+    except NoCredentialsError:
+        reason = (
+            f"egress to {url} failed: the scheduler has no S3 credentials; set "
+            "TUSK_EGRESS_S3_ACCESS_KEY_ID and TUSK_EGRESS_S3_SECRET_ACCESS_KEY (or AWS_*)"
+        )
+        await _record(x, job, {**record, "state": "failure", "error": reason, **_now()})
+        raise JobFailure(reason) from None
+    except BotoCoreError as e:  # a request that cannot succeed as configured
+        reason = f"egress to {url} failed: {e}"
+        await _record(x, job, {**record, "state": "failure", "error": reason, **_now()})
+        raise JobFailure(reason) from None
     await _record(x, job, {**record, "state": "success", **_now()})
     x.log.info("egress done", url=url, files=record["files"], bytes=record["bytes"])
 
