@@ -71,6 +71,19 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
             f"only s3:// egress is implemented: {egress.target_url} is not written to; output "
             "commits stay in the output repo only",
         )
+    service = spec.service
+    if service is not None:
+        for field, value in (
+            ("external_port", service.external_port),
+            ("type", service.type),
+            ("annotations", service.annotations or None),
+        ):
+            if value is not None:
+                warn(
+                    f"service.{field}",
+                    "describes a Kubernetes Service, which the local runner does not make: the "
+                    f"command serves on 127.0.0.1:{service.internal_port} (internal_port)",
+                )
     if spec.scheduling_spec is not None:
         warn(
             "scheduling_spec",

@@ -1,6 +1,7 @@
 """The spout's side: a spout pipeline's command commits into its output repo by itself, each
 ``async with spout_commit() as commit: await commit.put(path, data)`` one commit, finished at
-the end of the block (abandoned if the block raises, so a commit is all or nothing).
+the end of the block (abandoned if the block raises, so a commit is all or nothing). With
+``spout.overwrite`` each commit starts empty: it replaces what the previous ones held.
 
 The scheduler that runs the command sets ``TUSK_REPO_URL`` (and ``TUSK_TOKEN`` when the
 services check tokens), ``TUSK_OUTPUT_REPO``, ``TUSK_OUTPUT_BRANCH`` and ``PPS_PIPELINE_NAME``:
@@ -17,7 +18,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tusk.client import RepoClient
-from tusk.errors import Conflict
+from tusk.errors import Conflict, NotFound
 from tusk.wire.repo import CommitInfo
 from tusk.worker.config import DEFAULT_REPO_URL
 
@@ -30,6 +31,8 @@ class SpoutSettings(BaseSettings):
     pipeline: str = Field(alias="PPS_PIPELINE_NAME")
     output_repo: str = Field(alias="TUSK_OUTPUT_REPO")
     output_branch: str = Field(default="master", alias="TUSK_OUTPUT_BRANCH")
+    overwrite: bool = Field(default=False, alias="TUSK_SPOUT_OVERWRITE")
+    """``spout.overwrite``: each commit replaces what the previous ones held."""
 
 
 @dataclass
@@ -64,6 +67,9 @@ async def spout_commit(
                 await client.abandon_commit(settings.output_repo, leftover.id)
             started = await _start(client, settings, description)
         try:
+            if settings.overwrite and started.parent is not None:
+                with contextlib.suppress(NotFound):  # nothing there yet
+                    await client.delete_file(settings.output_repo, started.id, "/")
             yield SpoutCommit(client, settings.output_repo, started.id)
         except BaseException:
             with contextlib.suppress(Exception):

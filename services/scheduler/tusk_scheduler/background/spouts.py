@@ -193,6 +193,8 @@ class SpoutSupervisor:
             "TUSK_OUTPUT_BRANCH": spec.output_branch,
             "TUSK_SPOUT": spec.name,
         }
+        if spec.spout is not None and spec.spout.overwrite:
+            env["TUSK_SPOUT_OVERWRITE"] = "true"
         if self.settings.token is not None and spout.restarts == 0:
             # The scheduler's own token is an admin's, never given to user code; a spout's
             # own credential is not issued yet, so with tokens checked its commits are refused.
