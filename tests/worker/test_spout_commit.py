@@ -30,10 +30,13 @@ async def test_commits_one_per_block(repo: RepoClient, repo_url: str, overwrite:
         await commit.put("/b", b"2")
     assert await _files(repo, name) == (["/b"] if overwrite else ["/a", "/b"])
 
-    with pytest.raises(RuntimeError, match="broken"):
+    async def broken_block() -> None:
         async with spout_commit("third", settings=settings) as commit:
             await commit.put("/c", b"3")
             raise RuntimeError("broken")
+
+    with pytest.raises(RuntimeError, match="broken"):
+        await broken_block()
     assert "/c" not in await _files(repo, name)  # all or nothing
 
     # A process that died mid-commit left one open: the next commit abandons it first.
