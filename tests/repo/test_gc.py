@@ -16,7 +16,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.backing.postgres import PostgresServer
 from tests.backing.s3 import S3Server
@@ -174,6 +174,35 @@ async def test_after_deletes_the_store_returns_to_what_remains_byte_for_byte(
         assert await read(client, "keep", "master", path) == data
     again = await gc(client)
     assert (again["chunks"], again["files"], again["tree_nodes"]) == (0, 0, 0)
+
+
+async def test_nodes_saved_without_packed_references_are_decoded_by_the_mark(
+    gc_env: tuple[Context, httpx.AsyncClient],
+) -> None:
+    """A node written by an older process (before references were kept) has none: the mark
+    decodes its entries instead, and keeps everything it reaches."""
+    ctx, client = gc_env
+    kept = {"/a/b/c.txt": os.urandom(3000), "/a/d.txt": b"d" * 700, "/e.txt": os.urandom(9000)}
+    ok(await client.post("/v1/repos", json={"name": "keep"}), 201)
+    await commit_files(client, "keep", kept)
+    before_objects, before_rows = await objects(ctx), await rows(ctx)
+    ok(await client.post("/v1/repos", json={"name": "scratch"}), 201)
+    await commit_files(client, "scratch", {"/a/x": os.urandom(5000), "/y/z": b"z" * 800})
+    ok(await client.delete("/v1/repos/scratch"), 204)
+    dry = await gc(client, dry_run="true")
+    async with ctx.db.session() as session:
+        await session.execute(update(TreeRow).values(subdirs=None, file_keys=None))
+    done = await gc(client)
+    assert (done["chunks"], done["files"], done["tree_nodes"]) == (
+        dry["chunks"],
+        dry["files"],
+        dry["tree_nodes"],
+    )
+    assert done["files"] > 0
+    assert await objects(ctx) == before_objects
+    assert await rows(ctx) == before_rows
+    for path, data in kept.items():
+        assert await read(client, "keep", "master", path) == data
 
 
 async def test_young_unreferenced_chunks_are_spared_for_uploads_in_flight(

@@ -204,3 +204,30 @@ def test_a_node_splits_into_its_rows_whatever_the_names(
     assert [treewalk.decode_row(raw) for raw in raws] == rows
     assert treewalk.join_rows(raws) == blob
     assert [treewalk.encode_row(row) for row in rows] == raws
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            # Names made of the pieces of the pattern: '","f","', '","d","' and hex digits.
+            st.text(st.sampled_from(['"', "\\", ",", "f", "d", "0", "a", "[", "]"]), min_size=1),
+            st.sampled_from([trees.DIR, trees.FILE]),
+            st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+            st.integers(0, 2**63 - 1),
+            st.integers(0, 2**40),
+        ),
+        max_size=12,
+        unique_by=lambda r: r[0],
+    )
+)
+def test_a_nodes_references_are_found_without_decoding_whatever_the_names(
+    rows: list[tuple[str, str, str, int, int]],
+) -> None:
+    """Garbage collection trusts the packed references: they must be exactly the entries'
+    subdirectory hashes and file keys, in order, even for names that spell the pattern."""
+    rows.sort(key=lambda r: r[0])
+    subdirs, keys = trees.node_refs(trees.encode_rows(rows))
+    assert subdirs == bytes.fromhex("".join(h for _, k, h, _, _ in rows if k == trees.DIR))
+    assert keys == trees.file_keys_of(h for _, k, h, _, _ in rows if k == trees.FILE)
+    assert len(keys) == trees.FILE_KEY_BYTES * sum(1 for r in rows if r[1] == trees.FILE)

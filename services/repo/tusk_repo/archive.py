@@ -9,7 +9,6 @@ download can tell which of its files are already complete.
 from __future__ import annotations
 
 import asyncio
-import tarfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -28,14 +27,55 @@ class Member:
 
 
 def _header(member: Member, mtime: float, hashes: bool) -> bytes:
-    info = tarfile.TarInfo(member.name)
-    info.size = member.file.size
-    info.mode = 0o644
-    info.mtime = mtime
-    info.type = tarfile.REGTYPE
+    """The member's tar header (PAX format): an extended header with the records it needs
+    (its hash; its name or size when the ustar fields cannot hold them), then the ustar
+    header. Built directly: ``tarfile.TarInfo.tobuf`` spent more than the rest of sending a
+    small file, and a directory sends thousands."""
+    name = member.name.encode("utf-8")
+    size = member.file.size
+    records = bytearray()
     if hashes:
-        info.pax_headers = {HASH_RECORD: member.file.hash}
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+        records += _pax_record(b"TUSK.hash", member.file.hash.encode("ascii"))
+    if len(name) > 100 or not name.isascii():
+        records += _pax_record(b"path", name)
+        # Readers take the name from the record; the field only needs to be valid ASCII.
+        name = member.name.encode("ascii", "replace")
+    if size > _MAX_OCTAL_SIZE:
+        records += _pax_record(b"size", str(size).encode("ascii"))
+    stamp = int(mtime)
+    body = _ustar(name[:100], size if size <= _MAX_OCTAL_SIZE else 0, stamp, b"0")
+    if not records:
+        return body
+    extended = _ustar(b"././@PaxHeader", len(records), stamp, b"x")
+    return extended + bytes(records) + _padding(len(records)) + body
+
+
+_MAX_OCTAL_SIZE = 8**11 - 1  # what the 12-byte octal size field holds
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    """``"<length> key=value\\n"``, where the length counts its own digits."""
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + len(str(len(body)))
+    length = len(body) + len(str(length))  # one more digit when that carried over
+    return str(length).encode("ascii") + body
+
+
+def _ustar(name: bytes, size: int, mtime: int, kind: bytes) -> bytes:
+    header = bytearray(_BLOCK)
+    header[0 : len(name)] = name
+    header[100:108] = b"0000644\0"
+    header[108:116] = b"0000000\0"
+    header[116:124] = b"0000000\0"
+    header[124:136] = b"%011o\0" % size
+    header[136:148] = b"%011o\0" % mtime
+    header[148:156] = b" " * 8  # the checksum counts its own field as spaces
+    header[156:157] = kind
+    header[257:265] = b"ustar\x0000"
+    header[329:337] = b"0000000\0"
+    header[337:345] = b"0000000\0"
+    header[148:155] = b"%06o\0" % sum(header)
+    return bytes(header)
 
 
 def _padding(size: int) -> bytes:

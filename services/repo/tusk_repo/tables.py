@@ -140,6 +140,11 @@ class TreeRow(Base):
 
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     entries: Mapped[bytes] = mapped_column(LargeBinary)
+    # What garbage collection needs, readable without decoding the entries (``trees.node_refs``):
+    # the subdirectories' hashes, 32 bytes each, and each file's key (the first 8 bytes of its
+    # hash). NULL on a node written before they were kept; the collector then decodes it.
+    subdirs: Mapped[bytes | None] = mapped_column(LargeBinary)
+    file_keys: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class TagRow(Base):

@@ -24,7 +24,7 @@ from tusk_repo.trees import (
     ManyLoader,
     Node,
     decode_node,
-    encode_rows,
+    node_refs,
 )
 
 _INSERT_BATCH = 5000
@@ -92,7 +92,9 @@ class TreeStore:
         self, session: AsyncSession, overlay: dict[str, bytes] | None = None
     ) -> Callable[[Collection[str]], Awaitable[Mapping[str, bytes]]]:
         """Nodes as stored (encoded), many at once, for comparisons that decode only what
-        differs: read in one query per batch like ``many_loader``, and not decoded or cached."""
+        differs: read in one query per batch like ``many_loader``, and not decoded or cached.
+        Read from SQL even when the node cache holds them: re-encoding a cached node of ten
+        thousand entries costs several times what reading its stored bytes does."""
 
         async def load_blobs(digests: Collection[str]) -> Mapping[str, bytes]:
             found: dict[str, bytes] = {}
@@ -100,8 +102,6 @@ class TreeStore:
             for digest in digests:
                 if overlay and digest in overlay:
                     found[digest] = overlay[digest]
-                elif (node := self._cache.get(digest)) is not None:
-                    found[digest] = encode_rows(node.rows)
                 else:
                     missing.append(digest)
             found.update(await self._read_blobs(session, missing))
@@ -173,7 +173,11 @@ class TreeStore:
             self._cached_entries -= len(old) + 1
 
     async def save(self, session: AsyncSession, nodes: dict[str, bytes]) -> None:
-        rows = [{"hash": h, "entries": blob} for h, blob in nodes.items()]
+        rows = [
+            {"hash": h, "entries": blob, "subdirs": subdirs, "file_keys": keys}
+            for h, blob in nodes.items()
+            for subdirs, keys in (node_refs(blob),)
+        ]
         for start in range(0, len(rows), _INSERT_BATCH):
             stmt = insert_for(session, TreeRow.__table__).on_conflict_do_nothing(
                 index_elements=["hash"]

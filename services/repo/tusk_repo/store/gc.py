@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, Table, bindparam, delete, or_, select, update
+from sqlalchemy import Row, Table, bindparam, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tusk_repo.tables import BranchRow, CommitRow, FileRow, RepoRow, StagedRow, TagRow, TreeRow
@@ -75,16 +75,23 @@ async def commit_trees(session: AsyncSession) -> Sequence[Row[str | None, str, s
     ).all()
 
 
-async def tree_entries(session: AsyncSession, hashes: Sequence[str]) -> list[bytes]:
-    """The encoded entries (JSON) of the tree nodes ``hashes``."""
+async def tree_refs(
+    session: AsyncSession, hashes: Sequence[str]
+) -> list[tuple[bytes | None, bytes | None, bytes | None]]:
+    """(packed subdirectory hashes, packed file keys, encoded entries) of the tree nodes
+    ``hashes``; the entries only of a node whose references are not kept (NULL), so that a
+    collection reads the entries of no other node."""
     connection = await session.connection()
-    blobs: list[bytes] = []
+    found: list[tuple[bytes | None, bytes | None, bytes | None]] = []
+    entries_if_needed = case((TreeRow.subdirs.is_(None), TreeRow.entries), else_=None)
     for start in range(0, len(hashes), _BATCH):
         rows = await connection.execute(
-            select(TreeRow.entries).where(TreeRow.hash.in_(hashes[start : start + _BATCH]))
+            select(TreeRow.subdirs, TreeRow.file_keys, entries_if_needed).where(
+                TreeRow.hash.in_(hashes[start : start + _BATCH])
+            )
         )
-        blobs.extend(blob for (blob,) in rows.all())
-    return blobs
+        found.extend((subdirs, keys, blob) for subdirs, keys, blob in rows.all())
+    return found
 
 
 async def staged_put_hashes(session: AsyncSession) -> set[str]:
