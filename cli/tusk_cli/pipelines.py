@@ -28,6 +28,7 @@ from tusk_cli.common import (
     when,
 )
 from tusk_cli.draw import draw_pipelines
+from tusk_cli.egress import job_egress
 from tusk_cli.specs import (
     ArgOption,
     Change,
@@ -97,8 +98,12 @@ def create_pipeline(
                 info = await client.create_pipeline(json.dumps(change.spec.to_dict()))
                 note(
                     f"created pipeline [bold]{escape(info.name)}[/] (version {info.version}), "
-                    f"reading {escape(', '.join(info.input_repos))}, writing "
-                    f"{escape(info.output_repo)}"
+                    + (
+                        f"reading {escape(', '.join(info.input_repos))}, writing "
+                        if info.input_repos
+                        else "a spout writing "  # no input: it commits by itself
+                    )
+                    + escape(info.output_repo)
                 )
                 _warn(info.warnings)
                 note(await where_commands_run(info.spec))
@@ -322,6 +327,7 @@ def inspect_job(job: JobArg, as_json: JsonOption = False) -> None:
         if as_json:
             print_json(info)
             return
+        egress = await job_egress(info.id)
         grid = table("", "")
         grid.add_row("Job", info.id)
         grid.add_row("Pipeline", f"{escape(info.pipeline)} (version {info.version})")
@@ -337,6 +343,8 @@ def inspect_job(job: JobArg, as_json: JsonOption = False) -> None:
         )
         grid.add_row("Created", when(info.created_at))
         grid.add_row("Finished", when(info.finished_at))
+        if egress is not None:
+            grid.add_row("Egress", escape(egress))
         show(grid)
 
     run(main())

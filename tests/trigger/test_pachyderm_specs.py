@@ -1,6 +1,6 @@
 """Pachyderm's dialect through the trigger's API: camelCase specs stored in snake_case, fields
-tusk cannot apply named in warnings, spouts refused, and datum identity kept across updates
-unless the update asks to reprocess."""
+tusk cannot apply named in warnings, spouts accepted (without jobs), and datum identity kept
+across updates unless the update asks to reprocess."""
 
 from __future__ import annotations
 
@@ -28,18 +28,30 @@ async def test_a_camel_case_spec_is_stored_in_snake_case_with_its_warnings(
     assert created["spec"]["input"]["pfs"]["empty_files"] is True
     assert created["spec"]["egress"] == {"url": "s3://bucket/dir"}
     fields = [w.split(":")[0] for w in created["warnings"]]
-    assert fields == ["pipeline.project", "egress.URL", "transform.image_pull_secrets"]
+    assert fields == ["pipeline.project", "transform.image_pull_secrets"]  # egress is applied
     shown = ok(await h.api.get("/v1/pipelines/edges"))
     assert shown["warnings"] == created["warnings"]
 
 
-async def test_a_spout_is_refused_naming_the_field(harness: Harness) -> None:
+async def test_a_spout_gets_its_output_repo_and_no_jobs(harness: Harness) -> None:
+    h = harness
     spout = {
         "pipeline": {"name": "feed"},
         "spout": {},
         "transform": {"cmd": ["python3", "/consume.py"]},
     }
-    error(await harness.api.post("/v1/pipelines", content=json.dumps(spout)), 400, "spout:")
+    created = ok(await h.api.post("/v1/pipelines", content=json.dumps(spout)), 201)
+    assert created["input_repos"] == []
+    assert created["warnings"] == []
+    assert (await h.repos.inspect_repo("feed")).owner_pipeline == "feed"
+    # Its commits (made by the spout itself) start no job of its own.
+    commit = await h.repos.start_commit("feed", "master", pipeline="feed")
+    await h.repos.finish_commit("feed", commit.id)
+    ok(await h.api.post("/v1/pipelines/feed/stop"))
+    ok(await h.api.post("/v1/pipelines/feed/start"))
+    assert ok(await h.api.get("/v1/jobs", params={"pipeline": "feed"}))["items"] == []
+    serving = {**spout, "pipeline": {"name": "feed2"}, "spout": {"service": {"internal_port": 80}}}
+    error(await h.api.post("/v1/pipelines", content=json.dumps(serving)), 400, "spout.service:")
 
 
 async def test_updates_keep_the_salt_unless_they_reprocess(harness: Harness) -> None:

@@ -10,6 +10,7 @@ from tusk.wire.jobs import (
     DatumInfo,
     DatumLog,
     DatumPage,
+    JobDetail,
     JobInfo,
     JobPage,
     JobsDeleted,
@@ -130,6 +131,10 @@ class SchedulerClient(ServiceClient):
     async def inspect_datum(self, job: str, datum: str) -> DatumInfo:
         response = await self._request("GET", f"/v1/jobs/{seg(job)}/datums/{seg(datum)}")
         return self._parse(DatumInfo, response)
+
+    async def job_detail(self, job: str) -> JobDetail:
+        """The job as the scheduler runs it: shards, meta commit, egress."""
+        return self._parse(JobDetail, await self._request("GET", f"/v1/jobs/{seg(job)}"))
 
     async def job_logs(self, job: str) -> list[DatumLog]:
         return self._parse_list(DatumLog, await self._request("GET", f"/v1/jobs/{seg(job)}/logs"))

@@ -6,7 +6,10 @@ Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged em
 ``autoscaling`` (workers exist only while a job has datums), GPUs in both forms,
 ``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``,
 ``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
-``pfs.trigger`` by ``size`` and ``commits`` (the trigger service moves the input branch)."""
+``pfs.trigger`` by ``size``, ``commits`` and ``cron_spec`` (the trigger service moves the input
+branch), ``egress`` to an ``s3://`` URL (the scheduler copies each finished output commit),
+``pfs.s3`` and ``s3_out`` (the worker's S3 sidecar at ``S3_ENDPOINT`` serves the datum),
+``spout`` and ``service`` (the scheduler keeps their commands running)."""
 
 from __future__ import annotations
 
@@ -41,12 +44,6 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
                     f"tusk has one namespace of repos; repo {pfs.repo!r} is read without "
                     f"project {pfs.project!r}",
                 )
-            if pfs.s3:
-                warn(
-                    f"{here}.s3",
-                    "tusk has no S3 gateway for inputs yet; the input is staged as files at "
-                    f"/pfs/{pfs.name}",
-                )
             trigger = pfs.trigger
             if trigger is not None and (trigger.branch or "master") == pfs.branch:
                 warn(
@@ -55,31 +52,38 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
                     "pipeline runs on every commit to it; commit to another branch and name it "
                     "in trigger.branch to defer the pipeline until the condition holds",
                 )
-            if trigger is not None and trigger.cron_spec is not None:
-                warn(
-                    f"{here}.trigger.cron_spec",
-                    "cron branch triggers are not implemented yet: "
-                    f"{pfs.repo}@{pfs.branch} moves only on its size or commits conditions",
-                )
             if trigger is not None and trigger.rate_limit_spec is not None:
                 warn(
                     f"{here}.trigger.rate_limit_spec",
                     "rate limits of branch triggers are not implemented: the trigger fires "
                     "whenever its condition holds",
                 )
-    if spec.egress is not None:
-        field = "egress.sql_database" if spec.egress.sql_database is not None else "egress.URL"
-        warn(field, "egress is not implemented yet: output commits stay in the output repo only")
-    if spec.s3_out:
+    egress = spec.egress
+    if egress is not None and egress.sql_database is not None:
         warn(
-            "s3_out",
-            "tusk has no S3 gateway for outputs yet; the command writes files to /pfs/out",
+            "egress.sql_database",
+            "SQL egress is not implemented yet: output commits stay in the output repo only",
         )
-    if spec.service is not None:
+    elif egress is not None and egress.s3_target is None:
+        field = "egress.object_storage.url" if egress.object_storage else "egress.URL"
         warn(
-            "service",
-            "service pipelines are not implemented yet: the command runs once per datum",
+            field,
+            f"only s3:// egress is implemented: {egress.target_url} is not written to; output "
+            "commits stay in the output repo only",
         )
+    service = spec.service
+    if service is not None:
+        for field, value in (
+            ("external_port", service.external_port),
+            ("type", service.type),
+            ("annotations", service.annotations or None),
+        ):
+            if value is not None:
+                warn(
+                    f"service.{field}",
+                    "describes a Kubernetes Service, which the local runner does not make: the "
+                    f"command serves on 127.0.0.1:{service.internal_port} (internal_port)",
+                )
     if spec.scheduling_spec is not None:
         warn(
             "scheduling_spec",

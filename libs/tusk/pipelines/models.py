@@ -238,6 +238,10 @@ class BranchTrigger(_Model):
             _schedule(value)
         return value
 
+    def next_tick(self, after: datetime) -> datetime | None:
+        """When ``cron_spec`` next fires after ``after``; None without a ``cron_spec``."""
+        return next_tick(self.cron_spec, after) if self.cron_spec is not None else None
+
     @model_validator(mode="after")
     def _some_condition(self) -> BranchTrigger:
         if self.cron_spec is None and self.size is None and self.commits is None:
@@ -342,17 +346,23 @@ class CronInput(_Model):
         ``@every D`` ticks at ``start + k·D`` (k ≥ 1) when ``start`` is set, else at
         ``after + D``; a cron expression at its next matching time, in UTC.
         """
-        if after.tzinfo is None:
-            after = after.replace(tzinfo=UTC)
-        interval = self.interval
-        if interval is not None:
-            if self.start is None:
-                return after + interval
-            periods = max(0, math.floor((after - self.start) / interval)) + 1
-            return self.start + periods * interval
-        base = max(after, self.start) if self.start is not None else after
-        tick: datetime = croniter(self.spec.strip(), base.astimezone(UTC)).get_next(datetime)
-        return tick
+        return next_tick(self.spec, after, start=self.start)
+
+
+def next_tick(spec: str, after: datetime, *, start: datetime | None = None) -> datetime:
+    """The first tick of the schedule ``spec`` (cron expression, descriptor or ``@every D``)
+    strictly after ``after`` and after ``start`` when set, in UTC."""
+    if after.tzinfo is None:
+        after = after.replace(tzinfo=UTC)
+    interval = _schedule(spec)
+    if interval is not None:
+        if start is None:
+            return after + interval
+        periods = max(0, math.floor((after - start) / interval)) + 1
+        return start + periods * interval
+    base = max(after, start) if start is not None else after
+    tick: datetime = croniter(spec.strip(), base.astimezone(UTC)).get_next(datetime)
+    return tick
 
 
 def _schedule(spec: str) -> timedelta | None:
@@ -570,17 +580,46 @@ class SqlEgress(_Model):
     secret: SecretKeyRef | None = None
 
 
+class ObjectStorageEgress(_Model):
+    url: str
+
+
 class Egress(_Model):
-    """Where each finished output commit is copied: an object store URL or a SQL database."""
+    """Where each finished output commit is copied: an object store URL (``URL``, or
+    ``object_storage.url`` as Pachyderm 2 writes it) or a SQL database."""
 
     url: str | None = Field(default=None, validation_alias=AliasChoices("url", "URL"))
+    object_storage: ObjectStorageEgress | None = None
     sql_database: SqlEgress | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Egress:
-        if (self.url is None) == (self.sql_database is None):
-            raise ValueError("set exactly one of URL (e.g. s3://bucket/dir) or sql_database")
+        targets = [self.url, self.object_storage, self.sql_database]
+        if sum(t is not None for t in targets) != 1:
+            raise ValueError(
+                "set exactly one of URL (e.g. s3://bucket/dir), object_storage.url or "
+                "sql_database"
+            )
+        url = self.target_url
+        if url is not None and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+(/\S*)?", url):
+            raise ValueError(f"egress URL {url!r} is not a URL such as s3://bucket/dir")
         return self
+
+    @property
+    def target_url(self) -> str | None:
+        """The object store URL the output is copied to; None for SQL egress."""
+        if self.object_storage is not None:
+            return self.object_storage.url
+        return self.url
+
+    @property
+    def s3_target(self) -> tuple[str, str] | None:
+        """(bucket, key prefix) of an ``s3://`` target; None for any other."""
+        url = self.target_url
+        if url is None or not url.startswith("s3://"):
+            return None
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        return bucket, prefix.strip("/")
 
 
 class SchedulingSpec(_Model):

@@ -91,6 +91,17 @@ class ShardInfo(WireModel):
     finished_at: datetime | None
 
 
+class EgressInfo(WireModel):
+    """The copy of a job's output commit to the pipeline's ``egress`` target."""
+
+    url: str
+    state: Literal["running", "success", "failure"]
+    files: int = Field(description="Files copied so far")
+    bytes: int = Field(description="Bytes copied so far")
+    error: str | None = None
+    finished_at: datetime | None = None
+
+
 class JobDetail(JobInfo):
     """A job as the scheduler runs it: its shards and where their records are."""
 
@@ -99,6 +110,9 @@ class JobDetail(JobInfo):
         description="On the output repo's `meta` branch: shard specs, datum results and logs"
     )
     shards: list[ShardInfo]
+    egress: EgressInfo | None = Field(
+        default=None, description="The output commit's copy to the egress target, if any"
+    )
 
 
 class OutputFile(WireModel):

@@ -137,6 +137,8 @@ class BatchedShard:
         self.sink = _Sink()
         self.current: DatumSpec | None = None
         self.log = runner.log
+        self.sidecar = contextlib.AsyncExitStack()
+        self.s3_env: dict[str, str] = {}
 
     async def run(self) -> list[DatumResult]:
         control = Path(tempfile.mkdtemp(prefix="tusk-batch-"))  # short: a socket path is <108
@@ -147,6 +149,10 @@ class BatchedShard:
             raise
         running: _Running | None = None
         try:
+            # The S3 sidecar (pfs.s3, s3_out) serves the staged datum, whichever it is.
+            self.s3_env = await self.sidecar.enter_async_context(
+                self.runner._s3_sidecar(self.root, None)
+            )
             self._write_shims(control)
             for name in [*self.inputs, "out"]:
                 (self.root / name).mkdir(exist_ok=True)
@@ -163,6 +169,7 @@ class BatchedShard:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
             shutil.rmtree(control, ignore_errors=True)
+            await self.sidecar.aclose()
         return self.results
 
     # --- the command ---------------------------------------------------------------------------
@@ -206,6 +213,7 @@ class BatchedShard:
         env = self.runner._env(first, self.root)
         for name in _datum_variables(first, env):
             env.pop(name, None)
+        env.update(self.s3_env)
         env[SOCKET_ENV] = str(control / "next.sock")
         env["PATH"] = f"{control / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
         return env

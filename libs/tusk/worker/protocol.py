@@ -105,6 +105,10 @@ class ShardSpec(_Model):
     log_tail_bytes: int = 16 * 1024
     """How much of the end of each datum's log goes into its result, as ``log_tail``."""
     datums: tuple[DatumSpec, ...]
+    s3_inputs: tuple[str, ...] = ()
+    """Inputs (``pfs.s3``) also served as buckets of that name at ``S3_ENDPOINT``."""
+    s3_out: bool = False
+    """``s3_out``: the output is also served as the writable bucket ``out``."""
 
 
 class DatumResult(_Model):

@@ -49,6 +49,7 @@ from tusk.worker.protocol import (
     results_dir,
     shard_path,
 )
+from tusk.worker.s3sidecar import serve_sidecar
 from tusk.worker.sandbox import PFS, Mount, Sandbox
 from tusk.worker.transfer import (
     DatumError,
@@ -347,9 +348,10 @@ class _ShardRunner:
             env, mounts = self._secrets(self._env(datum, root))
         except DatumError as e:
             return str(e), []
-        command = await self._run(
-            spec.transform.cmd, spec.transform.stdin, datum, root, env, mounts, log
-        )
+        async with self._s3_sidecar(root, log) as s3_env:
+            command = await self._run(
+                spec.transform.cmd, spec.transform.stdin, datum, root, env | s3_env, mounts, log
+            )
         failure = command.failure
         if command.exit_code in spec.transform.accept_return_code:
             log.line(f"tusk: exit code {command.exit_code} is accepted (accept_return_code)")
@@ -368,6 +370,24 @@ class _ShardRunner:
         except OSError as e:
             return f"cannot read the outputs: {e}", []
         return None, uploaded
+
+    @contextlib.asynccontextmanager
+    async def _s3_sidecar(
+        self, root: Path, log: DatumLog | None
+    ) -> AsyncIterator[dict[str, str]]:
+        """Pachyderm's S3 sidecar while the command runs, if the pipeline asks for one
+        (``pfs.s3`` inputs, ``s3_out``): the environment that points the command at it."""
+        spec = self.spec
+        if not spec.s3_inputs and not spec.s3_out:
+            yield {}
+            return
+        async with serve_sidecar(root, spec.s3_inputs, writable=spec.s3_out) as access:
+            buckets = [*spec.s3_inputs, *(["out"] if spec.s3_out else [])]
+            where = f"S3 buckets {', '.join(buckets)} at S3_ENDPOINT={access.endpoint}"
+            if log is not None:
+                log.line(f"tusk: {where}")
+            self.log.info("s3 sidecar", endpoint=access.endpoint, buckets=buckets)
+            yield access.env()
 
     async def _run(
         self,

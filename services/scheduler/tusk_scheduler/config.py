@@ -185,6 +185,33 @@ class SchedulerSettings(CommonSettings):
         description="Seconds a worker gets after SIGTERM before SIGKILL (more than the "
         "worker's own TUSK_WORKER_KILL_GRACE, so that it can stop its command first).",
     )
+    spout_interval: float = Field(
+        default=2.0,
+        gt=0,
+        alias="TUSK_SCHEDULER_SPOUT_INTERVAL",
+        description="Seconds between looks at the spout pipelines (started, restarted when "
+        "they die, stopped when deleted).",
+    )
+    # Egress (``egress: {URL: s3://…}``): the S3 server output commits are copied to. Unset,
+    # botocore's own chain applies (AWS_* variables, profiles, instance roles, AWS_ENDPOINT_URL).
+    egress_s3_endpoint_url: str | None = Field(
+        default=None,
+        alias="TUSK_EGRESS_S3_ENDPOINT_URL",
+        description="Egress: an S3-compatible server other than AWS (e.g. http://minio:9000).",
+    )
+    egress_s3_region: str | None = Field(
+        default=None, alias="TUSK_EGRESS_S3_REGION", description="Egress: the S3 region."
+    )
+    egress_s3_access_key_id: str | None = Field(
+        default=None,
+        alias="TUSK_EGRESS_S3_ACCESS_KEY_ID",
+        description="Egress: the access key (with TUSK_EGRESS_S3_SECRET_ACCESS_KEY).",
+    )
+    egress_s3_secret_access_key: str | None = Field(
+        default=None,
+        alias="TUSK_EGRESS_S3_SECRET_ACCESS_KEY",
+        description="Egress: the secret key.",
+    )
 
     @property
     def resolved_workspace_dir(self) -> Path:

@@ -18,6 +18,7 @@ from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
 from tusk_scheduler.background.dispatcher import Dispatcher
 from tusk_scheduler.background.leadership import Leadership
+from tusk_scheduler.background.spouts import SpoutSupervisor
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.domain.execution import Deps
 from tusk_scheduler.domain.results import ResultReader
@@ -46,6 +47,7 @@ class Context:
     consumer: EventConsumer
     relay: OutboxRelay
     metrics: Metrics
+    spouts: SpoutSupervisor
 
 
 def make_runner(settings: SchedulerSettings) -> Runner:
@@ -145,7 +147,17 @@ async def build_context(
         )
         relay.start()
         stack.push_async_callback(relay.stop)
-        leadership = Leadership(db, lead=dispatcher.start, step_down=dispatcher.stop)
+        spouts = SpoutSupervisor(settings, triggers, repos)
+
+        def lead() -> None:
+            dispatcher.start()
+            spouts.start()
+
+        async def step_down() -> None:
+            await spouts.stop()
+            await dispatcher.stop()
+
+        leadership = Leadership(db, lead=lead, step_down=step_down)
         leadership.start()
         stack.push_async_callback(leadership.stop)
         consumer.start()
@@ -163,4 +175,5 @@ async def build_context(
             consumer=consumer,
             relay=relay,
             metrics=metrics,
+            spouts=spouts,
         )

@@ -65,6 +65,8 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where egress stands: {url, state, files, bytes, error, finished_at}; None without egress.
+    egress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class DatumRow(Base):

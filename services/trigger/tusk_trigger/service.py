@@ -36,14 +36,14 @@ from tusk.events.types import (
     JobSucceeded,
 )
 from tusk.pipelines.compat import spec_warnings
-from tusk.pipelines.models import BranchTrigger
+from tusk.pipelines.models import BranchTrigger, next_tick
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
 from tusk.wire.specs import PipelineVersionSpec, spec_digest
 from tusk_trigger import store
 from tusk_trigger.cron import commit_tick
 from tusk_trigger.job_spec import check_job_spec_size
 from tusk_trigger.schemas import TERMINAL_STATES, JobInfo, PipelineInfo
-from tusk_trigger.tables import CronRow, JobRow, PipelineRow
+from tusk_trigger.tables import BranchScheduleRow, CronRow, JobRow, PipelineRow
 
 JOB_ID_LENGTH = 32
 
@@ -78,10 +78,10 @@ def load_runnable_spec(text: str | bytes) -> PipelineSpec:
 
 def _runnable(spec: PipelineSpec) -> PipelineSpec:
     """Refuse what tusk cannot run at all (rather than store a pipeline that never runs)."""
-    if spec.spout is not None:
+    if spec.spout is not None and spec.spout.service is not None:
         raise InvalidArgument(
-            "spout: spout pipelines (a long-running command committing by itself) are not "
-            "supported yet; run the command yourself and `tusk put` into a repo"
+            "spout.service: spouts that also serve on a port are not supported yet; leave "
+            "spout.service out (the spout still commits into its output repo)"
         )
     return spec
 
@@ -166,6 +166,7 @@ class TriggerService:
         if not await store.insert_pipeline(session, name, document, now):
             raise AlreadyExists(f"pipeline {name!r} already exists (use update)")
         await store.replace_crons(session, name, _crons(spec, now))
+        await store.replace_branch_schedules(session, name, _branch_schedules(spec, now))
         await self.create_job(session, name, heads)
         return await self.pipeline_info(session, await self._pipeline(session, name))
 
@@ -195,6 +196,7 @@ class TriggerService:
         row.updated_at = now
         store.add_version(session, name, row.version, document, now)
         await store.replace_crons(session, name, _crons(spec, now))
+        await store.replace_branch_schedules(session, name, _branch_schedules(spec, now))
         if reprocess:
             await self.create_job(session, name, heads)
         return await self.pipeline_info(session, row)
@@ -356,7 +358,9 @@ class TriggerService:
             except NotFound:
                 head = None
             if head != event.commit:
-                if not await self._condition_holds(repo, head, event.commit, trigger):
+                if not await self._condition_holds(
+                    repo, head, event.commit, trigger, ticked=False
+                ):
                     continue
                 if head is None:
                     await self.repos.create_branch(repo, branch, head=event.commit)
@@ -370,9 +374,12 @@ class TriggerService:
         return fired
 
     async def _condition_holds(
-        self, repo: str, head: str | None, new: str, trigger: BranchTrigger
+        self, repo: str, head: str | None, new: str, trigger: BranchTrigger, *, ticked: bool
     ) -> bool:
+        """``ticked``: asked on a tick of ``cron_spec`` (its condition), not on a commit."""
         checks: list[bool] = []
+        if trigger.cron_spec is not None:
+            checks.append(ticked)
         if trigger.commits is not None:
             added = 0
             async for commit in self.repos.log(repo, new):
@@ -386,9 +393,96 @@ class TriggerService:
             if head is not None:
                 before = (await self.repos.inspect_commit(repo, head)).size_bytes or 0
             checks.append(now - before >= trigger.size)
-        if not checks:  # only a cron_spec: it fires on its schedule, not on commits
-            return False
         return all(checks) if trigger.all else any(checks)
+
+    # --- cron branch triggers (pfs.trigger.cron_spec) ----------------------------------------
+
+    async def due_branch_ticks(
+        self, session: AsyncSession, now: datetime
+    ) -> list[tuple[BranchScheduleRow, BranchTrigger]]:
+        """Each due schedule with its trigger as the pipeline's current version has it."""
+        due = []
+        for row in await store.due_branch_schedules(session, now):
+            pipeline = await self._pipeline(session, row.pipeline)
+            for pfs in self._spec(pipeline).pfs_inputs():
+                if pfs.name == row.input_name and pfs.trigger is not None:
+                    due.append((row, pfs.trigger))
+                    break
+        return due
+
+    async def branch_tick_target(
+        self, row: BranchScheduleRow, trigger: BranchTrigger
+    ) -> str | None:
+        """The watched branch's head, if the tick should move the input branch there: it is
+        finished without error, differs from the input branch's head, and (with ``all``) the
+        trigger's size and commits conditions hold too."""
+        try:
+            watched = await self.repos.inspect_commit(row.repo, row.watched)
+        except NotFound:
+            return None  # nothing committed to the watched branch yet
+        if watched.error is not None or watched.finished_at is None:
+            return None
+        try:
+            head = (await self.repos.inspect_branch(row.repo, row.branch)).head
+        except NotFound:
+            head = None
+        if head == watched.id:
+            return None
+        if not await self._condition_holds(row.repo, head, watched.id, trigger, ticked=True):
+            return None
+        return watched.id
+
+    async def claim_branch_tick(
+        self, session: AsyncSession, row: BranchScheduleRow, now: datetime, target: str | None
+    ) -> bool:
+        """Move the schedule past ``now`` and record the commit the tick moves the branch to;
+        False if another replica claimed the tick first."""
+        current = await store.branch_schedule_for_update(session, row.pipeline, row.input_name)
+        if current is None or current.next_tick_at != row.next_tick_at or current.firing:
+            return False
+        # Ticks missed while nothing ran are not replayed: one look, then the next future tick.
+        current.next_tick_at = next_tick(current.spec, max(now, row.next_tick_at))
+        current.firing = target
+        await session.flush()
+        return True
+
+    async def move_for_tick(self, row: BranchScheduleRow, commit: str) -> CommitFinished:
+        """Move the input branch to ``commit`` (again after a crash: then it is there already);
+        the event as if ``commit`` had been finished on the input branch."""
+        try:
+            head = (await self.repos.inspect_branch(row.repo, row.branch)).head
+        except NotFound:
+            await self.repos.create_branch(row.repo, row.branch, head=commit)
+        else:
+            if head != commit:
+                await self.repos.move_branch(row.repo, row.branch, commit)
+        info = await self.repos.inspect_commit(row.repo, commit)
+        log.info(
+            "cron branch trigger fired", pipeline=row.pipeline, repo=row.repo,
+            branch=row.branch, head=commit, watched=row.watched, schedule=row.spec,
+        )  # fmt: skip
+        return CommitFinished(
+            repo=row.repo,
+            commit=commit,
+            branch=row.branch,
+            parent=info.parent,
+            global_id=info.global_id,
+            finished_at=info.finished_at or info.started_at,
+            size_bytes=info.size_bytes or 0,
+            file_count=info.file_count or 0,
+        )
+
+    async def finish_branch_tick(
+        self, session: AsyncSession, row: BranchScheduleRow, event: CommitFinished, heads: Heads
+    ) -> None:
+        """The jobs of the pipelines that read the moved branch, and the tick done, in one
+        transaction (jobs are made once per input commits, so finishing twice makes none)."""
+        current = await store.branch_schedule_for_update(session, row.pipeline, row.input_name)
+        if current is None or current.firing != event.commit:
+            return
+        await self.on_commit_finished(session, event, heads)
+        current.firing = None
+        await session.flush()
 
     async def _readers(
         self, session: AsyncSession, event: CommitFinished
@@ -418,6 +512,10 @@ class TriggerService:
         nothing new when that version already has a job on those commits."""
         row = await self._pipeline(session, pipeline)
         spec = self._spec(row)
+        if spec.spout is not None or spec.service is not None:
+            # A spout makes its own commits and a service serves its inputs' latest commits:
+            # the scheduler keeps their commands running, with no jobs.
+            return None
         inputs: list[InputCommit] = []
         for branch in input_branches(spec):
             commit = (pinned or {}).get(branch.name)
@@ -715,6 +813,23 @@ def _crons(spec: PipelineSpec, now: datetime) -> list[CronRow]:
             next_tick_at=cron.next_tick(now),
         )
         for cron in spec.cron_inputs()
+    ]
+
+
+def _branch_schedules(spec: PipelineSpec, now: datetime) -> list[BranchScheduleRow]:
+    return [
+        BranchScheduleRow(
+            pipeline=spec.name,
+            input_name=pfs.name,
+            repo=pfs.repo,
+            branch=pfs.branch,
+            watched=pfs.trigger.branch or "master",
+            spec=pfs.trigger.cron_spec,
+            next_tick_at=next_tick(pfs.trigger.cron_spec, now),
+            firing=None,
+        )
+        for pfs in spec.pfs_inputs()
+        if pfs.trigger is not None and pfs.trigger.cron_spec is not None
     ]
 
 

@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tusk import shortid
 from tusk.db import insert_if_absent
 from tusk_trigger.schemas import TERMINAL_STATES
-from tusk_trigger.tables import CronRow, JobRow, PipelineRow, PipelineVersionRow
+from tusk_trigger.tables import (
+    BranchScheduleRow,
+    CronRow,
+    JobRow,
+    PipelineRow,
+    PipelineVersionRow,
+)
 
 # --- pipelines -----------------------------------------------------------------------------
 
@@ -81,6 +87,35 @@ async def due_crons(session: AsyncSession, now: datetime) -> list[CronRow]:
 
 async def cron_for_update(session: AsyncSession, pipeline: str, input_name: str) -> CronRow | None:
     return await session.get(CronRow, (pipeline, input_name), with_for_update=True)
+
+
+async def replace_branch_schedules(
+    session: AsyncSession, pipeline: str, rows: list[BranchScheduleRow]
+) -> None:
+    """The pipeline's cron branch triggers become ``rows``."""
+    await session.execute(delete(BranchScheduleRow).where(BranchScheduleRow.pipeline == pipeline))
+    session.add_all(rows)
+    await session.flush()
+
+
+async def due_branch_schedules(session: AsyncSession, now: datetime) -> list[BranchScheduleRow]:
+    """Cron branch triggers of running pipelines that are due by ``now`` or were claimed and
+    not finished (a crash between the claim and the jobs)."""
+    rows = await session.scalars(
+        select(BranchScheduleRow)
+        .join(PipelineRow, PipelineRow.name == BranchScheduleRow.pipeline)
+        .where(
+            (BranchScheduleRow.next_tick_at <= now) | BranchScheduleRow.firing.is_not(None),
+            PipelineRow.state == "running",
+        )
+    )
+    return list(rows.all())
+
+
+async def branch_schedule_for_update(
+    session: AsyncSession, pipeline: str, input_name: str
+) -> BranchScheduleRow | None:
+    return await session.get(BranchScheduleRow, (pipeline, input_name), with_for_update=True)
 
 
 # --- jobs ----------------------------------------------------------------------------------

@@ -72,5 +72,25 @@ class CronRow(Base):
     next_tick_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class BranchScheduleRow(Base):
+    """When a pipeline input's cron branch trigger (``pfs.trigger.cron_spec``) looks next at
+    its watched branch, to move the input branch there if it has grown."""
+
+    __tablename__ = "trigger_branch_schedules"
+
+    pipeline: Mapped[str] = mapped_column(
+        ForeignKey("trigger_pipelines.name", ondelete="CASCADE"), primary_key=True
+    )
+    input_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(63))
+    branch: Mapped[str] = mapped_column(String(255))  # the input branch, which is moved
+    watched: Mapped[str] = mapped_column(String(255))  # the branch commits land on
+    spec: Mapped[str] = mapped_column(String(255))
+    next_tick_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The commit a claimed tick moves the input branch to, until its jobs are made: a tick
+    # interrupted by a crash is finished after a restart, never claimed a second time.
+    firing: Mapped[str | None] = mapped_column(String(32))
+
+
 outbox = outbox_table("trigger", Base.metadata)
 processed_events = processed_events_table("trigger", Base.metadata)

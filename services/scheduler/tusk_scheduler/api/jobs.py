@@ -142,6 +142,7 @@ def _job_info(row: JobRow, shards: list[ShardRow]) -> JobInfo:
             "started_at": row.started_at,
             "finished_at": row.finished_at,
             "shards": [_shard_info(s) for s in shards],
+            "egress": row.egress,
         }
     )
 

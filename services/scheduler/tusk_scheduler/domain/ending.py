@@ -2,7 +2,8 @@
 
 Finishing checks for failed datums and output collisions, makes the output commit hold exactly
 the recorded outputs (an interrupted attempt may have uploaded files no result names),
-finishes the meta and output commits, and records success. Failing stops the job's workers,
+finishes the meta and output commits, copies the output commit to the pipeline's egress target
+(if it has one), and records success. Failing stops the job's workers,
 finishes its commits (the output commit marked failed) and records the failure. Either way the
 datums that succeeded are remembered for later jobs to skip, and the final state and its event
 are written in one transaction (the outbox).
@@ -23,6 +24,7 @@ from tusk.pipelines import find_output_collisions
 from tusk.worker.protocol import META_BRANCH
 from tusk_scheduler import store
 from tusk_scheduler.domain.counts import counts_from_states
+from tusk_scheduler.domain.egress import egress
 from tusk_scheduler.domain.job import (
     MAX_NAMED,
     JobFailure,
@@ -68,6 +70,7 @@ async def finish(x: Scope, job: JobView) -> None:
         await _reconcile_outputs(x, job, datums)
         await _finish_commit(x, repo, meta_commit)
         await _finish_commit(x, repo, output_commit)
+    await egress(x, job, output_commit)
     warning = None if datums else await _why_no_datums(x, job)
     counts = await _end(
         x,

@@ -126,6 +126,8 @@ def shard_spec(
         datums=tuple(
             with_empty_files(with_keys(d, keyed_inputs(spec)), empty_inputs(spec)) for d in datums
         ),
+        s3_inputs=tuple(sorted({p.name for p in spec.pfs_inputs() if p.s3})),
+        s3_out=spec.s3_out,
     )
 
 

@@ -1,0 +1,261 @@
+"""Spouts and services, the pipelines whose command runs all the time.
+
+A spout (``spout`` and no input) runs one long-lived command that commits into
+its output repo by itself (Pachyderm's spout contract: each put it makes is a commit; in Python
+:func:`tusk.worker.spout.spout_commit`). The leading scheduler keeps each running spout's command
+running on this machine (the local runner; on Kubernetes a spout is not started yet, and
+says so in the log): started when the pipeline appears, started again
+(after a growing pause) when it dies, restarted when the pipeline's version changes, stopped
+when the pipeline is stopped or deleted.
+
+A service (``service: {internal_port: …}``) runs one long-lived command on its inputs' latest
+commits, staged as a datum is (``/pfs/<input>`` in the sandbox, else ``$TUSK_PFS_ROOT/<input>``),
+listening on its port; when an input branch moves, the command is stopped and started again
+on the new commits.
+
+Which spouts and services exist is read from the trigger service every
+``TUSK_SCHEDULER_SPOUT_INTERVAL`` seconds (its API is where the scheduler reads pipeline specs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from tusk.client import RepoClient
+from tusk.client.pipelines import TriggerClient
+from tusk.errors import NotFound, TuskError
+from tusk.pipelines import PipelineSpec
+from tusk.worker.sandbox import PFS, Sandbox, make_sandbox
+from tusk_scheduler.config import SchedulerSettings
+
+log = structlog.get_logger()
+
+MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
+STOP_GRACE = 10.0
+
+
+@dataclass
+class _Spout:
+    pipeline: str
+    version: int
+    process: asyncio.subprocess.Process | None = None
+    log_file: IO[bytes] | None = None
+    restarts: int = 0
+    backoff: float = MIN_BACKOFF
+    next_start: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+    inputs: tuple[tuple[str, str, str], ...] = ()
+    """A service's (input name, repo, commit) it was started on; () for a spout."""
+    staged: Path | None = None
+
+
+class SpoutSupervisor:
+    def __init__(
+        self, settings: SchedulerSettings, triggers: TriggerClient, repos: RepoClient
+    ) -> None:
+        self.settings = settings
+        self.triggers = triggers
+        self.repos = repos
+        self._sandbox: Sandbox | None = None
+        self.spouts: dict[str, _Spout] = {}
+        self._warned: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="spout supervisor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for name in list(self.spouts):
+            await self._stop(name, "the scheduler is stopping")
+
+    def pid(self, pipeline: str) -> int | None:
+        """The running command's process id (for status and tests)."""
+        spout = self.spouts.get(pipeline)
+        process = spout.process if spout else None
+        return process.pid if process is not None and process.returncode is None else None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except TuskError as e:  # the trigger is down: keep what runs, look again later
+                log.warning("spouts not read from the trigger", error=e.message)
+            await asyncio.sleep(self.settings.spout_interval)
+
+    async def reconcile(self) -> None:
+        wanted: dict[str, tuple[int, PipelineSpec]] = {}
+        for info in await self.triggers.list_pipelines():
+            if info.state != "running" or (
+                info.spec.get("spout") is None and info.spec.get("service") is None
+            ):
+                continue
+            wanted[info.name] = (info.version, PipelineSpec.model_validate(info.spec))
+        heads = {name: await self._heads(spec) for name, (_, spec) in wanted.items()}
+        for name in list(self.spouts):
+            if name not in wanted:
+                await self._stop(name, "the pipeline was stopped or deleted")
+            elif self.spouts[name].version != wanted[name][0]:
+                await self._stop(name, "the pipeline was updated")
+            elif self.spouts[name].inputs != heads[name]:
+                await self._stop(name, "its input changed")
+        now = time.monotonic()
+        if self.settings.runner != "local":
+            for name in sorted(set(wanted) - self._warned):
+                log.warning(
+                    "spout not started: spouts run beside the local runner only "
+                    "(TUSK_RUNNER=local), not on Kubernetes yet", pipeline=name,
+                )  # fmt: skip
+                self._warned.add(name)
+            return
+        for name, (version, spec) in wanted.items():
+            if spec.service is not None and not heads[name]:
+                continue  # an input without a commit yet: nothing to serve
+            spout = self.spouts.setdefault(name, _Spout(name, version, inputs=heads[name]))
+            process = spout.process
+            if process is not None and process.returncode is None:
+                continue
+            if process is not None:  # it died: say so once, then wait before starting again
+                log.warning(
+                    "spout exited; starting it again", pipeline=name,
+                    exit_code=process.returncode, retry_in=spout.backoff,
+                )  # fmt: skip
+                spout.process = None
+                spout.next_start = now + spout.backoff
+                if now - spout.started_at > MAX_BACKOFF:  # it ran a good while: not a crash loop
+                    spout.backoff = MIN_BACKOFF
+                spout.backoff = min(spout.backoff * 2, MAX_BACKOFF)
+                spout.restarts += 1
+            if now >= spout.next_start:
+                await self._start(spout, spec)
+
+    async def _heads(self, spec: PipelineSpec) -> tuple[tuple[str, str, str], ...]:
+        """A service's input commits (the heads of its input branches); () for a spout, or
+        while an input has no commit."""
+        if spec.service is None or spec.input is None:
+            return ()
+        found = []
+        for pfs in spec.resolved_input().pfs_inputs():
+            try:
+                head = (await self.repos.inspect_branch(pfs.repo, pfs.branch)).head
+            except NotFound:
+                head = None
+            if head is None:
+                return ()
+            found.append((pfs.name, pfs.repo, head))
+        return tuple(sorted(set(found)))
+
+    async def _stage(self, spout: _Spout) -> Path:
+        """A service's inputs downloaded into a directory of their own: <dir>/<input>/…"""
+        root = self.settings.resolved_workspace_dir / "services" / spout.pipeline
+        shutil.rmtree(root, ignore_errors=True)
+        for name, repo, commit in spout.inputs:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            await self.repos.get_tree(repo, commit, "/", root / name)
+        (root / "out").mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _wrap(self, spec: PipelineSpec, root: Path, names: list[str], cwd: Path) -> list[str]:
+        """A service's command in the datum sandbox (inputs at /pfs/<input>) where it can be
+        made, as the workers' commands are."""
+        if self._sandbox is None:
+            self._sandbox = make_sandbox("auto", os.environ, cwd)
+        return self._sandbox.wrap(spec.transform.cmd, root=root, inputs=names, cwd=cwd)
+
+    async def _start(self, spout: _Spout, spec: PipelineSpec) -> None:
+        directory = self.settings.resolved_workspace_dir / "spouts"
+        directory.mkdir(parents=True, exist_ok=True)
+        if spout.log_file is None:
+            spout.log_file = (directory / f"{spout.pipeline}.log").open("ab")
+        env = {
+            **os.environ,
+            **spec.transform.env,
+            "TUSK_REPO_URL": self.settings.repo_url,
+            "PPS_PIPELINE_NAME": spec.name,
+            "PPS_PROJECT_NAME": "default",
+            "TUSK_PIPELINE": spec.name,
+            "TUSK_OUTPUT_REPO": spec.name,
+            "TUSK_OUTPUT_BRANCH": spec.output_branch,
+            "TUSK_SPOUT": spec.name,
+        }
+        if spec.spout is not None and spec.spout.overwrite:
+            env["TUSK_SPOUT_OVERWRITE"] = "true"
+        if self.settings.token is not None and spout.restarts == 0:
+            # The scheduler's own token is an admin's, never given to user code; a spout's
+            # own credential is not issued yet, so with tokens checked its commits are refused.
+            log.warning(
+                "spout runs without a credential: with TUSK_API_TOKENS set its commits are "
+                "refused (spouts under access control are not supported yet)",
+                pipeline=spout.pipeline,
+            )
+        cwd = self.settings.code_dir or Path.cwd()
+        argv = list(spec.transform.cmd)
+        if spec.service is not None:
+            try:
+                root = spout.staged = await self._stage(spout)
+            except TuskError as e:
+                log.warning("service inputs not staged", pipeline=spout.pipeline, error=e.message)
+                spout.next_start = time.monotonic() + spout.backoff
+                return
+            names = [name for name, _, _ in spout.inputs]
+            argv = self._wrap(spec, root, names, cwd)
+            view = PFS if self._sandbox is not None and self._sandbox.active else root
+            env["TUSK_PFS_ROOT"] = str(view)
+            env["TUSK_SERVICE_PORT"] = str(spec.service.internal_port)
+            for name, _, commit in spout.inputs:
+                env[name] = str(view / name)
+                env[f"{name}_COMMIT"] = commit
+        try:
+            spout.process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=spout.log_file,
+                stderr=spout.log_file,
+                start_new_session=True,  # stopped as a group: its children go with it
+            )
+        except OSError as e:
+            log.warning("spout cannot start", pipeline=spout.pipeline, error=str(e))
+            spout.next_start = time.monotonic() + spout.backoff
+            spout.backoff = min(spout.backoff * 2, MAX_BACKOFF)
+            return
+        spout.started_at = time.monotonic()
+        log.info(
+            "service started" if spec.service else "spout started", pipeline=spout.pipeline,
+            version=spout.version, pid=spout.process.pid, restarts=spout.restarts,
+            inputs={name: commit for name, _, commit in spout.inputs} or None,
+        )  # fmt: skip
+
+    async def _stop(self, name: str, why: str) -> None:
+        spout = self.spouts.pop(name)
+        process = spout.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_GRACE)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+            log.info("spout or service stopped", pipeline=name, why=why)
+        if spout.log_file is not None:
+            spout.log_file.close()
+        if spout.staged is not None:
+            shutil.rmtree(spout.staged, ignore_errors=True)

@@ -1,0 +1,61 @@
+"""The ``egress`` field: its forms as Pachyderm writes them, what is refused, what only warned."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tusk.errors import InvalidArgument
+from tusk.pipelines.compat import spec_warnings
+from tusk.pipelines.spec import load_spec
+
+
+def spec(egress: object) -> bytes:
+    return json.dumps(
+        {
+            "pipeline": {"name": "out"},
+            "input": {"pfs": {"repo": "raw"}},
+            "transform": {"cmd": ["true"]},
+            "egress": egress,
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "egress",
+    [{"URL": "s3://bucket/some/dir"}, {"objectStorage": {"url": "s3://bucket/some/dir/"}}],
+)
+def test_both_forms_name_the_bucket_and_prefix(egress: object) -> None:
+    loaded = load_spec(spec(egress))
+    assert loaded.egress is not None
+    assert loaded.egress.s3_target == ("bucket", "some/dir")
+    assert spec_warnings(loaded) == []
+
+
+def test_a_bucket_without_prefix() -> None:
+    loaded = load_spec(spec({"URL": "s3://bucket"}))
+    assert loaded.egress is not None
+    assert loaded.egress.s3_target == ("bucket", "")
+
+
+@pytest.mark.parametrize(
+    ("egress", "message"),
+    [
+        ({}, "set exactly one of URL"),
+        ({"URL": "s3://a/b", "object_storage": {"url": "s3://c/d"}}, "set exactly one of URL"),
+        ({"URL": "bucket/dir"}, "is not a URL such as s3://bucket/dir"),
+    ],
+)
+def test_refusals_name_the_field(egress: object, message: str) -> None:
+    with pytest.raises(InvalidArgument, match="egress") as caught:
+        load_spec(spec(egress))
+    assert message in caught.value.message
+
+
+def test_other_targets_are_warned_about() -> None:
+    gcs = load_spec(spec({"URL": "gs://bucket/dir"}))
+    assert [w.split(":")[0] for w in spec_warnings(gcs)] == ["egress.URL"]
+    assert "only s3:// egress is implemented" in spec_warnings(gcs)[0]
+    sql = load_spec(spec({"sql_database": {"url": "snowflake://u@a/db", "file_format": {}}}))
+    assert [w.split(":")[0] for w in spec_warnings(sql)] == ["egress.sql_database"]
