@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import httpx
 import pytest
 
 from tests.conftest import TEST_CHUNK_SIZE
 from tests.repo.test_gc import isolated
 from tusk.errors import Unavailable
 from tusk_repo.context import Context
+from tusk_repo.s3.app import create_gateway_app
 from tusk_repo.s3.gateway import Gateway
 from tusk_repo.s3.xml import S3Error
 
@@ -210,3 +212,25 @@ async def test_a_batch_that_fails_is_absent_whole_and_the_others_are_whole(
     assert all(isinstance(a, Unavailable) for a in answers if isinstance(a, Exception))
     found = await _contents(gateway, commit, flat)
     assert found == {n: n.encode() for n in names[0] + names[2]}
+
+
+async def test_a_method_s3_lacks_and_a_failure_inside_are_answered_as_s3_errors(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests go straight to the gateway's endpoint (no router): what it does not serve and
+    what fails unexpectedly still get S3's XML errors, which clients switch on (and retry an
+    InternalError)."""
+    app = create_gateway_app(ctx)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://s3") as client:
+        refused = await client.request("PATCH", "/up/master/a.txt")
+        assert refused.status_code == 405
+        assert "<Code>MethodNotAllowed</Code>" in refused.text
+
+        async def broken(*args: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(Gateway, "head_object", broken)
+        failed = await client.get("/up/master/a.txt")
+        assert failed.status_code == 500
+        assert "<Code>InternalError</Code>" in failed.text
