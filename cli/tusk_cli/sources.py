@@ -1,8 +1,9 @@
 """What ``tusk put -f`` reads besides local files, and how it reshapes them, as ``pachctl put
 file`` does: a URL (``http://``, ``https://``, ``s3://``) streamed into the commit with a
 progress bar; ``--untar`` (a tar archive, compressed or not, unpacked under the path);
-``--split line|json`` (a file cut into numbered pieces of ``--target-file-datums`` records or
-about ``--target-file-bytes`` each, so a glob of ``/PATH/*`` makes a datum of each).
+``--split line|json|csv`` (a file cut into numbered pieces of ``--target-file-datums`` records
+or about ``--target-file-bytes`` each, so a glob of ``/PATH/*`` makes a datum of each;
+``--header-records N`` repeats the first N records at the top of every piece).
 
 A URL is streamed straight into the commit; to unpack or split it, it is first streamed to a
 temporary file (a tar's members and a split's pieces become many files, uploaded as a tree).
@@ -28,7 +29,8 @@ from tusk.errors import InvalidArgument, NotFound
 
 URL_SCHEMES = ("http://", "https://", "s3://")
 _READ = 1 << 20
-SplitKind = Literal["line", "json"]
+SplitKind = Literal["line", "json", "csv"]
+SPLIT_KINDS: tuple[SplitKind, ...] = ("line", "json", "csv")
 
 UntarOption = Annotated[
     bool,
@@ -42,11 +44,12 @@ SplitOption = Annotated[
     str | None,
     typer.Option(
         "--split",
-        metavar="line|json",
+        metavar="line|json|csv",
         show_default=False,
-        help="Cut the file into pieces at record boundaries (lines, or JSON values one after "
-        "another) and put them as PATH/0000000000000000, PATH/0000000000000001, … (16 hex "
-        "digits, in order), so that a glob of PATH/* makes a datum of each piece.",
+        help="Cut the file into pieces at record boundaries (lines, JSON values one after "
+        "another, or CSV rows, whose quoted fields may hold newlines) and put them as "
+        "PATH/0000000000000000, PATH/0000000000000001, … (16 hex digits, in order), so that a "
+        "glob of PATH/* makes a datum of each piece.",
     ),
 ]
 TargetDatumsOption = Annotated[
@@ -57,6 +60,16 @@ TargetDatumsOption = Annotated[
         min=0,
         help="With --split: records per piece (0: no count limit). Neither this nor "
         "--target-file-bytes: one record per piece.",
+    ),
+]
+HeaderRecordsOption = Annotated[
+    int,
+    typer.Option(
+        "--header-records",
+        metavar="N",
+        min=0,
+        help="With --split: the first N records (a CSV's header row, say) are a header, put "
+        "at the top of every piece rather than in the first one only.",
     ),
 ]
 TargetBytesOption = Annotated[
@@ -170,20 +183,36 @@ def untar(archive: Path, into: Path) -> None:
         raise InvalidArgument(f"--untar: not a readable tar archive: {e}") from e
 
 
-def split(source: Path, into: Path, kind: str, *, per_piece: int, bytes_per_piece: int) -> int:
-    """Cut ``source`` into numbered pieces in ``into``; how many."""
-    if kind not in ("line", "json"):
-        raise InvalidArgument(f"--split: {kind!r} is not a way to split; use line or json")
+def split(
+    source: Path,
+    into: Path,
+    kind: str,
+    *,
+    per_piece: int,
+    bytes_per_piece: int,
+    header_records: int = 0,
+) -> int:
+    """Cut ``source`` into numbered pieces in ``into``, each starting with the header (the
+    first ``header_records`` records); how many pieces."""
+    if kind not in SPLIT_KINDS:
+        raise InvalidArgument(
+            f"--split: {kind!r} is not a way to split; use {', '.join(SPLIT_KINDS[:-1])} or "
+            f"{SPLIT_KINDS[-1]}"
+        )
     if per_piece == 0 and bytes_per_piece == 0:
         per_piece = 1
-    records = _lines(source) if kind == "line" else _json_values(source)
+    readers: dict[str, Callable[[Path], Iterator[bytes]]] = {
+        "line": _lines, "json": _json_values, "csv": _csv_rows,
+    }
+    records = readers[kind](source)
+    header = b"".join(record for _, record in zip(range(header_records), records, strict=False))
     count = 0
     piece: list[bytes] = []
     held = 0
 
     def flush() -> None:
         nonlocal count, held
-        (into / f"{count:016x}").write_bytes(b"".join(piece))
+        (into / f"{count:016x}").write_bytes(header + b"".join(piece))
         count += 1
         piece.clear()
         held = 0
@@ -201,6 +230,24 @@ def split(source: Path, into: Path, kind: str, *, per_piece: int, bytes_per_piec
 def _lines(source: Path) -> Iterator[bytes]:
     with source.open("rb") as lines:
         yield from lines
+
+
+def _csv_rows(source: Path) -> Iterator[bytes]:
+    """Each row of a CSV file as its bytes, unchanged: a line ends a row only outside quotes
+    (RFC 4180 doubles a quote inside a quoted field, so an even count of quotes so far means
+    outside)."""
+    row: list[bytes] = []
+    quotes = 0
+    with source.open("rb") as lines:
+        for line in lines:
+            row.append(line)
+            quotes += line.count(b'"')
+            if quotes % 2 == 0:
+                yield b"".join(row)
+                row.clear()
+                quotes = 0
+    if row:
+        raise InvalidArgument("--split csv: the file ends inside a quoted field")
 
 
 def _json_values(source: Path) -> Iterator[bytes]:
@@ -224,11 +271,13 @@ def _json_values(source: Path) -> Iterator[bytes]:
 
 
 def check_options(
-    split_kind: str | None, untar_it: bool, recursive: bool, per: int, size: int
+    split_kind: str | None, untar_it: bool, recursive: bool, per: int, size: int, header: int = 0
 ) -> None:
     if split_kind is not None and untar_it:
         raise InvalidArgument("--split and --untar exclude each other")
     if (split_kind is not None or untar_it) and recursive:
         raise InvalidArgument("--split and --untar take one file, not a tree (-r)")
-    if split_kind is None and (per or size):
-        raise InvalidArgument("--target-file-datums and --target-file-bytes need --split")
+    if split_kind is None and (per or size or header):
+        raise InvalidArgument(
+            "--target-file-datums, --target-file-bytes and --header-records need --split"
+        )

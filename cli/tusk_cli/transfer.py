@@ -156,6 +156,7 @@ def put(
     split: sources.SplitOption = None,
     target_file_datums: sources.TargetDatumsOption = 0,
     target_file_bytes: sources.TargetBytesOption = 0,
+    header_records: sources.HeaderRecordsOption = 0,
 ) -> None:
     """Upload a file or a directory tree into a commit.
 
@@ -177,16 +178,19 @@ def put(
     `tusk put raw@master:/ -f https://example.com/data/day-001.csv`
 
     As `pachctl put file`, `--untar` puts an archive's files instead of the archive, and
-    `--split line|json` cuts a file into numbered pieces for a glob to make datums of:
+    `--split line|json|csv` cuts a file into numbered pieces for a glob to make datums of
+    (`--header-records 1` starts every piece with a CSV's header row):
 
     `tusk put raw@master:/images --untar -f https://example.com/images.tar.gz`
 
     `tusk put raw@master:/users --split json --target-file-datums 100 -f users.jsonl`
+
+    `tusk put raw@master:/sales -f sales.csv --split csv --header-records 1`
     """
     run(_put(
         address, file, recursive=recursive, parallel=parallel, join=commit, wait=wait,
         admin_override=admin_override,
-        reshape=Reshape(untar, split, target_file_datums, target_file_bytes),
+        reshape=Reshape(untar, split, target_file_datums, target_file_bytes, header_records),
     ))
 
 
@@ -196,6 +200,7 @@ class Reshape:
     split: str | None = None
     per_piece: int = 0
     bytes_per_piece: int = 0
+    header_records: int = 0
 
     @property
     def any(self) -> bool:
@@ -215,7 +220,12 @@ async def _put(
 ) -> None:
     reshape = reshape or Reshape()
     sources.check_options(
-        reshape.split, reshape.untar, recursive, reshape.per_piece, reshape.bytes_per_piece
+        reshape.split,
+        reshape.untar,
+        recursive,
+        reshape.per_piece,
+        reshape.bytes_per_piece,
+        reshape.header_records,
     )
     address = parse_address(text)
     into = functools.partial(
@@ -337,6 +347,7 @@ async def _put_reshaped(
             reshape.split,
             per_piece=reshape.per_piece,
             bytes_per_piece=reshape.bytes_per_piece,
+            header_records=reshape.header_records,
         )
         destination = _file_destination(text, address, name, into=False)
         note(f"split {escape(name)} into {count} pieces under {escape(destination)}")

@@ -86,7 +86,9 @@ class Stack:
         return self.process.wait(timeout)
 
 
-def start_stack(tmp: Path, *extra_args: str, port: int | None = None) -> Stack:
+def start_stack(
+    tmp: Path, *extra_args: str, port: int | None = None, env: dict[str, str] | None = None
+) -> Stack:
     port = port or free_port()
     data_dir = tmp / "data"
     url = f"http://127.0.0.1:{port}"
@@ -99,7 +101,12 @@ def start_stack(tmp: Path, *extra_args: str, port: int | None = None) -> Stack:
         name.replace("_PORT", "_URL"): f"http://127.0.0.1:{value}" for name, value in others.items()
     }
     env = clean_env(
-        TUSK_DATA_DIR=str(data_dir), TUSK_REPO_PORT=str(port), TUSK_REPO_URL=url, **others, **urls
+        TUSK_DATA_DIR=str(data_dir),
+        TUSK_REPO_PORT=str(port),
+        TUSK_REPO_URL=url,
+        **others,
+        **urls,
+        **(env or {}),
     )
     log = tmp / "up.log"
     with log.open("wb") as out:

@@ -155,8 +155,32 @@ def test_split_lines_and_json(stack: Stack, tmp_path: Path) -> None:
     refused = stack.tusk("put", "split-in@master:/bad", "-f", bad, "--split", "json", check=False)
     assert refused.returncode == 1
     assert "--split json: line 3" in refused.stderr.decode()
-    wrong = stack.tusk("put", "split-in@master:/", "-f", lines, "--split", "csv", check=False)
-    assert "use line or json" in wrong.stderr.decode()
+    wrong = stack.tusk("put", "split-in@master:/", "-f", lines, "--split", "xml", check=False)
+    assert "use line, json or csv" in wrong.stderr.decode()
+
+
+def test_split_csv_rows_with_the_header_in_every_piece(stack: Stack, tmp_path: Path) -> None:
+    sales = tmp_path / "sales.csv"
+    sales.write_text('id,note\n1,plain\n2,"two\nlines"\n3,"a ""quoted"" word"\n4,last\n')
+    stack.tusk("repo", "create", "csv-in")
+
+    stack.tusk(
+        "put", "csv-in@master:/", "-f", sales, "--split", "csv", "--header-records", "1",
+        "--target-file-datums", "2",
+    )
+
+    pieces = listing(stack, "csv-in@master:/sales.csv")
+    assert len(pieces) == 2
+    texts = [stack.tusk("get", f"csv-in@master:{p}").stdout.decode() for p in pieces]
+    assert texts == [
+        'id,note\n1,plain\n2,"two\nlines"\n',
+        'id,note\n3,"a ""quoted"" word"\n4,last\n',
+    ]
+    refused = stack.tusk(
+        "put", "csv-in@master:/x", "-f", sales, "--header-records", "1", check=False
+    )
+    assert refused.returncode == 1
+    assert "need --split" in refused.stderr.decode()
 
 
 def test_help_names_urls_untar_and_split(stack: Stack) -> None:

@@ -13,6 +13,7 @@ from tusk.wire.jobs import (
     JobInfo,
     JobPage,
     JobsDeleted,
+    LiveDatumLog,
     PipelineInfo,
 )
 from tusk.wire.specs import PipelineVersionSpec
@@ -132,6 +133,12 @@ class SchedulerClient(ServiceClient):
 
     async def job_logs(self, job: str) -> list[DatumLog]:
         return self._parse_list(DatumLog, await self._request("GET", f"/v1/jobs/{seg(job)}/logs"))
+
+    async def live_logs(self, job: str) -> list[LiveDatumLog]:
+        """The datums in the job's workers' output now: running ones with their logs so far,
+        and those that just ended there (empty unless the job runs)."""
+        response = await self._request("GET", f"/v1/jobs/{seg(job)}/live")
+        return self._parse_list(LiveDatumLog, response)
 
     async def runner(self) -> dict[str, Any]:
         """How the scheduler runs commands: ``kind``, and ``code_dir`` or ``namespace``."""

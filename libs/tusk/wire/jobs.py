@@ -137,6 +137,18 @@ class DatumLog(WireModel):
     full_log: str | None = Field(description="repo@commit:path of the whole log, if any")
 
 
+class LiveDatumLog(WireModel):
+    """A datum as its worker's output shows it now: running, or just ended there, with the
+    lines of its log that output still holds (numbered from the log's first line)."""
+
+    job: str
+    datum: str
+    shard: int
+    state: DatumState
+    first_line: int = Field(description="The number of `lines[0]` in the datum's log, from 0")
+    lines: list[str]
+
+
 class JobsDeleted(WireModel):
     """What deleting a job removed: the jobs (the one named, and with ``cascade`` those whose
     output commits derived from its output) and their output commits."""

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from tusk.worker.live import LiveCopy
 from tusk.worker.nextdatum import SOCKET_ENV
 from tusk.worker.process import (
     READ_SIZE,
@@ -306,11 +307,18 @@ class BatchedShard:
 
     # --- datums ---------------------------------------------------------------------------------
 
+    def _log(self, datum: str) -> DatumLog:
+        """The datum's log, made (and its live copy begun) on first use."""
+        log = self.logs.get(datum)
+        if log is None:
+            log = self.logs[datum] = DatumLog(live=LiveCopy(datum))
+        return log
+
     async def _stage(self, datum: DatumSpec) -> str | None:
         attempt = self.attempts.get(datum.id, 0) + 1
         self.attempts[datum.id] = attempt
         self.started_at.setdefault(datum.id, datetime.now(UTC))
-        log = self.logs.setdefault(datum.id, DatumLog())
+        log = self._log(datum.id)
         log.line(
             f"=== tusk: datum {datum.id}, attempt {attempt} of {self.spec.datum_tries} "
             f"(batched), started {datetime.now(UTC).isoformat(timespec='milliseconds')} ==="
@@ -352,7 +360,7 @@ class BatchedShard:
         return None, uploaded
 
     async def _attempt_failed(self, datum: DatumSpec, failure: str) -> None:
-        log = self.logs.setdefault(datum.id, DatumLog())
+        log = self._log(datum.id)
         self.sink.attach(None)
         attempt = self.attempts.get(datum.id, 1)
         log.line(f"=== tusk: attempt {attempt} failed: {failure.split('; stderr ends:')[0]} ===")
@@ -365,7 +373,8 @@ class BatchedShard:
     async def _finished(
         self, datum: DatumSpec, state: _State, failure: str | None, outputs: list[OutputFile]
     ) -> None:
-        log = self.logs.pop(datum.id, DatumLog())
+        log = self._log(datum.id)
+        del self.logs[datum.id]
         self.sink.attach(None)
         if state == "success":
             log.line(f"=== tusk: datum succeeded ({len(outputs)} outputs) ===")
@@ -385,6 +394,7 @@ class BatchedShard:
             if self.spec.log_tail_bytes > 0
             else "",
         )
+        log.end(state)
         self.results.append(result)
         await self.batcher.add(result, log_bytes)
         self.log.info("datum", datum=datum.id, state=state, attempts=result.attempts, batched=True)
@@ -395,7 +405,7 @@ class BatchedShard:
         self.queue.clear()
         for datum in datums:
             self.attempts.setdefault(datum.id, 1)
-            self.logs.setdefault(datum.id, DatumLog()).line(f"=== tusk: {failure} ===")
+            self._log(datum.id).line(f"=== tusk: {failure} ===")
             await self._finished(datum, "failed", failure, [])
 
     # --- the socket -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tusk.worker.live import LiveCopy
 from tusk.worker.oom import memory_limit, oom_kills
 
 LOG_LIMIT = 1 << 20
@@ -34,12 +35,15 @@ class DatumLog:
     written, with the worker's own lines between attempts. Only the last ``limit`` bytes are
     kept."""
 
-    def __init__(self, limit: int = LOG_LIMIT) -> None:
+    def __init__(self, limit: int = LOG_LIMIT, *, live: LiveCopy | None = None) -> None:
         self.limit = limit
+        self.live = live  # a copy to follow the datum while it runs (tusk.worker.live)
         self._buffer = bytearray()
         self._dropped = 0
 
     def write(self, data: bytes) -> None:
+        if self.live is not None:
+            self.live.add(data)
         self._buffer += data
         if len(self._buffer) > 2 * self.limit:  # trim now and then, not on every write
             self._trim()
@@ -47,8 +51,14 @@ class DatumLog:
     def line(self, text: str) -> None:
         """A line of the worker's own, on a line of its own."""
         if self._buffer and not self._buffer.endswith(b"\n"):
-            self._buffer += b"\n"
+            self.write(b"\n")
         self.write(f"{text}\n".encode())
+
+    def end(self, state: str) -> None:
+        """The datum has ended (``success``, ``failed``, …): the end of its live copy."""
+        if self.live is not None:
+            self.live.end(state)
+            self.live = None
 
     def _trim(self) -> None:
         excess = len(self._buffer) - self.limit

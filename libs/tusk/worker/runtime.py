@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from tusk.client import RepoClient
 from tusk.errors import InvalidArgument, NotFound
 from tusk.worker.batching import BatchedShard
+from tusk.worker.live import LiveCopy
 from tusk.worker.process import STDERR_QUOTE, CommandResult, DatumLog, run_command
 from tusk.worker.protocol import (
     DatumInputSpec,
@@ -280,7 +281,7 @@ class _ShardRunner:
         spec = self.spec
         started_at = datetime.now(UTC)
         started = time.monotonic()
-        log = DatumLog()
+        log = DatumLog(live=LiveCopy(datum.id))
         failure: str | None = None
         outputs: list[OutputFile] = []
         attempt = 0
@@ -317,6 +318,7 @@ class _ShardRunner:
             finished_at=datetime.now(UTC),
             log_tail=_tail(log_bytes, spec.log_tail_bytes),
         )
+        log.end(state)
         await batcher.add(result, log_bytes)
         fields: dict[str, object] = {"error": failure} if failure else {"outputs": len(outputs)}
         self.log.info(

@@ -12,6 +12,7 @@ from tusk.wire.jobs import (
     DatumState,
     InputCommit,
     JobState,
+    LiveDatumLog,
     OutputFile,
     ShardInfo,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "InputCommit",
     "JobInfo",
     "JobState",
+    "LiveDatumLog",
     "OutputFile",
     "ShardInfo",
 ]

@@ -146,6 +146,14 @@ async def datum_page(
     return list((await session.scalars(stmt.order_by(DatumRow.datum).limit(limit))).all())
 
 
+async def datums_by_id(session: AsyncSession, job: str, datums: Sequence[str]) -> list[DatumRow]:
+    """The job's datums of these ids (a few: those running now), by id."""
+    if not datums:
+        return []
+    stmt = select(DatumRow).where(DatumRow.job == job, DatumRow.datum.in_(list(datums)))
+    return list((await session.scalars(stmt.order_by(DatumRow.datum))).all())
+
+
 async def get_datum(session: AsyncSession, job: str, datum: str) -> DatumRow:
     """A job's datum by id or unique prefix (the CLI shows 16 characters)."""
     if shortid.is_prefix(datum, DATUM_ID_LENGTH):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -7,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from tusk.worker.protocol import log_path
 from tusk_scheduler import store
 from tusk_scheduler.api.deps import ContextDep, DatumId, JobId, job_reader
+from tusk_scheduler.domain.live import live_datums, running_ids
 from tusk_scheduler.schemas import (
     DatumInfo,
     DatumLog,
@@ -14,9 +16,10 @@ from tusk_scheduler.schemas import (
     DatumState,
     ErrorBody,
     JobInfo,
+    LiveDatumLog,
     ShardInfo,
 )
-from tusk_scheduler.tables import DatumRow, JobRow, ShardRow
+from tusk_scheduler.tables import DATUM_RUNNING, PENDING, DatumRow, JobRow, ShardRow
 
 router = APIRouter(
     tags=["jobs"],
@@ -44,13 +47,26 @@ async def list_datums(
         None, pattern=r"^[0-9A-Za-z_-]{1,64}$", description="Continue after this datum id"
     ),
 ) -> DatumPage:
-    """A job's datums by id, with state, attempts, inputs and outputs."""
+    """A job's datums by id, with state, attempts, inputs and outputs; a datum a worker is
+    working on now is `running` (`state=running`: those only, on one page)."""
     async with ctx.db.session(write=False) as session:
-        job = (await store.get_job(session, job)).id
-        rows = await store.datum_page(session, job, state=state, after=cursor, limit=limit + 1)
+        row = await store.get_job(session, job)
+        shards = await store.shards_of(session, row.id)
+    running = await running_ids(ctx.runner, row, shards)
+    async with ctx.db.session(write=False) as session:
+        if state == "running":
+            return DatumPage(
+                items=[
+                    _datum_info(r, running)
+                    for r in await store.datums_by_id(session, row.id, sorted(running))
+                    if r.state == PENDING
+                ],
+                next_cursor=None,
+            )
+        rows = await store.datum_page(session, row.id, state=state, after=cursor, limit=limit + 1)
     page = rows[:limit]
     return DatumPage(
-        items=[_datum_info(r) for r in page],
+        items=[_datum_info(r, running) for r in page],
         next_cursor=page[-1].datum if len(rows) > limit else None,
     )
 
@@ -58,8 +74,10 @@ async def list_datums(
 @router.get("/jobs/{job}/datums/{datum}", response_model=DatumInfo)
 async def inspect_datum(job: JobId, datum: DatumId, ctx: ContextDep) -> DatumInfo:
     async with ctx.db.session(write=False) as session:
-        job = (await store.get_job(session, job)).id
-        return _datum_info(await store.get_datum(session, job, datum))
+        row = await store.get_job(session, job)
+        found = await store.get_datum(session, row.id, datum)
+        shards = await store.shards_of(session, row.id)
+    return _datum_info(found, await running_ids(ctx.runner, row, shards))
 
 
 @router.get("/jobs/{job}/logs", response_model=list[DatumLog])
@@ -78,6 +96,30 @@ async def datum_logs(job: JobId, datum: DatumId, ctx: ContextDep) -> DatumLog:
         row = await store.get_job(session, job)
         found = await store.get_datum(session, row.id, datum)
     return _datum_log(row, found, ctx.settings.log_tail_bytes)
+
+
+@router.get("/jobs/{job}/live", response_model=list[LiveDatumLog])
+async def live_logs(job: JobId, ctx: ContextDep) -> list[LiveDatumLog]:
+    """The datums in the output of the job's workers now: those running, with their logs so
+    far, and those that just ended there, with their state and last lines; each line numbered
+    from the start of the datum's log. Empty unless the job is running. `tusk logs -f` polls it.
+    """
+    async with ctx.db.session(write=False) as session:
+        row = await store.get_job(session, job)
+        shards = await store.shards_of(session, row.id)
+    return [
+        LiveDatumLog.model_validate(
+            {
+                "job": row.id,
+                "datum": live.datum.datum,
+                "shard": live.shard,
+                "state": live.datum.state,
+                "first_line": live.datum.first_line,
+                "lines": live.datum.lines,
+            }
+        )
+        for live in await live_datums(ctx.runner, row, shards)
+    ]
 
 
 def _job_info(row: JobRow, shards: list[ShardRow]) -> JobInfo:
@@ -119,11 +161,12 @@ def _shard_info(row: ShardRow) -> ShardInfo:
     )
 
 
-def _datum_info(row: DatumRow) -> DatumInfo:
+def _datum_info(row: DatumRow, running: Collection[str] = ()) -> DatumInfo:
+    # A row says pending until the datum's result is in; its worker says whether it runs now.
     values: dict[str, Any] = {
         "job": row.job,
         "datum": row.datum,
-        "state": row.state,
+        "state": DATUM_RUNNING if row.state == PENDING and row.datum in running else row.state,
         "attempts": row.attempts,
         "shard": row.shard,
         "inputs": row.inputs,
