@@ -126,7 +126,7 @@ class Stack:
 
     def __init__(self, work: Path, s3: S3Server, bucket: str) -> None:
         ports = {name: free_port() for name in
-                 ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "S3_GATEWAY")}
+                 ("REPO", "TRIGGER", "SCHEDULER", "INFERENCE", "S3_GATEWAY", "CONSOLE")}
         env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
         env.update({f"TUSK_{n}_PORT": str(p) for n, p in ports.items()})
         env.update({

@@ -1,4 +1,4 @@
-"""An object store on any S3-compatible server through aiobotocore.
+"""An object store on any S3-compatible server through aiobotocore (and botocore for reads).
 
 Only plain S3 calls (PutObject, GetObject with Range, HeadObject, DeleteObject,
 ListObjectsV2, HeadBucket), so AWS S3, versitygw, SeaweedFS, MinIO and Ceph all work.
@@ -6,25 +6,36 @@ ListObjectsV2, HeadBucket), so AWS S3, versitygw, SeaweedFS, MinIO and Ceph all 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-import aiohttp
+import botocore.session
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tusk.errors import NotFound, Unavailable
 from tusk.objectstore.base import ObjectInfo
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+READERS = 8
+"""Threads that fetch objects (each a blocking GET at a time)."""
 
 
 class S3ObjectStore:
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+    """Writes, listings and deletes go through aiobotocore; reads of object contents through
+    botocore's blocking client on a few threads (see :meth:`get_pieces`)."""
+
+    def __init__(self, client: Any, reader: Any, readers: ThreadPoolExecutor, bucket: str,
+                 prefix: str = "") -> None:
         self._client = client
+        self._reader = reader
+        self._readers = readers
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
 
@@ -51,18 +62,28 @@ class S3ObjectStore:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        session = get_session()
-        async with session.create_client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            config=config,
-        ) as client:
-            store = cls(client, bucket, prefix)
-            await store.check_bucket()
-            yield store
+        options: dict[str, Any] = {
+            "endpoint_url": endpoint_url, "region_name": region,
+            "aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key,
+        }
+        reader = botocore.session.get_session().create_client(
+            "s3", config=Config(
+                max_pool_connections=READERS,
+                retries={"max_attempts": 5, "mode": "standard"},
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ), **options,
+        )
+        readers = ThreadPoolExecutor(READERS, thread_name_prefix="s3-read")
+        try:
+            async with get_session().create_client("s3", config=config, **options) as client:
+                store = cls(client, reader, readers, bucket, prefix)
+                await store.check_bucket()
+                yield store
+        finally:
+            readers.shutdown(wait=False, cancel_futures=True)
+            reader.close()
 
     async def check_bucket(self) -> None:
         try:
@@ -92,15 +113,25 @@ class S3ObjectStore:
                 return [b""]
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
-            response = await self._client.get_object(**kwargs)
-            async with response["Body"] as body:
-                return await _pieces(body)
+            loop = asyncio.get_running_loop()
+            return [await loop.run_in_executor(self._readers, self._fetch, kwargs)]
         except ClientError as e:
             if _code(e) in _MISSING:
                 raise NotFound(f"object {key!r} not found") from None
             raise Unavailable(f"S3 get of {key!r} failed: {e}") from e
-        except (BotoCoreError, aiohttp.ClientError) as e:
+        except BotoCoreError as e:
             raise Unavailable(f"S3 get of {key!r} failed: {e}") from e
+
+    def _fetch(self, kwargs: dict[str, Any]) -> bytes:
+        """One GET on a blocking connection, on a reader thread, read whole: the socket
+        fills one buffer of the object's size in a few large receives, outside the GIL.
+        Through the event loop (aiobotocore) the same bytes came as 64-256 KiB pieces, each
+        a round of Python callbacks in the loop's thread: a third of a gateway GetObject's
+        CPU, and time the loop did not spend sending."""
+        response = self._reader.get_object(**kwargs)
+        with response["Body"] as body:
+            data: bytes = body.read()
+        return data
 
     async def exists(self, key: str) -> bool:
         return await self.modified_at(key) is not None
@@ -139,24 +170,6 @@ class S3ObjectStore:
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             for item in page.get("Contents", []):
                 yield item["Key"][len(self.prefix) :]
-
-
-async def _pieces(body: Any) -> list[bytes]:
-    """A response body as the pieces the connection delivered. ``body.read()`` joins them (a
-    copy of every byte), and aiohttp's joining read cost three times what collecting them
-    does: most of a chunk's cost on the gateway's read path."""
-    content = getattr(body.raw_stream, "content", None)
-    if content is None:  # not aiohttp underneath: no pieces to keep
-        return [await body.read()]
-    pieces = []
-    size = 0
-    async for piece, _ in content.iter_chunks():
-        pieces.append(piece)
-        size += len(piece)
-    expected = body.raw_stream.headers.get("Content-Length")
-    if expected is not None and int(expected) != size:
-        raise Unavailable(f"S3 response cut off: {size} of {expected} bytes")
-    return pieces or [b""]
 
 
 def _code(error: ClientError) -> str:

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import blake3
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +33,9 @@ READ_AHEAD = 4
 """Chunks fetched from the object store while one is sent (each up to the chunk size)."""
 
 Stage = Callable[[AsyncSession, RepoRow, str], Awaitable[None]]
+Batch = list[tuple[str, "ChunkedFile | bytes", "asyncio.Future[str]"]]
+"""Puts waiting to be staged together: (path, stored file or small contents, the put's
+answer)."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,10 @@ class Gateway:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._branch_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._pending: dict[tuple[str, str], list[tuple[str, ChunkedFile | bytes, Any]]]
-        self._pending = {}
+        self._pending: dict[tuple[str, str], Batch] = {}
         self._stagers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # The last batch of each ref still to be written to SQL (the next one follows it).
+        self._staging: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.uploads: dict[str, Upload] = {}
 
     # --- buckets -----------------------------------------------------------------------------
@@ -271,7 +274,7 @@ class Gateway:
             self._stagers[(bucket, ref)] = task
         return await waiting
 
-    async def _store_small(self, batch: list[tuple[str, ChunkedFile | bytes, Any]]
+    async def _store_small(self, bucket: str, batch: Batch
                            ) -> tuple[list[tuple[str, ChunkedFile]], set[str]]:
         """The batch's files, stored, and the content hashes this batch wrote itself (the
         others were found stored, and garbage collection may reclaim them meanwhile)."""
@@ -280,6 +283,9 @@ class Gateway:
         written = {c.hash for _, c, _ in batch if isinstance(c, ChunkedFile)}
         if small:
             async with self.ctx.db.session(write=False) as session:
+                # Small puts come here unchecked (their own look-up cost more than the rest):
+                # a batch for a missing repo stores nothing.
+                await self._repo(session, bucket)
                 known = await self.ctx.service.stored_files(session, set(small))
             new = {h: data for h, data in small.items() if h not in known}
             known |= await self.ctx.chunks.write_many(new)
@@ -291,37 +297,64 @@ class Gateway:
         return list(files.items()), written
 
     async def _stage_pending(self, bucket: str, ref: str) -> None:
+        """Take the ref's waiting puts batch by batch. A batch's contents are stored while
+        the one before it is written to SQL: each step waits on the event loop between its
+        statements, and with many requests in flight a wait is a turn of the loop: the two
+        steps one after the other (44 ms for a batch of 28 in the benchmark) held every put
+        for their sum."""
+        key = (bucket, ref)
         try:
-            while batch := self._pending.pop((bucket, ref), None):
-                try:
-                    # Small puts come here unchecked (their own look-up cost more than the
-                    # rest): a batch for a missing repo stores nothing.
-                    async with self.ctx.db.session(write=False) as session:
-                        await self._repo(session, bucket)
-                    files, written = await self._store_small(batch)
-
-                    async def stage(session: AsyncSession, row: RepoRow, commit: str,
-                                    files: list[tuple[str, ChunkedFile]] = files,
-                                    written: set[str] = written) -> None:
-                        await self.ctx.service.put_files(
-                            session, row, commit, files, written=written
-                        )
-
-                    commit = await self._write(bucket, ref, stage)
-                except Exception as e:
-                    for *_, waiting in batch:
-                        if not waiting.done():
-                            waiting.set_exception(e)
-                    continue
-                for *_, waiting in batch:
-                    if not waiting.done():
-                        waiting.set_result(commit)
+            while batch := self._pending.pop(key, None):
+                writing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                before = self._staging.get(key)
+                task = asyncio.create_task(
+                    self._stage_batch(bucket, ref, batch, writing, before)
+                )
+                self._staging[key] = task
+                task.add_done_callback(
+                    lambda done: self._staging.pop(key) if self._staging.get(key) is done
+                    else None
+                )
+                # The next batch is taken when this one goes to SQL: it grows meanwhile, and
+                # a batch costs the same few statements whatever its size.
+                await writing
         finally:
-            del self._stagers[(bucket, ref)]
+            del self._stagers[key]
             # Stopped early (the service is shutting down): nobody would stage these.
-            for *_, waiting in self._pending.pop((bucket, ref), []):
+            for *_, waiting in self._pending.pop(key, []):
                 if not waiting.done():
                     waiting.set_exception(Unavailable("the S3 gateway is stopping; retry"))
+
+    async def _stage_batch(self, bucket: str, ref: str, batch: Batch,
+                           writing: asyncio.Future[None],
+                           before: asyncio.Task[None] | None) -> None:
+        """Store one batch, then (after the batch before it, so that the last put of a path
+        still wins) stage it in one transaction: its puts are all in the commit or none."""
+        outcome: str | BaseException = Unavailable("the S3 gateway is stopping; retry")
+        try:
+            try:
+                files, written = await self._store_small(bucket, batch)
+                if before is not None:
+                    await asyncio.wait([before])
+            finally:
+                if not writing.done():
+                    writing.set_result(None)
+
+            async def stage(session: AsyncSession, row: RepoRow, commit: str) -> None:
+                await self.ctx.service.put_files(session, row, commit, files, written=written)
+
+            outcome = await self._write(bucket, ref, stage)
+        except Exception as e:
+            outcome = e
+        finally:
+            # Also when cancelled (the service is stopping): no put is left waiting.
+            for *_, waiting in batch:
+                if waiting.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    waiting.set_exception(outcome)
+                else:
+                    waiting.set_result(outcome)
 
     async def delete_object(self, bucket: str, key: str) -> None:
         """Deleting a key that is not there succeeds, as in S3, and changes nothing (no empty
