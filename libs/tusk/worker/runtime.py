@@ -49,7 +49,6 @@ from tusk.worker.protocol import (
     results_dir,
     shard_path,
 )
-from tusk.worker.s3sidecar import serve_sidecar
 from tusk.worker.sandbox import PFS, Mount, Sandbox
 from tusk.worker.transfer import (
     DatumError,
@@ -381,6 +380,9 @@ class _ShardRunner:
         if not spec.s3_inputs and not spec.s3_out:
             yield {}
             return
+        # Imported here: aiohttp's server costs every worker ~0.1 s of start-up otherwise.
+        from tusk.worker.s3sidecar import serve_sidecar
+
         async with serve_sidecar(root, spec.s3_inputs, writable=spec.s3_out) as access:
             buckets = [*spec.s3_inputs, *(["out"] if spec.s3_out else [])]
             where = f"S3 buckets {', '.join(buckets)} at S3_ENDPOINT={access.endpoint}"
