@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,16 @@ class Harness:
                 await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def harness(repo_ctx: RepoContext, tmp_path: Path) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def running_trigger(
+    repo_ctx: RepoContext, database_url: str, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """The trigger service on ``database_url`` over an in-process repo service and a memory
+    bus; leaving the block stops it (its rows stay in its database)."""
     bus = MemoryBus()
     transport = httpx.ASGITransport(app=create_repo_app(context=repo_ctx))
     settings = TriggerSettings(  # type: ignore[call-arg]
-        data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'trigger.db'}",
-        TUSK_TRIGGER_CRON_INTERVAL=0.1,
+        data_dir=tmp_path, database_url=database_url, TUSK_TRIGGER_CRON_INTERVAL=0.1
     )
     async with (
         RepoClient("http://repo", transport=transport) as repos,
@@ -95,3 +98,11 @@ async def harness(repo_ctx: RepoContext, tmp_path: Path) -> AsyncIterator[Harnes
             transport=httpx.ASGITransport(app=app), base_url="http://trigger"
         ) as api:
             yield Harness(api, repos, bus, context.db)
+
+
+@pytest.fixture
+async def harness(repo_ctx: RepoContext, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with running_trigger(
+        repo_ctx, f"sqlite+aiosqlite:///{tmp_path / 'trigger.db'}", tmp_path
+    ) as running:
+        yield running

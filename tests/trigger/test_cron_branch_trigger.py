@@ -6,26 +6,17 @@ of its backends. Every wait is for a condition (the schedule row moving on), nev
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from tests.backing.postgres import PostgresServer
 from tests.repo.helpers import ok
-from tests.trigger.conftest import Harness
-from tusk.client.repo import RepoClient
+from tests.trigger.conftest import Harness, running_trigger
 from tusk.db import Database
-from tusk.events.memory import MemoryBus
-from tusk_repo.app import create_app as create_repo_app
 from tusk_repo.context import Context as RepoContext
-from tusk_trigger.app import create_app
-from tusk_trigger.config import TriggerSettings
-from tusk_trigger.context import build_context
 from tusk_trigger.tables import BranchScheduleRow
 
 
@@ -45,26 +36,6 @@ def trigger_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'trigger.db'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.new_database()
-
-
-@asynccontextmanager
-async def trigger(repo_ctx: RepoContext, db_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    """A trigger process on ``db_url``; leaving the block stops it (as a crash or restart
-    would: its schedules stay in its database)."""
-    bus = MemoryBus()
-    transport = httpx.ASGITransport(app=create_repo_app(context=repo_ctx))
-    settings = TriggerSettings(  # type: ignore[call-arg]
-        data_dir=tmp_path, database_url=db_url, TUSK_TRIGGER_CRON_INTERVAL=0.1
-    )
-    async with (
-        RepoClient("http://repo", transport=transport) as repos,
-        build_context(settings, bus, repos) as context,
-    ):
-        app = create_app(context=context)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://trigger"
-        ) as api:
-            yield Harness(api, repos, bus, context.db)
 
 
 async def _jobs(h: Harness, pipeline: str) -> list[dict]:
@@ -96,7 +67,7 @@ async def _ticks_pass(h: Harness, pipeline: str, count: int) -> None:
 async def test_the_input_branch_moves_on_the_schedule_once_per_growth(
     repo_ctx: RepoContext, trigger_db: str, tmp_path: Path
 ) -> None:
-    async with trigger(repo_ctx, trigger_db, tmp_path) as h:
+    async with running_trigger(repo_ctx, trigger_db, tmp_path) as h:
         await h.repos.create_repo("raw")
         every = {"branch": "staging", "cron_spec": "@every 1s"}
         created = ok(await h.api.post("/v1/pipelines", content=spec("nightly", every)), 201)
@@ -127,7 +98,7 @@ async def test_the_input_branch_moves_on_the_schedule_once_per_growth(
 async def test_with_all_the_tick_waits_for_the_other_conditions(
     repo_ctx: RepoContext, trigger_db: str, tmp_path: Path
 ) -> None:
-    async with trigger(repo_ctx, trigger_db, tmp_path) as h:
+    async with running_trigger(repo_ctx, trigger_db, tmp_path) as h:
         await h.repos.create_repo("raw")
         both = {"branch": "staging", "cron_spec": "@every 1s", "commits": 2, "all": True}
         ok(await h.api.post("/v1/pipelines", content=spec("batched", both)), 201)
@@ -143,7 +114,7 @@ async def test_a_tick_claimed_before_a_restart_fires_once_after_it(
     repo_ctx: RepoContext, trigger_db: str, tmp_path: Path
 ) -> None:
     yearly = {"branch": "staging", "cron_spec": "0 0 1 1 *"}
-    async with trigger(repo_ctx, trigger_db, tmp_path) as h:
+    async with running_trigger(repo_ctx, trigger_db, tmp_path) as h:
         await h.repos.create_repo("raw")
         ok(await h.api.post("/v1/pipelines", content=spec("yearly", yearly)), 201)
         staged = await h.commit("raw", {"/a": b"1"}, branch="staging")
@@ -160,7 +131,7 @@ async def test_a_tick_claimed_before_a_restart_fires_once_after_it(
         await db.dispose()
     assert next_tick > datetime.now(UTC) + timedelta(days=1)
 
-    async with trigger(repo_ctx, trigger_db, tmp_path) as h:
+    async with running_trigger(repo_ctx, trigger_db, tmp_path) as h:
         assert not await _jobs(h, "yearly") or (await _schedule(h, "yearly")).firing is None
 
         async def finished() -> bool:
