@@ -4,13 +4,11 @@ where it stopped; deleting the pipeline stops it."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +19,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tests.backing.kafka import KafkaBroker
 from tests.cli.conftest import free_port
 from tests.scheduler.helpers import pid_alive, wait_until
-from tests.sdk.conftest import ThreadStack
+from tests.sdk.conftest import embedded_in_thread
 from tusk.client import RepoClient
 from tusk.client.pipelines import TriggerClient
 from tusk.errors import NotFound
 from tusk_inference.config import InferenceSettings
 from tusk_repo.config import RepoSettings
 from tusk_scheduler.config import SchedulerSettings
-from tusk_stack.embedded import EmbeddedSettings, run_embedded
+from tusk_stack.embedded import EmbeddedSettings
 from tusk_trigger.config import TriggerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,16 +49,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
         inference=InferenceSettings(data_dir=tmp_path, TUSK_INFERENCE_PORT=ports["inference"]),  # type: ignore[call-arg]
     )  # fmt: skip
 
-    @asynccontextmanager
-    async def main(stop: asyncio.Event) -> AsyncIterator[None]:
-        task = asyncio.create_task(run_embedded(settings, stop=stop, handle_signals=False))
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-    running = ThreadStack(main)
+    running = embedded_in_thread(settings)
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
         running.wait_until_serving(f"{urls['repo']}/healthz", f"{urls['trigger']}/healthz")

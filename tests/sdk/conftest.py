@@ -88,6 +88,21 @@ class ThreadStack:
             raise AssertionError(f"the stack ended with {self._error!r}")
 
 
+def embedded_in_thread(settings: EmbeddedSettings) -> ThreadStack:
+    """Every service embedded (as `tusk up` runs them) on a loop of their own, in a thread."""
+
+    @asynccontextmanager
+    async def main(stop: asyncio.Event) -> AsyncIterator[None]:
+        task = asyncio.create_task(run_embedded(settings, stop=stop, handle_signals=False))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+    return ThreadStack(main)
+
+
 @dataclass(frozen=True)
 class Services:
     repo: str
@@ -123,16 +138,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         s3_gateway=True,
     )
 
-    @asynccontextmanager
-    async def main(stop: asyncio.Event) -> AsyncIterator[None]:
-        task = asyncio.create_task(run_embedded(settings, stop=stop, handle_signals=False))
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-    stack = ThreadStack(main)
+    stack = embedded_in_thread(settings)
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
         stack.wait_until_serving(f"{url['repo']}/healthz", f"{url['inference']}/healthz",
