@@ -9,13 +9,53 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, Table, bindparam, case, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from tusk_repo.tables import BranchRow, CommitRow, FileRow, RepoRow, StagedRow, TagRow, TreeRow
 
 # Ids per IN list: well under SQLite's and asyncpg's limits on bound parameters.
 _BATCH = 1000
+# File records read at a time on PostgreSQL.
+_FILE_PAGE = 250_000
+
+
+def _batches(connection: AsyncConnection, keys: Sequence[str]) -> list[Sequence[str]]:
+    """``keys`` in as few statements as the database takes: one on PostgreSQL (a single array
+    parameter, planned once), IN lists of ``_BATCH`` on SQLite."""
+    if connection.dialect.name == "postgresql":
+        return [keys] if keys else []
+    return [keys[start : start + _BATCH] for start in range(0, len(keys), _BATCH)]
+
+
+def _among(
+    connection: AsyncConnection,
+    column: ColumnElement[str] | InstrumentedAttribute[str],
+    keys: Sequence[str],
+) -> ColumnElement[bool]:
+    if connection.dialect.name == "postgresql":
+        return column == any_(literal(list(keys), ARRAY(column.type)))
+    return column.in_(keys)
+
+
+def takes_parallel_writes(session: AsyncSession) -> bool:
+    """Whether two write transactions can run at once (PostgreSQL, not SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
 
 
 async def repos_with_retention(session: AsyncSession) -> Sequence[RepoRow]:
@@ -84,10 +124,10 @@ async def tree_refs(
     connection = await session.connection()
     found: list[tuple[bytes | None, bytes | None, bytes | None]] = []
     entries_if_needed = case((TreeRow.subdirs.is_(None), TreeRow.entries), else_=None)
-    for start in range(0, len(hashes), _BATCH):
+    for batch in _batches(connection, hashes):
         rows = await connection.execute(
             select(TreeRow.subdirs, TreeRow.file_keys, entries_if_needed).where(
-                TreeRow.hash.in_(hashes[start : start + _BATCH])
+                _among(connection, TreeRow.hash, batch)
             )
         )
         found.extend((subdirs, keys, blob) for subdirs, keys, blob in rows.all())
@@ -109,10 +149,39 @@ async def tree_hashes(session: AsyncSession) -> Sequence[str]:
     return (await session.scalars(select(TreeRow.hash))).all()
 
 
-async def file_chunks(session: AsyncSession) -> Sequence[Row[str, int, bytes]]:
+async def file_chunks(session: AsyncSession) -> list[tuple[str, int, bytes]]:
     """(hash, size, encoded chunk list) of every file record."""
     connection = await session.connection()
-    return (await connection.execute(select(FileRow.hash, FileRow.size, FileRow.chunks))).all()
+    if connection.dialect.name != "postgresql":
+        rows = await connection.execute(select(FileRow.hash, FileRow.size, FileRow.chunks))
+        return [(digest, size, blob) for digest, size, blob in rows.all()]
+    # As three arrays a page: the driver builds the values in C, where a result row apiece
+    # cost more than reading them. Pages keep each array far below PostgreSQL's 1 GB a value.
+    found: list[tuple[str, int, bytes]] = []
+    after = ""
+    while True:
+        page = (
+            select(FileRow.hash, FileRow.size, FileRow.chunks)
+            .where(FileRow.hash > after)
+            .order_by(FileRow.hash)
+            .limit(_FILE_PAGE)
+            .subquery()
+        )
+        hashes, sizes, blobs = (
+            await connection.execute(
+                select(
+                    func.array_agg(aggregate_order_by(page.c.hash, page.c.hash)),
+                    func.array_agg(aggregate_order_by(page.c.size, page.c.hash)),
+                    func.array_agg(aggregate_order_by(page.c.chunks, page.c.hash)),
+                )
+            )
+        ).one()
+        if not hashes:
+            return found
+        found.extend(zip(hashes, sizes, blobs, strict=True))
+        if len(hashes) < _FILE_PAGE:
+            return found
+        after = hashes[-1]
 
 
 async def repoint_files(session: AsyncSession, changes: Sequence[tuple[str, bytes, bytes]]) -> None:
@@ -154,8 +223,6 @@ async def delete_files(session: AsyncSession, hashes: Iterable[str]) -> None:
 
 async def _delete_in(session: AsyncSession, table: Table, keys: Iterable[str]) -> None:
     """Delete the rows whose ``hash`` is among ``keys``."""
-    ordered = list(keys)
-    for start in range(0, len(ordered), _BATCH):
-        await session.execute(
-            delete(table).where(table.c.hash.in_(ordered[start : start + _BATCH]))
-        )
+    connection = await session.connection()
+    for batch in _batches(connection, sorted(keys)):
+        await connection.execute(delete(table).where(_among(connection, table.c.hash, batch)))
