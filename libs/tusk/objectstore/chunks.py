@@ -59,8 +59,14 @@ class ChunkedFile:
         return _OFFSET.pack(self.offset) + records if self.offset else records
 
     @staticmethod
+    def chunk_records(blob: bytes) -> bytes:
+        """The chunk list of ``blob`` without its offset: the same bytes for every file that
+        uses the same chunks, wherever in them it lies."""
+        return blob[len(blob) % _CHUNK_RECORD.size :]
+
+    @staticmethod
     def decode_chunks(blob: bytes) -> tuple[tuple[str, int], ...]:
-        records = blob[len(blob) % _CHUNK_RECORD.size :]
+        records = ChunkedFile.chunk_records(blob)
         return tuple((h.hex(), n) for h, n in _CHUNK_RECORD.iter_unpack(records))
 
     @classmethod

@@ -70,6 +70,8 @@ class _Marked:
     files: int = 0
     chunks: set[str] = field(default_factory=set)
     walk_seconds: float = 0.0  # reading the trees' references
+    # Seconds per step of the row phase, in order, for whoever tunes the collection.
+    steps: dict[str, float] = field(default_factory=dict)
     # Packs mostly unused: pack hash → (its size, the pieces still used).
     sparse_packs: dict[str, tuple[int, list[_Piece]]] = field(default_factory=dict)
 
@@ -78,6 +80,20 @@ class _Marked:
         return sum(
             size - sum(p.size for p in pieces) for size, pieces in self.sparse_packs.values()
         )
+
+
+class _StepClock:
+    """Seconds between laps, recorded under each lap's name."""
+
+    def __init__(self, steps: dict[str, float]) -> None:
+        self.steps = steps
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> float:
+        now = time.perf_counter()
+        self.steps[name] = round(now - self.last, 3)
+        self.last = now
+        return self.steps[name]
 
 
 class GarbageCollector:
@@ -115,8 +131,9 @@ class GarbageCollector:
             try:
                 async with self.db.session() as session:
                     await store.exclude_writes(session)
+                    marked.steps["lock"] = round(time.perf_counter() - began, 3)
                     marked.retention = await self._apply_retention(session, started)
-                    await self._mark_and_sweep_rows(session, marked, compact_below)
+                    await self._mark_and_sweep_rows(session, marked, compact_below, dry_run)
                     if dry_run:
                         raise _DryRun
             except _DryRun:
@@ -135,6 +152,7 @@ class GarbageCollector:
                 "walk_seconds": round(marked.walk_seconds, 3),
                 "compaction_seconds": round(compacted - rows_done, 3),
                 "chunks_seconds": round(time.perf_counter() - compacted, 3),
+                "row_steps": marked.steps,
             }
             report = GcReport(
                 dry_run=dry_run,
@@ -205,46 +223,58 @@ class GarbageCollector:
     # --- rows ------------------------------------------------------------------------------
 
     async def _mark_and_sweep_rows(
-        self, session: AsyncSession, marked: _Marked, compact_below: float
+        self, session: AsyncSession, marked: _Marked, compact_below: float, dry_run: bool
     ) -> None:
+        clock = _StepClock(marked.steps)
         roots: set[str] = set()
         # An open commit needs the tree it started from; a finished one only its own.
         for root, base, state in await gc_store.commit_trees(session):
             tree = root if state == "finished" else base
             if tree:
                 roots.add(tree)
-        walk_began = time.perf_counter()
+        clock.lap("commits")
         reachable_trees, reachable_keys = await _walk_trees(session, roots - {EMPTY_TREE})
-        marked.walk_seconds = time.perf_counter() - walk_began
+        marked.walk_seconds = clock.lap("walk")
         staged = await gc_store.staged_put_hashes(session)
         reachable_trees.add(EMPTY_TREE)
         tree_garbage = [h for h in await gc_store.tree_hashes(session) if h not in reachable_trees]
-        file_garbage: list[str] = []
-        packs: dict[str, tuple[int, list[_Piece]]] = {}
-        whole: set[str] = set()  # chunks some file uses entirely: never compacted
-        file_rows = await gc_store.file_chunks(session)
-        in_trees = _referenced(reachable_keys, [digest for digest, _, _ in file_rows])
-        for (digest, size, blob), in_tree in zip(file_rows, in_trees.tolist(), strict=True):
-            if not in_tree and digest not in staged:
-                file_garbage.append(digest)
-                continue
-            stored = ChunkedFile.decode(digest, size, blob)
-            marked.chunks.update(h for h, _ in stored.chunks)
-            if len(stored.chunks) == 1 and size < stored.chunks[0][1]:
-                pack, pack_size = stored.chunks[0]
-                packs.setdefault(pack, (pack_size, []))[1].append(
-                    _Piece(digest, stored.offset, size, blob)
-                )
-            else:
-                whole.update(h for h, _ in stored.chunks)
-        marked.sparse_packs = {
-            pack: (size, pieces)
-            for pack, (size, pieces) in packs.items()
-            if pack not in whole and sum(p.size for p in pieces) < compact_below * size
-        }
-        marked.tree_nodes, marked.files = len(tree_garbage), len(file_garbage)
-        await gc_store.delete_trees(session, tree_garbage)
-        await gc_store.delete_files(session, file_garbage)
+        clock.lap("tree_hashes")
+        marked.tree_nodes = len(tree_garbage)
+        # Deleting a node deletes the tens of out-of-line rows that hold its entries: the
+        # database's longest step. Where it takes writers side by side (PostgreSQL), another
+        # transaction does it while this one weighs and deletes the file records. It commits
+        # before this one ends, so still under the lock: no write can meanwhile have come to
+        # rely on a node being deleted, and a node deleted is garbage whatever happens next.
+        aside = (
+            asyncio.create_task(self._delete_trees_aside(tree_garbage, dry_run=dry_run))
+            if tree_garbage and gc_store.takes_parallel_writes(session)
+            else None
+        )
+        try:
+            if aside is None:
+                await gc_store.delete_trees(session, tree_garbage)
+                clock.lap("delete_trees")
+            file_rows = await gc_store.file_chunks(session)
+            clock.lap("file_rows")
+            in_trees = _referenced(reachable_keys, [digest for digest, _, _ in file_rows])
+            file_garbage = _weigh_files(file_rows, in_trees, staged, marked, compact_below)
+            marked.files = len(file_garbage)
+            clock.lap("file_check")
+            await gc_store.delete_files(session, file_garbage)
+            clock.lap("delete_files")
+        finally:
+            if aside is not None:
+                await aside  # its failure fails the run, after which this transaction rolls back
+                clock.lap("delete_trees_wait")
+
+    async def _delete_trees_aside(self, hashes: list[str], *, dry_run: bool) -> None:
+        try:
+            async with self.db.session() as session:
+                await gc_store.delete_trees(session, hashes)
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            pass
 
     # --- compaction ------------------------------------------------------------------------
 
@@ -344,7 +374,7 @@ async def _walk_trees(
     session: AsyncSession, roots: set[str]
 ) -> tuple[set[str], NDArray[np.uint64]]:
     """Every tree node reachable from ``roots``, and the keys (``trees.FILE_KEY_BYTES``) of
-    the files they hold, sorted and distinct. Each node is read once, in batches, however many
+    the files they hold, sorted. Each node is read once, in batches, however many
     commits share it, and only its packed references are read: a node of a directory that
     changes often is a near copy of its previous versions, so the same files are met again
     and again, and decoding them each time was the bulk of a collection."""
@@ -364,11 +394,63 @@ async def _walk_trees(
                     seen.add(digest)
                     following.append(digest)
         frontier = following
-    return seen, np.unique(np.frombuffer(b"".join(keys), dtype=np.uint64))
+    # Sorted, not made distinct: np.sort is a radix sort here, several times faster than
+    # np.unique's, and a binary search finds a key among repeats as well.
+    return seen, np.sort(np.frombuffer(b"".join(keys), dtype=np.uint64))
+
+
+def _weigh_files(
+    file_rows: Sequence[tuple[str, int, bytes]],
+    in_trees: NDArray[np.bool_],
+    staged: set[str],
+    marked: _Marked,
+    compact_below: float,
+) -> list[str]:
+    """The hashes of the file records nothing uses; the chunks of the others go into
+    ``marked.chunks`` and the packs they use sparsely into ``marked.sparse_packs``.
+
+    Files that share a chunk list share its encoding (all but a packed file's leading offset),
+    so each distinct list is decoded once rather than once per file: a pack holds thousands of
+    small files."""
+    garbage: list[str] = []
+    users: dict[bytes, list[int]] = {}  # encoded chunk list → the rows of the files using it
+    rows_in_trees = zip(file_rows, in_trees.tolist(), strict=True)
+    for index, ((digest, _, blob), in_tree) in enumerate(rows_in_trees):
+        if not in_tree and digest not in staged:
+            garbage.append(digest)
+        else:
+            users.setdefault(ChunkedFile.chunk_records(blob), []).append(index)
+    single: list[tuple[str, int, list[int]]] = []  # (chunk, its size, rows) of one-chunk lists
+    whole: set[str] = set()  # chunks some file uses entirely: never compacted
+    for records, rows in users.items():
+        chunks = ChunkedFile.decode_chunks(records)
+        marked.chunks.update(h for h, _ in chunks)
+        if len(chunks) == 1:
+            single.append((chunks[0][0], chunks[0][1], rows))
+        else:
+            whole.update(h for h, _ in chunks)
+    for pack, pack_size, rows in single:
+        # A file smaller than its one chunk is a piece of a pack; one as large uses it whole.
+        if pack in whole or any(file_rows[row][1] >= pack_size for row in rows):
+            continue
+        if sum(file_rows[row][1] for row in rows) >= compact_below * pack_size:
+            continue
+        pieces = []
+        for row in rows:
+            digest, size, blob = file_rows[row]
+            stored = ChunkedFile.decode(digest, size, blob)
+            pieces.append(_Piece(digest, stored.offset, size, blob))
+        marked.sparse_packs[pack] = (pack_size, pieces)
+    return garbage
 
 
 def _referenced(keys: NDArray[np.uint64], digests: Sequence[str]) -> NDArray[np.bool_]:
     """For each file hash, whether its key is among ``keys``. Conservative: a file whose key
     a reachable file shares is kept (one chance in 2**64 per pair)."""
     wanted = np.frombuffer(file_keys_of(digests), dtype=np.uint64)
-    return np.isin(wanted, keys)
+    if not len(keys):
+        return np.zeros(len(wanted), dtype=np.bool_)
+    # ``keys`` is sorted: a binary search per file, rather than np.isin sorting both again.
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    found: NDArray[np.bool_] = keys[at] == wanted
+    return found
