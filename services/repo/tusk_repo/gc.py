@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -129,13 +130,13 @@ class GarbageCollector:
             started = datetime.now(UTC)
             marked = _Marked()
             try:
-                async with self.db.session() as session:
+                async with self.db.session() as session, self._side_session(session) as side:
                     await store.exclude_writes(session)
                     marked.steps["lock"] = round(time.perf_counter() - began, 3)
                     marked.retention = await self._apply_retention(session, started)
-                    await self._mark_and_sweep_rows(session, marked, compact_below, dry_run)
+                    await self._mark_and_sweep_rows(session, side, marked, compact_below)
                     if dry_run:
-                        raise _DryRun
+                        raise _DryRun  # through both sessions: each rolls back
             except _DryRun:
                 pass
             rows_done = time.perf_counter()
@@ -222,8 +223,25 @@ class GarbageCollector:
 
     # --- rows ------------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def _side_session(self, session: AsyncSession) -> AsyncIterator[AsyncSession | None]:
+        """A second write transaction beside ``session`` where the database runs two at once
+        (PostgreSQL), else None. Its connection is taken before the collection lock: taken
+        under it, it could wait for one held by a write that waits for the lock. It ends
+        (commits or rolls back) before ``session`` does, so still under the lock."""
+        if not gc_store.takes_parallel_writes(session):
+            yield None
+            return
+        async with self.db.session() as side:
+            await gc_store.hold_connection(side)
+            yield side
+
     async def _mark_and_sweep_rows(
-        self, session: AsyncSession, marked: _Marked, compact_below: float, dry_run: bool
+        self,
+        session: AsyncSession,
+        side: AsyncSession | None,
+        marked: _Marked,
+        compact_below: float,
     ) -> None:
         clock = _StepClock(marked.steps)
         roots: set[str] = set()
@@ -241,13 +259,13 @@ class GarbageCollector:
         clock.lap("tree_hashes")
         marked.tree_nodes = len(tree_garbage)
         # Deleting a node deletes the tens of out-of-line rows that hold its entries: the
-        # database's longest step. Where it takes writers side by side (PostgreSQL), another
-        # transaction does it while this one weighs and deletes the file records. It commits
-        # before this one ends, so still under the lock: no write can meanwhile have come to
-        # rely on a node being deleted, and a node deleted is garbage whatever happens next.
+        # database's longest step. Where there is a side transaction, it does that while this
+        # one weighs and deletes the file records. It commits before this one ends, so still
+        # under the lock: no write can meanwhile have come to rely on a node being deleted,
+        # and a node deleted is garbage whatever happens next.
         aside = (
-            asyncio.create_task(self._delete_trees_aside(tree_garbage, dry_run=dry_run))
-            if tree_garbage and gc_store.takes_parallel_writes(session)
+            asyncio.create_task(gc_store.delete_trees(side, tree_garbage))
+            if side is not None and tree_garbage
             else None
         )
         try:
@@ -266,15 +284,6 @@ class GarbageCollector:
             if aside is not None:
                 await aside  # its failure fails the run, after which this transaction rolls back
                 clock.lap("delete_trees_wait")
-
-    async def _delete_trees_aside(self, hashes: list[str], *, dry_run: bool) -> None:
-        try:
-            async with self.db.session() as session:
-                await gc_store.delete_trees(session, hashes)
-                if dry_run:
-                    raise _DryRun
-        except _DryRun:
-            pass
 
     # --- compaction ------------------------------------------------------------------------
 

@@ -58,6 +58,11 @@ def takes_parallel_writes(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+async def hold_connection(session: AsyncSession) -> None:
+    """Take the session's connection now rather than at its first statement."""
+    await session.connection()
+
+
 async def repos_with_retention(session: AsyncSession) -> Sequence[RepoRow]:
     return (
         await session.scalars(
