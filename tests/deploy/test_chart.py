@@ -254,7 +254,8 @@ def test_an_upgrade_that_changes_a_job_replaces_it_instead_of_failing(kube: Kube
         ),
         "Job",
     )
-    assert installed and set(installed).isdisjoint(upgraded), (set(installed), set(upgraded))
+    assert installed
+    assert set(installed).isdisjoint(upgraded), (set(installed), set(upgraded))
     for doc in installed.values():
         apply(kube, doc, namespace, dry_run=False)
     for name, doc in upgraded.items():
