@@ -36,7 +36,10 @@ from tusk.client.pipelines import TriggerClient
 from tusk.errors import NotFound, TuskError
 from tusk.pipelines import PipelineSpec
 from tusk.worker.sandbox import PFS, Sandbox, make_sandbox
+from tusk_scheduler.background.kube_spouts import KubeWorkloads
 from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.domain.credentials import SpoutCredential, SpoutCredentials
+from tusk_scheduler.runners.base import SpoutLaunch
 
 log = structlog.get_logger()
 
@@ -57,18 +60,24 @@ class _Spout:
     inputs: tuple[tuple[str, str, str], ...] = ()
     """A service's (input name, repo, commit) it was started on; () for a spout."""
     staged: Path | None = None
+    credential: SpoutCredential | None = None
 
 
 class SpoutSupervisor:
     def __init__(
-        self, settings: SchedulerSettings, triggers: TriggerClient, repos: RepoClient
+        self,
+        settings: SchedulerSettings,
+        triggers: TriggerClient,
+        repos: RepoClient,
+        kubernetes: KubeWorkloads | None = None,
     ) -> None:
         self.settings = settings
         self.triggers = triggers
         self.repos = repos
+        self.credentials = SpoutCredentials(repos, enabled=settings.token is not None)
+        self.kubernetes = kubernetes
         self._sandbox: Sandbox | None = None
         self.spouts: dict[str, _Spout] = {}
-        self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -114,15 +123,19 @@ class SpoutSupervisor:
                 await self._stop(name, "the pipeline was updated")
             elif self.spouts[name].inputs != heads[name]:
                 await self._stop(name, "its input changed")
-        now = time.monotonic()
-        if self.settings.runner != "local":
-            for name in sorted(set(wanted) - self._warned):
-                log.warning(
-                    "spout not started: spouts run beside the local runner only "
-                    "(TUSK_RUNNER=local), not on Kubernetes yet", pipeline=name,
-                )  # fmt: skip
-                self._warned.add(name)
+            elif (credential := self.spouts[name].credential) is not None and credential.due():
+                await self._stop(name, "its credential is renewed")
+        if self.kubernetes is not None:
+            await self.kubernetes.reconcile(
+                {
+                    name: SpoutLaunch(spec, version, heads[name])
+                    for name, (version, spec) in wanted.items()
+                    if spec.service is None or heads[name]  # a service needs its inputs
+                },
+                self.credentials,
+            )
             return
+        now = time.monotonic()
         for name, (version, spec) in wanted.items():
             if spec.service is not None and not heads[name]:
                 continue  # an input without a commit yet: nothing to serve
@@ -195,14 +208,18 @@ class SpoutSupervisor:
         }
         if spec.spout is not None and spec.spout.overwrite:
             env["TUSK_SPOUT_OVERWRITE"] = "true"
-        if self.settings.token is not None and spout.restarts == 0:
-            # The scheduler's own token is an admin's, never given to user code; a spout's
-            # own credential is not issued yet, so with tokens checked its commits are refused.
-            log.warning(
-                "spout runs without a credential: with TUSK_API_TOKENS set its commits are "
-                "refused (spouts under access control are not supported yet)",
-                pipeline=spout.pipeline,
-            )
+        if spout.credential is None and self.credentials.enabled:
+            # Never the scheduler's own token (an admin's): one scoped to this pipeline.
+            try:
+                spout.credential = await self.credentials.issue(spec)
+            except TuskError as e:
+                log.warning("spout credential not issued", pipeline=spout.pipeline, error=e.message)
+                spout.next_start = time.monotonic() + spout.backoff
+                return
+        if spout.credential is not None:
+            env["TUSK_TOKEN"] = spout.credential.token
+        else:
+            env.pop("TUSK_TOKEN", None)
         cwd = self.settings.code_dir or Path.cwd()
         argv = list(spec.transform.cmd)
         if spec.service is not None:
@@ -259,3 +276,5 @@ class SpoutSupervisor:
             spout.log_file.close()
         if spout.staged is not None:
             shutil.rmtree(spout.staged, ignore_errors=True)
+        if spout.credential is not None:
+            await self.credentials.revoke(spout.credential.key)
