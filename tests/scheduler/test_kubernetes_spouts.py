@@ -22,6 +22,7 @@ from tests.scheduler.spout_helpers import PipelineList
 from tests.scheduler.test_worker_credentials import ROOT, secured_repo_url
 from tusk.client import RepoClient
 from tusk.errors import Forbidden, Unauthorized
+from tusk.wire.spouts import SpoutPlace
 from tusk_scheduler.background.spouts import SpoutSupervisor
 from tusk_scheduler.context import kube_workloads
 from tusk_scheduler.runners.kubernetes import KubernetesRunner, PodTemplate
@@ -64,6 +65,16 @@ class Scheduler:
                 settings, self.pipelines, self.repos, kubernetes=kube_workloads(runner)  # type: ignore[arg-type]
             )
             await supervisor.reconcile()
+        finally:
+            await runner.close()
+
+    async def where(self, pipeline: str) -> SpoutPlace:
+        config = self.kube.write_kubeconfig(self.tmp / "admin", namespace=self.namespace)
+        runner = KubernetesRunner(TEMPLATE, kubeconfig=config)
+        try:
+            workloads = kube_workloads(runner)
+            assert workloads is not None
+            return await workloads.where(pipeline, "spout")
         finally:
             await runner.close()
 
@@ -158,6 +169,11 @@ async def test_a_spout_is_a_deployment_made_replaced_adopted_and_deleted(
         with pytest.raises(Forbidden):
             await spout.delete_repo(name)
     assert [f.path async for f in root.walk(name, "master", "/")] == ["/m.txt"]
+
+    place = await scheduler.where(name)
+    assert (place.kind, place.runner, place.running) == ("spout", "kubernetes", True)
+    assert (place.namespace, place.deployment) == (namespace, f"tusk-spout-{name}")
+    assert f"kubectl logs -n {namespace} deployment/tusk-spout-{name}" in place.where
 
     # A restarted scheduler adopts it: not replaced, not duplicated, no new credential.
     before = deployment["metadata"]["resourceVersion"]

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from tusk.wire.spouts import SpoutPlace
 from tusk_scheduler.domain.credentials import SPOUT_RENEW_BEFORE, SpoutCredentials
 from tusk_scheduler.runners.base import SpoutLaunch
 
@@ -29,6 +30,34 @@ log = structlog.get_logger()
 class KubeWorkloads:
     def __init__(self, workloads: Workloads) -> None:
         self.workloads = workloads
+
+    async def where(self, pipeline: str, kind: Literal["spout", "service"]) -> SpoutPlace:
+        from tusk_scheduler.runners.kubernetes.deployments import workload_name
+
+        name = workload_name(kind, pipeline)
+        found = next(
+            (d for d in await self.workloads.deployments() if d["metadata"]["name"] == name), None
+        )
+        namespace = self.workloads.namespace
+        status = (found or {}).get("status") or {}
+        where = (
+            f"Deployment {name} in namespace {namespace} "
+            f"({status.get('readyReplicas') or 0} of 1 ready; logs: "
+            f"kubectl logs -n {namespace} deployment/{name})"
+            if found is not None
+            else f"no Deployment {name} in namespace {namespace} yet (the leading scheduler "
+            "makes it on its next look)"
+        )
+        return SpoutPlace(
+            pipeline=pipeline,
+            kind=kind,
+            runner="kubernetes",
+            running=found is not None,
+            where=where,
+            namespace=namespace,
+            deployment=name,
+            service=name if kind == "service" else None,
+        )
 
     async def reconcile(
         self, wanted: Mapping[str, SpoutLaunch], credentials: SpoutCredentials

@@ -27,7 +27,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import structlog
 
@@ -35,6 +35,7 @@ from tusk.client import RepoClient
 from tusk.client.pipelines import TriggerClient
 from tusk.errors import NotFound, TuskError
 from tusk.pipelines import PipelineSpec
+from tusk.wire.spouts import SpoutPlace
 from tusk.worker.sandbox import PFS, Sandbox, make_sandbox
 from tusk_scheduler.background.kube_spouts import KubeWorkloads
 from tusk_scheduler.config import SchedulerSettings
@@ -98,6 +99,31 @@ class SpoutSupervisor:
         spout = self.spouts.get(pipeline)
         process = spout.process if spout else None
         return process.pid if process is not None and process.returncode is None else None
+
+    async def where(self, pipeline: str, spec: PipelineSpec, log_bytes: int = 8192) -> SpoutPlace:
+        """Where the pipeline's command runs (for ``tusk pipeline inspect`` and ``tusk logs``)."""
+        kind: Literal["spout", "service"] = "service" if spec.service is not None else "spout"
+        if self.kubernetes is not None:
+            return await self.kubernetes.where(pipeline, kind)
+        path = self.settings.resolved_workspace_dir / "spouts" / f"{pipeline}.log"
+        pid = self.pid(pipeline)
+        tail = b""
+        with contextlib.suppress(OSError), path.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - log_bytes))
+            tail = file.read()
+        return SpoutPlace(
+            pipeline=pipeline,
+            kind=kind,
+            runner="local",
+            running=pid is not None,
+            where=f"process {pid} on the scheduler's machine, logging to {path}"
+            if pid is not None
+            else "not running now (the leading scheduler starts it within "
+            f"{self.settings.spout_interval:g} s; see its log {path})",
+            pid=pid,
+            log_path=str(path),
+            logs=tail.decode(errors="replace"),
+        )
 
     async def _loop(self) -> None:
         while True:
