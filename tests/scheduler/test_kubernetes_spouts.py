@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.backing.kube import KubeApiError, KubeApiServer
+from tests.backing.kube import (
+    SCHEDULER_NAMESPACE,
+    SCHEDULER_SERVICE_ACCOUNT,
+    KubeApiError,
+    KubeApiServer,
+)
+from tests.deploy.test_chart import ROLE_RULES
 from tests.scheduler.conftest import clean_env, scheduler_settings
 from tests.scheduler.helpers import commit_files, unique
 from tests.scheduler.kube_fixtures import new_namespace
@@ -53,9 +59,12 @@ class Scheduler:
         self.kube, self.namespace, self.tmp = kube, namespace, tmp
         self.repo_url, self.repos = repo_url, repos
         self.pipelines = PipelineList()
+        self.token: str | None = None  # the scheduler's identity; None: an admin's
 
     async def reconcile(self) -> None:
-        config = self.kube.write_kubeconfig(self.tmp / "admin", namespace=self.namespace)
+        config = self.kube.write_kubeconfig(
+            self.tmp / "kubeconfig", token=self.token, namespace=self.namespace
+        )
         runner = KubernetesRunner(TEMPLATE, kubeconfig=config)
         settings = scheduler_settings(
             self.tmp, self.repo_url, TUSK_TOKEN=ROOT, TUSK_RUNNER="kubernetes"
@@ -69,7 +78,9 @@ class Scheduler:
             await runner.close()
 
     async def where(self, pipeline: str) -> SpoutPlace:
-        config = self.kube.write_kubeconfig(self.tmp / "admin", namespace=self.namespace)
+        config = self.kube.write_kubeconfig(
+            self.tmp / "kubeconfig", token=self.token, namespace=self.namespace
+        )
         runner = KubernetesRunner(TEMPLATE, kubeconfig=config)
         try:
             workloads = kube_workloads(runner)
@@ -321,3 +332,54 @@ async def test_the_stage_command_downloads_a_services_inputs(
     )
     assert refused.returncode != 0
     assert b"NAME=REPO@COMMIT" in refused.stderr
+
+
+async def test_the_charts_role_is_enough_for_spouts_and_services(
+    kube: KubeApiServer, namespace: str, tmp_path: Path, secured_repo_url: str, root: RepoClient
+) -> None:
+    """As the scheduler's own identity, bound to the Role the Helm chart makes, no more."""
+    base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    kube.api("POST", f"{base}/roles", {"metadata": {"name": "tusk-scheduler"}, "rules": ROLE_RULES})
+    kube.api(
+        "POST",
+        f"{base}/rolebindings",
+        {
+            "metadata": {"name": "tusk-scheduler"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "tusk-scheduler",
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": SCHEDULER_SERVICE_ACCOUNT,
+                    "namespace": SCHEDULER_NAMESPACE,
+                }
+            ],
+        },
+    )
+    site, name, feed = unique("site"), unique("web"), unique("feed")
+    for repo in (site, name, feed):
+        await root.create_repo(repo)
+    await commit_files(root, site, {"/index.html": b"one"})
+    scheduler = Scheduler(kube, namespace, tmp_path, secured_repo_url, root)
+    scheduler.token = kube.scheduler_token
+    scheduler.pipelines.put(spout_spec(feed))
+    scheduler.pipelines.put(
+        {
+            "pipeline": {"name": name},
+            "input": {"pfs": {"repo": site, "glob": "/"}},
+            "transform": {"cmd": ["serve"]},
+            "service": {"internal_port": 8080},
+        }
+    )
+    await scheduler.reconcile()
+    assert scheduler.names("deployment") == sorted([f"tusk-service-{name}", f"tusk-spout-{feed}"])
+    assert scheduler.names("service") == [f"tusk-service-{name}"]
+    scheduler.pipelines.put(spout_spec(feed, mode="b"), version=2)
+    await scheduler.reconcile()  # replaced: get and update
+    scheduler.pipelines.specs.clear()
+    await scheduler.reconcile()
+    assert scheduler.names("deployment") == []
+    assert scheduler.names("service") == []

@@ -3,15 +3,18 @@
 A spout (``spout`` and no input) runs one long-lived command that commits into
 its output repo by itself (Pachyderm's spout contract: each put it makes is a commit; in Python
 :func:`tusk.worker.spout.spout_commit`). The leading scheduler keeps each running spout's command
-running on this machine (the local runner; on Kubernetes a spout is not started yet, and
-says so in the log): started when the pipeline appears, started again
-(after a growing pause) when it dies, restarted when the pipeline's version changes, stopped
-when the pipeline is stopped or deleted.
+running: on the local runner as a child process here, started when the pipeline appears,
+started again (after a growing pause) when it dies, restarted when the pipeline's version
+changes, stopped when the pipeline is stopped or deleted; on the Kubernetes runner as a
+Deployment (:mod:`.kube_spouts`), which Kubernetes restarts.
 
 A service (``service: {internal_port: …}``) runs one long-lived command on its inputs' latest
 commits, staged as a datum is (``/pfs/<input>`` in the sandbox, else ``$TUSK_PFS_ROOT/<input>``),
 listening on its port; when an input branch moves, the command is stopped and started again
-on the new commits.
+on the new commits (on Kubernetes, its Deployment is rolled).
+
+When the services check tokens, each command gets a credential of its own (never the
+scheduler's): a spout's commits into its output repo, a service's reads its inputs.
 
 Which spouts and services exist is read from the trigger service every
 ``TUSK_SCHEDULER_SPOUT_INTERVAL`` seconds (its API is where the scheduler reads pipeline specs).
