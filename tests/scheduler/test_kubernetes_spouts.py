@@ -383,3 +383,28 @@ async def test_the_charts_role_is_enough_for_spouts_and_services(
     await scheduler.reconcile()
     assert scheduler.names("deployment") == []
     assert scheduler.names("service") == []
+
+
+async def test_a_refused_service_does_not_hold_up_the_others(
+    kube: KubeApiServer, namespace: str, tmp_path: Path, secured_repo_url: str, root: RepoClient
+) -> None:
+    """A NodePort outside the cluster's range is refused by the apiserver: that pipeline is
+    said to be not deployed, and the spout beside it runs all the same."""
+    site, name, feed = unique("site"), unique("web"), unique("feed")
+    for repo in (site, name, feed):
+        await root.create_repo(repo)
+    await commit_files(root, site, {"/index.html": b"one"})
+    scheduler = Scheduler(kube, namespace, tmp_path, secured_repo_url, root)
+    scheduler.pipelines.put(
+        {
+            "pipeline": {"name": name},
+            "input": {"pfs": {"repo": site, "glob": "/"}},
+            "transform": {"cmd": ["serve"]},
+            "service": {"internal_port": 8080, "external_port": 80},
+        }
+    )
+    scheduler.pipelines.put(spout_spec(feed))
+    await scheduler.reconcile()
+    await scheduler.reconcile()  # refused again: still no error out of the look
+    assert f"tusk-spout-{feed}" in scheduler.names("deployment")
+    assert scheduler.names("service") == []

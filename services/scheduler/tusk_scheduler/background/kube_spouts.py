@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from tusk.errors import TuskError, Unavailable
 from tusk.wire.spouts import SpoutPlace
 from tusk_scheduler.domain.credentials import SPOUT_RENEW_BEFORE, SpoutCredentials
 from tusk_scheduler.runners.base import SpoutLaunch
 
 if TYPE_CHECKING:  # kubernetes-asyncio is loaded only by schedulers that use it
+    from tusk_scheduler.runners.kubernetes.manifest import PodTemplate
     from tusk_scheduler.runners.kubernetes.workloads import Workloads
 
 log = structlog.get_logger()
@@ -30,6 +32,7 @@ log = structlog.get_logger()
 class KubeWorkloads:
     def __init__(self, workloads: Workloads) -> None:
         self.workloads = workloads
+        self._refused: dict[str, str] = {}  # deployment name -> the spec hash refused
 
     async def where(self, pipeline: str, kind: Literal["spout", "service"]) -> SpoutPlace:
         from tusk_scheduler.runners.kubernetes.deployments import workload_name
@@ -65,9 +68,6 @@ class KubeWorkloads:
         from tusk_scheduler.runners.kubernetes.deployments import (
             CREDENTIAL_ANNOTATION,
             SERVICE,
-            SPEC_HASH_ANNOTATION,
-            deployment_manifest,
-            service_manifest,
             workload_name,
         )
         from tusk_scheduler.runners.kubernetes.manifest import PIPELINE_ANNOTATION
@@ -91,57 +91,101 @@ class KubeWorkloads:
             if name not in desired or desired[name].kind != SERVICE:
                 await api.delete("services", name)
         for name, want in desired.items():
-            existing = deployments.get(name)
-            manifest = deployment_manifest(want, api.runner.template)
-            annotations: dict[str, Any] = (existing or {}).get("metadata", {}).get(
-                "annotations"
-            ) or {}
-            same = annotations.get(SPEC_HASH_ANNOTATION) == (
-                manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-            )
-            if existing is not None and same and not _credential_due(annotations, credentials):
-                continue  # adopted as it is
-            credential = await credentials.issue(want.spec)
-            manifest = deployment_manifest(
-                want,
-                api.runner.template,
-                token=credential.token if credential else None,
-                credential=credential.key if credential else None,
-                credential_expires=credential.expires_at.isoformat() if credential else None,
-            )
             try:
-                await api.apply_deployment(manifest, existing)
-            except BaseException:
-                if credential is not None:
-                    await credentials.revoke(credential.key)
-                raise
-            if existing is not None:
-                await credentials.revoke(annotations.get(CREDENTIAL_ANNOTATION))
-            log.info(
-                f"{want.kind} {'replaced' if existing else 'created'}", pipeline=want.spec.name,
-                version=want.version, deployment=name, namespace=namespace,
-                inputs={n: commit for n, _, commit in want.inputs} or None,
-                why=None if existing is None else (
-                    "the pipeline or its inputs changed" if not same
-                    else "its credential is renewed"
-                ),
-            )  # fmt: skip
-        for name, want in desired.items():
-            if want.kind != SERVICE:
-                continue
-            service = service_manifest(want)
-            current = services.get(name)
-            digest = service["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-            if current is not None and (
-                (current["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == digest
-            ):
-                continue
-            await api.apply_service(service, current)
-            log.info(
-                "service exposed", pipeline=want.spec.name, service=name, namespace=namespace,
-                type=service["spec"]["type"], port=service["spec"]["ports"][0]["port"],
-                node_port=service["spec"]["ports"][0].get("nodePort"),
-            )  # fmt: skip
+                await self._deploy(name, want, deployments.get(name), credentials)
+                if want.kind == SERVICE:
+                    await self._expose(name, want, services.get(name))
+            except Unavailable:
+                raise  # the apiserver or the repo service: the next look tries again
+            except TuskError as e:
+                # This pipeline's objects are refused (a bad port, a quota): said once per
+                # spec, and the other pipelines go on.
+                digest = spec_hash_of(want, api.runner.template)
+                if self._refused.get(name) != digest:
+                    self._refused[name] = digest
+                    log.warning(
+                        f"{want.kind} not deployed", pipeline=want.spec.name, deployment=name,
+                        namespace=namespace, error=e.message,
+                    )  # fmt: skip
+
+    async def _deploy(
+        self,
+        name: str,
+        want: SpoutLaunch,
+        existing: dict[str, Any] | None,
+        credentials: SpoutCredentials,
+    ) -> None:
+        from tusk_scheduler.runners.kubernetes.deployments import (
+            CREDENTIAL_ANNOTATION,
+            SPEC_HASH_ANNOTATION,
+            deployment_manifest,
+        )
+
+        api = self.workloads
+        annotations: dict[str, Any] = (existing or {}).get("metadata", {}).get("annotations") or {}
+        digest = spec_hash_of(want, api.runner.template)
+        same = annotations.get(SPEC_HASH_ANNOTATION) == digest
+        if existing is not None and same and not _credential_due(annotations, credentials):
+            return  # adopted as it is
+        if self._refused.get(name) == digest:
+            return  # refused as it is; a change of the pipeline tries again
+        credential = await credentials.issue(want.spec)
+        manifest = deployment_manifest(
+            want,
+            api.runner.template,
+            token=credential.token if credential else None,
+            credential=credential.key if credential else None,
+            credential_expires=credential.expires_at.isoformat() if credential else None,
+        )
+        try:
+            await api.apply_deployment(manifest, existing)
+        except BaseException:
+            if credential is not None:
+                await credentials.revoke(credential.key)
+            raise
+        self._refused.pop(name, None)
+        if existing is not None:
+            await credentials.revoke(annotations.get(CREDENTIAL_ANNOTATION))
+        log.info(
+            f"{want.kind} {'replaced' if existing else 'created'}", pipeline=want.spec.name,
+            version=want.version, deployment=name, namespace=api.namespace,
+            inputs={n: commit for n, _, commit in want.inputs} or None,
+            why=None if existing is None else (
+                "the pipeline or its inputs changed" if not same else "its credential is renewed"
+            ),
+        )  # fmt: skip
+
+    async def _expose(self, name: str, want: SpoutLaunch, current: dict[str, Any] | None) -> None:
+        from tusk_scheduler.runners.kubernetes.deployments import (
+            SPEC_HASH_ANNOTATION,
+            service_manifest,
+        )
+
+        service = service_manifest(want)
+        digest = service["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+        if current is not None and (
+            (current["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == digest
+        ):
+            return
+        await self.workloads.apply_service(service, current)
+        port = service["spec"]["ports"][0]
+        log.info(
+            "service exposed", pipeline=want.spec.name, service=name,
+            namespace=self.workloads.namespace, type=service["spec"]["type"],
+            port=port["port"], node_port=port.get("nodePort"),
+        )  # fmt: skip
+
+
+def spec_hash_of(want: SpoutLaunch, template: PodTemplate) -> str:
+    from tusk_scheduler.runners.kubernetes.deployments import (
+        SPEC_HASH_ANNOTATION,
+        deployment_manifest,
+    )
+
+    digest: str = deployment_manifest(want, template)["metadata"]["annotations"][
+        SPEC_HASH_ANNOTATION
+    ]
+    return digest
 
 
 def _credential_due(annotations: Mapping[str, Any], credentials: SpoutCredentials) -> bool:

@@ -132,8 +132,8 @@ class SpoutSupervisor:
         while True:
             try:
                 await self.reconcile()
-            except TuskError as e:  # the trigger is down: keep what runs, look again later
-                log.warning("spouts not read from the trigger", error=e.message)
+            except TuskError as e:  # the trigger or the apiserver is down: look again later
+                log.warning("spouts and services not reconciled; trying again", error=e.message)
             await asyncio.sleep(self.settings.spout_interval)
 
     async def reconcile(self) -> None:
