@@ -248,6 +248,7 @@ async def test_a_service_is_a_deployment_and_a_node_port_rolled_when_its_input_m
     deployment = scheduler.get("deployment", f"tusk-service-{name}")
     assert deployment is not None
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["revisionHistoryLimit"] == 2  # it rolls on every input commit
     template = deployment["spec"]["template"]
     assert template["metadata"]["annotations"]["tusk.io/inputs"] == f"pages={site}@{first}"
     (stage,) = template["spec"]["initContainers"]

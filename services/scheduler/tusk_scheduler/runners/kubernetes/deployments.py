@@ -167,6 +167,8 @@ def deployment_manifest(
         },
         "spec": {
             "replicas": 1,
+            # A service rolls on every input commit: keep few old ReplicaSets, not ten.
+            "revisionHistoryLimit": 2,
             "selector": {"matchLabels": labels},
             # A spout's commits must come from one process at a time: the old pod goes first.
             "strategy": {"type": "Recreate" if want.kind == SPOUT else "RollingUpdate"},
