@@ -245,6 +245,34 @@ def test_the_apiserver_accepts_every_manifest(kube: KubeApiServer, rendered: Ren
     assert not problems, "\n".join(problems)
 
 
+def test_an_upgrade_that_changes_a_job_replaces_it_instead_of_failing(kube: KubeApiServer) -> None:
+    """A Job's pod template is immutable: an upgrade that changed it under the same name failed
+    with "field is immutable" (seen with `skaffold deploy` over a release installed with a
+    nodeSelector). Each such Job is named after its spec, so the upgrade creates another."""
+    namespace = new_namespace(kube, "chart-upgrade")
+    installed = of_kind(render(*VALUES["dev"], namespace=namespace), "Job")
+    upgraded = of_kind(
+        render(
+            *VALUES["dev"],
+            "--set-json",
+            'nodeSelector={"kubernetes.io/hostname":"node-a"}',
+            namespace=namespace,
+        ),
+        "Job",
+    )
+    assert installed
+    assert set(installed).isdisjoint(upgraded), (set(installed), set(upgraded))
+    for doc in installed.values():
+        apply(kube, doc, namespace, dry_run=False)
+    for name, doc in upgraded.items():
+        applied = apply(kube, doc, namespace, dry_run=False)
+        assert applied["spec"]["template"]["spec"]["nodeSelector"] == {
+            "kubernetes.io/hostname": "node-a"
+        }, name
+    same = of_kind(render(*VALUES["dev"], namespace=namespace), "Job")
+    assert set(same) == set(installed)  # an unchanged spec keeps its Job (nothing runs again)
+
+
 def launch() -> ShardLaunch:
     return ShardLaunch(
         job=uuid.uuid4().hex,
