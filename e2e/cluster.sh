@@ -312,10 +312,10 @@ load() {  # images...
 # Each run builds new images under the same names; what an earlier run imported then stays in
 # the nodes' containerd under its image id (and skaffold's old tags), a few GiB per run. Before
 # the kubelets start (nothing runs), every image whose Docker image id is no longer in Docker
-# is removed, and containerd's garbage collection frees its layers.
+# (or only untagged there) is removed, and containerd's garbage collection frees its layers.
 prune_superseded() {
   local current n ref labels id
-  current=$(docker images -q --no-trunc | sort -u)
+  current=$(docker images -q --no-trunc --filter dangling=false | sort -u)
   [ -n "$current" ] || return 0  # no images at all: nothing to compare with, so keep everything
   for n in "${NODES[@]}"; do
     alive "$RUN/containerd$n.pid" || continue
