@@ -27,6 +27,12 @@ ROLE_RULES = [
         "verbs": ["create", "get", "list", "watch", "delete"],
     },
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["create", "get", "list", "update", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "list", "delete"]},
 ]
 # kind -> (API path prefix, plural); every kind the chart may render must be listed here.
 RESOURCES = {
@@ -294,7 +300,9 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
     for doc in (*of_kind(docs, "Role").values(), *of_kind(docs, "RoleBinding").values()):
         apply(kube, doc, namespace, dry_run=False)
 
-    def allowed(verb: str, resource: str, subresource: str = "", ns: str = namespace) -> bool:
+    def allowed(
+        verb: str, resource: str, subresource: str = "", ns: str = namespace, group: str = ""
+    ) -> bool:
         review = kube.api(
             "POST",
             "/apis/authorization.k8s.io/v1/subjectaccessreviews",
@@ -306,6 +314,7 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
                     "groups": ["system:serviceaccounts", "system:authenticated"],
                     "resourceAttributes": {
                         "namespace": ns,
+                        "group": group,
                         "verb": verb,
                         "resource": resource,
                         "subresource": subresource,
@@ -318,6 +327,11 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
     for verb in ("create", "get", "list", "watch", "delete"):
         assert allowed(verb, "pods"), verb
     assert allowed("get", "pods", "log")
+    for verb in ("create", "get", "list", "update", "delete"):  # spouts and services
+        assert allowed(verb, "deployments", group="apps"), verb
+    for verb in ("create", "list", "delete"):
+        assert allowed(verb, "services"), verb
+    assert not allowed("patch", "deployments", "scale", group="apps")
     for verb, resource, sub in [
         ("update", "pods", ""),
         ("patch", "pods", ""),
@@ -326,7 +340,7 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
         ("patch", "pods", "status"),
         ("get", "secrets", ""),
         ("list", "configmaps", ""),
-        ("create", "deployments", ""),
+        ("create", "statefulsets", ""),
     ]:
         assert not allowed(verb, resource, sub), (verb, resource, sub)
     assert not allowed("list", "pods", ns="default")
