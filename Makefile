@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint check-types services install clean e2e e2e-kube e2e-all bench-pods peers
+.PHONY: demo test test-host lint check-types services install clean e2e e2e-kube e2e-all bench-pods peers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-## test: everything: lint, then the whole suite against real PostgreSQL, Kafka and S3
-test: lint services
+## test: everything: lint, the whole suite against real PostgreSQL, Kafka, S3 and
+## kube-apiserver, then every container scenario of e2e-all (real images; root)
+test: test-host
+	$(MAKE) --no-print-directory e2e-all
+
+## test-host: lint and the suite on this host only, without containers (the quick loop)
+test-host: lint services
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 ## e2e: every image built from the Dockerfiles, then docker compose for real (root)

@@ -142,6 +142,7 @@ start() {
   need_root
   alive "$RUN/containerd1.pid" || die "the engine is not running (e2e/engine.sh start)"
   if alive "$K/kube-apiserver.pid"; then echo "cluster.sh: already running" >&2; return 0; fi
+  prune_superseded
   # Below a few GiB free the kubelets reclaim disk by deleting "unused" images, the pause
   # image and the backing services' among them, and pods then wait for images nothing can pull.
   local free_gib
@@ -306,6 +307,29 @@ load() {  # images...
     say "cluster: $image loaded into tusk-node${targets[*]}"
   done
   rm -rf "$dir"
+}
+
+# Each run builds new images under the same names; what an earlier run imported then stays in
+# the nodes' containerd under its image id (and skaffold's old tags), a few GiB per run. Before
+# the kubelets start (nothing runs), every image whose Docker image id is no longer in Docker
+# (or only untagged there) is removed, and containerd's garbage collection frees its layers.
+prune_superseded() {
+  local current n ref labels id
+  current=$(docker images -q --no-trunc --filter dangling=false | sort -u)
+  [ -n "$current" ] || return 0  # no images at all: nothing to compare with, so keep everything
+  for n in "${NODES[@]}"; do
+    alive "$RUN/containerd$n.pid" || continue
+    local c=(ctr --address "$RUN/containerd$n.sock" -n k8s.io)
+    while read -r ref labels; do
+      case $ref in
+        sha256:*) id=$ref ;;  # the CRI's reference by image id (the Docker image id)
+        *) id=$(grep -o "$ID_LABEL=sha256:[0-9a-f]*" <<<"$labels" | cut -d= -f2 || true) ;;
+      esac
+      [ -n "$id" ] || continue  # not imported by load (nothing of ours)
+      grep -qxF "$id" <<<"$current" && continue
+      "${c[@]}" images rm --sync "$ref" >/dev/null && say "cluster: $ref removed from tusk-node$n (superseded)"
+    done < <("${c[@]}" images ls | awk 'NR > 1 { print $1, $NF }')
+  done
 }
 
 kill_node_pods() {  # node: every task of the node's containerd, then the containers

@@ -193,7 +193,17 @@ def app_version() -> str:
     return str(chart["appVersion"])
 
 
-def build(tag: str, context: Path, dockerfile: Path | None = None, **args: str) -> None:
+def image_id(tag: str) -> str | None:
+    return (
+        docker("image", "inspect", "-f", "{{.Id}}", tag, capture=True).strip()
+        if exists(tag)
+        else None
+    )
+
+
+def build(tag: str, context: Path, dockerfile: Path | None = None, **args: str) -> str | None:
+    """Build ``tag``; the id of the image it named before, if this build replaced it."""
+    before = image_id(tag)
     argv = ["build", "--network", "host", "-t", tag]
     if dockerfile is not None:
         argv += ["-f", str(dockerfile)]
@@ -203,6 +213,15 @@ def build(tag: str, context: Path, dockerfile: Path | None = None, **args: str) 
     log(f"building {tag}")
     docker(*argv, str(context))
     log(f"built {tag} in {time.monotonic() - started:.0f}s")
+    return before if before not in (None, image_id(tag)) else None
+
+
+def remove_superseded(ids: list[str]) -> None:
+    """Remove the images earlier runs built under the same names (half a GiB or more each):
+    children before the images they were built FROM. Only the images themselves: the builder
+    stages that cache the dependency layers stay. One still in use stays too."""
+    for old in reversed(ids):
+        subprocess.run(["docker", "rmi", old], capture_output=True, check=False)
 
 
 def bases() -> list[str]:
@@ -318,6 +337,7 @@ def versitygw() -> Path:
 def tusk_images() -> list[str]:
     version = app_version()
     tags = []
+    superseded: list[str | None] = []
     # The worker base first: pipeline images build FROM it.
     dockerfiles = sorted(
         ROOT.glob("services/*/Dockerfile"), key=lambda p: p.parent.name != "worker"
@@ -325,16 +345,19 @@ def tusk_images() -> list[str]:
     for dockerfile in dockerfiles:
         tag = f"tusk/{dockerfile.parent.name}:{version}"
         extras = {"TUSK_EXTRAS": "credit"} if dockerfile.parent.name == "scheduler" else {}
-        build(tag, ROOT, dockerfile, **extras)
+        superseded.append(build(tag, ROOT, dockerfile, **extras))
         tags.append(tag)
     credit = "tusk/credit:latest"
-    build(
-        credit,
-        ROOT,
-        ROOT / "examples" / "credit" / "Dockerfile",
-        TUSK_WORKER_IMAGE=f"tusk/worker:{version}",
+    superseded.append(
+        build(
+            credit,
+            ROOT,
+            ROOT / "examples" / "credit" / "Dockerfile",
+            TUSK_WORKER_IMAGE=f"tusk/worker:{version}",
+        )
     )
     tags.append(credit)
+    remove_superseded([i for i in superseded if i])
     return tags
 
 

@@ -18,6 +18,8 @@ import yaml
 from e2e import kube
 from e2e.common import ROOT, run
 
+KEPT_TAGS = {"0.1.0", "latest"}
+
 
 @pytest.fixture(scope="module")
 def skaffold() -> str:
@@ -26,8 +28,20 @@ def skaffold() -> str:
     ]
 
 
+def untag_skaffold_builds(env: dict[str, str]) -> None:
+    """Drop the tags skaffold gave its builds (a commit id, an image id): each run makes new
+    ones, and the images they hold would otherwise pile up in Docker, a few GiB a run. The tags
+    images.py builds (0.1.0, latest) stay."""
+    listed = run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "tusk/*"], env=env
+    ).stdout.split()
+    ours = [t for t in listed if t.startswith("tusk/") and t.rsplit(":", 1)[1] not in KEPT_TAGS]
+    if ours:
+        run(["docker", "rmi", *ours], env=env, check=False)
+
+
 def test_skaffold_builds_renders_and_deploys_without_a_registry(
-    skaffold: str, release: dict[str, str], tmp_path: Path
+    skaffold: str, release: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     env = {**release, "SKAFFOLD_UPDATE_CHECK": "false", "SKAFFOLD_INTERACTIVE": "false"}
     env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
@@ -37,6 +51,7 @@ def test_skaffold_builds_renders_and_deploys_without_a_registry(
     built = tmp_path / "build.json"
     common = ["-p", "no-registry", "--kube-context", "tusk-e2e"]
     run([skaffold, "build", *common, "--file-output", str(built)], env=env, timeout=3600)
+    request.addfinalizer(lambda: untag_skaffold_builds(env))
     artifacts = json.loads(built.read_text())["builds"]
     tags = {a["imageName"]: a["tag"] for a in artifacts}
     assert set(tags) >= {

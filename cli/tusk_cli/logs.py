@@ -14,6 +14,7 @@ from tusk.client.models import DatumLog, LiveDatumLog
 from tusk.client.pipelines import TriggerClient
 from tusk.errors import NotFound
 from tusk_cli.common import connect_scheduler, connect_trigger, note, run
+from tusk_cli.spouts import is_long_running, print_spout_log
 
 POLL_SECONDS = 1.0
 RECENT_LINES = 20
@@ -44,7 +45,10 @@ def logs(
 
     async def main() -> None:
         async with connect_trigger() as trigger, connect_scheduler() as scheduler:
-            await trigger.inspect_pipeline(pipeline)  # NotFound names a mistyped pipeline
+            found = await trigger.inspect_pipeline(pipeline)  # NotFound: a mistyped name
+            if job is None and is_long_running(found.spec):
+                await print_spout_log(pipeline, follow=follow)
+                return
             chosen = job or await _latest(trigger, pipeline)
             printed: set[tuple[str, str]] = set()
             live = _Live()

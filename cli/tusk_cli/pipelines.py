@@ -38,6 +38,7 @@ from tusk_cli.specs import (
     plan_changes,
     read_specs,
 )
+from tusk_cli.spouts import is_long_running, where_it_runs
 
 pipeline_app = typer.Typer(
     help="Create and manage pipelines: commands that run over datums of their input repos "
@@ -226,6 +227,8 @@ def inspect_pipeline(name: NameArg, as_json: JsonOption = False) -> None:
             ("Description", info.description or "-"),
         ):
             grid.add_row(key, escape(value))
+        if is_long_running(info.spec):  # no jobs: its command runs all the time, somewhere
+            grid.add_row("Runs", escape(await where_it_runs(info.name)))
         show(grid)
 
     run(main())

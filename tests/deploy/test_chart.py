@@ -27,6 +27,12 @@ ROLE_RULES = [
         "verbs": ["create", "get", "list", "watch", "delete"],
     },
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["create", "get", "list", "update", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "list", "delete"]},
 ]
 # kind -> (API path prefix, plural); every kind the chart may render must be listed here.
 RESOURCES = {
@@ -239,6 +245,34 @@ def test_the_apiserver_accepts_every_manifest(kube: KubeApiServer, rendered: Ren
     assert not problems, "\n".join(problems)
 
 
+def test_an_upgrade_that_changes_a_job_replaces_it_instead_of_failing(kube: KubeApiServer) -> None:
+    """A Job's pod template is immutable: an upgrade that changed it under the same name failed
+    with "field is immutable" (seen with `skaffold deploy` over a release installed with a
+    nodeSelector). Each such Job is named after its spec, so the upgrade creates another."""
+    namespace = new_namespace(kube, "chart-upgrade")
+    installed = of_kind(render(*VALUES["dev"], namespace=namespace), "Job")
+    upgraded = of_kind(
+        render(
+            *VALUES["dev"],
+            "--set-json",
+            'nodeSelector={"kubernetes.io/hostname":"node-a"}',
+            namespace=namespace,
+        ),
+        "Job",
+    )
+    assert installed
+    assert set(installed).isdisjoint(upgraded), (set(installed), set(upgraded))
+    for doc in installed.values():
+        apply(kube, doc, namespace, dry_run=False)
+    for name, doc in upgraded.items():
+        applied = apply(kube, doc, namespace, dry_run=False)
+        assert applied["spec"]["template"]["spec"]["nodeSelector"] == {
+            "kubernetes.io/hostname": "node-a"
+        }, name
+    same = of_kind(render(*VALUES["dev"], namespace=namespace), "Job")
+    assert set(same) == set(installed)  # an unchanged spec keeps its Job (nothing runs again)
+
+
 def launch() -> ShardLaunch:
     return ShardLaunch(
         job=uuid.uuid4().hex,
@@ -266,7 +300,9 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
     for doc in (*of_kind(docs, "Role").values(), *of_kind(docs, "RoleBinding").values()):
         apply(kube, doc, namespace, dry_run=False)
 
-    def allowed(verb: str, resource: str, subresource: str = "", ns: str = namespace) -> bool:
+    def allowed(
+        verb: str, resource: str, subresource: str = "", ns: str = namespace, group: str = ""
+    ) -> bool:
         review = kube.api(
             "POST",
             "/apis/authorization.k8s.io/v1/subjectaccessreviews",
@@ -278,6 +314,7 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
                     "groups": ["system:serviceaccounts", "system:authenticated"],
                     "resourceAttributes": {
                         "namespace": ns,
+                        "group": group,
                         "verb": verb,
                         "resource": resource,
                         "subresource": subresource,
@@ -290,6 +327,11 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
     for verb in ("create", "get", "list", "watch", "delete"):
         assert allowed(verb, "pods"), verb
     assert allowed("get", "pods", "log")
+    for verb in ("create", "get", "list", "update", "delete"):  # spouts and services
+        assert allowed(verb, "deployments", group="apps"), verb
+    for verb in ("create", "list", "delete"):
+        assert allowed(verb, "services"), verb
+    assert not allowed("patch", "deployments", "scale", group="apps")
     for verb, resource, sub in [
         ("update", "pods", ""),
         ("patch", "pods", ""),
@@ -298,7 +340,7 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
         ("patch", "pods", "status"),
         ("get", "secrets", ""),
         ("list", "configmaps", ""),
-        ("create", "deployments", ""),
+        ("create", "statefulsets", ""),
     ]:
         assert not allowed(verb, resource, sub), (verb, resource, sub)
     assert not allowed("list", "pods", ns="default")

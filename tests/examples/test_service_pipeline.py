@@ -12,7 +12,7 @@ from tests.cli.conftest import free_port
 from tests.examples.test_kafka_spout import spout_processes, stack
 from tests.scheduler.helpers import wait_until
 from tusk.client import RepoClient
-from tusk.client.pipelines import TriggerClient
+from tusk.client.pipelines import SchedulerClient, TriggerClient
 
 __all__ = ["stack"]  # the embedded services, shared with the spout's test
 
@@ -49,6 +49,13 @@ async def test_a_service_serves_its_latest_input(stack: dict[str, str]) -> None:
         await wait_until(lambda: serving(b"version 1"), within=120, what="version 1 served")
         first_run = set(spout_processes("web"))  # bwrap, and the command inside it
         assert first_run
+        # Where it runs, as `tusk pipeline inspect` and `tusk logs -p web` say.
+        async with SchedulerClient(stack["scheduler"]) as scheduler:
+            place = await scheduler.spout("web")
+            assert (place.kind, place.runner, place.running) == ("service", "local", True)
+            assert place.pid in first_run
+            assert place.log_path is not None
+            assert place.log_path.endswith("web.log")
 
         second = await repos.start_commit("site", "master")
         await repos.put_file("site", second.id, "/index.html", b"version 2")

@@ -6,7 +6,8 @@ grants roles on it); an ``admin`` may do anything, including managing tokens. A 
 resource (``repo:raw``, ``pipeline:train``) or every one of a kind (``repo:*``).
 
 A pipeline's worker is a principal of its own: it may read its job's input repos and its
-output repo, and write only into its job's output and meta commits.
+output repo, and write only into its job's output and meta commits. A spout's (or a service
+pipeline's) command is one too, without a job: a spout may commit into its output repo.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class WorkerScope(BaseModel):
     write_commits: tuple[str, ...] = Field(
         default=(), description="The job's output and meta commits, on the output repo."
     )
+    spout: bool = Field(
+        default=False,
+        description="A spout's credential: it also opens, finishes and abandons commits on its "
+        "output repo, and writes files into any of them (a spout makes its own commits).",
+    )
 
 
 class Principal(BaseModel):
@@ -106,7 +112,9 @@ class Principal(BaseModel):
         """Whether a worker may change this commit (only its job's output and meta commits)."""
         if self.worker is None:
             return self.can("repo", repo, "writer")
-        return repo == self.worker.output_repo and commit in self.worker.write_commits
+        if repo != self.worker.output_repo:
+            return False
+        return self.worker.spout or commit in self.worker.write_commits
 
     def require(self, kind: ResourceKind, name: str, role: Role) -> None:
         if not self.can(kind, name, role):

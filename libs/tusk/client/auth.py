@@ -77,7 +77,10 @@ class AuthApi(ServiceClient):
         read_repos: list[str],
         write_commits: list[str],
         expires_in_seconds: int | None = None,
+        spout: bool = False,
     ) -> WorkerTokenCreated:
+        """A job's workers' credential; with ``spout``, a spout's (``job`` then names the
+        credential, and ``write_commits`` is empty: the spout makes its own commits)."""
         body: dict[str, object] = {
             "job": job,
             "pipeline": pipeline,
@@ -85,6 +88,8 @@ class AuthApi(ServiceClient):
             "read_repos": read_repos,
             "write_commits": write_commits,
         }
+        if spout:
+            body["spout"] = True
         if expires_in_seconds is not None:
             body["expires_in_seconds"] = expires_in_seconds
         response = await self._request("POST", "/v1/auth/worker-tokens", json=body)

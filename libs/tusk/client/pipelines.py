@@ -18,6 +18,7 @@ from tusk.wire.jobs import (
     PipelineInfo,
 )
 from tusk.wire.specs import PipelineVersionSpec
+from tusk.wire.spouts import SpoutPlace
 
 
 class TriggerClient(ServiceClient):
@@ -149,6 +150,10 @@ class SchedulerClient(ServiceClient):
         """How the scheduler runs commands: ``kind``, and ``code_dir`` or ``namespace``."""
         body: dict[str, Any] = (await self._request("GET", "/v1/runner")).json()
         return body
+
+    async def spout(self, pipeline: str) -> SpoutPlace:
+        """Where a spout's or service pipeline's command runs (and the end of its log)."""
+        return self._parse(SpoutPlace, await self._request("GET", f"/v1/spouts/{seg(pipeline)}"))
 
     async def datum_logs(self, job: str, datum: str) -> DatumLog:
         response = await self._request("GET", f"/v1/jobs/{seg(job)}/datums/{seg(datum)}/logs")

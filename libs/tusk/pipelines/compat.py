@@ -81,8 +81,9 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
             if value is not None:
                 warn(
                     f"service.{field}",
-                    "describes a Kubernetes Service, which the local runner does not make: the "
-                    f"command serves on 127.0.0.1:{service.internal_port} (internal_port)",
+                    "applies on the Kubernetes runner only (TUSK_RUNNER=kubernetes makes the "
+                    "pipeline's Service); on the local runner the command serves on "
+                    f"127.0.0.1:{service.internal_port} (internal_port)",
                 )
     if spec.scheduling_spec is not None:
         warn(

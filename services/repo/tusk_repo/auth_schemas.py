@@ -58,7 +58,15 @@ class WorkerTokenCreate(_Model):
     output_repo: str = Field(pattern=NAME_RE.pattern)
     read_repos: list[str] = Field(default_factory=list, max_length=1000)
     write_commits: list[str] = Field(
-        min_length=1, max_length=2, description="The job's output and meta commits"
+        default_factory=list,
+        max_length=2,
+        description="The job's output and meta commits; none for a spout's or a service's "
+        "command (a service only reads)",
+    )
+    spout: bool = Field(
+        default=False,
+        description="A spout's credential: it opens, finishes and abandons commits on its "
+        "output repo and writes into them (``job`` is then the credential's own id)",
     )
     expires_in_seconds: int = Field(
         default=7 * 86400, ge=60, le=366 * 86400, description="A safety net: revoked at the end"

@@ -27,6 +27,7 @@ from tusk.logging import configure_logging
 from tusk_scheduler import store
 from tusk_scheduler.api import jobs
 from tusk_scheduler.api import runner as runner_api
+from tusk_scheduler.api import spouts as spouts_api
 from tusk_scheduler.api.deps import ContextDep
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.context import Context, build_context
@@ -103,6 +104,7 @@ def create_app(
 
     app.include_router(jobs.router, prefix="/v1")
     app.include_router(runner_api.router, prefix="/v1")
+    app.include_router(spouts_api.router, prefix="/v1")
     return app
 
 

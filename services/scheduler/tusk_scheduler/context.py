@@ -17,6 +17,7 @@ from tusk.events.factory import open_event_bus
 from tusk.events.outbox import OutboxWriter
 from tusk.events.relay import OutboxRelay
 from tusk_scheduler.background.dispatcher import Dispatcher
+from tusk_scheduler.background.kube_spouts import KubeWorkloads
 from tusk_scheduler.background.leadership import Leadership
 from tusk_scheduler.background.spouts import SpoutSupervisor
 from tusk_scheduler.config import SchedulerSettings
@@ -89,6 +90,18 @@ def make_runner(settings: SchedulerSettings) -> Runner:
     raise AssertionError(f"unknown runner {settings.runner!r}")  # the settings validated it
 
 
+def kube_workloads(runner: Runner) -> KubeWorkloads | None:
+    """Where spouts and services run on the Kubernetes runner (None: beside the local one)."""
+    if runner.kind != "kubernetes":
+        return None
+    from tusk_scheduler.runners.kubernetes import KubernetesRunner
+    from tusk_scheduler.runners.kubernetes.workloads import Workloads
+
+    if not isinstance(runner, KubernetesRunner):  # a stand-in of the tests'
+        return None
+    return KubeWorkloads(Workloads(runner))
+
+
 @asynccontextmanager
 async def build_context(
     settings: SchedulerSettings, *, bus: EventBus | None = None, runner: Runner | None = None
@@ -147,7 +160,7 @@ async def build_context(
         )
         relay.start()
         stack.push_async_callback(relay.stop)
-        spouts = SpoutSupervisor(settings, triggers, repos)
+        spouts = SpoutSupervisor(settings, triggers, repos, kubernetes=kube_workloads(runner))
 
         def lead() -> None:
             dispatcher.start()

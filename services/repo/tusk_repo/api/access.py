@@ -12,6 +12,14 @@ from tusk.errors import Forbidden
 
 # The routes a worker writes through: files into its job's output and meta commits.
 _WORKER_WRITES = ("/file", "/files", "/links")
+# What a spout does beyond writing files: it makes its own commits (start, finish, abandon).
+_SPOUT_COMMIT_ROUTES = frozenset(
+    {
+        ("POST", "/repos/{repo}/commits"),
+        ("POST", "/repos/{repo}/commits/{ref}/finish"),
+        ("DELETE", "/repos/{repo}/commits/{ref}"),
+    }
+)
 # A POST that only reads: a directory's tar, its skip list in the body.
 _READS_BY_POST = ("/tar",)
 # What changes who may write, or what is kept: the repo's owner decides.
@@ -36,6 +44,8 @@ def repo_access(request: Request) -> Principal:
         principal.require("repo", repo, "reader")
     elif principal.worker is not None:
         ref = request.path_params.get("ref", "")
+        if _spout_commits(request, principal, repo):
+            return principal
         if not path.endswith(_WORKER_WRITES) or not principal.can_write_commit(
             repo, ref
         ):
@@ -46,6 +56,16 @@ def repo_access(request: Request) -> Principal:
     else:
         principal.require("repo", repo, "owner" if path.endswith(_OWNER_WRITES) else "writer")
     return principal
+
+
+def _spout_commits(request: Request, principal: Principal, repo: str) -> bool:
+    """Whether this is a spout opening, finishing or abandoning a commit of its output repo
+    (the only writes beyond files a spout's credential allows)."""
+    worker = principal.worker
+    if worker is None or not worker.spout or repo != worker.output_repo:
+        return False
+    route = getattr(request.scope.get("route"), "path", "")
+    return (request.method, route.removeprefix("/v1")) in _SPOUT_COMMIT_ROUTES
 
 
 @authorization

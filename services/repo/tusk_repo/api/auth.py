@@ -162,20 +162,25 @@ async def create_worker_token(
     body: WorkerTokenCreate, request: Request, principal: AdminDep, ctx: ContextDep
 ) -> WorkerTokenCreated:
     """A credential for one job's workers (the scheduler asks): read the job's input repos and
-    its output repo, write files only into its output and meta commits."""
+    its output repo, write files only into its output and meta commits. With ``spout``, a
+    spout's: it also makes its own commits on its output repo (``job`` names the credential,
+    by which it is revoked when the spout stops)."""
     scope = WorkerScope(
         job=body.job,
         pipeline=body.pipeline,
         output_repo=body.output_repo,
         read_repos=tuple(sorted(set(body.read_repos))),
         write_commits=tuple(body.write_commits),
+        spout=body.spout,
     )
     async with ctx.db.session() as session:
         token, row = await access.create_token(
             session,
             f"pipeline:{body.pipeline}",
             created_by=principal.name,
-            description=f"worker of job {body.job}",
+            description=f"spout of pipeline {body.pipeline}"
+            if body.spout
+            else f"worker of job {body.job}",
             expires_in=timedelta(seconds=body.expires_in_seconds),
             job=body.job,
             scope=scope,

@@ -3,15 +3,18 @@
 A spout (``spout`` and no input) runs one long-lived command that commits into
 its output repo by itself (Pachyderm's spout contract: each put it makes is a commit; in Python
 :func:`tusk.worker.spout.spout_commit`). The leading scheduler keeps each running spout's command
-running on this machine (the local runner; on Kubernetes a spout is not started yet, and
-says so in the log): started when the pipeline appears, started again
-(after a growing pause) when it dies, restarted when the pipeline's version changes, stopped
-when the pipeline is stopped or deleted.
+running: on the local runner as a child process here, started when the pipeline appears,
+started again (after a growing pause) when it dies, restarted when the pipeline's version
+changes, stopped when the pipeline is stopped or deleted; on the Kubernetes runner as a
+Deployment (:mod:`.kube_spouts`), which Kubernetes restarts.
 
 A service (``service: {internal_port: …}``) runs one long-lived command on its inputs' latest
 commits, staged as a datum is (``/pfs/<input>`` in the sandbox, else ``$TUSK_PFS_ROOT/<input>``),
 listening on its port; when an input branch moves, the command is stopped and started again
-on the new commits.
+on the new commits (on Kubernetes, its Deployment is rolled).
+
+When the services check tokens, each command gets a credential of its own (never the
+scheduler's): a spout's commits into its output repo, a service's reads its inputs.
 
 Which spouts and services exist is read from the trigger service every
 ``TUSK_SCHEDULER_SPOUT_INTERVAL`` seconds (its API is where the scheduler reads pipeline specs).
@@ -27,7 +30,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import structlog
 
@@ -35,8 +38,12 @@ from tusk.client import RepoClient
 from tusk.client.pipelines import TriggerClient
 from tusk.errors import NotFound, TuskError
 from tusk.pipelines import PipelineSpec
+from tusk.wire.spouts import SpoutPlace
 from tusk.worker.sandbox import PFS, Sandbox, make_sandbox
+from tusk_scheduler.background.kube_spouts import KubeWorkloads
 from tusk_scheduler.config import SchedulerSettings
+from tusk_scheduler.domain.credentials import SpoutCredential, SpoutCredentials
+from tusk_scheduler.runners.base import SpoutLaunch
 
 log = structlog.get_logger()
 
@@ -57,18 +64,24 @@ class _Spout:
     inputs: tuple[tuple[str, str, str], ...] = ()
     """A service's (input name, repo, commit) it was started on; () for a spout."""
     staged: Path | None = None
+    credential: SpoutCredential | None = None
 
 
 class SpoutSupervisor:
     def __init__(
-        self, settings: SchedulerSettings, triggers: TriggerClient, repos: RepoClient
+        self,
+        settings: SchedulerSettings,
+        triggers: TriggerClient,
+        repos: RepoClient,
+        kubernetes: KubeWorkloads | None = None,
     ) -> None:
         self.settings = settings
         self.triggers = triggers
         self.repos = repos
+        self.credentials = SpoutCredentials(repos, enabled=settings.token is not None)
+        self.kubernetes = kubernetes
         self._sandbox: Sandbox | None = None
         self.spouts: dict[str, _Spout] = {}
-        self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -90,12 +103,37 @@ class SpoutSupervisor:
         process = spout.process if spout else None
         return process.pid if process is not None and process.returncode is None else None
 
+    async def where(self, pipeline: str, spec: PipelineSpec, log_bytes: int = 8192) -> SpoutPlace:
+        """Where the pipeline's command runs (for ``tusk pipeline inspect`` and ``tusk logs``)."""
+        kind: Literal["spout", "service"] = "service" if spec.service is not None else "spout"
+        if self.kubernetes is not None:
+            return await self.kubernetes.where(pipeline, kind)
+        path = self.settings.resolved_workspace_dir / "spouts" / f"{pipeline}.log"
+        pid = self.pid(pipeline)
+        tail = b""
+        with contextlib.suppress(OSError), path.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - log_bytes))
+            tail = file.read()
+        return SpoutPlace(
+            pipeline=pipeline,
+            kind=kind,
+            runner="local",
+            running=pid is not None,
+            where=f"process {pid} on the scheduler's machine, logging to {path}"
+            if pid is not None
+            else "not running now (the leading scheduler starts it within "
+            f"{self.settings.spout_interval:g} s; see its log {path})",
+            pid=pid,
+            log_path=str(path),
+            logs=tail.decode(errors="replace"),
+        )
+
     async def _loop(self) -> None:
         while True:
             try:
                 await self.reconcile()
-            except TuskError as e:  # the trigger is down: keep what runs, look again later
-                log.warning("spouts not read from the trigger", error=e.message)
+            except TuskError as e:  # the trigger or the apiserver is down: look again later
+                log.warning("spouts and services not reconciled; trying again", error=e.message)
             await asyncio.sleep(self.settings.spout_interval)
 
     async def reconcile(self) -> None:
@@ -114,15 +152,19 @@ class SpoutSupervisor:
                 await self._stop(name, "the pipeline was updated")
             elif self.spouts[name].inputs != heads[name]:
                 await self._stop(name, "its input changed")
-        now = time.monotonic()
-        if self.settings.runner != "local":
-            for name in sorted(set(wanted) - self._warned):
-                log.warning(
-                    "spout not started: spouts run beside the local runner only "
-                    "(TUSK_RUNNER=local), not on Kubernetes yet", pipeline=name,
-                )  # fmt: skip
-                self._warned.add(name)
+            elif (credential := self.spouts[name].credential) is not None and credential.due():
+                await self._stop(name, "its credential is renewed")
+        if self.kubernetes is not None:
+            await self.kubernetes.reconcile(
+                {
+                    name: SpoutLaunch(spec, version, heads[name])
+                    for name, (version, spec) in wanted.items()
+                    if spec.service is None or heads[name]  # a service needs its inputs
+                },
+                self.credentials,
+            )
             return
+        now = time.monotonic()
         for name, (version, spec) in wanted.items():
             if spec.service is not None and not heads[name]:
                 continue  # an input without a commit yet: nothing to serve
@@ -195,14 +237,18 @@ class SpoutSupervisor:
         }
         if spec.spout is not None and spec.spout.overwrite:
             env["TUSK_SPOUT_OVERWRITE"] = "true"
-        if self.settings.token is not None and spout.restarts == 0:
-            # The scheduler's own token is an admin's, never given to user code; a spout's
-            # own credential is not issued yet, so with tokens checked its commits are refused.
-            log.warning(
-                "spout runs without a credential: with TUSK_API_TOKENS set its commits are "
-                "refused (spouts under access control are not supported yet)",
-                pipeline=spout.pipeline,
-            )
+        if spout.credential is None and self.credentials.enabled:
+            # Never the scheduler's own token (an admin's): one scoped to this pipeline.
+            try:
+                spout.credential = await self.credentials.issue(spec)
+            except TuskError as e:
+                log.warning("spout credential not issued", pipeline=spout.pipeline, error=e.message)
+                spout.next_start = time.monotonic() + spout.backoff
+                return
+        if spout.credential is not None:
+            env["TUSK_TOKEN"] = spout.credential.token
+        else:
+            env.pop("TUSK_TOKEN", None)
         cwd = self.settings.code_dir or Path.cwd()
         argv = list(spec.transform.cmd)
         if spec.service is not None:
@@ -259,3 +305,5 @@ class SpoutSupervisor:
             spout.log_file.close()
         if spout.staged is not None:
             shutil.rmtree(spout.staged, ignore_errors=True)
+        if spout.credential is not None:
+            await self.credentials.revoke(spout.credential.key)

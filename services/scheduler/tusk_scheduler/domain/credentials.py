@@ -4,11 +4,16 @@ The repo service issues it (``POST /v1/auth/worker-tokens``) for the identity
 ``pipeline:<name>``: it reads the job's input repos and its output repo, and writes files
 only into the job's output and meta commits. It is revoked when the job ends, and expires
 on its own (the job's timeout, or a week) should the revocation never come.
+
+A spout's command (and a service pipeline's) gets one too, with no job: issued when it is
+started, revoked when it is stopped or replaced, renewed well before it expires.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -73,3 +78,58 @@ class WorkerCredentials:
             await self.repos.revoke_worker_tokens(job)
         except TuskError as e:
             log.warning("could not revoke the job's worker credential", job=job, error=e.message)
+
+
+SPOUT_LIFETIME = timedelta(days=90)
+SPOUT_RENEW_BEFORE = timedelta(days=30)
+"""A spout's or a service's credential is renewed (and its command started again with the new
+one) once less than this is left of its life: a command that runs for months needs one that
+does not run out under it."""
+
+
+@dataclass(frozen=True)
+class SpoutCredential:
+    key: str
+    """The credential's own id at the repo service (in a job's place), by which it is revoked."""
+    token: str
+    expires_at: datetime
+
+    def due(self, now: datetime | None = None) -> bool:
+        """Whether it is time to renew it."""
+        return self.expires_at - (now or datetime.now(UTC)) < SPOUT_RENEW_BEFORE
+
+
+class SpoutCredentials:
+    """Credentials of spouts and service pipelines, never the scheduler's own token: a spout's
+    reads its output repo and commits into it; a service's reads its inputs and output repo."""
+
+    def __init__(self, repos: RepoClient, *, enabled: bool) -> None:
+        self.repos = repos
+        self.enabled = enabled  # without a token of its own, the repo service checks none
+
+    async def issue(self, spec: PipelineSpec) -> SpoutCredential | None:
+        if not self.enabled:
+            return None
+        key = uuid.uuid4().hex
+        issued = await self.repos.create_worker_token(
+            job=key,
+            pipeline=spec.name,
+            output_repo=spec.name,
+            read_repos=sorted(spec.input_repos()) if spec.service is not None else [],
+            write_commits=[],
+            expires_in_seconds=int(SPOUT_LIFETIME.total_seconds()),
+            spout=spec.spout is not None,
+        )
+        log.info(
+            "spout credential issued", pipeline=spec.name, key=key, token_id=issued.id
+        )  # fmt: skip
+        return SpoutCredential(key, issued.token, datetime.now(UTC) + SPOUT_LIFETIME)
+
+    async def revoke(self, key: str | None) -> None:
+        """Revoke a credential; one that cannot be revoked now expires on its own."""
+        if not self.enabled or key is None:
+            return
+        try:
+            await self.repos.revoke_worker_tokens(key)
+        except TuskError as e:
+            log.warning("could not revoke a spout's credential", key=key, error=e.message)

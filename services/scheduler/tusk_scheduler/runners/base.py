@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tusk.pipelines import Secret
+from tusk.pipelines import PipelineSpec, Secret
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,20 @@ class ShardLaunch:
     # The job's own credential for the repo service (None: it checks no tokens): the worker's
     # TUSK_TOKEN, never the scheduler's.
     token: str | None = None
+
+
+@dataclass(frozen=True)
+class SpoutLaunch:
+    """A spout or service pipeline that should run: its spec and version, and for a service
+    the commits it serves, as (input name, repo, commit)."""
+
+    spec: PipelineSpec
+    version: int
+    inputs: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def kind(self) -> Literal["spout", "service"]:
+        return "service" if self.spec.service is not None else "spout"
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,12 @@ class KubernetesRunner:
         return self._namespace
 
     @property
+    def api_client(self) -> client.ApiClient:
+        """The client ``connect()`` made (or was given), for the other kinds it manages."""
+        assert self._api_client is not None, "connect() first"
+        return self._api_client
+
+    @property
     def pod_watch(self) -> PodWatch:
         assert self._watch is not None, "connect() first"
         return self._watch

@@ -1,0 +1,32 @@
+"""Where a spout's or service pipeline's command runs: ``tusk pipeline inspect`` and
+``tusk logs -p`` say so (a spout has no jobs, hence no datum logs)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path
+
+from tusk.auth.http import PrincipalDep
+from tusk.errors import InvalidArgument
+from tusk.pipelines import PipelineSpec
+from tusk.wire.spouts import SpoutPlace
+from tusk_scheduler.api.deps import ContextDep
+
+router = APIRouter(tags=["spouts"])
+
+
+@router.get("/spouts/{pipeline}", response_model=SpoutPlace)
+async def where_spout_runs(
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    pipeline: str = Path(pattern=r"^[A-Za-z0-9_-]{1,63}$", description="A spout or service"),
+) -> SpoutPlace:
+    """Where the pipeline's long-running command runs (a process or a Deployment), and on the
+    local runner the end of its log."""
+    principal.require("pipeline", pipeline, "reader")
+    info = await ctx.triggers.inspect_pipeline(pipeline)  # NotFound names a mistyped pipeline
+    if info.spec.get("spout") is None and info.spec.get("service") is None:
+        raise InvalidArgument(
+            f"pipeline {pipeline!r} is neither a spout nor a service: its commands run in jobs "
+            f"(tusk logs -p {pipeline})"
+        )
+    return await ctx.spouts.where(pipeline, PipelineSpec.model_validate(info.spec))
