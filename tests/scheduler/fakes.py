@@ -71,4 +71,3 @@ class FakeRunner:
 
     async def close(self) -> None:
         pass
-

@@ -50,6 +50,11 @@ def grant(kube: KubeApiServer, namespace: str, pod_verbs: list[str], log: bool =
     rules: list[dict[str, Any]] = [{"apiGroups": [""], "resources": ["pods"], "verbs": pod_verbs}]
     if log:
         rules.append({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]})
+    bind_role(kube, namespace, rules)
+
+
+def bind_role(kube: KubeApiServer, namespace: str, rules: list[dict[str, Any]]) -> None:
+    """A Role of ``rules`` in ``namespace``, bound to the scheduler's service account."""
     base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
     kube.api("POST", f"{base}/roles", {"metadata": {"name": "tusk-scheduler"}, "rules": rules})
     kube.api(

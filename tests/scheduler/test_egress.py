@@ -50,9 +50,7 @@ async def scheduler(
 def _objects(s3: S3Server, bucket: str, prefix: str) -> dict[str, bytes]:
     client: Any = s3.client()
     listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return {
-        o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed
-    }
+    return {o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
 async def test_the_output_commit_is_copied_to_the_bucket(

@@ -15,15 +15,13 @@ from typing import Any
 import pytest
 
 from tests.backing.kube import (
-    SCHEDULER_NAMESPACE,
-    SCHEDULER_SERVICE_ACCOUNT,
     KubeApiError,
     KubeApiServer,
 )
 from tests.deploy.test_chart import ROLE_RULES
 from tests.scheduler.conftest import clean_env, scheduler_settings
 from tests.scheduler.helpers import commit_files, unique
-from tests.scheduler.kube_fixtures import new_namespace
+from tests.scheduler.kube_fixtures import bind_role, new_namespace
 from tests.scheduler.spout_helpers import PipelineList
 from tests.scheduler.test_worker_credentials import ROOT, secured_repo_url
 from tusk.client import RepoClient
@@ -71,7 +69,10 @@ class Scheduler:
         )
         try:
             supervisor = SpoutSupervisor(
-                settings, self.pipelines, self.repos, kubernetes=kube_workloads(runner)  # type: ignore[arg-type]
+                settings,
+                self.pipelines,
+                self.repos,
+                kubernetes=kube_workloads(runner),  # type: ignore[arg-type]
             )
             await supervisor.reconcile()
         finally:
@@ -339,27 +340,7 @@ async def test_the_charts_role_is_enough_for_spouts_and_services(
     kube: KubeApiServer, namespace: str, tmp_path: Path, secured_repo_url: str, root: RepoClient
 ) -> None:
     """As the scheduler's own identity, bound to the Role the Helm chart makes, no more."""
-    base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
-    kube.api("POST", f"{base}/roles", {"metadata": {"name": "tusk-scheduler"}, "rules": ROLE_RULES})
-    kube.api(
-        "POST",
-        f"{base}/rolebindings",
-        {
-            "metadata": {"name": "tusk-scheduler"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "tusk-scheduler",
-            },
-            "subjects": [
-                {
-                    "kind": "ServiceAccount",
-                    "name": SCHEDULER_SERVICE_ACCOUNT,
-                    "namespace": SCHEDULER_NAMESPACE,
-                }
-            ],
-        },
-    )
+    bind_role(kube, namespace, ROLE_RULES)
     site, name, feed = unique("site"), unique("web"), unique("feed")
     for repo in (site, name, feed):
         await root.create_repo(repo)

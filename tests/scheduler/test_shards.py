@@ -124,8 +124,7 @@ async def test_a_worker_that_can_never_start_fails_the_job_at_once() -> None:
     never = ShardStatus(
         "exited",
         None,
-        'the container could not be configured (CreateContainerConfigError: secret "s" not '
-        "found)",
+        'the container could not be configured (CreateContainerConfigError: secret "s" not found)',
         permanent=True,
     )
     job = Job(FakeRunner(script={(0, 0): [never]}), {"a": 0})
