@@ -76,11 +76,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         repo = start("repo", "tusk_repo.app:create_app", TUSK_REPO_CHUNK_SIZE="65536")
         seed(repo)
-        start("trigger", "tusk_trigger.app:create_app", TUSK_REPO_URL=repo)
+        trigger = start("trigger", "tusk_trigger.app:create_app", TUSK_REPO_URL=repo)
         start(
             "scheduler",
             "tusk_scheduler.app:create_app",
             TUSK_REPO_URL=repo,
+            TUSK_TRIGGER_URL=trigger,
             TUSK_SCHEDULER_WARM_WORKERS="0",
         )
         start(

@@ -10,8 +10,13 @@ from tusk.errors import InvalidArgument
 from tusk.pipelines import PipelineSpec
 from tusk.wire.spouts import SpoutPlace
 from tusk_scheduler.api.deps import ContextDep
+from tusk_scheduler.schemas import ErrorBody
 
-router = APIRouter(tags=["spouts"])
+# 503: the trigger service, which holds the pipeline's spec, cannot be reached.
+router = APIRouter(
+    tags=["spouts"],
+    responses={code: {"model": ErrorBody} for code in (400, 403, 404, 503)},
+)
 
 
 @router.get("/spouts/{pipeline}", response_model=SpoutPlace)
