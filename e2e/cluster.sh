@@ -142,7 +142,9 @@ start() {
   need_root
   alive "$RUN/containerd1.pid" || die "the engine is not running (e2e/engine.sh start)"
   if alive "$K/kube-apiserver.pid"; then echo "cluster.sh: already running" >&2; return 0; fi
-  prune_superseded
+  local n
+  for n in "${NODES[@]}"; do [ "$n" = 1 ] || bash "$here/engine.sh" containerd "$n"; done
+  prune_superseded "${NODES[@]}"
   # Below a few GiB free the kubelets reclaim disk by deleting "unused" images, the pause
   # image and the backing services' among them, and pods then wait for images nothing can pull.
   local free_gib
@@ -313,11 +315,11 @@ load() {  # images...
 # the nodes' containerd under its image id (and skaffold's old tags), a few GiB per run. Before
 # the kubelets start (nothing runs), every image whose Docker image id is no longer in Docker
 # (or only untagged there) is removed, and containerd's garbage collection frees its layers.
-prune_superseded() {
+prune_superseded() {  # nodes...
   local current n ref labels id
   current=$(docker images -q --no-trunc --filter dangling=false | sort -u)
   [ -n "$current" ] || return 0  # no images at all: nothing to compare with, so keep everything
-  for n in "${NODES[@]}"; do
+  for n in "$@"; do
     alive "$RUN/containerd$n.pid" || continue
     local c=(ctr --address "$RUN/containerd$n.sock" -n k8s.io)
     while read -r ref labels; do
