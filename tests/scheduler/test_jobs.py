@@ -189,6 +189,31 @@ async def test_incremental_jobs_skip_unchanged_datums_and_drop_removed_ones(
     assert done["counts"]["processed"] == 3
 
 
+async def test_reprocess_spec_every_job_runs_every_datum_of_every_job(
+    scheduler: Scheduler, repos: RepoClient, markers: Path
+) -> None:
+    """Pachyderm's ``reprocess_spec: every_job``: no datum is skipped as done before, so
+    one changed file runs all three datums again (``until_success``, the default, runs one)."""
+    files = {f"/{c}.txt": c.encode() for c in "abc"}
+    source, pipeline, first, global_id = await _setup(repos, files)
+    spec = {**pipeline_spec(pipeline, source, markers=markers), "reprocess_spec": "every_job"}
+    job1 = job_created(spec, source, first, global_id)
+    await scheduler.send(job1)
+    await scheduler.events.wait_for(job1.job, "succeeded")
+
+    second = await commit_files(repos, source, {"/b.txt": b"b, changed"})
+    job2 = job_created(spec, source, second, (await repos.inspect_commit(source, second)).global_id)
+    await scheduler.send(job2)
+    done = await scheduler.events.wait_for(job2.job, "succeeded")
+    assert done["counts"] == {"total": 3, "processed": 3, "skipped": 0, "failed": 0, "recovered": 0}
+    assert executions(markers) == {"a.txt": 2, "b.txt": 2, "c.txt": 2}
+    assert await output_files(repos, pipeline, done["output_commit"]) == {
+        "/a.txt.out": b"A",
+        "/b.txt.out": b"B, CHANGED",
+        "/c.txt.out": b"C",
+    }
+
+
 async def test_a_failing_datum_fails_the_job_and_marks_the_output_commit(
     scheduler: Scheduler, repos: RepoClient
 ) -> None:

@@ -105,11 +105,6 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
         warn("transform.user", "the local runner runs the command as the worker's user")
     if spec.transform.debug:
         warn("transform.debug", "tusk's workers log at TUSK_LOG_LEVEL; the field has no effect")
-    if spec.reprocess_spec == "every_job":
-        warn(
-            "reprocess_spec",
-            "every_job is not implemented yet: datums an earlier job processed are skipped",
-        )
     resources = [spec.resource_requests, spec.resource_limits]
     if any(r is not None and r.disk is not None for r in resources):
         warn(

@@ -241,10 +241,12 @@ async def plan_job(x: Scope, job: JobView, spec: PipelineSpec | None = None) -> 
     spec = spec or spec_of(job)
     commits = {i["name"]: i["commit"] for i in job.inputs}
     datums = await job_datums(spec, commits, x.deps.repos)
-    async with x.deps.db.session(write=False) as session:
-        processed = await store.processed_outputs(
-            session, job.pipeline, spec.datum_identity(), [d.id for d in datums]
-        )
+    processed: dict[str, list[dict[str, Any]]] = {}
+    if spec.reprocess_spec != "every_job":  # every_job: no datum counts as done before
+        async with x.deps.db.session(write=False) as session:
+            processed = await store.processed_outputs(
+                session, job.pipeline, spec.datum_identity(), [d.id for d in datums]
+            )
     return make_plan(spec, datums, processed, max_shards=x.deps.runner.max_shards)
 
 
