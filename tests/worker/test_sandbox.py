@@ -267,3 +267,13 @@ async def test_an_image_root_shows_its_files_at_slash(
     )
     assert code == 2
     assert "holds etc, which would hide the sandbox's own directories" in stderr
+
+    # Without the sandbox nothing can be shown at /: the worker says so.
+    (image / "etc").rmdir()
+    unwrapped = await Job.open(repo, repo_url)
+    await unwrapped.write_shard([datum], [PY, "-c", "pass"])
+    code, stderr = await unwrapped.run_worker(
+        tmp_path, TUSK_WORKER_IMAGE_ROOT=str(image), TUSK_WORKER_SANDBOX="off"
+    )
+    assert code == 0, stderr
+    assert "TUSK_WORKER_IMAGE_ROOT is set, but without the sandbox" in stderr
