@@ -236,3 +236,44 @@ async def test_empty_files_are_staged_without_their_contents(
 
     assert code == 0, stderr
     assert await job.output("/size") == b"0"
+
+
+async def test_an_image_root_shows_its_files_at_slash(
+    repo: RepoClient, repo_url: str, tmp_path: Path
+) -> None:
+    """A spec that runs ``python3 /edges.py`` finds the script where its image's Dockerfile
+    would have copied it."""
+    image = tmp_path / "image"
+    image.mkdir()
+    (image / "hello.py").write_text(
+        "import os\nopen('/pfs/out/hello.txt', 'w').write(open('/pfs/img/a.txt').read())\n"
+    )
+    images, commit = await input_repo(repo, {"/a.txt": b"A"})
+    datum = DatumSpec(id="d1", inputs=(file_input("img", images, commit, "/a.txt"),))
+    job = await Job.open(repo, repo_url)
+    await job.write_shard([datum], [PY, "/hello.py"])
+
+    code, stderr = await job.run_worker(tmp_path, TUSK_WORKER_IMAGE_ROOT=str(image), **SANDBOXED)
+
+    assert code == 0, (stderr, await job.read(log_path(job.job, "d1")))
+    assert await job.output("/hello.txt") == b"A"
+
+    # An entry that would hide the sandbox's own /etc is refused, naming it.
+    (image / "etc").mkdir()
+    clashing = await Job.open(repo, repo_url)
+    await clashing.write_shard([datum], [PY, "/hello.py"])
+    code, stderr = await clashing.run_worker(
+        tmp_path, TUSK_WORKER_IMAGE_ROOT=str(image), **SANDBOXED
+    )
+    assert code == 2
+    assert "holds etc, which would hide the sandbox's own directories" in stderr
+
+    # Without the sandbox nothing can be shown at /: the worker says so.
+    (image / "etc").rmdir()
+    unwrapped = await Job.open(repo, repo_url)
+    await unwrapped.write_shard([datum], [PY, "-c", "pass"])
+    code, stderr = await unwrapped.run_worker(
+        tmp_path, TUSK_WORKER_IMAGE_ROOT=str(image), TUSK_WORKER_SANDBOX="off"
+    )
+    assert code == 0, stderr
+    assert "TUSK_WORKER_IMAGE_ROOT is set, but without the sandbox" in stderr

@@ -48,6 +48,12 @@ class WorkerSettings(BaseSettings):
         "datum at /pfs (bubblewrap; the worker fails where it cannot), `auto` the same where "
         "bubblewrap works and unwrapped (with a warning) elsewhere, `off` unwrapped.",
     )
+    worker_image_root: Path | None = Field(
+        default=None,
+        description="Local runner, in the sandbox: a directory standing in for the pipeline "
+        "image's root, each of its entries shown read-only at /<entry>, as a Dockerfile's "
+        "`COPY edges.py /` puts it (for specs that run `python3 /edges.py`). Unset: none.",
+    )
     worker_secrets_dir: Path | None = Field(
         default=None,
         description="Where transform.secrets are read: <dir>/<secret name>/<key> files, the "
@@ -64,7 +70,7 @@ class WorkerSettings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
-    @field_validator("pfs_root", "worker_scratch", "worker_secrets_dir")
+    @field_validator("pfs_root", "worker_scratch", "worker_image_root", "worker_secrets_dir")
     @classmethod
     def _check_absolute(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():

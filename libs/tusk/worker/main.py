@@ -237,7 +237,13 @@ async def _work(
             return await successful_datums(client, *where, retry=retry)
 
         sandbox = asyncio.create_task(
-            asyncio.to_thread(make_sandbox, settings.worker_sandbox, os.environ, Path.cwd())
+            asyncio.to_thread(
+                make_sandbox,
+                settings.worker_sandbox,
+                os.environ,
+                Path.cwd(),
+                settings.worker_image_root,
+            )
         )
         # Both need only the arguments: one round trip on the way to the first datum, or none.
         shard, already_done = await asyncio.gather(spec(), done())

@@ -4,6 +4,10 @@ namespace (bubblewrap), where its inputs are at ``/pfs/<input>`` (read-only), it
 directories and the code directory, read-only. Other datums' staged data, other repos' files,
 the services' data directories and home directories are not there at all.
 
+An image puts its code where its Dockerfile says (``COPY edges.py /``), and specs name it there
+(``python3 /edges.py``). The local runner's stand-in is an image root directory: each of its
+entries is shown read-only at ``/<entry>``.
+
 Where namespaces cannot be made (no bwrap, a container that forbids them), the command runs as
 before, against the staged directory, and the worker says so once.
 """
@@ -31,6 +35,10 @@ logger = structlog.get_logger("tusk.worker")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 # Mounted empty and private in the sandbox: the host's are where other datums are staged.
 _PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")  # noqa: S108
+# Top-level names an image root cannot take: the sandbox's own mounts are there.
+_RESERVED_AT_ROOT = frozenset(
+    Path(d).name for d in (*_SYSTEM_DIRS, *_PRIVATE_DIRS, "/var", "/dev", "/proc", str(PFS))
+)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -52,6 +60,8 @@ class Sandbox:
     readable: tuple[Path, ...] = ()
     """Host directories the command may read besides the system's (the code directory, the
     Python installation, PATH entries)."""
+    image_files: tuple[Mount, ...] = ()
+    """Entries of the image root, each read-only at ``/<name>``."""
 
     @property
     def active(self) -> bool:
@@ -91,6 +101,8 @@ class Sandbox:
                 argv += ["--ro-bind-try", system, system]
         for directory in self.readable:
             argv += ["--ro-bind-try", str(directory), str(directory)]
+        for entry in self.image_files:
+            argv += ["--ro-bind", str(entry.source), str(entry.target)]
         if cwd not in self.readable:
             argv += ["--ro-bind-try", str(cwd), str(cwd)]
         argv += ["--dir", str(PFS)]
@@ -152,17 +164,40 @@ def _under(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 
-def make_sandbox(mode: SandboxMode, environ: Mapping[str, str], cwd: Path) -> Sandbox:
+def image_root_mounts(image_root: Path, taken: Iterable[Path] = ()) -> tuple[Mount, ...]:
+    """The entries of ``image_root`` as mounts at ``/<name>``; :class:`SandboxUnavailable`
+    if the directory is missing or an entry would hide one of the sandbox's own directories or
+    the directories ``taken`` (the code directory, the Python installation)."""
+    try:
+        entries = sorted(os.scandir(image_root), key=lambda e: e.name)
+    except OSError as e:
+        raise SandboxUnavailable(f"TUSK_WORKER_IMAGE_ROOT: cannot list {image_root}: {e}") from e
+    reserved = _RESERVED_AT_ROOT | {p.parts[1] for p in taken if len(p.parts) > 1}
+    clashes = [e.name for e in entries if e.name in reserved]
+    if clashes:
+        raise SandboxUnavailable(
+            f"TUSK_WORKER_IMAGE_ROOT: {image_root} holds {', '.join(clashes)}, which would hide "
+            "the sandbox's own directories; keep only the files the specs name at / there"
+        )
+    return tuple(Mount(Path(e.path).resolve(), Path("/", e.name)) for e in entries)
+
+
+def make_sandbox(
+    mode: SandboxMode, environ: Mapping[str, str], cwd: Path, image_root: Path | None = None
+) -> Sandbox:
     """The sandbox ``mode`` asks for: ``off`` none; ``bwrap`` bubblewrap or
     :class:`SandboxUnavailable`; ``auto`` bubblewrap where it works, else none, with a
-    warning."""
+    warning. ``image_root``: a directory whose entries the command sees at ``/``."""
     if mode == "off":
+        _warn_image_root_unused(image_root, "TUSK_WORKER_SANDBOX=off")
         return Sandbox(None)
     problem = _probe(shutil.which("bwrap", path=environ.get("PATH")))
     if problem is None:
         bwrap = shutil.which("bwrap", path=environ.get("PATH"))
         assert bwrap is not None
-        return Sandbox(bwrap, readable_dirs(environ, cwd))
+        readable = readable_dirs(environ, cwd)
+        shown = () if image_root is None else image_root_mounts(image_root, (*readable, cwd))
+        return Sandbox(bwrap, readable, shown)
     if mode == "bwrap":
         raise SandboxUnavailable(f"TUSK_WORKER_SANDBOX=bwrap, but {problem}")
     logger.warning(
@@ -171,7 +206,18 @@ def make_sandbox(mode: SandboxMode, environ: Mapping[str, str], cwd: Path) -> Sa
         reason=problem,
         fix="install bubblewrap (apt-get install bubblewrap) where user namespaces are allowed",
     )
+    _warn_image_root_unused(image_root, problem)
     return Sandbox(None)
+
+
+def _warn_image_root_unused(image_root: Path | None, reason: str) -> None:
+    if image_root is not None:
+        logger.warning(
+            "TUSK_WORKER_IMAGE_ROOT is set, but without the sandbox nothing can be shown at /: "
+            "commands that name its files by absolute paths will not find them",
+            image_root=str(image_root),
+            reason=reason,
+        )
 
 
 def probe_ahead(mode: SandboxMode, environ: Mapping[str, str]) -> None:
