@@ -57,5 +57,55 @@ def test_other_targets_are_warned_about() -> None:
     gcs = load_spec(spec({"URL": "gs://bucket/dir"}))
     assert [w.split(":")[0] for w in spec_warnings(gcs)] == ["egress.URL"]
     assert "only s3:// egress is implemented" in spec_warnings(gcs)[0]
-    sql = load_spec(spec({"sql_database": {"url": "snowflake://u@a/db", "file_format": {}}}))
-    assert [w.split(":")[0] for w in spec_warnings(sql)] == ["egress.sql_database"]
+    sql = load_spec(spec({"sql_database": {"url": "snowflake://u@a/db", "secret": SECRET}}))
+    assert [w.split(":")[0] for w in spec_warnings(sql)] == ["egress.sql_database.url"]
+    assert "only postgresql:// SQL egress is implemented" in spec_warnings(sql)[0]
+
+
+SECRET = {"name": "egress-db", "key": "PACHYDERM_SQL_PASSWORD"}
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_sql_egress_to_postgresql_is_applied(scheme: str) -> None:
+    loaded = load_spec(
+        spec(
+            {
+                "sqlDatabase": {
+                    "url": f"{scheme}://egress@db.example:5432/warehouse?sslmode=require",
+                    "fileFormat": {"type": "JSON", "columns": ["id", "name"]},
+                    "secret": SECRET,
+                }
+            }
+        )
+    )
+    assert loaded.egress is not None
+    sql = loaded.egress.sql_database
+    assert sql is not None
+    assert sql.is_postgres
+    assert (sql.file_format.kind, sql.file_format.columns) == ("JSON", ("id", "name"))
+    assert spec_warnings(loaded) == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ({"url": "postgresql://u@h/db"}, "egress.sql_database.secret: required"),
+        (
+            {"url": "postgresql://u:hunter2@h/db", "secret": SECRET},
+            "egress.sql_database.url: holds a password: put it in a secret",
+        ),
+        ({"url": "db.example/warehouse", "secret": SECRET}, "egress.sql_database.url: "),
+        (
+            {"url": "postgresql://u@h/db", "secret": {"name": "Bad_Name", "key": "k"}},
+            "egress.sql_database.secret.name: 'Bad_Name' is not a Kubernetes secret name",
+        ),
+        (
+            {"url": "postgresql://u@h/db", "secret": SECRET, "file_format": {"type": "XML"}},
+            "egress.sql_database.file_format.type: ",
+        ),
+    ],
+)
+def test_sql_egress_refusals_name_the_field(sql: object, message: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        load_spec(spec({"sql_database": sql}))
+    assert message in caught.value.message

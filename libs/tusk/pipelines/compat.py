@@ -7,7 +7,8 @@ Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged em
 ``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``,
 ``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
 ``pfs.trigger`` by ``size``, ``commits`` and ``cron_spec`` (the trigger service moves the input
-branch), ``egress`` to an ``s3://`` URL (the scheduler copies each finished output commit),
+branch), ``egress`` to an ``s3://`` URL (the scheduler copies each finished output commit) or
+``sql_database`` with a ``postgresql://`` URL (the scheduler loads its tables),
 ``pfs.s3`` and ``s3_out`` (the worker's S3 sidecar at ``S3_ENDPOINT`` serves the datum),
 ``spout`` and ``service`` (the scheduler keeps their commands running)."""
 
@@ -60,10 +61,12 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
                 )
     egress = spec.egress
     if egress is not None and egress.sql_database is not None:
-        warn(
-            "egress.sql_database",
-            "SQL egress is not implemented yet: output commits stay in the output repo only",
-        )
+        if not egress.sql_database.is_postgres:
+            warn(
+                "egress.sql_database.url",
+                f"only postgresql:// SQL egress is implemented: {egress.sql_database.scheme}:// "
+                "databases are not written to; output commits stay in the output repo only",
+            )
     elif egress is not None and egress.s3_target is None:
         field = "egress.object_storage.url" if egress.object_storage else "egress.URL"
         warn(

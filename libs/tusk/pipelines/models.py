@@ -565,19 +565,71 @@ class Spout(_Model):
 
 
 class SecretKeyRef(_Model):
+    """One key of a Kubernetes secret (the local runner: a file ``<secrets dir>/<name>/<key>``)."""
+
     name: str
     key: str
 
+    @model_validator(mode="after")
+    def _usable(self) -> SecretKeyRef:
+        errors: list[tuple[Loc, str]] = []
+        if not _SECRET_NAME.fullmatch(self.name):
+            errors.append((("name",), f"{self.name!r} is not a Kubernetes secret name"))
+        if not _SECRET_KEY.fullmatch(self.key):
+            errors.append((("key",), f"{self.key!r} is not a secret key"))
+        if errors:
+            raise SpecErrors(errors)
+        return self
+
 
 class FileFormat(_Model):
+    """How the files of an SQL egress are read: ``CSV`` (without ``columns``: no header, the
+    values in the table's column order; with ``columns``: a header naming them) or ``JSON``
+    (one object per line; ``columns`` picks the fields)."""
+
     type: Literal["CSV", "JSON", "csv", "json"] = "CSV"
     columns: tuple[str, ...] = ()
 
+    @property
+    def kind(self) -> Literal["CSV", "JSON"]:
+        return "JSON" if self.type.upper() == "JSON" else "CSV"
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
 
 class SqlEgress(_Model):
+    """Pachyderm's SQL egress: each top-level directory of the output commit is a table, whose
+    rows are replaced by its files' rows. The password comes from ``secret``, never the URL."""
+
     url: str
     file_format: FileFormat = FileFormat()
     secret: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> SqlEgress:
+        errors: list[tuple[Loc, str]] = []
+        match = re.fullmatch(r"([a-z][a-z0-9+.-]*)://([^/\s@]*@)?[^/\s@]+(/\S*)?", self.url)
+        if match is None:
+            why = f"{self.url!r} is not a URL such as postgresql://user@host:5432/database"
+            errors.append((("url",), why))
+        elif match.group(2) and ":" in match.group(2):
+            why = "holds a password: put it in a secret named in egress.sql_database.secret"
+            errors.append((("url",), why))
+        if self.secret is None:
+            why = "required: the database password is read from this secret (name, key)"
+            errors.append((("secret",), why))
+        if errors:
+            raise SpecErrors(errors)
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return self.url.partition("://")[0]
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.scheme in POSTGRES_SCHEMES
 
 
 class ObjectStorageEgress(_Model):
