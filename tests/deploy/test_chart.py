@@ -15,7 +15,7 @@ from tests.backing.kube import SCHEDULER_NAMESPACE, KubeApiError, KubeApiServer
 from tests.deploy.conftest import ALL_ENV_NAMES, CHART, SETTINGS, VALUES, env_names, render
 from tests.deploy.tools import helm
 from tests.scheduler.kube_fixtures import new_namespace
-from tusk_scheduler.runners.base import ShardLaunch
+from tusk_scheduler.runners.base import SecretNotFound, ShardLaunch
 from tusk_scheduler.runners.kubernetes import KubernetesRunner, PodTemplate
 
 Rendered = tuple[str, list[dict[str, Any]]]
@@ -27,6 +27,7 @@ ROLE_RULES = [
         "verbs": ["create", "get", "list", "watch", "delete"],
     },
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {
         "apiGroups": ["apps"],
         "resources": ["deployments"],
@@ -331,6 +332,7 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
         assert allowed(verb, "deployments", group="apps"), verb
     for verb in ("create", "list", "delete"):
         assert allowed(verb, "services"), verb
+    assert allowed("get", "secrets")  # an SQL egress's password, by name
     assert not allowed("patch", "deployments", "scale", group="apps")
     for verb, resource, sub in [
         ("update", "pods", ""),
@@ -338,7 +340,8 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
         ("deletecollection", "pods", ""),
         ("create", "pods", "exec"),
         ("patch", "pods", "status"),
-        ("get", "secrets", ""),
+        ("list", "secrets", ""),
+        ("watch", "secrets", ""),
         ("list", "configmaps", ""),
         ("create", "statefulsets", ""),
     ]:
@@ -357,6 +360,16 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
         assert (await runner.status(handle)).running
         assert await runner.find_running(handle.job) == [handle]
         await runner.output(handle, 100)  # pods/log
+        kube.api(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            {"metadata": {"name": "egress-db"}, "stringData": {"PASSWORD": "s3cret"}},
+        )
+        assert await runner.read_secret("egress-db", "PASSWORD") == "s3cret"
+        with pytest.raises(SecretNotFound, match="has no key 'OTHER'"):
+            await runner.read_secret("egress-db", "OTHER")
+        with pytest.raises(SecretNotFound, match="no Secret 'nosuch'"):
+            await runner.read_secret("nosuch", "PASSWORD")
         await runner.cancel(handle)
         await runner.cleanup(handle.job)
         assert (await runner.status(handle)).state == "lost"

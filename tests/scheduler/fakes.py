@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tusk_scheduler.runners.base import ShardHandle, ShardLaunch, ShardStatus
+from tusk_scheduler.runners.base import SecretNotFound, ShardHandle, ShardLaunch, ShardStatus
 
 RUNNING = ShardStatus("running")
 
@@ -32,6 +32,7 @@ class FakeRunner:
     started: list[ShardLaunch] = field(default_factory=list)
     cancelled: list[ShardHandle] = field(default_factory=list)
     ended: set[tuple[int, int]] = field(default_factory=set)
+    secrets: dict[tuple[str, str], str] = field(default_factory=dict)
     _asked: dict[tuple[int, int], int] = field(default_factory=dict)
 
     async def start(self, launch: ShardLaunch) -> ShardHandle:
@@ -65,6 +66,12 @@ class FakeRunner:
 
     async def output(self, handle: ShardHandle, max_bytes: int) -> str:
         return self.output_of.get((handle.shard, handle.attempt), "")[-max_bytes:]
+
+    async def read_secret(self, name: str, key: str) -> str:
+        value = self.secrets.get((name, key))
+        if value is None:
+            raise SecretNotFound(f"no secret {name!r} with key {key!r}")
+        return value
 
     async def cleanup(self, job: str) -> None:
         pass

@@ -92,6 +92,11 @@ class ShardStatus:
         return self.state == "running"
 
 
+class SecretNotFound(Exception):
+    """A secret, or a key of it, that a pipeline names is not where the runner keeps secrets;
+    the message says where it looked."""
+
+
 class Runner(Protocol):
     kind: str
     # Whether the runner hands ``ShardLaunch.spec`` to a shard's first worker itself. If not,
@@ -121,6 +126,11 @@ class Runner(Protocol):
 
     async def output(self, handle: ShardHandle, max_bytes: int) -> str:
         """The end of the worker process's own output (not the datums' logs)."""
+        ...
+
+    async def read_secret(self, name: str, key: str) -> str:
+        """One key of a secret, as the runner's workers would get it (the scheduler's own
+        uses, such as an SQL egress password); ``SecretNotFound`` if there is none."""
         ...
 
     async def cleanup(self, job: str) -> None:

@@ -49,7 +49,7 @@ from pathlib import Path
 import structlog
 
 from tusk.concurrency import wait_event
-from tusk_scheduler.runners.base import ShardHandle, ShardLaunch, ShardStatus
+from tusk_scheduler.runners.base import SecretNotFound, ShardHandle, ShardLaunch, ShardStatus
 
 log = structlog.get_logger()
 
@@ -430,6 +430,22 @@ class LocalRunner:
     async def output(self, handle: ShardHandle, max_bytes: int) -> str:
         path = self.log_file(handle.job, handle.shard, handle.attempt)
         return await asyncio.to_thread(_tail, path, max_bytes)
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Where ``transform.secrets`` are read: one directory per secret, a file per key."""
+        return Path(self._environ["TUSK_WORKER_SECRETS_DIR"])
+
+    async def read_secret(self, name: str, key: str) -> str:
+        path = self.secrets_dir / name / key
+        try:
+            text = await asyncio.to_thread(path.read_text)
+        except FileNotFoundError:
+            raise SecretNotFound(
+                f"no file {path}: the local runner reads secrets from "
+                f"{self.secrets_dir}/<name>/<key> files (TUSK_WORKER_SECRETS_DIR)"
+            ) from None
+        return text.rstrip("\n")
 
     async def cleanup(self, job: str) -> None:
         await asyncio.to_thread(shutil.rmtree, self.workspace / job, True)

@@ -5,12 +5,14 @@ API client, :mod:`.config`'s; the cache that ``status()`` reads, :mod:`.watch`'s
 missing from the cache is looked up directly before being declared lost (the watch may lag
 behind a ``start()``).
 
-The scheduler's Role needs only: pods create, get, list, watch, delete; pods/log get.
+The scheduler's Role needs only: pods create, get, list, watch, delete; pods/log get;
+secrets get (an SQL egress's password).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import structlog
 from kubernetes_asyncio import client
 
-from tusk_scheduler.runners.base import ShardHandle, ShardLaunch, ShardStatus
+from tusk_scheduler.runners.base import SecretNotFound, ShardHandle, ShardLaunch, ShardStatus
 from tusk_scheduler.runners.k8s_errors import KubernetesError
 from tusk_scheduler.runners.kubernetes.api import call_api
 from tusk_scheduler.runners.kubernetes.config import load_api_client
@@ -316,6 +318,25 @@ class KubernetesRunner:
         text = "\n".join(p.rstrip("\n") for p in parts if p)
         encoded = text.encode()
         return encoded[-max_bytes:].decode(errors="replace") if max_bytes else ""
+
+    async def read_secret(self, name: str, key: str) -> str:
+        core = await self.connect()
+        try:
+            secret: dict[str, Any] = await self._call(
+                "get", "secrets", name, core.read_namespaced_secret, name, self.namespace
+            )
+        except KubernetesError as exc:
+            if exc.details.get("status") == 404:
+                raise SecretNotFound(
+                    f"no Secret {name!r} in namespace {self.namespace!r}"
+                ) from None
+            raise
+        value = (secret.get("data") or {}).get(key)
+        if value is None:
+            raise SecretNotFound(
+                f"Secret {name!r} in namespace {self.namespace!r} has no key {key!r}"
+            )
+        return base64.b64decode(value).decode()
 
     async def cleanup(self, job: str) -> None:
         for pod in await self._job_pods(job):
