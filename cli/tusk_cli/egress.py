@@ -19,4 +19,6 @@ async def job_egress(job: str) -> str | None:
     if egress is None:
         return None
     text = f"{egress.url}: {egress.state}, {egress.files} files, {egress.bytes} bytes"
+    if egress.rows:
+        text += ", rows " + ", ".join(f"{t}={n}" for t, n in sorted(egress.rows.items()))
     return f"{text} ({egress.error})" if egress.error else text

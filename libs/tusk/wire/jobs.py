@@ -98,6 +98,9 @@ class EgressInfo(WireModel):
     state: Literal["running", "success", "failure"]
     files: int = Field(description="Files copied so far")
     bytes: int = Field(description="Bytes copied so far")
+    rows: dict[str, int] | None = Field(
+        default=None, description="SQL egress: rows loaded so far, per table"
+    )
     error: str | None = None
     finished_at: datetime | None = None
 

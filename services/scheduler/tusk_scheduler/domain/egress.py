@@ -1,5 +1,6 @@
 """Egress: after a job's output commit is finished, its files are copied to the pipeline's
-``egress`` target (``s3://bucket/prefix``), each file to ``prefix/<path>``, as Pachyderm does.
+``egress`` target (``s3://bucket/prefix``), each file to ``prefix/<path>``, as Pachyderm does;
+or, for ``sql_database`` egress, loaded into the tables they name (:mod:`.sql_egress`).
 
 The copy streams each file from the repo service to S3 (one PutObject for a small file, a
 multipart upload for a large one: never a whole large file in memory). Copying again writes the
@@ -10,6 +11,7 @@ How far it got is recorded on the job (``egress`` in its detail) as it goes.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +28,13 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from tusk.errors import Unavailable
+from tusk.errors import TuskError, Unavailable
+from tusk.pipelines.models import SqlEgress
 from tusk_scheduler import store
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.domain.job import JobFailure, JobView, Scope, spec_of
+from tusk_scheduler.domain.sql_egress import EgressRefused, FileSource, Progress, load_commit
+from tusk_scheduler.runners.base import SecretNotFound
 
 PART_BYTES = 8 * 1024 * 1024  # S3's multipart parts are at least 5 MiB (but the last)
 RECORD_EVERY = 100  # files between progress records
@@ -42,17 +47,25 @@ _UNREACHABLE = (
 
 
 async def egress(x: Scope, job: JobView, commit: str) -> None:
-    """Copy ``commit`` of the job's output repo to the spec's ``s3://`` egress target, if it
-    has one; a target that refuses (no such bucket, access denied) fails the job naming it."""
+    """Copy ``commit`` of the job's output repo to the spec's egress target, if it has one
+    that tusk writes to (``s3://``, or an SQL database at ``postgresql://``); a target that
+    refuses (no such bucket, no such table, access denied) fails the job naming it."""
     target = spec_of(job).egress
-    s3 = target.s3_target if target is not None else None
-    if target is None or s3 is None:
+    if target is None:
         return
-    url = str(target.target_url)
+    sql = target.sql_database
+    s3 = target.s3_target
+    if (sql is None or not sql.is_postgres) and s3 is None:
+        return
     async with x.deps.db.session(write=False) as session:
         row = await store.get_job(session, job.id)
         if row.egress is not None and row.egress.get("state") == "success":
             return  # done before a restart
+    if sql is not None:
+        await _egress_sql(x, job, commit, sql)
+        return
+    assert s3 is not None
+    url = str(target.target_url)
     bucket, prefix = s3
     record: dict[str, Any] = {"url": url, "state": "running", "files": 0, "bytes": 0}
     await _record(x, job, record)
@@ -86,6 +99,57 @@ async def egress(x: Scope, job: JobView, commit: str) -> None:
         raise JobFailure(reason) from None
     await _record(x, job, {**record, "state": "success", **_now()})
     x.log.info("egress done", url=url, files=record["files"], bytes=record["bytes"])
+
+
+async def _egress_sql(x: Scope, job: JobView, commit: str, sql: SqlEgress) -> None:
+    """Load ``commit`` into the tables its top-level directories name (:mod:`.sql_egress`)."""
+    url = sql.url
+    progress = Progress()
+
+    def record(**more: Any) -> dict[str, Any]:
+        return {
+            "url": url,
+            "state": "running",
+            "files": progress.files,
+            "bytes": progress.bytes,
+            "rows": dict(progress.rows),
+            **more,
+        }
+
+    async def on_file() -> None:
+        if progress.files % RECORD_EVERY == 0:
+            await _record(x, job, record())
+
+    await _record(x, job, record())
+    try:
+        assert sql.secret is not None  # the spec requires it
+        try:
+            password = await x.deps.runner.read_secret(sql.secret.name, sql.secret.key)
+        except SecretNotFound as e:
+            raise EgressRefused(
+                f"the password's secret (egress.sql_database.secret) is missing: {e}"
+            ) from None
+        await load_commit(url, password, sql.file_format, _files(x, job, commit), progress, on_file)
+    except EgressRefused as e:
+        reason = f"egress to {url} failed: {e}"
+        await _record(x, job, record(state="failure", error=reason, **_now()))
+        raise JobFailure(reason) from None
+    except Unavailable as e:  # the database did not answer: worth trying again
+        await _record(x, job, record(error=str(e)))
+        raise Unavailable(f"egress to {url}: {e}") from e
+    except TuskError as e:  # the secret could not be read (Kubernetes refused, say)
+        reason = f"egress to {url} failed: {e.message}"
+        await _record(x, job, record(state="failure", error=reason, **_now()))
+        raise JobFailure(reason) from None
+    await _record(x, job, record(state="success", **_now()))
+    x.log.info("egress done", url=url, files=progress.files, rows=progress.rows)
+
+
+async def _files(x: Scope, job: JobView, commit: str) -> FileSource:
+    """The output commit's files, each with an opener of its contents."""
+    async for info in x.deps.repos.walk(job.output_repo, commit):
+        path = info.path
+        yield path, functools.partial(x.deps.repos.get_file, job.output_repo, commit, path)
 
 
 def _now() -> dict[str, str]:

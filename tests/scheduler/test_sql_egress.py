@@ -1,0 +1,286 @@
+"""SQL egress (Pachyderm's ``egress: {sql_database: …}``) into a real PostgreSQL database of its
+own: each top-level directory of the output commit names a table whose rows are replaced by
+its files' rows, in one transaction; what is wrong fails the job saying so; a database that
+does not answer is waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+import pytest
+
+from tests.backing.common import free_port
+from tests.backing.postgres import PostgresServer
+from tests.scheduler.conftest import EventLog, Scheduler, scheduler_settings
+from tests.scheduler.helpers import commit_files, job_created, unique, wait_until
+from tusk.client import RepoClient
+from tusk.errors import Unavailable
+from tusk.events.memory import MemoryBus
+from tusk.events.types import JOBS_TOPIC
+from tusk.pipelines.models import FileFormat
+from tusk_scheduler.app import create_app
+from tusk_scheduler.context import build_context
+from tusk_scheduler.domain.sql_egress import EgressRefused, Progress, load_commit
+
+pytestmark = pytest.mark.postgres
+
+SECRET = ("egress-db", "PACHYDERM_SQL_PASSWORD")
+# The user code: the input's tree, as it is, becomes the output commit.
+COPY_TREE = (
+    "import os, shutil; shutil.copytree(os.environ['PFS_IN'], "
+    "os.path.join(os.environ['TUSK_PFS_ROOT'], 'out'), dirs_exist_ok=True)"
+)
+TABLES = """
+CREATE TABLE people (id integer PRIMARY KEY, name text NOT NULL, age integer);
+CREATE TABLE cities (name text, population bigint);
+CREATE TABLE untouched (note text);
+INSERT INTO people VALUES (99, 'from an earlier commit', 1);
+INSERT INTO untouched VALUES ('no directory names me');
+"""
+
+
+@pytest.fixture
+async def database(postgres: PostgresServer) -> str:
+    """A database of its own for the egress target (asyncpg's URL), with its tables."""
+    url = postgres.new_database().replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(TABLES)
+    finally:
+        await connection.close()
+    return url
+
+
+async def rows(url: str, table: str) -> set[tuple[Any, ...]]:
+    connection = await asyncpg.connect(url)
+    try:
+        return {tuple(r) for r in await connection.fetch(f"SELECT * FROM {table}")}
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def scheduler(
+    tmp_path: Path, repo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Scheduler]:
+    """The scheduler in-process; its local runner reads secrets from ``tmp_path/secrets``,
+    where the egress password is."""
+    secrets = tmp_path / "secrets"
+    (secrets / SECRET[0]).mkdir(parents=True)
+    (secrets / SECRET[0] / SECRET[1]).write_text("not-checked-by-trust-auth\n")
+    monkeypatch.setenv("TUSK_WORKER_SECRETS_DIR", str(secrets))
+    bus = MemoryBus(partitions=3)
+    settings = scheduler_settings(tmp_path / "scheduler", repo_url)
+    async with build_context(settings, bus=bus) as context:
+        events = EventLog(await bus.subscribe([JOBS_TOPIC], group=None))
+        transport = httpx.ASGITransport(app=create_app(context=context))
+        async with httpx.AsyncClient(transport=transport, base_url="http://scheduler") as api:
+            yield Scheduler(context, bus, events, api)
+
+
+def egress_spec(name: str, source: str, url: str, **file_format: Any) -> dict[str, Any]:
+    return {
+        "pipeline": {"name": name},
+        "input": {"pfs": {"name": "in", "repo": source, "glob": "/"}},
+        "transform": {"cmd": [sys.executable, "-c", COPY_TREE]},
+        "egress": {
+            "sql_database": {
+                "url": url,
+                "file_format": file_format or {"type": "CSV"},
+                "secret": {"name": SECRET[0], "key": SECRET[1]},
+            }
+        },
+    }
+
+
+async def run_pipeline(
+    scheduler: Scheduler, repos: RepoClient, files: Mapping[str, bytes], url: str, **fmt: Any
+) -> tuple[str, str]:
+    """A job of a copying pipeline over one commit of ``files``; its id and output repo."""
+    source, pipeline = unique("raw"), unique("export")
+    await repos.create_repo(source)
+    await repos.create_repo(pipeline)
+    commit = await commit_files(repos, source, files)
+    global_id = (await repos.inspect_commit(source, commit)).global_id
+    created = job_created(egress_spec(pipeline, source, url, **fmt), source, commit, global_id)
+    await scheduler.send(created)
+    return created.job, pipeline
+
+
+async def test_each_top_level_directory_replaces_its_tables_rows(
+    scheduler: Scheduler, repos: RepoClient, database: str
+) -> None:
+    files = {
+        "/people/a.csv": b"1,Ann,31\n2,Bob,\n",
+        "/people/more/b.csv": b'3,"Smith, Cy",40\n',
+        "/cities/all.csv": b"Lyon,522000\n",
+    }
+    job, _ = await run_pipeline(scheduler, repos, files, database)
+
+    await scheduler.events.wait_for(job, "succeeded", within=300)
+    # The earlier commit's row is gone; a table no directory names is left alone.
+    assert await rows(database, "people") == {
+        (1, "Ann", 31),
+        (2, "Bob", None),
+        (3, "Smith, Cy", 40),
+    }
+    assert await rows(database, "cities") == {("Lyon", 522000)}
+    assert await rows(database, "untouched") == {("no directory names me",)}
+    shown = (await scheduler.api.get(f"/v1/jobs/{job}")).json()["egress"]
+    assert shown["url"] == database
+    assert (shown["state"], shown["files"], shown["error"]) == ("success", 3, None)
+    assert shown["rows"] == {"people": 3, "cities": 1}
+
+
+async def test_json_lines_with_columns(
+    scheduler: Scheduler, repos: RepoClient, database: str
+) -> None:
+    files = {
+        "/people/p.json": b'{"name": "Ann", "id": 1, "note": "not a column"}\n'
+        b'{"id": 2, "name": "Bob", "age": 52}\n'
+    }
+    job, _ = await run_pipeline(
+        scheduler, repos, files, database, type="JSON", columns=["id", "name", "age"]
+    )
+
+    await scheduler.events.wait_for(job, "succeeded", within=300)
+    assert await rows(database, "people") == {(1, "Ann", None), (2, "Bob", 52)}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"/nosuch/a.csv": b"1\n"}, "no table 'nosuch' in the database"),
+        (
+            {"/people/a.csv": b"1,Ann\n"},
+            "/people/a.csv: line 1: 2 values, but table people has 3 columns (id, name, age)",
+        ),
+        (
+            {"/people/a.csv": b"x,Ann,3\n"},
+            '/people/a.csv: invalid input syntax for type integer: "x"',
+        ),
+        ({"/loose.csv": b"1,Ann,3\n"}, "/loose.csv: a file at the top of the output commit"),
+    ],
+    ids=["unknown table", "column count", "bad value", "file in the root"],
+)
+async def test_what_is_wrong_fails_the_job_saying_so(
+    scheduler: Scheduler,
+    repos: RepoClient,
+    database: str,
+    files: dict[str, bytes],
+    message: str,
+) -> None:
+    # A good table before the bad one: its changes are rolled back with the rest.
+    job, _ = await run_pipeline(
+        scheduler, repos, {"/cities/c.csv": b"Oslo,700000\n", **files}, database
+    )
+
+    failed = await scheduler.events.wait_for(job, "failed", within=300)
+    assert f"egress to {database} failed: " in failed["reason"]
+    assert message in failed["reason"]
+    shown = (await scheduler.api.get(f"/v1/jobs/{job}")).json()["egress"]
+    assert shown["state"] == "failure"
+    assert message in shown["error"]
+    assert await rows(database, "cities") == set()  # never loaded: nothing committed
+    assert await rows(database, "people") == {(99, "from an earlier commit", 1)}
+
+
+async def test_a_missing_secret_fails_the_job_naming_it(
+    scheduler: Scheduler, repos: RepoClient, database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "secrets" / SECRET[0] / SECRET[1]).unlink()
+    job, _ = await run_pipeline(scheduler, repos, {"/people/a.csv": b"1,Ann,3\n"}, database)
+
+    failed = await scheduler.events.wait_for(job, "failed", within=300)
+    assert "the password's secret (egress.sql_database.secret) is missing" in failed["reason"]
+    assert f"{tmp_path / 'secrets'}/<name>/<key>" in failed["reason"]
+
+
+@contextlib.asynccontextmanager
+async def forwarder(port: int, target_port: int) -> AsyncIterator[None]:
+    """A TCP forwarder from ``port`` to PostgreSQL: the database "comes back"."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    try:
+        yield
+    finally:
+        server.close()
+
+
+async def test_an_unreachable_database_is_waited_for_then_loaded(
+    scheduler: Scheduler, repos: RepoClient, database: str, postgres: PostgresServer
+) -> None:
+    port = free_port()  # nothing listens there yet
+    assert postgres.port is not None
+    url = database.replace(f":{postgres.port}/", f":{port}/")
+    job, _ = await run_pipeline(scheduler, repos, {"/people/a.csv": b"1,Ann,31\n"}, url)
+
+    async def egress_failed() -> bool:
+        detail = (await scheduler.api.get(f"/v1/jobs/{job}")).json()
+        return bool((detail.get("egress") or {}).get("error"))
+
+    await wait_until(egress_failed, what="the egress to meet a closed port")
+    detail = (await scheduler.api.get(f"/v1/jobs/{job}")).json()
+    assert detail["state"] == "finishing"
+    assert detail["egress"]["state"] == "running"
+    assert "cannot connect" in detail["egress"]["error"]
+    async with forwarder(port, postgres.port):
+        await scheduler.events.wait_for(job, "succeeded", within=300)
+    assert await rows(database, "people") == {(1, "Ann", 31)}
+    assert (await scheduler.api.get(f"/v1/jobs/{job}")).json()["egress"]["state"] == "success"
+
+
+def files_of(tree: Mapping[str, bytes]) -> Callable[[], AsyncIterator[Any]]:
+    async def files() -> AsyncIterator[Any]:
+        for path, data in tree.items():
+
+            async def pieces(data: bytes = data) -> AsyncIterator[bytes]:
+                for start in range(0, len(data), 4):  # small pieces: records span them
+                    yield data[start : start + 4]
+
+            yield path, pieces
+
+    return files
+
+
+async def test_loading_a_commit_again_leaves_the_same_rows(database: str) -> None:
+    tree = {"/people/a.csv": b'id,name\n1,"Ann\nMarie"\n2,Bob\n', "/cities/c.csv": b"x,1\n"}
+    fmt = FileFormat(type="CSV", columns=("id", "name"))
+    # One format for every table: columns that one table lacks fail the whole commit.
+    with pytest.raises(
+        EgressRefused,
+        match="/cities/c.csv: .* names 'id', not a column of "
+        r"table cities \(it has name, population\)",
+    ):
+        await load_commit(database, "pw", fmt, files_of(tree)(), Progress())
+    assert await rows(database, "people") == {(99, "from an earlier commit", 1)}
+    del tree["/cities/c.csv"]
+    for _ in range(2):
+        progress = Progress()
+        await load_commit(database, "pw", fmt, files_of(tree)(), progress)
+        assert await rows(database, "people") == {(1, "Ann\nMarie", None), (2, "Bob", None)}
+        assert (progress.files, progress.rows) == (1, {"people": 2})
+
+
+async def test_a_closed_port_is_worth_retrying(database: str) -> None:
+    url = database.rsplit("@", 1)[0] + f"@127.0.0.1:{free_port()}/db"
+    with pytest.raises(Unavailable, match="cannot connect"):
+        await load_commit(url, "pw", FileFormat(), files_of({})(), Progress())
