@@ -75,44 +75,62 @@ class RowReader:
         return rows
 
     def _lines(self, lines: list[str]) -> list[Row]:
+        if self.kind == "CSV":
+            return self._csv(lines)
         rows: list[Row] = []
         for line in lines:
             self._line += 1
-            row = self._json(line) if self.kind == "JSON" else self._csv_line(line)
+            row = self._json(line)
             if row is not None:
                 rows.append(row)
         return rows
 
     # --- CSV --------------------------------------------------------------------------------
 
-    def _csv_line(self, line: str) -> Row | None:
-        if not self._record:
-            self._record_line = self._line
-        self._record.append(line)
-        text = "\n".join(self._record)
-        if text.count('"') % 2:  # inside a quoted value: the record goes on on the next line
-            return None
-        self._record = []
-        text = text.removesuffix("\r")
-        if not text.strip():
-            return None
+    def _csv(self, lines: list[str]) -> list[Row]:
+        """Lines joined into records (a quoted value may span lines), then parsed together:
+        one ``csv.reader`` per piece, not per line."""
+        starts: list[int] = []
+        records: list[str] = []
+        for line in lines:
+            self._line += 1
+            if not self._record:
+                if not line.count('"') % 2:  # the common case: a record of its own
+                    if line.strip():
+                        starts.append(self._line)
+                        records.append(line.removesuffix("\r"))
+                    continue
+                self._record_line = self._line
+            self._record.append(line)
+            text = "\n".join(self._record)
+            if text.count('"') % 2:  # inside a quoted value: the record goes on
+                continue
+            self._record = []
+            starts.append(self._record_line)
+            records.append(text.removesuffix("\r"))
+        reader = csv.reader(records, strict=True)
+        rows: list[Row] = []
         try:
-            (values,) = list(csv.reader([text], strict=True))
+            for values in reader:
+                row = self._csv_values(values, starts[reader.line_num - 1])
+                if row is not None:
+                    rows.append(row)
         except (csv.Error, ValueError) as e:
-            raise RowError(f"line {self._record_line}: not CSV: {e}") from None
+            raise RowError(f"line {starts[reader.line_num - 1]}: not CSV: {e}") from None
+        return rows
+
+    def _csv_values(self, values: list[str], line: int) -> Row | None:
         if self.columns is None:
-            self._header(values)
+            self._header(values, line)
             return None
         if len(values) != len(self.columns):
-            raise RowError(
-                f"line {self._record_line}: {len(values)} values, but {self._expected()}"
-            )
+            raise RowError(f"line {line}: {len(values)} values, but {self._expected()}")
         return [v if v != "" else None for v in values]
 
-    def _header(self, names: list[str]) -> None:
+    def _header(self, names: list[str], line: int) -> None:
         if sorted(names) != sorted(self.picked):
             raise RowError(
-                f"line {self._record_line}: the header names {', '.join(names)}; "
+                f"line {line}: the header names {', '.join(names)}; "
                 f"egress.sql_database.file_format.columns expects {', '.join(self.picked)}"
             )
         self.columns = tuple(names)
