@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import anyio
 import httpx
 
-from tusk.client import batches
 from tusk.client.auth import AuthApi
 from tusk.client.http import LazyModule, params, seg
-from tusk.client.tarstream import Extracted, extract, local_hashes
 from tusk.errors import (
     InvalidArgument,
 )
@@ -35,6 +33,8 @@ M = TypeVar("M", bound="BaseModel")
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from tusk.client import batches, tarstream
+    from tusk.client.tarstream import Extracted
     from tusk.wire import repo as wire
     from tusk.wire.repo import (
         BranchInfo,
@@ -51,8 +51,11 @@ if TYPE_CHECKING:
         RepoInfo,
         TagInfo,
     )
-else:  # not tusk.client.models: that loads the job models too
-    wire = LazyModule("tusk.wire.repo")
+else:
+    wire = LazyModule("tusk.wire.repo")  # not tusk.client.models: that loads the job models too
+    # Trees up and down (tar, blake3, worker threads): imported when one is sent or fetched.
+    batches = LazyModule("tusk.client.batches")
+    tarstream = LazyModule("tusk.client.tarstream")
 
 
 class RepoClient(AuthApi):
@@ -461,11 +464,13 @@ class RepoClient(AuthApi):
         """Download the files at or under ``path`` into ``destination`` in one tar stream;
         with ``skip_existing``, files already there with the same content are not sent again.
         Returns what was written and how many files were skipped."""
-        have = await anyio.to_thread.run_sync(local_hashes, destination) if skip_existing else {}
+        have = {}
+        if skip_existing:
+            have = await anyio.to_thread.run_sync(tarstream.local_hashes, destination)
         url = f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/tar"
         async with self._stream("POST", url, json={"path": path, "skip": have}) as response:
             skipped = int(response.headers.get("X-Tusk-Skipped", "0"))
-            extracted = await extract(response.aiter_bytes(), destination)
+            extracted = await tarstream.extract(response.aiter_bytes(), destination)
         return extracted, skipped
 
     async def stat(self, repo: str, ref: str, path: str = "/") -> FileInfo:
