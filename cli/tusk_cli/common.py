@@ -72,8 +72,6 @@ _EMOJI_CODE = re.compile(r"(:(\S*?)(?:(?:\-)(emoji|text))?:)")
 _EMOJI_NAME = re.compile(r"[a-z0-9_!#&()*+\-.\u2019\u00e3\u00e5\u00e7\u00e9\u00ed\u00f4]+")
 _RICH_ENVIRONMENT = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS",
                      "JUPYTER_LINES")
-
-
 _REWRITTEN = frozenset("\t\a\b\v\f\r")  # rich expands tabs and drops these control codes
 
 
