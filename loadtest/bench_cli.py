@@ -1,7 +1,7 @@
 """The CLI as a user runs it: its start-up, and `tusk put -r` of many small files.
 
     .venv/bin/python -m loadtest.bench_cli [--only startup,put] [--runs N] [--files N]
-                                           [--rounds N] [--tusk PATH]
+                                           [--rounds N] [--tusk PATH] [--before PATH]
 
 **Start-up.** Runs each command ``--runs`` times as a child process and reads the CPU it used
 (user + system, from ``wait4``), which a busy machine inflates far less than wall time; prints the
@@ -9,10 +9,14 @@ minimum and the median. The repo service address points at a closed port, so `tu
 its imports, settings, client and error path, and no server. Measured in the same run:
 
 - ``python -c pass``: the interpreter alone;
-- the floor: importing the libraries any CLI command needs (typer, rich, httpx,
-  pydantic-settings), nothing of tusk.
+- the floor: importing the libraries `tusk ls` cannot do without (typer to parse its command
+  line, httpx and asyncio to ask the service), nothing of tusk;
+- the old floor: those and the libraries every command imported until `tusk ls` learnt to
+  start without them (rich, pydantic-settings, and with it pydantic).
 
-The target (issue 13) is 0.3 s of CPU for `tusk ls` and `tusk --help`.
+The target (issue 13) is 0.3 s of CPU for `tusk ls` and `tusk --help`. ``--before`` names
+another install's `tusk` (an older checkout's ``.venv/bin/tusk``): its `tusk ls`, `--help` and
+`--version` are measured in the same run, each run of it next to one of ``--tusk``.
 
 **put -r** (issue 19): ``--files`` files of 4 KiB in 10 directories, uploaded by `tusk put -r`
 (a child process: its wall time, and its CPU from ``wait4``) into a fresh repo, against the
@@ -53,7 +57,9 @@ TARGET_SECONDS = 0.3
 TARGET_FILES_PER_SECOND = 2000
 TARGET_CPU_PER_FILE = 0.3e-3
 FILE_SIZE = 4096
-FLOOR = "import typer, rich.console, rich.table, httpx, pydantic_settings"
+# httpx's own command line client is left out as tusk_cli.main.run leaves it out.
+FLOOR = "import sys; sys.modules['httpx._main'] = None; import typer.main, httpx, asyncio"
+OLD_FLOOR = "import typer, rich.console, rich.table, httpx, pydantic_settings"
 
 
 def cpu_seconds(argv: list[str], env: dict[str, str]) -> float:
@@ -79,9 +85,25 @@ def timed_child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 def measure(name: str, argv: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
     cpu_seconds(argv, env)  # once to warm the file cache and write .pyc files
     samples = [cpu_seconds(argv, env) for _ in range(runs)]
+    return report(name, samples)
+
+
+def report(name: str, samples: list[float]) -> tuple[float, float]:
     low, median = min(samples), statistics.median(samples)
-    print(f"{name:<34} min {low:6.3f} s   median {median:6.3f} s   CPU", flush=True)
+    print(f"{name:<38} min {low:6.3f} s   median {median:6.3f} s   CPU", flush=True)
     return low, median
+
+
+def measure_pair(
+    name: str, before: list[str], after: list[str], runs: int, env: dict[str, str]
+) -> tuple[float, float]:
+    """Both commands, alternately: a load that changes during the run weighs on both alike."""
+    cpu_seconds(before, env)
+    cpu_seconds(after, env)
+    pairs = [(cpu_seconds(before, env), cpu_seconds(after, env)) for _ in range(runs)]
+    _, before_median = report(f"{name} (before)", [b for b, _ in pairs])
+    _, after_median = report(name, [a for _, a in pairs])
+    return before_median, after_median
 
 
 def startup(args: argparse.Namespace) -> None:
@@ -89,12 +111,18 @@ def startup(args: argparse.Namespace) -> None:
     env["TUSK_REPO_URL"] = "http://127.0.0.1:9"  # closed: connection refused at once
     python = [sys.executable]
     _, base = measure("python -c pass", [*python, "-c", "pass"], args.runs, env)
-    floor_argv = [*python, "-c", FLOOR]
-    _, floor = measure("floor (typer, rich, httpx, settings)", floor_argv, args.runs, env)
-    ls = [str(args.tusk), "ls", "raw@master"]
-    _, median = measure("tusk ls raw@master", ls, args.runs, env)
-    _, help_median = measure("tusk --help", [str(args.tusk), "--help"], args.runs, env)
-    _, version_median = measure("tusk --version", [str(args.tusk), "--version"], args.runs, env)
+    _, floor = measure("floor (typer, httpx, asyncio)", [*python, "-c", FLOOR], args.runs, env)
+    measure("old floor (+ rich, pydantic-settings)", [*python, "-c", OLD_FLOOR], args.runs, env)
+    medians = []
+    for name, command in (("tusk ls raw@master", ["ls", "raw@master"]),
+                          ("tusk --help", ["--help"]), ("tusk --version", ["--version"])):
+        after = [str(args.tusk), *command]
+        if args.before:
+            _, median = measure_pair(name, [str(args.before), *command], after, args.runs, env)
+        else:
+            _, median = measure(name, after, args.runs, env)
+        medians.append(median)
+    median, help_median, version_median = medians
     print(f"tusk ls / floor (median): {median / floor:.2f}x; above the interpreter: "
           f"{median - base:.3f} s; tusk --help {help_median:.3f} s, "
           f"tusk --version {version_median:.3f} s")
@@ -234,6 +262,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tusk", type=Path, default=Path(sys.executable).with_name("tusk"))
+    parser.add_argument("--before", type=Path, help="another tusk to compare start-up with")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)

@@ -8,18 +8,19 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from tusk.client import CommitInfo, CommitRef
 from tusk.errors import InvalidArgument
-from tusk.paths import Address, parse_address
+from tusk.paths import parse_address
 from tusk_cli.common import (
     ADDRESS_HELP,
     JsonOption,
     connect,
+    escape,
     need_branch,
     note,
     print_json,
+    ref_of,
     run,
     show,
     size,
@@ -49,10 +50,6 @@ CommitArg = Annotated[
 class State(StrEnum):
     open = "open"
     finished = "finished"
-
-
-def ref_of(address: Address) -> str:
-    return str(address.ref_or_default)
 
 
 def state_of(commit: CommitInfo) -> str:

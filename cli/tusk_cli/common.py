@@ -9,19 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from functools import cache
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
-from rich.cells import cell_len
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from tusk.client import RepoClient
 from tusk.client.config import ClientSettings
@@ -29,6 +25,10 @@ from tusk.errors import InvalidArgument, TuskError
 from tusk.paths import Address
 
 if TYPE_CHECKING:  # imported by the commands that use them: `tusk ls` needs no job models
+    from pydantic import BaseModel, ValidationError
+    from rich.console import Console
+    from rich.table import Table
+
     from tusk.client.pipelines import SchedulerClient, TriggerClient
 
 T = TypeVar("T")
@@ -43,11 +43,49 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")
 ]
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-if not stdout.is_terminal:
-    # Piped tables must not be cut to 80 columns: `tusk ls … | grep` needs whole paths.
-    stdout.width = 10_000
+
+@cache
+def console(name: str) -> Console:
+    """The rich console of ``stdout`` or ``stderr``, made at first use: importing rich costs
+    more than a quick command's own work, and an error written to a pipe needs none of it."""
+    from rich.console import Console
+
+    if name == "stderr":
+        return Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:
+        # Piped tables must not be cut to 80 columns: `tusk ls … | grep` needs whole paths.
+        out.width = 10_000
+    return out
+
+
+def __getattr__(name: str) -> Console:
+    # `from tusk_cli.common import stdout` (or stderr): the console, made then.
+    if name in ("stdout", "stderr"):
+        return console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# What rich would take for an emoji code (``:smile:``) in text it prints; the names of its
+# emoji use these characters only (a test holds this against rich's table).
+_EMOJI_CODE = re.compile(r"(:(\S*?)(?:(?:\-)(emoji|text))?:)")
+_EMOJI_NAME = re.compile(r"[a-z0-9_!#&()*+\-.\u2019\u00e3\u00e5\u00e7\u00e9\u00ed\u00f4]+")
+_RICH_ENVIRONMENT = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS",
+                     "JUPYTER_LINES")
+_REWRITTEN = frozenset("\t\a\b\v\f\r")  # rich expands tabs and drops these control codes
+
+
+def styled(stream: IO[str], text: str) -> bool:
+    """Whether rich would print ``text`` to ``stream`` other than as it is: with styles (a
+    terminal, or one forced by the environment), with an emoji for a code in it, or with
+    tabs or control codes rewritten."""
+    if stream.isatty() or any(name in os.environ for name in _RICH_ENVIRONMENT):
+        return True
+    if not _REWRITTEN.isdisjoint(text):
+        return True
+    return any(
+        _EMOJI_NAME.fullmatch(match.group(2).lower()) for match in _EMOJI_CODE.finditer(text)
+    )
 
 
 # Where the CLI finds the services: TUSK_* variables, else the current context (`tusk context`).
@@ -65,10 +103,7 @@ def settings_error(error: ValidationError, prefix: str = "TUSK_") -> InvalidArgu
 
 
 def load_settings() -> ClientSettings:
-    try:
-        return ClientSettings()
-    except ValidationError as e:
-        raise settings_error(e) from None
+    return ClientSettings.load()
 
 
 @asynccontextmanager
@@ -100,14 +135,25 @@ async def connect_scheduler() -> AsyncIterator[SchedulerClient]:
         yield client
 
 
+def escape(text: str) -> str:
+    """Text as rich markup that prints as itself (rich's ``escape``, imported when used)."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def fail(message: str) -> NoReturn:
-    stderr.print(f"[bold red]error:[/] [red]{escape(message)}[/]")
+    if styled(sys.stderr, message):
+        console("stderr").print(f"[bold red]error:[/] [red]{escape(message)}[/]")
+    else:  # what rich would write, without loading it
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
     raise typer.Exit(1)
 
 
 def note(message: str) -> None:
-    """A message for the person at the terminal (stderr; stdout stays data)."""
-    stderr.print(message)
+    """A message (rich markup) for the person at the terminal (stderr; stdout stays data)."""
+    console("stderr").print(message)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -123,8 +169,12 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except OSError as e:
         fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
     except KeyboardInterrupt:
-        stderr.print("[red]interrupted[/]")
+        console("stderr").print("[red]interrupted[/]")
         raise typer.Exit(130) from None
+
+
+def ref_of(address: Address) -> str:
+    return str(address.ref_or_default)
 
 
 def need_branch(address: Address, what: str) -> str:
@@ -135,6 +185,8 @@ def need_branch(address: Address, what: str) -> str:
 
 
 def print_json(data: BaseModel | Iterable[BaseModel]) -> None:
+    from pydantic import BaseModel
+
     if isinstance(data, BaseModel):
         value: Any = data.model_dump(mode="json")
     else:
@@ -160,9 +212,12 @@ def show(renderable: Table) -> None:
     least ``MIN_FREE_TEXT`` each), and a table that still does not fit is printed wider than
     the terminal (its lines wrap) rather than cut.
     """
+    from rich.text import Text
+
     if renderable.row_count > LONG_TABLE:
         show_plain(renderable)
         return
+    stdout = console("stdout")
     fixed = 0
     free = 0
     for column in renderable.columns:
@@ -190,6 +245,10 @@ def show_plain(renderable: Table) -> None:
     seconds of CPU (``tusk ls`` of a large directory), this takes milliseconds. Styles are
     dropped, except the header's on a terminal, and free text is left to the terminal to
     wrap."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    stdout = console("stdout")
     columns = [
         [c if "[" not in c else Text.from_markup(c).plain for c in map(str, column.cells)]
         for column in renderable.columns
@@ -213,6 +272,8 @@ def show_plain(renderable: Table) -> None:
 
 def table(*columns: str) -> Table:
     """A borderless table; only free-text columns wrap, so ids and paths stay whole."""
+    from rich.table import Table
+
     grid = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     for column in columns:
         wraps = column in WRAPPING_COLUMNS

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from tusk import __version__
-from tusk.client.config import ClientSettings, Context, ContextStore
+from tusk.client.contexts import Context, ContextStore
 from tusk.errors import InvalidArgument
-from tusk_cli.common import JsonOption, load_settings, note, run, settings_error, show, table
+from tusk_cli.common import JsonOption, load_settings, note, run, show, table
 
 app = typer.Typer(
     help="Named deployments: the services' addresses (and a token) saved under a name, so "
@@ -28,10 +28,7 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The context's name
 
 
 def _store() -> ContextStore:
-    try:
-        return ContextStore(ClientSettings().config_dir)
-    except ValidationError as e:
-        raise settings_error(e) from None
+    return ContextStore(load_settings().config_dir)
 
 
 @app.command("set")

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from tusk.client import FileInfo
 from tusk.errors import InvalidArgument
 from tusk.paths import parse_address, parse_ref
-from tusk_cli.commits import ref_of
 from tusk_cli.common import (
     ADDRESS_HELP,
     JsonOption,
     connect,
+    escape,
     note,
     print_json,
+    ref_of,
     run,
     show,
     size,
@@ -31,6 +30,9 @@ from tusk_cli.writing import (
     left_open_hint,
     writable_commit,
 )
+
+if TYPE_CHECKING:
+    from tusk.client import FileInfo
 
 AddressArg = Annotated[
     str, typer.Argument(metavar="REPO@REF:/PATH", help=ADDRESS_HELP, show_default=False)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import typer
-from rich.markup import escape
 
 from tusk.errors import Conflict, InvalidArgument
 from tusk.paths import parse_address, parse_ref
@@ -14,6 +13,7 @@ from tusk.wire.repo import DroppedCommits  # (tusk.client.models would load the 
 from tusk_cli.common import (
     JsonOption,
     connect,
+    escape,
     need_branch,
     note,
     print_json,

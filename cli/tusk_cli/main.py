@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -69,13 +69,51 @@ class Entry:
             )
         else:
             single = typer.Typer(add_completion=False, rich_markup_mode=MARKUP)
-            single.command(name=self.name, rich_help_panel=self.panel)(found)
+            single.command(name=self.name, rich_help_panel=self.panel, cls=PlainValuesCommand)(
+                found
+            )
             command = typer.main.get_command(single)
         return command
 
     def stub(self) -> TyperCommand:
         """What `tusk --help` lists: the name, the panel and the summary, nothing imported."""
         return TyperCommand(name=self.name, help=self.summary, rich_help_panel=self.panel)
+
+
+def plain_values(params: Iterable[click.Parameter]) -> None:
+    """Take the values of plain ``str`` parameters and of flags as given; all else is typer's.
+
+    typer checks each parameter's value with a pydantic ``TypeAdapter`` built at first use.
+    For a string from the command line, or a flag's True or False, that check passes the value
+    through unchanged, and costs an import of pydantic: a quarter of the CPU of `tusk ls`,
+    which otherwise needs no pydantic until a server answers. typer's own pass-through
+    coercion (its answer for types pydantic does not know) does the same without it. Should
+    typer's internals move, only the cost comes back (tests/cli/test_commands.py notices).
+    """
+    try:
+        from typer._coercion import PassThroughRuntimeParam
+        from typer.core import _TyperParameter
+    except ImportError:  # pragma: no cover - another typer
+        return
+    for param in params:
+        if not isinstance(param, _TyperParameter) or param._runtime_param is not None:
+            continue
+        described = param.type_descriptor
+        plain_string = described.annotation is str and param.nargs == 1 and not param.multiple
+        flag = described.annotation is bool and getattr(param, "is_flag", False)
+        if (plain_string or flag) and described.parameter_info.parser is None:
+            param._runtime_param = PassThroughRuntimeParam(
+                parameter_info=described.parameter_info, annotation=described.annotation
+            )
+
+
+class PlainValuesCommand(TyperCommand):
+    """A command whose strings and flags typer takes as given (see :func:`plain_values`)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)  # with --help, made here at first use
+        plain_values(params)
+        return params
 
 
 DATA, METADATA, PIPELINES = "Data", "Metadata", "Pipelines"
@@ -197,6 +235,11 @@ class LazyGroup(TyperGroup):
         super().__init__(**attrs)
         self.lazy = _Commands(self.entries)
         self.commands = self.lazy
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)  # with --help and typer's --install-completion
+        plain_values(params)
+        return params
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.lazy)  # names only: items() would import every command

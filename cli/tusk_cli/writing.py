@@ -17,15 +17,16 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from tusk.client import CommitInfo, RepoClient
 from tusk.errors import Conflict, InvalidArgument, NotFound, TuskError
 from tusk.paths import Address, Ref
-from tusk_cli.common import note, size
+from tusk_cli.common import escape, note, size
+
+if TYPE_CHECKING:
+    from tusk.client import CommitInfo, RepoClient
 
 _ABANDON_TIMEOUT = 10.0
 OWNED_PREFIXES = ("tusk put ", "tusk rm ")

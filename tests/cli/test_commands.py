@@ -96,3 +96,36 @@ def test_ls_imports_its_own_module_and_nothing_heavy() -> None:
     assert not {m for m in modules if m.split(".")[0] in ("click", "pygments")}  # httpx's CLI
     # The job models and the trigger's client are the pipeline commands' business.
     assert not {"tusk.wire.jobs", "tusk.client.pipelines", "tusk.client.models"} & modules
+
+
+# Issue 13: `tusk ls` within 0.3 s of CPU. Held here by what it imports, not by a time a loaded
+# machine would blur: a listing that gets no answer (the address is a closed port) needs no
+# pydantic (settings, models, typer's checks), no rich (the error goes to a pipe) and no models.
+NOT_BEFORE_AN_ANSWER = ("pydantic", "pydantic_core", "pydantic_settings", "rich", "typer._adapters")
+
+
+def test_ls_without_an_answer_imports_no_pydantic_rich_or_models() -> None:
+    modules = imported_by("ls", "raw@master")
+    assert "tusk_cli.files" in modules  # it ran
+    assert not {
+        m for m in modules if m in NOT_BEFORE_AN_ANSWER or m.split(".")[0] in NOT_BEFORE_AN_ANSWER
+    }
+    assert not {m for m in modules if m.startswith(("tusk.wire.", "tusk.auth"))}
+    assert not {"tusk.client.contexts", "tusk_cli.commits", "tusk_cli.lifecycle"} & modules
+
+
+def test_ls_with_an_invalid_setting_still_imports_no_pydantic() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTED, "ls", "raw@master"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(TUSK_REPO_URL="nope", TUSK_TIMEOUT="5"),
+        check=True,
+    )
+    *messages, last = result.stderr.strip().splitlines()
+    assert messages == [
+        "error: invalid configuration: TUSK_REPO_URL: Value error, must start with http:// or "
+        "https://"
+    ]
+    assert not {m for m in json.loads(last) if m.split(".")[0] in NOT_BEFORE_AN_ANSWER}

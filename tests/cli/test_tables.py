@@ -19,7 +19,7 @@ def test_ids_and_states_survive_a_long_reason(
 ) -> None:
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=True, color_system=None)
-    monkeypatch.setattr(common, "stdout", console)
+    monkeypatch.setattr(common, "console", lambda name: console)
     grid = common.table("ID", "PIPELINE", "STATE", "REASON")
     grid.add_row(JOB, "credit-train", "failure", REASON)
     common.show(grid)
@@ -38,7 +38,8 @@ def test_a_long_table_prints_as_rich_would_without_laying_it_out(
     """Past ``LONG_TABLE`` rows the plain printer takes over (rich took seconds for 10,000):
     the same columns, the same alignment (by terminal cells: wide characters count twice),
     markup gone and escaped brackets shown as they are."""
-    monkeypatch.setattr(common, "stdout", Console(file=io.StringIO(), width=80))
+    laid_out_console = Console(file=io.StringIO(), width=80)
+    monkeypatch.setattr(common, "console", lambda name: laid_out_console)
     rows = common.LONG_TABLE + 1
 
     def grid() -> common.Table:

@@ -23,8 +23,9 @@ from tusk_trigger.config import TriggerSettings
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "tusk"
 
-# What each deployable reads its settings with (the `migrate` one-shot reads CommonSettings).
-SETTINGS: dict[str, type[BaseSettings]] = {
+# What each deployable reads its settings with (the `migrate` one-shot reads CommonSettings;
+# the CLI reads its own without pydantic-settings, see tusk.client.config).
+SETTINGS: dict[str, type[BaseSettings] | type[CliSettings]] = {
     "repo": RepoSettings,
     "trigger": TriggerSettings,
     "scheduler": SchedulerSettings,
@@ -36,8 +37,10 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 }
 
 
-def env_names(cls: type[BaseSettings]) -> set[str]:
+def env_names(cls: type[BaseSettings] | type[CliSettings]) -> set[str]:
     """The environment variables a pydantic-settings class reads: its aliases, else prefix+name."""
+    if issubclass(cls, CliSettings):
+        return set(cls.env_names())
     prefix = str(cls.model_config.get("env_prefix", ""))
     names: set[str] = set()
     for name, field in cls.model_fields.items():

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tusk.auth.principal import Principal, Role
-from tusk.client.http import ServiceClient, params, seg
-from tusk.wire.auth import AuditEntry, RoleInfo, TokenCreated, TokenInfo, WorkerTokenCreated
+from tusk.client.http import LazyModule, ServiceClient, params, seg
 
-if TYPE_CHECKING:  # the audit middleware's module imports structlog and starlette
-    from tusk.auth.audit import AuditRecord
+if TYPE_CHECKING:
+    from tusk.auth import principal
+    from tusk.auth.audit import AuditRecord  # its module imports structlog and starlette
+    from tusk.auth.principal import Principal, Role
+    from tusk.wire import auth as wire
+    from tusk.wire.auth import AuditEntry, RoleInfo, TokenCreated, TokenInfo, WorkerTokenCreated
+else:  # pydantic models: imported when an answer is first parsed
+    principal = LazyModule("tusk.auth.principal")
+    wire = LazyModule("tusk.wire.auth")
 
 __all__ = [
     "AuditEntry",
@@ -23,12 +28,19 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # The answers' models, named here for callers of these methods (``__all__``).
+    if name in __all__ and name != "AuthApi":
+        return getattr(wire, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class AuthApi(ServiceClient):
     async def whoami(self, *, token: str | None = None) -> Principal:
         """Who the client's token (or ``token``) belongs to."""
         headers = {"Authorization": f"Bearer {token}"} if token is not None else None
         response = await self._request("GET", "/v1/auth/whoami", headers=headers)
-        return self._parse(Principal, response)
+        return self._parse(principal.Principal, response)
 
     async def create_token(
         self, identity: str, *, description: str = "", expires_in_seconds: int | None = None
@@ -39,21 +51,21 @@ class AuthApi(ServiceClient):
             "expires_in_seconds": expires_in_seconds,
         }
         response = await self._request("POST", "/v1/auth/tokens", json=body)
-        return self._parse(TokenCreated, response)
+        return self._parse(wire.TokenCreated, response)
 
     async def list_tokens(
         self, *, identity: str | None = None, revoked: bool = False
     ) -> list[TokenInfo]:
         query = params(identity=identity, revoked="true" if revoked else None)
         response = await self._request("GET", "/v1/auth/tokens", params=query)
-        return self._parse_list(TokenInfo, response)
+        return self._parse_list(wire.TokenInfo, response)
 
     async def revoke_token(self, token_id: str) -> None:
         await self._request("DELETE", f"/v1/auth/tokens/{seg(token_id)}")
 
     async def grant_role(self, identity: str, role: Role, resource: str | None = None) -> RoleInfo:
         body = {"identity": identity, "role": role, "resource": resource}
-        return self._parse(RoleInfo, await self._request("POST", "/v1/auth/roles", json=body))
+        return self._parse(wire.RoleInfo, await self._request("POST", "/v1/auth/roles", json=body))
 
     async def revoke_role(self, identity: str, resource: str | None = None) -> None:
         await self._request(
@@ -66,7 +78,7 @@ class AuthApi(ServiceClient):
         response = await self._request(
             "GET", "/v1/auth/roles", params=params(identity=identity, resource=resource)
         )
-        return self._parse_list(RoleInfo, response)
+        return self._parse_list(wire.RoleInfo, response)
 
     async def create_worker_token(
         self,
@@ -93,7 +105,7 @@ class AuthApi(ServiceClient):
         if expires_in_seconds is not None:
             body["expires_in_seconds"] = expires_in_seconds
         response = await self._request("POST", "/v1/auth/worker-tokens", json=body)
-        return self._parse(WorkerTokenCreated, response)
+        return self._parse(wire.WorkerTokenCreated, response)
 
     async def revoke_worker_tokens(self, job: str) -> None:
         await self._request("DELETE", f"/v1/auth/worker-tokens/{seg(job)}")
@@ -119,5 +131,5 @@ class AuthApi(ServiceClient):
             limit=limit,
         )
         return self._parse_list(
-            AuditEntry, await self._request("GET", "/v1/auth/audit", params=query)
+            wire.AuditEntry, await self._request("GET", "/v1/auth/audit", params=query)
         )

@@ -4,24 +4,24 @@ A *context* is a named set of service addresses (and optionally a token) kept in
 ``$TUSK_CONFIG_DIR/contexts.json`` (default ``~/.config/tusk``), so that pointing the CLI or
 the SDK at a deployment takes ``tusk context use NAME`` rather than eight variables. An
 environment variable still wins over the context, so one command can be redirected.
+
+Read here without pydantic: every `tusk` command starts by reading these settings, and
+pydantic-settings with its providers cost more CPU than the rest of `tusk ls` together. The
+contexts file's model (:mod:`tusk.client.contexts`) is still what writes it, and what judges a
+file this reader does not take as plainly valid, so its error messages are pydantic's as before.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
-
-from tusk.errors import InvalidArgument, NotFound
+from tusk.errors import InvalidArgument
 
 DEFAULT_REPO_URL = "http://127.0.0.1:8081"
 DEFAULT_TRIGGER_URL = "http://127.0.0.1:8082"
@@ -29,182 +29,169 @@ DEFAULT_SCHEDULER_URL = "http://127.0.0.1:8083"
 DEFAULT_INFERENCE_URL = "http://127.0.0.1:8080"
 DEFAULT_S3_GATEWAY_URL = "http://127.0.0.1:8085"
 
+ENV_PREFIX = "TUSK_"
 SERVICE_URL_FIELDS = ("repo_url", "trigger_url", "scheduler_url", "inference_url", "s3_url")
+CONTEXT_FIELDS = (*SERVICE_URL_FIELDS, "token")
+"""What a context may hold: the fields of :class:`tusk.client.contexts.Context`."""
+
+# A number as written by hand; anything else (and anything not above 0) is left to pydantic,
+# whose answer (and message) it was before.
+_PLAIN_NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+")
 
 
 def default_config_dir() -> Path:
     return Path.home() / ".config" / "tusk"
 
 
-def _check_url(value: str | None) -> str | None:
+def contexts_path(config_dir: Path) -> Path:
+    return config_dir.expanduser() / "contexts.json"
+
+
+def check_url(value: str | None) -> str | None:
     if value is not None and not value.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
     return value.rstrip("/") if value else value
 
 
-class Context(BaseModel):
-    """One deployment's addresses; fields left unset fall back to the defaults."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    repo_url: str | None = None
-    trigger_url: str | None = None
-    scheduler_url: str | None = None
-    inference_url: str | None = None
-    s3_url: str | None = None
-    token: str | None = None
-
-    @field_validator(*SERVICE_URL_FIELDS)
-    @classmethod
-    def _check_urls(cls, value: str | None) -> str | None:
-        return _check_url(value)
-
-    @classmethod
-    def from_base_url(cls, base_url: str, token: str | None = None) -> Context:
-        """A deployment behind one host: the default ports on that host."""
-        checked = _check_url(base_url)
-        assert checked is not None
-        scheme, _, host = checked.partition("://")
-        host = host.split("/", 1)[0].rsplit(":", 1)[0] if "]" not in host else host
-        return cls(
-            repo_url=f"{scheme}://{host}:8081",
-            trigger_url=f"{scheme}://{host}:8082",
-            scheduler_url=f"{scheme}://{host}:8083",
-            inference_url=f"{scheme}://{host}:8080",
-            s3_url=f"{scheme}://{host}:8085",
-            token=token,
-        )
-
-
-class ContextFile(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    current: str | None = None
-    contexts: dict[str, Context] = Field(default_factory=dict)
-
-
-class ContextStore:
-    """The contexts file: read, changed and written back whole (atomically, by rename)."""
-
-    def __init__(self, config_dir: Path) -> None:
-        self.path = config_dir.expanduser() / "contexts.json"
-
-    def load(self) -> ContextFile:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return ContextFile()
-        except OSError as e:
-            raise InvalidArgument(f"cannot read {self.path}: {e.strerror}") from None
-        try:
-            return ContextFile.model_validate_json(text)
-        except ValidationError as e:
-            raise InvalidArgument(
-                f"{self.path} is not a valid contexts file ({e.errors()[0]['msg']}); fix or "
-                "delete it"
-            ) from None
-
-    def save(self, data: ContextFile) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # The file may hold tokens: readable by its owner only.
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".contexts-")
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(data.model_dump_json(indent=2, exclude_none=True) + "\n")
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def set(self, name: str, context: Context, *, use: bool = False) -> None:
-        data = self.load()
-        data.contexts[name] = context
-        if use or data.current is None:
-            data.current = name
-        self.save(data)
-
-    def use(self, name: str) -> None:
-        data = self.load()
-        if name not in data.contexts:
-            raise NotFound(f"no context {name!r}; `tusk context list` shows them")
-        data.current = name
-        self.save(data)
-
-    def remove(self, name: str) -> None:
-        data = self.load()
-        if data.contexts.pop(name, None) is None:
-            raise NotFound(f"no context {name!r}; `tusk context list` shows them")
-        if data.current == name:
-            data.current = None
-        self.save(data)
-
-    def get(self, name: str) -> Context:
-        data = self.load()
-        if name not in data.contexts:
-            raise NotFound(f"no context {name!r}; `tusk context list` shows them")
-        return data.contexts[name]
-
-
-class _ContextSource(PydanticBaseSettingsSource):
-    """The current context's values, below the environment and above the defaults."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        raise NotImplementedError  # __call__ answers for all fields at once
-
-    def __call__(self) -> dict[str, Any]:
-        # What the sources above this one (arguments, environment) said.
-        given = self.current_state
-        store = ContextStore(Path(given.get("config_dir") or default_config_dir()))
-        data = store.load()
-        name = given.get("context") or data.current
-        if name is None:
-            return {}
-        if name not in data.contexts:
-            raise InvalidArgument(
-                f"TUSK_CONTEXT names {name!r}, which is not in {store.path}; "
-                "`tusk context list` shows the contexts"
-            )
-        values = data.contexts[name].model_dump(exclude_none=True)
-        return {**values, "context": name}
-
-
-class ClientSettings(BaseSettings):
+@dataclass(frozen=True)
+class ClientSettings:
     """Where the CLI and the SDK find the services; ``TUSK_*`` environment variables, else the
-    current context (``tusk context use``), else the local defaults."""
+    current context (``tusk context use``), else the local defaults. Build with :meth:`load`."""
 
-    model_config = SettingsConfigDict(env_prefix="TUSK_", extra="ignore", frozen=True)
-
-    config_dir: Path = Field(
-        default_factory=default_config_dir, description="Where contexts.json is kept."
-    )
-    context: str | None = Field(default=None, description="The context in use, if any.")
-    repo_url: str = Field(default=DEFAULT_REPO_URL, description="The repo service.")
-    trigger_url: str = Field(
-        default=DEFAULT_TRIGGER_URL, description="The trigger service (pipelines, jobs)."
-    )
-    scheduler_url: str = Field(
-        default=DEFAULT_SCHEDULER_URL, description="The scheduler (datums, logs)."
-    )
-    inference_url: str = Field(default=DEFAULT_INFERENCE_URL, description="Model serving.")
-    s3_url: str = Field(default=DEFAULT_S3_GATEWAY_URL, description="The S3 gateway.")
-    token: str | None = Field(default=None, description="Bearer token for the services.")
-    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for an answer.")
-
-    @field_validator(*SERVICE_URL_FIELDS)
-    @classmethod
-    def _check_urls(cls, value: str) -> str:
-        checked = _check_url(value)
-        assert checked is not None
-        return checked
+    config_dir: Path = field(default_factory=default_config_dir)
+    """Where contexts.json is kept."""
+    context: str | None = None
+    """The context in use, if any."""
+    repo_url: str = DEFAULT_REPO_URL
+    """The repo service."""
+    trigger_url: str = DEFAULT_TRIGGER_URL
+    """The trigger service (pipelines, jobs)."""
+    scheduler_url: str = DEFAULT_SCHEDULER_URL
+    """The scheduler (datums, logs)."""
+    inference_url: str = DEFAULT_INFERENCE_URL
+    """Model serving."""
+    s3_url: str = DEFAULT_S3_GATEWAY_URL
+    """The S3 gateway."""
+    token: str | None = None
+    """Bearer token for the services."""
+    timeout: float = 60.0
+    """Seconds to wait for an answer (above 0)."""
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _ContextSource(settings_cls), file_secret_settings)
+    def env_names(cls) -> list[str]:
+        return [f"{ENV_PREFIX}{f.name.upper()}" for f in fields(cls)]
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **given: Any) -> ClientSettings:
+        """The arguments given, over the environment, over the current context, over the
+        defaults. Invalid values raise :class:`InvalidArgument` naming every bad variable."""
+        # Names are matched whatever their case, as pydantic-settings matched them.
+        env = {k.lower(): v for k, v in (os.environ if environ is None else environ).items()}
+        raw: dict[str, Any] = {}
+        for f in fields(cls):
+            if given.get(f.name) is not None:
+                raw[f.name] = given[f.name]
+            elif (value := env.get(f"{ENV_PREFIX}{f.name}".lower())) is not None:
+                raw[f.name] = value
+        values = {**_context_values(raw), **raw}
+        problems = []
+        for name, value in list(values.items()):
+            try:
+                values[name] = _checked(name, value)
+            except ValueError as e:
+                problems.append(f"{ENV_PREFIX}{name.upper()}: {e}")
+        if problems:
+            raise InvalidArgument("invalid configuration: " + "; ".join(problems))
+        return cls(**values)
+
+
+def _checked(name: str, value: Any) -> Any:
+    if name == "config_dir":
+        return Path(value)
+    if name == "timeout":
+        return _timeout(value)
+    if not isinstance(value, str):
+        raise ValueError("Input should be a valid string")
+    if name in SERVICE_URL_FIELDS:
+        try:
+            return check_url(value)
+        except ValueError as e:
+            raise ValueError(f"Value error, {e}") from None
+    return value
+
+
+def _timeout(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value) and float(value) > 0:
+        return float(value)
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    try:
+        return float(TypeAdapter(Annotated[float, Field(gt=0)]).validate_python(value))
+    except ValidationError as e:
+        raise ValueError(e.errors()[0]["msg"]) from None
+
+
+def _context_values(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The current context's values (and its name), below the environment, above the defaults."""
+    path = contexts_path(Path(given.get("config_dir") or default_config_dir()))
+    current, contexts = read_contexts(path)
+    name = given.get("context") or current
+    if name is None:
+        return {}
+    if name not in contexts:
+        raise InvalidArgument(
+            f"TUSK_CONTEXT names {name!r}, which is not in {path}; "
+            "`tusk context list` shows the contexts"
+        )
+    return {**contexts[name], "context": name}
+
+
+def read_contexts(path: Path) -> tuple[str | None, dict[str, dict[str, str]]]:
+    """The contexts file's current context and each context's values that are set.
+
+    A file this reader does not plainly accept is read by the file's model, which either
+    accepts it after all (it is lenient where this reader is strict) or says what is wrong."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as e:
+        raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
+    plain = _plain_contexts(text)
+    if plain is not None:
+        return plain
+    from tusk.client.contexts import ContextStore
+
+    data = ContextStore(path.parent).parse(text)
+    return data.current, {
+        name: context.model_dump(exclude_none=True) for name, context in data.contexts.items()
+    }
+
+
+def _plain_contexts(text: str) -> tuple[str | None, dict[str, dict[str, str]]] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    current = data.get("current")
+    contexts = data.get("contexts", {})
+    if not (current is None or isinstance(current, str)) or not isinstance(contexts, dict):
+        return None
+    read: dict[str, dict[str, str]] = {}
+    for name, context in contexts.items():
+        if not isinstance(context, dict) or not set(context) <= set(CONTEXT_FIELDS):
+            return None
+        values = {k: v for k, v in context.items() if v is not None}
+        if not all(isinstance(v, str) for v in values.values()):
+            return None
+        try:
+            read[name] = {
+                k: str(check_url(v)) if k in SERVICE_URL_FIELDS else v for k, v in values.items()
+            }
+        except ValueError:
+            return None
+    return current, read

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import random
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, ClassVar, Self, TypeVar
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tusk import __version__
 from tusk.errors import (
@@ -44,7 +44,25 @@ def _tls_context() -> ssl.SSLContext:
     (where there is nothing to verify: the client follows no redirects)."""
     return httpx.create_ssl_context()
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel, TypeAdapter, ValidationError
+
+M = TypeVar("M", bound="BaseModel")
+
+
+class LazyModule:
+    """A module imported at the first lookup of one of its names. The clients parse answers
+    into pydantic models, but a command that fails before any answer (or the import of a
+    client) should not pay for importing pydantic and the models: most of a quick command's
+    start-up. Import the real module under ``TYPE_CHECKING`` for the type checker."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        module: ModuleType = importlib.import_module(self._name)
+        return getattr(module, attribute)
+
 
 _ERRORS: tuple[type[TuskError], ...] = (
     InvalidArgument,
@@ -196,12 +214,16 @@ class ServiceClient:
         )
 
     def _parse(self, model: type[M], response: httpx.Response) -> M:
+        from pydantic import ValidationError
+
         try:
             return model.model_validate_json(response.content)
         except ValidationError as e:
             raise self._unexpected(response, e) from e
 
     def _parse_list(self, model: type[M], response: httpx.Response) -> list[M]:
+        from pydantic import ValidationError
+
         try:
             return _list_adapter(model).validate_json(response.content)
         except ValidationError as e:
@@ -253,4 +275,6 @@ def params(**values: object) -> dict[str, object]:
 
 @functools.cache
 def _list_adapter(model: type[M]) -> TypeAdapter[list[M]]:
+    from pydantic import TypeAdapter
+
     return TypeAdapter(list[model])  # type: ignore[valid-type]

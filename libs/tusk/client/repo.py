@@ -9,33 +9,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 import httpx
-from pydantic import BaseModel
 
-from tusk.client import batches
 from tusk.client.auth import AuthApi
-from tusk.client.http import params, seg
-from tusk.client.tarstream import Extracted, extract, local_hashes
+from tusk.client.http import LazyModule, params, seg
 from tusk.errors import (
     InvalidArgument,
-)
-from tusk.wire.repo import (  # not tusk.client.models: that loads the job models too
-    BranchInfo,
-    CommitInfo,
-    CommitRef,
-    DiffResult,
-    DroppedCommits,
-    FileInfo,
-    GcReport,
-    HistoryEntry,
-    MergeInfo,
-    Page,
-    PutResult,
-    RepoInfo,
-    TagInfo,
 )
 
 READ_SIZE = 1 << 20
@@ -46,7 +28,34 @@ ProgressCallback = Callable[[int], None]
 
 FileSource = bytes | Path | AsyncIterable[bytes]
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from tusk.client import batches, tarstream
+    from tusk.client.tarstream import Extracted
+    from tusk.wire import repo as wire
+    from tusk.wire.repo import (
+        BranchInfo,
+        CommitInfo,
+        CommitRef,
+        DiffResult,
+        DroppedCommits,
+        FileInfo,
+        GcReport,
+        HistoryEntry,
+        MergeInfo,
+        Page,
+        PutResult,
+        RepoInfo,
+        TagInfo,
+    )
+else:
+    wire = LazyModule("tusk.wire.repo")  # not tusk.client.models: that loads the job models too
+    # Trees up and down (tar, blake3, worker threads): imported when one is sent or fetched.
+    batches = LazyModule("tusk.client.batches")
+    tarstream = LazyModule("tusk.client.tarstream")
 
 
 class RepoClient(AuthApi):
@@ -71,14 +80,14 @@ class RepoClient(AuthApi):
         if pipeline is not None:
             body["pipeline"] = pipeline
         response = await self._request("POST", "/v1/repos", json=body)
-        return self._parse(RepoInfo, response)
+        return self._parse(wire.RepoInfo, response)
 
     async def set_repo_owner(self, name: str, pipeline: str | None) -> RepoInfo:
         """Record the pipeline whose output the repo is (None: anyone writes to it)."""
         response = await self._request(
             "PUT", f"/v1/repos/{seg(name)}/owner", json={"pipeline": pipeline}
         )
-        return self._parse(RepoInfo, response)
+        return self._parse(wire.RepoInfo, response)
 
     async def set_retention(
         self, name: str, *, keep_days: int | None = None, keep_last: int | None = None
@@ -89,7 +98,7 @@ class RepoClient(AuthApi):
             f"/v1/repos/{seg(name)}/retention",
             json={"keep_days": keep_days, "keep_last": keep_last},
         )
-        return self._parse(RepoInfo, response)
+        return self._parse(wire.RepoInfo, response)
 
     async def collect_garbage(
         self,
@@ -105,7 +114,7 @@ class RepoClient(AuthApi):
             query["grace_seconds"] = str(grace_seconds)
         if compact_below is not None:
             query["compact_below"] = str(compact_below)
-        return self._parse(GcReport, await self._request("POST", "/v1/gc", params=query))
+        return self._parse(wire.GcReport, await self._request("POST", "/v1/gc", params=query))
 
     # --- tags and merges ---------------------------------------------------------------------
 
@@ -114,10 +123,11 @@ class RepoClient(AuthApi):
         response = await self._request(
             "POST", f"/v1/repos/{seg(repo)}/tags", json={"name": name, "ref": ref}
         )
-        return self._parse(TagInfo, response)
+        return self._parse(wire.TagInfo, response)
 
     async def list_tags(self, repo: str) -> list[TagInfo]:
-        return self._parse_list(TagInfo, await self._request("GET", f"/v1/repos/{seg(repo)}/tags"))
+        response = await self._request("GET", f"/v1/repos/{seg(repo)}/tags")
+        return self._parse_list(wire.TagInfo, response)
 
     async def merge(
         self,
@@ -137,7 +147,7 @@ class RepoClient(AuthApi):
         if admin_override is not None:
             body["admin_override"] = admin_override
         response = await self._request("POST", f"/v1/repos/{seg(repo)}/merge", json=body)
-        return self._parse(MergeInfo, response)
+        return self._parse(wire.MergeInfo, response)
 
     async def delete_commit(self, repo: str, ref: str, *, cascade: bool = False) -> DroppedCommits:
         """Delete a finished commit (with ``cascade``, everything derived from it too)."""
@@ -146,7 +156,7 @@ class RepoClient(AuthApi):
             f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/delete",
             params={"cascade": "true" if cascade else "false"},
         )
-        return self._parse(DroppedCommits, response)
+        return self._parse(wire.DroppedCommits, response)
 
     async def squash(
         self, repo: str, oldest: str, newest: str, *, cascade: bool = False
@@ -157,13 +167,13 @@ class RepoClient(AuthApi):
             f"/v1/repos/{seg(repo)}/squash",
             json={"oldest": oldest, "newest": newest, "cascade": cascade},
         )
-        return self._parse(DroppedCommits, response)
+        return self._parse(wire.DroppedCommits, response)
 
     async def list_repos(self) -> list[RepoInfo]:
-        return self._parse_list(RepoInfo, await self._request("GET", "/v1/repos"))
+        return self._parse_list(wire.RepoInfo, await self._request("GET", "/v1/repos"))
 
     async def inspect_repo(self, name: str) -> RepoInfo:
-        return self._parse(RepoInfo, await self._request("GET", f"/v1/repos/{seg(name)}"))
+        return self._parse(wire.RepoInfo, await self._request("GET", f"/v1/repos/{seg(name)}"))
 
     async def delete_repo(self, name: str, *, force: bool = False) -> None:
         """Delete a repo; refused while other repos' provenance names it, unless ``force``."""
@@ -177,23 +187,23 @@ class RepoClient(AuthApi):
         response = await self._request(
             "POST", f"/v1/repos/{seg(repo)}/branches", json={"name": name, "head": head}
         )
-        return self._parse(BranchInfo, response)
+        return self._parse(wire.BranchInfo, response)
 
     async def list_branches(self, repo: str) -> list[BranchInfo]:
         return self._parse_list(
-            BranchInfo, await self._request("GET", f"/v1/repos/{seg(repo)}/branches")
+            wire.BranchInfo, await self._request("GET", f"/v1/repos/{seg(repo)}/branches")
         )
 
     async def inspect_branch(self, repo: str, name: str) -> BranchInfo:
         response = await self._request("GET", f"/v1/repos/{seg(repo)}/branches/{seg(name)}")
-        return self._parse(BranchInfo, response)
+        return self._parse(wire.BranchInfo, response)
 
     async def move_branch(self, repo: str, name: str, head: str) -> BranchInfo:
         """Point the branch's head at another finished commit (a ref)."""
         response = await self._request(
             "PUT", f"/v1/repos/{seg(repo)}/branches/{seg(name)}", json={"head": head}
         )
-        return self._parse(BranchInfo, response)
+        return self._parse(wire.BranchInfo, response)
 
     async def protect_branch(self, repo: str, name: str, protected: bool = True) -> BranchInfo:
         """Protect a branch (it then changes only by merges), or lift the protection."""
@@ -202,7 +212,7 @@ class RepoClient(AuthApi):
             f"/v1/repos/{seg(repo)}/branches/{seg(name)}/protection",
             json={"protected": protected},
         )
-        return self._parse(BranchInfo, response)
+        return self._parse(wire.BranchInfo, response)
 
     async def delete_branch(self, repo: str, name: str) -> None:
         await self._request("DELETE", f"/v1/repos/{seg(repo)}/branches/{seg(name)}")
@@ -237,14 +247,14 @@ class RepoClient(AuthApi):
         if admin_override is not None:
             body["admin_override"] = admin_override
         response = await self._request("POST", f"/v1/repos/{seg(repo)}/commits", json=body)
-        return self._parse(CommitInfo, response)
+        return self._parse(wire.CommitInfo, response)
 
     async def finish_commit(self, repo: str, ref: str, *, error: str | None = None) -> CommitInfo:
         """Finish an open commit (its id, or a branch's open commit); ``error`` marks it failed."""
         response = await self._request(
             "POST", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/finish", json={"error": error}
         )
-        return self._parse(CommitInfo, response)
+        return self._parse(wire.CommitInfo, response)
 
     async def abandon_commit(self, repo: str, ref: str) -> None:
         """Drop an open commit and everything staged in it."""
@@ -252,7 +262,7 @@ class RepoClient(AuthApi):
 
     async def inspect_commit(self, repo: str, ref: str) -> CommitInfo:
         response = await self._request("GET", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}")
-        return self._parse(CommitInfo, response)
+        return self._parse(wire.CommitInfo, response)
 
     async def list_commits_page(
         self,
@@ -266,7 +276,7 @@ class RepoClient(AuthApi):
         """One page of the repo's commits, newest first; pass ``next_cursor`` on for the next."""
         query = params(branch=branch, state=state, limit=limit, cursor=cursor)
         response = await self._request("GET", f"/v1/repos/{seg(repo)}/commits", params=query)
-        return self._parse(Page[CommitInfo], response)
+        return self._parse(wire.Page[wire.CommitInfo], response)
 
     async def list_commits(
         self,
@@ -297,7 +307,7 @@ class RepoClient(AuthApi):
             f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/log",
             params=params(limit=limit, cursor=cursor),
         )
-        return self._parse(Page[CommitInfo], response)
+        return self._parse(wire.Page[wire.CommitInfo], response)
 
     async def log(
         self, repo: str, ref: str, *, page_size: int = 100
@@ -321,7 +331,7 @@ class RepoClient(AuthApi):
             f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/diff",
             params=params(**{"from": from_ref, "path": path}),
         )
-        return self._parse(DiffResult, response)
+        return self._parse(wire.DiffResult, response)
 
     async def history(self, repo: str, ref: str, path: str, limit: int = 100) -> list[HistoryEntry]:
         """The commits among the ref's last ``limit`` ancestors where ``path`` changed."""
@@ -330,7 +340,7 @@ class RepoClient(AuthApi):
             f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/history",
             params={"path": path, "limit": limit},
         )
-        return self._parse_list(HistoryEntry, response)
+        return self._parse_list(wire.HistoryEntry, response)
 
     # --- files -------------------------------------------------------------------------------
 
@@ -370,7 +380,7 @@ class RepoClient(AuthApi):
         )
         if isinstance(source, bytes) and progress is not None:
             progress(len(source))
-        return self._parse(PutResult, response)
+        return self._parse(wire.PutResult, response)
 
     async def put_files(
         self,
@@ -401,14 +411,14 @@ class RepoClient(AuthApi):
                 "Content-Length": str(batches.stream_length(batch)),
             },
         )
-        return self._parse(PutResult, response)
+        return self._parse(wire.PutResult, response)
 
     async def subvenance(self, repo: str, ref: str) -> list[CommitRef]:
         """The commits, in any repo, whose provenance names this commit (lineage down)."""
         response = await self._request(
             "GET", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/subvenance"
         )
-        return self._parse_list(CommitRef, response)
+        return self._parse_list(wire.CommitRef, response)
 
     async def link_files(self, repo: str, ref: str, files: Iterable[tuple[str, str]]) -> PutResult:
         """Put files whose contents the service already stores, as (path, content hash) pairs:
@@ -418,7 +428,7 @@ class RepoClient(AuthApi):
             f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/links",
             json={"files": [{"path": path, "hash": digest} for path, digest in files]},
         )
-        return self._parse(PutResult, response)
+        return self._parse(wire.PutResult, response)
 
     async def delete_file(self, repo: str, ref: str, path: str) -> None:
         """Delete a file, or a directory with everything in it, from an open commit."""
@@ -454,18 +464,20 @@ class RepoClient(AuthApi):
         """Download the files at or under ``path`` into ``destination`` in one tar stream;
         with ``skip_existing``, files already there with the same content are not sent again.
         Returns what was written and how many files were skipped."""
-        have = await anyio.to_thread.run_sync(local_hashes, destination) if skip_existing else {}
+        have = {}
+        if skip_existing:
+            have = await anyio.to_thread.run_sync(tarstream.local_hashes, destination)
         url = f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/tar"
         async with self._stream("POST", url, json={"path": path, "skip": have}) as response:
             skipped = int(response.headers.get("X-Tusk-Skipped", "0"))
-            extracted = await extract(response.aiter_bytes(), destination)
+            extracted = await tarstream.extract(response.aiter_bytes(), destination)
         return extracted, skipped
 
     async def stat(self, repo: str, ref: str, path: str = "/") -> FileInfo:
         response = await self._request(
             "GET", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/stat", params={"path": path}
         )
-        return self._parse(FileInfo, response)
+        return self._parse(wire.FileInfo, response)
 
     async def list_dir(
         self, repo: str, ref: str, path: str = "/", *, page_size: int = 10_000
@@ -478,7 +490,7 @@ class RepoClient(AuthApi):
                 f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/list",
                 params=params(path=path, limit=page_size, cursor=cursor),
             )
-            page = self._parse(Page[FileInfo], response)
+            page = self._parse(wire.Page[wire.FileInfo], response)
             for entry in page.items:
                 yield entry
             if page.next_cursor is None:
@@ -502,7 +514,7 @@ class RepoClient(AuthApi):
         response = await self._request(
             "GET", f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/glob", params={"pattern": pattern}
         )
-        return self._parse_list(FileInfo, response)
+        return self._parse_list(wire.FileInfo, response)
 
 
 async def _counted(

@@ -132,7 +132,7 @@ class AsyncClient:
             "inference_url": inference_url, "token": token, "timeout": timeout,
             "context": context,
         }
-        self.settings = ClientSettings(**{k: v for k, v in given.items() if v is not None})
+        self.settings = ClientSettings.load(**given)
         s = self.settings
         common: dict[str, Any] = {"timeout": s.timeout, "transport": transport}
         self.repo = RepoClient(s.repo_url, s.token, **common)
