@@ -9,7 +9,7 @@ from typing import TypeVar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tusk_repo import merging, trees
+from tusk_repo import merging, trees, treewalk
 
 # Flat-ish trees: files at depth 1 or 2 under a few names, so that sides often touch the same
 # paths; no path is both a file and a directory's prefix within one tree.
@@ -147,5 +147,27 @@ def test_merge_of_wide_directories_matches_the_model(
         assert result.root == await build_sized(mem, expected)
         for digest, blob in result.new_nodes.items():
             assert trees.node_hash(blob) == digest
+
+    asyncio.run(check())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(NAMES), content, min_size=10), changes)
+def test_diff_of_wide_directories_lists_every_changed_file(
+    base: Files, edits: dict[str, tuple[str, int] | None]
+) -> None:
+    new = changed(base, edits)
+
+    async def check() -> None:
+        mem = Memory()
+        old_root, new_root = await build_sized(mem, base), await build_sized(mem, new)
+        found = await treewalk.diff(trees.one_by_one(mem.load), mem.blobs, old_root, new_root)
+        expected = {
+            path: "added" if path not in base else "deleted" if path not in new else "modified"
+            for path in base.keys() | new.keys()
+            if base.get(path) != new.get(path)
+        }
+        assert {c.path: c.change for c in found} == expected
+        assert [c.path for c in found] == sorted(expected, key=treewalk.path_order)
 
     asyncio.run(check())
