@@ -58,11 +58,10 @@ def test_a_separator_inside_a_name_is_left_to_the_general_comparison() -> None:
 
 
 def test_splice_replaces_rows_in_place() -> None:
-    entries = {name: ("0" * 64, 5, trees.FILE) for name in "abc"}
+    entries = dict.fromkeys("abc", ("0" * 64, 5, trees.FILE))
+    changed = {**entries, "b": ("1" * 64, 5, trees.FILE)}
     blob = encoded(entries)
-    removed, added = rowspans.changed_rows(blob, encoded({**entries, "b": ("1" * 64, 5, "file")}))
+    removed, added = rowspans.changed_rows(blob, encoded(changed))
     [(raw, at)] = removed.items()
     [replacement] = added
-    assert rowspans.splice(blob, [(at, raw, replacement)]) == encoded(
-        {**entries, "b": ("1" * 64, 5, trees.FILE)}
-    )
+    assert rowspans.splice(blob, [(at, raw, replacement)]) == encoded(changed)
