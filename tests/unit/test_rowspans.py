@@ -65,3 +65,27 @@ def test_splice_replaces_rows_in_place() -> None:
     [(raw, at)] = removed.items()
     [replacement] = added
     assert rowspans.splice(blob, [(at, raw, replacement)]) == encoded(changed)
+
+
+@pytest.mark.parametrize("pad", range(16))
+def test_changes_at_every_alignment_are_found(pad: int) -> None:
+    """Encodings are compared eight bytes at a time: a change in the last bytes (the tail after
+    the last whole word) or one that starts in the same word where the previous changed row
+    ends is found wherever the word boundaries fall."""
+    name = "a" * pad + "x"
+
+    def node(*rows: tuple[str, str, int]) -> bytes:
+        return trees.encode_rows((n, trees.DIR, h, 5, count) for n, h, count in rows)
+
+    zeros, ones = "0" * 64, "1" * 64
+    pairs = [
+        # The first row's hash and count change, the next row's name too.
+        (node((name, zeros, 1), ("m", zeros, 1)), node((name, ones, 2), ("n", zeros, 1))),
+        # Only the last row's count changes.
+        (node((name, zeros, 1), ("m", zeros, 1)), node((name, zeros, 1), ("m", zeros, 2))),
+    ]
+    for old, new in pairs:
+        assert rowspans.comparable(old, new)
+        removed, added = rowspans.changed_rows(old, new)
+        olds, news = set(raw_rows(old)), set(raw_rows(new))
+        assert (set(removed), set(added)) == (olds - news, news - olds)
