@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -270,6 +271,8 @@ async def bench_merge(stack: Stack, http: httpx.AsyncClient, sizes: Sizes, repor
         raise RuntimeError(f"unexpected merge: {merged}")
     info = check(await http.get("/v1/repos/wide/commits/m"))
     assert info["file_count"] == n, info
+    steps = merge_steps(stack.log_path)
+    say(f"   steps (the service's log): {steps}")
     report.add(
         Figure.of(
             f"merge two branches that each changed {k:,} of {n:,} files",
@@ -281,7 +284,16 @@ async def bench_merge(stack: Stack, http: httpx.AsyncClient, sizes: Sizes, repor
             f"POST /v1/repos/wide/merge, three-way (not a fast-forward); {dirs} directories",
         )
     )
-    report.details["merge"] = {"seconds": seconds, "diff_seconds": diff_seconds}
+    report.details["merge"] = {"seconds": seconds, "diff_seconds": diff_seconds, "steps": steps}
+
+
+def merge_steps(log_path: Path) -> dict[str, float]:
+    """The step timings of the service's last ``merged`` log line (console or JSON)."""
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if "merged" in line]
+    if not lines:
+        return {}
+    found = re.findall(r'"?(\w+_(?:seconds|bytes)|nodes_written)"?[=:]\s*([\d.]+)', lines[-1])
+    return {key: float(value) for key, value in found}
 
 
 # --- 3. get -r vs put -r -----------------------------------------------------------------------

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.repo.helpers import commit_files, error, ok, read
+from tests.repo.helpers import commit_files, error, ok, read, tar_of
 from tusk_repo.context import Context
-from tusk_repo.tables import outbox
+from tusk_repo.tables import CommitRow, outbox
 
 
 @pytest.fixture
@@ -194,6 +194,52 @@ async def test_conflicts_are_listed_and_nothing_is_written_unless_a_strategy_set
         "/del": b"dev",
         "/keep": b"k",
     }
+
+
+async def commit_tar(
+    client: httpx.AsyncClient, repo: str, files: dict[str, bytes], branch: str = "master"
+) -> str:
+    commit = ok(await client.post(f"/v1/repos/{repo}/commits", json={"branch": branch}), 201)
+    ok(
+        await client.post(
+            f"/v1/repos/{repo}/commits/{commit['id']}/files",
+            content=tar_of({path.lstrip("/"): data for path, data in files.items()}),
+        ),
+        201,
+    )
+    ok(await client.post(f"/v1/repos/{repo}/commits/{commit['id']}/finish"))
+    return str(commit["id"])
+
+
+async def root_of(ctx: Context, commit: str) -> str | None:
+    async with ctx.db.session(write=False) as session:
+        return await session.scalar(select(CommitRow.root_tree).where(CommitRow.id == commit))
+
+
+async def test_a_wide_merge_gives_the_tree_its_files_give(
+    client: httpx.AsyncClient, repo: str, repo_ctx: Context
+) -> None:
+    """Both sides change a few files of a wide directory in place (the same lengths: compared
+    span by span, spliced into ours), one side also adds one (compared as sets of rows): the
+    merged tree is byte for byte the tree of a commit that holds the expected files."""
+    base = {f"/wide/f{i:03}": f"base {i:03}".encode() for i in range(300)}
+    await commit_tar(client, repo, base)
+    ok(await client.post(f"/v1/repos/{repo}/branches", json={"name": "dev", "head": "master"}), 201)
+    theirs = {f"/wide/f{i:03}": f"dev! {i:03}".encode() for i in (3, 150, 299)}
+    ours = {f"/wide/f{i:03}": f"main {i:03}".encode() for i in (0, 20, 151)}
+    added = {"/side/new": b"added on master"}
+    await commit_tar(client, repo, theirs, branch="dev")
+    await commit_tar(client, repo, {**ours, **added})
+    merged = ok(
+        await client.post(f"/v1/repos/{repo}/merge", json={"source": "dev", "into": "master"})
+    )
+    assert merged["outcome"] == "merged"
+    assert merged["changed_paths"] == 3
+    expected = {**base, **theirs, **ours, **added}
+    assert await files_of(client, repo, "master") == expected
+    ok(await client.post("/v1/repos", json={"name": "direct"}), 201)
+    direct = await commit_tar(client, "direct", expected)
+    assert await root_of(repo_ctx, merged["commit"]) == await root_of(repo_ctx, direct)
 
 
 async def test_merge_with_ours_keeps_the_destination(client: httpx.AsyncClient, repo: str) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from typing import TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tusk_repo import merging, trees
+from tusk_repo import merging, trees, treewalk
 
 # Flat-ish trees: files at depth 1 or 2 under a few names, so that sides often touch the same
 # paths; no path is both a file and a directory's prefix within one tree.
 FILES = ["/a", "/b", "/d/x", "/d/y", "/e/z"]
+V = TypeVar("V")
 tree = st.dictionaries(st.sampled_from(FILES), st.sampled_from(["h1", "h2", "h3"]), max_size=5)
 
 
@@ -38,9 +40,9 @@ class Memory:
 
 
 def model(
-    base: dict[str, str], ours: dict[str, str], theirs: dict[str, str], strategy: str | None
-) -> tuple[dict[str, str], set[str]]:
-    merged: dict[str, str] = {}
+    base: dict[str, V], ours: dict[str, V], theirs: dict[str, V], strategy: str | None
+) -> tuple[dict[str, V], set[str]]:
+    merged: dict[str, V] = {}
     conflicts: set[str] = set()
     for path in sorted(base.keys() | ours.keys() | theirs.keys()):
         b, o, t = base.get(path), ours.get(path), theirs.get(path)
@@ -82,5 +84,90 @@ def test_merge_matches_the_model(
             assert result.conflicts == []
             assert await mem.files(result.root) == expected
             assert result.root == await mem.build(expected)
+
+    asyncio.run(check())
+
+
+# --- wide directories: the byte-span comparison against the model ---------------------------
+
+# A content hash and its size: most changes keep a row's length, the one of size 12 does not.
+CONTENTS = [(f"{i:x}" * 64, size) for i, size in enumerate([5, 7, 7, 12])]
+NAMES = [f"/d/f{i:02}" for i in range(24)] + ["/e/x", "/e/x],[", "/g"]
+content = st.sampled_from(CONTENTS)
+changes = st.dictionaries(st.sampled_from(NAMES), st.one_of(st.none(), content), max_size=8)
+Files = dict[str, tuple[str, int]]
+
+
+def changed(base: Files, edits: dict[str, tuple[str, int] | None]) -> Files:
+    result = dict(base)
+    for path, value in edits.items():
+        if value is None:
+            result.pop(path, None)
+        else:
+            result[path] = value
+    return result
+
+
+async def build_sized(mem: Memory, files: Files) -> str:
+    result = await trees.merge(
+        mem.load, trees.EMPTY_TREE, [], [(p, h, size) for p, (h, size) in files.items()]
+    )
+    mem.nodes.update(result.new_nodes)
+    return result.root
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(NAMES), content, min_size=10),
+    changes,
+    changes,
+    st.sampled_from([None, "ours", "theirs"]),
+)
+def test_merge_of_wide_directories_matches_the_model(
+    base: Files,
+    ours_edits: dict[str, tuple[str, int] | None],
+    theirs_edits: dict[str, tuple[str, int] | None],
+    strategy: str | None,
+) -> None:
+    """Directories of many rows where most changes keep a row's length (compared span by
+    span) and some do not, or add and remove rows, or hold a name that ends in ``],[``."""
+    ours, theirs = changed(base, ours_edits), changed(base, theirs_edits)
+
+    async def check() -> None:
+        mem = Memory()
+        roots = [await build_sized(mem, t) for t in (base, ours, theirs)]
+        result = await merging.merge_trees(mem.blobs, *roots, strategy)  # type: ignore[arg-type]
+        mem.nodes.update(result.new_nodes)
+        expected, conflicts = model(base, ours, theirs, strategy)
+        if strategy is None and conflicts:
+            assert result.conflicts
+            return
+        assert result.conflicts == []
+        # Byte for byte the nodes building the expected tree from scratch gives.
+        assert result.root == await build_sized(mem, expected)
+        for digest, blob in result.new_nodes.items():
+            assert trees.node_hash(blob) == digest
+
+    asyncio.run(check())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(NAMES), content, min_size=10), changes)
+def test_diff_of_wide_directories_lists_every_changed_file(
+    base: Files, edits: dict[str, tuple[str, int] | None]
+) -> None:
+    new = changed(base, edits)
+
+    async def check() -> None:
+        mem = Memory()
+        old_root, new_root = await build_sized(mem, base), await build_sized(mem, new)
+        found = await treewalk.diff(trees.one_by_one(mem.load), mem.blobs, old_root, new_root)
+        expected = {
+            path: "added" if path not in base else "deleted" if path not in new else "modified"
+            for path in base.keys() | new.keys()
+            if base.get(path) != new.get(path)
+        }
+        assert {c.path: c.change for c in found} == expected
+        assert [c.path for c in found] == sorted(expected, key=treewalk.path_order)
 
     asyncio.run(check())

@@ -14,10 +14,11 @@ are ours as they are, in the order they already have.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tusk_repo import rowspans
 from tusk_repo.trees import EMPTY_NODE, EMPTY_TREE, node_hash
 from tusk_repo.treewalk import (
     BlobLoader,
@@ -57,7 +58,7 @@ def _reason(base: Row | None, ours: Row | None, theirs: Row | None) -> str:
 
 @dataclass(slots=True, eq=False)
 class _Dir:
-    """A directory both sides changed. Its merged rows are ours (``rows``, encoded) with
+    """A directory both sides changed. Its merged rows are ours (``blob``, encoded) with
     ``replaced`` (our row → the merged one, None: removed) and ``added`` applied; a
     subdirectory still being merged stands as its ``_Dir`` until it is finished (children
     finish before their parents). ``size`` and ``count`` start as ours and follow the
@@ -67,10 +68,46 @@ class _Dir:
     path: str
     size: int = 0
     count: int = 0
-    rows: list[bytes] = field(default_factory=list)
+    blob: bytes = EMPTY_NODE  # ours, encoded
+    located: dict[bytes, int] | None = None  # offsets in ``blob`` of rows that may be replaced
     replaced: dict[bytes, Row | _Dir | None] = field(default_factory=dict)
     added: list[Row | _Dir] = field(default_factory=list)
     merged: Row | None = None  # once finished: its row in the parent (None: nothing left)
+
+
+def _finished(value: Row | _Dir | None) -> Row | None:
+    return value.merged if isinstance(value, _Dir) else value
+
+
+def _compared_by_spans(
+    base: bytes, ours: bytes, theirs: bytes
+) -> tuple[tuple[rowspans.Located, rowspans.Located], ...] | None:
+    if not rowspans.comparable(base, ours, theirs):
+        return None
+    try:
+        return rowspans.changed_rows(base, ours), rowspans.changed_rows(base, theirs)
+    except rowspans.Ambiguous:
+        return None
+
+
+def _spliced(at: _Dir) -> bytes | None:
+    """Ours with each replaced row's merged row put in its place, when every change is such a
+    replacement (nothing added or removed) of a row whose offset is known: the other rows are
+    neither split out nor joined again. Updates ``size`` and ``count``; None when it cannot."""
+    if at.located is None or at.added:
+        return None
+    replacements: list[tuple[int, bytes, bytes]] = []
+    size, count = at.size, at.count
+    for raw, value in at.replaced.items():
+        new, offset = _finished(value), at.located.get(raw)
+        if new is None or offset is None or not rowspans.holds_row_at(at.blob, raw, offset):
+            return None
+        old = decode_row(raw)
+        size += new[3] - old[3]
+        count += new[4] - old[4]
+        replacements.append((offset, raw, encode_row(new)))
+    at.size, at.count = size, count
+    return rowspans.splice(at.blob, replacements)
 
 
 async def merge_trees(
@@ -102,14 +139,24 @@ async def merge_trees(
 
     merged: list[_Dir] = []
 
-    def decoded(raws: set[bytes]) -> dict[str, tuple[Row, bytes]]:
+    def decoded(raws: Iterable[bytes]) -> dict[str, tuple[Row, bytes]]:
         return {row[0]: (row, raw) for raw in raws for row in (decode_row(raw),)}
 
     def visit(at: _Dir, blobs: Sequence[bytes | None]) -> list[tuple[_Dir, Sides]]:
-        b_rows, at.rows, t_rows = (raw_rows(blob) if blob is not None else [] for blob in blobs)
-        b_set, o_set, t_set = set(b_rows), set(at.rows), set(t_rows)
-        ours_new, ours_old = decoded(o_set - b_set), decoded(b_set - o_set)
-        theirs_new, theirs_old = decoded(t_set - b_set), decoded(b_set - t_set)
+        b_blob, o_blob, t_blob = (EMPTY_NODE if blob is None else blob for blob in blobs)
+        at.blob = o_blob
+        spans = _compared_by_spans(b_blob, o_blob, t_blob)
+        if spans is not None:
+            (b_gone, o_rows), (t_gone, t_rows) = spans
+            # Where our rows are: those we changed, and the base's rows they changed (found at
+            # the base's offset unless our changes moved them; checked before use).
+            at.located = {**t_gone, **o_rows}
+            ours_new, ours_old = decoded(o_rows.keys()), decoded(b_gone.keys())
+            theirs_new, theirs_old = decoded(t_rows.keys()), decoded(t_gone.keys())
+        else:
+            b_set, o_set, t_set = (set(raw_rows(blob)) for blob in (b_blob, o_blob, t_blob))
+            ours_new, ours_old = decoded(o_set - b_set), decoded(b_set - o_set)
+            theirs_new, theirs_old = decoded(t_set - b_set), decoded(b_set - t_set)
         following: list[tuple[_Dir, Sides]] = []
         for name in theirs_new.keys() | theirs_old.keys():
             b_pair, t_pair = theirs_old.get(name), theirs_new.get(name)
@@ -149,9 +196,6 @@ async def merge_trees(
                 at.added.append(chosen)
         return following
 
-    def finished(value: Row | _Dir | None) -> Row | None:
-        return value.merged if isinstance(value, _Dir) else value
-
     top = _Dir("", "")
     merged.append(top)
     await walk(load_blobs, [(top, (base, ours, theirs))], visit)
@@ -160,12 +204,18 @@ async def merge_trees(
     result.resolved.sort(key=lambda c: path_order(c[0]))
     # Deepest first: a directory is encoded once all the directories in it are.
     for at in reversed(merged):
+        spliced = _spliced(at)
+        if spliced is not None:
+            digest = node_hash(spliced)
+            result.new_nodes[digest] = spliced
+            at.merged = (at.name, _DIR, digest, at.size, at.count)
+            continue
         rows: list[bytes] = []
-        for raw in at.rows:
+        for raw in raw_rows(at.blob):
             if raw not in at.replaced:
                 rows.append(raw)
                 continue
-            old, new = decode_row(raw), finished(at.replaced[raw])
+            old, new = decode_row(raw), _finished(at.replaced[raw])
             at.size -= old[3]
             at.count -= old[4]
             if new is not None:
@@ -173,7 +223,7 @@ async def merge_trees(
                 at.size += new[3]
                 at.count += new[4]
         for value in at.added:
-            new = finished(value)
+            new = _finished(value)
             if new is not None:
                 insort(rows, encode_row(new), key=row_name)
                 at.size += new[3]

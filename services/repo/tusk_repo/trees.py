@@ -119,11 +119,16 @@ def node_refs(blob: bytes) -> tuple[bytes, bytes]:
     raw bytes each; its files' keys, the first ``FILE_KEY_BYTES`` bytes of each file's hash).
     A collection reads these for every node every commit reaches, where decoding the entries
     costs ten times the bytes and a Python object per entry. Found in the encoding without
-    decoding it, since every node saved pays for this."""
+    decoding it, since every node saved pays for this. A kind the node does not hold at all is
+    ruled out by a plain substring search, many times faster than the pattern's scan."""
     return (
-        binascii.unhexlify(b"".join(_SUBDIRS.findall(blob))),
-        binascii.unhexlify(b"".join(_FILE_KEYS.findall(blob))),
+        _packed(_SUBDIRS, b'","d","', blob),
+        _packed(_FILE_KEYS, b'","f","', blob),
     )
+
+
+def _packed(pattern: re.Pattern[bytes], marker: bytes, blob: bytes) -> bytes:
+    return binascii.unhexlify(b"".join(pattern.findall(blob))) if marker in blob else b""
 
 
 def file_keys_of(digests: Iterable[str]) -> bytes:

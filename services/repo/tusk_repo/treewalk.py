@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 import orjson
 
 from tusk.paths import split_path
+from tusk_repo import rowspans
 from tusk_repo.trees import (
     DIR,
     EMPTY_NODE,
@@ -90,6 +91,19 @@ async def walk(
         frames = following
 
 
+def changed_rows(old: bytes, new: bytes) -> tuple[Collection[bytes], Collection[bytes]]:
+    """The rows of ``old`` not in ``new`` and those of ``new`` not in ``old``: span by span
+    when the encodings allow it (``rowspans``), else as sets of rows."""
+    if rowspans.comparable(old, new):
+        try:
+            gone, came = rowspans.changed_rows(old, new)
+            return gone.keys(), came.keys()
+        except rowspans.Ambiguous:
+            pass
+    old_rows, new_rows = raw_rows(old), raw_rows(new)
+    return set(old_rows).difference(new_rows), set(new_rows).difference(old_rows)
+
+
 def by_name(node: Node | None) -> dict[str, Row]:
     return {} if node is None else {row[0]: row for row in node.rows}
 
@@ -127,7 +141,8 @@ async def diff(
     path: str = "/",
 ) -> list[Change]:
     """File-level changes from ``old_root`` to ``new_root`` under ``path``, in path order.
-    Directories are compared as sets of encoded rows: only the rows that differ are decoded."""
+    Directories are compared as encoded rows (``changed_rows``): only the rows that differ are
+    decoded."""
     load = single(load_many)
     old, new = await lookup(load, old_root, path), await lookup(load, new_root, path)
     changes: list[Change] = []
@@ -149,10 +164,10 @@ async def diff(
         return ((where, sides),) if sides != (None, None) else ()
 
     def visit(where: str, blobs: Sequence[bytes | None]) -> Iterable[tuple[str, Sides]]:
-        old_rows, new_rows = (raw_rows(b) if b is not None else [] for b in blobs)
+        gone, came = changed_rows(*(EMPTY_NODE if b is None else b for b in blobs))
         prefix = where.rstrip("/")
-        olds = {r[0]: r for r in map(decode_row, set(old_rows).difference(new_rows))}
-        news = {r[0]: r for r in map(decode_row, set(new_rows).difference(old_rows))}
+        olds = {r[0]: r for r in map(decode_row, gone)}
+        news = {r[0]: r for r in map(decode_row, came)}
         following: list[tuple[str, Sides]] = []
         for name in olds.keys() | news.keys():
             following.extend(compare(f"{prefix}/{name}", olds.get(name), news.get(name)))
