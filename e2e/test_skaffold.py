@@ -13,13 +13,14 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from e2e import kube
-from e2e.common import ROOT, run, wait_until
+from e2e.common import ROOT, run
 
 KEPT_TAGS = {"0.1.0", "latest"}
 
@@ -133,7 +134,6 @@ def test_skaffold_dev_rebuilds_and_redeploys_a_code_change(
             "no-registry",
             "--kube-context",
             "tusk-e2e",
-            "--digest-source=tag",
             "--cache-artifacts=false",
             "--port-forward=off",
             "--cleanup=false",
@@ -147,20 +147,28 @@ def test_skaffold_dev_rebuilds_and_redeploys_a_code_change(
     )
     request.addfinalizer(lambda: untag_skaffold_builds(env))
 
-    def watching(times: int) -> bool:
-        text = log_path.read_text(errors="replace")
-        if dev.poll() is not None:
-            raise AssertionError(f"skaffold dev exited {dev.returncode}:\n{text[-6000:]}")
-        return text.count("Watching for changes") >= times
+    def watching(times: int, what: str, timeout: float) -> None:
+        """Until skaffold has said "Watching for changes" ``times`` times; fails at once if
+        it exits (wait_until would take that for a probe to retry)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = log_path.read_text(errors="replace")
+            if dev.poll() is not None:
+                raise AssertionError(f"skaffold dev exited {dev.returncode}:\n{text[-6000:]}")
+            if text.count("Watching for changes") >= times:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}:\n{text[-6000:]}")
+            time.sleep(2)  # the polling interval of a condition
 
     try:
-        wait_until("skaffold dev's first deploy", lambda: watching(1), 3600, every=2)
+        watching(1, "skaffold dev's first deploy", 3600)
         before = scheduler_image(env)
         assert before.startswith("tusk/scheduler:"), before
 
         marker = f"redeployed by skaffold dev {tmp_path.name}\n"
         (work / "examples" / "skaffold-dev-marker.txt").write_text(marker)
-        wait_until("skaffold dev's redeploy", lambda: watching(2), 1800, every=2)
+        watching(2, "skaffold dev's redeploy", 1800)
         after = scheduler_image(env)
         assert after != before, after
         kube.kubectl(
