@@ -75,16 +75,25 @@ async def test_restart_and_delete(harness: Harness) -> None:
     assert restarted["global_id"] == job["global_id"]
     again = ok(await h.api.post(f"/v1/jobs/{job['id']}/restart"))
     assert again["id"] == restarted["id"]
-    created = [e.payload() for e in await h.job_events() if e.type == JobCreated.type]
-    assert [c.job for c in created].count(restarted["id"]) == 1  # type: ignore[attr-defined]
+
+    async def published(event_type: str) -> list[str]:
+        """The jobs named by the ``event_type`` events the outbox relay has published."""
+        return [e.payload().job for e in await h.job_events() if e.type == event_type]  # type: ignore[attr-defined]
+
+    async def created_restart() -> list[str] | None:
+        created = await published(JobCreated.type)
+        return created if restarted["id"] in created else None
+
+    created = await h.eventually(created_restart, timeout=120)
+    assert created.count(restarted["id"]) == 1
 
     # Deleting an ended job takes its output commit.
     deleted = ok(await h.api.delete(f"/v1/jobs/{job['id']}"))
     assert deleted["jobs"] == [job["id"]]
     assert deleted["dropped_commits"] == [f"clean@{out.id}"]
     assert error(await h.api.get(f"/v1/jobs/{job['id']}"), 404)
-    events = [e for e in await h.job_events() if e.type == JobDeleted.type]
-    assert [e.payload().job for e in events] == [job["id"]]  # type: ignore[attr-defined]
+    # The relay publishes after the request's transaction: wait for it, not a duration.
+    assert await h.eventually(lambda: published(JobDeleted.type), timeout=120) == [job["id"]]
     # Asking again: the job is gone (404), nothing else happens.
     assert error(await h.api.delete(f"/v1/jobs/{job['id']}"), 404)
 
