@@ -288,3 +288,32 @@ class ManagedProcess:
 
 def remove_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def debian_command(command: str, package: str, needed_for: str) -> str:
+    """The path of ``command``, installing Debian's ``package`` first if we are root;
+    ``needed_for`` says in the error why the suite needs it."""
+    found = shutil.which(command)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise ServiceError(
+            f"{package} is not installed: `sudo apt-get install -y {package}` ({needed_for})"
+        )
+    log = cache_dir() / "logs" / f"{package}-install.log"
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    with install_lock("apt"):
+        if shutil.which(command) is None:
+            run_logged(["apt-get", "update"], log, "apt-get update", env=env)
+            run_logged(
+                ["apt-get", "install", "-y", "--no-install-recommends", package],
+                log,
+                f"apt-get install {package}",
+                env=env,
+            )
+    found = shutil.which(command)
+    if found is None:
+        raise ServiceError(
+            f"apt-get installed {package} but {command} is still not found; see {log}"
+        )
+    return found

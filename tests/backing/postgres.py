@@ -126,8 +126,9 @@ class PostgresServer:
         name = f"t_{uuid.uuid4().hex[:12]}"
 
         async def create() -> None:
-            connection = await asyncpg.connect(self.url.replace("postgresql+asyncpg://",
-                                                                "postgresql://"))
+            connection = await asyncpg.connect(
+                self.url.replace("postgresql+asyncpg://", "postgresql://")
+            )
             try:
                 await connection.execute(f'CREATE DATABASE "{name}"')
             finally:
