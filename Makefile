@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test test-host lint check-types services install clean e2e e2e-kube e2e-all bench-pods peers
+.PHONY: demo test test-host lint check-types services install clean e2e e2e-kube e2e-all e2e-skaffold-dev bench-pods peers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ e2e-kube: $(STAMP)
 ## e2e-all: both of the above in one run, one engine, one cluster (what CI would run)
 e2e-all: $(STAMP)
 	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_compose.py e2e/test_kubernetes.py e2e/test_kube_faults.py e2e/test_skaffold.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
+
+## e2e-skaffold-dev: `skaffold dev` on the cluster of e2e-kube, redeploying an edit (root; not
+## yet in e2e-kube / e2e-all: see e2e/test_skaffold_dev.py)
+e2e-skaffold-dev: $(STAMP)
+	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_skaffold_dev.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
 
 ## bench-pods: commit -> first datum in a pod vs `kubectl run`, 100 datums on two nodes vs the
 ## LocalRunner (loadtest/bench_pods.py, on the cluster of e2e-kube; root)
