@@ -22,6 +22,7 @@ from tusk.pipelines import (
     find_cycle,
     load_spec,
 )
+from tusk.pipelines.models import BranchTrigger
 from tusk.pipelines.spec import load_specs
 
 FULL_YAML = """
@@ -765,3 +766,13 @@ def test_a_lone_surrogate_is_refused_with_a_400_not_a_crash() -> None:
         '"transform": {"cmd": ["x"], "env": {"\\udb31": "v"}}}'
     with pytest.raises(InvalidArgument, match="lone surrogate"):
         load_spec(text)
+
+
+def test_rate_limit_spec_passes_once_a_tick_came_after_the_head() -> None:
+    trigger = BranchTrigger(branch="staging", rate_limit_spec="0 * * * *")  # on the hour
+    head = datetime(2026, 1, 5, 9, 10, tzinfo=UTC)
+    assert trigger.rate_limit_passed(None, head)  # no head yet
+    assert not trigger.rate_limit_passed(head, datetime(2026, 1, 5, 9, 59, tzinfo=UTC))
+    assert trigger.rate_limit_passed(head, datetime(2026, 1, 5, 10, 0, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="cron"):
+        BranchTrigger(branch="staging", rate_limit_spec="every hour")

@@ -121,3 +121,51 @@ async def test_a_branch_trigger_moves_the_branch_once_per_condition(harness: Har
     )  # fmt: skip
     await h.eventually(lambda: _jobs(h, "late"))
     assert len(await _jobs(h, "late")) == 1
+
+
+async def test_a_rate_limited_trigger_fires_once_per_period(harness: Harness) -> None:
+    """``rate_limit_spec`` (Pachyderm's meaning): a commit moves the input branch only if a
+    tick of the schedule came between the branch head's finish and its own."""
+    h = harness
+    await h.repos.create_repo("raw")
+    # Three pipelines watch `staging`: one on every commit (its jobs show that the trigger
+    # has handled a commit), one limited to once an hour, one to once a second.
+    pipelines = {
+        "eager": ("every", {"branch": "staging", "commits": 1}),
+        "hourly": ("master", {"branch": "staging", "rate_limit_spec": "@every 1h"}),
+        "secondly": ("second", {"branch": "staging", "rate_limit_spec": "@every 1s"}),
+    }
+    for name, (branch, trigger) in pipelines.items():
+        body = spec(name, "raw", branch=branch, trigger=trigger)
+        ok(await h.api.post("/v1/pipelines", content=body), 201)
+
+    async def handled(commit: str) -> bool:
+        return any(i["commit"] == commit for j in await _jobs(h, "eager") for i in j["inputs"])
+
+    async def head(branch: str) -> str | None:
+        return (await h.repos.inspect_branch("raw", branch)).head
+
+    first = await h.commit("raw", {"/a": b"1"}, branch="staging")
+    await h.eventually(lambda: handled(first))
+    # No head yet: the first commit passes every rate limit.
+    assert await head("master") == first
+    assert await head("second") == first
+
+    second = await h.commit("raw", {"/b": b"2"}, branch="staging")
+    await h.eventually(lambda: handled(second))
+    assert await head("master") == first  # the hour has not passed
+
+    # Once a second has passed since `first` finished, the next commit moves `second`.
+    async def moved() -> str | None:
+        latest = await h.commit("raw", {"/c": b"3"}, branch="staging")
+        await h.eventually(lambda: handled(latest))
+        now = await head("second")
+        return now if now != first else None
+
+    moved_to = await h.eventually(moved, timeout=120)
+    started = (await h.repos.inspect_commit("raw", first)).finished_at
+    later = (await h.repos.inspect_commit("raw", moved_to)).finished_at
+    assert started is not None
+    assert later is not None
+    assert (later - started).total_seconds() > 1
+    assert await head("master") == first

@@ -6,9 +6,10 @@ Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged em
 ``autoscaling`` (workers exist only while a job has datums), GPUs in both forms,
 ``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``,
 ``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
-``pfs.trigger`` by ``size``, ``commits`` and ``cron_spec`` (the trigger service moves the input
-branch), ``egress`` to an ``s3://`` URL (the scheduler copies each finished output commit) or
-``sql_database`` with a ``postgresql://`` URL (the scheduler loads its tables),
+``pfs.trigger`` by ``size``, ``commits``, ``cron_spec`` and ``rate_limit_spec`` (the trigger
+service moves the input branch), ``egress`` to an ``s3://`` URL (the scheduler copies each
+finished output commit) or ``sql_database`` with a ``postgresql://`` URL (the scheduler loads
+its tables),
 ``pfs.s3`` and ``s3_out`` (the worker's S3 sidecar at ``S3_ENDPOINT`` serves the datum),
 ``spout`` and ``service`` (the scheduler keeps their commands running)."""
 
@@ -52,12 +53,6 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
                     f"the trigger watches {pfs.branch!r}, the branch the pipeline reads, so the "
                     "pipeline runs on every commit to it; commit to another branch and name it "
                     "in trigger.branch to defer the pipeline until the condition holds",
-                )
-            if trigger is not None and trigger.rate_limit_spec is not None:
-                warn(
-                    f"{here}.trigger.rate_limit_spec",
-                    "rate limits of branch triggers are not implemented: the trigger fires "
-                    "whenever its condition holds",
                 )
     egress = spec.egress
     if egress is not None and egress.sql_database is not None:

@@ -222,7 +222,9 @@ class PipelineRef(_Model):
 class BranchTrigger(_Model):
     """Pachyderm's ``pfs.trigger``: the pipeline runs on the input branch only once ``branch``
     (default: master) has grown by ``size`` bytes or ``commits`` commits since the last run,
-    or when ``cron_spec`` ticks; with ``all``, every condition set must hold."""
+    when ``cron_spec`` ticks, or — ``rate_limit_spec`` — when a commit finishes after a tick of
+    that schedule that came after the input branch's head finished (so at most once per
+    period); with ``all``, every condition set must hold."""
 
     branch: BranchName | None = None
     all: bool = False
@@ -231,7 +233,7 @@ class BranchTrigger(_Model):
     commits: StrictPositive | None = None
     rate_limit_spec: str | None = None
 
-    @field_validator("cron_spec")
+    @field_validator("cron_spec", "rate_limit_spec")
     @classmethod
     def _valid_schedule(cls, value: str | None) -> str | None:
         if value is not None:
@@ -244,9 +246,21 @@ class BranchTrigger(_Model):
 
     @model_validator(mode="after")
     def _some_condition(self) -> BranchTrigger:
-        if self.cron_spec is None and self.size is None and self.commits is None:
-            raise ValueError("set size, commits or cron_spec: when the pipeline should run")
+        conditions = (self.cron_spec, self.rate_limit_spec, self.size, self.commits)
+        if all(c is None for c in conditions):
+            raise ValueError(
+                "set size, commits, cron_spec or rate_limit_spec: when the pipeline should run"
+            )
         return self
+
+    def rate_limit_passed(self, head_finished: datetime | None, finished: datetime) -> bool:
+        """``rate_limit_spec``'s condition: a tick of it falls after ``head_finished`` (when
+        the input branch's head finished; None: it has none) and before ``finished``."""
+        if self.rate_limit_spec is None or head_finished is None:
+            return True
+        if finished.tzinfo is None:
+            finished = finished.replace(tzinfo=UTC)
+        return next_tick(self.rate_limit_spec, head_finished) < finished
 
 
 class PfsInput(_Model):

@@ -348,8 +348,9 @@ class TriggerService:
         self, event: CommitFinished, watches: Sequence[tuple[str, str, BranchTrigger]]
     ) -> list[CommitFinished]:
         """Move each watching branch to the event's commit where its trigger's condition holds
-        (what was added since the branch's head: ``size`` bytes, ``commits`` commits; any of
-        them, or with ``all`` every one); for each branch moved (or already there: a redelivered
+        (what was added since the branch's head: ``size`` bytes, ``commits`` commits, a tick
+        of ``rate_limit_spec`` passed; any of them, or with ``all`` every one); for each branch
+        moved (or already there: a redelivered
         event), the event as if the commit had been finished on that branch."""
         fired: list[CommitFinished] = []
         for repo, branch, trigger in watches:
@@ -393,6 +394,14 @@ class TriggerService:
             if head is not None:
                 before = (await self.repos.inspect_commit(repo, head)).size_bytes or 0
             checks.append(now - before >= trigger.size)
+        if trigger.rate_limit_spec is not None:
+            finished = (await self.repos.inspect_commit(repo, new)).finished_at
+            head_finished = None
+            if head is not None:
+                head_finished = (await self.repos.inspect_commit(repo, head)).finished_at
+            checks.append(
+                finished is not None and trigger.rate_limit_passed(head_finished, finished)
+            )
         return all(checks) if trigger.all else any(checks)
 
     # --- cron branch triggers (pfs.trigger.cron_spec) ----------------------------------------
