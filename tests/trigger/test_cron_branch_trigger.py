@@ -69,11 +69,13 @@ async def test_the_input_branch_moves_on_the_schedule_once_per_growth(
 ) -> None:
     async with running_trigger(repo_ctx, trigger_db, tmp_path) as h:
         await h.repos.create_repo("raw")
+        # Both commits before the pipeline, so that no tick (one a second) can come between
+        # them however slow the machine.
+        first = await h.commit("raw", {"/a": b"1"}, branch="staging")
+        second = await h.commit("raw", {"/b": b"2"}, branch="staging")
         every = {"branch": "staging", "cron_spec": "@every 1s"}
         created = ok(await h.api.post("/v1/pipelines", content=spec("nightly", every)), 201)
         assert not [w for w in created["warnings"] if "cron_spec" in w]
-        first = await h.commit("raw", {"/a": b"1"}, branch="staging")
-        second = await h.commit("raw", {"/b": b"2"}, branch="staging")
 
         # Not on the commits: on the next tick, once, to the newest.
         jobs = await h.eventually(lambda: _jobs(h, "nightly"), timeout=60)
