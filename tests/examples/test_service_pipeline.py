@@ -70,3 +70,34 @@ async def test_a_service_serves_its_latest_input(stack: dict[str, str]) -> None:
             return not spout_processes("web") and not await serving(b"version 2")
 
         await wait_until(gone, within=120, what="the service to stop")
+
+
+async def test_a_spout_with_a_service_serves_on_its_port(stack: dict[str, str]) -> None:
+    """``spout.service``: the spout's command is told its port (a webhook receiver's, say)."""
+    port = free_port()
+    spec = {
+        "pipeline": {"name": "hooks"},
+        "spout": {"service": {"internal_port": port}},
+        "transform": {
+            "cmd": ["sh", "-c", 'exec python3 -m http.server "$TUSK_SERVICE_PORT" '
+                    '--bind 127.0.0.1 --directory /'],
+        },
+    }  # fmt: skip
+
+    async def serving() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                return (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async with TriggerClient(stack["trigger"]) as triggers:
+        created = await triggers.create_pipeline(json.dumps(spec))
+        assert created.warnings == []
+        await wait_until(serving, within=120, what="the spout serving on its port")
+        await triggers.delete_pipeline("hooks")
+
+        async def stopped() -> bool:
+            return not await serving()
+
+        await wait_until(stopped, within=120, what="the spout to stop serving")

@@ -78,7 +78,7 @@ class Scheduler:
         finally:
             await runner.close()
 
-    async def where(self, pipeline: str) -> SpoutPlace:
+    async def where(self, pipeline: str, *, exposed: bool = False) -> SpoutPlace:
         config = self.kube.write_kubeconfig(
             self.tmp / "kubeconfig", token=self.token, namespace=self.namespace
         )
@@ -86,7 +86,7 @@ class Scheduler:
         try:
             workloads = kube_workloads(runner)
             assert workloads is not None
-            return await workloads.where(pipeline, "spout")
+            return await workloads.where(pipeline, "spout", exposed=exposed)
         finally:
             await runner.close()
 
@@ -220,6 +220,43 @@ async def test_a_spout_is_a_deployment_made_replaced_adopted_and_deleted(
     async with RepoClient(secured_repo_url, newer) as gone:
         with pytest.raises(Unauthorized):
             await gone.start_commit(name, "master", pipeline=name)
+
+
+async def test_a_spout_with_a_service_gets_the_port_and_a_service_of_its_own(
+    kube: KubeApiServer, namespace: str, tmp_path: Path, secured_repo_url: str, root: RepoClient
+) -> None:
+    """``spout.service`` (a spout that also takes data in, e.g. webhooks): the port in the
+    spout's pod and env, and a Service named as its Deployment; gone when the spec drops it."""
+    name = unique("hook")
+    await root.create_repo(name)
+    scheduler = Scheduler(kube, namespace, tmp_path, secured_repo_url, root)
+    served = {**spout_spec(name), "spout": {"service": {"internal_port": 9000}}}
+    scheduler.pipelines.put(served)
+    await scheduler.reconcile()
+
+    deployment = scheduler.get("deployment", f"tusk-spout-{name}")
+    assert deployment is not None
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [{"name": "service", "containerPort": 9000, "protocol": "TCP"}]
+    assert env_of(container)["TUSK_SERVICE_PORT"] == "9000"
+    assert "initContainers" not in deployment["spec"]["template"]["spec"]  # no inputs
+    svc = scheduler.get("service", f"tusk-spout-{name}")
+    assert svc is not None
+    assert svc["spec"]["type"] == "ClusterIP"
+    (port,) = svc["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (9000, 9000)
+    assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    place = await scheduler.where(name, exposed=True)
+    assert place.service == f"tusk-spout-{name}"
+
+    scheduler.pipelines.put(spout_spec(name), version=2)  # spout.service removed
+    await scheduler.reconcile()
+    assert scheduler.get("service", f"tusk-spout-{name}") is None
+    kept = scheduler.get("deployment", f"tusk-spout-{name}")
+    assert kept is not None
+    (container,) = kept["spec"]["template"]["spec"]["containers"]
+    assert "ports" not in container
+    assert "TUSK_SERVICE_PORT" not in env_of(container)
 
 
 async def test_a_service_is_a_deployment_and_a_node_port_rolled_when_its_input_moves(

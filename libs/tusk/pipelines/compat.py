@@ -11,7 +11,8 @@ service moves the input branch), ``egress`` to an ``s3://`` URL (the scheduler c
 finished output commit) or ``sql_database`` with a ``postgresql://`` URL (the scheduler loads
 its tables),
 ``pfs.s3`` and ``s3_out`` (the worker's S3 sidecar at ``S3_ENDPOINT`` serves the datum),
-``spout`` and ``service`` (the scheduler keeps their commands running)."""
+``spout`` (with ``spout.service``) and ``service`` (the scheduler keeps their commands
+running)."""
 
 from __future__ import annotations
 
@@ -69,8 +70,9 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
             f"only s3:// egress is implemented: {egress.target_url} is not written to; output "
             "commits stay in the output repo only",
         )
-    service = spec.service
+    service = spec.exposed
     if service is not None:
+        where = "service" if spec.service is not None else "spout.service"
         for field, value in (
             ("external_port", service.external_port),
             ("type", service.type),
@@ -78,7 +80,7 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
         ):
             if value is not None:
                 warn(
-                    f"service.{field}",
+                    f"{where}.{field}",
                     "applies on the Kubernetes runner only (TUSK_RUNNER=kubernetes makes the "
                     "pipeline's Service); on the local runner the command serves on "
                     f"127.0.0.1:{service.internal_port} (internal_port)",

@@ -748,6 +748,14 @@ class PipelineSpec(_Model):
         """The pipeline's name, which is also its output repo's."""
         return self.pipeline.name
 
+    @property
+    def exposed(self) -> Service | None:
+        """The port the pipeline's command serves on: a service pipeline's ``service``, or a
+        spout's ``spout.service`` (a spout that also takes data in, e.g. webhooks)."""
+        if self.service is not None:
+            return self.service
+        return self.spout.service if self.spout is not None else None
+
     def pfs_inputs(self) -> list[PfsInput]:
         """The pfs inputs as written, depth first (cron inputs not included)."""
         return self.input.pfs_inputs() if self.input is not None else []

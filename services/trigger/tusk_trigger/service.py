@@ -37,7 +37,7 @@ from tusk.events.types import (
 )
 from tusk.pipelines.compat import spec_warnings
 from tusk.pipelines.models import BranchTrigger, next_tick
-from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle, load_spec
+from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle
 from tusk.wire.specs import PipelineVersionSpec, spec_digest
 from tusk_trigger import store
 from tusk_trigger.cron import commit_tick
@@ -70,20 +70,6 @@ def input_branches(spec: PipelineSpec) -> list[InputBranch]:
         for c in spec.cron_inputs()
     ]
     return branches
-
-
-def load_runnable_spec(text: str | bytes) -> PipelineSpec:
-    return _runnable(load_spec(text))
-
-
-def _runnable(spec: PipelineSpec) -> PipelineSpec:
-    """Refuse what tusk cannot run at all (rather than store a pipeline that never runs)."""
-    if spec.spout is not None and spec.spout.service is not None:
-        raise InvalidArgument(
-            "spout.service: spouts that also serve on a port are not supported yet; leave "
-            "spout.service out (the spout still commits into its output repo)"
-        )
-    return spec
 
 
 Heads = Mapping[tuple[str, str], str | None]

@@ -34,7 +34,9 @@ class KubeWorkloads:
         self.workloads = workloads
         self._refused: dict[str, str] = {}  # deployment name -> the spec hash refused
 
-    async def where(self, pipeline: str, kind: Literal["spout", "service"]) -> SpoutPlace:
+    async def where(
+        self, pipeline: str, kind: Literal["spout", "service"], *, exposed: bool
+    ) -> SpoutPlace:
         from tusk_scheduler.runners.kubernetes.deployments import workload_name
 
         name = workload_name(kind, pipeline)
@@ -59,7 +61,7 @@ class KubeWorkloads:
             where=where,
             namespace=namespace,
             deployment=name,
-            service=name if kind == "service" else None,
+            service=name if exposed else None,
         )
 
     async def reconcile(
@@ -67,7 +69,6 @@ class KubeWorkloads:
     ) -> None:
         from tusk_scheduler.runners.kubernetes.deployments import (
             CREDENTIAL_ANNOTATION,
-            SERVICE,
             workload_name,
         )
         from tusk_scheduler.runners.kubernetes.manifest import PIPELINE_ANNOTATION
@@ -88,12 +89,12 @@ class KubeWorkloads:
                     why="the pipeline was stopped or deleted",
                 )  # fmt: skip
         for name in services:
-            if name not in desired or desired[name].kind != SERVICE:
+            if name not in desired or desired[name].spec.exposed is None:
                 await api.delete("services", name)
         for name, want in desired.items():
             try:
                 await self._deploy(name, want, deployments.get(name), credentials)
-                if want.kind == SERVICE:
+                if want.spec.exposed is not None:
                     await self._expose(name, want, services.get(name))
             except Unavailable:
                 raise  # the apiserver or the repo service: the next look tries again

@@ -107,7 +107,7 @@ class SpoutSupervisor:
         """Where the pipeline's command runs (for ``tusk pipeline inspect`` and ``tusk logs``)."""
         kind: Literal["spout", "service"] = "service" if spec.service is not None else "spout"
         if self.kubernetes is not None:
-            return await self.kubernetes.where(pipeline, kind)
+            return await self.kubernetes.where(pipeline, kind, exposed=spec.exposed is not None)
         path = self.settings.resolved_workspace_dir / "spouts" / f"{pipeline}.log"
         pid = self.pid(pipeline)
         tail = b""
@@ -251,6 +251,8 @@ class SpoutSupervisor:
             env.pop("TUSK_TOKEN", None)
         cwd = self.settings.code_dir or Path.cwd()
         argv = list(spec.transform.cmd)
+        if spec.exposed is not None:
+            env["TUSK_SERVICE_PORT"] = str(spec.exposed.internal_port)
         if spec.service is not None:
             try:
                 root = spout.staged = await self._stage(spout)
@@ -262,7 +264,6 @@ class SpoutSupervisor:
             argv = self._wrap(spec, root, names, cwd)
             view = PFS if self._sandbox is not None and self._sandbox.active else root
             env["TUSK_PFS_ROOT"] = str(view)
-            env["TUSK_SERVICE_PORT"] = str(spec.service.internal_port)
             for name, _, commit in spout.inputs:
                 env[name] = str(view / name)
                 env[f"{name}_COMMIT"] = commit

@@ -9,12 +9,12 @@ from tusk.auth.http import PrincipalDep, require_role
 from tusk.auth.principal import Principal
 from tusk.errors import PayloadTooLarge
 from tusk.openapi import body_schema
-from tusk.pipelines.spec import PipelineSpec
+from tusk.pipelines.spec import PipelineSpec, load_spec
 from tusk.wire.specs import PipelineVersionSpec
 from tusk_trigger.api.access import check_may_define, make_owner
 from tusk_trigger.api.deps import ContextDep, PipelineName
 from tusk_trigger.schemas import ErrorBody, PipelineInfo
-from tusk_trigger.service import input_branches, load_runnable_spec
+from tusk_trigger.service import input_branches
 
 router = APIRouter(
     tags=["pipelines"],
@@ -60,7 +60,7 @@ async def create_pipeline(
     pipeline and its output repo."""
     text = await _spec_text(request)
     check_may_define(principal, text)
-    spec = load_runnable_spec(text)
+    spec = load_spec(text)
     async with ctx.db.session(write=False) as session:
         await ctx.service.check_new(session, spec)
     # What the repo service must do or tell comes first, outside the transaction below.
@@ -84,7 +84,7 @@ async def update_pipeline(
     """Store a new version of the pipeline (writers of the pipeline who read its inputs)."""
     text = await _spec_text(request)
     check_may_define(principal, text)
-    spec = load_runnable_spec(text)
+    spec = load_spec(text)
     async with ctx.db.session(write=False) as session:
         await ctx.service.check_update(session, name, spec)
     await ctx.service.prepare_repos(spec, output=False)

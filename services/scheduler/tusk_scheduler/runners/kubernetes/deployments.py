@@ -83,8 +83,9 @@ def _env(want: SpoutLaunch) -> dict[str, str]:
         env["TUSK_SPOUT"] = spec.name
         if spec.spout.overwrite:
             env["TUSK_SPOUT_OVERWRITE"] = "true"
+    if spec.exposed is not None:
+        env["TUSK_SERVICE_PORT"] = str(spec.exposed.internal_port)
     if spec.service is not None:
-        env["TUSK_SERVICE_PORT"] = str(spec.service.internal_port)
         for name, _, commit in want.inputs:
             env[name] = f"{PFS_ROOT}/{name}"
             env[f"{name}_COMMIT"] = commit
@@ -135,8 +136,9 @@ def deployment_manifest(
     container["name"] = want.kind
     container["command"] = list(spec.transform.cmd)
     container.pop("args", None)
+    if spec.exposed is not None:
+        container["ports"] = [{"name": "service", "containerPort": spec.exposed.internal_port}]
     if spec.service is not None:
-        container["ports"] = [{"name": "service", "containerPort": spec.service.internal_port}]
         stage = {
             key: value
             for key, value in container.items()
@@ -205,10 +207,11 @@ def spec_hash(deployment: Mapping[str, Any]) -> str:
 
 
 def service_manifest(want: SpoutLaunch) -> dict[str, Any]:
-    """The Service in front of a service pipeline's pod, with Pachyderm's meaning: port
-    ``internal_port`` to the pod's ``internal_port``; with ``external_port``, a NodePort on
-    it (``service.type`` and ``service.annotations`` as given)."""
-    service = want.spec.service
+    """The Service in front of a service pipeline's pod (or a spout's, with ``spout.service``),
+    named as its Deployment, with Pachyderm's meaning: port ``internal_port`` to the pod's
+    ``internal_port``; with ``external_port``, a NodePort on it (``service.type`` and
+    ``service.annotations`` as given)."""
+    service = want.spec.exposed
     assert service is not None
     labels = _labels(want)
     port: dict[str, Any] = {
@@ -224,7 +227,7 @@ def service_manifest(want: SpoutLaunch) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": workload_name(SERVICE, want.spec.name),
+            "name": workload_name(want.kind, want.spec.name),
             "labels": labels,
             "annotations": {**service.annotations, PIPELINE_ANNOTATION: want.spec.name},
         },
