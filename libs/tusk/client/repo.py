@@ -474,10 +474,7 @@ class RepoClient(AuthApi):
         headers = _range_header(offset, length)
         with self._stream_blocking("GET", url, params={"path": path},
                                    headers=headers) as response:
-            try:
-                yield from response.iter_bytes()
-            except httpx.TransportError as e:
-                raise self._unavailable(e) from e
+            yield from response.stream(_BLOCKING_PIECE)
 
     async def get_tree(
         self, repo: str, ref: str, path: str, destination: Path, *, skip_existing: bool = False
@@ -572,3 +569,7 @@ def _range_header(offset: int, length: int | None) -> dict[str, str]:
         return {}
     last = "" if length is None else str(offset + length - 1)
     return {"Range": f"bytes={offset}-{last}"}
+
+
+_BLOCKING_PIECE = 1 << 20
+"""Bytes a piece of a blocking download: few enough pieces that their Python is nothing."""
