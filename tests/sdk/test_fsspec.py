@@ -159,3 +159,15 @@ def test_random_seeks_and_reads_give_the_files_bytes(
             assert got == expected
             position += len(got)
             assert f.tell() == position
+
+
+def test_a_block_cache_asked_for_reads_the_same_bytes(
+    fs: TuskFileSystem, random_file: tuple[str, bytes]
+) -> None:
+    url, data = random_file
+    with fs.open(url, "rb", cache_type="readahead", block_size=1 << 20) as f:
+        assert f.read(1000) == data[:1000]
+        f.seek(5 << 20)
+        assert f.read(3 << 20) == data[5 << 20 : 8 << 20]
+        f.seek(-10, 2)
+        assert f.read() == data[-10:]
