@@ -132,21 +132,21 @@ class TuskFileSystem(AbstractFileSystem):  # type: ignore[misc]
         stop = _position(end, size) if end is not None else None
         if stop is not None and stop <= offset:
             return b""
+        pieces = self._stream(path, offset, None if stop is None else stop - offset)
         try:
-            return self.client.read_file(
-                self._address(path), offset=offset,
-                length=None if stop is None else stop - offset,
-            )
+            return b"".join(pieces)
         except NotFound:
             raise FileNotFoundError(path) from None
 
-    def _stream(self, path: str, offset: int) -> Iterator[bytes]:
-        """The file from ``offset`` on, for a thread of its own to read: on a blocking
-        connection, or through the client's loop when it has a transport of the caller's."""
+    def _stream(self, path: str, offset: int, length: int | None = None) -> Iterator[bytes]:
+        """``length`` bytes of the file from ``offset`` (to its end by default), read on the
+        calling thread: on a blocking connection (large pieces, few turns at the GIL), or
+        through the client's loop when it has a transport of the caller's."""
         repo, ref, file = self._split(self._strip_protocol(path))
         if self.client.aio.repo.can_block:
-            return self.client.aio.repo.get_file_blocking(repo, ref, file, offset=offset)
-        return self.client.stream_file(f"{repo}@{ref}:{file}", offset=offset)
+            return self.client.aio.repo.get_file_blocking(repo, ref, file, offset=offset,
+                                                          length=length)
+        return self.client.stream_file(f"{repo}@{ref}:{file}", offset=offset, length=length)
 
     def glob(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
         """Matched by the repo service in one call (``*``, ``?``, ``[…]``, ``**``)."""
