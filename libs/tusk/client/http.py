@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
-import urllib3
 
 from tusk import __version__
 from tusk.errors import (
@@ -47,6 +46,7 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 if TYPE_CHECKING:
+    import urllib3
     from pydantic import BaseModel, TypeAdapter, ValidationError
 
 M = TypeVar("M", bound="BaseModel")
@@ -142,11 +142,12 @@ class ServiceClient:
             verify=verify,
         )
         # A blocking connection pool for large downloads read on a thread of their own (see
-        # :meth:`_stream_blocking`), made at first use; none with a transport of the caller's
+        # :meth:`_stream_blocking`), made (and urllib3 imported: a CLI command that downloads
+        # nothing should not pay for it) at first use; none with a transport of the caller's
         # (it is async, and so is what it may be standing in for).
         self._headers = headers
         self._blocking_options: dict[str, Any] | None = None if transport is not None else {
-            "timeout": _blocking_timeout(timeout), "retries": False, "maxsize": 4,
+            "timeout": timeout, "retries": False, "maxsize": 4,
             **({"ssl_context": verify} if isinstance(verify, ssl.SSLContext)
                else {"cert_reqs": "CERT_NONE"}),
         }
@@ -240,11 +241,16 @@ class ServiceClient:
         blocking client reads the same 64 KiB pieces for 0.055 s; urllib3 in 1 MiB pieces
         for 0.02 s, and waits for them without the GIL. Not retried: the caller reads on
         from where a broken stream stopped if it wants to."""
+        import urllib3
+
         if self._blocking_options is None:
             raise RuntimeError("no blocking client with a transport of the caller's")
         with self._blocking_lock:
             if self._blocking is None:
-                self._blocking = urllib3.PoolManager(**self._blocking_options)
+                options = self._blocking_options
+                self._blocking = urllib3.PoolManager(
+                    **{**options, "timeout": _blocking_timeout(options["timeout"])}
+                )
             pool = self._blocking
         target = self.base_url + url + (f"?{urlencode(params)}" if params else "")
         try:
@@ -302,6 +308,8 @@ class ServiceClient:
 
 
 def _blocking_timeout(timeout: float | httpx.Timeout) -> urllib3.Timeout:
+    import urllib3
+
     if isinstance(timeout, httpx.Timeout):
         return urllib3.Timeout(connect=timeout.connect, read=timeout.read)
     return urllib3.Timeout(connect=timeout, read=timeout)
