@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterator
 
 import duckdb
 import fsspec
+import hypothesis.strategies as st
 import pandas as pd
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import tusk
 from tests.sdk.conftest import Gateway
@@ -116,3 +119,55 @@ def test_duckdb_reads_and_writes(fs: TuskFileSystem, repo: str) -> None:
     )
     doubled = connection.sql(f"SELECT v FROM 'tusk://{repo}@master/out/doubled.parquet'")
     assert doubled.fetchall() == [(20,), (40,)]
+
+
+# Seeks and reads of any size, forwards, backwards and past the end, on a file of several
+# 8 MiB chunks: what the streamed read-ahead serves and what a jump fetches must both be the
+# file's bytes, wherever the stream stands.
+_SIZE = 17 * (1 << 20) + 12_345
+_OPS = st.lists(st.tuples(
+    st.one_of(st.none(), st.integers(0, _SIZE + 10), st.integers(-100, -1)),
+    st.one_of(st.integers(0, 300_000), st.just(-1), st.integers(1, 9 << 20)),
+), min_size=1, max_size=12)
+
+
+@pytest.fixture(scope="module")
+def random_file(gateway: Gateway) -> tuple[str, bytes]:
+    data = random.Random(17).randbytes(_SIZE)  # no period: a misplaced byte shows
+    name = f"fs-{uuid.uuid4().hex[:8]}"
+    with tusk.Client(gateway.repo) as client:
+        client.create_repo(name)
+        client.write_file(f"{name}@master:/r.bin", data)
+    return f"tusk://{name}@master/r.bin", data
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS)
+def test_random_seeks_and_reads_give_the_files_bytes(
+    fs: TuskFileSystem, random_file: tuple[str, bytes], ops: list[tuple[int | None, int]]
+) -> None:
+    url, data = random_file
+    with fs.open(url, "rb") as f:
+        position = 0
+        for seek, length in ops:
+            if seek is not None:
+                position = f.seek(seek, 2 if seek < 0 else 0)
+                assert position == (max(0, _SIZE + seek) if seek < 0 else seek)
+            got = f.read(length)
+            expected = data[position:] if length < 0 else data[position : position + length]
+            assert got == expected
+            position += len(got)
+            assert f.tell() == position
+
+
+def test_a_block_cache_asked_for_reads_the_same_bytes(
+    fs: TuskFileSystem, random_file: tuple[str, bytes]
+) -> None:
+    url, data = random_file
+    with fs.open(url, "rb", cache_type="readahead", block_size=1 << 20) as f:
+        assert f.read(1000) == data[:1000]
+        f.seek(5 << 20)
+        assert f.read(3 << 20) == data[5 << 20 : 8 << 20]
+        f.seek(-10, 2)
+        assert f.read() == data[-10:]

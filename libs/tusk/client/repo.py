@@ -7,7 +7,14 @@ Uploads and downloads are streamed, so a file of any size costs bounded memory.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+)
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -444,19 +451,30 @@ class RepoClient(AuthApi):
         The response stays open until the iterator is exhausted or closed; wrap it in
         ``contextlib.aclosing`` when you may stop early.
         """
-        headers = {}
-        if offset or length is not None:
-            if length == 0:
-                return
-            last = "" if length is None else str(offset + length - 1)
-            headers["Range"] = f"bytes={offset}-{last}"
+        if length == 0:
+            return
         url = f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/file"
+        headers = _range_header(offset, length)
         async with self._stream("GET", url, params={"path": path}, headers=headers) as response:
             try:
                 async for piece in response.aiter_bytes():
                     yield piece
             except httpx.TransportError as e:
                 raise self._unavailable(e) from e
+
+    def get_file_blocking(
+        self, repo: str, ref: str, path: str, *, offset: int = 0, length: int | None = None
+    ) -> Generator[bytes, None, None]:
+        """:meth:`get_file` read on the calling thread, which it blocks (see
+        ``_stream_blocking``: for a thread that reads a large file ahead of its consumer).
+        Close the generator when you stop early. Only where :attr:`can_block`."""
+        if length == 0:
+            return
+        url = f"/v1/repos/{seg(repo)}/commits/{seg(ref)}/file"
+        headers = _range_header(offset, length)
+        with self._stream_blocking("GET", url, params={"path": path},
+                                   headers=headers) as response:
+            yield from response.stream(_BLOCKING_PIECE)
 
     async def get_tree(
         self, repo: str, ref: str, path: str, destination: Path, *, skip_existing: bool = False
@@ -544,3 +562,14 @@ async def _read_file(
             f"{path} changed size while it was being uploaded ({size} bytes announced, "
             f"{'more' if sent > size else sent} read); nothing was written"
         )
+
+
+def _range_header(offset: int, length: int | None) -> dict[str, str]:
+    if not offset and length is None:
+        return {}
+    last = "" if length is None else str(offset + length - 1)
+    return {"Range": f"bytes={offset}-{last}"}
+
+
+_BLOCKING_PIECE = 1 << 20
+"""Bytes a piece of a blocking download: few enough pieces that their Python is nothing."""

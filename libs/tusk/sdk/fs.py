@@ -15,6 +15,7 @@ variables, the current context).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -28,7 +29,8 @@ from tusk.sdk.prefetch import Prefetch
 from tusk.sdk.sync import Client
 
 DEFAULT_BLOCK_SIZE = 16 << 20
-"""Bytes fetched per request when reading: large, since a request costs a round trip."""
+"""fsspec's block size: what a write buffers before spooling it, and a read's block when a
+block cache is asked for (``cache_type=``)."""
 
 
 class TuskFileSystem(AbstractFileSystem):  # type: ignore[misc]
@@ -130,13 +132,21 @@ class TuskFileSystem(AbstractFileSystem):  # type: ignore[misc]
         stop = _position(end, size) if end is not None else None
         if stop is not None and stop <= offset:
             return b""
+        pieces = self._stream(path, offset, None if stop is None else stop - offset)
         try:
-            return self.client.read_file(
-                self._address(path), offset=offset,
-                length=None if stop is None else stop - offset,
-            )
+            return b"".join(pieces)
         except NotFound:
             raise FileNotFoundError(path) from None
+
+    def _stream(self, path: str, offset: int, length: int | None = None) -> Iterator[bytes]:
+        """``length`` bytes of the file from ``offset`` (to its end by default), read on the
+        calling thread: on a blocking connection (large pieces, few turns at the GIL), or
+        through the client's loop when it has a transport of the caller's."""
+        repo, ref, file = self._split(self._strip_protocol(path))
+        if self.client.aio.repo.can_block:
+            return self.client.aio.repo.get_file_blocking(repo, ref, file, offset=offset,
+                                                          length=length)
+        return self.client.stream_file(f"{repo}@{ref}:{file}", offset=offset, length=length)
 
     def glob(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
         """Matched by the repo service in one call (``*``, ``?``, ``[…]``, ``**``)."""
@@ -154,7 +164,7 @@ class TuskFileSystem(AbstractFileSystem):  # type: ignore[misc]
         return TuskFile(
             self, path, mode, block_size=block_size or DEFAULT_BLOCK_SIZE,
             autocommit=autocommit, cache_options=cache_options,
-            cache_type=kwargs.pop("cache_type", "readahead"), **kwargs,
+            cache_type=kwargs.pop("cache_type", "none"), **kwargs,
         )
 
     # --- writing -----------------------------------------------------------------------------
@@ -195,8 +205,15 @@ class TuskFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
 
 class TuskFile(AbstractBufferedFile):  # type: ignore[misc]
-    """Reads fetch byte ranges; writes are spooled to a local temporary file and sent as one
-    streamed upload when the file is closed (so a failed write leaves no half file)."""
+    """Reads from the start of the file, or on from where the last read ended, are served by
+    one streamed GET for the rest of the file, read ahead on a thread while the caller works
+    (:class:`~tusk.sdk.prefetch.Prefetch`: at most 64 MiB ahead, so a file of any size costs
+    bounded memory); a jump (a Parquet footer, a column chunk) fetches just the range asked
+    for. fsspec's block cache is off by default (``cache_type="none"``): the stream is the
+    read-ahead, and the cache's blocks were two more copies of every byte.
+
+    Writes are spooled to a local temporary file and sent as one streamed upload when the file
+    is closed (so a failed write leaves no half file)."""
 
     fs: TuskFileSystem
 
@@ -218,11 +235,7 @@ class TuskFile(AbstractBufferedFile):  # type: ignore[misc]
                 return self.fs.cat_file(self.path, start, end)
             # From the start, or on from the last read: a reader going through the file.
             # One GET for the rest of it, read ahead while the caller works on this part.
-            self._prefetch = stream = Prefetch(
-                self.fs.client._loop,
-                self.fs.client.aio.stream_file(self.fs._address(self.path), offset=start),
-                start,
-            )
+            self._prefetch = stream = Prefetch(self.fs._stream(self.path, start), start)
         try:
             data = stream.read(end - start)
         except NotFound:
