@@ -3,9 +3,9 @@ e2e-kube` / `make e2e-all` (after test_skaffold.py), alone with `make e2e-skaffo
 
 Either order works: each skaffold run labels every pod template with its own run id, so this
 deploy replaces the development PostgreSQL, Kafka and versitygw pods whatever ran before, and
-the new versitygw pod creates its bucket itself (a bucket Job, run once per release, left it
-missing after a second skaffold run: the repo never became Ready and `helm upgrade --wait`
-timed out).
+the new versitygw pod creates its bucket itself (a bucket Job, run only when its spec changed,
+left it missing after a second skaffold run: the repo never became Ready and `helm upgrade
+--wait` timed out).
 """
 
 from __future__ import annotations
