@@ -55,14 +55,14 @@ e2e: $(STAMP)
 
 ## e2e-kube: the chart on a real two-node Kubernetes cluster: shards as pods, a node lost (root)
 e2e-kube: $(STAMP)
-	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_kubernetes.py e2e/test_kube_faults.py e2e/test_skaffold.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
+	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_kubernetes.py e2e/test_kube_faults.py e2e/test_skaffold.py e2e/test_skaffold_dev.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
 
 ## e2e-all: both of the above in one run, one engine, one cluster (what CI would run)
 e2e-all: $(STAMP)
-	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_compose.py e2e/test_kubernetes.py e2e/test_kube_faults.py e2e/test_skaffold.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
+	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_compose.py e2e/test_kubernetes.py e2e/test_kube_faults.py e2e/test_skaffold.py e2e/test_skaffold_dev.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
 
-## e2e-skaffold-dev: `skaffold dev` on the cluster of e2e-kube, redeploying an edit (root; not
-## yet in e2e-kube / e2e-all: see e2e/test_skaffold_dev.py)
+## e2e-skaffold-dev: `skaffold dev` alone on the cluster of e2e-kube, redeploying an edit (root;
+## also part of e2e-kube / e2e-all)
 e2e-skaffold-dev: $(STAMP)
 	PYTHON=$(CURDIR)/$(BIN)/python E2E_TESTS="e2e/test_skaffold_dev.py" E2E_IMAGES="base standins tusk" bash e2e/run.sh
 

@@ -2,7 +2,7 @@
 false) into the engine, the built images loaded into each node's containerd, `skaffold render`
 naming them and `skaffold deploy` rolling the chart onto them until every pod is Ready
 (its status check). It runs last: the roll-out ends the other modules' port-forwards.
-`skaffold dev` has a scenario of its own, not yet in this run (e2e/test_skaffold_dev.py).
+`skaffold dev` has a scenario of its own, run after this one (e2e/test_skaffold_dev.py).
 
 skaffold is built from its Go module (e2e/tools.sh skaffold, cached under ~/.cache/tusk).
 """

@@ -1,11 +1,11 @@
-"""`skaffold dev` itself on the real two-node cluster, with no registry: not yet part of
-`make e2e-kube` / `make e2e-all`; run it with `make e2e-skaffold-dev`.
+"""`skaffold dev` itself on the real two-node cluster, with no registry; part of `make
+e2e-kube` / `make e2e-all` (after test_skaffold.py), alone with `make e2e-skaffold-dev`.
 
-It passed on its own (the release freshly installed: images 125 s, the scenario 424 s). Run
-after test_skaffold.py in the full `make test`, its first deploy failed: `helm upgrade --wait`
-timed out after 5 minutes ("UPGRADE FAILED: context deadline exceeded") while every
-deployment rolled to skaffold dev's new image names at once; why the roll-out stalled there
-is not found yet.
+Either order works: each skaffold run labels every pod template with its own run id, so this
+deploy replaces the development PostgreSQL, Kafka and versitygw pods whatever ran before, and
+the new versitygw pod creates its bucket itself (a bucket Job, run only when its spec changed,
+left it missing after a second skaffold run: the repo never became Ready and `helm upgrade
+--wait` timed out).
 """
 
 from __future__ import annotations

@@ -246,32 +246,29 @@ def test_the_apiserver_accepts_every_manifest(kube: KubeApiServer, rendered: Ren
     assert not problems, "\n".join(problems)
 
 
-def test_an_upgrade_that_changes_a_job_replaces_it_instead_of_failing(kube: KubeApiServer) -> None:
-    """A Job's pod template is immutable: an upgrade that changed it under the same name failed
-    with "field is immutable" (seen with `skaffold deploy` over a release installed with a
-    nodeSelector). Each such Job is named after its spec, so the upgrade creates another."""
-    namespace = new_namespace(kube, "chart-upgrade")
-    installed = of_kind(render(*VALUES["dev"], namespace=namespace), "Job")
-    upgraded = of_kind(
-        render(
-            *VALUES["dev"],
-            "--set-json",
-            'nodeSelector={"kubernetes.io/hostname":"node-a"}',
-            namespace=namespace,
-        ),
-        "Job",
-    )
-    assert installed
-    assert set(installed).isdisjoint(upgraded), (set(installed), set(upgraded))
-    for doc in installed.values():
-        apply(kube, doc, namespace, dry_run=False)
-    for name, doc in upgraded.items():
-        applied = apply(kube, doc, namespace, dry_run=False)
-        assert applied["spec"]["template"]["spec"]["nodeSelector"] == {
-            "kubernetes.io/hostname": "node-a"
-        }, name
-    same = of_kind(render(*VALUES["dev"], namespace=namespace), "Job")
-    assert set(same) == set(installed)  # an unchanged spec keeps its Job (nothing runs again)
+def test_the_dev_s3_pod_creates_its_own_bucket() -> None:
+    """versitygw keeps the bucket in its pod's emptyDir, and the pod is replaced whenever its
+    template changes (each skaffold run labels it with a new run id): a one-shot bucket Job
+    left the new pod without a bucket, and the repo service, which checks the bucket on start,
+    never became Ready. The pod makes the bucket itself and is Ready only once it exists."""
+    docs = render(*VALUES["dev"])
+    assert not of_kind(docs, "Job")  # nothing one-shot that a new versitygw pod would miss
+    pod = of_kind(docs, "Deployment")["tusk-s3"]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"versitygw", "bucket"}
+    url = of_kind(docs, "ConfigMap")["tusk-repo"]["data"]["TUSK_OBJECT_STORE_URL"]
+    bucket = url.removeprefix("s3://").split("/")[0]
+    script = containers["bucket"]["args"][0]
+    # this pod's own server: the Service has no endpoint until the pod is Ready
+    assert f"--endpoint-url http://127.0.0.1:7070 s3api create-bucket --bucket {bucket}" in script
+    assert containers["bucket"]["readinessProbe"]["exec"]["command"] == [
+        "test",
+        "-f",
+        "/tmp/created",
+    ]
+    assert "touch /tmp/created" in script
+    assert containers["bucket"]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in containers["bucket"]["volumeMounts"]
 
 
 def launch() -> ShardLaunch:
