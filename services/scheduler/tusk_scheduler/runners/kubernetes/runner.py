@@ -5,8 +5,12 @@ API client, :mod:`.config`'s; the cache that ``status()`` reads, :mod:`.watch`'s
 missing from the cache is looked up directly before being declared lost (the watch may lag
 behind a ``start()``).
 
-The scheduler's Role needs only: pods create, get, list, watch, delete; pods/log get;
-secrets get (an SQL egress's password).
+A shard of a pipeline that keeps its workers is handed to a warm pod made ahead when one is
+ready (:mod:`.warm`); otherwise, and after any failed hand-over, it gets a pod of its own.
+
+The scheduler's Role needs only: pods create, get, list, watch, delete, patch (a warm pod is
+relabelled as its shard's); pods/log get; secrets get (an SQL egress's password). It must
+reach worker pods on the warm pods' port.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,7 @@ from tusk_scheduler.runners.kubernetes.pod_state import (
     terminal,
     unschedulable,
 )
+from tusk_scheduler.runners.kubernetes.warm import WarmPods
 from tusk_scheduler.runners.kubernetes.watch import PodWatch
 
 log = structlog.get_logger()
@@ -61,6 +67,9 @@ class KubernetesRunner:
         api_client: client.ApiClient | None = None,
         cancel_grace: float = 10.0,
         unschedulable_timeout: float = 300.0,
+        warm_pods: int = 0,
+        warm_port: int = 8090,
+        handover_timeout: float = 2.0,
     ) -> None:
         self.template = template
         self._namespace = namespace
@@ -74,6 +83,10 @@ class KubernetesRunner:
         self._cancelled: set[str] = set()
         self._unschedulable_since: dict[str, float] = {}
         self._watch: PodWatch | None = None
+        self.warm_pods = warm_pods
+        self.warm_port = warm_port
+        self.handover_timeout = handover_timeout
+        self._warm: WarmPods | None = None
 
     @property
     def namespace(self) -> str:
@@ -90,6 +103,11 @@ class KubernetesRunner:
     def pod_watch(self) -> PodWatch:
         assert self._watch is not None, "connect() first"
         return self._watch
+
+    @property
+    def warm(self) -> WarmPods:
+        assert self._warm is not None, "connect() first"
+        return self._warm
 
     @property
     def relists(self) -> int:
@@ -112,6 +130,16 @@ class KubernetesRunner:
                     on_gone=lambda name: self._unschedulable_since.pop(name, None),
                 )
                 self._watch.start()
+                self._warm = WarmPods(
+                    self._core,
+                    self._namespace,
+                    self._watch,
+                    self.template,
+                    per_pipeline=self.warm_pods,
+                    port=self.warm_port,
+                    handover_timeout=self.handover_timeout,
+                    delete=self._delete,
+                )
         return self._core
 
     async def _call(
@@ -145,6 +173,13 @@ class KubernetesRunner:
     async def start(self, launch: ShardLaunch) -> ShardHandle:
         core = await self.connect()
         manifest = pod_manifest(launch, self.template)
+        try:
+            warm = await self.warm.take(launch, manifest)
+        finally:
+            self.warm.refill(launch)  # for the next shard or job of the pipeline
+        if warm is not None:
+            self._cancelled.discard(warm)
+            return ShardHandle(job=launch.job, shard=launch.shard, attempt=launch.attempt, ref=warm)
         name = manifest["metadata"]["name"]
         try:
             pod = await self._call(
@@ -348,7 +383,15 @@ class KubernetesRunner:
             for name in [n for n, p in gone.items() if job_of(p) == job]:
                 del gone[name]
 
+    async def prune_warm(self, keep: Mapping[str, ShardLaunch]) -> None:
+        """Delete the warm pods of pipelines not in ``keep`` and stale ones of those in it."""
+        await self.connect()
+        await self.warm.prune(keep)
+
     async def close(self) -> None:
+        if self._warm is not None:
+            await self._warm.close()
+            self._warm = None
         if self._watch is not None:
             await self._watch.close()
             self._watch = None
