@@ -81,6 +81,9 @@ async def kube_scheduler(
         tmp_path / "scheduler",
         repo_url,
         TUSK_RUNNER="kubernetes",
+        # No trigger: specs come inline. (Not the default address, where another process's
+        # trigger, knowing none of these pipelines, would have their warm pods deleted.)
+        TUSK_TRIGGER_URL="http://127.0.0.1:9",
         # Warm pods listen on their pod IPs, 127.x.y.z here: a port nothing else likely has.
         TUSK_KUBE_WARM_PORT=str(random.randint(20000, 60000)),
         TUSK_KUBECONFIG=kubeconfig,

@@ -167,7 +167,8 @@ async def test_an_autoscaling_pipeline_gets_no_warm_pod(
     spec = pipeline_spec(pipeline, source, parallelism=1, autoscaling=True)
     done, _, _ = await run_job(ks, repos, spec, source)
     assert done["counts"]["processed"] == 2
-    # No refill was even asked for (start() asks for one synchronously), and there is none.
+    # No warm pod was even asked for (the runner asks once it sees a shard's worker end, which
+    # it has: the job succeeded), and there is none.
     assert pipeline not in runner_of(ks).warm._refills
     assert not await warm_pods(ks, pipeline)
 

@@ -7,6 +7,7 @@ behind a ``start()``).
 
 A shard of a pipeline that keeps its workers is handed to a warm pod made ahead when one is
 ready (:mod:`.warm`); otherwise, and after any failed hand-over, it gets a pod of its own.
+Once one of the pipeline's shards has run to its end, a warm pod is made for the next.
 
 The scheduler's Role needs only: pods create, get, list, watch, delete, patch (a warm pod is
 relabelled as its shard's); pods/log get; secrets get (an SQL egress's password). It must
@@ -87,6 +88,8 @@ class KubernetesRunner:
         self.warm_port = warm_port
         self.handover_timeout = handover_timeout
         self._warm: WarmPods | None = None
+        # Pods of pipelines that keep a warm pod, until their worker is seen to end.
+        self._warm_after: dict[str, ShardLaunch] = {}
 
     @property
     def namespace(self) -> str:
@@ -173,11 +176,9 @@ class KubernetesRunner:
     async def start(self, launch: ShardLaunch) -> ShardHandle:
         core = await self.connect()
         manifest = pod_manifest(launch, self.template)
-        try:
-            warm = await self.warm.take(launch, manifest)
-        finally:
-            self.warm.refill(launch)  # for the next shard or job of the pipeline
+        warm = await self.warm.take(launch, manifest)
         if warm is not None:
+            self._remember(warm, launch)
             self._cancelled.discard(warm)
             return ShardHandle(job=launch.job, shard=launch.shard, attempt=launch.attempt, ref=warm)
         name = manifest["metadata"]["name"]
@@ -201,6 +202,7 @@ class KubernetesRunner:
         self.pod_watch.pods[name] = pod
         self.pod_watch.gone.pop(name, None)
         self._cancelled.discard(name)
+        self._remember(name, launch)
         log.info(
             "worker pod created",
             job=launch.job,
@@ -210,6 +212,22 @@ class KubernetesRunner:
             namespace=self.namespace,
         )
         return ShardHandle(job=launch.job, shard=launch.shard, attempt=launch.attempt, ref=name)
+
+    def _remember(self, pod: str, launch: ShardLaunch) -> None:
+        if launch.keep_warm and self.warm_pods > 0:
+            self._warm_after[pod] = launch
+
+    def _ended(self, pod: str, status: ShardStatus) -> ShardStatus:
+        """``status``, once it has been seen; a warm pod is made for the pipeline once one of
+        its shards' workers ran to an exit status (not before: a pipeline whose pods cannot
+        start, or are killed for their memory, would get a warm pod that fails the same way)."""
+        if status.state == "exited" and status.exit_code is not None:
+            launch = self._warm_after.pop(pod, None)
+            if launch is not None:
+                self.warm.refill(launch)
+        elif not status.running:
+            self._warm_after.pop(pod, None)
+        return status
 
     async def _wait_deleted(self, name: str, within: float = 30.0) -> None:
         core = await self.connect()
@@ -233,7 +251,7 @@ class KubernetesRunner:
         if pod is None:
             last = self.pod_watch.gone.get(name)
             if last is not None and terminal(last):
-                return pod_status(last)
+                return self._ended(name, pod_status(last))
             if name in self._cancelled:
                 return ShardStatus("lost", detail=f"pod {name} was deleted (cancelled)")
             return ShardStatus("lost", detail=f"pod {name} was deleted")
@@ -245,8 +263,11 @@ class KubernetesRunner:
             waited = time.monotonic() - since
         else:
             self._unschedulable_since.pop(name, None)
-        return pod_status(
-            pod, unschedulable_for=waited, unschedulable_timeout=self.unschedulable_timeout
+        return self._ended(
+            name,
+            pod_status(
+                pod, unschedulable_for=waited, unschedulable_timeout=self.unschedulable_timeout
+            ),
         )
 
     async def _wait_synced(self) -> None:

@@ -3,9 +3,11 @@
 Most of the time from a commit to its first datum's command on a fresh pod is the pod's
 start-up and then the worker's (the interpreter, its imports, the first connection to the
 repo service). A pipeline that keeps its workers (``autoscaling: false``, Pachyderm's
-default) gets pods made ahead: the same pod as its shards' (image, resources, env, secrets,
-volumes, node selector) without what is the job's, running ``tusk-worker --listen``, which
-gets warm and waits for one assignment over HTTP on the pod's IP.
+default) gets pods made ahead, once one of its shards has run to its end (so that a pipeline
+whose pods cannot start, or are killed for their memory, gets none): the same pod as its
+shards' (image, resources, env, secrets, volumes, node selector) without what is the job's,
+running ``tusk-worker --listen``, which gets warm and waits for one assignment over HTTP on
+the pod's IP.
 
 Handing a shard over: the runner relabels the warm pod as the shard's pod (job, shard,
 attempt: what finds it again after a restart and what cleans it up), guarded by the pod's
