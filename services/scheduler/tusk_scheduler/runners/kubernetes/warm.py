@@ -17,7 +17,7 @@ or refuses is deleted, and the shard gets a new pod as without warm pods.
 
 Warm pods are labelled with their pipeline and a hash of the pod they stand for: one whose
 hash is not what the pipeline's shards now need (its spec changed, the scheduler's pod
-settings changed) is deleted when the pipeline next starts a shard, or when the scheduler's
+settings changed) is deleted when a shard of the pipeline next ends, or when the scheduler's
 look at the pipelines finds it changed, stopped, deleted or autoscaling.
 """
 
