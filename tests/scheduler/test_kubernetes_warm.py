@@ -18,6 +18,8 @@ from tests.scheduler.kube_fixtures import FakeKubelet
 from tests.scheduler.test_kubernetes_jobs import KubeScheduler, _setup
 from tests.scheduler.test_kubernetes_jobs import kube_scheduler as _kube_scheduler
 from tusk.client import RepoClient
+from tusk.pipelines import PipelineSpec
+from tusk_scheduler.domain.running import pipeline_launch
 from tusk_scheduler.runners.kubernetes import KubernetesRunner
 from tusk_scheduler.runners.kubernetes.warm import KEY_ENV, PORT_ENV, WARM_HASH_LABEL, warm_for
 
@@ -150,8 +152,15 @@ async def test_a_changed_spec_replaces_the_warm_pod(
     assert new["metadata"]["labels"][WARM_HASH_LABEL] != old["metadata"]["labels"][WARM_HASH_LABEL]
     assert env_of(new)["MODE"] == "new"
 
-    # The pipeline deleted (the scheduler's look at the pipelines no longer finds it): gone.
-    await runner_of(ks).prune_warm({})
+    # The scheduler's look at the pipelines finds it as it is: its warm pod stays (the look
+    # makes the pod from the spec as a job's start does). Then it is deleted: its pod goes.
+    runner = runner_of(ks)
+    as_listed = pipeline_launch(PipelineSpec.model_validate(spec), pipeline, pipeline)
+    await runner.prune_warm({pipeline: as_listed})
+    assert [p["metadata"]["name"] for p in await warm_pods(ks, pipeline)] == [
+        new["metadata"]["name"]
+    ]
+    await runner.prune_warm({})
 
     async def none_left() -> bool:
         return not await warm_pods(ks, pipeline)

@@ -176,7 +176,8 @@ class WarmPods:
         self._locks: dict[str, asyncio.Lock] = {}
         self._refills: dict[str, asyncio.Task[None]] = {}
         self._again: dict[str, ShardLaunch] = {}  # pipelines to look at (again), latest launch
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(handover_timeout))
+        # Straight to the pod: no proxy from the environment stands between them.
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(handover_timeout), trust_env=False)
 
     async def close(self) -> None:
         for task in self._refills.values():
