@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from e2e import kube
@@ -107,12 +108,15 @@ def test_a_node_lost_mid_job(release: dict[str, str], tmp_path: Path) -> None:
     run(["tusk", "pipeline", "create", "-f", str(spec)], env=env)
     run(["tusk", "put", "lost-in@master:/", "-f", str(data), "-r"], env=env)
 
-    def on_node2() -> list[str]:
-        return [
-            p["metadata"]["name"]
-            for p in pods(env, "app.kubernetes.io/component=worker")
+    def on_node2() -> dict[str, int]:
+        # This job's shard pods only (warm pods of earlier pipelines may be there too).
+        return {
+            p["metadata"]["name"]: int(p["metadata"]["labels"]["tusk.io/shard"])
+            for p in pods(
+                env, "app.kubernetes.io/component=worker,tusk.io/pipeline=lost,tusk.io/job"
+            )
             if p["spec"].get("nodeName") == "tusk-node2" and p["status"]["phase"] == "Running"
-        ]
+        }
 
     lost = wait_until("a worker pod running on tusk-node2", on_node2, 300, every=1)
     job_id = tusk_json("job", "list", "-p", "lost", env=env)[0]["id"]
@@ -150,10 +154,20 @@ def test_a_node_lost_mid_job(release: dict[str, str], tmp_path: Path) -> None:
     assert outputs == [f"{i:03}.txt" for i in range(datums)], outputs
     listing = run(["tusk", "ls", "lost@master:/"], env=env).stdout
     assert sum(f"{i:03}.txt" in listing for i in range(datums)) == datums
-    # The lost pods' shards ran again on node 1, as a later attempt.
+    # The lost pods' shards ran again on node 1, as a later attempt: in a pod made for it
+    # (named after the shard and attempt) or in the pipeline's warm pod, made once another
+    # shard had ended (named after the pipeline only: the scheduler's record says which).
     placed = kube.pods_scheduled(env)
-    for name in lost:
+    scheduler = env.get("TUSK_SCHEDULER_URL", "http://127.0.0.1:8083")
+    shards = {
+        s["shard"]: s
+        for s in httpx.get(f"{scheduler}/v1/jobs/{job_id}", timeout=30).json()["shards"]
+    }
+    for name, shard in lost.items():
+        last = shards[shard]
+        assert last["attempt"] > 0, (name, last)
+        assert last["handle"] != name, (name, last)
+        assert placed.get(last["handle"]) == "tusk-node1", (name, last, placed)
         prefix = name.rsplit("-", 1)[0]
         retried = [p for p in placed if p.startswith(f"{prefix}-") and p != name]
-        assert retried, (name, placed)
         assert all(placed[p] == "tusk-node1" for p in retried), placed

@@ -66,7 +66,7 @@ from tusk_scheduler.runners.kubernetes import (
     pod_name,
 )
 
-ROLE_POD_VERBS = ["create", "get", "list", "watch", "delete"]
+ROLE_POD_VERBS = ["create", "get", "list", "watch", "delete", "patch"]
 # Workers would get their token from this Secret (the pods never start: no kubelet).
 TEMPLATE = PodTemplate(repo_url="http://repo.tusk:8081", token_secret="tusk-worker-token")
 

@@ -9,6 +9,9 @@ against a baseline measured in the same run.
    one-datum pipeline on ``tusk/worker`` whose command writes ``date +%s.%N`` to its output;
    the commit's ``finished_at`` (repo service) to that stamp. Baseline: ``kubectl run`` of the
    same image with the same command, from the call to the stamp in its log. p50 of ``--runs``.
+   Measured as a user meets it: a pipeline that has run a job before, so its warm worker pod
+   is up and waiting (each run starts once it says so in its log); and cold, the same with
+   ``autoscaling: true`` (a pod made for each job).
 2. ``--datums`` datums (default 100), ``parallelism_spec: {constant: 4}``, pods spread over
    both nodes: datums/s from the commit's ``finished_at`` to the job's ``finished_at``.
    Baseline: the same pipeline and data on the LocalRunner (``tusk up`` on this host).
@@ -54,7 +57,12 @@ BREAKDOWN_CMD = [
     "echo $(cut -d' ' -f22 /proc/1/stat) $(getconf CLK_TCK) "
     "$(awk '/^btime/ {print $2}' /proc/stat) > /pfs/out/proc1",
 ]
-# Where the time from commit finish to the first datum's command goes, in order.
+# Where the time from commit finish to the first datum's command goes, in order: on a warm
+# pod (made and started before the commit), and on a pod made for the job.
+WARM_STAGES = (
+    "commit finished -> job created",
+    "job created -> datum command running (warm pod)",
+)
 STAGES = (
     "commit finished -> job created",
     "job created -> pod created",
@@ -113,12 +121,15 @@ def stamp(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def pipeline(workdir: Path, name: str, cmd: list[str], glob: str, parallelism: int) -> Path:
+def pipeline(
+    workdir: Path, name: str, cmd: list[str], glob: str, parallelism: int, **extra: Any
+) -> Path:
     spec = {
         "pipeline": {"name": name},
         "input": {"pfs": {"repo": f"{name}-in", "branch": "master", "glob": glob}},
         "transform": {"image": IMAGE, "cmd": cmd},
         "parallelism_spec": {"constant": parallelism},
+        **extra,
     }
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -134,24 +145,40 @@ def put_and_wait(env: dict[str, str], name: str, files: Path) -> tuple[dict[str,
     return job, stamp(commit["finished_at"])
 
 
+def warm_pod_waiting(env: dict[str, str], pipeline: str) -> bool:
+    """Whether the pipeline has a warm pod whose worker says it waits for its shard."""
+    for pod in kube.pods(env, f"tusk.io/warm-for={pipeline}"):
+        if pod["status"].get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
+            continue
+        logs = kube.kubectl("logs", pod["metadata"]["name"], env=env, check=False)
+        if "waiting for an assignment" in logs:
+            return True
+    return False
+
+
 def first_datum(
-    env: dict[str, str], workdir: Path, runs: int
+    env: dict[str, str], workdir: Path, runs: int, *, warm: bool
 ) -> tuple[list[float], dict[str, list[float]]]:
     """p50 input: commit finish -> the first datum's command running, per run; and the same
-    broken down into :data:`STAGES`."""
-    name = "bench-first"
+    broken down into :data:`WARM_STAGES` or :data:`STAGES`."""
+    name = "bench-warm" if warm else "bench-cold"
+    spec = pipeline(workdir, name, BREAKDOWN_CMD, "/", 1, autoscaling=not warm)
     run(["tusk", "repo", "create", f"{name}-in"], env=env)
-    run(
-        ["tusk", "pipeline", "create", "-f", str(pipeline(workdir, name, BREAKDOWN_CMD, "/", 1))],
-        env=env,
-    )
+    run(["tusk", "pipeline", "create", "-f", str(spec)], env=env)
     latencies = []
-    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    stages: dict[str, list[float]] = {stage: [] for stage in (WARM_STAGES if warm else STAGES)}
     watcher = PodWatcher(env)
     used: set[str] = set()  # pods of earlier runs, which the watcher saw too
     try:
         for i in range(runs + 1):
-            data = workdir / f"first-{i}"
+            if warm and i > 0:
+                wait_until(
+                    f"a warm pod of {name} waiting",
+                    lambda: warm_pod_waiting(env, name),
+                    300,
+                    every=0.5,
+                )
+            data = workdir / f"{name}-{i}"
             data.mkdir()
             (data / f"{i}.txt").write_text(f"{i}\n")
             job, finished = put_and_wait(env, name, data)
@@ -163,15 +190,22 @@ def first_datum(
                 ["tusk", "get", f"{name}@master:/proc1"], env=env
             ).stdout.split()[-3:]
             process = int(boot) + int(ticks) / int(hertz)
-            pod = next(
-                p
-                for p in list(watcher.created)
-                if p.startswith(kube.job_pods_prefix(name)) and p not in used
-            )
-            used.add(pod)
+            if not warm:  # the pod made for this run (the watcher sees earlier ones too)
+                pod = next(
+                    p
+                    for p in list(watcher.created)
+                    if p.startswith(kube.job_pods_prefix(name)) and p not in used
+                )
+                used.add(pod)
             if i == 0:  # the first run warms the node (image unpacked, scheduler connected)
                 continue
             latencies.append(started - finished)
+            if warm:
+                created = stamp(job["created_at"])
+                points = [finished, created, started]
+                for stage, (a, b) in zip(WARM_STAGES, itertools.pairwise(points), strict=True):
+                    stages[stage].append(b - a)
+                continue
             points = [
                 finished,
                 stamp(job["created_at"]),
@@ -280,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         kube.release(cluster) as env,
     ):
         work = Path(tmp)
-        say("commit finish -> first datum's command in a pod")
-        pod, stages = first_datum(env, work, args.runs)
+        say("commit finish -> first datum's command in a warm pod")
+        pod, stages = first_datum(env, work, args.runs, warm=True)
+        say("commit finish -> first datum's command in a pod made for the job (autoscaling)")
+        cold, cold_stages = first_datum(env, work, args.runs, warm=False)
         say("kubectl run of the same image and command (baseline)")
         base = kubectl_run(env, args.runs)
         say(f"{args.datums} datums, parallelism 4, two nodes")
@@ -299,25 +335,35 @@ def main(argv: list[str] | None = None) -> int:
         kubectl_run_p50_s=statistics.median(base),
         kubectl_run_runs_s=base,
         first_datum_ratio=statistics.median(pod) / statistics.median(base),
+        first_datum_cold_p50_s=statistics.median(cold),
+        first_datum_cold_runs_s=cold,
+        first_datum_cold_ratio=statistics.median(cold) / statistics.median(base),
         kube_datums_per_s=kube_rate,
         local_datums_per_s=local_rate,
         kube_vs_local=kube_rate / local_rate,
         first_datum_stages_p50_s={k: statistics.median(v) for k, v in stages.items()},
+        first_datum_cold_stages_p50_s={k: statistics.median(v) for k, v in cold_stages.items()},
         worker_nodes_seen=sorted(placed),
         load_after=load_average(),
     )
     print(json.dumps(figures, indent=2))
     print(
-        f"\ncommit -> first datum in a pod  p50 {figures['first_datum_p50_s']:.2f} s"
+        f"\ncommit -> first datum in a warm pod  p50 {figures['first_datum_p50_s']:.2f} s"
         f"   kubectl run p50 {figures['kubectl_run_p50_s']:.2f} s"
         f"   ratio {figures['first_datum_ratio']:.2f}\n"
+        f"commit -> first datum in a new pod   p50 {figures['first_datum_cold_p50_s']:.2f} s"
+        f"   ratio {figures['first_datum_cold_ratio']:.2f}\n"
         f"{args.datums} datums, parallelism 4: pods {kube_rate:.2f} datums/s"
         f"   LocalRunner {local_rate:.2f} datums/s   ratio {figures['kube_vs_local']:.2f}\n"
         f"load average {figures['load_before']} -> {figures['load_after']}"
     )
-    print("\ncommit -> first datum, by stage (p50 of each):")
-    for stage, seconds in figures["first_datum_stages_p50_s"].items():
-        print(f"  {stage:<50} {seconds:6.2f} s")
+    for which, key in (
+        ("warm pod", "first_datum_stages_p50_s"),
+        ("new pod", "first_datum_cold_stages_p50_s"),
+    ):
+        print(f"\ncommit -> first datum in a {which}, by stage (p50 of each):")
+        for stage, seconds in figures[key].items():
+            print(f"  {stage:<50} {seconds:6.2f} s")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

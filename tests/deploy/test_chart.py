@@ -24,7 +24,7 @@ ROLE_RULES = [
     {
         "apiGroups": [""],
         "resources": ["pods"],
-        "verbs": ["create", "get", "list", "watch", "delete"],
+        "verbs": ["create", "get", "list", "watch", "delete", "patch"],
     },
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
@@ -322,7 +322,7 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
         )
         return bool(review["status"].get("allowed"))
 
-    for verb in ("create", "get", "list", "watch", "delete"):
+    for verb in ("create", "get", "list", "watch", "delete", "patch"):  # patch: warm pods
         assert allowed(verb, "pods"), verb
     assert allowed("get", "pods", "log")
     for verb in ("create", "get", "list", "update", "delete"):  # spouts and services
@@ -333,7 +333,6 @@ async def test_the_chart_role_is_enough_for_the_runner_and_no_more(
     assert not allowed("patch", "deployments", "scale", group="apps")
     for verb, resource, sub in [
         ("update", "pods", ""),
-        ("patch", "pods", ""),
         ("deletecollection", "pods", ""),
         ("create", "pods", "exec"),
         ("patch", "pods", "status"),

@@ -2,7 +2,9 @@
 
 There is no kubelet, scheduler or controller-manager: ``FakeKubelet`` plays the first two for
 one namespace. It binds each new worker pod to a fake node, runs the pod's command and args
-as a local process with the pod's plain env values, patches the pod ``Running``, and when the
+as a local process with the pod's plain env values and its downward-API ones (``status.podIP``:
+each pod gets an address of its own on the loopback network, 127.x.y.z, as a kubelet gives
+each pod its own IP), patches the pod ``Running``, and when the
 process ends patches ``Succeeded``/``Failed`` with the exit code and its output as the
 termination message. A pod being deleted has its process killed and is then deleted for good
 (what a kubelet confirms).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -106,6 +109,14 @@ def running() -> dict[str, Any]:
     }
 
 
+def _loopback_address(taken: set[str]) -> str:
+    """An address on the loopback network no pod has (random: test runs side by side)."""
+    while True:
+        ip = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+        if ip not in taken:
+            return ip
+
+
 class FakeKubelet:
     def __init__(
         self, kube: KubeApiServer, namespace: str, env: Mapping[str, str] | None = None
@@ -115,6 +126,7 @@ class FakeKubelet:
         self.env = dict(env or {})
         self.processes: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self.started: set[str] = set()  # pods patched Running
+        self.pod_ips: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"kubelet-{uuid.uuid4().hex[:8]}"
 
@@ -172,8 +184,18 @@ class FakeKubelet:
                 },
             )
         container = pod["spec"]["containers"][0]
+        ip = self.pod_ips.setdefault(name, _loopback_address(set(self.pod_ips.values())))
+        fields = {
+            "status.podIP": ip,
+            "metadata.name": name,
+            "metadata.namespace": self.namespace,
+        }
         env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
-        env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+        for e in container.get("env", []):
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            elif (path := e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")) in fields:
+                env[e["name"]] = fields[path]
         # A pod is its own sandbox; here the "container" is a host process, and the test
         # pipelines count their runs in files on the host, which bubblewrap would hide.
         env.setdefault("TUSK_WORKER_SANDBOX", "off")
@@ -198,6 +220,8 @@ class FakeKubelet:
             name,
             {
                 "phase": "Running",
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
                 "conditions": [{"type": "PodScheduled", "status": "True"}],
                 "containerStatuses": [running()],
             },

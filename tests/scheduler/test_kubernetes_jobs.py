@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -40,7 +41,7 @@ from tusk_scheduler.context import build_context
 from tusk_scheduler.runners.kubernetes import KubernetesRunner, label_value
 
 # What the chart's Role grants the scheduler, and nothing more.
-ROLE_POD_VERBS = ["create", "get", "list", "watch", "delete"]
+ROLE_POD_VERBS = ["create", "get", "list", "watch", "delete", "patch"]
 
 
 @dataclass
@@ -55,7 +56,9 @@ class KubeScheduler:
             "GET", f"/api/v1/namespaces/{self.namespace}/pods"
         )["items"]
         return [
-            p for p in items if job is None or p["metadata"]["annotations"]["tusk.io/job"] == job
+            p
+            for p in items
+            if job is None or p["metadata"]["annotations"].get("tusk.io/job") == job
         ]
 
     async def apods(self, job: str | None = None) -> list[dict[str, Any]]:
@@ -78,6 +81,11 @@ async def kube_scheduler(
         tmp_path / "scheduler",
         repo_url,
         TUSK_RUNNER="kubernetes",
+        # No trigger: specs come inline. (Not the default address, where another process's
+        # trigger, knowing none of these pipelines, would have their warm pods deleted.)
+        TUSK_TRIGGER_URL="http://127.0.0.1:9",
+        # Warm pods listen on their pod IPs, 127.x.y.z here: a port nothing else likely has.
+        TUSK_KUBE_WARM_PORT=str(random.randint(20000, 60000)),
         TUSK_KUBECONFIG=kubeconfig,
         TUSK_KUBE_NAMESPACE=namespace,
         TUSK_KUBE_WORKER_REPO_URL=repo_url,
@@ -110,7 +118,8 @@ async def test_a_job_runs_as_pods_and_its_pods_are_deleted_when_it_ends(
     ks, scheduler = kube_scheduler, kube_scheduler.scheduler
     files = {f"/{c}.txt": f"content of {c}".encode() for c in "abcde"}
     source, pipeline, commit, global_id = await _setup(repos, files)
-    spec = pipeline_spec(pipeline, source, parallelism=2, markers=markers)
+    # Pods made for the job and only for it (warm pods: test_kubernetes_warm.py).
+    spec = pipeline_spec(pipeline, source, parallelism=2, markers=markers, autoscaling=True)
     created = job_created(spec, source, commit, global_id, version=4)
 
     # Every pod the job makes, as the apiserver showed it while the job ran.

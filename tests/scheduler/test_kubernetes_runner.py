@@ -252,7 +252,7 @@ async def test_the_scheduler_needs_only_its_namespaced_role(
     kube: KubeApiServer, tmp_path: Path
 ) -> None:
     namespace = new_namespace(kube, "rbac")
-    grant(kube, namespace, ["create", "get", "list", "watch", "delete"])
+    grant(kube, namespace, ["create", "get", "list", "watch", "delete", "patch"])
     config = kube.write_kubeconfig(tmp_path / "sched", token=kube.scheduler_token)
     runner = KubernetesRunner(TEMPLATE, namespace=namespace, kubeconfig=config, cancel_grace=0)
     try:

@@ -3,7 +3,10 @@ when a pipeline is created or updated, so nothing in a spec is silently ignored.
 
 Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged empty),
 ``pfs.lazy`` (the files are staged before the command starts: what it reads is the same),
-``autoscaling`` (workers exist only while a job has datums), GPUs in both forms,
+``autoscaling`` (``true``: workers exist only while a job has datums; ``false``, the default
+as in Pachyderm: on Kubernetes a warm worker pod per pipeline waits between jobs, see
+``TUSK_KUBE_WARM_PODS``, and the local runner's warm workers serve every pipeline), GPUs in
+both forms,
 ``accept_return_code``, ``err_cmd``, ``transform.secrets``, a ``join`` without ``join_on``,
 ``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
 ``pfs.trigger`` by ``size``, ``commits``, ``cron_spec`` and ``rate_limit_spec`` (the trigger

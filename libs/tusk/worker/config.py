@@ -60,6 +60,19 @@ class WorkerSettings(BaseSettings):
         "layout of a Kubernetes secret volume. Unset: the platform provides them (the "
         "Kubernetes runner); a datum whose secrets are missing fails, naming them.",
     )
+    worker_listen_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 (a pod's own address; the runner sets the pod IP)
+        description="`tusk-worker --listen` (a warm pod): the address it takes its assignment "
+        "on (the Kubernetes runner sets the pod's IP).",
+    )
+    worker_listen_port: int | None = Field(
+        default=None, ge=1, le=65535, description="`tusk-worker --listen`: the port."
+    )
+    worker_assignment_key: str | None = Field(
+        default=None,
+        description="`tusk-worker --listen`: the key an assignment must carry (set per pod "
+        "by the runner; hidden from the pipeline's command).",
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -2,6 +2,7 @@
 
     tusk-worker --output-repo REPO --meta-commit COMMIT --job JOB --shard N
     tusk-worker --standby
+    tusk-worker --listen
 
 Settings come from ``TUSK_*`` environment variables (see :mod:`tusk.worker.config`). Progress
 is logged to stderr; results go to the repo service. Exit status: 0 every datum succeeded,
@@ -13,6 +14,11 @@ and its imports take a quarter of a second) before there is a shard for it, then
 output to the assignment's log file, runs the shard as if started with the assignment's
 arguments, and writes its exit status to the assignment's exit file. End of input before an
 assignment (the runner closed the pipe, or died) makes it exit quietly.
+
+``--listen`` is the same for a warm pod of the Kubernetes runner: the assignment comes as an
+HTTP request on ``TUSK_WORKER_LISTEN_HOST:TUSK_WORKER_LISTEN_PORT`` carrying the pod's
+``TUSK_WORKER_ASSIGNMENT_KEY`` (see :mod:`tusk.worker.handover`); the worker's output stays
+the pod's log and its exit status the pod's. It waits until the pod is deleted.
 """
 
 from __future__ import annotations
@@ -27,13 +33,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from tusk.client import RepoClient
 from tusk.errors import TuskError
 from tusk.logging import configure_logging
 from tusk.worker.config import WorkerSettings, load_settings
-from tusk.worker.protocol import EXIT_DATUMS_FAILED, EXIT_SUCCESS, EXIT_WORKER_ERROR, ShardSpec
+from tusk.worker.handover import AssignmentListener
+from tusk.worker.protocol import (
+    EXIT_DATUMS_FAILED,
+    EXIT_SUCCESS,
+    EXIT_WORKER_ERROR,
+    Assignment,
+    ShardSpec,
+)
 from tusk.worker.runtime import (
     ShardOutcome,
     load_shard_spec,
@@ -57,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
         "Exit status: 0 all datums succeeded, 1 some failed, 2 worker error, 128+N stopped by "
         "signal N. `tusk-worker --standby` (alone) starts warm and waits for its shard as a "
         "line of JSON on stdin: how the local runner starts shards without start-up delay. "
+        "`tusk-worker --listen` (alone) does the same in a warm pod, taking its shard as an "
+        "HTTP request on TUSK_WORKER_LISTEN_HOST:TUSK_WORKER_LISTEN_PORT that carries "
+        "TUSK_WORKER_ASSIGNMENT_KEY. "
         "`tusk-worker next-datum` is for pipeline commands with transform.datum_batching: it "
         "asks the worker for the next datum (see `tusk-worker next-datum --help`).",
     )
@@ -71,24 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Assignment(BaseModel):
-    """What a standby worker is given: the shard to run, as command-line arguments."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    argv: list[str]
-    env: dict[str, str] = {}
-    log_file: Path
-    exit_file: Path
-    shard_spec: str | None = None
-    """The shard's spec as in the meta commit: no need to read it from there."""
-    fresh: bool = False
-    """No datum of the job has a result yet (its first start): none to look for."""
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
-    sys.exit(standby() if args == ["--standby"] else run(args))
+    if args == ["--standby"]:
+        sys.exit(standby())
+    sys.exit(listen() if args == ["--listen"] else run(args))
 
 
 def standby() -> int:
@@ -113,16 +116,50 @@ async def _standby(settings: WorkerSettings) -> int:
         except ValidationError as e:
             sys.stderr.write(f"tusk-worker --standby: not an assignment: {e}\n")
             return EXIT_WORKER_ERROR
-        _take_over_output(assignment.log_file)
+        if assignment.log_file is not None:
+            _take_over_output(assignment.log_file)
         code = EXIT_WORKER_ERROR
         try:
             code = await _run_assigned(assignment, client, settings)
         finally:
-            # Written via a temporary file, so a reader never sees half a number.
-            partial = assignment.exit_file.with_name(assignment.exit_file.name + ".tmp")
-            partial.write_text(f"{code}\n")
-            partial.replace(assignment.exit_file)
+            if assignment.exit_file is not None:
+                # Written via a temporary file, so a reader never sees half a number.
+                partial = assignment.exit_file.with_name(assignment.exit_file.name + ".tmp")
+                partial.write_text(f"{code}\n")
+                partial.replace(assignment.exit_file)
         return code
+
+
+def listen() -> int:
+    """Get warm, take one :class:`Assignment` over HTTP, run it; its exit status."""
+    settings = _configured("tusk-worker --listen")
+    if settings is None:
+        return EXIT_WORKER_ERROR
+    if settings.worker_listen_port is None or not settings.worker_assignment_key:
+        sys.stderr.write(
+            "tusk-worker --listen: TUSK_WORKER_LISTEN_PORT and TUSK_WORKER_ASSIGNMENT_KEY "
+            "must be set\n"
+        )
+        return EXIT_WORKER_ERROR
+    return asyncio.run(_listen(settings))
+
+
+async def _listen(settings: WorkerSettings) -> int:
+    assert settings.worker_listen_port is not None
+    assert settings.worker_assignment_key
+    async with _repo_client(settings) as client:
+        await client.healthy()
+        await asyncio.to_thread(probe_ahead, settings.worker_sandbox, os.environ)
+        listener = AssignmentListener(settings.worker_assignment_key)
+        # Listening means warm: the runner hands a shard only to a worker that answers.
+        await listener.start(settings.worker_listen_host, settings.worker_listen_port)
+        logger.info(
+            "warm; waiting for an assignment",
+            host=settings.worker_listen_host,
+            port=settings.worker_listen_port,
+        )
+        assignment = await listener.wait()
+        return await _run_assigned(assignment, client, settings)
 
 
 def _take_over_output(log_file: Path) -> None:
@@ -170,8 +207,9 @@ def _configured(prog: str) -> WorkerSettings | None:
     except TuskError as e:
         sys.stderr.write(f"{prog}: {e.message}\n")
         return None
-    # The pipeline's command inherits this environment: the credential stays with the worker.
+    # The pipeline's command inherits this environment: the credentials stay with the worker.
     os.environ.pop("TUSK_TOKEN", None)
+    os.environ.pop("TUSK_WORKER_ASSIGNMENT_KEY", None)
     configure_logging(settings.log_level, json=settings.log_json)
     return settings
 

@@ -25,6 +25,7 @@ enough. Each result carries the tail of its log, so reading results needs no oth
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -158,3 +159,21 @@ def parse_results_batch(data: bytes) -> tuple[list[DatumResult], list[str]]:
         except ValidationError as e:
             problems.append(f"line {number}: {e}")
     return results, problems
+
+
+class Assignment(BaseModel):
+    """What a warm worker is given: the shard to run, as command-line arguments (on stdin from
+    the local runner, over HTTP from the Kubernetes runner)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    argv: list[str]
+    env: dict[str, str] = {}
+    log_file: Path | None = None
+    """Where the worker's own output goes from now on (None: where it went so far)."""
+    exit_file: Path | None = None
+    """Where the worker writes its exit status (None: its process's exit status is all)."""
+    shard_spec: str | None = None
+    """The shard's spec as in the meta commit: no need to read it from there."""
+    fresh: bool = False
+    """No datum of the job has a result yet (its first start): none to look for."""

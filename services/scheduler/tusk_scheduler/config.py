@@ -114,6 +114,29 @@ class SchedulerSettings(CommonSettings):
         description="Kubernetes runner: seconds a worker pod tolerates a NotReady or "
         "unreachable node before it is evicted (and its shard runs elsewhere).",
     )
+    kube_warm_pods: int = Field(
+        default=1,
+        ge=0,
+        alias="TUSK_KUBE_WARM_PODS",
+        description="Kubernetes runner: warm worker pods kept per pipeline that does not set "
+        "autoscaling: true, made ahead so that the next job's shard starts without pod and "
+        "worker start-up; each holds its pipeline's resource requests while idle. 0: none.",
+    )
+    kube_warm_port: int = Field(
+        default=8090,
+        ge=1,
+        le=65535,
+        alias="TUSK_KUBE_WARM_PORT",
+        description="Kubernetes runner: the port a warm worker pod takes its shard on (the "
+        "scheduler must be able to reach worker pods on it).",
+    )
+    kube_warm_handover_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        alias="TUSK_KUBE_WARM_HANDOVER_TIMEOUT",
+        description="Kubernetes runner: seconds to wait for a warm pod that is still getting "
+        "warm to take its shard before a new pod is made for it instead.",
+    )
     workspace_dir: Path | None = Field(
         default=None,
         alias="TUSK_SCHEDULER_WORKSPACE_DIR",

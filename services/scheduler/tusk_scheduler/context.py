@@ -86,6 +86,9 @@ def make_runner(settings: SchedulerSettings) -> Runner:
             kubeconfig=settings.kubeconfig,
             cancel_grace=settings.cancel_grace,
             unschedulable_timeout=settings.kube_unschedulable_timeout,
+            warm_pods=settings.kube_warm_pods,
+            warm_port=settings.kube_warm_port,
+            handover_timeout=settings.kube_warm_handover_timeout,
         )
     raise AssertionError(f"unknown runner {settings.runner!r}")  # the settings validated it
 

@@ -20,7 +20,7 @@ import structlog
 from tusk.errors import TuskError, Unavailable
 from tusk.wire.spouts import SpoutPlace
 from tusk_scheduler.domain.credentials import SPOUT_RENEW_BEFORE, SpoutCredentials
-from tusk_scheduler.runners.base import SpoutLaunch
+from tusk_scheduler.runners.base import ShardLaunch, SpoutLaunch
 
 if TYPE_CHECKING:  # kubernetes-asyncio is loaded only by schedulers that use it
     from tusk_scheduler.runners.kubernetes.manifest import PodTemplate
@@ -63,6 +63,10 @@ class KubeWorkloads:
             deployment=name,
             service=name if exposed else None,
         )
+
+    async def prune_warm(self, keep: Mapping[str, ShardLaunch]) -> None:
+        """Warm worker pods only for the pipelines in ``keep``, as their launches make them."""
+        await self.workloads.runner.prune_warm(keep)
 
     async def reconcile(
         self, wanted: Mapping[str, SpoutLaunch], credentials: SpoutCredentials

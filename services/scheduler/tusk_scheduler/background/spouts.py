@@ -18,6 +18,9 @@ scheduler's): a spout's commits into its output repo, a service's reads its inpu
 
 Which spouts and services exist is read from the trigger service every
 ``TUSK_SCHEDULER_SPOUT_INTERVAL`` seconds (its API is where the scheduler reads pipeline specs).
+The same look tells the Kubernetes runner which pipelines may keep warm worker pods: those of a
+pipeline deleted, stopped, made ``autoscaling: true`` or changed in what its pods are made of
+are deleted.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from tusk.worker.sandbox import PFS, Sandbox, make_sandbox
 from tusk_scheduler.background.kube_spouts import KubeWorkloads
 from tusk_scheduler.config import SchedulerSettings
 from tusk_scheduler.domain.credentials import SpoutCredential, SpoutCredentials
-from tusk_scheduler.runners.base import SpoutLaunch
+from tusk_scheduler.domain.running import pipeline_launch
+from tusk_scheduler.runners.base import ShardLaunch, SpoutLaunch
 
 log = structlog.get_logger()
 
@@ -138,12 +142,21 @@ class SpoutSupervisor:
 
     async def reconcile(self) -> None:
         wanted: dict[str, tuple[int, PipelineSpec]] = {}
+        keep_warm: dict[str, ShardLaunch] = {}  # pipelines whose warm worker pods may stay
         for info in await self.triggers.list_pipelines():
-            if info.state != "running" or (
-                info.spec.get("spout") is None and info.spec.get("service") is None
-            ):
+            if info.state != "running":
+                continue
+            if info.spec.get("spout") is None and info.spec.get("service") is None:
+                if not info.spec.get("autoscaling"):
+                    spec = PipelineSpec.model_validate(info.spec)
+                    keep_warm[info.name] = pipeline_launch(spec, info.name, info.name)
                 continue
             wanted[info.name] = (info.version, PipelineSpec.model_validate(info.spec))
+        if self.kubernetes is not None:
+            try:
+                await self.kubernetes.prune_warm(keep_warm)
+            except TuskError as e:  # not worth holding the spouts back for
+                log.warning("warm worker pods not pruned", error=e.message)
         heads = {name: await self._heads(spec) for name, (_, spec) in wanted.items()}
         for name in list(self.spouts):
             if name not in wanted:

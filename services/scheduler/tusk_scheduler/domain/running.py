@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,6 +130,33 @@ async def run(x: Scope, job: JobView, started: Started | None) -> None:
         )
 
 
+def pipeline_launch(spec: PipelineSpec, pipeline: str, output_repo: str) -> ShardLaunch:
+    """A launch with what every shard of the pipeline has in common (what its pods are made
+    of); the job's part left blank."""
+    resources = (
+        spec.resource_requests.model_dump(exclude_none=True) if spec.resource_requests else {}
+    )
+    limits = spec.resource_limits.model_dump(exclude_none=True) if spec.resource_limits else {}
+    scheduling = spec.scheduling_spec
+    return ShardLaunch(
+        job="",
+        pipeline=pipeline,
+        shard=0,
+        attempt=0,
+        output_repo=output_repo,
+        meta_commit="",
+        image=spec.transform.image,
+        resource_requests=resources,
+        resource_limits=limits,
+        env=dict(spec.transform.env),
+        secrets=spec.transform.secrets,
+        node_selector=dict(scheduling.node_selector) if scheduling else {},
+        priority_class_name=scheduling.priority_class_name if scheduling else None,
+        image_pull_secrets=spec.transform.image_pull_secrets,
+        keep_warm=not spec.autoscaling,
+    )
+
+
 async def _start_shard(
     x: Scope,
     job: JobView,
@@ -165,28 +193,14 @@ async def _start_shard(
                 exit_code=None,
                 detail=None,
             )
-    resources = (
-        spec.resource_requests.model_dump(exclude_none=True) if spec.resource_requests else {}
-    )
-    limits = spec.resource_limits.model_dump(exclude_none=True) if spec.resource_limits else {}
-    scheduling = spec.scheduling_spec
     token = await x.credentials.issue(job, spec)
     handle = await deps.runner.start(
-        ShardLaunch(
+        replace(
+            pipeline_launch(spec, job.pipeline, job.output_repo),
             job=job.id,
-            pipeline=job.pipeline,
             shard=n,
             attempt=attempt,
-            output_repo=job.output_repo,
             meta_commit=meta_commit,
-            image=spec.transform.image,
-            resource_requests=resources,
-            resource_limits=limits,
-            env=dict(spec.transform.env),
-            secrets=spec.transform.secrets,
-            node_selector=dict(scheduling.node_selector) if scheduling else {},
-            priority_class_name=scheduling.priority_class_name if scheduling else None,
-            image_pull_secrets=spec.transform.image_pull_secrets,
             version=job.version,
             spec=fresh.model_dump_json() if fresh is not None else None,
             fresh=fresh is not None,

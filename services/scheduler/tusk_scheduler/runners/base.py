@@ -48,6 +48,9 @@ class ShardLaunch:
     # The job's own credential for the repo service (None: it checks no tokens): the worker's
     # TUSK_TOKEN, never the scheduler's.
     token: str | None = None
+    # The pipeline keeps workers between jobs (autoscaling: false, Pachyderm's default): a
+    # runner that can may hand the shard to a worker made ahead and make another for the next.
+    keep_warm: bool = False
 
 
 @dataclass(frozen=True)

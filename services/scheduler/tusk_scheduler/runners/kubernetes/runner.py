@@ -5,8 +5,13 @@ API client, :mod:`.config`'s; the cache that ``status()`` reads, :mod:`.watch`'s
 missing from the cache is looked up directly before being declared lost (the watch may lag
 behind a ``start()``).
 
-The scheduler's Role needs only: pods create, get, list, watch, delete; pods/log get;
-secrets get (an SQL egress's password).
+A shard of a pipeline that keeps its workers is handed to a warm pod made ahead when one is
+ready (:mod:`.warm`); otherwise, and after any failed hand-over, it gets a pod of its own.
+Once one of the pipeline's shards has run to its end, a warm pod is made for the next.
+
+The scheduler's Role needs only: pods create, get, list, watch, delete, patch (a warm pod is
+relabelled as its shard's); pods/log get; secrets get (an SQL egress's password). It must
+reach worker pods on the warm pods' port.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,7 @@ from tusk_scheduler.runners.kubernetes.pod_state import (
     terminal,
     unschedulable,
 )
+from tusk_scheduler.runners.kubernetes.warm import WarmPods
 from tusk_scheduler.runners.kubernetes.watch import PodWatch
 
 log = structlog.get_logger()
@@ -61,6 +68,9 @@ class KubernetesRunner:
         api_client: client.ApiClient | None = None,
         cancel_grace: float = 10.0,
         unschedulable_timeout: float = 300.0,
+        warm_pods: int = 0,
+        warm_port: int = 8090,
+        handover_timeout: float = 2.0,
     ) -> None:
         self.template = template
         self._namespace = namespace
@@ -74,6 +84,12 @@ class KubernetesRunner:
         self._cancelled: set[str] = set()
         self._unschedulable_since: dict[str, float] = {}
         self._watch: PodWatch | None = None
+        self.warm_pods = warm_pods
+        self.warm_port = warm_port
+        self.handover_timeout = handover_timeout
+        self._warm: WarmPods | None = None
+        # Pods of pipelines that keep a warm pod, until their worker is seen to end.
+        self._warm_after: dict[str, ShardLaunch] = {}
 
     @property
     def namespace(self) -> str:
@@ -90,6 +106,11 @@ class KubernetesRunner:
     def pod_watch(self) -> PodWatch:
         assert self._watch is not None, "connect() first"
         return self._watch
+
+    @property
+    def warm(self) -> WarmPods:
+        assert self._warm is not None, "connect() first"
+        return self._warm
 
     @property
     def relists(self) -> int:
@@ -112,6 +133,16 @@ class KubernetesRunner:
                     on_gone=lambda name: self._unschedulable_since.pop(name, None),
                 )
                 self._watch.start()
+                self._warm = WarmPods(
+                    self._core,
+                    self._namespace,
+                    self._watch,
+                    self.template,
+                    per_pipeline=self.warm_pods,
+                    port=self.warm_port,
+                    handover_timeout=self.handover_timeout,
+                    delete=self._delete,
+                )
         return self._core
 
     async def _call(
@@ -145,6 +176,11 @@ class KubernetesRunner:
     async def start(self, launch: ShardLaunch) -> ShardHandle:
         core = await self.connect()
         manifest = pod_manifest(launch, self.template)
+        warm = await self.warm.take(launch, manifest)
+        if warm is not None:
+            self._remember(warm, launch)
+            self._cancelled.discard(warm)
+            return ShardHandle(job=launch.job, shard=launch.shard, attempt=launch.attempt, ref=warm)
         name = manifest["metadata"]["name"]
         try:
             pod = await self._call(
@@ -166,6 +202,7 @@ class KubernetesRunner:
         self.pod_watch.pods[name] = pod
         self.pod_watch.gone.pop(name, None)
         self._cancelled.discard(name)
+        self._remember(name, launch)
         log.info(
             "worker pod created",
             job=launch.job,
@@ -175,6 +212,22 @@ class KubernetesRunner:
             namespace=self.namespace,
         )
         return ShardHandle(job=launch.job, shard=launch.shard, attempt=launch.attempt, ref=name)
+
+    def _remember(self, pod: str, launch: ShardLaunch) -> None:
+        if launch.keep_warm and self.warm_pods > 0:
+            self._warm_after[pod] = launch
+
+    def _ended(self, pod: str, status: ShardStatus) -> ShardStatus:
+        """``status``, once it has been seen; a warm pod is made for the pipeline once one of
+        its shards' workers ran to an exit status (not before: a pipeline whose pods cannot
+        start, or are killed for their memory, would get a warm pod that fails the same way)."""
+        if status.state == "exited" and status.exit_code is not None:
+            launch = self._warm_after.pop(pod, None)
+            if launch is not None:
+                self.warm.refill(launch)
+        elif not status.running:
+            self._warm_after.pop(pod, None)
+        return status
 
     async def _wait_deleted(self, name: str, within: float = 30.0) -> None:
         core = await self.connect()
@@ -198,7 +251,7 @@ class KubernetesRunner:
         if pod is None:
             last = self.pod_watch.gone.get(name)
             if last is not None and terminal(last):
-                return pod_status(last)
+                return self._ended(name, pod_status(last))
             if name in self._cancelled:
                 return ShardStatus("lost", detail=f"pod {name} was deleted (cancelled)")
             return ShardStatus("lost", detail=f"pod {name} was deleted")
@@ -210,8 +263,11 @@ class KubernetesRunner:
             waited = time.monotonic() - since
         else:
             self._unschedulable_since.pop(name, None)
-        return pod_status(
-            pod, unschedulable_for=waited, unschedulable_timeout=self.unschedulable_timeout
+        return self._ended(
+            name,
+            pod_status(
+                pod, unschedulable_for=waited, unschedulable_timeout=self.unschedulable_timeout
+            ),
         )
 
     async def _wait_synced(self) -> None:
@@ -348,7 +404,15 @@ class KubernetesRunner:
             for name in [n for n, p in gone.items() if job_of(p) == job]:
                 del gone[name]
 
+    async def prune_warm(self, keep: Mapping[str, ShardLaunch]) -> None:
+        """Delete the warm pods of pipelines not in ``keep`` and stale ones of those in it."""
+        await self.connect()
+        await self.warm.prune(keep)
+
     async def close(self) -> None:
+        if self._warm is not None:
+            await self._warm.close()
+            self._warm = None
         if self._watch is not None:
             await self._watch.close()
             self._watch = None
