@@ -96,6 +96,15 @@ def test_a_node_lost_mid_job(release: dict[str, str], tmp_path: Path) -> None:
     """Fig. 2 of the seed: parallelism 4 over two nodes; node 2 dies mid-job; its pods are
     replaced on node 1, only unfinished datums run again, every datum is processed once."""
     env = release
+    # The walkthrough's pipelines keep warm pods, which hold their requests (train's: a whole
+    # CPU) on node 2 and would keep this job's pods off it: stopped, their warm pods go.
+    for pipeline in tusk_json("pipeline", "list", env=env):
+        run(["tusk", "pipeline", "stop", pipeline["name"]], env=env)
+    wait_until(
+        "the stopped pipelines' warm pods to go",
+        lambda: not pods(env, "tusk.io/warm-for"),
+        120,
+    )
     datums = 48
     data = tmp_path / "d"
     data.mkdir()
