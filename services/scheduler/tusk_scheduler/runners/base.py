@@ -48,6 +48,14 @@ class ShardLaunch:
     # The job's own credential for the repo service (None: it checks no tokens): the worker's
     # TUSK_TOKEN, never the scheduler's.
     token: str | None = None
+
+    def worker_args(self) -> list[str]:
+        """The ``tusk-worker`` arguments that run this shard (in a pod's args, or in a warm
+        worker's assignment)."""
+        return [
+            "--output-repo", self.output_repo, "--meta-commit", self.meta_commit,
+            "--job", self.job, "--shard", str(self.shard),
+        ]  # fmt: skip
     # The pipeline keeps workers between jobs (autoscaling: false, Pachyderm's default): a
     # runner that can may hand the shard to a worker made ahead and make another for the next.
     keep_warm: bool = False

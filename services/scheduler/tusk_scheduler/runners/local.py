@@ -224,16 +224,7 @@ class LocalRunner:
         if launch.token:  # the job's own credential, never the scheduler's token
             env["TUSK_TOKEN"] = launch.token
         assignment = {
-            "argv": [
-                "--output-repo",
-                launch.output_repo,
-                "--meta-commit",
-                launch.meta_commit,
-                "--job",
-                job,
-                "--shard",
-                str(shard),
-            ],
+            "argv": launch.worker_args(),
             "env": env,
             "log_file": str(self.log_file(job, shard, attempt)),
             "exit_file": str(exit_file),

@@ -127,16 +127,7 @@ def pod_manifest(launch: ShardLaunch, template: PodTemplate) -> dict[str, Any]:
         "name": CONTAINER,
         "image": launch.image or template.default_image,
         "command": list(template.worker_command),
-        "args": [
-            "--output-repo",
-            launch.output_repo,
-            "--meta-commit",
-            launch.meta_commit,
-            "--job",
-            launch.job,
-            "--shard",
-            str(launch.shard),
-        ],
+        "args": launch.worker_args(),
         "env": env,
         "volumeMounts": mounts,
         # A failed worker's last output becomes its termination message, which the

@@ -271,16 +271,7 @@ class WarmPods:
             return False
         host = f"[{ip}]" if ":" in ip else ip
         body = {
-            "argv": [
-                "--output-repo",
-                launch.output_repo,
-                "--meta-commit",
-                launch.meta_commit,
-                "--job",
-                launch.job,
-                "--shard",
-                str(launch.shard),
-            ],
+            "argv": launch.worker_args(),
             "env": {"TUSK_TOKEN": launch.token} if launch.token else {},
             "shard_spec": launch.spec,
             "fresh": launch.fresh,
