@@ -178,16 +178,23 @@ class Progress:
 
 
 async def together(*steps: Awaitable[Any]) -> list[Any]:
-    """Run independent steps at once; the first failure cancels the others and is raised
-    (as itself, for the caller's ``except`` clauses)."""
+    """Run independent steps at once and let every one end; then the first failure is raised
+    (as itself, for the caller's ``except`` clauses). A failure does not cancel the others: a
+    request under way (opening the meta commit) would be carried out by the service all the
+    same, after the failure's handling had looked for what the start opened, and the commit
+    would be left open."""
     tasks = [asyncio.ensure_future(step) for step in steps]
     try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    except BaseException:  # cancelled from outside
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def spec_of(job: JobView) -> PipelineSpec:
