@@ -610,6 +610,7 @@ class FileFormat(_Model):
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+MYSQL_SCHEMES = ("mysql",)  # MySQL and MariaDB, as Pachyderm names them
 
 
 class SqlEgress(_Model):
@@ -642,8 +643,9 @@ class SqlEgress(_Model):
         return self.url.partition("://")[0]
 
     @property
-    def is_postgres(self) -> bool:
-        return self.scheme in POSTGRES_SCHEMES
+    def is_loaded(self) -> bool:
+        """The scheduler writes to this database (PostgreSQL, MySQL or MariaDB)."""
+        return self.scheme in POSTGRES_SCHEMES + MYSQL_SCHEMES
 
 
 class ObjectStorageEgress(_Model):
