@@ -310,7 +310,10 @@ def files_of(tree: Mapping[str, bytes]) -> Callable[[], AsyncIterator[Any]]:
 
 
 async def test_loading_a_commit_again_leaves_the_same_rows(database: Target) -> None:
-    tree = {"/people/a.csv": b'id,name\n1,"Ann\nMarie"\n2,Bob\n', "/cities/c.csv": b"x,1\n"}
+    tree = {
+        "/people/a.csv": b'id,name\n1,"Ann\nMarie"\n2,Bob\n3,"O\'Brien \\ ""q"""\n',
+        "/cities/c.csv": b"x,1\n",
+    }
     fmt = FileFormat(type="CSV", columns=("id", "name"))
     # One format for every table: columns that one table lacks fail the whole commit.
     with pytest.raises(
@@ -324,8 +327,12 @@ async def test_loading_a_commit_again_leaves_the_same_rows(database: Target) -> 
     for _ in range(2):
         progress = Progress()
         await load_commit(database.url, database.password, fmt, files_of(tree)(), progress)
-        assert await rows(database, "people") == {(1, "Ann\nMarie", None), (2, "Bob", None)}
-        assert (progress.files, progress.rows) == (1, {"people": 2})
+        assert await rows(database, "people") == {
+            (1, "Ann\nMarie", None),
+            (2, "Bob", None),
+            (3, 'O\'Brien \\ "q"', None),
+        }
+        assert (progress.files, progress.rows) == (1, {"people": 3})
 
 
 async def test_a_closed_port_is_worth_retrying(database: Target) -> None:

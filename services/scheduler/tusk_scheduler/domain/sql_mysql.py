@@ -20,6 +20,7 @@ import aiomysql  # type: ignore[import-untyped]
 import pymysql  # type: ignore[import-untyped]
 
 from tusk.errors import Unavailable
+from tusk_scheduler.domain.rows import Row
 from tusk_scheduler.domain.sql_loader import Batch, EgressRefused, Table
 
 CONNECT_TIMEOUT = 30  # seconds
@@ -35,6 +36,10 @@ _TRANSIENT_CODES = frozenset(
     | {2013, 2055}
 )
 _AT_ROW = re.compile(r" at row (\d+)$")
+# A string literal's escapes under SQL_MODE (which leaves out NO_BACKSLASH_ESCAPES).
+_ESCAPES = str.maketrans(
+    {"\0": "\\0", "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z", "'": "\\'", '"': '\\"'}
+)
 
 
 class _AtLines(Exception):
@@ -160,7 +165,7 @@ class MySQLLoader:
 
             async for batch in batches:
                 for row, line in zip(batch.rows, batch.lines, strict=True):
-                    literal = "(" + ",".join(map(self._literal, row)) + ")"
+                    literal = _row_literal(row)
                     values.append(literal)
                     lines.append(line)
                     size += len(literal) + 1
@@ -168,12 +173,6 @@ class MySQLLoader:
                         await flush()
             if values:
                 await flush()
-
-    def _literal(self, value: str | None) -> str:
-        if value is None:
-            return "NULL"
-        escaped: str = self.connection.escape_string(value)
-        return "'" + escaped + "'"
 
     def failure(self, error: BaseException, path: str | None) -> Exception:
         lines: list[int] = []
@@ -197,6 +196,14 @@ class MySQLLoader:
             await asyncio.wait_for(self.connection.ensure_closed(), timeout=10)
         except (OSError, TimeoutError, pymysql.err.MySQLError):
             self.connection.close()
+
+
+def _row_literal(row: Row) -> str:
+    return (
+        "("
+        + ",".join("NULL" if v is None else "'" + v.translate(_ESCAPES) + "'" for v in row)
+        + ")"
+    )
 
 
 def _quote(identifier: str) -> str:
