@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -296,13 +297,15 @@ async def test_an_unreachable_database_is_waited_for_then_loaded(
     assert (await scheduler.api.get(f"/v1/jobs/{job}")).json()["egress"]["state"] == "success"
 
 
-def files_of(tree: Mapping[str, bytes]) -> Callable[[], AsyncIterator[Any]]:
+def files_of(tree: Mapping[str, bytes], piece: int = 4) -> Callable[[], AsyncIterator[Any]]:
+    """Small pieces by default: records span them."""
+
     async def files() -> AsyncIterator[Any]:
         for path, data in tree.items():
 
             async def pieces(data: bytes = data) -> AsyncIterator[bytes]:
-                for start in range(0, len(data), 4):  # small pieces: records span them
-                    yield data[start : start + 4]
+                for start in range(0, len(data), piece):
+                    yield data[start : start + piece]
 
             yield path, pieces
 
@@ -339,6 +342,43 @@ async def test_a_closed_port_is_worth_retrying(database: Target) -> None:
     url = database.url.rsplit("@", 1)[0] + f"@127.0.0.1:{free_port()}/db"
     with pytest.raises(Unavailable, match="cannot connect"):
         await load_commit(url, "pw", FileFormat(), files_of({})(), Progress())
+
+
+async def test_a_large_file_fails_at_its_line_and_leaves_the_table_as_it_was(
+    database: Target,
+) -> None:
+    """Over a megabyte: the rows go in several statements (MySQL) or COPY buffers, and the
+    error still names its line, wherever it is; nothing of the file stays."""
+    good = b"".join(b"%d,person %d with a longer name,%d\n" % (i, i, i % 90) for i in range(40_000))
+    assert len(good) > 1 << 20
+    bad_late = {"/people/a.csv": good + b"40000,Ann\n"}
+    with pytest.raises(EgressRefused, match=r"/people/a\.csv: line 40001: 2 values, but table"):
+        await load_commit(
+            database.url, database.password, FileFormat(), files_of(bad_late, 65536)(), Progress()
+        )
+    assert await rows(database, "people") == {(99, "from an earlier commit", 1)}
+    bad_early = {
+        "/people/a.csv": b"1,Ann,1\nx,Bob,2\n" + good[len(b"0,person 0 with a longer name,0\n") :]
+    }
+    message = {
+        "postgres": '/people/a.csv: invalid input syntax for type integer: "x"',
+        "mariadb": "/people/a.csv: line 2: Incorrect integer value: 'x' for column",
+    }[database.kind]
+    with pytest.raises(EgressRefused, match=re.escape(message)):
+        await load_commit(
+            database.url, database.password, FileFormat(), files_of(bad_early, 65536)(), Progress()
+        )
+    assert await rows(database, "people") == {(99, "from an earlier commit", 1)}
+    progress = Progress()
+    await load_commit(
+        database.url,
+        database.password,
+        FileFormat(),
+        files_of({"/people/a.csv": good}, 65536)(),
+        progress,
+    )
+    assert progress.rows == {"people": 40_000}
+    assert len(await rows(database, "people")) == 40_000
 
 
 @pytest.fixture

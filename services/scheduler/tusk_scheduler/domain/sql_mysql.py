@@ -151,28 +151,44 @@ class MySQLLoader:
         values: list[str] = []
         lines: list[int] = []
         size = 0
+        # One statement runs on the server while the next is built: the server's parsing and
+        # ours overlap instead of taking turns.
+        running: asyncio.Task[None] | None = None
+
+        async def execute(cursor: Any, statement: str, lines: list[int]) -> None:
+            try:
+                await cursor.execute(statement)
+            except pymysql.err.MySQLError as e:
+                raise _AtLines(e, lines) from e
+
         async with self.connection.cursor() as cursor:
-
-            async def flush() -> None:
-                nonlocal size
-                try:
-                    await cursor.execute(head + ",".join(values))
-                except pymysql.err.MySQLError as e:
-                    raise _AtLines(e, lines) from e
-                values.clear()
-                lines.clear()
-                size = 0
-
-            async for batch in batches:
-                for row, line in zip(batch.rows, batch.lines, strict=True):
-                    literal = _row_literal(row)
-                    values.append(literal)
-                    lines.append(line)
-                    size += len(literal) + 1
-                    if size >= STATEMENT_BYTES:
-                        await flush()
-            if values:
-                await flush()
+            try:
+                async for batch in batches:
+                    for row, line in zip(batch.rows, batch.lines, strict=True):
+                        literal = _row_literal(row)
+                        values.append(literal)
+                        lines.append(line)
+                        size += len(literal) + 1
+                        if size >= STATEMENT_BYTES:
+                            if running is not None:
+                                await running
+                            statement = head + ",".join(values)
+                            running = asyncio.create_task(execute(cursor, statement, lines))
+                            await asyncio.sleep(0)  # let it send the statement
+                            values, lines, size = [], [], 0
+                if running is not None:
+                    await running
+                    running = None
+                if values:
+                    await execute(cursor, head + ",".join(values), lines)
+            finally:
+                if running is not None and not running.done():
+                    # Cut short by an error of ours while a statement runs: its answer would
+                    # be read as the next one's, so the connection is given up, and the server
+                    # rolls the transaction back.
+                    running.cancel()
+                    await asyncio.wait([running])
+                    self.connection.close()
 
     def failure(self, error: BaseException, path: str | None) -> Exception:
         lines: list[int] = []
