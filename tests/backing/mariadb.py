@@ -35,7 +35,8 @@ def ensure_installed() -> tuple[str, str, str]:
     """(mariadbd, mariadb-install-db, mariadb), installing Debian's packages if we are root.
     Debian's package does not start its own server here (no init system in a container), and
     would be on the standard port if it did: ours uses a port of its own."""
-    server = debian_command("mariadbd", "mariadb-server", NEEDED_FOR)
+    # By its path: /usr/sbin may not be on a non-login PATH.
+    server = debian_command("/usr/sbin/mariadbd", "mariadb-server", NEEDED_FOR)
     install_db = debian_command("mariadb-install-db", "mariadb-server", NEEDED_FOR)
     client = debian_command("mariadb", "mariadb-server", NEEDED_FOR)
     return server, install_db, client

@@ -71,13 +71,20 @@ def test_other_targets_are_warned_about() -> None:
 SECRET = {"name": "egress-db", "key": "PACHYDERM_SQL_PASSWORD"}
 
 
-@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "mysql"])
-def test_sql_egress_to_postgresql_and_mysql_is_applied(scheme: str) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://egress@db.example:5432/warehouse?sslmode=require",
+        "postgres://egress@db.example/warehouse",
+        "mysql://egress@db.example:3306/warehouse",
+    ],
+)
+def test_sql_egress_to_postgresql_and_mysql_is_applied(url: str) -> None:
     loaded = load_spec(
         spec(
             {
                 "sqlDatabase": {
-                    "url": f"{scheme}://egress@db.example:5432/warehouse?sslmode=require",
+                    "url": url,
                     "fileFormat": {"type": "JSON", "columns": ["id", "name"]},
                     "secret": SECRET,
                 }
@@ -101,6 +108,10 @@ def test_sql_egress_to_postgresql_and_mysql_is_applied(scheme: str) -> None:
             "egress.sql_database.url: holds a password: put it in a secret",
         ),
         ({"url": "db.example/warehouse", "secret": SECRET}, "egress.sql_database.url: "),
+        (
+            {"url": "mysql://u@h/db?tls=true", "secret": SECRET},
+            "egress.sql_database.url: mysql:// URLs take no options after '?'",
+        ),
         (
             {"url": "postgresql://u@h/db", "secret": {"name": "Bad_Name", "key": "k"}},
             "egress.sql_database.secret.name: 'Bad_Name' is not a Kubernetes secret name",

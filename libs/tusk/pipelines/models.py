@@ -631,6 +631,9 @@ class SqlEgress(_Model):
         elif match.group(2) and ":" in match.group(2):
             why = "holds a password: put it in a secret named in egress.sql_database.secret"
             errors.append((("url",), why))
+        elif self.scheme in MYSQL_SCHEMES and "?" in self.url:
+            why = "mysql:// URLs take no options after '?' (mysql://user@host:3306/database)"
+            errors.append((("url",), why))
         if self.secret is None:
             why = "required: the database password is read from this secret (name, key)"
             errors.append((("secret",), why))
