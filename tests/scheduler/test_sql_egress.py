@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import re
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +61,17 @@ class Target:
     port: int  # the server's
 
     async def rows(self, table: str) -> set[tuple[Any, ...]]:
+        return {tuple(r) for r in await self.execute(f"SELECT * FROM {table}")}
+
+    async def execute(self, statements: str) -> list[Any]:
+        """Run ``statements`` (``;``-separated), committed; the last one's rows."""
         if self.kind == "postgres":
             connection = await asyncpg.connect(self.url, password=self.password)
             try:
-                return {tuple(r) for r in await connection.fetch(f"SELECT * FROM {table}")}
+                result: list[Any] = []
+                for statement in filter(str.strip, statements.split(";")):
+                    result = await connection.fetch(statement)
+                return result
             finally:
                 await connection.close()
         host_port, _, db = self.url.split("@", 1)[1].partition("/")
@@ -73,11 +81,13 @@ class Target:
             user=mariadb.USER,
             password=self.password,
             db=db,
+            autocommit=True,
         )
         try:
             async with connection.cursor() as cursor:
-                await cursor.execute(f"SELECT * FROM {table}")
-                return {tuple(r) for r in await cursor.fetchall()}
+                for statement in filter(str.strip, statements.split(";")):
+                    await cursor.execute(statement)
+                return list(await cursor.fetchall())
         finally:
             connection.close()
 
@@ -342,6 +352,21 @@ async def test_a_closed_port_is_worth_retrying(database: Target) -> None:
     url = database.url.rsplit("@", 1)[0] + f"@127.0.0.1:{free_port()}/db"
     with pytest.raises(Unavailable, match="cannot connect"):
         await load_commit(url, "pw", FileFormat(), files_of({})(), Progress())
+
+
+async def test_a_directory_may_name_a_table_of_another_schema(database: Target) -> None:
+    # A database, in MySQL's words (CREATE SCHEMA is its synonym for CREATE DATABASE).
+    schema = f"s_{uuid.uuid4().hex[:8]}"
+    await database.execute(
+        f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.scores (who text, score integer);"
+        f"INSERT INTO {schema}.scores VALUES ('old', 1)"
+    )
+    tree = {f"/{schema}.scores/a.csv": b"Ann,7\n", "/people/p.csv": b"5,Eve,\n"}
+    progress = Progress()
+    await load_commit(database.url, database.password, FileFormat(), files_of(tree)(), progress)
+    assert await rows(database, f"{schema}.scores") == {("Ann", 7)}
+    assert await rows(database, "people") == {(5, "Eve", None)}
+    assert progress.rows == {f"{schema}.scores": 1, "people": 1}
 
 
 async def test_a_large_file_fails_at_its_line_and_leaves_the_table_as_it_was(

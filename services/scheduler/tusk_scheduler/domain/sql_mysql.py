@@ -113,7 +113,10 @@ class MySQLLoader:
         await self.connection.commit()
 
     async def empty_table(self, directory: str) -> Table:
-        schema, dot, name = directory.rpartition(".")
+        # As for PostgreSQL: the first dot ends the schema's (the database's) name.
+        schema, dot, name = directory.partition(".")
+        if not dot:
+            schema, name = "", directory
         async with self.connection.cursor() as cursor:
             await cursor.execute(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ENGINE "
