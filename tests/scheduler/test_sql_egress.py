@@ -369,6 +369,26 @@ async def test_a_directory_may_name_a_table_of_another_schema(database: Target) 
     assert progress.rows == {f"{schema}.scores": 1, "people": 1}
 
 
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("JSON", b'{"name": "a", "flag": true}\n{"name": "b", "flag": false}\n{"name": "c"}\n'),
+        ("CSV", b"a,true\nb,f\nc,\n"),
+    ],
+)
+async def test_booleans_are_read_as_postgresql_reads_them(
+    database: Target, kind: str, data: bytes
+) -> None:
+    # MySQL's BOOLEAN is tinyint(1), which refuses the words by itself.
+    await database.execute("CREATE TABLE flags (name text, flag boolean)")
+    tree = {"/flags/f": data}
+    await load_commit(
+        database.url, database.password, FileFormat(type=kind), files_of(tree)(), Progress()
+    )
+    loaded = {(n, None if f is None else bool(f)) for n, f in await rows(database, "flags")}
+    assert loaded == {("a", True), ("b", False), ("c", None)}
+
+
 async def test_a_large_file_fails_at_its_line_and_leaves_the_table_as_it_was(
     database: Target,
 ) -> None:

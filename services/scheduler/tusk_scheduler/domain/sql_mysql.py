@@ -100,6 +100,7 @@ class MySQLLoader:
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
+        self._booleans: dict[Table, frozenset[str]] = {}  # BOOLEAN (tinyint(1)) columns
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -136,12 +137,15 @@ class MySQLLoader:
                     "a commit's tables change in one transaction; ALTER TABLE … ENGINE=InnoDB"
                 )
             await cursor.execute(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
                 (found[0], found[1]),
             )
-            columns = tuple(c[0] for c in await cursor.fetchall())
-            table = Table(found[0], found[1], columns)
+            found_columns = await cursor.fetchall()
+            table = Table(found[0], found[1], tuple(c[0] for c in found_columns))
+            self._booleans[table] = frozenset(
+                name for name, kind in found_columns if str(kind).lower() == "tinyint(1)"
+            )
             # DELETE, not TRUNCATE: TRUNCATE commits at once, and readers would see it empty.
             await cursor.execute(f"DELETE FROM {_qualified(table)}")  # noqa: S608 (quoted)
         return table
@@ -150,6 +154,7 @@ class MySQLLoader:
         self, table: Table, columns: tuple[str, ...], batches: AsyncIterator[Batch]
     ) -> None:
         names = ", ".join(map(_quote, columns))
+        booleans = [i for i, c in enumerate(columns) if c in self._booleans.get(table, ())]
         head = f"INSERT INTO {_qualified(table)} ({names}) VALUES "  # noqa: S608 (quoted)
         values: list[str] = []
         lines: list[int] = []
@@ -168,7 +173,7 @@ class MySQLLoader:
             try:
                 async for batch in batches:
                     for row, line in zip(batch.rows, batch.lines, strict=True):
-                        literal = _row_literal(row)
+                        literal = _row_literal(_as_booleans(row, booleans) if booleans else row)
                         values.append(literal)
                         lines.append(line)
                         size += len(literal) + 1
@@ -215,6 +220,23 @@ class MySQLLoader:
             await asyncio.wait_for(self.connection.ensure_closed(), timeout=10)
         except (OSError, TimeoutError, pymysql.err.MySQLError):
             self.connection.close()
+
+
+# What PostgreSQL reads as a boolean (JSON's true and false among them), for MySQL's BOOLEAN,
+# which is tinyint(1) and would refuse the words.
+_BOOLEAN_WORDS = {
+    **dict.fromkeys(("true", "t", "yes", "y", "on"), "1"),
+    **dict.fromkeys(("false", "f", "no", "n", "off"), "0"),
+}
+
+
+def _as_booleans(row: Row, indices: list[int]) -> Row:
+    row = list(row)
+    for i in indices:
+        value = row[i]
+        if value is not None:
+            row[i] = _BOOLEAN_WORDS.get(value.strip().lower(), value)
+    return row
 
 
 def _row_literal(row: Row) -> str:
