@@ -25,8 +25,9 @@ from tusk_scheduler.domain.sql_loader import Batch, EgressRefused, Table
 
 CONNECT_TIMEOUT = 30  # seconds
 STATEMENT_BYTES = 1 << 20  # well under the servers' default max_allowed_packet (16 MiB)
-# Strict: a bad value is an error, not a warning and a zero; the rest of the mode is the
-# server's default, set here so that a server's own choice (ANSI_QUOTES…) cannot change the SQL.
+# Strict: a bad value is an error, not a warning and a zero. Set whole (the server's own mode
+# replaced), so that a server's choice (ANSI_QUOTES, NO_BACKSLASH_ESCAPES…) cannot change how
+# the statements below read.
 SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO"
 
 # Worth trying again: the server is not there or went away (client errors 2002-2013, 2055),
@@ -115,15 +116,16 @@ class MySQLLoader:
 
     async def empty_table(self, directory: str) -> Table:
         # As for PostgreSQL: the first dot ends the schema's (the database's) name.
+        schema: str | None
         schema, dot, name = directory.partition(".")
         if not dot:
-            schema, name = "", directory
+            schema, name = None, directory
         async with self.connection.cursor() as cursor:
             await cursor.execute(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ENGINE "
                 "FROM information_schema.TABLES "
                 "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
-                (schema if dot else None, name),
+                (schema, name),
             )
             found = await cursor.fetchone()
             if found is None or found[2] not in ("BASE TABLE", "SYSTEM VERSIONED"):
