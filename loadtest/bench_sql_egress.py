@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiomysql  # type: ignore[import-untyped]
 import asyncpg  # type: ignore[import-untyped]
@@ -93,17 +94,21 @@ async def baseline(url: str, tree: dict[str, bytes]) -> float:
     return time.perf_counter() - started
 
 
-async def mysql_baseline(server: MariaDBServer, database: str, paths: list[Path]) -> float:
-    started = time.perf_counter()
-    connection = await aiomysql.connect(
+async def mysql_connect(server: MariaDBServer, database: str, **options: Any) -> Any:
+    return await aiomysql.connect(
         host="127.0.0.1",
         port=server.port,
         user=mariadb.USER,
         password=mariadb.PASSWORD,
         db=database,
-        local_infile=True,  # our own files, to our own server
-        autocommit=False,
+        **options,
     )
+
+
+async def mysql_baseline(server: MariaDBServer, database: str, paths: list[Path]) -> float:
+    started = time.perf_counter()
+    # local_infile: our own files, to our own server
+    connection = await mysql_connect(server, database, local_infile=True, autocommit=False)
     try:
         await connection.begin()
         async with connection.cursor() as cursor:
@@ -121,13 +126,7 @@ async def mysql_baseline(server: MariaDBServer, database: str, paths: list[Path]
 
 async def mysql_digest(server: MariaDBServer, database: str) -> tuple[int, int]:
     """The table's row count and a checksum of its values."""
-    connection = await aiomysql.connect(
-        host="127.0.0.1",
-        port=server.port,
-        user=mariadb.USER,
-        password=mariadb.PASSWORD,
-        db=database,
-    )
+    connection = await mysql_connect(server, database)
     try:
         async with connection.cursor() as cursor:
             await cursor.execute(
