@@ -19,7 +19,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from tusk.db import insert_for
 from tusk.errors import NotFound
 from tusk.objectstore.chunks import ChunkedFile
-from tusk_repo.tables import FileRow, StagedRow, TreeRow
+from tusk_repo.tables import CommitRow, FileRow, StagedRow, TreeRow
 from tusk_repo.trees import (
     EMPTY_NODE,
     EMPTY_TREE,
@@ -320,5 +320,28 @@ async def _driver_rows(session: AsyncSession, query: ClauseElement) -> list[Any]
     return list(await driver.execute_fetchall(str(compiled), params))
 
 
-async def clear_staged(session: AsyncSession, commit_id: str) -> None:
-    await session.execute(delete(StagedRow).where(StagedRow.commit_id == commit_id))
+async def finished_with_staged(session: AsyncSession) -> list[str]:
+    """The finished commits that still have staged rows (see ``tusk_repo.staging``)."""
+    with_rows = select(StagedRow.commit_id).distinct().scalar_subquery()
+    return list(
+        await session.scalars(
+            select(CommitRow.id).where(CommitRow.state != "open", CommitRow.id.in_(with_rows))
+        )
+    )
+
+
+async def clear_staged(session: AsyncSession, commit_id: str, *, limit: int | None = None) -> int:
+    """Delete the commit's staged rows, or about its first ``limit`` in key order (a range of
+    the key, found by one index lookup, so that each batch costs what its rows do); how many
+    were deleted: fewer than ``limit`` only when none are left."""
+    scope = StagedRow.commit_id == commit_id
+    if limit is not None:
+        last = await session.scalar(
+            select(StagedRow.path).where(scope).order_by(StagedRow.path).offset(limit - 1).limit(1)
+        )
+        if last is not None:
+            scope = and_(scope, StagedRow.path <= last)
+    result = await session.execute(delete(StagedRow).where(scope))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
