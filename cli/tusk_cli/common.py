@@ -135,11 +135,54 @@ async def connect_scheduler() -> AsyncIterator[SchedulerClient]:
         yield client
 
 
-def escape(text: str) -> str:
-    """Text as rich markup that prints as itself (rich's ``escape``, imported when used)."""
-    from rich.markup import escape
+# rich.markup's patterns: what it takes for a tag, and what its ``escape`` escapes.
+_MARKUP_TAG = re.compile(r"((\\*)\[([a-z#/@][^[]*?)])")
+_TAG_TO_ESCAPE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+_PLAIN_STYLE = re.compile(r"[a-z]+(?: [a-z]+)*")  # a tag such as [bold] or [bold red]
 
-    return escape(text)
+
+def escape(text: str) -> str:
+    """Text as rich markup that prints as itself: rich's ``escape``, without importing rich
+    (a test holds the two equal)."""
+    escaped = _TAG_TO_ESCAPE.sub(lambda match: f"{match[1]}{match[1]}\\{match[2]}", text)
+    if escaped.endswith("\\") and not escaped.endswith("\\\\"):
+        return escaped + "\\"
+    return escaped
+
+
+def plain_text(markup: str) -> str | None:
+    """The text rich prints for ``markup``, styles left out; None for markup beyond plain
+    style tags (links, colours by code, handlers, closing tags out of order), left to rich.
+    Follows rich.markup's parsing, which a test holds it to."""
+    if "[" not in markup:
+        return markup
+    parts: list[str] = []
+    opened: list[str] = []
+    position = 0
+    for match in _MARKUP_TAG.finditer(markup):
+        whole, escapes, tag = match.groups()
+        start, end = match.span()
+        if start > position:
+            parts.append(markup[position:start].replace("\\[", "["))
+        position = end
+        if escapes:
+            backslashes, escaped = divmod(len(escapes), 2)
+            parts.append("\\" * backslashes)
+            if escaped:  # an escaped tag prints as itself
+                parts.append(whole[len(escapes) :].replace("\\[", "["))
+                continue
+        if tag.startswith("/"):
+            name = tag[1:].strip()
+            if not opened or (name and name != opened[-1]):
+                return None
+            opened.pop()
+        elif _PLAIN_STYLE.fullmatch(tag):
+            opened.append(tag)
+        else:
+            return None
+    if position < len(markup):
+        parts.append(markup[position:].replace("\\[", "["))
+    return "".join(parts)
 
 
 def fail(message: str) -> NoReturn:
@@ -152,7 +195,14 @@ def fail(message: str) -> NoReturn:
 
 
 def note(message: str) -> None:
-    """A message (rich markup) for the person at the terminal (stderr; stdout stays data)."""
+    """A message (rich markup) for the person at the terminal (stderr; stdout stays data).
+    To a pipe, plain text is written as rich would write it, without importing rich: a tenth
+    of the CPU of a quick command such as `tusk branch create`."""
+    plain = plain_text(message)
+    if plain is not None and not styled(sys.stderr, plain):
+        sys.stderr.write(plain + "\n")
+        sys.stderr.flush()
+        return
     console("stderr").print(message)
 
 
