@@ -40,6 +40,9 @@ class StagedCleaner:
     async def clear(self, commit_id: str) -> None:
         while True:
             async with self.db.session() as session:
+                # Garbage collection deletes leftovers too: one at a time, or on PostgreSQL
+                # the two could lock the same rows in different orders.
+                await store.hold_off_collection(session)
                 deleted = await store.clear_staged(session, commit_id, limit=self.batch)
             if deleted < self.batch:
                 return
