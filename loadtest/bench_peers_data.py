@@ -407,7 +407,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def measure(sizes: Sizes, work: Path) -> dict[str, Any]:
+WORKLOADS = ("ingest", "commit", "list", "diff", "branch", "read", "big")
+
+
+async def measure(
+    sizes: Sizes, work: Path, chosen: frozenset[str] = frozenset(WORKLOADS)
+) -> dict[str, Any]:
+    """``chosen``: the workloads to run; listing, diff, branches and reads need the ingested
+    repo, so any of them runs the ingest too."""
+    needs_data = bool(chosen & {"ingest", "list", "diff", "branch", "read"})
     install.ensure("dvc")
     env = environment(dvc=install.version("dvc", "dvc"), dvc_s3=install.version("dvc", "dvc-s3"))
     say("writing the data ...")
@@ -419,9 +427,11 @@ async def measure(sizes: Sizes, work: Path) -> dict[str, Any]:
     write_files(changed / "files", changed_names, 4096, "v2")
     staged_names = [f"d{i // 1000:03d}/f{i:06d}.bin" for i in range(sizes.staged)]
     staged = work / "src-staged"
-    write_files(staged, staged_names, 64, "s")
+    if "commit" in chosen:
+        write_files(staged, staged_names, 64, "s")
     big = work / "big.bin"
-    write_big(big, sizes.big)
+    if "big" in chosen:
+        write_big(big, sizes.big)
     reads = random.Random(2).choices(names, k=sizes.reads)
     rows: dict[str, Row] = {}
     raw: dict[str, Any] = {}
@@ -439,120 +449,128 @@ async def measure(sizes: Sizes, work: Path) -> dict[str, Any]:
             tusks = [embedded, services]
             dvc_repo = dvc.repo("data")
 
-            say(f"1. {sizes.files:,} x 4 KiB into one commit ...")
-            r = row("ingest", f"{sizes.files:,} x 4 KiB into one commit, end to end", "files/s",
-                    False, LAKEFS["ingest"] if sizes.files == 10_000 else None)
-            cpu = row("ingest_cpu", "  client CPU per file", "ms", True)
-            for system in [*tusks, dvc]:
-                ran = (system.ingest(dvc_repo, source) if isinstance(system, Dvc)
-                       else system.ingest("data", source))
-                r.values[system.name] = sizes.files / ran.seconds
-                cpu.values[system.name] = ran.cpu * 1000 / sizes.files
-                if ran.server_cpu is not None:
-                    r.notes[system.name] = f"server CPU {ran.server_cpu:.1f} s"
-                say(f"  {system.name}: {sizes.files / ran.seconds:,.0f} files/s, "
-                    f"client CPU {ran.cpu:.1f} s")
+            if needs_data:
+                say(f"1. {sizes.files:,} x 4 KiB into one commit ...")
+                r = row("ingest", f"{sizes.files:,} x 4 KiB into one commit, end to end", "files/s",
+                        False, LAKEFS["ingest"] if sizes.files == 10_000 else None)
+                cpu = row("ingest_cpu", "  client CPU per file", "ms", True)
+                for system in [*tusks, dvc]:
+                    ran = (system.ingest(dvc_repo, source) if isinstance(system, Dvc)
+                           else system.ingest("data", source))
+                    r.values[system.name] = sizes.files / ran.seconds
+                    cpu.values[system.name] = ran.cpu * 1000 / sizes.files
+                    if ran.server_cpu is not None:
+                        r.notes[system.name] = f"server CPU {ran.server_cpu:.1f} s"
+                    say(f"  {system.name}: {sizes.files / ran.seconds:,.0f} files/s, "
+                        f"client CPU {ran.cpu:.1f} s")
 
-            say(f"2. commit of {sizes.staged:,} staged files ...")
-            r = row("commit", f"commit of {sizes.staged:,} staged files", "s", True,
-                    LAKEFS.get(f"commit_{sizes.staged}"))
-            for system in [*tusks, dvc]:
-                if isinstance(system, Dvc):
-                    ran = system.commit_staged(system.repo("staged"), staged)
-                else:
-                    ran = await system.commit_staged("staged", staged, staged_names)
-                r.values[system.name] = ran.seconds
-                if ran.server_cpu is not None:
-                    r.notes[system.name] = (
-                        f"client CPU {ran.cpu:.2f} s, server CPU {ran.server_cpu:.2f} s"
-                    )
-                say(f"  {system.name}: {ran.seconds:.2f} s (client CPU {ran.cpu:.2f} s, "
-                    f"server CPU {ran.server_cpu})")
+            if "commit" in chosen:
+                say(f"2. commit of {sizes.staged:,} staged files ...")
+                r = row("commit", f"commit of {sizes.staged:,} staged files", "s", True,
+                        LAKEFS.get(f"commit_{sizes.staged}"))
+                for system in [*tusks, dvc]:
+                    if isinstance(system, Dvc):
+                        ran = system.commit_staged(system.repo("staged"), staged)
+                    else:
+                        ran = await system.commit_staged("staged", staged, staged_names)
+                    r.values[system.name] = ran.seconds
+                    if ran.server_cpu is not None:
+                        r.notes[system.name] = (
+                            f"client CPU {ran.cpu:.2f} s, server CPU {ran.server_cpu:.2f} s"
+                        )
+                    say(f"  {system.name}: {ran.seconds:.2f} s (client CPU {ran.cpu:.2f} s, "
+                        f"server CPU {ran.server_cpu})")
 
-            say(f"3. list the {sizes.files:,}-entry directory ...")
-            r = row("list", f"list a {sizes.files:,}-entry directory", "ms", True,
-                    LAKEFS["list"] if sizes.files == 10_000 else None)
-            for system in [*tusks, dvc]:
-                runs = [
-                    system.list_dir(dvc_repo, "/files") if isinstance(system, Dvc)
-                    else system.list_dir("data", "/")
-                    for _ in range(3)
-                ]
-                record(r, system.name, runs, raw)
-                if isinstance(system, Tusk):
-                    await sdk_row(rows, r, system, "data", 3 if r is not rows.get("branch")
-                                  else sizes.branches)
+            if "list" in chosen:
+                say(f"3. list the {sizes.files:,}-entry directory ...")
+                r = row("list", f"list a {sizes.files:,}-entry directory", "ms", True,
+                        LAKEFS["list"] if sizes.files == 10_000 else None)
+                for system in [*tusks, dvc]:
+                    runs = [
+                        system.list_dir(dvc_repo, "/files") if isinstance(system, Dvc)
+                        else system.list_dir("data", "/")
+                        for _ in range(3)
+                    ]
+                    record(r, system.name, runs, raw)
+                    if isinstance(system, Tusk):
+                        await sdk_row(rows, r, system, "data", 3 if r is not rows.get("branch")
+                                      else sizes.branches)
 
-            say(f"4. diff of two commits that differ in {sizes.changed} files ...")
-            r = row("diff", f"diff, {sizes.changed} files differ", "ms", True, LAKEFS["diff"])
-            for system in [*tusks, dvc]:
-                if isinstance(system, Dvc):
-                    system.change(dvc_repo, changed)
-                else:
-                    system.change("data", changed / "files")
-                runs = [
-                    system.diff(dvc_repo) if isinstance(system, Dvc) else system.diff("data")
-                    for _ in range(3)
-                ]
-                record(r, system.name, runs, raw)
-                if isinstance(system, Tusk):
-                    await sdk_row(rows, r, system, "data", 3 if r is not rows.get("branch")
-                                  else sizes.branches)
+            if "diff" in chosen:
+                say(f"4. diff of two commits that differ in {sizes.changed} files ...")
+                r = row("diff", f"diff, {sizes.changed} files differ", "ms", True, LAKEFS["diff"])
+                for system in [*tusks, dvc]:
+                    if isinstance(system, Dvc):
+                        system.change(dvc_repo, changed)
+                    else:
+                        system.change("data", changed / "files")
+                    runs = [
+                        system.diff(dvc_repo) if isinstance(system, Dvc) else system.diff("data")
+                        for _ in range(3)
+                    ]
+                    record(r, system.name, runs, raw)
+                    if isinstance(system, Tusk):
+                        await sdk_row(rows, r, system, "data", 3 if r is not rows.get("branch")
+                                      else sizes.branches)
 
-            say("5. create a branch ...")
-            r = row("branch", "create a branch", "ms", True, LAKEFS["branch"])
-            r.notes["dvc"] = "git branch: DVC's branches are git's"
-            for system in [*tusks, dvc]:
-                runs = [
-                    system.branch(dvc_repo, f"b{i}") if isinstance(system, Dvc)
-                    else system.branch("data", f"b{i}")
-                    for i in range(sizes.branches)
-                ]
-                record(r, system.name, runs, raw)
-                if isinstance(system, Tusk):
-                    await sdk_row(rows, r, system, "data", 3 if r is not rows.get("branch")
-                                  else sizes.branches)
+            if "branch" in chosen:
+                say("5. create a branch ...")
+                r = row("branch", "create a branch", "ms", True, LAKEFS["branch"])
+                r.notes["dvc"] = "git branch: DVC's branches are git's"
+                for system in [*tusks, dvc]:
+                    runs = [
+                        system.branch(dvc_repo, f"b{i}") if isinstance(system, Dvc)
+                        else system.branch("data", f"b{i}")
+                        for i in range(sizes.branches)
+                    ]
+                    record(r, system.name, runs, raw)
+                    if isinstance(system, Tusk):
+                        await sdk_row(rows, r, system, "data", 3 if r is not rows.get("branch")
+                                      else sizes.branches)
 
-            say(f"6. read a 4 KiB file, {sizes.reads} times ...")
-            p50 = row("read_p50", f"read 4 KiB (SDK), p50 of {sizes.reads}", "ms", True,
-                      LAKEFS["read_p50"])
-            p99 = row("read_p99", f"read 4 KiB (SDK), p99 of {sizes.reads}", "ms", True,
-                      LAKEFS["read_p99"])
-            for system in [*tusks, dvc]:
-                if isinstance(system, Dvc):
-                    samples = system.reads(dvc_repo, [f"/files/{n}" for n in reads])
-                else:
-                    samples = await system.reads("data", [f"/{n}" for n in reads])
-                p50.values[system.name] = pct(samples, 50)
-                p99.values[system.name] = pct(samples, 99)
-                say(f"  {system.name}: p50 {pct(samples, 50):.1f} ms, p99 {pct(samples, 99):.1f}")
+            if "read" in chosen:
+                say(f"6. read a 4 KiB file, {sizes.reads} times ...")
+                p50 = row("read_p50", f"read 4 KiB (SDK), p50 of {sizes.reads}", "ms", True,
+                          LAKEFS["read_p50"])
+                p99 = row("read_p99", f"read 4 KiB (SDK), p99 of {sizes.reads}", "ms", True,
+                          LAKEFS["read_p99"])
+                for system in [*tusks, dvc]:
+                    if isinstance(system, Dvc):
+                        samples = system.reads(dvc_repo, [f"/files/{n}" for n in reads])
+                    else:
+                        samples = await system.reads("data", [f"/{n}" for n in reads])
+                    p50.values[system.name] = pct(samples, 50)
+                    p99.values[system.name] = pct(samples, 99)
+                    say(f"  {system.name}: p50 {pct(samples, 50):.1f} ms, "
+                        f"p99 {pct(samples, 99):.1f}")
 
-            size_mib = sizes.big / MiB
-            say(f"7. put and get a {size_mib:,.0f} MiB file ...")
-            put = row("put_big", f"put {size_mib:,.0f} MiB, upload + commit", "MiB/s", False,
-                      LAKEFS["put_big"] if sizes.big == 1 << 30 else None)
-            rss = row("put_big_rss", "  server peak RSS during it", "MB", True,
-                      LAKEFS["put_big_rss"] if sizes.big == 1 << 30 else None)
-            rss.notes["dvc"] = "no server (S3 directly)"
-            get = row("get_big", f"get {size_mib:,.0f} MiB", "MiB/s", False)
-            for system in [*tusks, dvc]:
-                if isinstance(system, Dvc):
-                    big_repo = system.repo("big")
-                    ran = system.put_big(big_repo, big)
-                    rss.values[system.name] = None
-                    got, target = system.get_big(big_repo)
-                else:
-                    ran, peak = system.put_big("big", big)
-                    rss.values[system.name] = peak
-                    target = work / f"got-{system.name.replace(' ', '-')}.bin"
-                    got = system.get_big("big", target)
-                if target.stat().st_size != sizes.big:
-                    raise RuntimeError(f"{system.name} gave back {target.stat().st_size} bytes")
-                target.unlink()
-                put.values[system.name] = size_mib / ran.seconds
-                get.values[system.name] = size_mib / got.seconds
-                say(f"  {system.name}: put {size_mib / ran.seconds:.0f} MiB/s, "
-                    f"get {size_mib / got.seconds:.0f} MiB/s")
+            if "big" in chosen:
+                size_mib = sizes.big / MiB
+                say(f"7. put and get a {size_mib:,.0f} MiB file ...")
+                put = row("put_big", f"put {size_mib:,.0f} MiB, upload + commit", "MiB/s", False,
+                          LAKEFS["put_big"] if sizes.big == 1 << 30 else None)
+                rss = row("put_big_rss", "  server peak RSS during it", "MB", True,
+                          LAKEFS["put_big_rss"] if sizes.big == 1 << 30 else None)
+                rss.notes["dvc"] = "no server (S3 directly)"
+                get = row("get_big", f"get {size_mib:,.0f} MiB", "MiB/s", False)
+                for system in [*tusks, dvc]:
+                    if isinstance(system, Dvc):
+                        big_repo = system.repo("big")
+                        ran = system.put_big(big_repo, big)
+                        rss.values[system.name] = None
+                        got, target = system.get_big(big_repo)
+                    else:
+                        ran, peak = system.put_big("big", big)
+                        rss.values[system.name] = peak
+                        target = work / f"got-{system.name.replace(' ', '-')}.bin"
+                        got = system.get_big("big", target)
+                    if target.stat().st_size != sizes.big:
+                        raise RuntimeError(f"{system.name} gave back {target.stat().st_size} bytes")
+                    target.unlink()
+                    put.values[system.name] = size_mib / ran.seconds
+                    get.values[system.name] = size_mib / got.seconds
+                    say(f"  {system.name}: put {size_mib / ran.seconds:.0f} MiB/s, "
+                        f"get {size_mib / got.seconds:.0f} MiB/s")
     env["load_average_after"] = os.getloadavg()
     return {"environment": env, "rows": list(rows.values()), "raw": raw, "sizes": asdict(sizes)}
 
@@ -611,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--staged", type=int, help="files in the timed commit")
     parser.add_argument("--reads", type=int, help="small reads")
     parser.add_argument("--big-mib", type=int, help="size of the big file in MiB")
+    parser.add_argument(
+        "--only", choices=WORKLOADS, action="append",
+        help="run only this workload (repeatable); list, diff, branch and read also ingest",
+    )
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes.full()
     sizes = replace(
@@ -622,7 +644,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tusk-peers-data-") as work:
-        out = asyncio.run(measure(sizes, Path(work)))
+        out = asyncio.run(
+            measure(sizes, Path(work), frozenset(args.only) if args.only else frozenset(WORKLOADS))
+        )
     out["total_seconds"] = round(time.monotonic() - started, 1)
     print()
     print_rows(out["rows"], out["environment"])

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from tusk.client import BranchInfo
 from tusk.paths import parse_address, parse_ref, validate_name
 from tusk_cli.common import (
     JsonOption,
     connect,
+    escape,
     need_branch,
     note,
     print_json,

@@ -7,9 +7,12 @@ from contextlib import redirect_stderr
 
 import pytest
 import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich._emoji_codes import EMOJI
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from tusk_cli import common
 
@@ -71,3 +74,52 @@ def test_forced_colour_goes_through_rich(
 
 def test_every_emoji_name_of_rich_is_recognised() -> None:
     assert all(common._EMOJI_NAME.fullmatch(name) for name in EMOJI)
+
+
+# Notes (`created branch …`) are rich markup; to a pipe they are written without rich.
+NOTES = (
+    "created branch [bold]raw@dev[/] at 10855ed19f504f819dd168cdf5f85f5a",
+    f"finished commit abc on [bold]{escape('a[b]c@x')}[/]: 3 files",
+    "moved branch [bold red]" + escape("x\\") + "[/bold red] to y",
+    "deleted branch [bold]r@[x][/]",
+    "plain, no markup \\[at all]",
+    "[green]ok[/green] [link=http://x]a link[/link] left to rich",
+    "[#ff0000]a colour by code[/] left to rich",
+)
+
+
+def rich_note(message: str) -> str:
+    out = io.StringIO()
+    Console(file=out, stderr=True, highlight=False, soft_wrap=True).print(message)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("message", NOTES)
+def test_notes_write_what_rich_writes(piped: io.StringIO, message: str) -> None:
+    with redirect_stderr(piped):
+        common.note(message)
+    assert piped.getvalue() == rich_note(message)
+
+
+markup_pieces = st.lists(
+    st.one_of(
+        st.text(alphabet="ab[]/\\ @#=:x", max_size=6),
+        st.sampled_from(["[bold]", "[/]", "[/bold]", "[red]", "[bold red]", "[/red]", "\\"]),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ab[]/\\ @#=x", max_size=12))
+def test_escape_is_riches(text: str) -> None:
+    assert common.escape(text) == escape(text)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(markup_pieces)
+def test_plain_text_is_what_rich_prints_or_none(markup: str) -> None:
+    plain = common.plain_text(markup)
+    if plain is None:
+        return
+    assert plain == Text.from_markup(markup, emoji=False).plain

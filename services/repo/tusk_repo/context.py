@@ -21,6 +21,7 @@ from tusk_repo.config import RepoSettings
 from tusk_repo.gc import GarbageCollector
 from tusk_repo.lifecycle import LifecycleService
 from tusk_repo.service import RepoService
+from tusk_repo.staging import StagedCleaner
 from tusk_repo.store import TreeStore
 from tusk_repo.tables import outbox
 
@@ -38,6 +39,7 @@ class Context:
     relay: OutboxRelay
     lifecycle: LifecycleService
     collector: GarbageCollector
+    staged: StagedCleaner
 
 
 @asynccontextmanager
@@ -84,7 +86,9 @@ async def build_context(
                     chunks=chunks,
                     compact_below=settings.gc_compact_below,
                 ),
+                staged=StagedCleaner(db),
             )
+            context.staged.sweep_later()  # rows a crash left between a finish and its clearing
             if settings.outbox_relay:
                 relay.start()
             periodic = (
@@ -102,6 +106,7 @@ async def build_context(
                     periodic.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await periodic
+                await context.staged.close()
                 await relay.stop()
     finally:
         await db.dispose()

@@ -71,6 +71,7 @@ class _Marked:
     files: int = 0
     chunks: set[str] = field(default_factory=set)
     walk_seconds: float = 0.0  # reading the trees' references
+    staged_leftovers: int = 0  # staged rows of finished commits, left by a crash
     # Seconds per step of the row phase, in order, for whoever tunes the collection.
     steps: dict[str, float] = field(default_factory=dict)
     # Packs mostly unused: pack hash → (its size, the pieces still used).
@@ -154,6 +155,7 @@ class GarbageCollector:
                 "compaction_seconds": round(compacted - rows_done, 3),
                 "chunks_seconds": round(time.perf_counter() - compacted, 3),
                 "row_steps": marked.steps,
+                "staged_leftovers": marked.staged_leftovers,
             }
             report = GcReport(
                 dry_run=dry_run,
@@ -244,6 +246,8 @@ class GarbageCollector:
         compact_below: float,
     ) -> None:
         clock = _StepClock(marked.steps)
+        marked.staged_leftovers = await gc_store.clear_finished_staged(session)
+        clock.lap("staged_leftovers")
         roots: set[str] = set()
         # An open commit needs the tree it started from; a finished one only its own.
         for root, base, state in await gc_store.commit_trees(session):

@@ -365,8 +365,17 @@ class RepoService:
         return resolved
 
     async def finish_commit(
-        self, session: AsyncSession, repo: RepoRow, ref: str, *, error: str | None = None
+        self,
+        session: AsyncSession,
+        repo: RepoRow,
+        ref: str,
+        *,
+        error: str | None = None,
+        clear_staged: bool = True,
     ) -> CommitRow:
+        """``clear_staged=False``: the commit's staged rows are left for the caller to delete
+        after this transaction (``tusk_repo.staging``), which keeps it short; nothing reads
+        them once the commit is finished."""
         await store.hold_off_collection(session)
         commit = await self.resolve_open_commit(session, repo, ref)
         # Exclusive lock: waits for puts holding the share lock, and later puts see "finished".
@@ -376,7 +385,8 @@ class RepoService:
         deletes, puts = await store.staged_changes(session, commit.id)
         merged = await trees.merge(self.trees.loader(session), commit.base_tree, deletes, puts)
         await self.trees.save(session, merged.new_nodes)
-        await store.clear_staged(session, commit.id)
+        if clear_staged:
+            await store.clear_staged(session, commit.id)
         commit.state = FINISHED
         commit.root_tree = merged.root
         commit.size_bytes = merged.size

@@ -166,12 +166,15 @@ def single(load_many: ManyLoader) -> Loader:
 
 @dataclass(slots=True)
 class _Patch:
+    """The changes beneath one directory: subdirectories (or names deleted) that change, and
+    files put directly in it, kept apart so that a put costs a dict entry, not a patch."""
+
     delete: bool = False
-    file: tuple[str, int] | None = None
     children: dict[str, _Patch] = field(default_factory=dict)
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def has_puts_beneath(self) -> bool:
-        return any(c.file is not None or c.has_puts_beneath() for c in self.children.values())
+        return bool(self.files) or any(c.has_puts_beneath() for c in self.children.values())
 
     def at(self, path: str) -> _Patch:
         node = self
@@ -204,61 +207,63 @@ async def merge(
         patch.at(path).delete = True
     # Puts come by the hundred thousand, mostly into a few directories: find each directory's
     # patch once rather than walking the path of every file.
-    directories: dict[str, _Patch] = {}
+    directories: dict[str, dict[str, tuple[str, int]]] = {}
     for path, file_hash, size in puts:
         parent, _, name = path.rpartition("/")
-        directory = directories.get(parent)
-        if directory is None:
-            directory = directories[parent] = patch.at(parent)
-        directory.children.setdefault(name, _Patch()).file = (file_hash, size)
+        files = directories.get(parent)
+        if files is None:
+            files = directories[parent] = patch.at(parent).files
+        files[name] = (file_hash, size)
     new_nodes: dict[str, bytes] = {}
 
-    async def apply(base: str | None, change: _Patch, path: str) -> Entry | None:
-        entries = (
+    # Entries are handled as (name, kind, hash, size, count) rows, not Entry objects: a commit
+    # of a hundred thousand files would otherwise make and sort as many objects.
+    async def apply(base: str | None, change: _Patch, path: str) -> _Row | None:
+        rows: dict[str, _Row] = (
             {}
             if (change.delete or base is None)
-            else {e.name: e for e in (await load(base)).entries}
+            else {row[0]: row for row in (await load(base)).rows}
         )
         for name, child in change.children.items():
             child_path = f"{path.rstrip('/')}/{name}"
-            current = None if child.delete else entries.get(name)
-            # What happens beneath this name first, then a file put at the name itself, so that
-            # a directory emptied by this commit can become a file.
-            if child.children:
-                if current is not None and current.kind == FILE:
+            current = None if child.delete else rows.get(name)
+            # What happens beneath this name first, then a file put at the name itself (below),
+            # so that a directory emptied by this commit can become a file.
+            if child.children or child.files:
+                if current is not None and current[1] == FILE:
                     if child.has_puts_beneath():
                         raise Conflict(
                             f"cannot put files under {child_path}: it is a file (delete it first)"
                         )
                 else:  # deletes beneath a file change nothing; otherwise rebuild the directory
-                    sub = await apply(current.hash if current else None, child, child_path)
-                    current = (
-                        None if sub is None else Entry(name, DIR, sub.hash, sub.size, sub.count)
-                    )
-            if child.file is not None:
-                if current is not None and current.kind == DIR:
-                    raise Conflict(
-                        f"cannot put file {child_path}: it is a directory with files in it "
-                        "(delete it first)"
-                    )
-                current = Entry(name, FILE, child.file[0], child.file[1], 1)
+                    sub = await apply(current[2] if current else None, child, child_path)
+                    current = None if sub is None else (name, DIR, sub[2], sub[3], sub[4])
             if current is None:
-                entries.pop(name, None)
+                rows.pop(name, None)
             else:
-                entries[name] = current
-        if not entries:
+                rows[name] = current
+        prefix = path.rstrip("/")
+        for name, (file_hash, size) in change.files.items():
+            current = rows.get(name)
+            if current is not None and current[1] == DIR:
+                raise Conflict(
+                    f"cannot put file {prefix}/{name}: it is a directory with files in it "
+                    "(delete it first)"
+                )
+            rows[name] = (name, FILE, file_hash, size, 1)
+        if not rows:
             return None
-        ordered = tuple(sorted(entries.values(), key=lambda e: e.name))
-        blob = encode_node(ordered)
+        ordered = [rows[name] for name in sorted(rows)]
+        blob = encode_rows(ordered)
         digest = node_hash(blob)
         new_nodes[digest] = blob
-        return Entry("", DIR, digest, sum(e.size for e in ordered), sum(e.count for e in ordered))
+        return ("", DIR, digest, sum(row[3] for row in ordered), sum(row[4] for row in ordered))
 
     result = await apply(base_root, patch, "/")
     if result is None:
         new_nodes[EMPTY_TREE] = EMPTY_NODE
         return MergeResult(EMPTY_TREE, 0, 0, new_nodes)
-    return MergeResult(result.hash, result.size, result.count, new_nodes)
+    return MergeResult(result[2], result[3], result[4], new_nodes)
 
 
 # --- reading ---------------------------------------------------------------------------------

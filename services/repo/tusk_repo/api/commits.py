@@ -104,9 +104,11 @@ async def finish_commit(
     async with ctx.db.session() as session:
         row = await ctx.service.get_repo(session, repo)
         commit = await ctx.service.finish_commit(
-            session, row, ref, error=body.error if body else None
+            session, row, ref, error=body.error if body else None, clear_staged=False
         )
-        return await ctx.service.commit_info(session, row, commit)
+        info = await ctx.service.commit_info(session, row, commit)
+    ctx.staged.clear_later(commit.id)  # once the finish is committed, not within it
+    return info
 
 
 @router.delete("/repos/{repo}/commits/{ref}", status_code=status.HTTP_204_NO_CONTENT)

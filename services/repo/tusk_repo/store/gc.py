@@ -144,10 +144,22 @@ async def staged_put_hashes(session: AsyncSession) -> set[str]:
     return {
         h
         for h in await session.scalars(
-            select(StagedRow.file_hash).where(StagedRow.op == "put").distinct()
+            select(StagedRow.file_hash)
+            .join(CommitRow, CommitRow.id == StagedRow.commit_id)
+            .where(StagedRow.op == "put", CommitRow.state == "open")
+            .distinct()
         )
         if h
     }
+
+
+async def clear_finished_staged(session: AsyncSession) -> int:
+    """Delete staged rows left behind by finished commits (a finish clears them after its own
+    transaction, so a crash in between leaves them); how many there were. Nothing reads them:
+    staged rows are only read for an open commit, and a commit never opens again."""
+    finished = select(CommitRow.id).where(CommitRow.state != "open")
+    result = await session.execute(delete(StagedRow).where(StagedRow.commit_id.in_(finished)))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def tree_hashes(session: AsyncSession) -> Sequence[str]:
