@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.repo.helpers import commit_files, error, ok, read, tar_of
+from tusk_repo import trees
 from tusk_repo.context import Context
-from tusk_repo.tables import CommitRow, outbox
+from tusk_repo.tables import CommitRow, TreeRow, outbox
 
 
 @pytest.fixture
@@ -240,6 +241,15 @@ async def test_a_wide_merge_gives_the_tree_its_files_give(
     ok(await client.post("/v1/repos", json={"name": "direct"}), 201)
     direct = await commit_tar(client, "direct", expected)
     assert await root_of(repo_ctx, merged["commit"]) == await root_of(repo_ctx, direct)
+    # The merge saved the spliced nodes first (the direct commit found them there), with the
+    # references it rewrote from ours': what scanning each node finds.
+    async with repo_ctx.db.session(write=False) as session:
+        stored = (
+            await session.execute(select(TreeRow.entries, TreeRow.subdirs, TreeRow.file_keys))
+        ).all()
+    assert stored
+    for entries, subdirs, keys in stored:
+        assert (subdirs, keys) == trees.node_refs(entries)
 
 
 async def test_merge_with_ours_keeps_the_destination(client: httpx.AsyncClient, repo: str) -> None:

@@ -161,7 +161,7 @@ class LifecycleService:
                 conflicts=[c.model_dump() for c in listed[:1000]],
                 conflict_count=len(listed),
             )
-        await self.repos.trees.save(session, merged.new_nodes)
+        await self.repos.trees.save(session, merged.new_nodes, await self._refs(session, merged))
         top = await trees.lookup(
             self.repos.trees.loader(session, merged.new_nodes), merged.root, "/"
         )
@@ -190,6 +190,23 @@ class LifecycleService:
             changed_paths=merged.changed,
             resolved_conflicts=[MergeConflict(path=p, reason=r) for p, r in merged.resolved],
         )
+
+    async def _refs(
+        self, session: AsyncSession, merged: merging.ThreeWay
+    ) -> dict[str, tuple[bytes, bytes]]:
+        """The packed references of the merged nodes made by splicing rows into ours, rewritten
+        from ours' instead of found by scanning each whole node again when it is saved (that
+        scan was a third of a large merge's time)."""
+        stored = await self.repos.trees.stored_refs(
+            session, {splice.ours for splice in merged.spliced.values()}
+        )
+        found: dict[str, tuple[bytes, bytes]] = {}
+        for digest, splice in merged.spliced.items():
+            ours = stored.get(splice.ours)
+            refs = None if ours is None else trees.replaced_refs(splice.blob, ours, splice.replaced)
+            if refs is not None:
+                found[digest] = refs
+        return found
 
     async def _fast_forward(
         self, session: AsyncSession, repo: RepoRow, branch: BranchRow, source: CommitRow

@@ -37,10 +37,22 @@ Row = tuple[str, str, str, int, int]  # name, kind ("dir"/"file"), hash, size, c
 _DIR = "dir"
 
 
+@dataclass(frozen=True, slots=True)
+class Splice:
+    """How a merged node was made from ours (``ours``, its hash; ``blob``, its encoding): rows
+    replaced in place, each as (offset in ``blob``, old kind, new kind, new hash). Saving it
+    rewrites ours' packed references (``trees.replaced_refs``) instead of scanning it whole."""
+
+    ours: str
+    blob: bytes
+    replaced: list[tuple[int, str, str, str]]
+
+
 @dataclass
 class ThreeWay:
     root: str = EMPTY_TREE
     new_nodes: dict[str, bytes] = field(default_factory=dict)
+    spliced: dict[str, Splice] = field(default_factory=dict)  # new nodes made by splicing
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     resolved: list[tuple[str, str]] = field(default_factory=list)
     changed: int = 0  # entries taken from the source side
@@ -68,6 +80,7 @@ class _Dir:
     path: str
     size: int = 0
     count: int = 0
+    ours: str | None = None  # ours' hash (None: no directory on our side)
     blob: bytes = EMPTY_NODE  # ours, encoded
     located: dict[bytes, int] | None = None  # offsets in ``blob`` of rows that may be replaced
     replaced: dict[bytes, Row | _Dir | None] = field(default_factory=dict)
@@ -90,13 +103,14 @@ def _compared_by_spans(
         return None
 
 
-def _spliced(at: _Dir) -> bytes | None:
+def _spliced(at: _Dir) -> tuple[bytes, Splice] | None:
     """Ours with each replaced row's merged row put in its place, when every change is such a
     replacement (nothing added or removed) of a row whose offset is known: the other rows are
     neither split out nor joined again. Updates ``size`` and ``count``; None when it cannot."""
-    if at.located is None or at.added:
+    if at.located is None or at.added or at.ours is None:
         return None
     replacements: list[tuple[int, bytes, bytes]] = []
+    replaced: list[tuple[int, str, str, str]] = []
     size, count = at.size, at.count
     for raw, value in at.replaced.items():
         new, offset = _finished(value), at.located.get(raw)
@@ -106,8 +120,9 @@ def _spliced(at: _Dir) -> bytes | None:
         size += new[3] - old[3]
         count += new[4] - old[4]
         replacements.append((offset, raw, encode_row(new)))
+        replaced.append((offset, old[1], new[1], new[2]))
     at.size, at.count = size, count
-    return rowspans.splice(at.blob, replacements)
+    return rowspans.splice(at.blob, replacements), Splice(at.ours, at.blob, replaced)
 
 
 async def merge_trees(
@@ -174,7 +189,13 @@ async def merge_trees(
                 continue  # changed the same way on both sides: ours stands
             elif (on is None or on[1] == _DIR) and (tn is None or tn[1] == _DIR):
                 # Directories (or a directory deleted on one side): decided file by file.
-                chosen = _Dir(name, f"{at.path}/{name}", on[3] if on else 0, on[4] if on else 0)
+                chosen = _Dir(
+                    name,
+                    f"{at.path}/{name}",
+                    on[3] if on else 0,
+                    on[4] if on else 0,
+                    None if on is None else on[2],
+                )
                 merged.append(chosen)
                 following.append(
                     (
@@ -196,7 +217,7 @@ async def merge_trees(
                 at.added.append(chosen)
         return following
 
-    top = _Dir("", "")
+    top = _Dir("", "", ours=ours)
     merged.append(top)
     await walk(load_blobs, [(top, (base, ours, theirs))], visit)
     # Listed in path order, as a depth-first walk would have found them.
@@ -206,8 +227,10 @@ async def merge_trees(
     for at in reversed(merged):
         spliced = _spliced(at)
         if spliced is not None:
-            digest = node_hash(spliced)
-            result.new_nodes[digest] = spliced
+            blob, splice = spliced
+            digest = node_hash(blob)
+            result.new_nodes[digest] = blob
+            result.spliced[digest] = splice
             at.merged = (at.name, _DIR, digest, at.size, at.count)
             continue
         rows: list[bytes] = []
