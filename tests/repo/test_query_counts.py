@@ -163,13 +163,17 @@ async def test_listing_a_thousand_commits_runs_a_bounded_number_of_queries(
 
 DIRECTORIES = 60
 # Root, the 60 d.. and the 60 sub directories, each level read ``PER_READ`` directories at a
-# time, and the lookup of the compared path (a merge: the references of the nodes it splices).
+# time, and the lookup of the compared path.
 TREE_READS = 1 + 2 * math.ceil(DIRECTORIES / treewalk.PER_READ) + 1
 
 
 def _tree_reads(statements: list[str]) -> int:
+    """Statements reading nodes (a merge also reads the packed references of the nodes it
+    splices rows into, a few rows per batch of nodes it writes)."""
     return sum(
-        1 for s in statements if s.lstrip().upper().startswith("SELECT") and "repo_trees" in s
+        1
+        for s in statements
+        if s.lstrip().upper().startswith("SELECT") and "repo_trees.entries" in s
     )
 
 

@@ -14,7 +14,7 @@ are ours as they are, in the order they already have.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -86,6 +86,7 @@ class _Dir:
     replaced: dict[bytes, Row | _Dir | None] = field(default_factory=dict)
     added: list[Row | _Dir] = field(default_factory=list)
     merged: Row | None = None  # once finished: its row in the parent (None: nothing left)
+    finished: bool = False
 
 
 def _finished(value: Row | _Dir | None) -> Row | None:
@@ -125,13 +126,25 @@ def _spliced(at: _Dir) -> tuple[bytes, Splice] | None:
     return rowspans.splice(at.blob, replacements), Splice(at.ours, at.blob, replaced)
 
 
+# Told of each merged node as soon as it is made (hash, encoding, how it was spliced if it
+# was), while the walk goes on: a caller may start writing it.
+NodeSink = Callable[[str, bytes, Splice | None], None]
+
+
 async def merge_trees(
-    load_blobs: BlobLoader, base: str, ours: str, theirs: str, strategy: Strategy = None
+    load_blobs: BlobLoader,
+    base: str,
+    ours: str,
+    theirs: str,
+    strategy: Strategy = None,
+    made: NodeSink | None = None,
 ) -> ThreeWay:
     """Merge ``theirs`` into ``ours`` (root hashes) against their common ancestor ``base``.
 
     Each directory is compared as sets of encoded rows: only the rows a side changed are
-    decoded, and the merged node is ours' rows with those changes, re-encoded row by row."""
+    decoded, and the merged node is ours' rows with those changes, re-encoded row by row. A
+    directory is encoded as soon as the directories in it are: one with no directory still
+    being merged in it, as soon as it is visited (``made`` is told of it then)."""
     result = ThreeWay()
     if ours == theirs or base == theirs:
         result.root = ours
@@ -153,6 +166,44 @@ async def merge_trees(
         return o
 
     merged: list[_Dir] = []
+
+    def finish(at: _Dir) -> None:
+        at.finished = True
+        spliced = _spliced(at)
+        if spliced is not None:
+            blob, splice = spliced
+            digest = node_hash(blob)
+            result.new_nodes[digest] = blob
+            result.spliced[digest] = splice
+            at.merged = (at.name, _DIR, digest, at.size, at.count)
+            if made is not None:
+                made(digest, blob, splice)
+            return
+        rows: list[bytes] = []
+        for raw in raw_rows(at.blob):
+            if raw not in at.replaced:
+                rows.append(raw)
+                continue
+            old, new = decode_row(raw), _finished(at.replaced[raw])
+            at.size -= old[3]
+            at.count -= old[4]
+            if new is not None:
+                rows.append(encode_row(new))
+                at.size += new[3]
+                at.count += new[4]
+        for value in at.added:
+            new = _finished(value)
+            if new is not None:
+                insort(rows, encode_row(new), key=row_name)
+                at.size += new[3]
+                at.count += new[4]
+        if rows:
+            blob = join_rows(rows)
+            digest = node_hash(blob)
+            result.new_nodes[digest] = blob
+            at.merged = (at.name, _DIR, digest, at.size, at.count)
+            if made is not None:
+                made(digest, blob, None)
 
     def decoded(raws: Iterable[bytes]) -> dict[str, tuple[Row, bytes]]:
         return {row[0]: (row, raw) for raw in raws for row in (decode_row(raw),)}
@@ -215,6 +266,8 @@ async def merge_trees(
                 at.replaced[o_pair[1]] = chosen
             elif chosen is not None:
                 at.added.append(chosen)
+        if not following:  # no directory in it still to merge: encoded now
+            finish(at)
         return following
 
     top = _Dir("", "", ours=ours)
@@ -225,37 +278,8 @@ async def merge_trees(
     result.resolved.sort(key=lambda c: path_order(c[0]))
     # Deepest first: a directory is encoded once all the directories in it are.
     for at in reversed(merged):
-        spliced = _spliced(at)
-        if spliced is not None:
-            blob, splice = spliced
-            digest = node_hash(blob)
-            result.new_nodes[digest] = blob
-            result.spliced[digest] = splice
-            at.merged = (at.name, _DIR, digest, at.size, at.count)
-            continue
-        rows: list[bytes] = []
-        for raw in raw_rows(at.blob):
-            if raw not in at.replaced:
-                rows.append(raw)
-                continue
-            old, new = decode_row(raw), _finished(at.replaced[raw])
-            at.size -= old[3]
-            at.count -= old[4]
-            if new is not None:
-                rows.append(encode_row(new))
-                at.size += new[3]
-                at.count += new[4]
-        for value in at.added:
-            new = _finished(value)
-            if new is not None:
-                insort(rows, encode_row(new), key=row_name)
-                at.size += new[3]
-                at.count += new[4]
-        if rows:
-            blob = join_rows(rows)
-            digest = node_hash(blob)
-            result.new_nodes[digest] = blob
-            at.merged = (at.name, _DIR, digest, at.size, at.count)
+        if not at.finished:
+            finish(at)
     if top.merged is None:
         result.new_nodes[EMPTY_TREE] = EMPTY_NODE
         return result
