@@ -292,7 +292,7 @@ def merge_steps(log_path: Path) -> dict[str, float]:
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if "merged" in line]
     if not lines:
         return {}
-    found = re.findall(r'"?(\w+_(?:seconds|bytes)|nodes_written)"?[=:]\s*([\d.]+)', lines[-1])
+    found = re.findall(r'"?(\w+_(?:seconds|bytes)|nodes_written\w*)"?[=:]\s*([\d.]+)', lines[-1])
     return {key: float(value) for key, value in found}
 
 
