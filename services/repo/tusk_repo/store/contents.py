@@ -196,7 +196,8 @@ class TreeStore:
                 )
             )
             for digest, subdirs, keys in rows.all():
-                found[digest] = (subdirs, keys)
+                if subdirs is not None and keys is not None:  # as the query asks: for the types
+                    found[digest] = (subdirs, keys)
         return found
 
     async def save(
