@@ -1,6 +1,7 @@
 """The repo service's data-lifecycle targets (issue 16), each against a baseline of the same run.
 
     .venv/bin/python -m loadtest.bench_lifecycle [--quick] [--json OUT] [--only gc,merge,get]
+    .venv/bin/python -m loadtest.bench_lifecycle --only merge --repeat 5   # five merges, one run
 
 Starts PostgreSQL and versitygw and the repo service as its own process, as
 ``loadtest.bench_repo`` does, and measures:
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -63,6 +64,7 @@ class Sizes:
     merge_files: int
     merge_changes: int
     get_files: int
+    merge_repeat: int = 1  # merges, each of a new branch with the same paths changed anew
 
     @classmethod
     def full(cls) -> Sizes:
@@ -251,40 +253,53 @@ async def bench_merge(stack: Stack, http: httpx.AsyncClient, sizes: Sizes, repor
     check(await http.post(f"/v1/repos/wide/commits/{base['id']}/finish"))
     rng = random.Random(17)
     chosen = rng.sample(names, 2 * k)
-    for branch, paths, seed in (("a", chosen[:k], 2), ("b", chosen[k:], 3)):
+
+    async def branch_off(branch: str, paths: list[str], seed: int) -> None:
         check(
             await http.post("/v1/repos/wide/branches", json={"name": branch, "head": "master"}), 201
         )
         commit = check(await http.post("/v1/repos/wide/commits", json={"branch": branch}), 201)
         await stage_changes(stack, commit["id"], paths, seed)
         check(await http.post(f"/v1/repos/wide/commits/{commit['id']}/finish"))
-    check(await http.post("/v1/repos/wide/branches", json={"name": "m", "head": "a"}), 201)
-    diff_seconds, diff = await timed(
-        http.get("/v1/repos/wide/commits/b/diff", params={"from": "master"})
-    )
-    assert len(check(diff)["changes"]) == k
-    seconds, response = await timed(
-        http.post("/v1/repos/wide/merge", json={"source": "b", "into": "m"})
-    )
-    merged = check(response)
-    if merged["outcome"] != "merged" or merged["changed_paths"] != k:
-        raise RuntimeError(f"unexpected merge: {merged}")
-    info = check(await http.get("/v1/repos/wide/commits/m"))
-    assert info["file_count"] == n, info
-    steps = merge_steps(stack.log_path)
-    say(f"   steps (the service's log): {steps}")
-    report.add(
-        Figure.of(
-            f"merge two branches that each changed {k:,} of {n:,} files",
-            seconds,
-            "s",
-            "<= 2 s",
-            seconds <= 2,
-            {"diff of one branch against the base": diff_seconds},
-            f"POST /v1/repos/wide/merge, three-way (not a fast-forward); {dirs} directories",
+
+    await branch_off("a", chosen[:k], 2)
+    runs = []
+    for i in range(sizes.merge_repeat):
+        # Each merge a new source branch (new contents at the same paths): new nodes to write.
+        source, into = ("b", "m") if i == 0 else (f"b{i}", f"m{i}")
+        await branch_off(source, chosen[k:], 3 + i)
+        check(await http.post("/v1/repos/wide/branches", json={"name": into, "head": "a"}), 201)
+        diff_seconds, diff = await timed(
+            http.get(f"/v1/repos/wide/commits/{source}/diff", params={"from": "master"})
         )
-    )
-    report.details["merge"] = {"seconds": seconds, "diff_seconds": diff_seconds, "steps": steps}
+        assert len(check(diff)["changes"]) == k
+        load = os.getloadavg()[0]
+        seconds, response = await timed(
+            http.post("/v1/repos/wide/merge", json={"source": source, "into": into})
+        )
+        merged = check(response)
+        if merged["outcome"] != "merged" or merged["changed_paths"] != k:
+            raise RuntimeError(f"unexpected merge: {merged}")
+        info = check(await http.get(f"/v1/repos/wide/commits/{into}"))
+        assert info["file_count"] == n, info
+        steps = merge_steps(stack.log_path)
+        say(f"   merge {i + 1}: {seconds:.2f} s at load {load:.1f}; steps (the log): {steps}")
+        nth = f" (merge {i + 1} of {sizes.merge_repeat})" if sizes.merge_repeat > 1 else ""
+        report.add(
+            Figure.of(
+                f"merge two branches that each changed {k:,} of {n:,} files{nth}",
+                seconds,
+                "s",
+                "<= 2 s",
+                seconds <= 2,
+                {"diff of one branch against the base": diff_seconds},
+                f"POST /v1/repos/wide/merge, three-way (not a fast-forward); {dirs} directories",
+            )
+        )
+        runs.append(
+            {"seconds": seconds, "diff_seconds": diff_seconds, "steps": steps, "load": load}
+        )
+    report.details["merge"] = runs[0] if len(runs) == 1 else runs
 
 
 def merge_steps(log_path: Path) -> dict[str, float]:
@@ -292,7 +307,7 @@ def merge_steps(log_path: Path) -> dict[str, float]:
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if "merged" in line]
     if not lines:
         return {}
-    found = re.findall(r'"?(\w+_(?:seconds|bytes)|nodes_written)"?[=:]\s*([\d.]+)', lines[-1])
+    found = re.findall(r'"?(\w+_(?:seconds|bytes)|nodes_written\w*)"?[=:]\s*([\d.]+)', lines[-1])
     return {key: float(value) for key, value in found}
 
 
@@ -368,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="merges in one run (each of a new branch), for the spread under load",
+    )
+    parser.add_argument(
         "--only",
         default=",".join(BENCHES),
         metavar="NAMES",
@@ -377,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     only = args.only.split(",")
     if unknown := set(only) - BENCHES.keys():
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    sizes = Sizes.quick() if args.quick else Sizes.full()
+    sizes = replace(Sizes.quick() if args.quick else Sizes.full(), merge_repeat=args.repeat)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tusk-bench-") as work:
         report = asyncio.run(run(sizes, Path(work), only))

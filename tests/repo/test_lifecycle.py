@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.repo.helpers import commit_files, error, ok, read, tar_of
+from tusk_repo import trees
 from tusk_repo.context import Context
-from tusk_repo.tables import CommitRow, outbox
+from tusk_repo.tables import CommitRow, TreeRow, outbox
 
 
 @pytest.fixture
@@ -144,8 +145,13 @@ async def test_three_way_merge_makes_a_commit_with_two_parents_and_provenance(
     assert base["id"] != info["id"]
 
 
+async def tree_rows(ctx: Context) -> int:
+    async with ctx.db.session(write=False) as session:
+        return len((await session.execute(select(TreeRow.hash))).all())
+
+
 async def test_conflicts_are_listed_and_nothing_is_written_unless_a_strategy_settles_them(
-    client: httpx.AsyncClient, repo: str
+    client: httpx.AsyncClient, repo: str, repo_ctx: Context
 ) -> None:
     await commit_files(client, repo, {"/both": b"0", "/del": b"0", "/keep": b"k"})
     ok(await client.post(f"/v1/repos/{repo}/branches", json={"name": "dev", "head": "master"}), 201)
@@ -162,6 +168,13 @@ async def test_conflicts_are_listed_and_nothing_is_written_unless_a_strategy_set
         ),
         201,
     )
+    # Changed on one side only: the merged root is a new node.
+    ok(
+        await client.put(
+            f"/v1/repos/{repo}/commits/dev/file", params={"path": "/keep"}, content=b"k2"
+        ),
+        201,
+    )
     ok(await client.post(f"/v1/repos/{repo}/commits/dev/finish"))
     ok(await client.post(f"/v1/repos/{repo}/commits", json={"branch": "master"}), 201)
     ok(
@@ -172,6 +185,7 @@ async def test_conflicts_are_listed_and_nothing_is_written_unless_a_strategy_set
     )
     ok(await client.delete(f"/v1/repos/{repo}/commits/master/file", params={"path": "/del"}), 204)
     head = ok(await client.post(f"/v1/repos/{repo}/commits/master/finish"))
+    nodes = await tree_rows(repo_ctx)
 
     response = await client.post(
         f"/v1/repos/{repo}/merge", json={"source": "dev", "into": "master"}
@@ -181,6 +195,8 @@ async def test_conflicts_are_listed_and_nothing_is_written_unless_a_strategy_set
     conflicts = response.json()["details"]["conflicts"]
     assert [c["path"] for c in conflicts] == ["/both", "/del"]
     assert ok(await client.get(f"/v1/repos/{repo}/branches/master"))["head"] == head["id"]
+    # Not even the merged nodes (made, on PostgreSQL written, before the conflicts were known).
+    assert await tree_rows(repo_ctx) == nodes
 
     theirs = ok(
         await client.post(
@@ -192,7 +208,7 @@ async def test_conflicts_are_listed_and_nothing_is_written_unless_a_strategy_set
     assert await files_of(client, repo, "master") == {
         "/both": b"dev",
         "/del": b"dev",
-        "/keep": b"k",
+        "/keep": b"k2",
     }
 
 
@@ -240,6 +256,15 @@ async def test_a_wide_merge_gives_the_tree_its_files_give(
     ok(await client.post("/v1/repos", json={"name": "direct"}), 201)
     direct = await commit_tar(client, "direct", expected)
     assert await root_of(repo_ctx, merged["commit"]) == await root_of(repo_ctx, direct)
+    # The merge saved the spliced nodes first (the direct commit found them there), with the
+    # references it rewrote from ours': what scanning each node finds.
+    async with repo_ctx.db.session(write=False) as session:
+        stored = (
+            await session.execute(select(TreeRow.entries, TreeRow.subdirs, TreeRow.file_keys))
+        ).all()
+    assert stored
+    for entries, subdirs, keys in stored:
+        assert (subdirs, keys) == trees.node_refs(entries)
 
 
 async def test_merge_with_ours_keeps_the_destination(client: httpx.AsyncClient, repo: str) -> None:

@@ -147,6 +147,11 @@ def test_merge_of_wide_directories_matches_the_model(
         assert result.root == await build_sized(mem, expected)
         for digest, blob in result.new_nodes.items():
             assert trees.node_hash(blob) == digest
+        # Spliced nodes are saved with references rewritten from ours': what a scan finds.
+        for digest, splice in result.spliced.items():
+            assert trees.node_hash(splice.blob) == splice.ours
+            refs = trees.replaced_refs(splice.blob, trees.node_refs(splice.blob), splice.replaced)
+            assert refs is None or refs == trees.node_refs(result.new_nodes[digest])
 
     asyncio.run(check())
 

@@ -231,3 +231,43 @@ def test_a_nodes_references_are_found_without_decoding_whatever_the_names(
     assert subdirs == bytes.fromhex("".join(h for _, k, h, _, _ in rows if k == trees.DIR))
     assert keys == trees.file_keys_of(h for _, k, h, _, _ in rows if k == trees.FILE)
     assert len(keys) == trees.FILE_KEY_BYTES * sum(1 for r in rows if r[1] == trees.FILE)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.sampled_from(['"', "\\", ",", "f", "d", "0", "a", "[", "]"]), min_size=1),
+            st.sampled_from([trees.DIR, trees.FILE]),
+            st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+        ),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda r: r[0],
+    ),
+    st.data(),
+)
+def test_references_rewritten_for_replaced_rows_are_those_found_by_scanning(
+    rows: list[tuple[str, str, str]], data: st.DataObject
+) -> None:
+    """A merge saves a spliced node with its references rewritten from ours': they must be
+    what scanning the new encoding finds, or None where a row changed kind."""
+    rows.sort(key=lambda r: r[0])
+    old = [(name, kind, digest, 1, 1) for name, kind, digest in rows]
+    chosen = data.draw(st.sets(st.integers(0, len(old) - 1), min_size=1))
+    new = list(old)
+    for i in chosen:
+        kind = data.draw(st.sampled_from([old[i][1], old[i][1], trees.DIR, trees.FILE]))
+        digest = data.draw(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64))
+        new[i] = (old[i][0], kind, digest, 1, 1)
+    blob = trees.encode_rows(old)
+    offsets, at = [], 3
+    for raw in treewalk.raw_rows(blob):
+        offsets.append(at)
+        at += len(raw) + 4
+    replaced = [(offsets[i], old[i][1], new[i][1], new[i][2]) for i in chosen]
+    found = trees.replaced_refs(blob, trees.node_refs(blob), replaced)
+    if any(old[i][1] != new[i][1] for i in chosen):
+        assert found is None
+    else:
+        assert found == trees.node_refs(trees.encode_rows(new))

@@ -77,7 +77,7 @@ async def build_context(
                 service=service,
                 bus=event_bus,
                 relay=relay,
-                lifecycle=LifecycleService(service, writer),
+                lifecycle=LifecycleService(service, writer, db),
                 collector=GarbageCollector(
                     db,
                     objects,

@@ -14,7 +14,7 @@ are ours as they are, in the order they already have.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,10 +37,22 @@ Row = tuple[str, str, str, int, int]  # name, kind ("dir"/"file"), hash, size, c
 _DIR = "dir"
 
 
+@dataclass(frozen=True, slots=True)
+class Splice:
+    """How a merged node was made from ours (``ours``, its hash; ``blob``, its encoding): rows
+    replaced in place, each as (offset in ``blob``, old kind, new kind, new hash). Saving it
+    rewrites ours' packed references (``trees.replaced_refs``) instead of scanning it whole."""
+
+    ours: str
+    blob: bytes
+    replaced: list[tuple[int, str, str, str]]
+
+
 @dataclass
 class ThreeWay:
     root: str = EMPTY_TREE
     new_nodes: dict[str, bytes] = field(default_factory=dict)
+    spliced: dict[str, Splice] = field(default_factory=dict)  # new nodes made by splicing
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     resolved: list[tuple[str, str]] = field(default_factory=list)
     changed: int = 0  # entries taken from the source side
@@ -68,11 +80,13 @@ class _Dir:
     path: str
     size: int = 0
     count: int = 0
+    ours: str | None = None  # ours' hash (None: no directory on our side)
     blob: bytes = EMPTY_NODE  # ours, encoded
     located: dict[bytes, int] | None = None  # offsets in ``blob`` of rows that may be replaced
     replaced: dict[bytes, Row | _Dir | None] = field(default_factory=dict)
     added: list[Row | _Dir] = field(default_factory=list)
     merged: Row | None = None  # once finished: its row in the parent (None: nothing left)
+    finished: bool = False
 
 
 def _finished(value: Row | _Dir | None) -> Row | None:
@@ -90,13 +104,14 @@ def _compared_by_spans(
         return None
 
 
-def _spliced(at: _Dir) -> bytes | None:
+def _spliced(at: _Dir) -> tuple[bytes, Splice] | None:
     """Ours with each replaced row's merged row put in its place, when every change is such a
     replacement (nothing added or removed) of a row whose offset is known: the other rows are
     neither split out nor joined again. Updates ``size`` and ``count``; None when it cannot."""
-    if at.located is None or at.added:
+    if at.located is None or at.added or at.ours is None:
         return None
     replacements: list[tuple[int, bytes, bytes]] = []
+    replaced: list[tuple[int, str, str, str]] = []
     size, count = at.size, at.count
     for raw, value in at.replaced.items():
         new, offset = _finished(value), at.located.get(raw)
@@ -106,17 +121,30 @@ def _spliced(at: _Dir) -> bytes | None:
         size += new[3] - old[3]
         count += new[4] - old[4]
         replacements.append((offset, raw, encode_row(new)))
+        replaced.append((offset, old[1], new[1], new[2]))
     at.size, at.count = size, count
-    return rowspans.splice(at.blob, replacements)
+    return rowspans.splice(at.blob, replacements), Splice(at.ours, at.blob, replaced)
+
+
+# Told of each merged node as soon as it is made (hash, encoding, how it was spliced if it
+# was), while the walk goes on: a caller may start writing it.
+NodeSink = Callable[[str, bytes, Splice | None], None]
 
 
 async def merge_trees(
-    load_blobs: BlobLoader, base: str, ours: str, theirs: str, strategy: Strategy = None
+    load_blobs: BlobLoader,
+    base: str,
+    ours: str,
+    theirs: str,
+    strategy: Strategy = None,
+    made: NodeSink | None = None,
 ) -> ThreeWay:
     """Merge ``theirs`` into ``ours`` (root hashes) against their common ancestor ``base``.
 
     Each directory is compared as sets of encoded rows: only the rows a side changed are
-    decoded, and the merged node is ours' rows with those changes, re-encoded row by row."""
+    decoded, and the merged node is ours' rows with those changes, re-encoded row by row. A
+    directory is encoded as soon as the directories in it are: one with no directory still
+    being merged in it, as soon as it is visited (``made`` is told of it then)."""
     result = ThreeWay()
     if ours == theirs or base == theirs:
         result.root = ours
@@ -138,6 +166,44 @@ async def merge_trees(
         return o
 
     merged: list[_Dir] = []
+
+    def finish(at: _Dir) -> None:
+        at.finished = True
+        spliced = _spliced(at)
+        if spliced is not None:
+            blob, splice = spliced
+            digest = node_hash(blob)
+            result.new_nodes[digest] = blob
+            result.spliced[digest] = splice
+            at.merged = (at.name, _DIR, digest, at.size, at.count)
+            if made is not None:
+                made(digest, blob, splice)
+            return
+        rows: list[bytes] = []
+        for raw in raw_rows(at.blob):
+            if raw not in at.replaced:
+                rows.append(raw)
+                continue
+            old, new = decode_row(raw), _finished(at.replaced[raw])
+            at.size -= old[3]
+            at.count -= old[4]
+            if new is not None:
+                rows.append(encode_row(new))
+                at.size += new[3]
+                at.count += new[4]
+        for value in at.added:
+            new = _finished(value)
+            if new is not None:
+                insort(rows, encode_row(new), key=row_name)
+                at.size += new[3]
+                at.count += new[4]
+        if rows:
+            blob = join_rows(rows)
+            digest = node_hash(blob)
+            result.new_nodes[digest] = blob
+            at.merged = (at.name, _DIR, digest, at.size, at.count)
+            if made is not None:
+                made(digest, blob, None)
 
     def decoded(raws: Iterable[bytes]) -> dict[str, tuple[Row, bytes]]:
         return {row[0]: (row, raw) for raw in raws for row in (decode_row(raw),)}
@@ -174,7 +240,13 @@ async def merge_trees(
                 continue  # changed the same way on both sides: ours stands
             elif (on is None or on[1] == _DIR) and (tn is None or tn[1] == _DIR):
                 # Directories (or a directory deleted on one side): decided file by file.
-                chosen = _Dir(name, f"{at.path}/{name}", on[3] if on else 0, on[4] if on else 0)
+                chosen = _Dir(
+                    name,
+                    f"{at.path}/{name}",
+                    on[3] if on else 0,
+                    on[4] if on else 0,
+                    None if on is None else on[2],
+                )
                 merged.append(chosen)
                 following.append(
                     (
@@ -194,9 +266,11 @@ async def merge_trees(
                 at.replaced[o_pair[1]] = chosen
             elif chosen is not None:
                 at.added.append(chosen)
+        if not following:  # no directory in it still to merge: encoded now
+            finish(at)
         return following
 
-    top = _Dir("", "")
+    top = _Dir("", "", ours=ours)
     merged.append(top)
     await walk(load_blobs, [(top, (base, ours, theirs))], visit)
     # Listed in path order, as a depth-first walk would have found them.
@@ -204,35 +278,8 @@ async def merge_trees(
     result.resolved.sort(key=lambda c: path_order(c[0]))
     # Deepest first: a directory is encoded once all the directories in it are.
     for at in reversed(merged):
-        spliced = _spliced(at)
-        if spliced is not None:
-            digest = node_hash(spliced)
-            result.new_nodes[digest] = spliced
-            at.merged = (at.name, _DIR, digest, at.size, at.count)
-            continue
-        rows: list[bytes] = []
-        for raw in raw_rows(at.blob):
-            if raw not in at.replaced:
-                rows.append(raw)
-                continue
-            old, new = decode_row(raw), _finished(at.replaced[raw])
-            at.size -= old[3]
-            at.count -= old[4]
-            if new is not None:
-                rows.append(encode_row(new))
-                at.size += new[3]
-                at.count += new[4]
-        for value in at.added:
-            new = _finished(value)
-            if new is not None:
-                insort(rows, encode_row(new), key=row_name)
-                at.size += new[3]
-                at.count += new[4]
-        if rows:
-            blob = join_rows(rows)
-            digest = node_hash(blob)
-            result.new_nodes[digest] = blob
-            at.merged = (at.name, _DIR, digest, at.size, at.count)
+        if not at.finished:
+            finish(at)
     if top.merged is None:
         result.new_nodes[EMPTY_TREE] = EMPTY_NODE
         return result

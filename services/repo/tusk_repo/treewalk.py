@@ -1,14 +1,16 @@
 """Walking several trees side by side, one level at a time: the comparison that diffs and
 three-way merges are made of.
 
-Directories are visited breadth first, and all the nodes a level needs are read in one call to
-a ``ManyLoader`` (one SQL query per level, however many directories changed), where a
-depth-first walk would read them one by one. Only directories whose hashes differ between the
-sides are visited at all: equal hashes are equal subtrees.
+Directories are visited breadth first, and the nodes a level needs are read a few directories
+at a time through a ``ManyLoader`` (one SQL query each), where a depth-first walk would read
+them one by one; the next directories' nodes are read while these are compared, so that the
+database sends rows while the comparison runs. Only directories whose hashes differ between
+the sides are visited at all: equal hashes are equal subtrees.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -75,19 +77,45 @@ def row_name(raw: bytes) -> str:
     return decode_row(raw)[0]
 
 
+# Directories whose nodes are read at once: a tenth of a level of a hundred large directories
+# (three nodes of ~1 MB each), small enough that most of the reading overlaps comparing.
+PER_READ = 10
+
+
 async def walk(
     load_many: Callable[[Collection[str]], Awaitable[Mapping[str, V]]],
     start: Iterable[tuple[K, Sides]],
     visit: Callable[[K, Sequence[V | None]], Iterable[tuple[K, Sides]]],
+    per_read: int = PER_READ,
 ) -> None:
     """Call ``visit(key, nodes)`` for every directory reached from ``start``, a level at a time;
-    ``visit`` answers the child directories to visit next, with keys of its choosing."""
+    ``visit`` answers the child directories to visit next, with keys of its choosing. The nodes
+    of ``per_read`` directories are read at a time, the next ones while these are visited (one
+    read in flight: a session's connection runs one statement at a time)."""
+
+    def read(frames: Sequence[tuple[K, Sides]]) -> asyncio.Future[Mapping[str, V]]:
+        wanted = {h for _, sides in frames for h in sides if h is not None}
+        return asyncio.ensure_future(load_many(wanted))
+
     frames = list(start)
     while frames:
-        nodes = await load_many({h for _, sides in frames for h in sides if h is not None})
+        groups = [frames[i : i + per_read] for i in range(0, len(frames), per_read)]
         following: list[tuple[K, Sides]] = []
-        for key, sides in frames:
-            following.extend(visit(key, [None if h is None else nodes[h] for h in sides]))
+        ahead = read(groups[0])
+        try:
+            for i, group in enumerate(groups):
+                nodes = await ahead
+                if i + 1 < len(groups):
+                    ahead = read(groups[i + 1])
+                for key, sides in group:
+                    following.extend(visit(key, [None if h is None else nodes[h] for h in sides]))
+                    # Lets the read in flight take in the rows that have arrived meanwhile.
+                    await asyncio.sleep(0)
+        finally:
+            if not ahead.done():  # a visit failed: the statement in flight ends before the error
+                await asyncio.wait([ahead])
+            if not ahead.cancelled():
+                ahead.exception()  # retrieved: the visit's error is the one raised
         frames = following
 
 

@@ -175,11 +175,47 @@ class TreeStore:
             _, old = self._cache.popitem(last=False)
             self._cached_entries -= len(old) + 1
 
-    async def save(self, session: AsyncSession, nodes: dict[str, bytes]) -> None:
+    async def stored_refs(
+        self, session: AsyncSession, digests: Collection[str]
+    ) -> dict[str, tuple[bytes, bytes]]:
+        """The packed references (``node_refs``) saved with these nodes, where they were."""
+        if not digests:
+            return {}
+        connection = await session.connection()
+        postgres = connection.dialect.name == "postgresql"
+        listed = list(digests)
+        step = len(listed) if postgres else _SQLITE_IN_LIST
+        found: dict[str, tuple[bytes, bytes]] = {}
+        for start in range(0, len(listed), step):
+            batch = listed[start : start + step]
+            wanted = (
+                TreeRow.hash == any_(literal(batch, ARRAY(TreeRow.hash.type)))
+                if postgres
+                else TreeRow.hash.in_(batch)
+            )
+            rows = await connection.execute(
+                select(TreeRow.hash, TreeRow.subdirs, TreeRow.file_keys).where(
+                    wanted, TreeRow.subdirs.is_not(None), TreeRow.file_keys.is_not(None)
+                )
+            )
+            for digest, subdirs, keys in rows.all():
+                if subdirs is not None and keys is not None:  # as the query asks: for the types
+                    found[digest] = (subdirs, keys)
+        return found
+
+    async def save(
+        self,
+        session: AsyncSession,
+        nodes: dict[str, bytes],
+        refs: Mapping[str, tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Insert ``nodes`` (hash → encoding) that are not stored yet, each with its packed
+        references: from ``refs`` where given (they must be ``node_refs`` of the node), else
+        found in the encoding."""
         rows = [
             {"hash": h, "entries": blob, "subdirs": subdirs, "file_keys": keys}
             for h, blob in nodes.items()
-            for subdirs, keys in (node_refs(blob),)
+            for subdirs, keys in ((refs or {}).get(h) or node_refs(blob),)
         ]
         for start in range(0, len(rows), _INSERT_BATCH):
             stmt = insert_for(session, TreeRow.__table__).on_conflict_do_nothing(
