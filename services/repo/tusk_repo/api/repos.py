@@ -41,14 +41,16 @@ async def list_repos(ctx: ContextDep, principal: RepoReaderDep) -> list[RepoInfo
     return [r for r in repos if principal.can("repo", r.name, "reader")]
 
 
-@router.get("/repos/{repo}", response_model=RepoInfo)
+@router.get("/repos/{repo:qualified}", response_model=RepoInfo)
 async def inspect_repo(repo: RepoName, ctx: ContextDep) -> RepoInfo:
     async with ctx.db.session(write=False) as session:
         return await ctx.service.repo_info(session, await ctx.service.get_repo(session, repo))
 
 
 @router.delete(
-    "/repos/{repo}", status_code=status.HTTP_204_NO_CONTENT, responses={409: {"model": ErrorBody}}
+    "/repos/{repo:qualified}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"model": ErrorBody}},
 )
 async def delete_repo(
     repo: RepoName,
