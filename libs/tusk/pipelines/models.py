@@ -332,6 +332,15 @@ class PfsInput(_Model):
     def parsed_glob(self) -> Glob:
         return _parsed_glob(self.glob)
 
+    @property
+    def key(self) -> str:
+        """What the job's input commits are keyed by: the name, qualified by the input's own
+        ``project`` when it names one, so that union branches mounting repos of two projects
+        at one ``/pfs/<name>`` (as Pachyderm allows) keep their commits apart."""
+        if self.project in (None, DEFAULT_PROJECT):
+            return self.name
+        return f"{self.project}/{self.name}"
+
 
 @functools.lru_cache(maxsize=1024)
 def _parsed_glob(pattern: str) -> Glob:
@@ -980,7 +989,7 @@ def _check_inputs(spec: PipelineSpec) -> list[tuple[Loc, str]]:
                         f"the pipeline cannot read its own output repo {pfs.repo!r} (a cycle)",
                     )
                 )
-            claim(pfs.name, (*here, "name"), pfs.repo, pfs.branch)
+            claim(pfs.key, (*here, "name"), pfs.repo, pfs.branch)
             return {pfs.name}
         if node.cron is not None:
             cron = node.cron

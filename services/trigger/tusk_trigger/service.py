@@ -65,7 +65,7 @@ class InputBranch:
 
 
 def input_branches(spec: PipelineSpec) -> list[InputBranch]:
-    branches = [InputBranch(p.name, p.repo, p.branch) for p in spec.pfs_inputs()]
+    branches = [InputBranch(p.key, p.repo, p.branch) for p in spec.pfs_inputs()]
     branches += [
         InputBranch(c.name, cron_repo_name(spec.name, c.name), "master")
         for c in spec.cron_inputs()
@@ -402,7 +402,7 @@ class TriggerService:
         for row in await store.due_branch_schedules(session, now):
             pipeline = await self._pipeline(session, row.pipeline)
             for pfs in self._spec(pipeline).pfs_inputs():
-                if pfs.name == row.input_name and pfs.trigger is not None:
+                if pfs.key == row.input_name and pfs.trigger is not None:
                     due.append((row, pfs.trigger))
                     break
         return due
@@ -818,7 +818,7 @@ def _branch_schedules(spec: PipelineSpec, now: datetime) -> list[BranchScheduleR
     return [
         BranchScheduleRow(
             pipeline=spec.name,
-            input_name=pfs.name,
+            input_name=pfs.key,
             repo=pfs.repo,
             branch=pfs.branch,
             watched=pfs.trigger.branch or "master",
