@@ -25,9 +25,9 @@ ANCESTRY_STEP_RE = re.compile(r"[\^~]([0-9]*)")
 DEFAULT_PROJECT = "default"
 # A qualified name is stored where a name is (63-character columns): a longer one is refused.
 MAX_QUALIFIED_NAME_LENGTH = 63
-_PART = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
-# Documented in the OpenAPI schemas, with MAX_QUALIFIED_NAME_LENGTH as maxLength.
-QUALIFIED_NAME_RE = re.compile(rf"^(?:{_PART}/)?{_PART}$")
+# Documented in the OpenAPI schemas, with MAX_QUALIFIED_NAME_LENGTH as maxLength (which bounds
+# each part too; bounded parts here would make generated names mostly too long in all).
+QUALIFIED_NAME_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_-]*/)?[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 MAX_PATH_LENGTH = 4096
 MAX_SEGMENT_LENGTH = 255

@@ -238,7 +238,7 @@ def test_a_repo_of_a_project_is_bucket_repo_dot_project(gateway: Gateway) -> Non
     """As Pachyderm's gateway: project p's repo x is bucket ``x.p`` (names hold no '.')."""
     project = f"p{uuid.uuid4().hex[:8]}"
     with tusk.Client(gateway.repo) as client:
-        client._loop.run(client.aio.repo.create_project(project))
+        client.create_project(project)
         client.create_repo(f"{project}/data")
         client.create_repo("data", exist_ok=True)
     s3 = s3_client(gateway.s3)

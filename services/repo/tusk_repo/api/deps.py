@@ -29,6 +29,10 @@ RepoName = Annotated[
     Path(
         pattern=QUALIFIED_NAME_RE.pattern,
         max_length=MAX_QUALIFIED_NAME_LENGTH,
+        openapi_examples={
+            "plain": {"value": "raw"},
+            "in a project": {"value": "vision/images", "description": "sent as vision%2F…"},
+        },
         description="Repo name, optionally qualified by its project: 'p/x', sent as 'p%2Fx'",
     ),
 ]

@@ -20,7 +20,9 @@ router = APIRouter(tags=["repos"], responses={400: {"model": ErrorBody}, 404: {"
 async def create_repo(
     body: RepoCreate, request: Request, ctx: ContextDep, principal: RepoReaderDep
 ) -> RepoInfo:
-    """Create a repo. Names are 1-63 letters, digits, '_' or '-'. Its creator owns it."""
+    """Create a repo. Names are 1-63 letters, digits, '_' or '-', optionally after a project
+    that exists and '/' (``vision/images``; 404 when the project does not exist). Its creator
+    owns it."""
     set_audit_resource(request.scope, f"repo:{body.name}")
     async with ctx.db.session() as session:
         repo = await ctx.service.create_repo(

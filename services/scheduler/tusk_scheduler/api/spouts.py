@@ -27,6 +27,10 @@ async def where_spout_runs(
     pipeline: str = Path(
         pattern=QUALIFIED_NAME_RE.pattern,
         max_length=MAX_QUALIFIED_NAME_LENGTH,
+        openapi_examples={
+            "plain": {"value": "feed"},
+            "in a project": {"value": "vision/feed", "description": "sent as vision%2Ffeed"},
+        },
         description="A spout or service, optionally qualified by its project ('p%2Fx')",
     ),
 ) -> SpoutPlace:

@@ -20,6 +20,10 @@ PipelineName = Annotated[
     Path(
         pattern=QUALIFIED_NAME_RE.pattern,
         max_length=MAX_QUALIFIED_NAME_LENGTH,
+        openapi_examples={
+            "plain": {"value": "edges"},
+            "in a project": {"value": "vision/edges", "description": "sent as vision%2F…"},
+        },
         description="Pipeline name, optionally qualified by its project: 'p/x', sent as 'p%2Fx'",
     ),
 ]
