@@ -823,3 +823,17 @@ def test_a_qualified_pipeline_name_over_63_characters_is_refused() -> None:
                 "transform": {"cmd": ["true"]},
             })
         )
+
+
+def test_an_input_missing_from_the_pipelines_project_says_where_it_is() -> None:
+    spec = load_spec(
+        json.dumps({
+            "pipeline": {"name": "edges", "project": {"name": "vision"}},
+            "input": {"pfs": {"repo": "images", "glob": "/*"}},
+            "transform": {"cmd": ["true"]},
+        })
+    )
+    hint = r"'vision/images' does not exist in project 'vision'.*set pfs\.project"
+    with pytest.raises(InvalidArgument, match=hint):
+        check_input_repos(spec, {"images"})
+    check_input_repos(spec, {"vision/images"})
