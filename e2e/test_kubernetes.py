@@ -1,5 +1,6 @@
 """The Helm chart on a real two-node cluster (e2e/cluster.sh): every pod Ready, the credit
-example with each shard a pod of `tusk/credit:latest`, a node lost mid-job, a missing image.
+example with each shard a pod of `tusk/credit:latest`, a node lost mid-job, a missing image, a
+spout's log read from its pod.
 
 Run by `make e2e-kube` (e2e/run.sh starts the engine and builds the images first).
 """
@@ -9,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +184,59 @@ def test_a_node_lost_mid_job(release: dict[str, str], tmp_path: Path) -> None:
         prefix = name.rsplit("-", 1)[0]
         retried = [p for p in placed if p.startswith(f"{prefix}-") and p != name]
         assert all(placed[p] == "tusk-node1" for p in retried), placed
+
+
+def test_a_spouts_log_is_read_and_followed_from_its_pod(
+    release: dict[str, str], tmp_path: Path
+) -> None:
+    """A spout runs as a Deployment; `tusk logs -p` prints its pod's log, and `-f` follows it
+    (each line once) without kubectl."""
+    env = release
+    spec = tmp_path / "ticker.yaml"
+    ticks = 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 1; done'
+    spec.write_text(
+        json.dumps(
+            {
+                "pipeline": {"name": "ticker"},
+                "spout": {},
+                "transform": {"image": "tusk/worker:0.1.0", "cmd": ["sh", "-c", ticks]},
+            }
+        )
+    )
+    run(["tusk", "pipeline", "create", "-f", str(spec)], env=env)
+    try:
+        printed = wait_until(
+            "the spout's pod to log a tick",
+            lambda: re.findall(
+                r"^tick (\d+)$", run(["tusk", "logs", "-p", "ticker"], env=env).stdout, re.M
+            ),
+            300,
+            every=2,
+        )
+        seen = int(printed[-1])
+        follower = subprocess.Popen(
+            ["tusk", "logs", "-p", "ticker", "-f"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        lines: list[str] = []
+        out = follower.stdout
+        assert out is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(out.readline, "")))
+        reader.start()
+        try:
+            wait_until(
+                "ticks logged after `tusk logs -f` began",
+                lambda: f"tick {seen + 3}\n" in lines,
+                120,
+            )
+        finally:
+            follower.send_signal(signal.SIGINT)
+            follower.wait(30)
+            reader.join(30)
+        followed = [int(t) for t in re.findall(r"^tick (\d+)$", "".join(lines), re.M)]
+        assert followed == list(range(followed[0], followed[-1] + 1)), followed  # each once
+    finally:
+        run(["tusk", "pipeline", "delete", "ticker"], env=env)

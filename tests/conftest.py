@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.backing.kafka import KafkaBroker
+from tests.backing.mariadb import MariaDBServer
 from tests.backing.postgres import PostgresServer
 from tests.backing.s3 import S3Server
 from tests.scheduler.kube_fixtures import kube  # noqa: F401 (one kube-apiserver per session)
@@ -30,6 +31,15 @@ TEST_CHUNK_SIZE = 64 * 1024  # small, so multi-chunk files stay cheap in tests
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """MariaDB, the target of the SQL egress tests for mysql:// URLs."""
+    server = MariaDBServer()
     server.start()
     yield server
     server.stop()

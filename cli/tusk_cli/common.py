@@ -34,6 +34,10 @@ if TYPE_CHECKING:  # imported by the commands that use them: `tusk ls` needs no 
 T = TypeVar("T")
 
 
+POLL_SECONDS = 1.0
+"""How often a following command (``tusk logs -f``) asks again: the services have no log
+stream to wait on."""
+
 ADDRESS_HELP = (
     "REPO@REF:/PATH. REF is a branch or commit id, optionally followed by ^N or ~N for "
     "ancestors (master^1 is master's parent); it defaults to master."

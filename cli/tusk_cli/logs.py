@@ -13,10 +13,9 @@ import typer
 from tusk.client.models import DatumLog, LiveDatumLog
 from tusk.client.pipelines import TriggerClient
 from tusk.errors import NotFound
-from tusk_cli.common import connect_scheduler, connect_trigger, note, run
+from tusk_cli.common import POLL_SECONDS, connect_scheduler, connect_trigger, note, run
 from tusk_cli.spouts import is_long_running, print_spout_log
 
-POLL_SECONDS = 1.0
 RECENT_LINES = 20
 SHORT_ID = 16  # as tables show datum ids; any unique prefix of 8 or more is accepted
 
@@ -70,7 +69,7 @@ def logs(
                     if follow:
                         note(f"job {chosen} ended: {info.state}")
                     return
-                await asyncio.sleep(POLL_SECONDS)  # the scheduler has no log stream to wait on
+                await asyncio.sleep(POLL_SECONDS)
 
     run(main())
 

@@ -1,7 +1,7 @@
 """`python -m tests.backing install|smoke`: cache the backing services, or prove they all work.
 
-install  install/cache PostgreSQL, bubblewrap, ImageMagick, versitygw and Kafka (idempotent;
-         prints timings)
+install  install/cache PostgreSQL, MariaDB, bubblewrap, ImageMagick, versitygw and Kafka
+         (idempotent; prints timings)
 smoke    start all three, talk to each over a real connection, stop them; exit 1 on failure
 """
 
@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from . import bubblewrap, imagemagick, kafka, postgres, s3
+from . import bubblewrap, imagemagick, kafka, mariadb, postgres, s3
 from .common import ServiceError, cache_dir
 
 
@@ -29,6 +29,7 @@ def _timed(label: str, action: Callable[[], object]) -> object:
 def install() -> None:
     print(f"cache: {cache_dir()}")
     _timed("PostgreSQL (Debian package)", postgres.ensure_installed)
+    _timed("MariaDB (Debian package)", mariadb.ensure_installed)
     _timed("bubblewrap (Debian package)", bubblewrap.ensure_installed)
     _timed("ImageMagick (Debian package)", imagemagick.ensure_installed)
     _timed(f"versitygw {s3.VERSION} (go install)", s3.ensure_installed)

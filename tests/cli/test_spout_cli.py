@@ -1,9 +1,12 @@
 """`tusk pipeline inspect` and `tusk logs -p` on a spout through `tusk up`: a spout has no jobs,
-so they say where its command runs and print the end of its log."""
+so they say where its command runs and print its log, and `-f` follows it as it grows."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +15,18 @@ import yaml
 
 from tests.backing.common import wait_until
 
-from .conftest import Stack, start_stack
+from .conftest import TUSK, Stack, start_stack
 
-# Prints a line, then stays up as a spout does (committing nothing: not what is tried here).
-PROGRAM = "import time; print('spout says hello', flush=True); time.sleep(3600)"
+# Prints a line, another once the file named in argv[1] exists, and stays up as a spout does
+# (committing nothing: not what is tried here).
+PROGRAM = """
+import os, sys, time
+print('spout says hello', flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+print('and then more', flush=True)
+time.sleep(3600)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +47,7 @@ def test_inspect_and_logs_say_where_a_spout_runs(stack: Stack, tmp_path: Path) -
             {
                 "pipeline": {"name": "hello"},
                 "spout": {},
-                "transform": {"cmd": [sys.executable, "-c", PROGRAM]},
+                "transform": {"cmd": [sys.executable, "-c", PROGRAM, str(tmp_path / "go")]},
             }
         )
     )
@@ -53,8 +64,30 @@ def test_inspect_and_logs_say_where_a_spout_runs(stack: Stack, tmp_path: Path) -
     assert "spout says hello" in logs.stdout.decode()
     assert str(log) in " ".join(logs.stderr.decode().split())  # where it is, wrapped or not
 
-    followed = stack.tusk("logs", "-p", "hello", "-f")  # a spout has no job to follow
-    assert followed.returncode == 0
-    assert "tail -f" in followed.stderr.decode()
+    # -f prints what is there, then each line as the spout logs it, until interrupted.
+    follower = subprocess.Popen(
+        [str(TUSK), "logs", "-p", "hello", "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=stack.env,
+    )
+    lines: list[bytes] = []
+    out = follower.stdout
+    assert out is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(out.readline, b"")))
+    reader.start()
+    try:
+        wait_until(lambda: b"spout says hello\n" in lines, 60, "the log's first line followed")
+        assert b"and then more\n" not in lines
+        (tmp_path / "go").touch()
+        wait_until(lambda: b"and then more\n" in lines, 60, "the line logged while following")
+        assert lines.count(b"spout says hello\n") == 1  # each line once
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(30)
+        reader.join(30)
+    assert follower.returncode == 130  # interrupted, as it says on stderr
+    assert follower.stderr is not None
+    assert "following its log" in follower.stderr.read().decode()
 
     stack.tusk("pipeline", "delete", "hello")

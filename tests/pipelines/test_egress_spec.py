@@ -59,19 +59,32 @@ def test_other_targets_are_warned_about() -> None:
     assert "only s3:// egress is implemented" in spec_warnings(gcs)[0]
     sql = load_spec(spec({"sql_database": {"url": "snowflake://u@a/db", "secret": SECRET}}))
     assert [w.split(":")[0] for w in spec_warnings(sql)] == ["egress.sql_database.url"]
-    assert "only postgresql:// SQL egress is implemented" in spec_warnings(sql)[0]
+    assert (
+        "snowflake:// is not written to: Snowflake runs only as a hosted service"
+        in (spec_warnings(sql)[0])
+    )
+    assert not sql.egress.sql_database.is_loaded  # type: ignore[union-attr]
+    other = load_spec(spec({"sql_database": {"url": "sqlserver://u@h/db", "secret": SECRET}}))
+    assert "sqlserver:// databases are not written to" in spec_warnings(other)[0]
 
 
 SECRET = {"name": "egress-db", "key": "PACHYDERM_SQL_PASSWORD"}
 
 
-@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
-def test_sql_egress_to_postgresql_is_applied(scheme: str) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://egress@db.example:5432/warehouse?sslmode=require",
+        "postgres://egress@db.example/warehouse",
+        "mysql://egress@db.example:3306/warehouse",
+    ],
+)
+def test_sql_egress_to_postgresql_and_mysql_is_applied(url: str) -> None:
     loaded = load_spec(
         spec(
             {
                 "sqlDatabase": {
-                    "url": f"{scheme}://egress@db.example:5432/warehouse?sslmode=require",
+                    "url": url,
                     "fileFormat": {"type": "JSON", "columns": ["id", "name"]},
                     "secret": SECRET,
                 }
@@ -81,7 +94,7 @@ def test_sql_egress_to_postgresql_is_applied(scheme: str) -> None:
     assert loaded.egress is not None
     sql = loaded.egress.sql_database
     assert sql is not None
-    assert sql.is_postgres
+    assert sql.is_loaded
     assert (sql.file_format.kind, sql.file_format.columns) == ("JSON", ("id", "name"))
     assert spec_warnings(loaded) == []
 
@@ -95,6 +108,10 @@ def test_sql_egress_to_postgresql_is_applied(scheme: str) -> None:
             "egress.sql_database.url: holds a password: put it in a secret",
         ),
         ({"url": "db.example/warehouse", "secret": SECRET}, "egress.sql_database.url: "),
+        (
+            {"url": "mysql://u@h/db?tls=true", "secret": SECRET},
+            "egress.sql_database.url: mysql:// URLs take no options after '?'",
+        ),
         (
             {"url": "postgresql://u@h/db", "secret": {"name": "Bad_Name", "key": "k"}},
             "egress.sql_database.secret.name: 'Bad_Name' is not a Kubernetes secret name",

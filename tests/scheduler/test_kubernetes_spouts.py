@@ -185,7 +185,8 @@ async def test_a_spout_is_a_deployment_made_replaced_adopted_and_deleted(
     place = await scheduler.where(name)
     assert (place.kind, place.runner, place.running) == ("spout", "kubernetes", True)
     assert (place.namespace, place.deployment) == (namespace, f"tusk-spout-{name}")
-    assert f"kubectl logs -n {namespace} deployment/tusk-spout-{name}" in place.where
+    assert place.where.startswith(f"Deployment tusk-spout-{name} in namespace {namespace} (")
+    assert (place.logs, place.log_cursor) == ("", None)  # no kubelet here: no pod, no log
 
     # A restarted scheduler adopts it: not replaced, not duplicated, no new credential.
     before = deployment["metadata"]["resourceVersion"]

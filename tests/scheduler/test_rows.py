@@ -92,3 +92,27 @@ def test_copy_csv_tells_null_from_empty_text() -> None:
     assert copy_csv([["1", None, 'say "hi"'], ["", "a,b", "x\ny"]]) == (
         b'"1",,"say ""hi"""\n"","a,b","x\ny"\n'
     )
+
+
+@pytest.mark.parametrize("piece", [0, 1, 5])
+@pytest.mark.parametrize(
+    ("kind", "picked", "data", "lines"),
+    [
+        ("CSV", (), CSV, [1, 2, 4]),  # a blank line 3; row 3 spans lines 4 and 5
+        ("CSV", ("name", "id"), b'name,id\n"a\nb",1\n\nc,2\n', [2, 5]),
+        ("JSON", (), b'{"id": 1}\n\n{"id": 2}\n', [1, 3]),
+    ],
+)
+def test_each_row_says_the_line_it_begins_on(
+    kind: str, picked: tuple[str, ...], data: bytes, lines: list[int], piece: int
+) -> None:
+    reader = RowReader(kind, "people", COLUMNS, picked)  # type: ignore[arg-type]
+    seen: list[int] = []
+    step = piece or len(data)
+    for start in range(0, len(data), step):
+        rows = reader.feed(data[start : start + step])
+        assert len(reader.lines) == len(rows)
+        seen += reader.lines
+    rows = reader.end()
+    assert len(reader.lines) == len(rows)
+    assert seen + reader.lines == lines

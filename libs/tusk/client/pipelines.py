@@ -151,9 +151,12 @@ class SchedulerClient(ServiceClient):
         body: dict[str, Any] = (await self._request("GET", "/v1/runner")).json()
         return body
 
-    async def spout(self, pipeline: str) -> SpoutPlace:
-        """Where a spout's or service pipeline's command runs (and the end of its log)."""
-        return self._parse(SpoutPlace, await self._request("GET", f"/v1/spouts/{seg(pipeline)}"))
+    async def spout(self, pipeline: str, *, after: str | None = None) -> SpoutPlace:
+        """Where a spout's or service pipeline's command runs, and the end of its log (with
+        ``after``, a ``log_cursor`` of an earlier answer: only what it logged since)."""
+        params = {"after": after} if after is not None else None
+        response = await self._request("GET", f"/v1/spouts/{seg(pipeline)}", params=params)
+        return self._parse(SpoutPlace, response)
 
     async def datum_logs(self, job: str, datum: str) -> DatumLog:
         response = await self._request("GET", f"/v1/jobs/{seg(job)}/datums/{seg(datum)}/logs")

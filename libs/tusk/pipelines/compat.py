@@ -13,8 +13,8 @@ both forms,
 ``transform.datum_batching`` (one process asks for datums in turn: ``tusk-worker next-datum``),
 ``pfs.trigger`` by ``size``, ``commits``, ``cron_spec`` and ``rate_limit_spec`` (the trigger
 service moves the input branch), ``egress`` to an ``s3://`` URL (the scheduler copies each
-finished output commit) or ``sql_database`` with a ``postgresql://`` URL (the scheduler loads
-its tables),
+finished output commit) or ``sql_database`` with a ``postgresql://`` or ``mysql://`` (MySQL,
+MariaDB) URL (the scheduler loads its tables; ``snowflake://`` is warned about: see below),
 ``pfs.s3`` and ``s3_out`` (the worker's S3 sidecar at ``S3_ENDPOINT`` serves the datum),
 ``spout`` (with ``spout.service``) and ``service`` (the scheduler keeps their commands
 running)."""
@@ -47,11 +47,23 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
                 )
     egress = spec.egress
     if egress is not None and egress.sql_database is not None:
-        if not egress.sql_database.is_postgres:
+        sql = egress.sql_database
+        if sql.scheme == "snowflake":
+            # Snowflake is a hosted service only: no server can run beside the tests, so a
+            # loader for it could never be checked, and it is not written to.
             warn(
                 "egress.sql_database.url",
-                f"only postgresql:// SQL egress is implemented: {egress.sql_database.scheme}:// "
-                "databases are not written to; output commits stay in the output repo only",
+                "snowflake:// is not written to: Snowflake runs only as a hosted service, which "
+                "tusk's tests cannot start or reach, so tusk does not claim to load it; SQL "
+                "egress loads postgresql:// and mysql:// (MySQL, MariaDB) databases. Output "
+                "commits stay in the output repo only",
+            )
+        elif not sql.is_loaded:
+            warn(
+                "egress.sql_database.url",
+                f"{sql.scheme}:// databases are not written to (SQL egress loads postgresql:// "
+                "and mysql:// databases, as Pachyderm does, less snowflake://); output commits "
+                "stay in the output repo only",
             )
     elif egress is not None and egress.s3_target is None:
         field = "egress.object_storage.url" if egress.object_storage else "egress.URL"

@@ -636,6 +636,7 @@ class FileFormat(_Model):
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+MYSQL_SCHEMES = ("mysql",)  # MySQL and MariaDB, as Pachyderm names them
 
 
 class SqlEgress(_Model):
@@ -656,6 +657,9 @@ class SqlEgress(_Model):
         elif match.group(2) and ":" in match.group(2):
             why = "holds a password: put it in a secret named in egress.sql_database.secret"
             errors.append((("url",), why))
+        elif self.scheme in MYSQL_SCHEMES and "?" in self.url:
+            why = "mysql:// URLs take no options after '?' (mysql://user@host:3306/database)"
+            errors.append((("url",), why))
         if self.secret is None:
             why = "required: the database password is read from this secret (name, key)"
             errors.append((("secret",), why))
@@ -668,8 +672,9 @@ class SqlEgress(_Model):
         return self.url.partition("://")[0]
 
     @property
-    def is_postgres(self) -> bool:
-        return self.scheme in POSTGRES_SCHEMES
+    def is_loaded(self) -> bool:
+        """The scheduler writes to this database (PostgreSQL, MySQL or MariaDB)."""
+        return self.scheme in POSTGRES_SCHEMES + MYSQL_SCHEMES
 
 
 class ObjectStorageEgress(_Model):

@@ -20,4 +20,13 @@ class SpoutPlace(WireModel):
     namespace: str | None = None
     deployment: str | None = None
     service: str | None = Field(default=None, description="Kubernetes: a service's Service")
-    logs: str = Field(default="", description="Local runner: the end of its log")
+    logs: str = Field(
+        default="",
+        description="The end of its log (its process's on the local runner, its pod's on "
+        "Kubernetes); asked with `after`, only what was logged since",
+    )
+    log_cursor: str | None = Field(
+        default=None,
+        description="Where its log was read up to: pass it as `after` to read only what comes "
+        "next (how `tusk logs -p PIPELINE -f` follows it); none while there is no log",
+    )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from tusk.auth.http import PrincipalDep
 from tusk.errors import InvalidArgument
@@ -33,9 +33,14 @@ async def where_spout_runs(
         },
         description="A spout or service, optionally qualified by its project ('p%2Fx')",
     ),
+    after: str | None = Query(
+        default=None,
+        max_length=200,
+        description="The `log_cursor` of an earlier answer: its log only from there on",
+    ),
 ) -> SpoutPlace:
-    """Where the pipeline's long-running command runs (a process or a Deployment), and on the
-    local runner the end of its log."""
+    """Where the pipeline's long-running command runs (a process or a Deployment), and its log:
+    the end of it, or with `after` what came since (polled, this follows it)."""
     principal.require("pipeline", pipeline, "reader")
     info = await ctx.triggers.inspect_pipeline(pipeline)  # NotFound names a mistyped pipeline
     if info.spec.get("spout") is None and info.spec.get("service") is None:
@@ -43,4 +48,4 @@ async def where_spout_runs(
             f"pipeline {pipeline!r} is neither a spout nor a service: its commands run in jobs "
             f"(tusk logs -p {pipeline})"
         )
-    return await ctx.spouts.where(pipeline, PipelineSpec.model_validate(info.spec))
+    return await ctx.spouts.where(pipeline, PipelineSpec.model_validate(info.spec), after=after)

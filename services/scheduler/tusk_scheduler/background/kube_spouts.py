@@ -28,6 +28,34 @@ if TYPE_CHECKING:  # kubernetes-asyncio is loaded only by schedulers that use it
 
 log = structlog.get_logger()
 
+LOG_TAIL_LINES = 1000  # of a pod's log, per read: the end shown, and what a follower is sent
+
+
+def lines_after(text: str, pod: str, after: str | None) -> tuple[str, str | None]:
+    """A pod log read with timestamps: its lines without them, keeping those after the cursor
+    ``after`` (``<pod>/<timestamp>`` of the last line sent; all of them if the pod changed),
+    and the cursor after its last line."""
+    kept: list[str] = []
+    last: str | None = None
+    seen_pod, _, seen_stamp = (after or "").partition("/")
+    for line in text.splitlines(keepends=True):
+        stamp, _, rest = line.partition(" ")
+        key = _stamp_key(stamp)
+        last = key
+        if seen_pod == pod and key <= seen_stamp:
+            continue
+        kept.append(rest)
+    if last is None:
+        return "", after if seen_pod == pod else None
+    return "".join(kept), f"{pod}/{last}"
+
+
+def _stamp_key(stamp: str) -> str:
+    """An RFC 3339 UTC time as the kubelet writes it (its fraction trimmed of zeros) in a form
+    that sorts as the time does: the fraction to nine digits."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return f"{whole}.{fraction:0<9}Z"
+
 
 class KubeWorkloads:
     def __init__(self, workloads: Workloads) -> None:
@@ -35,7 +63,12 @@ class KubeWorkloads:
         self._refused: dict[str, str] = {}  # deployment name -> the spec hash refused
 
     async def where(
-        self, pipeline: str, kind: Literal["spout", "service"], *, exposed: bool
+        self,
+        pipeline: str,
+        kind: Literal["spout", "service"],
+        *,
+        exposed: bool,
+        after: str | None = None,
     ) -> SpoutPlace:
         from tusk_scheduler.runners.kubernetes.deployments import workload_name
 
@@ -47,12 +80,14 @@ class KubeWorkloads:
         status = (found or {}).get("status") or {}
         where = (
             f"Deployment {name} in namespace {namespace} "
-            f"({status.get('readyReplicas') or 0} of 1 ready; logs: "
-            f"kubectl logs -n {namespace} deployment/{name})"
+            f"({status.get('readyReplicas') or 0} of 1 ready)"
             if found is not None
             else f"no Deployment {name} in namespace {namespace} yet (the leading scheduler "
             "makes it on its next look)"
         )
+        logs, cursor = "", after
+        if found is not None:
+            logs, cursor = await self._log(found, kind, after)
         return SpoutPlace(
             pipeline=pipeline,
             kind=kind,
@@ -62,7 +97,27 @@ class KubeWorkloads:
             namespace=namespace,
             deployment=name,
             service=name if exposed else None,
+            logs=logs,
+            log_cursor=cursor,
         )
+
+    async def _log(
+        self, deployment: dict[str, Any], kind: str, after: str | None
+    ) -> tuple[str, str | None]:
+        """The log of the Deployment's newest pod (the command's container): its end, or what
+        follows ``after``; nothing while no pod has started its command."""
+        labels = deployment["spec"]["selector"]["matchLabels"]
+        pods = await self.workloads.pods(",".join(f"{k}={v}" for k, v in labels.items()))
+        if not pods:
+            return "", after
+        pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        name = pod["metadata"]["name"]
+        try:
+            text = await self.workloads.pod_log(name, kind, tail_lines=LOG_TAIL_LINES)
+        except TuskError as e:  # its container is not running yet, or its node is gone
+            log.debug("no log from the pod", pod=name, error=e.message)
+            return "", after
+        return lines_after(text, name, after)
 
     async def prune_warm(self, keep: Mapping[str, ShardLaunch]) -> None:
         """Warm worker pods only for the pipelines in ``keep``, as their launches make them."""

@@ -39,7 +39,7 @@ import structlog
 
 from tusk.client import RepoClient
 from tusk.client.pipelines import TriggerClient
-from tusk.errors import NotFound, TuskError
+from tusk.errors import InvalidArgument, NotFound, TuskError
 from tusk.paths import flat_name
 from tusk.pipelines import PipelineSpec
 from tusk.wire.spouts import SpoutPlace
@@ -53,7 +53,32 @@ from tusk_scheduler.runners.base import ShardLaunch, SpoutLaunch
 log = structlog.get_logger()
 
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
+LOG_TAIL_BYTES = 8192  # the end of a log shown without a cursor
+LOG_READ_BYTES = 1 << 20  # at most this much of what came after a cursor, per answer
 STOP_GRACE = 10.0
+
+
+def read_log_file(path: Path, after: str | None) -> tuple[str, str | None]:
+    """A local command's log: its end, or what follows the cursor ``after`` (a byte offset
+    given earlier; a log found shorter, made anew by a restart, is read from its start), and
+    the cursor after what was read (none while there is no log)."""
+    try:
+        file = path.open("rb")
+    except OSError:
+        return "", None
+    with file:
+        size = file.seek(0, os.SEEK_END)
+        if after is None:
+            start = max(0, size - LOG_TAIL_BYTES)
+        elif not after.isdigit():
+            raise InvalidArgument(f"after={after!r} is not a log cursor this scheduler gave")
+        else:
+            start = int(after) if int(after) <= size else 0
+        file.seek(start)
+        data = file.read(min(size - start, LOG_READ_BYTES))
+    if after is not None and len(data) == LOG_READ_BYTES:
+        data = data[: data.rfind(b"\n") + 1] or data  # whole lines; the rest in the next read
+    return data.decode(errors="replace"), str(start + len(data))
 
 
 @dataclass
@@ -108,17 +133,19 @@ class SpoutSupervisor:
         process = spout.process if spout else None
         return process.pid if process is not None and process.returncode is None else None
 
-    async def where(self, pipeline: str, spec: PipelineSpec, log_bytes: int = 8192) -> SpoutPlace:
-        """Where the pipeline's command runs (for ``tusk pipeline inspect`` and ``tusk logs``)."""
+    async def where(
+        self, pipeline: str, spec: PipelineSpec, *, after: str | None = None
+    ) -> SpoutPlace:
+        """Where the pipeline's command runs (for ``tusk pipeline inspect`` and ``tusk logs``),
+        with the end of its log, or what it logged since the cursor ``after``."""
         kind: Literal["spout", "service"] = "service" if spec.service is not None else "spout"
         if self.kubernetes is not None:
-            return await self.kubernetes.where(pipeline, kind, exposed=spec.exposed is not None)
+            return await self.kubernetes.where(
+                pipeline, kind, exposed=spec.exposed is not None, after=after
+            )
         path = self.settings.resolved_workspace_dir / "spouts" / f"{flat_name(pipeline)}.log"
         pid = self.pid(pipeline)
-        tail = b""
-        with contextlib.suppress(OSError), path.open("rb") as file:
-            file.seek(max(0, file.seek(0, os.SEEK_END) - log_bytes))
-            tail = file.read()
+        logs, cursor = read_log_file(path, after)
         return SpoutPlace(
             pipeline=pipeline,
             kind=kind,
@@ -130,7 +157,8 @@ class SpoutSupervisor:
             f"{self.settings.spout_interval:g} s; see its log {path})",
             pid=pid,
             log_path=str(path),
-            logs=tail.decode(errors="replace"),
+            logs=logs,
+            log_cursor=cursor,
         )
 
     async def _loop(self) -> None:

@@ -48,14 +48,14 @@ _UNREACHABLE = (
 
 async def egress(x: Scope, job: JobView, commit: str) -> None:
     """Copy ``commit`` of the job's output repo to the spec's egress target, if it has one
-    that tusk writes to (``s3://``, or an SQL database at ``postgresql://``); a target that
-    refuses (no such bucket, no such table, access denied) fails the job naming it."""
+    that tusk writes to (``s3://``, or an SQL database at ``postgresql://`` or ``mysql://``); a
+    target that refuses (no such bucket, no such table, access denied) fails the job naming it."""
     target = spec_of(job).egress
     if target is None:
         return
     sql = target.sql_database
     s3 = target.s3_target
-    if (sql is None or not sql.is_postgres) and s3 is None:
+    if (sql is None or not sql.is_loaded) and s3 is None:
         return
     async with x.deps.db.session(write=False) as session:
         row = await store.get_job(session, job.id)

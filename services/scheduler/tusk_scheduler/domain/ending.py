@@ -111,8 +111,9 @@ async def _why_no_datums(x: Scope, job: JobView) -> str:
             empty.append(f"input {pfs.name}: {e.message}")
             continue
         if not matched:
-            empty.append(f"glob {pfs.glob!r} of input {pfs.name} matched nothing in "
-                          f"{pfs.repo}@{commit}")
+            empty.append(
+                f"glob {pfs.glob!r} of input {pfs.name} matched nothing in {pfs.repo}@{commit}"
+            )
     return "no datums: " + ("; ".join(empty) or "the inputs' combination is empty")
 
 

@@ -52,6 +52,7 @@ class RowReader:
         self._record: list[str] = []  # lines of a CSV record whose quotes are still open
         self._record_line = 0  # where that record began
         self._line = 0  # lines read so far
+        self.lines: list[int] = []  # the line each row of the last feed() or end() begins on
 
     def feed(self, data: bytes) -> list[Row]:
         try:
@@ -75,6 +76,7 @@ class RowReader:
         return rows
 
     def _lines(self, lines: list[str]) -> list[Row]:
+        self.lines = []
         if self.kind == "CSV":
             return self._csv(lines)
         rows: list[Row] = []
@@ -83,6 +85,7 @@ class RowReader:
             row = self._json(line)
             if row is not None:
                 rows.append(row)
+                self.lines.append(self._line)
         return rows
 
     # --- CSV --------------------------------------------------------------------------------
@@ -112,9 +115,11 @@ class RowReader:
         rows: list[Row] = []
         try:
             for values in reader:
-                row = self._csv_values(values, starts[reader.line_num - 1])
+                start = starts[reader.line_num - 1]
+                row = self._csv_values(values, start)
                 if row is not None:
                     rows.append(row)
+                    self.lines.append(start)
         except (csv.Error, ValueError) as e:
             raise RowError(f"line {starts[reader.line_num - 1]}: not CSV: {e}") from None
         return rows

@@ -48,6 +48,25 @@ class Workloads:
         )  # fmt: skip
         return list(listed.get("items") or ())
 
+    async def pods(self, selector: str) -> list[dict[str, Any]]:
+        """The pods the label selector picks (a Deployment's)."""
+        core, _ = await self._clients()
+        listed = await self._call(
+            "list", "pods", None, core.list_namespaced_pod, self.namespace,
+            label_selector=selector,
+        )  # fmt: skip
+        return list(listed.get("items") or ())
+
+    async def pod_log(self, pod: str, container: str, *, tail_lines: int) -> str:
+        """The last ``tail_lines`` lines of a container's log, each after its timestamp
+        (RFC 3339, to the nanosecond) and a space."""
+        core, _ = await self._clients()
+        text: str = await self._call(
+            "get", "pods/log", pod, core.read_namespaced_pod_log, pod, self.namespace,
+            container=container, tail_lines=tail_lines, timestamps=True,
+        )  # fmt: skip
+        return text
+
     async def services(self) -> list[dict[str, Any]]:
         core, _ = await self._clients()
         listed = await self._call(
