@@ -7,6 +7,7 @@ import re
 
 from tusk_scheduler.runners.base import ShardLaunch
 from tusk_scheduler.runners.kubernetes import PodTemplate, label_value
+from tusk_scheduler.runners.kubernetes.deployments import workload_name
 from tusk_scheduler.runners.kubernetes.manifest import pod_manifest
 
 # A pod's name: a DNS subdomain; a label value: ≤ 63 of [A-Za-z0-9._-], alphanumeric ends.
@@ -43,3 +44,10 @@ def test_labels_of_names_that_differ_only_by_the_slash_differ() -> None:
     # 31 + 1 + 31 characters: qualified, still a label without a digest.
     long = "p" * 31 + "/" + "x" * 31
     assert label_value(long) == "p" * 31 + "." + "x" * 31
+
+
+def test_a_spout_of_a_project_gets_its_own_valid_workload_name() -> None:
+    dns_label = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    names = {workload_name("spout", p) for p in ("vision/feed", "vision-feed", "feed")}
+    assert len(names) == 3
+    assert all(dns_label.fullmatch(n) for n in names), names
