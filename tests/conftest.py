@@ -122,6 +122,7 @@ async def repo_ctx(repo_context: Context) -> AsyncIterator[Context]:
             "repo_commits",
             "repo_branches",
             "repo_repos",
+            "repo_projects",
             "repo_outbox",
             "repo_auth_tokens",
             "repo_auth_roles",

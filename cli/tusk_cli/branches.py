@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tusk.client import BranchInfo
-from tusk.paths import parse_address, parse_ref, validate_name
+from tusk.paths import parse_address, parse_ref, qualified_name
 from tusk_cli.common import (
     JsonOption,
     connect,
@@ -87,7 +87,7 @@ def list_(
 
     async def main() -> None:
         async with connect() as client:
-            branches = await client.list_branches(validate_name("repo", repo))
+            branches = await client.list_branches(qualified_name("repo", repo))
         if as_json:
             print_json(branches)
             return

@@ -31,7 +31,8 @@ HELP = """Versioned data repos and pipelines.
 Files live in **repos**; a repo's **branches** point at **commits**, each a snapshot of its
 files. Most commands take an address:
 
-**REPO@REF:/PATH**, e.g. `raw@master:/data/a.csv`. REF is a branch or a commit id,
+**REPO@REF:/PATH**, e.g. `raw@master:/data/a.csv`, or `vision/raw@master:/a.png` for a repo
+of project `vision`. REF is a branch or a commit id,
 optionally followed by ^N or ~N for ancestors (`raw@master^1` is the commit before master's
 head). REF defaults to master, PATH to the root.
 
@@ -158,6 +159,10 @@ COMMANDS: tuple[Entry, ...] = (
 )
 
 GROUPS: tuple[Entry, ...] = (
+    Entry("project", "tusk_cli.projects:app", METADATA,
+          "Projects: namespaces of repos and pipelines. A repo or pipeline of project `p` is "
+          "named `p/NAME` everywhere (`tusk put p/raw@master:/a.csv`, `pipeline.project` in a "
+          "spec); one named without a project is in `default`."),
     Entry("repo", "tusk_cli.repos:app", METADATA,
           "Create, list, inspect and delete repos (versioned collections of files)."),
     Entry("branch", "tusk_cli.branches:app", METADATA,

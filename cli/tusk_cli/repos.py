@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from tusk.errors import Conflict, InvalidArgument
-from tusk.paths import validate_name
+from tusk.paths import qualified_name
 from tusk_cli.common import JsonOption, connect, note, print_json, run, show, size, table, when
 from tusk_cli.lifecycle import repo_retention
 
@@ -20,12 +20,15 @@ app = typer.Typer(
 )
 
 RepoArg = Annotated[
-    str, typer.Argument(metavar="REPO", help="The repo's name.", show_default=False)
+    str,
+    typer.Argument(
+        metavar="REPO", help="The repo's name (PROJECT/REPO in a project).", show_default=False
+    ),
 ]
 
 
 def _repo(name: str) -> str:
-    return validate_name("repo", name)
+    return qualified_name("repo", name)
 
 
 @app.command("create")
@@ -34,7 +37,8 @@ def create(
         str,
         typer.Argument(
             metavar="REPO",
-            help="1-63 letters, digits, '_' or '-', starting with a letter or digit.",
+            help="1-63 letters, digits, '_' or '-', starting with a letter or digit; "
+            "PROJECT/REPO for a repo of a project (`tusk project create PROJECT` first).",
             show_default=False,
         ),
     ],
@@ -42,7 +46,7 @@ def create(
 ) -> None:
     """Create an empty repo. Its first commit creates the master branch.
 
-    Example: `tusk repo create raw -d "daily CSV exports"`
+    Example: `tusk repo create raw -d "daily CSV exports"`, `tusk repo create vision/images`
     """
 
     async def main() -> None:

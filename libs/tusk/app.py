@@ -17,10 +17,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from tusk import __version__
 from tusk.events.bus import EventBus
 from tusk.logging import configure_logging
+from tusk.routing import EncodedSlashMiddleware
 from tusk.settings import CommonSettings
 
 log = structlog.get_logger()
@@ -56,6 +58,15 @@ class ServiceDefinition(Generic[SettingsT, ContextT]):
     build_context: BuildContext[SettingsT, ContextT]
     create_app: CreateApp[ContextT]
     port_variable: str
+
+
+class ServiceAPI(FastAPI):
+    """A service's FastAPI app. Qualified names (``p/x``) travel as one segment, ``p%2Fx``:
+    :class:`EncodedSlashMiddleware` wraps every other middleware, so that they all see the
+    path the router will."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return EncodedSlashMiddleware(super().build_middleware_stack())
 
 
 def service_app(
@@ -96,7 +107,7 @@ def service_app(
         log.info(f"{name} stopped")
 
     fastapi.setdefault("version", __version__)
-    app = FastAPI(lifespan=lifespan, **fastapi)
+    app = ServiceAPI(lifespan=lifespan, **fastapi)
     if context is not None:
         app.state.context = context
     return app

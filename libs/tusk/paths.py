@@ -1,5 +1,9 @@
 """Names, file paths and the ``repo@ref:/path`` address syntax.
 
+A repo or pipeline lives in a project; its qualified name ``project/name`` is its identity
+everywhere a name appears. The default project is ``default``, and ``default/x`` is written
+``x``, so a name without a project is one in ``default``.
+
 Every path that enters the system goes through :func:`normalize_path`, so a stored path is
 always absolute, has no empty, ``.`` or ``..`` segments, and no control characters: there is no
 way to address anything outside a commit's tree.
@@ -18,6 +22,13 @@ COMMIT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 REF_RE = re.compile(r"^(?P<base>[A-Za-z0-9][A-Za-z0-9_-]{0,62})(?P<ancestry>(?:[\^~][0-9]*)*)$")
 ANCESTRY_STEP_RE = re.compile(r"[\^~]([0-9]*)")
 
+DEFAULT_PROJECT = "default"
+# A qualified name is stored where a name is (63-character columns): a longer one is refused.
+MAX_QUALIFIED_NAME_LENGTH = 63
+# Documented in the OpenAPI schemas, with MAX_QUALIFIED_NAME_LENGTH as maxLength (which bounds
+# each part too; bounded parts here would make generated names mostly too long in all).
+QUALIFIED_NAME_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_-]*/)?[A-Za-z0-9][A-Za-z0-9_-]*$")
+
 MAX_PATH_LENGTH = 4096
 MAX_SEGMENT_LENGTH = 255
 
@@ -29,6 +40,64 @@ def validate_name(kind: str, name: str) -> str:
             "starting with a letter or digit",
         )
     return name
+
+
+def validate_project_name(name: str) -> str:
+    return validate_name("project", name)
+
+
+@dataclass(frozen=True)
+class QualifiedName:
+    """A repo's or pipeline's name split into its project and its name within it."""
+
+    project: str
+    name: str
+
+    @property
+    def in_default(self) -> bool:
+        return self.project == DEFAULT_PROJECT
+
+    def __str__(self) -> str:
+        return self.name if self.in_default else f"{self.project}/{self.name}"
+
+
+def split_project(kind: str, text: str) -> QualifiedName:
+    """``p/x`` → (p, x); ``x`` → (default, x); raises :class:`InvalidArgument` naming ``kind``
+    (repo, pipeline, …) or the project when either part is not a valid name."""
+    project, slash, name = text.rpartition("/")
+    if slash and not project:
+        raise InvalidArgument(f"invalid {kind} name {text!r}: nothing before '/'")
+    if "/" in project:
+        raise InvalidArgument(f"invalid {kind} name {text!r}: write 'project/{kind}', with one '/'")
+    qualified = QualifiedName(
+        validate_project_name(project) if slash else DEFAULT_PROJECT,
+        validate_name(kind, name),
+    )
+    if len(str(qualified)) > MAX_QUALIFIED_NAME_LENGTH:
+        raise InvalidArgument(
+            f"invalid {kind} name {text!r}: a name with its project ('project/{kind}') may "
+            f"have at most {MAX_QUALIFIED_NAME_LENGTH} characters"
+        )
+    return qualified
+
+
+def qualified_name(kind: str, text: str) -> str:
+    """The normalized qualified name: ``default/x`` → ``x``, ``p/x`` → ``p/x``."""
+    return str(split_project(kind, text))
+
+
+def in_project(project: str, kind: str, name: str) -> str:
+    """``name`` (bare or already qualified) resolved in ``project``: a bare name takes the
+    project, as a Pachyderm input without ``project`` takes its pipeline's."""
+    if "/" in name:
+        return qualified_name(kind, name)
+    return qualified_name(kind, f"{project}/{name}")
+
+
+def flat_name(name: str) -> str:
+    """A qualified name as one path segment or label-like word: '/' becomes '.', which a
+    name cannot contain, so ``p/x`` (``p.x``) never meets a ``p`` directory's ``x``."""
+    return name.replace("/", ".")
 
 
 def validate_branch_name(name: str) -> str:
@@ -106,7 +175,7 @@ def parse_ref(text: str) -> Ref:
 
 @dataclass(frozen=True)
 class Address:
-    """``repo[@ref][:/path]``: the CLI's way of naming a repo, a commit or a file."""
+    """``[project/]repo[@ref][:/path]``: the CLI's way of naming a repo, a commit or a file."""
 
     repo: str
     ref: Ref | None = None
@@ -126,14 +195,14 @@ class Address:
 
 
 def parse_address(text: str) -> Address:
-    """Parse ``repo``, ``repo@branch``, ``repo@<commit>^2`` or any of them with ``:/path``."""
+    """Parse ``repo``, ``repo@branch``, ``repo@<commit>^2`` or any of them with ``:/path``; the
+    repo may be qualified by its project (``p/repo@master:/a``)."""
     head, colon, path = text.partition(":")
     repo, at, ref = head.partition("@")
-    validate_name("repo", repo)
     if at and not ref:
         raise InvalidArgument(f"invalid address {text!r}: nothing after '@'")
     return Address(
-        repo=repo,
+        repo=qualified_name("repo", repo),
         ref=parse_ref(ref) if at else None,
         path=normalize_path(path) if colon else None,
     )

@@ -237,3 +237,26 @@ async def test_events_stream_the_bus_live(stack: Stack, world: World) -> None:
                     break
         assert "commit.finished" in kinds
         assert "job.created" in kinds
+
+
+async def test_a_repo_of_a_project_has_its_pages(
+    console: httpx.AsyncClient, stack: Stack, world: World
+) -> None:
+    async with RepoClient(stack.urls["REPO"]) as repos:
+        await repos.create_project("vision")
+        await repos.create_repo("vision/images")
+        commit = await repos.start_commit("vision/images", "master")
+        await repos.put_file("vision/images", commit.id, "/a.txt", b"in vision")
+        await repos.finish_commit("vision/images", commit.id)
+    page = await console.get("/repos/vision%2Fimages")
+    assert page.status_code == 200, page.text
+    assert 'href="/repos/vision%2Fimages/files/master?path=/"' in page.text
+    files = await console.get("/repos/vision%2Fimages/files/master", params={"path": "/"})
+    assert files.status_code == 200
+    assert "a.txt" in files.text
+    raw = await console.get("/repos/vision%2Fimages/raw/master", params={"path": "/a.txt"})
+    assert raw.content == b"in vision"
+    lineage = await console.get(f"/lineage/vision%2Fimages/{commit.id}")
+    assert lineage.status_code == 200
+    nodes = {n["id"]: n for n in graph_of((await console.get("/")).text)["nodes"]}  # type: ignore[attr-defined]
+    assert nodes["repo:vision/images"]["href"] == "/repos/vision%2Fimages"

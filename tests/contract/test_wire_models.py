@@ -59,6 +59,7 @@ NOT_JSON = {
     "remove",
     "abandon_commit",
     "delete_branch",
+    "delete_project",
     "delete_file",
     "delete_repo",
     "delete_pipeline",

@@ -85,3 +85,12 @@ def test_bad_models_files_say_why(tmp_path: Path, text: str, fragment: str) -> N
         load_models_file(path)
     with pytest.raises(InvalidArgument, match="cannot read"):
         load_models_file(tmp_path / "missing.yaml")
+
+
+def test_a_model_follows_a_repo_of_a_project() -> None:
+    assert parse_models("edges=vision/train@dev:/model.onnx,plain=default/train:/m.onnx") == [
+        ModelSpec("edges", "vision/train", "dev", "/model.onnx"),
+        ModelSpec("plain", "train", "master", "/m.onnx"),
+    ]
+    with pytest.raises(InvalidArgument, match="invalid project name"):
+        parse_models("edges=bad.p/train:/model.onnx")

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.inference import models
 from tests.inference.conftest import affine_request, commit_files
@@ -28,7 +29,9 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-async def test_tusk_up_serves_models_and_follows_their_branch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("repo", ["train", "vision/train"])
+async def test_tusk_up_serves_models_and_follows_their_branch(tmp_path: Path, repo: str) -> None:
+    """Also from a repo of a project: vision/train@master:/model.onnx."""
     repo_port, trigger_port, scheduler_port, inference_port = free_ports(4)
     common = {"data_dir": tmp_path / "data"}
     settings = EmbeddedSettings(
@@ -38,7 +41,7 @@ async def test_tusk_up_serves_models_and_follows_their_branch(tmp_path: Path) ->
         inference=InferenceSettings(  # type: ignore[call-arg]
             **common,
             TUSK_INFERENCE_PORT=inference_port,
-            TUSK_MODELS="credit=train@master:/model.onnx",
+            TUSK_MODELS=f"credit={repo}@master:/model.onnx",
             TUSK_INFERENCE_WARMUP_RUNS=3,
         ),
     )
@@ -57,11 +60,13 @@ async def test_tusk_up_serves_models_and_follows_their_branch(tmp_path: Path) ->
                     await asyncio.sleep(0.05)
             assert (await http.get("/v2/health/ready")).status_code == 400  # nothing yet
             async with RepoClient(f"http://127.0.0.1:{repo_port}") as repos:
-                first = await commit_files(repos, "train", {"/model.onnx": models.affine()})
+                if "/" in repo:
+                    await repos.create_project(repo.partition("/")[0])
+                first = await commit_files(repos, repo, {"/model.onnx": models.affine()})
                 answer = await _answer(http, first.id)
                 assert answer["outputs"][0]["data"] == [3.0] * 4
                 second = await commit_files(
-                    repos, "train", {"/model.onnx": models.affine(scale=3.0)}
+                    repos, repo, {"/model.onnx": models.affine(scale=3.0)}
                 )
                 answer = await _answer(http, second.id)
                 assert answer["outputs"][0]["data"] == [4.0] * 4

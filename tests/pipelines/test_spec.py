@@ -227,7 +227,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("cmd not a list", {"transform": {"cmd": {"a": 1}}}, "transform.cmd", "expected a list"),
     ("bad pipeline name", {"pipeline": {"name": "no spaces"}}, "pipeline.name", "invalid name"),
     ("long pipeline name", {"pipeline": {"name": "p" * 64}}, "pipeline.name", "1-63"),
-    ("bad repo", {"input": {"pfs": {"repo": "-a"}}}, "input.pfs.repo", "invalid name"),
+    ("bad repo", {"input": {"pfs": {"repo": "-a"}}}, "input.pfs.repo", "invalid repo name"),
     ("bad input name", {"input": {"pfs": {"repo": "a", "name": "a/b"}}}, "input.pfs.name", ""),
     (
         "branch like a commit id",
@@ -776,3 +776,64 @@ def test_rate_limit_spec_passes_once_a_tick_came_after_the_head() -> None:
     assert trigger.rate_limit_passed(head, datetime(2026, 1, 5, 10, 0, 1, tzinfo=UTC))
     with pytest.raises(ValueError, match="cron"):
         BranchTrigger(branch="staging", rate_limit_spec="every hour")
+
+
+def test_a_pipeline_of_a_project_reads_its_projects_repos_unless_an_input_names_one() -> None:
+    spec = load_spec(
+        json.dumps({
+            "pipeline": {"name": "edges", "project": {"name": "vision"}},
+            "input": {
+                "cross": [
+                    {"pfs": {"repo": "images", "glob": "/*"}},
+                    {"pfs": {"repo": "labels", "project": "shared", "glob": "/"}},
+                    {"pfs": {"repo": "params", "project": "default", "glob": "/"}},
+                ]
+            },
+            "transform": {"cmd": ["true"]},
+        })
+    )
+    assert (spec.name, spec.project) == ("vision/edges", "vision")
+    assert [(p.name, p.repo) for p in spec.pfs_inputs()] == [
+        ("images", "vision/images"),
+        ("labels", "shared/labels"),
+        ("params", "params"),
+    ]
+    assert spec.input_repos() == ["params", "shared/labels", "vision/images"]
+    # The stored form reads back to the same spec.
+    assert load_spec(json.dumps(spec.to_dict())) == spec
+
+
+def test_a_pipeline_without_a_project_is_in_default() -> None:
+    spec = load_spec(
+        json.dumps({
+            "pipeline": {"name": "edges", "project": {"name": "default"}},
+            "input": {"pfs": {"repo": "images", "glob": "/*"}},
+            "transform": {"cmd": ["true"]},
+        })
+    )
+    assert (spec.name, spec.pfs_inputs()[0].repo) == ("edges", "images")
+
+
+def test_a_qualified_pipeline_name_over_63_characters_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match=r"pipeline\.name: .*at most 63"):
+        load_spec(
+            json.dumps({
+                "pipeline": {"name": "e" * 40, "project": {"name": "p" * 30}},
+                "input": {"pfs": {"repo": "images", "glob": "/*"}},
+                "transform": {"cmd": ["true"]},
+            })
+        )
+
+
+def test_an_input_missing_from_the_pipelines_project_says_where_it_is() -> None:
+    spec = load_spec(
+        json.dumps({
+            "pipeline": {"name": "edges", "project": {"name": "vision"}},
+            "input": {"pfs": {"repo": "images", "glob": "/*"}},
+            "transform": {"cmd": ["true"]},
+        })
+    )
+    hint = r"'vision/images' does not exist in project 'vision'.*set pfs\.project"
+    with pytest.raises(InvalidArgument, match=hint):
+        check_input_repos(spec, {"images"})
+    check_input_repos(spec, {"vision/images"})

@@ -232,3 +232,22 @@ def load_httpfs(connection: duckdb.DuckDBPyConnection) -> None:
     assert shipped, "duckdb-ext-httpfs ships no httpfs.duckdb_extension"
     connection.execute("SET autoinstall_known_extensions = false")
     connection.load_extension(str(shipped[0].locate()))
+
+
+def test_a_repo_of_a_project_is_bucket_repo_dot_project(gateway: Gateway) -> None:
+    """As Pachyderm's gateway: project p's repo x is bucket ``x.p`` (names hold no '.')."""
+    project = f"p{uuid.uuid4().hex[:8]}"
+    with tusk.Client(gateway.repo) as client:
+        client.create_project(project)
+        client.create_repo(f"{project}/data")
+        client.create_repo("data", exist_ok=True)
+    s3 = s3_client(gateway.s3)
+    assert f"data.{project}" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    s3.put_object(Bucket=f"data.{project}", Key="master/a.csv", Body=b"in the project")
+    with tusk.Client(gateway.repo) as client:
+        assert client.read_file(f"{project}/data@master:/a.csv") == b"in the project"
+    got = s3.get_object(Bucket=f"data.{project}", Key="master/a.csv")
+    assert got["Body"].read() == b"in the project"
+    with pytest.raises(ClientError) as missing:
+        s3.head_bucket(Bucket="data.nosuchproject")
+    assert missing.value.response["Error"]["Code"] in ("404", "NoSuchBucket")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.repo.helpers import ok
+from tests.repo.helpers import error, ok
 from tests.trigger.conftest import Harness
 
 CAMEL = {
@@ -22,14 +22,18 @@ async def test_a_camel_case_spec_is_stored_in_snake_case_with_its_warnings(
     harness: Harness,
 ) -> None:
     h = harness
-    await h.repos.create_repo("images")
+    await h.repos.create_project("vision")
+    await h.repos.create_repo("vision/images")
     created = ok(await h.api.post("/v1/pipelines", content=json.dumps(CAMEL)), 201)
+    assert created["name"] == "vision/edges"
+    assert created["spec"]["input"]["pfs"]["repo"] == "vision/images"
+    assert created["spec"]["input"]["pfs"]["name"] == "images"
     assert created["spec"]["parallelism_spec"] == {"constant": 2}
     assert created["spec"]["input"]["pfs"]["empty_files"] is True
     assert created["spec"]["egress"] == {"url": "s3://bucket/dir"}
     fields = [w.split(":")[0] for w in created["warnings"]]
-    assert fields == ["pipeline.project", "transform.image_pull_secrets"]  # egress is applied
-    shown = ok(await h.api.get("/v1/pipelines/edges"))
+    assert fields == ["transform.image_pull_secrets"]  # egress and the project are applied
+    shown = ok(await h.api.get("/v1/pipelines/vision%2Fedges"))
     assert shown["warnings"] == created["warnings"]
 
 
@@ -56,24 +60,44 @@ async def test_a_spout_gets_its_output_repo_and_no_jobs(harness: Harness) -> Non
 
 async def test_updates_keep_the_salt_unless_they_reprocess(harness: Harness) -> None:
     h = harness
-    await h.repos.create_repo("images")
+    await h.repos.create_project("vision")
+    await h.repos.create_repo("vision/images")
     spec = {k: v for k, v in CAMEL.items() if k != "egress"}
     first = ok(await h.api.post("/v1/pipelines", content=json.dumps(spec)), 201)
     assert "salt" not in first["spec"]
     resized = {**spec, "parallelismSpec": {"constant": 5}}
-    kept = ok(await h.api.put("/v1/pipelines/edges", content=json.dumps(resized)))
+    kept = ok(await h.api.put("/v1/pipelines/vision%2Fedges", content=json.dumps(resized)))
     assert "salt" not in kept["spec"]
     salted = ok(
         await h.api.put(
-            "/v1/pipelines/edges", content=json.dumps(resized), params={"reprocess": "true"}
+            "/v1/pipelines/vision%2Fedges",
+            content=json.dumps(resized),
+            params={"reprocess": "true"},
         )
     )
     salt = salted["spec"]["salt"]
-    again = ok(await h.api.put("/v1/pipelines/edges", content=json.dumps(spec)))
+    again = ok(await h.api.put("/v1/pipelines/vision%2Fedges", content=json.dumps(spec)))
     assert again["spec"]["salt"] == salt  # kept: the datums processed since stay processed
     fresh = ok(
         await h.api.put(
-            "/v1/pipelines/edges", content=json.dumps(spec), params={"reprocess": "true"}
+            "/v1/pipelines/vision%2Fedges", content=json.dumps(spec), params={"reprocess": "true"}
         )
     )
     assert fresh["spec"]["salt"] not in (None, salt)
+
+
+async def test_a_pipeline_in_a_missing_project_is_404_saying_how(harness: Harness) -> None:
+    h = harness
+    await h.repos.create_repo("images")
+    spec = {
+        "pipeline": {"name": "edges", "project": {"name": "ghost"}},
+        "input": {"pfs": {"repo": "images", "project": "default", "glob": "/*"}},
+        "transform": {"cmd": ["true"]},
+    }
+    error(
+        await h.api.post("/v1/pipelines", content=json.dumps(spec)),
+        404,
+        "project 'ghost' not found",
+        "tusk project create ghost",
+    )
+    assert ok(await h.api.get("/v1/pipelines")) == []

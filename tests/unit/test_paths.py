@@ -5,7 +5,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tusk.errors import InvalidArgument
-from tusk.paths import normalize_path, parse_address, parse_ref, split_path
+from tusk.paths import (
+    flat_name,
+    in_project,
+    normalize_path,
+    parse_address,
+    parse_ref,
+    qualified_name,
+    split_path,
+    split_project,
+)
 
 segment = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x00"),
@@ -109,3 +118,53 @@ def test_address_round_trip(repo: str, ref: str | None, up: int, path: list[str]
 def test_bad_addresses(bad: str) -> None:
     with pytest.raises(InvalidArgument):
         parse_address(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "project", "name", "normalized"),
+    [
+        ("raw", "default", "raw", "raw"),
+        ("default/raw", "default", "raw", "raw"),
+        ("vision/raw", "vision", "raw", "vision/raw"),
+    ],
+)
+def test_split_project(text: str, project: str, name: str, normalized: str) -> None:
+    qualified = split_project("repo", text)
+    assert (qualified.project, qualified.name, str(qualified)) == (project, name, normalized)
+    assert qualified_name("repo", text) == normalized
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("/raw", "nothing before '/'"),
+        ("a/b/c", "with one '/'"),
+        ("bad.p/raw", "invalid project name 'bad.p'"),
+        ("p/bad.r", "invalid repo name 'bad.r'"),
+        ("p/", "invalid repo name ''"),
+        ("pp/" + "x" * 61, "at most 63 characters"),
+    ],
+)
+def test_bad_qualified_names(bad: str, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message.replace(".", r"\.")):
+        split_project("repo", bad)
+
+
+def test_an_input_takes_its_pipelines_project_unless_it_names_one() -> None:
+    assert in_project("p", "repo", "images") == "p/images"
+    assert in_project("default", "repo", "images") == "images"
+    assert in_project("p", "repo", "q/images") == "q/images"
+    assert in_project("p", "repo", "default/images") == "images"
+
+
+def test_flat_names_of_a_project_and_of_a_repo_never_meet() -> None:
+    # A pipeline 'p' and a pipeline 'p/x' of project p: the second is no path under the first.
+    assert flat_name("p/x") == "p.x"
+    assert "/" not in flat_name("p/x")
+    assert flat_name("p") != flat_name("p/x")
+
+
+def test_parse_address_takes_a_project() -> None:
+    address = parse_address("vision/images@dev:/a/b.png")
+    assert (address.repo, str(address.ref), address.path) == ("vision/images", "dev", "/a/b.png")
+    assert parse_address("default/images").repo == "images"

@@ -23,7 +23,9 @@ Role = Literal["reader", "writer", "owner", "admin"]
 ResourceKind = Literal["repo", "pipeline"]
 ROLES: tuple[Role, ...] = ("reader", "writer", "owner", "admin")
 _RANK: dict[str, int] = {"reader": 1, "writer": 2, "owner": 3, "admin": 4}
-_RESOURCE_RE = re.compile(r"^(repo|pipeline):([A-Za-z0-9_-]{1,63}|\*)$")
+# A repo or pipeline may be qualified by its project: repo:vision/images.
+RESOURCE_PATTERN = r"^(repo|pipeline):((?:[A-Za-z0-9_-]{1,63}/)?[A-Za-z0-9_-]{1,63}|\*)$"
+_RESOURCE_RE = re.compile(RESOURCE_PATTERN)
 IDENTITY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$"
 
 

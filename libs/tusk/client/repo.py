@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         HistoryEntry,
         MergeInfo,
         Page,
+        ProjectInfo,
         PutResult,
         RepoInfo,
         TagInfo,
@@ -75,6 +76,23 @@ class RepoClient(AuthApi):
 
     service = "repo"
     url_setting = "TUSK_REPO_URL"
+
+    # --- projects ----------------------------------------------------------------------------
+
+    async def create_project(self, name: str, description: str = "") -> ProjectInfo:
+        """Create a project: repos and pipelines in it are named ``<name>/<repo>``."""
+        response = await self._request(
+            "POST", "/v1/projects", json={"name": name, "description": description}
+        )
+        return self._parse(wire.ProjectInfo, response)
+
+    async def list_projects(self) -> list[ProjectInfo]:
+        """Every project, ``default`` first."""
+        return self._parse_list(wire.ProjectInfo, await self._request("GET", "/v1/projects"))
+
+    async def delete_project(self, name: str) -> None:
+        """Delete an empty project (``Conflict`` while it holds repos)."""
+        await self._request("DELETE", f"/v1/projects/{seg(name)}")
 
     # --- repos -------------------------------------------------------------------------------
 

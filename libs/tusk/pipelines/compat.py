@@ -1,7 +1,9 @@
 """Pachyderm fields tusk accepts but cannot apply (yet, or at all), each with the reason: shown
 when a pipeline is created or updated, so nothing in a spec is silently ignored.
 
-Applied, so not listed: names in either spelling, ``pfs.empty_files`` (staged empty),
+Applied, so not listed: names in either spelling, ``pipeline.project`` and ``pfs.project``
+(projects are namespaces: the pipeline is ``<project>/<name>``, an input without a project
+reads its pipeline's), ``pfs.empty_files`` (staged empty),
 ``pfs.lazy`` (the files are staged before the command starts: what it reads is the same),
 ``autoscaling`` (``true``: workers exist only while a job has datums; ``false``, the default
 as in Pachyderm: on Kubernetes a warm worker pod per pipeline waits between jobs, see
@@ -21,8 +23,6 @@ from __future__ import annotations
 
 from tusk.pipelines.models import PipelineSpec, format_loc
 
-DEFAULT_PROJECT = "default"
-
 
 def spec_warnings(spec: PipelineSpec) -> list[str]:
     """``"<field>: <why it has no effect>"`` for each such field the spec sets."""
@@ -31,25 +31,12 @@ def spec_warnings(spec: PipelineSpec) -> list[str]:
     def warn(field: str, why: str) -> None:
         warnings.append(f"{field}: {why}")
 
-    project = spec.pipeline.project
-    if project is not None and project.name != DEFAULT_PROJECT:
-        warn(
-            "pipeline.project",
-            f"tusk has one namespace of repos and pipelines; project {project.name!r} is "
-            "recorded but the pipeline and its output repo are named without it",
-        )
     if spec.input is not None:
         for loc, node in spec.input.walk():
             pfs = node.pfs
             if pfs is None:
                 continue
             here = format_loc((*loc, "pfs"))
-            if pfs.project not in (None, DEFAULT_PROJECT):
-                warn(
-                    f"{here}.project",
-                    f"tusk has one namespace of repos; repo {pfs.repo!r} is read without "
-                    f"project {pfs.project!r}",
-                )
             trigger = pfs.trigger
             if trigger is not None and (trigger.branch or "master") == pfs.branch:
                 warn(

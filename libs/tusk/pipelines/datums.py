@@ -93,7 +93,7 @@ Parts = tuple[DatumInput, ...]
 async def compute_datums(
     input: Input, commits: Mapping[str, str], lister: InputLister
 ) -> list[Datum]:
-    """The datums of ``input`` at ``commits`` (pfs input name → commit id), in a stable order.
+    """The datums of ``input`` at ``commits`` (pfs input key → commit id), in a stable order.
 
     - pfs: one datum per glob match, by path;
     - cross: the product of its inputs' datums; union: their concatenation;
@@ -102,7 +102,7 @@ async def compute_datums(
       has it is ``outer_join``; keys in sorted order;
     - group: one datum per ``group_by`` key with every match of every input, keys sorted.
 
-    An input whose name is not in ``commits`` (its branch has no commit yet) matches nothing,
+    An input whose key is not in ``commits`` (its branch has no commit yet) matches nothing,
     as in Pachyderm. A datum that appears twice (say in two union branches) is kept once.
     Cron inputs must first be replaced by their pfs view (``PipelineSpec.resolved_input()``).
     """
@@ -111,9 +111,9 @@ async def compute_datums(
             "datums read a cron input through its repo: pass spec.resolved_input()"
         )
     wanted = {
-        (pfs.repo, commits[pfs.name], pfs.parsed_glob.listing)
+        (pfs.repo, commits[pfs.key], pfs.parsed_glob.listing)
         for pfs in input.pfs_inputs()
-        if pfs.name in commits
+        if pfs.key in commits
     }
     requests = sorted(wanted)
     tasks = [asyncio.ensure_future(lister.glob(*request)) for request in requests]
@@ -126,7 +126,7 @@ async def compute_datums(
     listings = dict(zip(requests, results, strict=True))
 
     def matches(pfs: PfsInput) -> list[DatumInput]:
-        commit = commits.get(pfs.name)
+        commit = commits.get(pfs.key)
         if commit is None:
             return []
         found = listings[(pfs.repo, commit, pfs.parsed_glob.listing)]

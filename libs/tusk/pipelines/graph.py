@@ -9,12 +9,22 @@ from tusk.errors import InvalidArgument
 from tusk.pipelines.models import PipelineSpec, format_loc
 
 
+def _elsewhere(repo: str, existing_repos: Container[str]) -> str:
+    """A hint when the repo exists in the default project: an input without ``project``
+    reads its pipeline's project, as in Pachyderm."""
+    project, slash, name = repo.partition("/")
+    if slash and name in existing_repos:
+        return f" in project {project!r} (repo {name!r} of the default project: set pfs.project)"
+    return ""
+
+
 def check_input_repos(spec: PipelineSpec, existing_repos: Container[str]) -> None:
     """Raise :class:`InvalidArgument` naming each pfs input whose repo does not exist."""
     if spec.input is None:
         return
     problems = [
         f"{format_loc((*loc, 'pfs', 'repo'))}: repo {node.pfs.repo!r} does not exist"
+        + _elsewhere(node.pfs.repo, existing_repos)
         for loc, node in spec.input.walk()
         if node.pfs is not None and node.pfs.repo not in existing_repos
     ]

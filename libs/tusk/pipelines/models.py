@@ -32,7 +32,14 @@ from pydantic import (
 from pydantic.alias_generators import to_camel, to_snake
 
 from tusk.errors import InvalidArgument
-from tusk.paths import NAME_RE, validate_branch_name
+from tusk.paths import (
+    DEFAULT_PROJECT,
+    MAX_QUALIFIED_NAME_LENGTH,
+    NAME_RE,
+    qualified_name,
+    split_project,
+    validate_branch_name,
+)
 from tusk.pipelines.glob import Glob, GlobError, parse_glob, validate_key_template
 from tusk.pipelines.units import format_duration, parse_duration, parse_quantity
 
@@ -70,6 +77,13 @@ def _name(value: str) -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+def _qualified(value: str) -> str:
+    try:
+        return qualified_name("repo", value)
+    except InvalidArgument as exc:
+        raise ValueError(exc.message) from None
 
 
 def _branch(value: str) -> str:
@@ -141,6 +155,8 @@ def _byte_size(value: object) -> object:
 
 
 Name = Annotated[str, AfterValidator(_name)]
+# A repo, optionally qualified by its project (``p/images``); ``default/x`` becomes ``x``.
+QualifiedRepo = Annotated[str, AfterValidator(_qualified)]
 ByteSize = Annotated[int, BeforeValidator(_byte_size)]
 BranchName = Annotated[str, AfterValidator(_branch)]
 Duration = Annotated[
@@ -266,8 +282,9 @@ class BranchTrigger(_Model):
 class PfsInput(_Model):
     """A repo's branch, split into datums by ``glob``; mounted at ``/pfs/<name>``."""
 
-    name: Name  # defaults to the repo
-    repo: Name
+    name: Name  # defaults to the repo (without its project)
+    # Qualified when the spec is read: the input's ``project``, else the pipeline's.
+    repo: QualifiedRepo
     branch: BranchName = "master"
     glob: str = "/"
     join_on: str | None = None
@@ -284,8 +301,8 @@ class PfsInput(_Model):
     def _name_defaults_to_repo(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and data.get("name") is None:
             repo = data.get("repo")
-            if isinstance(repo, str) and NAME_RE.fullmatch(repo):
-                return {**data, "name": repo}
+            if isinstance(repo, str) and NAME_RE.fullmatch(bare := repo.rpartition("/")[2]):
+                return {**data, "name": bare}
         return data
 
     @field_validator("glob")
@@ -314,6 +331,15 @@ class PfsInput(_Model):
     @property
     def parsed_glob(self) -> Glob:
         return _parsed_glob(self.glob)
+
+    @property
+    def key(self) -> str:
+        """What the job's input commits are keyed by: the name, qualified by the input's own
+        ``project`` when it names one, so that union branches mounting repos of two projects
+        at one ``/pfs/<name>`` (as Pachyderm allows) keep their commits apart."""
+        if self.project in (None, DEFAULT_PROJECT):
+            return self.name
+        return f"{self.project}/{self.name}"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -732,13 +758,26 @@ class PipelineSpec(_Model):
     """Part of every datum's identity: a new salt (``pipeline update --reprocess``) makes every
     datum new; otherwise datums keep their identity across versions."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inputs_in_the_project(cls, data: Any) -> Any:
+        """Each pfs input's repo qualified by its ``project``, else the pipeline's (as in
+        Pachyderm), so that everything downstream reads ``p/images``; its name (``/pfs/…``)
+        stays the bare repo name."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("input"), Mapping):
+            return data
+        project = _project_of(data.get("pipeline"))
+        if project is None:
+            return data
+        return {**data, "input": _qualify_inputs(data["input"], project)}
+
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
         if self.input is not None and _input_depth(self.input) > MAX_INPUT_DEPTH:
             raise SpecErrors(
                 [(("input",), f"inputs are nested more than {MAX_INPUT_DEPTH} levels deep")]
             )
-        errors = _check_kind(self)
+        errors = _check_name(self) + _check_kind(self)
         if self.input is not None:
             errors += _check_inputs(self)
         errors += _check_resources(self)
@@ -749,9 +788,16 @@ class PipelineSpec(_Model):
         return self
 
     @property
+    def project(self) -> str:
+        return self.pipeline.project.name if self.pipeline.project else DEFAULT_PROJECT
+
+    @property
     def name(self) -> str:
-        """The pipeline's name, which is also its output repo's."""
-        return self.pipeline.name
+        """The pipeline's qualified name (``p/edges``; ``edges`` in the default project),
+        which is also its output repo's."""
+        if self.project == DEFAULT_PROJECT:
+            return self.pipeline.name
+        return f"{self.project}/{self.pipeline.name}"
 
     @property
     def exposed(self) -> Service | None:
@@ -853,6 +899,46 @@ def _input_depth(root: Input) -> int:
     return deepest
 
 
+def _project_of(pipeline: Any) -> str | None:
+    """The project a raw ``pipeline`` field names (``default`` when none); None when it is
+    malformed (which the field's own validation then reports)."""
+    if not isinstance(pipeline, Mapping):
+        return None
+    project = pipeline.get("project")
+    if project is None:
+        return DEFAULT_PROJECT
+    if isinstance(project, Mapping):
+        project = project.get("name")
+    if not isinstance(project, str) or not NAME_RE.fullmatch(project):
+        return None
+    return project
+
+
+def _qualify_inputs(node: Mapping[str, Any], project: str) -> Mapping[str, Any]:
+    out = dict(node)
+    for kind in ("cross", "union", "join", "group"):
+        children = node.get(kind)
+        if isinstance(children, list):
+            out[kind] = [
+                _qualify_inputs(c, project) if isinstance(c, Mapping) else c for c in children
+            ]
+    pfs = node.get("pfs")
+    if isinstance(pfs, Mapping) and isinstance(repo := pfs.get("repo"), str) and "/" not in repo:
+        own = pfs.get("project")
+        if NAME_RE.fullmatch(repo) and (own is None or isinstance(own, str)):
+            qualified = f"{own or project}/{repo}"
+            out["pfs"] = {"name": repo, **pfs, "repo": qualified}
+    return out
+
+
+def _check_name(spec: PipelineSpec) -> list[tuple[Loc, str]]:
+    try:
+        split_project("pipeline", f"{spec.project}/{spec.pipeline.name}")
+    except InvalidArgument as exc:
+        return [(("pipeline", "name"), exc.message)]
+    return []
+
+
 def _check_kind(spec: PipelineSpec) -> list[tuple[Loc, str]]:
     """A spout has no input; every other pipeline needs one."""
     if spec.spout is not None:
@@ -908,12 +994,12 @@ def _check_inputs(spec: PipelineSpec) -> list[tuple[Loc, str]]:
                         f"the pipeline cannot read its own output repo {pfs.repo!r} (a cycle)",
                     )
                 )
-            claim(pfs.name, (*here, "name"), pfs.repo, pfs.branch)
+            claim(pfs.key, (*here, "name"), pfs.repo, pfs.branch)
             return {pfs.name}
         if node.cron is not None:
             cron = node.cron
             repo = cron_repo_name(spec.name, cron.name)
-            if not NAME_RE.fullmatch(repo):
+            if len(repo) > MAX_QUALIFIED_NAME_LENGTH:
                 errors.append(
                     (
                         (*loc, "cron", "name"),

@@ -32,6 +32,7 @@ from tusk.client.models import (
     FileInfo,
     JobInfo,
     PipelineInfo,
+    ProjectInfo,
     PutResult,
     RepoInfo,
 )
@@ -153,6 +154,18 @@ class AsyncClient:
     async def aclose(self) -> None:
         for client in (self.repo, self.trigger, self.scheduler, self.inference, self.models):
             await client.aclose()
+
+    # --- projects ----------------------------------------------------------------------------
+
+    async def create_project(self, name: str, description: str = "") -> ProjectInfo:
+        """A namespace of repos and pipelines: its repos are then named ``name/REPO``."""
+        return await self.repo.create_project(name, description)
+
+    async def list_projects(self) -> list[ProjectInfo]:
+        return await self.repo.list_projects()
+
+    async def delete_project(self, name: str) -> None:
+        await self.repo.delete_project(name)
 
     # --- repos and branches ------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from tusk.client.models import (
     FileInfo,
     JobInfo,
     PipelineInfo,
+    ProjectInfo,
     PutResult,
     RepoInfo,
 )
@@ -100,6 +101,17 @@ class Client:
         if not self._loop.loop.is_closed():
             self._loop.run(self.aio.aclose())
             self._loop.close()
+
+    # --- projects ----------------------------------------------------------------------------
+
+    def create_project(self, name: str, description: str = "") -> ProjectInfo:
+        return self._loop.run(self.aio.create_project(name, description))
+
+    def list_projects(self) -> list[ProjectInfo]:
+        return self._loop.run(self.aio.list_projects())
+
+    def delete_project(self, name: str) -> None:
+        self._loop.run(self.aio.delete_project(name))
 
     # --- repos and branches ------------------------------------------------------------------
 

@@ -8,19 +8,33 @@ from typing import Generic, Literal, TypeVar
 from pydantic import Field
 from pydantic.config import JsonDict
 
-from tusk.paths import NAME_RE, REF_RE
+from tusk.paths import MAX_QUALIFIED_NAME_LENGTH, NAME_RE, QUALIFIED_NAME_RE, REF_RE
 from tusk.wire.base import WireModel
 
 T = TypeVar("T")
 
 # Documented in the schema; checked by the service, whose messages say what a name may be.
 NAME_SCHEMA: JsonDict = {"pattern": NAME_RE.pattern}
+# A repo's or pipeline's name, optionally qualified by its project: ``p/x``.
+QUALIFIED_NAME_SCHEMA: JsonDict = {
+    "pattern": QUALIFIED_NAME_RE.pattern,
+    "maxLength": MAX_QUALIFIED_NAME_LENGTH,
+}
 REF_SCHEMA: JsonDict = {"pattern": REF_RE.pattern}
 
 
 class Page(WireModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="Pass as ?cursor= to get the next page")
+
+
+class ProjectInfo(WireModel):
+    """A namespace of repos and pipelines; ``default`` holds those named without a project."""
+
+    name: str
+    description: str
+    created_at: datetime | None = Field(description="None for the built-in default project")
+    repo_count: int
 
 
 class RepoInfo(WireModel):
@@ -48,7 +62,7 @@ class BranchInfo(WireModel):
 class CommitRef(WireModel):
     """A commit of some repo."""
 
-    repo: str = Field(json_schema_extra=NAME_SCHEMA)
+    repo: str = Field(json_schema_extra=QUALIFIED_NAME_SCHEMA)
     commit: str = Field(
         description="A commit id, or a branch (resolved to its head)", json_schema_extra=REF_SCHEMA
     )

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from tusk.client import RepoClient
 from tusk.errors import InvalidArgument, NotFound
+from tusk.paths import split_project
 from tusk.worker.batching import BatchedShard
 from tusk.worker.live import LiveCopy
 from tusk.worker.process import STDERR_QUOTE, CommandResult, DatumLog, run_command
@@ -503,8 +504,9 @@ class _ShardRunner:
             PACH_JOB_ID=spec.job,
             PACH_DATUM_ID=datum.id,
             PACH_OUTPUT_COMMIT_ID=spec.output_commit,
-            PPS_PIPELINE_NAME=spec.pipeline,
-            PPS_PROJECT_NAME="default",
+            # Pachyderm's: the name within its project, and the project.
+            PPS_PIPELINE_NAME=split_project("pipeline", spec.pipeline).name,
+            PPS_PROJECT_NAME=split_project("pipeline", spec.pipeline).project,
         )
         if self.sandbox.active:
             env["HOME"] = "/tmp"  # noqa: S108 - the sandbox's private /tmp: the host's home is not there

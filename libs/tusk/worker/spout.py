@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tusk.client import RepoClient
@@ -28,7 +28,8 @@ class SpoutSettings(BaseSettings):
 
     repo_url: str = Field(default=DEFAULT_REPO_URL, alias="TUSK_REPO_URL")
     token: str | None = Field(default=None, alias="TUSK_TOKEN")
-    pipeline: str = Field(alias="PPS_PIPELINE_NAME")
+    # Qualified (p/x); PPS_PIPELINE_NAME is the name within its project, as in Pachyderm.
+    pipeline: str = Field(validation_alias=AliasChoices("TUSK_PIPELINE", "PPS_PIPELINE_NAME"))
     output_repo: str = Field(alias="TUSK_OUTPUT_REPO")
     output_branch: str = Field(default="master", alias="TUSK_OUTPUT_BRANCH")
     overwrite: bool = Field(default=False, alias="TUSK_SPOUT_OVERWRITE")

@@ -14,7 +14,7 @@ from tusk.events.parking import add_outbox_routes
 from tusk.events.relay import OutboxRelay
 from tusk.limits import add_request_limits
 from tusk.openapi import add_links
-from tusk_repo.api import auth, branches, commits, files, lifecycle, repos
+from tusk_repo.api import auth, branches, commits, files, lifecycle, projects, repos
 from tusk_repo.api.access import RepoAccess
 from tusk_repo.api.links import LINKS
 from tusk_repo.auth_verifier import audit_sink, repo_verifier
@@ -72,7 +72,7 @@ def create_app(
     add_about_route(app, describe("repo", settings, uses_objects=True))
     add_outbox_routes(app, _relay, serve_metrics=True)
 
-    for module in (repos, branches, commits, files, lifecycle):
+    for module in (projects, repos, branches, commits, files, lifecycle):
         app.include_router(module.router, prefix="/v1", dependencies=[RepoAccess])
     app.include_router(auth.router, prefix="/v1")
     add_links(app, LINKS)

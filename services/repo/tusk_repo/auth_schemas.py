@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tusk.auth.principal import IDENTITY_PATTERN, Role
-from tusk.paths import NAME_RE
+from tusk.auth.principal import IDENTITY_PATTERN, RESOURCE_PATTERN, Role
+from tusk.paths import MAX_QUALIFIED_NAME_LENGTH, QUALIFIED_NAME_RE
 from tusk.wire.auth import AuditEntry, RoleInfo, TokenCreated, TokenInfo, WorkerTokenCreated
 
 __all__ = [
@@ -42,20 +42,23 @@ class RoleGrant(_Model):
     role: Role
     resource: str | None = Field(
         default=None,
-        pattern=r"^(repo|pipeline):([A-Za-z0-9_-]{1,63}|\*)$",
-        description="repo:NAME or pipeline:NAME (NAME may be *); none for admin",
+        pattern=RESOURCE_PATTERN,
+        description="repo:NAME or pipeline:NAME (NAME may be * or PROJECT/NAME); none for "
+        "admin",
     )
 
 
 class WorkerCommit(_Model):
-    repo: str = Field(pattern=NAME_RE.pattern)
+    repo: str = Field(pattern=QUALIFIED_NAME_RE.pattern, max_length=MAX_QUALIFIED_NAME_LENGTH)
     commit: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
 class WorkerTokenCreate(_Model):
     job: str = Field(pattern=r"^[0-9a-f]{32}$")
-    pipeline: str = Field(pattern=NAME_RE.pattern)
-    output_repo: str = Field(pattern=NAME_RE.pattern)
+    pipeline: str = Field(pattern=QUALIFIED_NAME_RE.pattern, max_length=MAX_QUALIFIED_NAME_LENGTH)
+    output_repo: str = Field(
+        pattern=QUALIFIED_NAME_RE.pattern, max_length=MAX_QUALIFIED_NAME_LENGTH
+    )
     read_repos: list[str] = Field(default_factory=list, max_length=1000)
     write_commits: list[str] = Field(
         default_factory=list,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tusk.wire.base import ErrorBody
 from tusk.wire.repo import NAME_SCHEMA as _NAME
+from tusk.wire.repo import QUALIFIED_NAME_SCHEMA as _QUALIFIED_NAME
 from tusk.wire.repo import REF_SCHEMA as _REF
 from tusk.wire.repo import (
     BranchInfo,
@@ -23,6 +24,7 @@ from tusk.wire.repo import (
     MergeConflict,
     MergeInfo,
     Page,
+    ProjectInfo,
     PutResult,
     RepoInfo,
     TagInfo,
@@ -51,6 +53,8 @@ __all__ = [
     "MergeInfo",
     "MergeRequest",
     "Page",
+    "ProjectCreate",
+    "ProjectInfo",
     "PutResult",
     "RepoCreate",
     "RepoInfo",
@@ -79,9 +83,21 @@ class CommitRefInput(CommitRef):
 _NO_NUL = r"^[^\x00]*$"
 
 
+class ProjectCreate(Model):
+    name: str = Field(
+        description="1-63 letters, digits, '_' or '-'",
+        examples=["vision"],
+        json_schema_extra=_NAME,
+    )
+    description: str = Field(default="", max_length=10_000, pattern=_NO_NUL)
+
+
 class RepoCreate(Model):
     name: str = Field(
-        description="1-63 letters, digits, '_' or '-'", examples=["raw"], json_schema_extra=_NAME
+        description="1-63 letters, digits, '_' or '-', optionally after its project and '/' "
+        "(project 'default' when none; at most 63 characters in all)",
+        examples=["raw", "vision/images"],
+        json_schema_extra=_QUALIFIED_NAME,
     )
     description: str = Field(default="", max_length=10_000, pattern=_NO_NUL)
     pipeline: str | None = Field(

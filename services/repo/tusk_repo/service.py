@@ -24,7 +24,16 @@ from tusk.events.types import (
     RepoDeleted,
 )
 from tusk.objectstore.chunks import ChunkedFile
-from tusk.paths import Ref, normalize_path, parse_ref, validate_branch_name, validate_name
+from tusk.paths import (
+    DEFAULT_PROJECT,
+    Ref,
+    normalize_path,
+    parse_ref,
+    qualified_name,
+    split_project,
+    validate_branch_name,
+    validate_project_name,
+)
 from tusk_repo import protection, store, trees, treewalk
 from tusk_repo.protection import ANYONE, Writer
 from tusk_repo.schemas import (
@@ -34,10 +43,12 @@ from tusk_repo.schemas import (
     DiffEntry,
     FileInfo,
     HistoryEntry,
+    ProjectInfo,
     RepoInfo,
 )
 from tusk_repo.store import TreeStore
 from tusk_repo.store import commits as commit_store
+from tusk_repo.store import projects as project_store
 from tusk_repo.store import repos as repo_store
 from tusk_repo.tables import BranchRow, CommitRow, RepoRow
 
@@ -67,15 +78,83 @@ class RepoService:
         self.trees = tree_store
         self.outbox = outbox
 
+    # --- projects ----------------------------------------------------------------------------
+
+    async def create_project(
+        self, session: AsyncSession, name: str, description: str
+    ) -> ProjectInfo:
+        validate_project_name(name)
+        if name == DEFAULT_PROJECT or not await project_store.insert_project(
+            session, name, description, _now()
+        ):
+            raise AlreadyExists(f"project {name!r} already exists")
+        return await self.get_project(session, name)
+
+    async def get_project(self, session: AsyncSession, name: str) -> ProjectInfo:
+        validate_project_name(name)
+        for project in await self.list_projects(session, only=name):
+            return project
+        raise NotFound(f"project {name!r} not found")
+
+    async def list_projects(
+        self, session: AsyncSession, *, only: str | None = None
+    ) -> list[ProjectInfo]:
+        """``default`` first (it has no row: it always exists), then the others by name."""
+        counts = await project_store.repo_counts(session)
+        default = ProjectInfo(
+            name=DEFAULT_PROJECT,
+            description="Repos and pipelines named without a project",
+            created_at=None,
+            repo_count=counts.get(DEFAULT_PROJECT, 0),
+        )
+        rows = await project_store.all_projects(session)
+        projects = [default] + [
+            ProjectInfo(
+                name=r.name,
+                description=r.description,
+                created_at=r.created_at,
+                repo_count=counts.get(r.name, 0),
+            )
+            for r in rows
+        ]
+        return [p for p in projects if only is None or p.name == only]
+
+    async def delete_project(self, session: AsyncSession, name: str) -> None:
+        validate_project_name(name)
+        if name == DEFAULT_PROJECT:
+            raise InvalidArgument("the default project cannot be deleted")
+        if await project_store.project_named(session, name, lock=True) is None:
+            raise NotFound(f"project {name!r} not found")
+        if repos := await project_store.repos_in(session, name):
+            raise Conflict(
+                f"project {name!r} still holds repos ({', '.join(repos)}); delete its "
+                "pipelines and repos first (`tusk pipeline delete`, `tusk repo delete`)",
+                repos=repos,
+            )
+        await project_store.delete_project(session, name)
+
+    async def _require_project(self, session: AsyncSession, project: str) -> None:
+        """A repo is created only in a project that exists, held until the transaction ends
+        so that a concurrent delete of the project waits for it."""
+        if project == DEFAULT_PROJECT:
+            return
+        if await project_store.project_named(session, project, share=True) is None:
+            raise NotFound(
+                f"project {project!r} not found: create it first (`tusk project create {project}`)"
+            )
+
     # --- repos -------------------------------------------------------------------------------
 
     async def create_repo(
         self, session: AsyncSession, name: str, description: str, *, pipeline: str | None = None
     ) -> RepoRow:
-        """``pipeline``: the pipeline whose output repo this is (only its jobs write to it)."""
-        validate_name("repo", name)
+        """``pipeline``: the pipeline whose output repo this is (only its jobs write to it).
+        ``name`` may be qualified (``p/raw``); project ``p`` must exist."""
+        qualified = split_project("repo", name)
+        name = str(qualified)
         if pipeline is not None:
-            validate_name("pipeline", pipeline)
+            pipeline = qualified_name("pipeline", pipeline)
+        await self._require_project(session, qualified.project)
         if not await repo_store.insert_repo(session, name, description, _now(), pipeline):
             raise AlreadyExists(f"repo {name!r} already exists")
         repo = await self.get_repo(session, name)
@@ -83,7 +162,7 @@ class RepoService:
         return repo
 
     async def get_repo(self, session: AsyncSession, name: str) -> RepoRow:
-        validate_name("repo", name)
+        name = qualified_name("repo", name)
         repo = await repo_store.repo_named(session, name)
         if repo is None:
             raise NotFound(f"repo {name!r} not found")
@@ -109,7 +188,7 @@ class RepoService:
                 dependents=dependents,
             )
         await repo_store.delete_repo(session, repo)
-        await self.outbox.add(session, RepoDeleted(repo=name))
+        await self.outbox.add(session, RepoDeleted(repo=repo.name))
 
     # --- branches ----------------------------------------------------------------------------
 

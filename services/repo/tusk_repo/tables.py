@@ -31,6 +31,17 @@ from tusk.events.outbox import outbox_table
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+class ProjectRow(Base):
+    """A project other than ``default`` (which always exists and has no row); its repos are
+    those named ``<project>/…``."""
+
+    __tablename__ = "repo_projects"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class RepoRow(Base):
     __tablename__ = "repo_repos"
 

@@ -35,6 +35,7 @@ from tusk.events.types import (
     JobStarted,
     JobSucceeded,
 )
+from tusk.paths import qualified_name
 from tusk.pipelines.compat import spec_warnings
 from tusk.pipelines.models import BranchTrigger, next_tick
 from tusk.pipelines.spec import PipelineSpec, cron_repo_name, find_cycle
@@ -64,9 +65,9 @@ class InputBranch:
 
 
 def input_branches(spec: PipelineSpec) -> list[InputBranch]:
-    branches = [InputBranch(p.name, p.repo, p.branch) for p in spec.pfs_inputs()]
+    branches = [InputBranch(p.key, p.repo, p.branch) for p in spec.pfs_inputs()]
     branches += [
-        InputBranch(c.name, cron_repo_name(spec.pipeline.name, c.name), "master")
+        InputBranch(c.name, cron_repo_name(spec.name, c.name), "master")
         for c in spec.cron_inputs()
     ]
     return branches
@@ -114,7 +115,7 @@ class TriggerService:
         ``output``, the output repo."""
         await self._check_inputs(spec)
         if output:
-            name = spec.pipeline.name
+            name = spec.name
             await self._ensure_repo(
                 name, f"output of pipeline {name}", adopt_empty=True, owner=name
             )
@@ -128,15 +129,16 @@ class TriggerService:
     # --- pipelines ---------------------------------------------------------------------------
 
     async def check_new(self, session: AsyncSession, spec: PipelineSpec) -> None:
-        name = spec.pipeline.name
+        name = spec.name
         if await store.pipeline(session, name) is not None:
             raise AlreadyExists(f"pipeline {name!r} already exists (use update)")
         await self._check_graph(session, spec)
 
     async def check_update(self, session: AsyncSession, name: str, spec: PipelineSpec) -> None:
-        if spec.pipeline.name != name:
+        name = qualified_name("pipeline", name)
+        if spec.name != name:
             raise InvalidArgument(
-                f"pipeline.name: the spec names {spec.pipeline.name!r}, not {name!r}"
+                f"pipeline.name: the spec names {spec.name!r}, not {name!r}"
             )
         await self._pipeline(session, name)
         await self._check_graph(session, spec)
@@ -145,7 +147,7 @@ class TriggerService:
         self, session: AsyncSession, spec: PipelineSpec, heads: Heads
     ) -> PipelineInfo:
         """Store version 1 and run a first job if every input already has a commit."""
-        name = spec.pipeline.name
+        name = spec.name
         document = spec.to_dict()
         check_job_spec_size(document)
         now = _now()
@@ -400,7 +402,7 @@ class TriggerService:
         for row in await store.due_branch_schedules(session, now):
             pipeline = await self._pipeline(session, row.pipeline)
             for pfs in self._spec(pipeline).pfs_inputs():
-                if pfs.name == row.input_name and pfs.trigger is not None:
+                if pfs.key == row.input_name and pfs.trigger is not None:
                     due.append((row, pfs.trigger))
                     break
         return due
@@ -729,14 +731,14 @@ class TriggerService:
             p.name: [b.repo for b in input_branches(self._spec(p))]
             for p in await store.all_pipelines(session)
         }
-        graph[spec.pipeline.name] = [b.repo for b in input_branches(spec)]
+        graph[spec.name] = [b.repo for b in input_branches(spec)]
         cycle = find_cycle(graph)
         if cycle:
             raise InvalidArgument(f"input: pipelines would form a cycle: {' -> '.join(cycle)}")
 
     async def _check_inputs(self, spec: PipelineSpec) -> None:
         for pfs in spec.pfs_inputs():
-            if pfs.repo == spec.pipeline.name:
+            if pfs.repo == spec.name:
                 raise InvalidArgument(
                     f"input.pfs.repo: a pipeline cannot read its own output {pfs.repo!r}"
                 )
@@ -779,6 +781,7 @@ class TriggerService:
     async def _pipeline(
         self, session: AsyncSession, name: str, *, lock: bool = False
     ) -> PipelineRow:
+        name = qualified_name("pipeline", name)  # default/x is x
         row = await store.pipeline(session, name, lock=lock)
         if row is None:
             raise NotFound(f"pipeline {name!r} not found")
@@ -815,7 +818,7 @@ def _branch_schedules(spec: PipelineSpec, now: datetime) -> list[BranchScheduleR
     return [
         BranchScheduleRow(
             pipeline=spec.name,
-            input_name=pfs.name,
+            input_name=pfs.key,
             repo=pfs.repo,
             branch=pfs.branch,
             watched=pfs.trigger.branch or "master",

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
@@ -13,6 +14,9 @@ from tusk_console.context import Context
 
 TOKEN_COOKIE = "tusk_token"  # noqa: S105 (the cookie's name, not a secret)
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+# A repo or pipeline name as one URL segment: vision/images → vision%2Fimages (the routes take
+# {repo:qualified}, which decodes it).
+TEMPLATES.env.filters["seg"] = lambda value: quote(str(value), safe="")
 
 
 class LoginRequired(Unauthorized):

@@ -10,7 +10,7 @@ from tusk_console.domain.graph import lineage
 router = APIRouter()
 
 
-@router.get("/lineage/{repo}/{ref}", response_class=HTMLResponse)
+@router.get("/lineage/{repo:qualified}/{ref}", response_class=HTMLResponse)
 async def lineage_page(
     request: Request, repo: str, ref: str, backends: BackendsDep
 ) -> HTMLResponse:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import quote
 
 import yaml
 from fastapi import APIRouter, Query, Request
@@ -18,7 +19,7 @@ JobId = str
 DATUM_STATES = ("pending", "running", "success", "skipped", "failed", "recovered")
 
 
-@router.get("/pipelines/{name}", response_class=HTMLResponse)
+@router.get("/pipelines/{name:qualified}", response_class=HTMLResponse)
 async def pipeline_page(
     request: Request,
     name: str,
@@ -90,7 +91,9 @@ async def restart_job(job: JobId, backends: BackendsDep) -> RedirectResponse:
     await backends.trigger.update_pipeline(
         pipeline.name, json.dumps(pipeline.spec), reprocess=True
     )
-    return RedirectResponse(f"/pipelines/{pipeline.name}?restarted={job}", status_code=303)
+    return RedirectResponse(
+        f"/pipelines/{quote(pipeline.name, safe='')}?restarted={job}", status_code=303
+    )
 
 
 @router.post("/jobs/{job}/stop")

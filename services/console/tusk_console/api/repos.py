@@ -19,7 +19,7 @@ router = APIRouter()
 PathQuery = Query("/", max_length=4096, description="A path in the commit's tree")
 
 
-@router.get("/repos/{repo}", response_class=HTMLResponse)
+@router.get("/repos/{repo:qualified}", response_class=HTMLResponse)
 async def repo_page(
     request: Request,
     repo: str,
@@ -40,7 +40,7 @@ async def repo_page(
     )
 
 
-@router.get("/repos/{repo}/files/{ref}", response_class=HTMLResponse)
+@router.get("/repos/{repo:qualified}/files/{ref}", response_class=HTMLResponse)
 async def files_page(
     request: Request,
     repo: str,
@@ -78,7 +78,7 @@ async def files_page(
     return page(request, "file.html", kind=kind, **values)
 
 
-@router.get("/repos/{repo}/raw/{ref}")
+@router.get("/repos/{repo:qualified}/raw/{ref}")
 async def raw_file(
     repo: str, ref: str, backends: BackendsDep, path: str = PathQuery, download: bool = False
 ) -> StreamingResponse:
@@ -106,7 +106,7 @@ async def raw_file(
     return StreamingResponse(body(), media_type=media_type(stat.path), headers=headers)
 
 
-@router.get("/repos/{repo}/diff", response_class=HTMLResponse)
+@router.get("/repos/{repo:qualified}/diff", response_class=HTMLResponse)
 async def diff_page(
     request: Request,
     repo: str,

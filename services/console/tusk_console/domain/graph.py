@@ -8,12 +8,18 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import quote
 
 from tusk.client.models import CommitInfo, CommitRef, PipelineInfo, RepoInfo
 from tusk.client.repo import RepoClient
 from tusk.errors import NotFound
 
 MAX_LINEAGE_NODES = 200
+
+
+def _seg(name: str) -> str:
+    """A qualified name (vision/images) as one URL segment."""
+    return quote(name, safe="")
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ def dag(repos: list[RepoInfo], pipelines: list[PipelineInfo]) -> Graph:
         if repo.name in outputs:
             continue
         nodes.append(Node(
-            id=f"repo:{repo.name}", kind="repo", label=repo.name, href=f"/repos/{repo.name}",
+            id=f"repo:{repo.name}", kind="repo", label=repo.name, href=f"/repos/{_seg(repo.name)}",
             detail=f"{repo.commit_count} commits",
         ))
     known = {n.id for n in nodes}
@@ -57,7 +63,8 @@ def dag(repos: list[RepoInfo], pipelines: list[PipelineInfo]) -> Graph:
     for pipeline in sorted(pipelines, key=lambda p: p.name):
         node_id = f"pipeline:{pipeline.name}"
         nodes.append(Node(
-            id=node_id, kind="pipeline", label=pipeline.name, href=f"/pipelines/{pipeline.name}",
+            id=node_id, kind="pipeline", label=pipeline.name,
+            href=f"/pipelines/{_seg(pipeline.name)}",
             state=pipeline.last_job_state or ("paused" if pipeline.state != "running" else None),
             detail=f"v{pipeline.version}",
         ))
@@ -65,7 +72,7 @@ def dag(repos: list[RepoInfo], pipelines: list[PipelineInfo]) -> Graph:
             source = f"pipeline:{outputs[name]}" if name in outputs else f"repo:{name}"
             if source not in known and name not in outputs:
                 nodes.append(Node(
-                    id=source, kind="repo", label=name, href=f"/repos/{name}", detail="",
+                    id=source, kind="repo", label=name, href=f"/repos/{_seg(name)}", detail="",
                 ))
                 known.add(source)
             edges.append(Edge(source, node_id))
@@ -104,7 +111,7 @@ async def lineage(repos: RepoClient, start: CommitInfo) -> tuple[Graph, bool]:
             id=f"{info.repo}@{info.id}",
             kind="commit",
             label=f"{info.repo}@{info.id[:8]}",
-            href=f"/lineage/{info.repo}/{info.id}",
+            href=f"/lineage/{_seg(info.repo)}/{info.id}",
             state="failure" if info.error else ("open" if info.state == "open" else "success"),
             detail=info.branch or "",
         )

@@ -64,7 +64,7 @@ def _spout_commits(request: Request, principal: Principal, repo: str) -> bool:
     worker = principal.worker
     if worker is None or not worker.spout or repo != worker.output_repo:
         return False
-    route = getattr(request.scope.get("route"), "path", "")
+    route = getattr(request.scope.get("route"), "path_format", "")
     return (request.method, route.removeprefix("/v1")) in _SPOUT_COMMIT_ROUTES
 
 

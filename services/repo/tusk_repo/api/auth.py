@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from tusk.auth.audit import set_audit_resource
 from tusk.auth.http import AdminDep, PrincipalDep
-from tusk.auth.principal import Principal, WorkerScope, parse_resource
+from tusk.auth.principal import RESOURCE_PATTERN, Principal, WorkerScope, parse_resource
 from tusk.errors import Forbidden, InvalidArgument
 from tusk_repo import access
 from tusk_repo.api.access import forget_roles
@@ -43,7 +43,7 @@ router = APIRouter(
 )
 
 _IDENTITY_QUERY = Query(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
-_RESOURCE_QUERY = Query(None, pattern=r"^(repo|pipeline):([A-Za-z0-9_-]{1,63}|\*)$")
+_RESOURCE_QUERY = Query(None, pattern=RESOURCE_PATTERN)
 
 
 @router.get("/whoami", response_model=Principal)

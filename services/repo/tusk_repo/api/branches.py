@@ -12,7 +12,9 @@ router = APIRouter(
 
 
 @router.post(
-    "/repos/{repo}/branches", status_code=status.HTTP_201_CREATED, response_model=BranchInfo
+    "/repos/{repo:qualified}/branches",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BranchInfo,
 )
 async def create_branch(repo: RepoName, body: BranchCreate, ctx: ContextDep) -> BranchInfo:
     """Create a branch, empty or starting at ``head`` (a branch or commit, with ``^N``)."""
@@ -22,20 +24,20 @@ async def create_branch(repo: RepoName, body: BranchCreate, ctx: ContextDep) -> 
         return ctx.service.branch_info(row, branch)
 
 
-@router.get("/repos/{repo}/branches", response_model=list[BranchInfo])
+@router.get("/repos/{repo:qualified}/branches", response_model=list[BranchInfo])
 async def list_branches(repo: RepoName, ctx: ContextDep) -> list[BranchInfo]:
     async with ctx.db.session(write=False) as session:
         return await ctx.service.list_branches(session, await ctx.service.get_repo(session, repo))
 
 
-@router.get("/repos/{repo}/branches/{branch}", response_model=BranchInfo)
+@router.get("/repos/{repo:qualified}/branches/{branch}", response_model=BranchInfo)
 async def inspect_branch(repo: RepoName, branch: BranchName, ctx: ContextDep) -> BranchInfo:
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         return ctx.service.branch_info(row, await ctx.service.get_branch(session, row, branch))
 
 
-@router.put("/repos/{repo}/branches/{branch}", response_model=BranchInfo)
+@router.put("/repos/{repo:qualified}/branches/{branch}", response_model=BranchInfo)
 async def move_branch(
     repo: RepoName, branch: BranchName, body: BranchMove, ctx: ContextDep
 ) -> BranchInfo:
@@ -46,7 +48,7 @@ async def move_branch(
         return ctx.service.branch_info(row, moved)
 
 
-@router.delete("/repos/{repo}/branches/{branch}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/repos/{repo:qualified}/branches/{branch}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_branch(repo: RepoName, branch: BranchName, ctx: ContextDep) -> Response:
     """Delete a branch; its commits stay reachable by id."""
     async with ctx.db.session() as session:

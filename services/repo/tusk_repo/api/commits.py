@@ -25,7 +25,9 @@ router = APIRouter(
 
 
 @router.post(
-    "/repos/{repo}/commits", status_code=status.HTTP_201_CREATED, response_model=CommitInfo
+    "/repos/{repo:qualified}/commits",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CommitInfo,
 )
 async def start_commit(repo: RepoName, body: CommitStart, ctx: ContextDep) -> CommitInfo:
     """Open a commit on a branch (created if missing). Its parent is the branch's head, whose
@@ -46,7 +48,7 @@ async def start_commit(repo: RepoName, body: CommitStart, ctx: ContextDep) -> Co
         return await ctx.service.commit_info(session, row, commit)
 
 
-@router.get("/repos/{repo}/commits", response_model=Page[CommitInfo])
+@router.get("/repos/{repo:qualified}/commits", response_model=Page[CommitInfo])
 async def list_commits(
     repo: RepoName,
     ctx: ContextDep,
@@ -70,7 +72,7 @@ async def list_commits(
         return Page[CommitInfo](items=items, next_cursor=str(nxt) if nxt is not None else None)
 
 
-@router.get("/repos/{repo}/commits/{ref}", response_model=CommitInfo)
+@router.get("/repos/{repo:qualified}/commits/{ref}", response_model=CommitInfo)
 async def inspect_commit(repo: RepoName, ref: CommitRef, ctx: ContextDep) -> CommitInfo:
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
@@ -79,7 +81,7 @@ async def inspect_commit(repo: RepoName, ref: CommitRef, ctx: ContextDep) -> Com
         )
 
 
-@router.get("/repos/{repo}/commits/{ref}/log", response_model=Page[CommitInfo])
+@router.get("/repos/{repo:qualified}/commits/{ref}/log", response_model=Page[CommitInfo])
 async def log(
     repo: RepoName,
     ref: CommitRef,
@@ -95,7 +97,7 @@ async def log(
         return Page[CommitInfo](items=items, next_cursor=nxt)
 
 
-@router.post("/repos/{repo}/commits/{ref}/finish", response_model=CommitInfo)
+@router.post("/repos/{repo:qualified}/commits/{ref}/finish", response_model=CommitInfo)
 async def finish_commit(
     repo: RepoName, ref: CommitRef, ctx: ContextDep, body: CommitFinish | None = None
 ) -> CommitInfo:
@@ -111,7 +113,7 @@ async def finish_commit(
     return info
 
 
-@router.delete("/repos/{repo}/commits/{ref}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/repos/{repo:qualified}/commits/{ref}", status_code=status.HTTP_204_NO_CONTENT)
 async def abandon_commit(repo: RepoName, ref: CommitRef, ctx: ContextDep) -> Response:
     """Abandon an open commit: it and its staged changes are dropped."""
     async with ctx.db.session() as session:
@@ -120,7 +122,7 @@ async def abandon_commit(repo: RepoName, ref: CommitRef, ctx: ContextDep) -> Res
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/repos/{repo}/commits/{ref}/diff", response_model=DiffResult)
+@router.get("/repos/{repo:qualified}/commits/{ref}/diff", response_model=DiffResult)
 async def diff(
     repo: RepoName,
     ref: CommitRef,
@@ -135,7 +137,7 @@ async def diff(
         return DiffResult(from_commit=old.id if old else None, to_commit=new.id, changes=changes)
 
 
-@router.get("/repos/{repo}/commits/{ref}/history", response_model=list[HistoryEntry])
+@router.get("/repos/{repo:qualified}/commits/{ref}/history", response_model=list[HistoryEntry])
 async def history(
     repo: RepoName,
     ref: CommitRef,
@@ -151,7 +153,7 @@ async def history(
         return await ctx.service.history(session, row, ref, path, limit=limit)
 
 
-@router.get("/repos/{repo}/commits/{ref}/subvenance", response_model=list[CommitRefModel])
+@router.get("/repos/{repo:qualified}/commits/{ref}/subvenance", response_model=list[CommitRefModel])
 async def subvenance(repo: RepoName, ref: CommitRef, ctx: ContextDep) -> list[CommitRefModel]:
     """The commits, in any repo, derived from this one (its provenance names it)."""
     async with ctx.db.session(write=False) as session:

@@ -74,7 +74,7 @@ async def _body(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 
 @router.put(
-    "/repos/{repo}/commits/{ref}/file",
+    "/repos/{repo:qualified}/commits/{ref}/file",
     status_code=status.HTTP_201_CREATED,
     response_model=PutResult,
     openapi_extra={
@@ -108,7 +108,7 @@ async def put_file(
 
 
 @router.post(
-    "/repos/{repo}/commits/{ref}/files",
+    "/repos/{repo:qualified}/commits/{ref}/files",
     status_code=status.HTTP_201_CREATED,
     response_model=PutResult,
     openapi_extra={
@@ -151,7 +151,7 @@ async def put_files(
 
 
 @router.post(
-    "/repos/{repo}/commits/{ref}/links",
+    "/repos/{repo:qualified}/commits/{ref}/links",
     status_code=status.HTTP_201_CREATED,
     response_model=PutResult,
 )
@@ -186,7 +186,7 @@ def _file(path: str, stored: ChunkedFile) -> FileInfo:
 
 
 @router.get(
-    "/repos/{repo}/commits/{ref}/file",
+    "/repos/{repo:qualified}/commits/{ref}/file",
     responses={
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "Partial content"},
@@ -239,7 +239,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int]:
     return start, end
 
 
-@router.delete("/repos/{repo}/commits/{ref}/file", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/repos/{repo:qualified}/commits/{ref}/file", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_file(
     repo: RepoName,
     ref: CommitRef,
@@ -253,7 +253,7 @@ async def delete_file(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/repos/{repo}/commits/{ref}/stat", response_model=FileInfo)
+@router.get("/repos/{repo:qualified}/commits/{ref}/stat", response_model=FileInfo)
 async def stat(repo: RepoName, ref: CommitRef, ctx: ContextDep, path: str = "/") -> FileInfo:
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
@@ -261,7 +261,7 @@ async def stat(repo: RepoName, ref: CommitRef, ctx: ContextDep, path: str = "/")
         return await ctx.service.stat(session, view, path)
 
 
-@router.get("/repos/{repo}/commits/{ref}/list", response_model=Page[FileInfo])
+@router.get("/repos/{repo:qualified}/commits/{ref}/list", response_model=Page[FileInfo])
 async def list_files(
     repo: RepoName,
     ref: CommitRef,
@@ -288,7 +288,7 @@ async def list_files(
     )
 
 
-@router.get("/repos/{repo}/commits/{ref}/glob", response_model=list[FileInfo])
+@router.get("/repos/{repo:qualified}/commits/{ref}/glob", response_model=list[FileInfo])
 async def glob(
     repo: RepoName,
     ref: CommitRef,

@@ -72,7 +72,9 @@ async def collect_garbage(
     return await ctx.collector.run(dry_run=dry_run, grace=grace, compact_below=compact_below)
 
 
-@router.post("/repos/{repo}/tags", status_code=status.HTTP_201_CREATED, response_model=TagInfo)
+@router.post(
+    "/repos/{repo:qualified}/tags", status_code=status.HTTP_201_CREATED, response_model=TagInfo
+)
 async def create_tag(repo: RepoName, body: TagCreate, ctx: ContextDep) -> TagInfo:
     """Name a finished commit; a tag never moves and works wherever a ref does
     (``repo@v1:/path``)."""
@@ -81,14 +83,14 @@ async def create_tag(repo: RepoName, body: TagCreate, ctx: ContextDep) -> TagInf
         return await ctx.lifecycle.create_tag(session, row, body.name, body.ref)
 
 
-@router.get("/repos/{repo}/tags", response_model=list[TagInfo])
+@router.get("/repos/{repo:qualified}/tags", response_model=list[TagInfo])
 async def list_tags(repo: RepoName, ctx: ContextDep) -> list[TagInfo]:
     async with ctx.db.session(write=False) as session:
         row = await ctx.service.get_repo(session, repo)
         return await ctx.lifecycle.list_tags(session, row)
 
 
-@router.post("/repos/{repo}/merge", response_model=MergeInfo)
+@router.post("/repos/{repo:qualified}/merge", response_model=MergeInfo)
 async def merge(repo: RepoName, body: MergeRequest, ctx: ContextDep) -> MergeInfo:
     """Merge a ref into a branch: a fast-forward when the branch's head is an ancestor of the
     source, else a three-way merge by content hash into a commit with two parents. Paths both
@@ -103,7 +105,7 @@ class Protection(Model):
     protected: bool = True
 
 
-@router.put("/repos/{repo}/branches/{branch}/protection", response_model=BranchInfo)
+@router.put("/repos/{repo:qualified}/branches/{branch}/protection", response_model=BranchInfo)
 async def protect_branch(
     repo: RepoName, branch: BranchName, body: Protection, ctx: ContextDep
 ) -> BranchInfo:
@@ -114,7 +116,7 @@ async def protect_branch(
         return ctx.service.branch_info(row, updated)
 
 
-@router.put("/repos/{repo}/retention", response_model=RepoInfo)
+@router.put("/repos/{repo:qualified}/retention", response_model=RepoInfo)
 async def set_retention(repo: RepoName, body: RetentionRules, ctx: ContextDep) -> RepoInfo:
     """Retention of commits on the repo's branches other than master, applied by garbage
     collection: a commit older than ``keep_days`` and not among its branch's ``keep_last``
@@ -129,7 +131,7 @@ class Owner(Model):
     pipeline: str | None = Field(description="The pipeline whose output this repo is, or null")
 
 
-@router.put("/repos/{repo}/owner", response_model=RepoInfo)
+@router.put("/repos/{repo:qualified}/owner", response_model=RepoInfo)
 async def set_owner(repo: RepoName, body: Owner, ctx: ContextDep) -> RepoInfo:
     """Record which pipeline owns the repo (its output): only that pipeline's jobs write to it."""
     async with ctx.db.session() as session:
@@ -138,7 +140,7 @@ async def set_owner(repo: RepoName, body: Owner, ctx: ContextDep) -> RepoInfo:
         return await ctx.service.repo_info(session, row)
 
 
-@router.post("/repos/{repo}/commits/{ref}/delete", response_model=DroppedCommits)
+@router.post("/repos/{repo:qualified}/commits/{ref}/delete", response_model=DroppedCommits)
 async def delete_commit(
     repo: RepoName,
     ref: CommitRef,
@@ -152,7 +154,7 @@ async def delete_commit(
         return await ctx.lifecycle.delete_commit(session, row, ref, cascade=cascade)
 
 
-@router.post("/repos/{repo}/squash", response_model=DroppedCommits)
+@router.post("/repos/{repo:qualified}/squash", response_model=DroppedCommits)
 async def squash(repo: RepoName, body: SquashRequest, ctx: ContextDep) -> DroppedCommits:
     """Squash OLDEST..NEWEST of one branch's history into NEWEST (it keeps its id and files
     and takes OLDEST's parent); the others are deleted, as by delete."""
@@ -178,7 +180,7 @@ class TarRequest(Model):
 
 
 @router.get(
-    "/repos/{repo}/commits/{ref}/tar",
+    "/repos/{repo:qualified}/commits/{ref}/tar",
     responses={200: {"content": {"application/x-tar": {}}}},
 )
 async def get_tar(
@@ -190,7 +192,7 @@ async def get_tar(
 
 
 @router.post(
-    "/repos/{repo}/commits/{ref}/tar",
+    "/repos/{repo:qualified}/commits/{ref}/tar",
     responses={200: {"content": {"application/x-tar": {}}}},
 )
 async def post_tar(

@@ -20,7 +20,9 @@ router = APIRouter(tags=["repos"], responses={400: {"model": ErrorBody}, 404: {"
 async def create_repo(
     body: RepoCreate, request: Request, ctx: ContextDep, principal: RepoReaderDep
 ) -> RepoInfo:
-    """Create a repo. Names are 1-63 letters, digits, '_' or '-'. Its creator owns it."""
+    """Create a repo. Names are 1-63 letters, digits, '_' or '-', optionally after a project
+    that exists and '/' (``vision/images``; 404 when the project does not exist). Its creator
+    owns it."""
     set_audit_resource(request.scope, f"repo:{body.name}")
     async with ctx.db.session() as session:
         repo = await ctx.service.create_repo(
@@ -41,14 +43,16 @@ async def list_repos(ctx: ContextDep, principal: RepoReaderDep) -> list[RepoInfo
     return [r for r in repos if principal.can("repo", r.name, "reader")]
 
 
-@router.get("/repos/{repo}", response_model=RepoInfo)
+@router.get("/repos/{repo:qualified}", response_model=RepoInfo)
 async def inspect_repo(repo: RepoName, ctx: ContextDep) -> RepoInfo:
     async with ctx.db.session(write=False) as session:
         return await ctx.service.repo_info(session, await ctx.service.get_repo(session, repo))
 
 
 @router.delete(
-    "/repos/{repo}", status_code=status.HTTP_204_NO_CONTENT, responses={409: {"model": ErrorBody}}
+    "/repos/{repo:qualified}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"model": ErrorBody}},
 )
 async def delete_repo(
     repo: RepoName,

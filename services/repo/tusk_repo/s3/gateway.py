@@ -1,5 +1,6 @@
 """The S3 operations, on the repo service's own domain (no HTTP hop): bucket = repo,
-key = ``REF/PATH`` where REF is a branch or a commit id.
+key = ``REF/PATH`` where REF is a branch or a commit id. A repo of a project, ``p/x``, is
+bucket ``x.p`` (Pachyderm's gateway names buckets ``branch.repo.project``; names hold no '.').
 
 Writes to a branch go into the branch's open commit when it has one (so that any number of
 writes make one commit, finished with ``tusk commit finish``), else into a commit of their own,
@@ -65,6 +66,18 @@ class Upload:
     parts: dict[int, ChunkedFile] = field(default_factory=dict)
 
 
+def repo_bucket(repo: str) -> str:
+    """``p/x`` → ``x.p``; a repo of the default project is its own bucket."""
+    project, _, name = repo.rpartition("/")
+    return f"{name}.{project}" if project else name
+
+
+def bucket_repo(bucket: str) -> str:
+    """``x.p`` → ``p/x`` (checked where the repo is looked up)."""
+    name, dot, project = bucket.partition(".")
+    return f"{project}/{name}" if dot else name
+
+
 def split_key(bucket: str, key: str) -> tuple[str, str]:
     """(ref, /path) of ``REF/PATH``."""
     ref, slash, path = key.partition("/")
@@ -94,11 +107,11 @@ class Gateway:
     async def list_buckets(self) -> list[tuple[str, datetime]]:
         async with self.ctx.db.session(write=False) as session:
             repos = await self.ctx.service.list_repos(session)
-        return [(r.name, r.created_at) for r in repos]
+        return [(repo_bucket(r.name), r.created_at) for r in repos]
 
     async def _repo(self, session: AsyncSession, bucket: str) -> RepoRow:
         try:
-            return await self.ctx.service.get_repo(session, bucket)
+            return await self.ctx.service.get_repo(session, bucket_repo(bucket))
         except (NotFound, InvalidArgument):
             raise S3Error(404, "NoSuchBucket", f"no repo {bucket!r}", f"/{bucket}") from None
 
@@ -109,7 +122,7 @@ class Gateway:
     async def create_bucket(self, bucket: str) -> None:
         async with self.ctx.db.session() as session:
             try:
-                await self.ctx.service.create_repo(session, bucket, "")
+                await self.ctx.service.create_repo(session, bucket_repo(bucket), "")
             except TuskError as e:
                 if e.code == "already_exists":
                     raise S3Error(409, "BucketAlreadyOwnedByYou", e.message, f"/{bucket}") from e

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query
 
 from tusk.auth.http import PrincipalDep
 from tusk.errors import InvalidArgument
+from tusk.paths import MAX_QUALIFIED_NAME_LENGTH, QUALIFIED_NAME_RE
 from tusk.pipelines import PipelineSpec
 from tusk.wire.spouts import SpoutPlace
 from tusk_scheduler.api.deps import ContextDep
@@ -19,11 +20,19 @@ router = APIRouter(
 )
 
 
-@router.get("/spouts/{pipeline}", response_model=SpoutPlace)
+@router.get("/spouts/{pipeline:qualified}", response_model=SpoutPlace)
 async def where_spout_runs(
     ctx: ContextDep,
     principal: PrincipalDep,
-    pipeline: str = Path(pattern=r"^[A-Za-z0-9_-]{1,63}$", description="A spout or service"),
+    pipeline: str = Path(
+        pattern=QUALIFIED_NAME_RE.pattern,
+        max_length=MAX_QUALIFIED_NAME_LENGTH,
+        openapi_examples={
+            "plain": {"value": "feed"},
+            "in a project": {"value": "vision/feed", "description": "sent as vision%2Ffeed"},
+        },
+        description="A spout or service, optionally qualified by its project ('p%2Fx')",
+    ),
     after: str | None = Query(
         default=None,
         max_length=200,

@@ -40,6 +40,7 @@ import structlog
 from tusk.client import RepoClient
 from tusk.client.pipelines import TriggerClient
 from tusk.errors import InvalidArgument, NotFound, TuskError
+from tusk.paths import flat_name
 from tusk.pipelines import PipelineSpec
 from tusk.wire.spouts import SpoutPlace
 from tusk.worker.sandbox import PFS, Sandbox, make_sandbox
@@ -142,7 +143,7 @@ class SpoutSupervisor:
             return await self.kubernetes.where(
                 pipeline, kind, exposed=spec.exposed is not None, after=after
             )
-        path = self.settings.resolved_workspace_dir / "spouts" / f"{pipeline}.log"
+        path = self.settings.resolved_workspace_dir / "spouts" / f"{flat_name(pipeline)}.log"
         pid = self.pid(pipeline)
         logs, cursor = read_log_file(path, after)
         return SpoutPlace(
@@ -245,7 +246,7 @@ class SpoutSupervisor:
 
     async def _stage(self, spout: _Spout) -> Path:
         """A service's inputs downloaded into a directory of their own: <dir>/<input>/…"""
-        root = self.settings.resolved_workspace_dir / "services" / spout.pipeline
+        root = self.settings.resolved_workspace_dir / "services" / flat_name(spout.pipeline)
         shutil.rmtree(root, ignore_errors=True)
         for name, repo, commit in spout.inputs:
             (root / name).mkdir(parents=True, exist_ok=True)
@@ -264,13 +265,13 @@ class SpoutSupervisor:
         directory = self.settings.resolved_workspace_dir / "spouts"
         directory.mkdir(parents=True, exist_ok=True)
         if spout.log_file is None:
-            spout.log_file = (directory / f"{spout.pipeline}.log").open("ab")
+            spout.log_file = (directory / f"{flat_name(spout.pipeline)}.log").open("ab")
         env = {
             **os.environ,
             **spec.transform.env,
             "TUSK_REPO_URL": self.settings.repo_url,
-            "PPS_PIPELINE_NAME": spec.name,
-            "PPS_PROJECT_NAME": "default",
+            "PPS_PIPELINE_NAME": spec.pipeline.name,
+            "PPS_PROJECT_NAME": spec.project,
             "TUSK_PIPELINE": spec.name,
             "TUSK_OUTPUT_REPO": spec.name,
             "TUSK_OUTPUT_BRANCH": spec.output_branch,

@@ -101,7 +101,7 @@ async def _why_no_datums(x: Scope, job: JobView) -> str:
     commits = {i["name"]: i["commit"] for i in job.inputs}
     empty = []
     for pfs in spec_of(job).resolved_input().pfs_inputs():
-        commit = commits.get(pfs.name)
+        commit = commits.get(pfs.key)
         if commit is None:
             empty.append(f"input {pfs.name} has no commit yet")
             continue

@@ -73,7 +73,7 @@ async def create_pipeline(
     return info
 
 
-@router.put("/pipelines/{name}", response_model=PipelineInfo, openapi_extra=_SPEC_BODY)
+@router.put("/pipelines/{name:qualified}", response_model=PipelineInfo, openapi_extra=_SPEC_BODY)
 async def update_pipeline(
     name: PipelineName,
     request: Request,
@@ -103,14 +103,14 @@ async def list_pipelines(ctx: ContextDep, principal: PrincipalDep) -> list[Pipel
     return [p for p in pipelines if principal.can("pipeline", p.name, "reader")]
 
 
-@router.get("/pipelines/{name}", response_model=PipelineInfo, dependencies=[Reader])
+@router.get("/pipelines/{name:qualified}", response_model=PipelineInfo, dependencies=[Reader])
 async def inspect_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     async with ctx.db.session(write=False) as session:
         return await ctx.service.inspect_pipeline(session, name)
 
 
 @router.get(
-    "/pipelines/{name}/versions/{version}",
+    "/pipelines/{name:qualified}/versions/{version}",
     response_model=PipelineVersionSpec,
     dependencies=[Reader],
 )
@@ -125,7 +125,9 @@ async def inspect_pipeline_version(
         return await ctx.service.pipeline_version(session, name, version)
 
 
-@router.delete("/pipelines/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Owner])
+@router.delete(
+    "/pipelines/{name:qualified}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Owner]
+)
 async def delete_pipeline(
     name: PipelineName,
     ctx: ContextDep,
@@ -140,14 +142,16 @@ async def delete_pipeline(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/pipelines/{name}/stop", response_model=PipelineInfo, dependencies=[Writer])
+@router.post("/pipelines/{name:qualified}/stop", response_model=PipelineInfo, dependencies=[Writer])
 async def stop_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     """Stop triggering jobs; running jobs are cancelled."""
     async with ctx.db.session() as session:
         return await ctx.service.set_state(session, name, "stopped", heads={})
 
 
-@router.post("/pipelines/{name}/start", response_model=PipelineInfo, dependencies=[Writer])
+@router.post(
+    "/pipelines/{name:qualified}/start", response_model=PipelineInfo, dependencies=[Writer]
+)
 async def start_pipeline(name: PipelineName, ctx: ContextDep) -> PipelineInfo:
     """Resume triggering; a job runs on the latest inputs if they changed while stopped."""
     async with ctx.db.session(write=False) as session:

@@ -73,8 +73,8 @@ def _env(want: SpoutLaunch) -> dict[str, str]:
     """What the command is told, as on the local runner (see ``background.spouts``)."""
     spec = want.spec
     env = {
-        "PPS_PIPELINE_NAME": spec.name,
-        "PPS_PROJECT_NAME": "default",
+        "PPS_PIPELINE_NAME": spec.pipeline.name,
+        "PPS_PROJECT_NAME": spec.project,
         "TUSK_PIPELINE": spec.name,
         "TUSK_OUTPUT_REPO": spec.name,
         "TUSK_OUTPUT_BRANCH": spec.output_branch,

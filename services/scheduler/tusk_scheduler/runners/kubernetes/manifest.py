@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tusk.paths import flat_name
 from tusk_scheduler.runners.base import ShardLaunch
 
 GROUP = "tusk.io"
@@ -40,9 +41,11 @@ _DNS_UNSAFE = re.compile(r"[^a-z0-9-]+")
 
 def label_value(value: str) -> str:
     """``value`` as a valid label value (≤ 63 characters of ``[A-Za-z0-9._-]``, alphanumeric
-    at both ends); a value that had to change gets a digest of the original appended."""
-    safe = _LABEL_UNSAFE.sub("-", value).strip("-_.")
-    if safe == value and len(safe) <= 63:
+    at both ends); a value that had to change gets a digest of the original appended. A
+    qualified name ``p/x`` is ``p.x``: names hold no '.', so it stands for that name alone."""
+    flat = flat_name(value)
+    safe = _LABEL_UNSAFE.sub("-", flat).strip("-_.")
+    if safe == flat and len(safe) <= 63:
         return safe
     digest = hashlib.sha256(value.encode()).hexdigest()[:10]
     return f"{safe[:52].strip('-_.')}-{digest}".strip("-")
