@@ -189,15 +189,16 @@ def test_a_node_lost_mid_job(release: dict[str, str], tmp_path: Path) -> None:
 def test_a_spouts_log_is_read_and_followed_from_its_pod(
     release: dict[str, str], tmp_path: Path
 ) -> None:
-    """A spout runs as a Deployment; `tusk logs -p` prints its pod's log, and `-f` follows it
-    (each line once) without kubectl."""
+    """A spout of a project runs as a Deployment; `tusk logs -p PROJECT/SPOUT` prints its pod's
+    log, and `-f` follows it (each line once) without kubectl."""
     env = release
+    run(["tusk", "project", "create", "e2e"], env=env)
     spec = tmp_path / "ticker.yaml"
     ticks = 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 1; done'
     spec.write_text(
         json.dumps(
             {
-                "pipeline": {"name": "ticker"},
+                "pipeline": {"name": "ticker", "project": {"name": "e2e"}},
                 "spout": {},
                 "transform": {"image": "tusk/worker:0.1.0", "cmd": ["sh", "-c", ticks]},
             }
@@ -208,14 +209,14 @@ def test_a_spouts_log_is_read_and_followed_from_its_pod(
         printed = wait_until(
             "the spout's pod to log a tick",
             lambda: re.findall(
-                r"^tick (\d+)$", run(["tusk", "logs", "-p", "ticker"], env=env).stdout, re.M
+                r"^tick (\d+)$", run(["tusk", "logs", "-p", "e2e/ticker"], env=env).stdout, re.M
             ),
             300,
             every=2,
         )
         seen = int(printed[-1])
         follower = subprocess.Popen(
-            ["tusk", "logs", "-p", "ticker", "-f"],
+            ["tusk", "logs", "-p", "e2e/ticker", "-f"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -239,4 +240,5 @@ def test_a_spouts_log_is_read_and_followed_from_its_pod(
         followed = [int(t) for t in re.findall(r"^tick (\d+)$", "".join(lines), re.M)]
         assert followed == list(range(followed[0], followed[-1] + 1)), followed  # each once
     finally:
-        run(["tusk", "pipeline", "delete", "ticker"], env=env)
+        run(["tusk", "pipeline", "delete", "e2e/ticker"], env=env)  # and its output repo
+        run(["tusk", "project", "delete", "e2e"], env=env)
