@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,9 +20,24 @@ from tusk.auth.verify import CachingVerifier, Verifier
 from tusk.errors import TooManyRequests, TuskError, Unavailable
 from tusk.openapi import add_auth_responses
 from tusk.outages import translate_backend_error
+from tusk.paths import MAX_QUALIFIED_NAME_LENGTH, QUALIFIED_NAME_RE
 from tusk.routing import AllowMiddleware
 
 log = structlog.get_logger()
+
+
+def qualified_name(kind: str, example: str) -> Any:
+    """The path parameter of a route's ``{…:qualified}`` segment: a ``kind`` name, optionally
+    qualified by its project (``p/x``, sent as ``p%2Fx``); ``example`` is a plain one."""
+    return Path(
+        pattern=QUALIFIED_NAME_RE.pattern,
+        max_length=MAX_QUALIFIED_NAME_LENGTH,
+        openapi_examples={
+            "plain": {"value": example},
+            "in a project": {"value": f"vision/{example}", "description": "sent as vision%2F…"},
+        },
+        description=f"{kind} name, optionally qualified by its project: 'p/x', sent as 'p%2Fx'",
+    )
 
 
 _HTTP_CODES = {413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests"}

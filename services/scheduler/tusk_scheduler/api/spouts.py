@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
+from tusk.api import qualified_name
 from tusk.auth.http import PrincipalDep
 from tusk.errors import InvalidArgument
-from tusk.paths import MAX_QUALIFIED_NAME_LENGTH, QUALIFIED_NAME_RE
 from tusk.pipelines import PipelineSpec
 from tusk.wire.spouts import SpoutPlace
 from tusk_scheduler.api.deps import ContextDep
@@ -24,15 +24,7 @@ router = APIRouter(
 async def where_spout_runs(
     ctx: ContextDep,
     principal: PrincipalDep,
-    pipeline: str = Path(
-        pattern=QUALIFIED_NAME_RE.pattern,
-        max_length=MAX_QUALIFIED_NAME_LENGTH,
-        openapi_examples={
-            "plain": {"value": "feed"},
-            "in a project": {"value": "vision/feed", "description": "sent as vision%2Ffeed"},
-        },
-        description="A spout or service, optionally qualified by its project ('p%2Fx')",
-    ),
+    pipeline: str = qualified_name("Spout or service pipeline", "feed"),
     after: str | None = Query(
         default=None,
         max_length=200,
