@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -131,7 +130,10 @@ class GarbageCollector:
             started = datetime.now(UTC)
             marked = _Marked()
             try:
-                async with self.db.session() as session, self._side_session(session) as side:
+                async with (
+                    self.db.session() as session,
+                    gc_store.side_session(self.db, session) as side,
+                ):
                     await store.exclude_writes(session)
                     marked.steps["lock"] = round(time.perf_counter() - began, 3)
                     marked.retention = await self._apply_retention(session, started)
@@ -224,19 +226,6 @@ class GarbageCollector:
         return pinned
 
     # --- rows ------------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _side_session(self, session: AsyncSession) -> AsyncIterator[AsyncSession | None]:
-        """A second write transaction beside ``session`` where the database runs two at once
-        (PostgreSQL), else None. Its connection is taken before the collection lock: taken
-        under it, it could wait for one held by a write that waits for the lock. It ends
-        (commits or rolls back) before ``session`` does, so still under the lock."""
-        if not gc_store.takes_parallel_writes(session):
-            yield None
-            return
-        async with self.db.session() as side:
-            await gc_store.hold_connection(side)
-            yield side
 
     async def _mark_and_sweep_rows(
         self,

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime
 
 import structlog
@@ -141,23 +140,11 @@ class LifecycleService:
     # --- merges -----------------------------------------------------------------------------
 
     async def merge(self, session: AsyncSession, repo: RepoRow, request: MergeRequest) -> MergeInfo:
-        async with self._beside(session) as side:
+        # The nodes are written on a second transaction while the walk reads and compares, where
+        # the database allows it; committed before ``session``, so they exist before the commit
+        # that refers to them, rolled back with a refused merge.
+        async with gc_store.side_session(self.db, session) as side:
             return await self._merge(session, side, repo, request)
-
-    @asynccontextmanager
-    async def _beside(self, session: AsyncSession) -> AsyncIterator[AsyncSession | None]:
-        """A second write transaction for a merge's nodes where the database runs two at once
-        (PostgreSQL), else None: the nodes are written while the walk reads and compares. Its
-        connection is taken before the collection lock (taken under it, it could wait for one
-        held by a write that waits for the lock). It commits when the merge has been made,
-        before ``session`` does, so the nodes exist before the commit that refers to them; it
-        rolls back when the merge fails, so a refused merge writes nothing."""
-        if self.db is None or not gc_store.takes_parallel_writes(session):
-            yield None
-            return
-        async with self.db.session() as side:
-            await gc_store.hold_connection(side)
-            yield side
 
     async def _merge(
         self,

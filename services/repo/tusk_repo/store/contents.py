@@ -7,13 +7,13 @@ bounds memory by the number of entries it holds.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, any_, delete, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from tusk.db import insert_for
@@ -117,15 +117,7 @@ class TreeStore:
         if not digests:
             return found
         connection = await session.connection()
-        postgres = connection.dialect.name == "postgresql"
-        step = len(digests) if postgres else _SQLITE_IN_LIST
-        for start in range(0, len(digests), step):
-            batch = digests[start : start + step]
-            wanted = (
-                TreeRow.hash == any_(literal(batch, ARRAY(TreeRow.hash.type)))
-                if postgres
-                else TreeRow.hash.in_(batch)
-            )
+        for wanted in _hashes_in(connection, digests):
             rows = await connection.execute(select(TreeRow.hash, TreeRow.entries).where(wanted))
             for digest, blob in rows.all():
                 found[digest] = blob
@@ -182,17 +174,8 @@ class TreeStore:
         if not digests:
             return {}
         connection = await session.connection()
-        postgres = connection.dialect.name == "postgresql"
-        listed = list(digests)
-        step = len(listed) if postgres else _SQLITE_IN_LIST
         found: dict[str, tuple[bytes, bytes]] = {}
-        for start in range(0, len(listed), step):
-            batch = listed[start : start + step]
-            wanted = (
-                TreeRow.hash == any_(literal(batch, ARRAY(TreeRow.hash.type)))
-                if postgres
-                else TreeRow.hash.in_(batch)
-            )
+        for wanted in _hashes_in(connection, list(digests)):
             rows = await connection.execute(
                 select(TreeRow.hash, TreeRow.subdirs, TreeRow.file_keys).where(
                     wanted, TreeRow.subdirs.is_not(None), TreeRow.file_keys.is_not(None)
@@ -381,3 +364,11 @@ async def clear_staged(session: AsyncSession, commit_id: str, *, limit: int | No
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _hashes_in(connection: AsyncConnection, digests: list[str]) -> Iterator[ColumnElement[bool]]:
+    """``TreeRow.hash`` among ``digests``, as one condition per query: all of them at once on
+    PostgreSQL (one array parameter), a bounded ``IN`` list at a time on SQLite."""
+    if connection.dialect.name == "postgresql":
+        yield TreeRow.hash == any_(literal(digests, ARRAY(TreeRow.hash.type)))
+        return
+    for start in range(0, len(digests), _SQLITE_IN_LIST):
+        yield TreeRow.hash.in_(digests[start : start + _SQLITE_IN_LIST])

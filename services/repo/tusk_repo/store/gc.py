@@ -6,7 +6,8 @@ rather than the ORM: they only need a few columns, and there may be millions of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from sqlalchemy import (
@@ -27,6 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from tusk.db import Database
 from tusk_repo.tables import BranchRow, CommitRow, FileRow, RepoRow, StagedRow, TagRow, TreeRow
 
 # Ids per IN list: well under SQLite's and asyncpg's limits on bound parameters.
@@ -61,6 +63,22 @@ def takes_parallel_writes(session: AsyncSession) -> bool:
 async def hold_connection(session: AsyncSession) -> None:
     """Take the session's connection now rather than at its first statement."""
     await session.connection()
+
+
+@asynccontextmanager
+async def side_session(
+    db: Database | None, session: AsyncSession
+) -> AsyncIterator[AsyncSession | None]:
+    """A second write transaction beside ``session`` where the database runs two at once
+    (PostgreSQL), else None. Its connection is taken now, so before the collection lock: taken
+    under it, it could wait for one held by a write that waits for the lock. It ends (commits,
+    or rolls back on an error) before ``session`` does."""
+    if db is None or not takes_parallel_writes(session):
+        yield None
+        return
+    async with db.session() as side:
+        await hold_connection(side)
+        yield side
 
 
 async def repos_with_retention(session: AsyncSession) -> Sequence[RepoRow]:
