@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 import io
+import socket
 import tarfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:
@@ -59,3 +65,21 @@ async def read(client: httpx.AsyncClient, repo: str, ref: str, path: str) -> byt
     response = await client.get(f"/v1/repos/{repo}/commits/{ref}/file", params={"path": path})
     assert response.status_code == 200, response.text
     return response.content
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[int]:
+    """``app`` behind a real uvicorn on a free loopback port (yielded), as deployed: raw HTTP,
+    ``%2F`` decoded before routing, request bodies read as they arrive."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)  # polling a flag uvicorn sets; no duration is assumed
+        yield port
+    finally:
+        server.should_exit = True
+        await serving

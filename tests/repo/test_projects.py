@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.conftest import embedded_settings
-from tests.repo.helpers import commit_files, error, ok, read
+from tests.repo.helpers import commit_files, error, ok, read, serve
 from tusk.client.repo import RepoClient
 from tusk.errors import Conflict, NotFound
 from tusk_repo.app import create_app
@@ -106,19 +103,11 @@ async def test_a_project_named_with_an_underscore_holds_only_its_own_repos(
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[str]:
     """The repo service behind uvicorn, which decodes %2F in the path before routing."""
-    async with build_context(embedded_settings(tmp_path)) as context:
-        listener = socket.create_server(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        config = uvicorn.Config(create_app(context=context), log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[listener]))
-        try:
-            while not server.started:
-                await asyncio.sleep(0.01)  # polling a flag uvicorn sets; no duration is assumed
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await serving
+    async with (
+        build_context(embedded_settings(tmp_path)) as context,
+        serve(create_app(context=context)) as port,
+    ):
+        yield f"http://127.0.0.1:{port}"
 
 
 async def test_a_qualified_repo_through_a_real_server(served: str) -> None:

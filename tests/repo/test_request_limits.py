@@ -4,16 +4,14 @@ UTF-8 paths and queries, bodies parsed whole, stalled bodies, requests per clien
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.conftest import embedded_settings
-from tests.repo.helpers import error, ok
+from tests.repo.helpers import error, ok, serve
 from tusk_repo.app import create_app
 from tusk_repo.context import Context, build_context
 
@@ -106,14 +104,7 @@ async def test_a_stalled_body_is_dropped(context: Context, client: httpx.AsyncCl
     """A client declaring 5 GB and sending 10 bytes is let go after the body-read timeout."""
     ok(await client.post("/v1/repos", json={"name": "r"}), 201)
     ok(await client.post("/v1/repos/r/commits", json={"branch": "master"}), 201)
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(create_app(context=context), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)  # polling a flag uvicorn sets; no duration is assumed
+    async with serve(create_app(context=context)) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"PUT /v1/repos/r/commits/master/file?path=/x HTTP/1.1\r\nHost: repo\r\n"
@@ -125,6 +116,3 @@ async def test_a_stalled_body_is_dropped(context: Context, client: httpx.AsyncCl
         answer = await asyncio.wait_for(reader.read(), timeout=120)
         assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:200]
         writer.close()
-    finally:
-        server.should_exit = True
-        await serving
