@@ -23,7 +23,7 @@ import typer
 from tusk.client import RepoClient
 from tusk.client.config import ClientSettings
 from tusk.errors import InvalidArgument, TuskError
-from tusk.paths import Address
+from tusk.paths import Address, split_project
 
 if TYPE_CHECKING:  # imported by the commands that use them: `tusk ls` needs no job models
     from pydantic import BaseModel, ValidationError
@@ -47,6 +47,19 @@ ADDRESS_HELP = (
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")
 ]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        help="Only those of this project ('default': those named without one); "
+        "without it, every project's.",
+    ),
+]
+
+
+def of_project(name: str, project: str | None) -> bool:
+    """Whether a repo or pipeline ``name`` belongs to ``project`` (None: any project)."""
+    return project is None or split_project("repo", name).project == project
 
 
 PIPED_WIDTH = 10_000
@@ -79,8 +92,13 @@ def __getattr__(name: str) -> Console:
 # emoji use these characters only (a test holds this against rich's table).
 _EMOJI_CODE = re.compile(r"(:(\S*?)(?:(?:\-)(emoji|text))?:)")
 _EMOJI_NAME = re.compile(r"[a-z0-9_!#&()*+\-.\u2019\u00e3\u00e5\u00e7\u00e9\u00ed\u00f4]+")
-_RICH_ENVIRONMENT = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS",
-                     "JUPYTER_LINES")
+_RICH_ENVIRONMENT = (
+    "FORCE_COLOR",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "JUPYTER_COLUMNS",
+    "JUPYTER_LINES",
+)
 _REWRITTEN = frozenset("\t\a\b\v\f\r")  # rich expands tabs and drops these control codes
 
 

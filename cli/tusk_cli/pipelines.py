@@ -15,10 +15,12 @@ from tusk.paths import parse_address
 from tusk_cli import jobwait, reruns
 from tusk_cli.common import (
     JsonOption,
+    ProjectOption,
     connect,
     connect_scheduler,
     connect_trigger,
     note,
+    of_project,
     print_json,
     run,
     show,
@@ -180,12 +182,12 @@ def _warn(warnings: list[str]) -> None:
 
 
 @pipeline_app.command("list")
-def list_pipelines(as_json: JsonOption = False) -> None:
-    """List pipelines with their state and last job."""
+def list_pipelines(project: ProjectOption = None, as_json: JsonOption = False) -> None:
+    """List the pipelines (of every project, or of --project) with their state and last job."""
 
     async def main() -> None:
         async with connect_trigger() as client:
-            pipelines = await client.list_pipelines()
+            pipelines = [p for p in await client.list_pipelines() if of_project(p.name, project)]
         if as_json:
             print_json(pipelines)
             return
@@ -548,7 +550,6 @@ def lineage(
         show(grid)
 
     run(main())
-
 
 
 pipeline_app.command("draw")(draw_pipelines)

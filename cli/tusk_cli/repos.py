@@ -10,7 +10,19 @@ from rich.markup import escape
 
 from tusk.errors import Conflict, InvalidArgument
 from tusk.paths import qualified_name
-from tusk_cli.common import JsonOption, connect, note, print_json, run, show, size, table, when
+from tusk_cli.common import (
+    JsonOption,
+    ProjectOption,
+    connect,
+    note,
+    of_project,
+    print_json,
+    run,
+    show,
+    size,
+    table,
+    when,
+)
 from tusk_cli.lifecycle import repo_retention
 
 app = typer.Typer(
@@ -58,12 +70,13 @@ def create(
 
 
 @app.command("list")
-def list_(as_json: JsonOption = False) -> None:
-    """List all repos with their size (of master's head) and commit count."""
+def list_(project: ProjectOption = None, as_json: JsonOption = False) -> None:
+    """List the repos (of every project, or of --project) with their size (of master's head)
+    and commit count."""
 
     async def main() -> None:
         async with connect() as client:
-            repos = await client.list_repos()
+            repos = [r for r in await client.list_repos() if of_project(r.name, project)]
         if as_json:
             print_json(repos)
             return

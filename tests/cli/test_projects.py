@@ -91,6 +91,13 @@ def test_a_pipeline_of_a_project_reads_and_writes_in_it(stack: Stack, tmp_path: 
     assert {"images", "vision/images", "vision/edges", "mix"} <= set(repos)
     assert repos["vision/edges"]["owner_pipeline"] == "vision/edges"
     assert "vision/images" in tusk("repo", "list").stdout.decode()
+    listed = as_json(tusk("repo", "list", "--project", "vision", "--json"))
+    assert sorted(r["name"] for r in listed) == ["vision/edges", "vision/images"]
+    listed = as_json(tusk("repo", "list", "--project", "default", "--json"))
+    assert {"images", "mix"} <= {r["name"] for r in listed}
+    assert not [r for r in listed if "/" in r["name"]]
+    listed = as_json(tusk("pipeline", "list", "--project", "vision", "--json"))
+    assert [p["name"] for p in listed] == ["vision/edges"]
     branches = as_json(tusk("branch", "list", "vision/images", "--json"))
     assert [b["repo"] for b in branches] == ["vision/images"]
     provenance = tusk("lineage", "vision/edges@master", check=False)
