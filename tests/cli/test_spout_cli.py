@@ -91,3 +91,25 @@ def test_inspect_and_logs_say_where_a_spout_runs(stack: Stack, tmp_path: Path) -
     assert "following its log" in follower.stderr.read().decode()
 
     stack.tusk("pipeline", "delete", "hello")
+
+
+def test_the_log_of_a_spout_in_a_project(stack: Stack, tmp_path: Path) -> None:
+    """`tusk logs -p p/x` reaches the scheduler's spout route with the name as one segment."""
+    stack.tusk("project", "create", "feeds")
+    spec = tmp_path / "hello.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": {"name": "hello", "project": {"name": "feeds"}},
+                "spout": {},
+                "transform": {"cmd": [sys.executable, "-c", PROGRAM, str(tmp_path / "go")]},
+            }
+        )
+    )
+    stack.tusk("pipeline", "create", "-f", spec)
+    wait_until(
+        lambda: b"spout says hello" in stack.tusk("logs", "-p", "feeds/hello").stdout,
+        120,
+        "the project's spout's line through `tusk logs`",
+    )
+    stack.tusk("pipeline", "delete", "feeds/hello")

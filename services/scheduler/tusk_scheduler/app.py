@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tusk import __version__
 from tusk.about import add_about_route, describe
 from tusk.api import add_common_middleware, add_health_routes, install_error_handlers
-from tusk.app import ServiceDefinition
+from tusk.app import ServiceAPI, ServiceDefinition
 from tusk.auth.http import PrincipalDep
 from tusk.auth.verify import remote_verifier
 from tusk.events.bus import EventBus
@@ -70,7 +70,7 @@ def create_app(
             yield
         log.info("scheduler service stopped")
 
-    app = FastAPI(
+    app = ServiceAPI(  # p%2Fx one segment, as in the services that service_app() makes
         title="tusk scheduler service",
         version=__version__,
         description=DESCRIPTION,
