@@ -19,7 +19,11 @@ def repo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A repo service as a real process, shared by a module's tests."""
     tmp = tmp_path_factory.mktemp("repo")
     port = free_port()
-    env = clean_env(TUSK_DATA_DIR=str(tmp / "data"), TUSK_REPO_CHUNK_SIZE="65536")
+    env = clean_env(
+        TUSK_DATA_DIR=str(tmp / "data"),
+        TUSK_REPO_CHUNK_SIZE="65536",
+        TUSK_REPO_MAX_FILE_BYTES=str(4 << 20),  # an output over it is refused
+    )
     log = (tmp / "server.log").open("wb")
     process = subprocess.Popen(
         [

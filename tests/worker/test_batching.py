@@ -41,8 +41,14 @@ def transform():
     if text == "slow":
         time.sleep(600)
     print("handled", datum, flush=True)
-    with open(os.path.join(os.environ["TUSK_PFS_ROOT"], "out", datum + ".txt"), "w") as out:
+    target = os.path.join(os.environ["TUSK_PFS_ROOT"], "out", datum + ".txt")
+    if text == "link":  # an output that is a link to the datum's input
+        os.symlink(os.environ["words"], target)
+        return
+    with open(target, "w") as out:
         out.write(text.upper() + " " + str(os.getpid()))
+        if text == "huge":  # over the repo's largest file
+            out.write("x" * (5 << 20))
 
 transform()
 """
@@ -111,6 +117,34 @@ async def test_failures_are_per_datum_with_retries_and_restarts(
     assert pid_a != pid_e
     with pytest.raises(NotFound):
         await job.output("/b.txt")
+
+
+async def test_uploads_overlap_the_next_datum_and_a_refused_one_fails_only_its_datum(
+    repo: RepoClient, repo_url: str, tmp_path: Path
+):
+    # Each datum's outputs are uploaded while the command works on the next one: an upload the
+    # repo refuses (over TUSK_REPO_MAX_FILE_BYTES) fails that datum's attempt, found when the
+    # command asks for the datum after, and the datum is tried again; the rest go on.
+    words = {"a": "alpha", "h": "huge", "c": "gamma", "e": "epsilon", "l": "link"}
+    datums = await _words(repo, words)
+    job = await Job.open(repo, repo_url)
+    await job.write_shard(datums, [PY, "-c", MODEL_CODE], datum_batching=True, datum_tries=2)
+
+    code, stderr = await job.run_worker(tmp_path)
+
+    assert code == 1, stderr  # the huge datum failed
+    results = await job.results()
+    assert (results["h"].state, results["h"].attempts) == ("failed", 2)
+    assert "cannot upload output /h.txt" in (results["h"].error or "")
+    assert {results[k].state for k in "acel"} == {"success"}
+    assert (await job.output("/c.txt")).startswith(b"GAMMA")
+    # A link into the inputs is uploaded before the next datum replaces them.
+    assert await job.output("/l.txt") == b"link"
+    pids = {(await job.output(f"/{k}.txt")).split()[1] for k in "ace"}
+    assert len(pids) == 1  # a refused upload costs no restart
+    with pytest.raises(NotFound):
+        await job.output("/h.txt")
+    assert "=== tusk: attempt 1 failed: cannot upload output /h.txt" in await job.log("h")
 
 
 async def test_err_cmd_recovers_and_a_timeout_stops_only_its_datum(

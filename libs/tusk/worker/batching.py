@@ -14,6 +14,16 @@ remaining datums with that reason: it was not written for batching.
 
 The command's output goes to the log of the datum it is working on; what it prints before its
 first datum (loading a model) goes to that first datum's log.
+
+The worker's part of a datum overlaps the command's: while the command works on one datum, the
+next one's inputs are downloaded into ``<root>/.scratch`` (Pachyderm's name for the worker's
+space at ``/pfs/.scratch``), and the outputs handed back so far, moved there out of ``out/``,
+are uploaded — in one request for all the datums handed back while the previous upload was
+under way (at most :data:`UPLOAD_DATUMS`, each path once), so a fast command does not pay a
+request per datum. A datum's result is recorded once its upload is done; an upload the repo
+refuses is tried again datum by datum, and fails only the datum whose outputs it refused.
+Outputs that are links into the inputs, and every datum of a spec with ``err_cmd`` (which must
+see the failed datum's files), are uploaded before the next datum is handed out.
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -46,6 +58,7 @@ from tusk.worker.protocol import DatumResult, DatumSpec, OutputFile
 from tusk.worker.sandbox import Mount
 from tusk.worker.transfer import (
     DatumError,
+    LocalFile,
     empty_directory,
     scan_outputs,
     stage_inputs,
@@ -55,6 +68,11 @@ from tusk.worker.transfer import (
 if TYPE_CHECKING:
     from tusk.worker.runtime import _ResultBatcher, _ShardRunner
 
+UPLOAD_DATUMS = 64
+"""Most datums' outputs an upload carries; past it, the command waits for the one under way."""
+SCRATCH = ".scratch"
+"""The worker's own directory in the pfs root (as Pachyderm's ``/pfs/.scratch``): the next
+datum's inputs and the last one's outputs while they move. Not shown in the sandbox."""
 CONTROL_IN_SANDBOX = Path("/run/tusk-worker")
 """Where the command sees the worker's socket and the ``pachctl`` shim in the sandbox."""
 _PACHCTL = """#!/bin/sh
@@ -78,6 +96,34 @@ class _Request:
     answer: asyncio.Future[dict[str, object]]
     accepted: float
     """When its connection was accepted (``time.monotonic()``)."""
+
+
+@dataclass
+class _Prefetch:
+    """The next datum's inputs, being downloaded into a directory of the scratch space."""
+
+    datum: DatumSpec
+    directory: Path
+    task: asyncio.Future[str | None]
+    """A failure of the datum's, or None once its inputs are there."""
+
+
+@dataclass
+class _Outputs:
+    """A handed-back datum's outputs, waiting for their upload or on their way."""
+
+    datum: DatumSpec
+    files: list[LocalFile]
+    outbox: Path | None
+    """Where they were moved out of ``out/`` to (None: they are still there)."""
+
+
+@dataclass
+class _Upload:
+    """One request's worth of outputs, of one or more datums, going into the output commit."""
+
+    datums: list[_Outputs]
+    task: asyncio.Future[list[OutputFile]]
 
 
 @dataclass
@@ -139,6 +185,12 @@ class BatchedShard:
         self.log = runner.log
         self.sidecar = contextlib.AsyncExitStack()
         self.s3_env: dict[str, str] = {}
+        self.prefetch: _Prefetch | None = None
+        self.upload: _Upload | None = None
+        self.outgoing: list[_Outputs] = []
+        """Handed back since the upload under way began: the next upload's."""
+        self.scratch = root / SCRATCH
+        self.moves = 0
 
     async def run(self) -> list[DatumResult]:
         control = Path(tempfile.mkdtemp(prefix="tusk-batch-"))  # short: a socket path is <108
@@ -156,8 +208,11 @@ class BatchedShard:
             self._write_shims(control)
             for name in [*self.inputs, "out"]:
                 (self.root / name).mkdir(exist_ok=True)
-            while self.queue or self.current is not None:
+            while self.queue or self.current is not None or self.upload or self.outgoing:
                 if running is None:
+                    await self._drain()  # a failed upload puts its datum back in the queue
+                    if not self.queue:
+                        break
                     running = await self._start(control)
                     if running is None:
                         break  # the command cannot start: every datum left has failed
@@ -165,6 +220,7 @@ class BatchedShard:
         finally:
             if running is not None:
                 await self._stop(running)
+            await self._discard()
             server.close()
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -274,21 +330,26 @@ class BatchedShard:
     async def _answer(self, request: _Request) -> bool:
         """Finish the current datum as the request says and hand out the next; False when
         there is none left (the command has been told)."""
+        if self.upload is not None and self.upload.task.done():
+            await self._settle()  # made while the command worked
         if self.current is not None:
             datum, self.current = self.current, None
             if request.error is not None:
                 await self._attempt_failed(datum, f"the command reported: {request.error}")
             else:
-                failure, outputs = await self._collect(datum)
-                if failure is None:
-                    await self._finished(datum, "success", None, outputs)
-                else:
-                    await self._attempt_failed(datum, failure)
-        while self.queue:
+                await self._collect(datum)
+        if self.upload is None:
+            self._send()  # while the command works on the next datum
+        while True:
+            if not self.queue:
+                await self._drain()  # the last uploads: a failure puts its datum back
+                if not self.queue:
+                    break
             datum = self.queue.popleft()
             failure = await self._stage(datum)
             if failure is None:
                 self.current = datum
+                self._prefetch_next()
                 env = self.runner._env(datum, self.root)  # shown at /pfs in the sandbox
                 _answer(request, {"datum": datum.id, "env": _datum_env(datum, env)})
                 return True
@@ -332,14 +393,68 @@ class BatchedShard:
             f"(batched), started {datetime.now(UTC).isoformat(timespec='milliseconds')} ==="
         )
         self.sink.attach(log)
+        prefetch, self.prefetch = self.prefetch, None
+        if prefetch is not None and prefetch.datum is not datum:  # a failed datum went first
+            await self._drop(prefetch)
+            prefetch = None
         try:
             self._empty()  # a datum's few files: a thread hop would cost more
-            await stage_inputs(self.runner.client, datum.inputs, self.root, self.runner.retry)
+            if prefetch is None:
+                return await self._fetch(datum, self.root)
+            failure = await prefetch.task
+            if failure is None:
+                for name in os.listdir(prefetch.directory):  # each input's directory
+                    _move_entries(prefetch.directory / name, self.root / name)
+            return failure
+        except OSError as e:
+            return f"cannot stage the inputs: {e}"
+        finally:
+            if prefetch is not None:
+                shutil.rmtree(prefetch.directory, ignore_errors=True)
+
+    async def _fetch(self, datum: DatumSpec, root: Path) -> str | None:
+        """Download the datum's inputs below ``root``; the datum's failure, if any."""
+        try:
+            await stage_inputs(self.runner.client, datum.inputs, root, self.runner.retry)
         except DatumError as e:
             return str(e)
         except OSError as e:
             return f"cannot stage the inputs: {e}"
         return None
+
+    def _prefetch_next(self) -> None:
+        """Begin downloading the next datum's inputs while the command works on this one."""
+        if not self.queue:
+            return
+        directory = self._scratch_directory("next")
+        datum = self.queue[0]
+        self.prefetch = _Prefetch(
+            datum, directory, asyncio.ensure_future(self._fetch(datum, directory))
+        )
+
+    def _scratch_directory(self, kind: str) -> Path:
+        self.moves += 1
+        directory = self.scratch / f"{kind}-{self.moves}"
+        directory.mkdir(parents=True)
+        return directory
+
+    async def _drop(self, prefetch: _Prefetch) -> None:
+        prefetch.task.cancel()
+        with contextlib.suppress(BaseException):
+            await prefetch.task
+        shutil.rmtree(prefetch.directory, ignore_errors=True)
+
+    async def _discard(self) -> None:
+        """Stop what is still moving when the shard ends early (an error, a cancellation)."""
+        prefetch, self.prefetch = self.prefetch, None
+        if prefetch is not None:
+            await self._drop(prefetch)
+        upload, self.upload, self.outgoing = self.upload, None, []
+        if upload is not None:
+            upload.task.cancel()
+            with contextlib.suppress(BaseException):
+                await upload.task
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _empty(self) -> None:
         # The directories stay: in the sandbox each is a mount point of the running command.
@@ -348,24 +463,88 @@ class BatchedShard:
             directory.mkdir(exist_ok=True)
             empty_directory(directory)
 
-    async def _collect(self, datum: DatumSpec) -> tuple[str | None, list[OutputFile]]:
+    async def _collect(self, datum: DatumSpec) -> None:
+        """Queue the datum's outputs for upload, moved out of ``out/`` so that it is free for the
+        next datum; or, when they must stay (links into the inputs, ``err_cmd``), upload them
+        now."""
+        out = self.root / "out"
         try:
-            files, notes = await asyncio.to_thread(scan_outputs, self.root / "out")
-            log = self.logs[datum.id]
-            for note in notes:
-                log.line(f"tusk: {note}")
-            uploaded = await upload_outputs(
-                self.runner.client,
-                self.spec.output_repo,
-                self.spec.output_commit,
-                files,
-                self.runner.retry,
-            )
+            files, notes = await asyncio.to_thread(scan_outputs, out)
         except DatumError as e:
-            return str(e), []
+            await self._attempt_failed(datum, str(e))
+            return
         except OSError as e:
-            return f"cannot read the outputs: {e}", []
-        return None, uploaded
+            await self._attempt_failed(datum, f"cannot read the outputs: {e}")
+            return
+        log = self.logs[datum.id]
+        for note in notes:
+            log.line(f"tusk: {note}")
+        if self.spec.transform.err_cmd or not all(f.path.is_relative_to(out) for f in files):
+            await self._drain()
+            self.outgoing = [_Outputs(datum, files, None)]
+            await self._drain()
+            return
+        paths = {f.remote for f in files}
+        if len(self.outgoing) >= UPLOAD_DATUMS or any(
+            paths.intersection(f.remote for f in o.files) for o in self.outgoing
+        ):  # one request holds each path once
+            await self._settle()
+            self._send()
+        outbox = self._scratch_directory("out")
+        _move_entries(out, outbox)
+        self.outgoing.append(_Outputs(datum, [_moved(f, out, outbox) for f in files], outbox))
+
+    def _send(self, outputs: list[_Outputs] | None = None) -> None:
+        """Begin uploading ``outputs`` (by default all handed back so far) together."""
+        if outputs is None:
+            outputs, self.outgoing = self.outgoing, []
+        if not outputs:
+            return
+        upload = upload_outputs(
+            self.runner.client,
+            self.spec.output_repo,
+            self.spec.output_commit,
+            [f for o in outputs for f in o.files],
+            self.runner.retry,
+        )
+        self.upload = _Upload(outputs, asyncio.ensure_future(upload))
+
+    async def _drain(self) -> None:
+        """Upload everything handed back and record how it went."""
+        while self.upload is not None or self.outgoing:
+            await self._settle()
+            self._send()
+
+    async def _settle(self) -> None:
+        """Wait for the upload under way and record each of its datums' results."""
+        upload, self.upload = self.upload, None
+        if upload is None:
+            return
+        try:
+            uploaded = await upload.task
+        except (DatumError, OSError) as e:
+            if len(upload.datums) > 1:  # whose outputs were refused? Each alone says
+                for outputs in upload.datums:
+                    self._send([outputs])
+                    await self._settle()
+                return
+            failure = str(e) if isinstance(e, DatumError) else f"cannot read the outputs: {e}"
+            await self._uploaded(upload.datums[0], failure, [])
+            return
+        by_path = {f.path: f for f in uploaded}
+        for outputs in upload.datums:
+            mine = sorted((by_path[f.remote] for f in outputs.files), key=lambda f: f.path)
+            await self._uploaded(outputs, None, mine)
+
+    async def _uploaded(
+        self, outputs: _Outputs, failure: str | None, uploaded: list[OutputFile]
+    ) -> None:
+        if outputs.outbox is not None:
+            shutil.rmtree(outputs.outbox, ignore_errors=True)
+        if failure is None:
+            await self._finished(outputs.datum, "success", None, uploaded)
+        else:
+            await self._attempt_failed(outputs.datum, failure)
 
     async def _attempt_failed(self, datum: DatumSpec, failure: str) -> None:
         log = self._log(datum.id)
@@ -442,6 +621,18 @@ class BatchedShard:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def _move_entries(source: Path, target: Path) -> None:
+    """Move what is in ``source`` into ``target`` (which may be a mount point, so it stays):
+    renames, as both lie in the pfs root (a copy where they do not)."""
+    target.mkdir(exist_ok=True)
+    for entry in os.listdir(source):
+        shutil.move(source / entry, target / entry)
+
+
+def _moved(file: LocalFile, out: Path, outbox: Path) -> LocalFile:
+    return dataclasses.replace(file, path=outbox / file.path.relative_to(out))
 
 
 def _answer(request: _Request, answer: dict[str, object]) -> None:

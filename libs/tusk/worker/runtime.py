@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from tusk.client import RepoClient
 from tusk.errors import InvalidArgument, NotFound
 from tusk.paths import split_project
-from tusk.worker.batching import BatchedShard
+from tusk.worker.batching import SCRATCH, BatchedShard
 from tusk.worker.live import LiveCopy
 from tusk.worker.process import STDERR_QUOTE, CommandResult, DatumLog, run_command
 from tusk.worker.protocol import (
@@ -699,7 +699,7 @@ def _check_pfs_root(root: Path, spec: ShardSpec) -> None:
     """Refuse to empty a directory that holds anything a worker would not have put there: a
     mistyped TUSK_PFS_ROOT must not wipe someone's files."""
     root.mkdir(parents=True, exist_ok=True)
-    ours = {"out"} | {part.name for datum in spec.datums for part in datum.inputs}
+    ours = {"out", SCRATCH} | {part.name for datum in spec.datums for part in datum.inputs}
     foreign = sorted(name for name in os.listdir(root) if name not in ours)
     if foreign:
         raise InvalidArgument(
