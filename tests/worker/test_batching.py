@@ -147,6 +147,27 @@ async def test_uploads_overlap_the_next_datum_and_a_refused_one_fails_only_its_d
     assert "=== tusk: attempt 1 failed: cannot upload output /h.txt" in await job.log("h")
 
 
+async def test_a_stopped_workers_scratch_space_is_cleared_first(
+    repo: RepoClient, repo_url: str, tmp_path: Path
+):
+    # A pod's /pfs outlives a worker that was stopped mid-shard: its half-moved files must not
+    # stop the next one (nor reach any datum).
+    datums = await _words(repo, {"a": "alpha", "b": "beta"})
+    job = await Job.open(repo, repo_url)
+    await job.write_shard(datums, [PY, "-c", MODEL_CODE], datum_batching=True)
+    pfs = tmp_path / "pfs"
+    for left in ("next-1/words", "out-2", "next-3/words"):
+        (pfs / ".scratch" / left).mkdir(parents=True)
+    (pfs / ".scratch" / "next-1" / "words" / "stale.txt").write_text("stale")
+
+    code, stderr = await job.run_worker(tmp_path, TUSK_PFS_ROOT=str(pfs))
+
+    assert code == 0, stderr
+    assert (await job.output("/a.txt")).startswith(b"ALPHA")
+    assert (await job.output("/b.txt")).startswith(b"BETA")
+    assert not (pfs / ".scratch").exists()
+
+
 async def test_err_cmd_recovers_and_a_timeout_stops_only_its_datum(
     repo: RepoClient, repo_url: str, tmp_path: Path
 ):

@@ -206,6 +206,7 @@ class BatchedShard:
                 self.runner._s3_sidecar(self.root, None)
             )
             self._write_shims(control)
+            shutil.rmtree(self.scratch, ignore_errors=True)  # a stopped worker's, in a pod
             for name in [*self.inputs, "out"]:
                 (self.root / name).mkdir(exist_ok=True)
             while self.queue or self.current is not None or self.upload or self.outgoing:
