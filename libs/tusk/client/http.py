@@ -99,6 +99,9 @@ RETRY_FIRST_DELAY = 0.25
 RETRY_MAX_DELAY = 5.0
 DEFAULT_RETRIES = 5  # about 10 s of waiting at most: a PostgreSQL restart, a failover
 CONNECT_RETRIES = 2
+# urllib3's count for the blocking client: a request that reached no server, or met a pooled
+# connection the server had closed, is sent again at once.
+BLOCKING_RETRIES = 2
 
 
 def _replayable(content: object) -> bool:
@@ -147,7 +150,7 @@ class ServiceClient:
         # (it is async, and so is what it may be standing in for).
         self._headers = headers
         self._blocking_options: dict[str, Any] | None = None if transport is not None else {
-            "timeout": timeout, "retries": False, "maxsize": 4,
+            "timeout": timeout, "retries": BLOCKING_RETRIES, "maxsize": 4,
             **({"ssl_context": verify} if isinstance(verify, ssl.SSLContext)
                else {"cert_reqs": "CERT_NONE"}),
         }
@@ -219,14 +222,30 @@ class ServiceClient:
 
     @asynccontextmanager
     async def _stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """:meth:`_request` for an answer read as it arrives. Failing to get the answer's
+        head is retried as there (a pooled connection the server closed as it was reused
+        is the common case); once the body is being read, a broken stream is the caller's."""
+        request = self._http.build_request(method, url, **kwargs)
+        idempotent = method.upper() in _IDEMPOTENT and _replayable(kwargs.get("content"))
+        delay = RETRY_FIRST_DELAY
+        for attempt in range(1, self.retries + 2):
+            try:
+                response = await self._http.send(request, stream=True)
+                break
+            except httpx.TransportError as e:
+                if attempt > self.retries or not idempotent:
+                    raise self._unavailable(e) from e
+            await asyncio.sleep(min(delay, RETRY_MAX_DELAY) * random.uniform(0.8, 1.2))
+            delay *= 2
         try:
-            async with self._http.stream(method, url, **kwargs) as response:
-                if response.is_error:
-                    await response.aread()
-                    raise error_from_response(response, self.service)
-                yield response
+            if response.is_error:
+                await response.aread()
+                raise error_from_response(response, self.service)
+            yield response
         except httpx.TransportError as e:
             raise self._unavailable(e) from e
+        finally:
+            await response.aclose()
 
     @contextmanager
     def _stream_blocking(self, method: str, url: str, *, params: dict[str, str] | None = None,
@@ -239,8 +258,9 @@ class ServiceClient:
         anyio and h11 in Python: for 100 MB some 0.25 s of CPU in the reader's process, and
         1,600 turns at the GIL against whatever consumes the bytes (pandas' parser). httpx's
         blocking client reads the same 64 KiB pieces for 0.055 s; urllib3 in 1 MiB pieces
-        for 0.02 s, and waits for them without the GIL. Not retried: the caller reads on
-        from where a broken stream stopped if it wants to."""
+        for 0.02 s, and waits for them without the GIL. Getting the answer's head is retried
+        (``BLOCKING_RETRIES``, idempotent methods only); a broken body is not: the caller
+        reads on from where it stopped if it wants to."""
         import urllib3
 
         if self._blocking_options is None:
