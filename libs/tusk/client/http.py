@@ -36,6 +36,10 @@ from tusk.errors import (
 )
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+# httpx's pool sizes, with idle connections dropped after 4 s: uvicorn closes one idle for 5 s,
+# and a request sent on it as it closes is lost, which only idempotent requests may retry.
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                           keepalive_expiry=4.0)
 
 
 @functools.cache
@@ -143,6 +147,7 @@ class ServiceClient:
             timeout=timeout,
             transport=transport,
             verify=verify,
+            limits=POOL_LIMITS,
         )
         # A blocking connection pool for large downloads read on a thread of their own (see
         # :meth:`_stream_blocking`), made (and urllib3 imported: a CLI command that downloads
