@@ -296,10 +296,14 @@ class RepoService:
             commit = short
         elif ref.is_commit_id:
             commit = await self._commit_by_id(session, repo, ref.base)
-        elif (tagged := await self._tagged(session, repo, ref.base)) is not None:
-            commit = await self._commit_by_id(session, repo, tagged)
+        elif (branch := await self._branch(session, repo, ref.base)) is None and (
+            tag := await repo_store.tag(session, repo.id, ref.base)
+        ) is not None:
+            # A branch of the name comes first; a tag only where there is none.
+            commit = await self._commit_by_id(session, repo, tag.commit_id)
         else:
-            branch = await self.get_branch(session, repo, ref.base)
+            if branch is None:  # neither: get_branch says why (no such branch, a bad name)
+                branch = await self.get_branch(session, repo, ref.base)
             if branch.head is None:
                 pending = await self._open_commit_on(session, repo, branch.name)
                 hint = f" (commit {pending.id} is open)" if pending else ""
@@ -316,13 +320,6 @@ class RepoService:
         if finished and commit.state != FINISHED:
             raise Conflict(f"commit {commit.id} is still open")
         return commit
-
-    async def _tagged(self, session: AsyncSession, repo: RepoRow, name: str) -> str | None:
-        """The commit a tag names, unless a branch has that name (branches come first)."""
-        if await self._branch(session, repo, name) is not None:
-            return None
-        tag = await repo_store.tag(session, repo.id, name)
-        return tag.commit_id if tag is not None else None
 
     async def resolve_open_commit(
         self, session: AsyncSession, repo: RepoRow, ref_text: str, *, lock: bool = False
